@@ -1,0 +1,34 @@
+# Developer and CI entry points. `make test` is the README's test command.
+PY       ?= /usr/bin/python3
+VENV     ?= .venv
+VPY       = $(VENV)/bin/python
+STAMP     = $(VENV)/.deps-stamp
+
+.PHONY: venv lint typecheck test unit clean
+
+# The venv sees Debian's site-packages so tests exercise the same library
+# versions the .deb depends on; pip adds only what Debian 12 lacks.
+$(STAMP): pyproject.toml
+	$(PY) -m venv --system-site-packages $(VENV)
+	$(VPY) -m pip install -q --disable-pip-version-check "python-liquid==2.3.6" \
+	    "pytest>=8" "pytest-subprocess>=1.5" "hypothesis>=6.100" \
+	    "ruff==0.8.6" "mypy==1.13.0" types-PyYAML
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(VPY) -m ruff check symphonyd tests bench
+	$(VPY) -m ruff format --check symphonyd tests bench
+
+typecheck: $(STAMP)
+	$(VPY) -m mypy
+
+unit: $(STAMP)
+	$(VPY) -m pytest -q -m "not root and not agents"
+
+test: lint typecheck
+	$(VPY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

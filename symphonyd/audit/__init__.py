@@ -1,0 +1,1 @@
+"""Audit writer daemon: the hash-chained, durable, verifiable audit log."""

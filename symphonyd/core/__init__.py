@@ -1,0 +1,1 @@
+"""Pure domain logic. Nothing here performs I/O or imports another symphonyd package."""

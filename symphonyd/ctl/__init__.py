@@ -1,0 +1,1 @@
+"""symphonyctl, the operator CLI."""

@@ -1,0 +1,1 @@
+"""Dispatcher daemon: the single authority for claims, retries, reconciliation, pause, budgets."""

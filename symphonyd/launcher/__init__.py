@@ -1,0 +1,1 @@
+"""Sandbox launcher daemon: workspaces, hooks, agent sandboxes and agent protocol clients."""

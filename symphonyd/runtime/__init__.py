@@ -1,0 +1,1 @@
+"""Run-time plumbing every daemon shares: sockets, IPC, sd_notify, logging, host config."""
