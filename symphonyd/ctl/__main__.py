@@ -1,0 +1,5 @@
+import sys
+
+from symphonyd.ctl.main import main
+
+sys.exit(main())

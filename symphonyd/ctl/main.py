@@ -1,0 +1,51 @@
+"""symphonyctl entry point.
+
+Each command group lives in its own module ``symphonyd.ctl.<group>_cmd`` exposing
+``register(subparsers)``; that module's parser sets ``func`` to a callable taking the parsed
+namespace and returning the exit code. Exit codes (docs/symphonyctl.md): 0 success,
+1 a check failed (e.g. audit chain broken), 2 usage or validation error, 3 a daemon
+is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from symphonyd import __version__
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+# Order is the order `symphonyctl --help` lists the groups in.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="symphonyctl", description="Operate the symphonyd daemon suite."
+    )
+    parser.add_argument("--version", action="version", version=f"symphonyctl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"symphonyd.ctl.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    code: int = func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
