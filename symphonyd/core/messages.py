@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from symphonyd.core.codec import decode, encode
 from symphonyd.core.errors import SymphonyError, ValidationError
+from symphonyd.core.issue import Issue
 
 PROTOCOL_VERSION = 1
 DEFAULT_MAX_FRAME = 1 << 20  # 1 MiB
@@ -209,6 +210,62 @@ HEALTH = method("health", Empty, Health, "Liveness and version of the serving da
 
 # --------------------------------------------------------------------------- tracker
 # Served by symphony-tracker. Clients: dispatcher (reads), launcher (agent tools).
+# Adapter failures come back as error replies whose code is a SPEC 11.4 category.
+
+
+@dataclass(frozen=True)
+class FetchByStates:
+    states: list[str]
+
+
+@dataclass(frozen=True)
+class FetchByIds:
+    ids: list[str]
+
+
+@dataclass(frozen=True)
+class IssueList:
+    issues: list[Issue]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolSpecList:
+    tools: list[ToolSpec]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    issue: Issue  # the run's issue: tools are scoped to it and only it
+    tool: str
+    arguments: Any
+    session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    success: bool
+    output: Any  # JSON-safe; on failure {"error": {"code", "message"}}
+
+
+TRACKER_FETCH_BY_STATES = method(
+    "tracker.fetch_by_states", FetchByStates, IssueList, "Issues in the given states (SPEC 11.1)."
+)
+TRACKER_FETCH_BY_IDS = method(
+    "tracker.fetch_by_ids", FetchByIds, IssueList, "Current snapshots of these ids (SPEC 11.1)."
+)
+TRACKER_TOOL_SPECS = method(
+    "tracker.tool_specs", Empty, ToolSpecList, "Agent tools the active adapter offers."
+)
+TRACKER_TOOL_CALL = method(
+    "tracker.tool_call", ToolCall, ToolResult, "Run one agent tool host-side, scoped to one issue."
+)
 
 
 # --------------------------------------------------------------------------- dispatcher
@@ -219,5 +276,194 @@ HEALTH = method("health", Empty, Health, "Liveness and version of the serving da
 # Served by symphony-launcher. Client: dispatcher (runs), events pushed on subscription.
 
 
+@dataclass(frozen=True)
+class WorkflowSnapshot:
+    """The effective workflow a run is bound to for its whole life (SPEC 10.5)."""
+
+    path: str
+    config: dict[str, Any]  # YAML front matter as loaded (before defaults)
+    prompt_template: str
+    fingerprint: str  # sha256 of the file bytes
+
+
+@dataclass(frozen=True)
+class StartRun:
+    run_id: str
+    issue: Issue
+    attempt: int | None
+    workflow: WorkflowSnapshot
+
+
+@dataclass(frozen=True)
+class StartRunResult:
+    run_id: str
+    accepted: bool
+    error: str | None = None
+
+
+StopReason = Literal[
+    "operator", "terminal", "inactive", "unroutable", "stalled", "budget", "shutdown", "orphan"
+]
+
+
+@dataclass(frozen=True)
+class StopRun:
+    run_id: str
+    reason: StopReason
+    cleanup_workspace: bool = False
+
+
+@dataclass(frozen=True)
+class StopRunResult:
+    stopped: bool
+
+
+@dataclass(frozen=True)
+class TokenTotals:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+
+RunStatus = Literal["succeeded", "failed", "timed_out", "stalled", "cancelled", "blocked"]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    status: RunStatus
+    error_code: str | None = None  # e.g. turn_failed, turn_input_required, sandbox_failed
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    issue_id: str
+    issue_identifier: str
+    attempt: int | None
+    started_at: str
+    workspace_path: str | None = None
+    session_id: str | None = None
+    turn_count: int = 0
+    tokens: TokenTotals = field(default_factory=TokenTotals)
+    last_event: str | None = None
+    last_event_at: str | None = None
+    last_message: str | None = None
+    pid: int | None = None
+    outcome: RunOutcome | None = None  # set once the run has finished
+
+
+@dataclass(frozen=True)
+class RunList:
+    runs: list[RunInfo]
+
+
+@dataclass(frozen=True)
+class AckRuns:
+    run_ids: list[str]
+
+
+@dataclass(frozen=True)
+class RemoveWorkspace:
+    identifier: str
+
+
+@dataclass(frozen=True)
+class RemoveWorkspaceResult:
+    removed: bool
+
+
+RunEventName = Literal[
+    "session_started",
+    "turn_started",
+    "turn_completed",
+    "turn_failed",
+    "turn_cancelled",
+    "turn_input_required",
+    "approval_auto_approved",
+    "approval_declined",
+    "unsupported_tool_call",
+    "tool_call",
+    "tokens",
+    "rate_limits",
+    "notification",
+    "malformed",
+    "run_finished",
+]
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    run_id: str
+    issue_id: str
+    event: RunEventName
+    at: str  # RFC 3339 UTC
+    session_id: str | None = None
+    turn_count: int | None = None
+    tokens: TokenTotals | None = None  # absolute thread totals, never deltas
+    rate_limits: dict[str, Any] | None = None
+    message: str | None = None  # short, humanised; never a raw payload
+    pid: int | None = None
+    outcome: RunOutcome | None = None  # only on run_finished
+
+
+LAUNCHER_START_RUN = method(
+    "launcher.start_run",
+    StartRun,
+    StartRunResult,
+    "Prepare the workspace and sandbox, start a run.",
+)
+LAUNCHER_STOP_RUN = method("launcher.stop_run", StopRun, StopRunResult, "End one run.")
+LAUNCHER_LIST_RUNS = method(
+    "launcher.list_runs", Empty, RunList, "Live runs plus finished runs not yet acknowledged."
+)
+LAUNCHER_ACK_RUNS = method(
+    "launcher.ack_runs", AckRuns, Empty, "The dispatcher has recorded these finished runs."
+)
+LAUNCHER_REMOVE_WORKSPACE = method(
+    "launcher.remove_workspace",
+    RemoveWorkspace,
+    RemoveWorkspaceResult,
+    "Run before_remove and delete one issue's workspace.",
+)
+LAUNCHER_SUBSCRIBE = method(
+    "launcher.subscribe", Empty, Empty, "Subscribe: the server then pushes launcher.run_event."
+)
+LAUNCHER_RUN_EVENT = event("launcher.run_event", RunEvent, "Progress of one run.")
+
+
 # --------------------------------------------------------------------------- audit
-# Served by symphony-audit. Clients: every other daemon.
+# Served by symphony-audit. Clients: every other daemon. The writer stamps the sender's
+# identity from SO_PEERCRED; nothing in these messages can claim to be someone else.
+
+
+@dataclass(frozen=True)
+class AuditEventIn:
+    type: str  # e.g. dispatch, run_finished, prompt_sent, tool_call, egress_deny, pause
+    payload: dict[str, Any] = field(default_factory=dict)
+    issue_id: str | None = None
+    issue_identifier: str | None = None
+    session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditAppend:
+    records: list[AuditEventIn]
+
+
+@dataclass(frozen=True)
+class AuditAck:
+    """Sent only after every record of the request is on disk (fsync)."""
+
+    seqs: list[int]
+    head_hash: str
+
+
+@dataclass(frozen=True)
+class AuditHead:
+    seq: int
+    hash: str
+
+
+AUDIT_APPEND = method("audit.append", AuditAppend, AuditAck, "Append records durably.")
+AUDIT_HEAD = method("audit.head", Empty, AuditHead, "Sequence number and hash of the chain head.")
