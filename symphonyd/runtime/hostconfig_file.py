@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from symphonyd.core.config_values import decode_bounded
 from symphonyd.core.errors import ConfigError
 from symphonyd.core.hostconfig import HOST_CONFIG_PARSE_ERROR, HostConfig, parse_host_config
 
@@ -43,17 +44,12 @@ def load_host_config(path: str | os.PathLike[str] | None = None) -> LoadedHostCo
             f"cannot read host config {target}: {exc.strerror or type(exc).__name__}",
             code="missing_host_config",
         ) from None
-    if len(data) > MAX_HOST_CONFIG_BYTES:
-        raise ConfigError(
-            f"host config {target} is larger than {MAX_HOST_CONFIG_BYTES} bytes",
-            code=HOST_CONFIG_PARSE_ERROR,
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(
-            f"host config {target} is not valid UTF-8", code=HOST_CONFIG_PARSE_ERROR
-        ) from None
+    text = decode_bounded(
+        data,
+        limit=MAX_HOST_CONFIG_BYTES,
+        what=f"host config {target}",
+        error=lambda message: ConfigError(message, code=HOST_CONFIG_PARSE_ERROR),
+    )
     try:
         config, warnings = parse_host_config(text)
     except ConfigError as exc:
