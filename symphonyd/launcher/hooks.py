@@ -24,14 +24,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
+from symphonyd.core.config import HOOK_NAMES, HooksConfig
 from symphonyd.core.issue import Issue
 
 log = logging.getLogger("symphonyd.launcher.hooks")
 
-HOOK_NAMES = ("after_create", "before_run", "after_run", "before_remove")
-DEFAULT_TIMEOUT_MS = 60_000
 DEFAULT_SHELL: tuple[str, ...] = ("bash", "--noprofile", "--norc", "-c")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OUTPUT_TAIL_BYTES = 4096
@@ -42,30 +40,6 @@ MAX_ENV_VALUE_CHARS = 16_384
 DRAIN_GRACE_S = 2.0
 
 CommandWrapper = Callable[[list[str]], list[str]]
-
-
-class HookScripts(Protocol):
-    """What the manager needs from the hooks config (core config or :class:`HooksConfig`)."""
-
-    @property
-    def after_create(self) -> str | None: ...
-    @property
-    def before_run(self) -> str | None: ...
-    @property
-    def after_run(self) -> str | None: ...
-    @property
-    def before_remove(self) -> str | None: ...
-    @property
-    def timeout_ms(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class HooksConfig:
-    after_create: str | None = None
-    before_run: str | None = None
-    after_run: str | None = None
-    before_remove: str | None = None
-    timeout_ms: int = DEFAULT_TIMEOUT_MS
 
 
 @dataclass(frozen=True)
@@ -311,9 +285,9 @@ def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def hook_script(hooks: HookScripts | None, name: str) -> str | None:
+def hook_script(hooks: HooksConfig | None, name: str) -> str | None:
     """The configured script for a hook name, or None when unset or blank."""
-    if hooks is None:
+    if hooks is None or name not in HOOK_NAMES:
         return None
     script: str | None = getattr(hooks, name)
     if script is None or not script.strip():

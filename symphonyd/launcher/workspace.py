@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from symphonyd.core.config import HooksConfig
+from symphonyd.core.config_extensions import CleanupConfig
 from symphonyd.core.errors import WorkspaceError
 from symphonyd.core.issue import Issue
 from symphonyd.core.workspace_paths import (
@@ -26,14 +28,7 @@ from symphonyd.core.workspace_paths import (
     safe_key_path,
     workspace_key,
 )
-from symphonyd.launcher.hooks import (
-    DEFAULT_TIMEOUT_MS,
-    HookResult,
-    HookRunner,
-    HookScripts,
-    RunAs,
-    hook_script,
-)
+from symphonyd.launcher.hooks import HookResult, HookRunner, RunAs, hook_script
 
 log = logging.getLogger("symphonyd.launcher.workspace")
 
@@ -74,7 +69,7 @@ class WorkspaceManager:
     def __init__(
         self,
         root: str | os.PathLike[str],
-        hooks: HookScripts | None = None,
+        hooks: HooksConfig | None = None,
         hook_runner: HookRunner | None = None,
         *,
         owner: RunAs | None = None,
@@ -116,7 +111,7 @@ class WorkspaceManager:
 
     @property
     def _timeout_ms(self) -> int:
-        return self.hooks.timeout_ms if self.hooks is not None else DEFAULT_TIMEOUT_MS
+        return (self.hooks or HooksConfig()).timeout_ms
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -278,6 +273,16 @@ class WorkspaceManager:
         """Bytes available to unprivileged writers on the root's filesystem."""
         st = os.statvfs(canonical_root(self.root))
         return st.f_bavail * st.f_frsize
+
+    def disk_low(self, policy: CleanupConfig) -> bool:
+        """True when dispatch should pause: free space under ``min_free_disk_mb``."""
+        return self.free_disk_bytes() < policy.min_free_disk_mb * 1024 * 1024
+
+    async def apply_cleanup(self, policy: CleanupConfig, keep: Iterable[str] = ()) -> list[str]:
+        """Age rule of ``workspace.cleanup``; a no-op when ``max_age_days`` is unset."""
+        if policy.max_age_days is None:
+            return []
+        return await self.cleanup_older_than(policy.max_age_days * 86400, keep)
 
 
 def _touch(path: Path) -> None:

@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from symphonyd.core.config import HooksConfig
 from symphonyd.core.issue import Issue
-from symphonyd.launcher.hooks import HookResult, HookRunner, HooksConfig, RunAs, hook_script
+from symphonyd.launcher.hooks import HookResult, HookRunner, RunAs, hook_script
 
 T = TypeVar("T")
 BASH_OWN_VARS = {"PWD", "SHLVL", "_", "OLDPWD"}

@@ -11,10 +11,12 @@ from typing import Any, TypeVar
 
 import pytest
 
+from symphonyd.core.config import HooksConfig
+from symphonyd.core.config_extensions import CleanupConfig
 from symphonyd.core.errors import WorkspaceError
 from symphonyd.core.issue import Issue
 from symphonyd.core.workspace_paths import workspace_key
-from symphonyd.launcher.hooks import HookRunner, HooksConfig, RunAs
+from symphonyd.launcher.hooks import HookRunner, RunAs
 from symphonyd.launcher.workspace import Workspace, WorkspaceManager
 
 T = TypeVar("T")
@@ -405,3 +407,21 @@ def test_owner_gets_the_new_workspace_and_hooks_run_as_owner(root: Path) -> None
     assert (st.st_uid, st.st_gid) == (65534, 65534)
     assert (ws.path / "uid.txt").read_text().strip() == "65534"
     assert os.lstat(ws.path / "uid.txt").st_uid == 65534
+
+
+def test_cleanup_policy_from_workflow_config(root: Path) -> None:
+    mgr = WorkspaceManager(root)
+    for ident in ("OLD-1", "NEW-2"):
+        run(mgr.prepare(make_issue(ident)))
+    _age(root / "OLD-1", 40 * 86400)
+    assert run(mgr.apply_cleanup(CleanupConfig())) == []  # age rule off by default
+    assert run(mgr.apply_cleanup(CleanupConfig(max_age_days=30), keep={"OLD-1"})) == []
+    assert run(mgr.apply_cleanup(CleanupConfig(max_age_days=30))) == ["OLD-1"]
+    assert (root / "NEW-2").is_dir()
+
+
+def test_disk_low_compares_free_space_with_the_policy(root: Path) -> None:
+    mgr = WorkspaceManager(root)
+    free_mb = mgr.free_disk_bytes() // (1024 * 1024)
+    assert mgr.disk_low(CleanupConfig(min_free_disk_mb=free_mb + 1024))
+    assert not mgr.disk_low(CleanupConfig(min_free_disk_mb=0))
