@@ -31,6 +31,7 @@ from symphonyd.core.issue import Issue
 log = logging.getLogger("symphonyd.launcher.hooks")
 
 DEFAULT_SHELL: tuple[str, ...] = ("bash", "--noprofile", "--norc", "-c")
+ENV_BINARY = "/usr/bin/env"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OUTPUT_TAIL_BYTES = 4096
 # One env string may not exceed MAX_ARG_STRLEN (128 KiB); stay well below it.
@@ -155,11 +156,18 @@ class HookRunner:
         env.update(issue_env(issue, identifier))
         return env
 
-    def argv(self, script: str) -> list[str]:
+    def argv(self, script: str, env: dict[str, str]) -> list[str]:
+        """The command line; with a wrapper, the inner command carries its own env.
+
+        Wrappers such as ``systemd-run`` start the command with the service manager's
+        environment, not ours, so the wrapped command re-establishes the contract itself
+        with ``env -i`` (values are separate argv items, never shell text).
+        """
         argv = [*self.shell, script]
-        if self.command_wrapper is not None:
-            argv = list(self.command_wrapper(argv))
-        return argv
+        if self.command_wrapper is None:
+            return argv
+        pinned = [ENV_BINARY, "-i", "--", *(f"{k}={v}" for k, v in env.items())]
+        return list(self.command_wrapper([*pinned, *argv]))
 
     def _identity_kwargs(self) -> dict[str, object]:
         if self.run_as is None:
@@ -186,12 +194,13 @@ class HookRunner:
         tail = _Tail(self.output_tail_bytes)
         # Our own pipe rather than asyncio's: asyncio's wait() also waits for the pipe to
         # close, which a backgrounded grandchild could hold open forever.
+        env = self.environment(issue, identifier)
         read_fd, write_fd = os.pipe()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self.argv(script),
+                *self.argv(script, env),
                 cwd=str(cwd),
-                env=self.environment(issue, identifier),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=write_fd,
                 stderr=write_fd,

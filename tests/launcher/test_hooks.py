@@ -119,8 +119,9 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.parametrize("wrapped", [False, True])
 @pytest.mark.parametrize("template", HOSTILE)
-def test_hostile_issue_text_is_data_not_code(tmp_path: Path, template: str) -> None:
+def test_hostile_issue_text_is_data_not_code(tmp_path: Path, template: str, wrapped: bool) -> None:
     marker = tmp_path / "pwned"
     hostile = template.format(m=marker)
     issue = make_issue(title=hostile, identifier=hostile, labels=(hostile, "ok"), state=hostile)
@@ -128,7 +129,8 @@ def test_hostile_issue_text_is_data_not_code(tmp_path: Path, template: str) -> N
     ws.mkdir()
     # Both careful and careless (unquoted) uses of the variables must stay inert.
     script = 'printf %s "$ISSUE_TITLE" > title.txt\necho $ISSUE_TITLE $ISSUE_LABELS\n'
-    res = hook(script, ws, issue=issue)
+    runner = HookRunner(command_wrapper=(lambda argv: ["/usr/bin/env", *argv]) if wrapped else None)
+    res = hook(script, ws, issue=issue, runner=runner)
     assert res.ok, res
     assert (ws / "title.txt").read_text() == hostile
     assert list(tmp_path.glob("pwned*")) == []
@@ -209,14 +211,17 @@ def test_command_wrapper_wraps_the_hook(tmp_path: Path) -> None:
 
     def wrapper(argv: list[str]) -> list[str]:
         seen.append(argv)
-        return ["/usr/bin/env", "WRAPPED_BY=sandbox", *argv]
+        # Like systemd-run: the wrapped command starts from a different environment.
+        return ["/usr/bin/env", "-i", "WRAPPER_ONLY=1", "/usr/bin/env", "WRAPPED_BY=sandbox", *argv]
 
-    res = hook(
-        'printf %s "$WRAPPED_BY" > w.txt', tmp_path, runner=HookRunner(command_wrapper=wrapper)
-    )
+    runner = HookRunner(command_wrapper=wrapper)
+    res = hook('env -0 > env.bin; printf %s "$ISSUE_TITLE" > t.txt', tmp_path, runner=runner)
     assert res.ok, res
-    assert (tmp_path / "w.txt").read_text() == "sandbox"
-    assert seen[0][:3] == ["bash", "--noprofile", "--norc"]
+    assert seen[0][-5:-1] == ["bash", "--noprofile", "--norc", "-c"]
+    env = _env_file(tmp_path / "env.bin")
+    # The hook still sees exactly the contract, whatever the wrapper did to the env.
+    assert set(env) - BASH_OWN_VARS == CONTRACT
+    assert (tmp_path / "t.txt").read_text() == "Fix the thing"
 
 
 def test_profile_files_are_not_sourced(tmp_path: Path) -> None:
