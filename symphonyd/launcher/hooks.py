@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from symphonyd.core.config import HOOK_NAMES, HooksConfig
 from symphonyd.core.issue import Issue
@@ -189,7 +190,7 @@ class HookRunner:
     ) -> HookResult:
         """Run one hook to completion or timeout; never raises for hook failures."""
         ident = issue.identifier if issue is not None else identifier
-        log.info("hook %s starting for %s in %s", name, ident, cwd)
+        log.info("hook %s starting for %r in %s", name, ident, cwd)
         started = time.monotonic()
         tail = _Tail(self.output_tail_bytes)
         # Our own pipe rather than asyncio's: asyncio's wait() also waits for the pipe to
@@ -217,9 +218,11 @@ class HookRunner:
         finally:
             os.close(write_fd)
 
-        output = await _PipeReader.open(read_fd, tail)
+        pipe = os.fdopen(read_fd, "rb", buffering=0)
+        output: _PipeReader | None = None
         timed_out = False
         try:
+            output = await _PipeReader.open(pipe, tail)
             await asyncio.wait_for(proc.wait(), timeout=max(timeout_ms, 0) / 1000)
         except TimeoutError:
             timed_out = True
@@ -228,7 +231,10 @@ class HookRunner:
             # on success or failure any background children it left behind.
             _kill_group(proc.pid)
             await proc.wait()
-            await output.drain(DRAIN_GRACE_S)
+            if output is not None:
+                await output.drain(DRAIN_GRACE_S)
+            else:
+                pipe.close()
         result = HookResult(
             name=name,
             exit_code=None if timed_out else proc.returncode,
@@ -238,10 +244,10 @@ class HookRunner:
             duration_ms=_elapsed_ms(started),
         )
         if result.ok:
-            log.info("hook %s finished for %s in %d ms", name, ident, result.duration_ms)
+            log.info("hook %s finished for %r in %d ms", name, ident, result.duration_ms)
         else:
             log.warning(
-                "%s for %s; last %d bytes of output:\n%s",
+                "%s for %r; last %d bytes of output:\n%s",
                 result.describe(),
                 ident,
                 len(tail.buf),
@@ -259,9 +265,8 @@ class _PipeReader(asyncio.Protocol):
         self.transport: asyncio.ReadTransport | None = None
 
     @classmethod
-    async def open(cls, fd: int, tail: _Tail) -> _PipeReader:
+    async def open(cls, pipe: BinaryIO, tail: _Tail) -> _PipeReader:
         reader = cls(tail)
-        pipe = os.fdopen(fd, "rb", buffering=0)
         await asyncio.get_running_loop().connect_read_pipe(lambda: reader, pipe)
         return reader
 

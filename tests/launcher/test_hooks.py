@@ -264,3 +264,31 @@ def test_a_process_escaping_the_group_cannot_hold_the_runner(tmp_path: Path) -> 
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_cancelling_the_caller_kills_the_hook(tmp_path: Path) -> None:
+    async def scenario() -> tuple[int, int]:
+        task = asyncio.create_task(
+            HookRunner().run(
+                "before_run",
+                "sleep 300 & echo $! > bg.pid\necho $$ > main.pid\nsleep 300\n",
+                tmp_path,
+                timeout_ms=120_000,
+                issue=make_issue(),
+            )
+        )
+
+        def written(name: str) -> bool:
+            f = tmp_path / name
+            return f.exists() and f.read_text().endswith("\n")
+
+        while not (written("main.pid") and written("bg.pid")):
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return int((tmp_path / "main.pid").read_text()), int((tmp_path / "bg.pid").read_text())
+
+    main_pid, bg_pid = run(scenario())
+    assert _wait_gone(main_pid)
+    assert _wait_gone(bg_pid)
