@@ -17,14 +17,12 @@ import sys
 from collections.abc import Sequence
 
 import symphonyd.ctl
-
 from symphonyd import __version__
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
-
 
 
 def command_modules() -> list[str]:
