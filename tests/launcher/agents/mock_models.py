@@ -269,6 +269,7 @@ def _anthropic(blocks: list[dict[str, Any]], stop: str, inp: int, out: int) -> R
         )
     ]
     for index, block in enumerate(blocks):
+        start: dict[str, Any]
         if block["type"] == "text":
             start = {"type": "text", "text": ""}
             delta = {"type": "text_delta", "text": block["text"]}
