@@ -48,6 +48,13 @@ KNOWN_TYPES = frozenset(
 )
 
 
+@dataclass
+class TurnState:
+    title: str | None
+    announced: bool = False
+    last: str | None = None
+
+
 @dataclass(frozen=True)
 class ClaudeConfig:
     command: str = "claude"
@@ -177,8 +184,7 @@ class ClaudeSession(AgentSession):
 
     async def _read_turn(self, title: str | None) -> TurnResult:
         assert self._proc is not None
-        announced = False
-        last: str | None = None
+        turn = TurnState(title)
         limit = self._config.timeouts.turn
         while True:
             silent = time.monotonic() - self._proc.last_activity
@@ -189,35 +195,51 @@ class ClaudeSession(AgentSession):
                     continue
                 await self.interrupt()
                 return TurnResult(
-                    "timed_out", self.session_id, "turn_timeout", f"no output for {limit:g}s", last
+                    "timed_out",
+                    self.session_id,
+                    "turn_timeout",
+                    f"no output for {limit:g}s",
+                    turn.last,
                 )
             if msg is None:
                 rc = await self._proc.wait_exit(2.0)
                 code = "claude_not_found" if rc == 127 else "port_exit"
                 tail = self._proc.stderr.tail()
                 return TurnResult(
-                    "failed", self.session_id, code, f"claude exited (rc={rc}) {tail}".strip(), last
+                    "failed",
+                    self.session_id,
+                    code,
+                    f"claude exited (rc={rc}) {tail}".strip(),
+                    turn.last,
                 )
-            kind = msg.get("type")
-            if kind not in KNOWN_TYPES:
-                self._proc.stats.unknown += 1
-                continue
-            sid = as_str(msg.get("session_id"))
-            if sid and not self.claude_session_id:
-                self.claude_session_id = sid
-            if not announced and self.claude_session_id:
-                announced = True
-                first = self._turn_count == 1
-                self._emit("session_started" if first else "turn_started", message=title)
-            if kind == "control_request":
-                await self._control(msg)
-            elif kind == "assistant":
-                text = _assistant_text(msg)
-                if text:
-                    last = short(text)
-                    self._emit("notification", message=last)
-            elif kind == "result":
-                return self._result(msg, last)
+            result = await self.handle(msg, turn)
+            if result is not None:
+                return result
+
+    async def handle(self, msg: dict[str, Any], turn: TurnState) -> TurnResult | None:
+        """Act on one stdout object; the turn's result when this object ends it."""
+        assert self._proc is not None
+        kind = msg.get("type")
+        if not isinstance(kind, str) or kind not in KNOWN_TYPES:
+            self._proc.stats.unknown += 1
+            return None
+        sid = as_str(msg.get("session_id"))
+        if sid and not self.claude_session_id:
+            self.claude_session_id = sid
+        if not turn.announced and self.claude_session_id:
+            turn.announced = True
+            first = self._turn_count == 1
+            self._emit("session_started" if first else "turn_started", message=turn.title)
+        if kind == "control_request":
+            await self._control(msg)
+        elif kind == "assistant":
+            text = _assistant_text(msg)
+            if text:
+                turn.last = short(text)
+                self._emit("notification", message=turn.last)
+        elif kind == "result":
+            return self._result(msg, turn.last)
+        return None
 
     def _result(self, msg: dict[str, Any], last: str | None) -> TurnResult:
         turn = usage_totals(msg.get("usage"))

@@ -32,6 +32,7 @@ from symphonyd.launcher.agents.session import (
     TurnResult,
     short,
 )
+from symphonyd.launcher.agents.stream import MAX_LINE
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class CodexConfig:
     turn_sandbox_policy: Any | None = None  # None: workspaceWrite rooted at the workspace
     timeouts: Timeouts = field(default_factory=Timeouts)
     approvals: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    max_line: int = MAX_LINE
 
 
 @dataclass
@@ -122,7 +124,7 @@ class CodexSession(AgentSession):
     async def start(self) -> None:
         cwd = check_workspace_cwd(self._workspace, self._root)
         self._cwd = str(cwd)
-        self._proc = AgentProcess(self._config.command, cwd, self._env)
+        self._proc = AgentProcess(self._config.command, cwd, self._env, self._config.max_line)
         await self._proc.spawn()
         self._reader = asyncio.create_task(self._read_loop())
         await self._request("initialize", cp.initialize_params(__version__))
