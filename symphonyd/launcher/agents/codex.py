@@ -40,7 +40,7 @@ class CodexConfig:
     """The run's ``codex`` settings (SPEC 5.3.6), bound for the session's whole life."""
 
     command: str = "codex app-server"
-    approval_policy: Any = "on-request"
+    approval_policy: Any = "never"  # as symphonyd.core.config: the kernel sandbox is the boundary
     thread_sandbox: Any = "workspace-write"
     turn_sandbox_policy: Any | None = None  # None: workspaceWrite rooted at the workspace
     timeouts: Timeouts = field(default_factory=Timeouts)
