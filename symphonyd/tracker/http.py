@@ -76,12 +76,13 @@ async def request_json(
     params: Mapping[str, str] | None = None,
     idempotent: bool = True,
     ok_statuses: tuple[int, ...] = (200, 201),
+    absent_statuses: tuple[int, ...] = (404, 410),
     body_check: Callable[[JsonResponse], None] | None = None,
     sleep: Sleep = asyncio.sleep,
 ) -> JsonResponse:
     """Send and decode one JSON exchange, retrying per the policy; statuses outside
-    ``ok_statuses`` (after retries) raise ``tracker_status`` unless they are 404/410, which
-    return so the caller can treat them as "not visible"."""
+    ``ok_statuses`` (after retries) raise ``tracker_status`` unless they are in
+    ``absent_statuses``, which return so the caller can treat them as "not visible"."""
     attempt = 0
     while True:
         attempt += 1
@@ -117,7 +118,7 @@ async def request_json(
             log.warning("tracker HTTP %d, retrying (attempt %d)", resp.status, attempt)
             await sleep(_backoff(policy, attempt))
             continue
-        if resp.status in ok_statuses or resp.status in (404, 410):
+        if resp.status in ok_statuses or resp.status in absent_statuses:
             return resp
         raise tracker_error(
             STATUS, _status_message(resp.status), status=resp.status, retryable=resp.status >= 500
