@@ -22,7 +22,7 @@ EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 
 # Order is the order `symphonyctl --help` lists the groups in.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("audit_cmd",)
 
 
 def build_parser() -> argparse.ArgumentParser:
