@@ -47,11 +47,14 @@ _TS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z")
 _TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_bytes(obj: Any) -> bytes:
     """The one serialisation everything hashes and writes."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return _CANONICAL.encode(obj).encode("utf-8")
 
 
 def record_hash(record: dict[str, Any]) -> str:
@@ -118,9 +121,22 @@ def parse_line(line: bytes) -> dict[str, Any]:
         raise ChainBreak("record cannot be serialised canonically") from None
     if canonical != line:
         raise ChainBreak("line is not in canonical form (edited)")
-    if record_hash(obj) != obj["record_hash"]:
+    if _hash_of_canonical_line(line, obj["record_hash"]) != obj["record_hash"]:
         raise ChainBreak("record_hash does not match the record's content (edited)")
     return obj
+
+
+def _hash_of_canonical_line(line: bytes, stored: str) -> str:
+    """record_hash of a line already known to be canonical, without serialising again.
+
+    Dropping one member from a sorted, compact object leaves every other byte as it was,
+    so the body's canonical bytes are the line minus ``,"record_hash":"<hex>"``. Keys that
+    sort after it (sender, seq, session_id, ts, type, v) hold no nested objects, so the last
+    occurrence is the top-level member.
+    """
+    member = b',"record_hash":"' + stored.encode("ascii") + b'"'
+    at = line.rfind(member)
+    return hashlib.sha256(line[:at] + line[at + len(member) :]).hexdigest()
 
 
 def parse_stored_line(raw: bytes) -> dict[str, Any]:
