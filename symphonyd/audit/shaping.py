@@ -46,7 +46,7 @@ def _valid_text(value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return value.encode("utf-8", "replace").decode("utf-8")
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     return value
 
 
