@@ -603,6 +603,8 @@ class AckRuns:
 @dataclass(frozen=True)
 class RemoveWorkspace:
     identifier: str
+    # Where the workspace root and hooks come from; None: the last workflow a run used.
+    workflow: WorkflowSnapshot | None = None
 
 
 @dataclass(frozen=True)
