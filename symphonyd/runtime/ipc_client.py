@@ -69,6 +69,7 @@ class IpcClient:
         self._events: asyncio.Queue[ReceivedEvent | None] = asyncio.Queue(max_events)
         self._error: SymphonyError | None = None
         self._closing = False
+        self._high_water = writer.transport.get_write_buffer_limits()[1]
         self._read_task = asyncio.create_task(self._read_loop())
 
     @classmethod
@@ -105,8 +106,10 @@ class IpcClient:
         self._pending[req_id] = (spec, future)
         try:
             self._writer.write(encode_request(req_id, spec, params))
-            await asyncio.wait_for(self._drain_then(future), timeout)
-            result: R = future.result()
+            async with asyncio.timeout(timeout):
+                if self._writer.transport.get_write_buffer_size() > self._high_water:
+                    await self._writer.drain()  # the server is behind: wait, bounded
+                result: R = await future
             return result
         except TimeoutError:
             raise SymphonyError(
@@ -120,10 +123,6 @@ class IpcClient:
             if future.done() and not future.cancelled():
                 # Mark it retrieved: an unretrieved exception is logged from a GC finaliser.
                 future.exception()
-
-    async def _drain_then(self, future: asyncio.Future[Any]) -> None:
-        await self._writer.drain()
-        await asyncio.shield(future)
 
     async def events(self) -> AsyncIterator[ReceivedEvent]:
         """Events pushed on this connection; raises ``unavailable`` if the connection drops."""

@@ -259,6 +259,10 @@ class _Connection:
         self.tasks: set[asyncio.Task[None]] = set()
         self.subscriptions = 0
         self._read_task: asyncio.Task[bytes | None] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._last_active = self._loop.time()
+        self._idle_timer = self._loop.call_later(self.limits.idle_timeout, self._idle_check)
+        self._high_water = writer.transport.get_write_buffer_limits()[1]
 
     async def run(self) -> None:
         write_task = asyncio.create_task(self._write_loop())
@@ -283,6 +287,11 @@ class _Connection:
                 except asyncio.QueueFull:
                     self.drop("peer_not_reading")
                 await asyncio.wait({write_task}, timeout=self.limits.write_timeout)
+            if not self.closed.is_set():
+                # Graceful: flush what is buffered, then close (abort() would discard it).
+                self.writer.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.writer.wait_closed(), self.limits.write_timeout)
         finally:
             self.drop("closed")
             for task in self.tasks:
@@ -304,13 +313,39 @@ class _Connection:
                 pid=self.peer.pid,
             )
         self.closed.set()
+        self._idle_timer.cancel()
         self.writer.transport.abort()
         if self._read_task is not None and self._read_task is not asyncio.current_task():
             self._read_task.cancel()
 
+    def _idle_check(self) -> None:
+        if self.closed.is_set():
+            return
+        now = self._loop.time()
+        due = self._last_active + self.limits.idle_timeout
+        if now >= due and not self._busy():
+            self.drop("idle_timeout")
+            return
+        # Waiting for our own replies or pushing events is not idling: look again later.
+        delay = due - now if due > now else self.limits.idle_timeout
+        self._idle_timer = self._loop.call_later(delay, self._idle_check)
+
+    def _write_now(self, frame: bytes) -> bool:
+        """Write straight to the transport when nothing is queued and the peer keeps up.
+
+        Skips a task switch per reply; anything else goes through the bounded queue, so the
+        transport buffer never holds more than its high-water mark plus one frame.
+        """
+        if self.queue.empty() and self.writer.transport.get_write_buffer_size() < self._high_water:
+            self.writer.write(frame)
+            return True
+        return False
+
     def push_event(self, frame: bytes) -> bool:
         if self.closed.is_set():
             return False
+        if self._write_now(frame):
+            return True
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
@@ -319,14 +354,15 @@ class _Connection:
         return True
 
     async def _send(self, frame: bytes) -> None:
-        if not self.closed.is_set():
+        if not self.closed.is_set() and not self._write_now(frame):
             await self.queue.put(frame)
 
     async def _write_loop(self) -> None:
         try:
             while (frame := await self.queue.get()) is not None:
                 self.writer.write(frame)
-                await asyncio.wait_for(self.writer.drain(), self.limits.write_timeout)
+                async with asyncio.timeout(self.limits.write_timeout):
+                    await self.writer.drain()
         except TimeoutError:
             self.drop("peer_not_reading")
         except (ConnectionError, OSError):
@@ -340,15 +376,7 @@ class _Connection:
         while True:
             await self.slots.acquire()
             try:
-                line = await asyncio.wait_for(
-                    self.reader.readuntil(b"\n"), self.limits.idle_timeout
-                )
-            except TimeoutError:
-                self.slots.release()
-                if self._busy():
-                    continue  # waiting for our own replies or pushing events is not idling
-                self.drop("idle_timeout")
-                return None
+                line = await self.reader.readuntil(b"\n")
             except asyncio.IncompleteReadError:
                 return None
             except asyncio.LimitOverrunError:
@@ -358,6 +386,7 @@ class _Connection:
             except (ConnectionError, OSError):
                 self.drop("peer_closed")
                 return None
+            self._last_active = self._loop.time()
             if self._dispatch(line[:-1]) is None:
                 self.slots.release()
 
@@ -401,7 +430,8 @@ class _Connection:
         timeout = route.timeout if route.timeout is not None else self.limits.request_timeout
         try:
             args = (params, self.peer) if sink is None else (params, self.peer, sink)
-            result = await asyncio.wait_for(route.fn(*args), timeout)
+            async with asyncio.timeout(timeout):
+                result = await route.fn(*args)
             frame = _encode_result(route.spec, req_id, result)
         except TimeoutError:
             frame = encode_error(req_id, "timeout", f"{route.spec.name} took over {timeout}s")
