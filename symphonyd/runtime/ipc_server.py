@@ -29,7 +29,7 @@ from symphonyd.core.messages import (
     encode_response,
     parse_frame,
 )
-from symphonyd.runtime.activation import bind_unix
+from symphonyd.runtime.activation import activated_socket, bind_unix
 from symphonyd.runtime.logging import log_event
 from symphonyd.runtime.peer import Peer, peer_of
 
@@ -164,10 +164,20 @@ class IpcServer:
             self._on_connect, sock=sock, limit=self.limits.max_frame
         )
 
+    async def start_listening(self, fdname: str, path: str | Path) -> None:
+        """Production entry: the socket systemd passed as ``fdname``, else bind ``path``."""
+        sock = activated_socket(fdname)
+        if sock is None:
+            await self.start_path(path)
+        else:
+            log_event(log, "ipc_listen", server=self.name, source="systemd", fdname=fdname)
+            await self.start(sock)
+
     async def start_path(self, path: str | Path) -> None:
         """Development/tests: bind ``path`` ourselves with mode 0600, unlink it on close."""
         sock = bind_unix(path)
         self._owned_path = (Path(path), os.stat(path).st_ino)
+        log_event(log, "ipc_listen", server=self.name, source="bound", path=str(path))
         await self.start(sock)
 
     async def close(self) -> None:

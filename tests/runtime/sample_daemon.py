@@ -31,7 +31,7 @@ def main(mode: str, path: str) -> int:
             return Health(daemon.name, "0", ok=not daemon.stopping)
 
         server.handle(HEALTH, health)
-        await server.start_path(path)
+        await server.start_listening("sample", path)  # not activated here: binds path
         daemon.on_shutdown("ipc", server.close)
         if mode == "hang_shutdown":
 
