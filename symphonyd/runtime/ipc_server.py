@@ -14,7 +14,7 @@ import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.messages import (
@@ -76,7 +76,13 @@ class EventSink:
         """
         if self.closed:
             return False
-        frame = encode_event(spec, data)
+        frame = _encode_event(spec, data)
+        return frame is None or self.send_frame(frame)
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Queue an already encoded event frame (see Broadcast)."""
+        if self.closed:
+            return False
         if not self._active:
             # The subscribe response goes out first; hold early events until it is queued.
             if len(self._pending) >= self._conn.limits.send_queue:
@@ -92,6 +98,50 @@ class EventSink:
         for frame in pending:
             if not self._conn.push_event(frame):
                 return
+
+
+class Broadcast(Generic[P]):
+    """The subscribers of one event: encodes each event once and prunes gone sinks."""
+
+    def __init__(self, spec: EventSpec[P]) -> None:
+        self.spec = spec
+        self._sinks: set[EventSink] = set()
+
+    def add(self, sink: EventSink) -> None:
+        self._sinks.add(sink)
+
+    def __len__(self) -> int:
+        return len(self._sinks)
+
+    def publish(self, data: P) -> int:
+        """Push ``data`` to every live subscriber; returns how many took it."""
+        frame = _encode_event(self.spec, data)
+        if frame is None:
+            return 0
+        delivered = 0
+        for sink in list(self._sinks):
+            if sink.send_frame(frame):
+                delivered += 1
+            else:
+                self._sinks.discard(sink)
+        return delivered
+
+
+def _encode_event(spec: EventSpec[P], data: P) -> bytes | None:
+    try:
+        return encode_event(spec, data)
+    except (TypeError, ValueError) as exc:
+        # E.g. NaN in an agent's rate-limit payload: drop this event, keep the subscribers.
+        log_event(
+            log,
+            "ipc_event",
+            level=logging.WARNING,
+            outcome="dropped",
+            name=spec.name,
+            reason="unencodable",
+            error=type(exc).__name__,
+        )
+        return None
 
 
 @dataclass(frozen=True)
