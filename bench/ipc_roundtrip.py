@@ -134,7 +134,11 @@ def main() -> None:
     results = bench(min(args.seconds, 30.0), args.clients)
     for name, r in results.items():
         print(f"{name:28s} {r['rps']:>7} req/s  p50 {r['p50_us']:>8} us  p99 {r['p99_us']:>8} us")
-    machine = {"python": platform.python_version(), "nproc": os.cpu_count()}
+    machine = {
+        "python": platform.python_version(),
+        "nproc": os.cpu_count(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),  # other work on the box skews numbers
+    }
     print("RESULT " + json.dumps({"bench": "ipc_roundtrip", "machine": machine, **results}))
 
 
