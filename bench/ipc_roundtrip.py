@@ -56,6 +56,13 @@ async def serve(path: str) -> None:
     await server.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """user+system CPU of a process, from /proc/<pid>/stat (fields 14 and 15)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def one_client(client: IpcClient, deadline: float, payload: bool, lat: list[float]) -> None:
     params = FetchByIds(PAYLOAD_IDS)
     while time.perf_counter() < deadline:
@@ -68,16 +75,20 @@ async def one_client(client: IpcClient, deadline: float, payload: bool, lat: lis
 
 
 async def phase(
-    path: str, seconds: float, conns: int, per_conn: int, payload: bool
+    server: int, path: str, seconds: float, conns: int, per_conn: int, payload: bool
 ) -> dict[str, Any]:
     clients = [await IpcClient.connect(path) for _ in range(conns)]
     lat: list[float] = []
+    server_cpu0 = cpu_seconds(server)
+    client_cpu0 = time.process_time()
     start = time.perf_counter()
     deadline = start + seconds
     await asyncio.gather(
         *(one_client(c, deadline, payload, lat) for c in clients for _ in range(per_conn))
     )
     elapsed = time.perf_counter() - start
+    client_cpu = time.process_time() - client_cpu0
+    server_cpu = cpu_seconds(server) - server_cpu0
     for c in clients:
         await c.close()
     lat.sort()
@@ -89,15 +100,19 @@ async def phase(
         "rps": round(len(lat) / elapsed),
         "p50_us": round(statistics.median(lat) * 1e6, 1),
         "p99_us": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e6, 1),
+        # CPU per call barely depends on what else runs on the machine; wall numbers do.
+        "server_cpu_us_per_call": round(server_cpu / len(lat) * 1e6, 1),
+        "client_cpu_us_per_call": round(client_cpu / len(lat) * 1e6, 1),
     }
 
 
-async def run_phases(path: str, seconds: float, clients: int) -> dict[str, Any]:
+async def run_phases(pid: int, path: str, seconds: float, clients: int) -> dict[str, Any]:
+    server = pid
     return {
-        "sequential": await phase(path, seconds, 1, 1, False),
-        "sequential_1k_payload": await phase(path, seconds, 1, 1, True),
-        "concurrent_clients": await phase(path, seconds, clients, 1, False),
-        "pipelined_one_connection": await phase(path, seconds, 1, clients, False),
+        "sequential": await phase(server, path, seconds, 1, 1, False),
+        "sequential_1k_payload": await phase(server, path, seconds, 1, 1, True),
+        "concurrent_clients": await phase(server, path, seconds, clients, 1, False),
+        "pipelined_one_connection": await phase(server, path, seconds, 1, clients, False),
     }
 
 
@@ -112,7 +127,7 @@ def bench(seconds: float, clients: int) -> dict[str, Any]:
         )
         try:
             assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-            return asyncio.run(run_phases(path, seconds, clients))
+            return asyncio.run(run_phases(server.pid, path, seconds, clients))
         finally:
             if server.stdin:
                 server.stdin.close()
@@ -133,7 +148,11 @@ def main() -> None:
         return
     results = bench(min(args.seconds, 30.0), args.clients)
     for name, r in results.items():
-        print(f"{name:28s} {r['rps']:>7} req/s  p50 {r['p50_us']:>8} us  p99 {r['p99_us']:>8} us")
+        print(
+            f"{name:26s} {r['rps']:>6} req/s  p50 {r['p50_us']:>8} us  p99 {r['p99_us']:>8} us"
+            f"  cpu/call server {r['server_cpu_us_per_call']} us"
+            f" client {r['client_cpu_us_per_call']} us"
+        )
     machine = {
         "python": platform.python_version(),
         "nproc": os.cpu_count(),
