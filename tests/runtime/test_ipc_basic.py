@@ -29,14 +29,7 @@ from tests.runtime.ipc_helpers import (
     request,
     run,
     serving,
-    short_dir,
 )
-
-
-@pytest.fixture
-def sock_dir():
-    with short_dir() as path:
-        yield path
 
 
 def test_round_trip_reports_kernel_peer_credentials(sock_dir: Path) -> None:
