@@ -127,7 +127,9 @@ class IpcClient:
     async def events(self) -> AsyncIterator[ReceivedEvent]:
         """Events pushed on this connection; raises ``unavailable`` if the connection drops."""
         while True:
-            item = await self._events.get()
+            # When the queue was full as the connection failed, no end marker fit in it.
+            ended = self._events.empty() and (self._error is not None or self._closing)
+            item = None if ended else await self._events.get()
             if item is None:
                 self._events.put_nowait(None)  # let any other iterator see the end too
                 if self._error is not None and not self._closing:
@@ -215,7 +217,9 @@ class IpcClient:
         try:
             self._events.put_nowait(ReceivedEvent(frame.event, data))
         except asyncio.QueueFull:
-            raise ProtocolError("event queue overflowed; consumer too slow") from None
+            # Same policy as the server: never buffer without bound. The consumer sees
+            # ``unavailable`` and, like after any disconnect, re-subscribes and re-snapshots.
+            raise unavailable(f"events from {self.path} overflowed: consumer too slow") from None
 
 
 class ReconnectingClient:

@@ -364,9 +364,12 @@ class _Connection:
         if self.closed.is_set():
             return
         if reason not in ("closed", "eof"):
+            # Peers leaving or idling out is routine; being cut off for misbehaving is not.
+            routine = reason in ("peer_closed", "idle_timeout", "server_closing")
             log_event(
                 log,
                 "ipc_disconnect",
+                level=logging.INFO if routine else logging.WARNING,
                 server=self.server.name,
                 reason=reason,
                 uid=self.peer.uid,

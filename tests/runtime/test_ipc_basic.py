@@ -264,3 +264,30 @@ def test_broadcast_fans_out_and_prunes_gone_subscribers(sock_dir: Path) -> None:
             await a.close()
 
     run(body())
+
+
+def test_client_event_backlog_is_bounded(sock_dir: Path) -> None:
+    async def body() -> None:
+        runs = Broadcast(LAUNCHER_RUN_EVENT)
+
+        async def subscribe(_: Empty, _peer: Peer, sink: EventSink) -> Empty:
+            runs.add(sink)
+            return Empty()
+
+        async with serving(sock_dir) as (server, path, _gates):
+            server.subscription(LAUNCHER_SUBSCRIBE, subscribe)
+            client = await IpcClient.connect(path, max_events=4)
+            await client.call(LAUNCHER_SUBSCRIBE, Empty())
+            for i in range(10):
+                runs.publish(_event(f"e{i}"))
+            seen = []
+            with pytest.raises(SymphonyError) as err:
+                async for ev in client.events():
+                    seen.append(ev.data.run_id)
+            assert err.value.error_code == "unavailable"
+            assert "too slow" in err.value.message
+            assert seen == ["e0", "e1", "e2", "e3"]
+            await client.close()
+            await assert_healthy(path)
+
+    run(body())
