@@ -93,6 +93,7 @@ class GitHubAdapter(TrackerAdapter):
         )
         self._secret_names = [secret_reference(p, "api_key", DEFAULT_SECRET)]
         self._token = resolve_secret(p, "api_key", DEFAULT_SECRET, env)
+        self.secrets = (self._token,)
         self._client = make_client(self.policy, transport)
         self._sleep = sleep
         self._repo_url = f"{self.endpoint}/repos/{self.repository}"

@@ -89,6 +89,7 @@ class LinearAdapter(TrackerAdapter):
         self.graphql_tool = opt_bool(p, "graphql_tool", False)
         self._secret_names = [secret_reference(p, "api_key", DEFAULT_SECRET)]
         self._token = resolve_secret(p, "api_key", DEFAULT_SECRET, env)
+        self.secrets = (self._token,)
         self._client = make_client(self.policy, transport)
         self._sleep = sleep
         self._viewer_id: str | None = None
@@ -125,7 +126,8 @@ class LinearAdapter(TrackerAdapter):
             )
         errors = body.get("errors")
         if errors:
-            raise tracker_error(RESPONSE, f"linear GraphQL error: {_first_error(errors)}")
+            message = self.redact(_first_error(errors))[:200]
+            raise tracker_error(RESPONSE, f"linear GraphQL error: {message}")
         data = body.get("data")
         if not isinstance(data, dict):
             raise tracker_error(RESPONSE, "linear response has no data object")
@@ -358,7 +360,7 @@ def _graphql_rate_limit(resp: JsonResponse) -> None:
 def _first_error(errors: Any) -> str:
     first = errors[0] if isinstance(errors, list) and errors else errors
     message = first.get("message") if isinstance(first, dict) else None
-    return str(message)[:200] if message else "unspecified"
+    return str(message)[:4096] if message else "unspecified"
 
 
 def _obj(value: Any) -> dict[str, Any]:
