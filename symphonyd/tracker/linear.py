@@ -88,7 +88,7 @@ class LinearAdapter(TrackerAdapter):
         )
         self.graphql_tool = opt_bool(p, "graphql_tool", False)
         self._secret_names = [secret_reference(p, "api_key", DEFAULT_SECRET)]
-        self._token = resolve_secret(p, "api_key", DEFAULT_SECRET, env)
+        self._token = resolve_secret(p, "api_key", DEFAULT_SECRET, env, settings.unit_credential)
         self.secrets = (self._token,)
         self._client = make_client(self.policy, transport)
         self._sleep = sleep

@@ -34,8 +34,10 @@ from symphonyd.core.messages import (
     ToolSpecList,
     TrackerProfile,
 )
+from symphonyd.core.redact import Redactor
 from symphonyd.tracker import tools
 from symphonyd.tracker.adapter import TrackerAdapter
+from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME
 from symphonyd.tracker.registry import build_adapter, settings_for
 
 log = logging.getLogger(__name__)
@@ -77,11 +79,14 @@ class TrackerService:
         *,
         audit: tools.AuditHook = tools.log_only_audit,
         transport: httpx.AsyncBaseTransport | None = None,
+        unit_credential: str = UNIT_CREDENTIAL_NAME,
     ) -> None:
         self._source = source
         self._env = env
         self._audit = audit
         self._transport = transport
+        self._unit_credential = unit_credential
+        self._redactor = Redactor()
         self._adapter: TrackerAdapter | None = None
         self._fingerprint: str | None = None
         self._error: SymphonyError | None = None
@@ -118,6 +123,7 @@ class TrackerService:
             self._adapter = None
             return
         adapter.audit = self._audit
+        self._redactor = Redactor(s.reveal() for s in adapter.secrets)
         self._retire(self._adapter)
         self._adapter, self._fingerprint, self._last_source = adapter, fp, source
         if self._error is not None:
@@ -234,9 +240,8 @@ class TrackerService:
         return [s.reveal() for s in (self._adapter.secrets if self._adapter else ()) if s]
 
     def _redact(self, text: str) -> str:
-        for value in self._secret_values():
-            text = text.replace(value, "[redacted]")
-        return text
+        # Also scrubs encoded forms and token shapes of secrets we were not told about.
+        return self._redactor.text(text)
 
     def _guarded(self, reply: T) -> T:
         """Refuse to send a reply that contains the credential, whatever put it there."""

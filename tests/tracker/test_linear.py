@@ -300,7 +300,7 @@ def test_tools_comment_move_read_scoped_and_audited() -> None:
         "unsupported_tool",
         "unsupported_tool",
     ]
-    assert [(e.type, e.payload["action"], e.issue_id) for e in audit.events] == [
+    assert [(e.type, e.payload["operation"], e.issue_id) for e in audit.events] == [
         ("tracker_write", "comment", "lin-1"),
         ("tracker_write", "move", "lin-1"),
     ]
