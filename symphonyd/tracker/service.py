@@ -168,13 +168,27 @@ class TrackerService:
 
     async def fetch_by_states(self, params: FetchByStates) -> IssueList:
         adapter = self._current()
-        return self._guarded(
-            IssueList(await self._call(adapter.fetch_issues_by_states(params.states)))
-        )
+        issues = await self._call(adapter.fetch_issues_by_states(params.states))
+        clean = [i for i in issues if not self._holds_secret(i)]
+        if len(clean) != len(issues):
+            # Like a malformed record: omitted from a state list, never dispatched.
+            log.error(
+                "omitted %d issue(s) whose tracker data contains the credential",
+                len(issues) - len(clean),
+            )
+        return self._guarded(IssueList(clean))
 
     async def fetch_by_ids(self, params: FetchByIds) -> IssueList:
         adapter = self._current()
-        return self._guarded(IssueList(await self._call(adapter.fetch_issues_by_ids(params.ids))))
+        issues = await self._call(adapter.fetch_issues_by_ids(params.ids))
+        if any(self._holds_secret(i) for i in issues):
+            log.error("refused a refresh: a requested issue's data contains the credential")
+            raise SymphonyError(
+                "a requested issue's tracker data contains the tracker "
+                "credential; refusing to pass it on",
+                code="tracker_response",
+            )
+        return self._guarded(IssueList(issues))
 
     async def tool_specs(self, params: Empty) -> ToolSpecList:
         adapter = self._current()
@@ -239,18 +253,26 @@ class TrackerService:
     def _secret_values(self) -> list[str]:
         return [s.reveal() for s in (self._adapter.secrets if self._adapter else ()) if s]
 
+    def redact_text(self, text: str) -> str:
+        """``text`` with the held credential (and known token shapes) scrubbed out."""
+        return self._redact(text)
+
     def _redact(self, text: str) -> str:
         # Also scrubs encoded forms and token shapes of secrets we were not told about.
         return self._redactor.text(text)
 
+    def _holds_secret(self, value: Any) -> bool:
+        values = self._secret_values()
+        if not values:
+            return False
+        dumped = json.dumps(encode(value), ensure_ascii=False, default=str)
+        return any(v in dumped for v in values)
+
     def _guarded(self, reply: T) -> T:
         """Refuse to send a reply that contains the credential, whatever put it there."""
-        values = self._secret_values()
-        if values:
-            dumped = json.dumps(encode(reply), ensure_ascii=False, default=str)
-            if any(v in dumped for v in values):
-                log.error("withheld a tracker reply that contained the credential")
-                raise SymphonyError(
-                    "reply withheld: it contained the tracker credential", code="internal_error"
-                )
+        if self._holds_secret(reply):
+            log.error("withheld a tracker reply that contained the credential")
+            raise SymphonyError(
+                "reply withheld: it contained the tracker credential", code="internal_error"
+            )
         return reply
