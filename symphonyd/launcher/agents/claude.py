@@ -142,6 +142,7 @@ class ClaudeSession(AgentSession):
         # failure visible here (127: the command is missing).
         rc = await self._proc.wait_exit(0.2)
         if rc is not None:
+            await self._proc.stop()
             code = "claude_not_found" if rc == 127 else "port_exit"
             raise AgentError(
                 f"claude exited at start (rc={rc}): {self._proc.stderr.tail()}", code=code
