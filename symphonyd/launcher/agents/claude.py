@@ -291,10 +291,7 @@ class ClaudeSession(AgentSession):
             await self._proc.send({"type": "control_response", "response": reply})
 
     def _finish(self, result: TurnResult) -> TurnResult:
-        name = {
-            "completed": "turn_completed",
-            "cancelled": "turn_cancelled",
-        }.get(result.status, "turn_failed")
+        name = result.event_name
         self._emit(name, message=result.error or result.last_message, tokens=self._tokens)
         return result
 

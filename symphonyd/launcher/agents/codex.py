@@ -463,11 +463,7 @@ class CodexSession(AgentSession):
             self._emit_cb(event)
 
     def _emit_outcome(self, result: TurnResult) -> None:
-        name = {
-            "completed": "turn_completed",
-            "cancelled": "turn_cancelled",
-            "input_required": "turn_input_required",
-        }.get(result.status, "turn_failed")
+        name = result.event_name
         self._emit(name, message=result.error or result.last_message, tokens=self._tokens)
 
 
