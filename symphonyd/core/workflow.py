@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from symphonyd.core.config_values import decode_bounded
 from symphonyd.core.errors import WorkflowError
 
 MAX_WORKFLOW_BYTES = 1 << 20
@@ -40,17 +41,12 @@ class WorkflowDefinition:
 
 def parse_workflow_bytes(data: bytes) -> WorkflowDefinition:
     """Size-check and decode file bytes (UTF-8, optional BOM), then :func:`parse_workflow`."""
-    if len(data) > MAX_WORKFLOW_BYTES:
-        raise WorkflowError(
-            f"workflow file is {len(data)} bytes; the limit is {MAX_WORKFLOW_BYTES}",
-            code=WORKFLOW_PARSE_ERROR,
-        )
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise WorkflowError(
-            f"workflow file is not valid UTF-8 (byte {exc.start})", code=WORKFLOW_PARSE_ERROR
-        ) from None
+    text = decode_bounded(
+        data,
+        limit=MAX_WORKFLOW_BYTES,
+        what="workflow file",
+        error=lambda message: WorkflowError(message, code=WORKFLOW_PARSE_ERROR),
+    )
     return parse_workflow(text)
 
 

@@ -114,7 +114,7 @@ def test_oversized_file_is_refused() -> None:
     with pytest.raises(WorkflowError) as info:
         parse_workflow_bytes(b"x" * (MAX_WORKFLOW_BYTES + 1))
     assert info.value.error_code == "workflow_parse_error"
-    assert "limit" in info.value.message
+    assert "larger than" in info.value.message
 
 
 def test_invalid_utf8_is_refused() -> None:
