@@ -397,7 +397,9 @@ def test_free_disk_bytes_drops_when_the_root_fills(tmp_path: Path) -> None:
 
 @pytest.mark.root
 def test_owner_gets_the_new_workspace_and_hooks_run_as_owner(root: Path) -> None:
-    os.chmod(root, 0o755)
+    # The root stays 0700 root-owned (as under StateDirectoryMode=0700): the hook enters its
+    # workspace before dropping privileges, so it needs no access to the parents.
+    os.chmod(root, 0o700)
     owner = RunAs(uid=65534, gid=65534)
     mgr = WorkspaceManager(
         root, HooksConfig(after_create="id -u > uid.txt"), HookRunner(run_as=owner), owner=owner
