@@ -427,3 +427,16 @@ def test_disk_low_compares_free_space_with_the_policy(root: Path) -> None:
     free_mb = mgr.free_disk_bytes() // (1024 * 1024)
     assert mgr.disk_low(CleanupConfig(min_free_disk_mb=free_mb + 1024))
     assert not mgr.disk_low(CleanupConfig(min_free_disk_mb=0))
+
+
+def test_before_remove_env_when_only_the_identifier_or_key_is_known(root: Path) -> None:
+    log = root.parent / "hooks.log"
+    script = f'printf "[%s][%s][%s]\\n" "$ISSUE_IDENTIFIER" "$ISSUE_ID" "$ISSUE_TITLE" >> {log}'
+    mgr = WorkspaceManager(root, HooksConfig(before_remove=script))
+    run(mgr.prepare(make_issue("ABC-1")))
+    run(mgr.prepare(make_issue("OLD-2")))
+    assert run(mgr.remove("ABC-1")) is True
+    _age(root / "OLD-2", 10 * 86400)
+    assert run(mgr.cleanup_older_than(86400)) == ["OLD-2"]
+    # Age cleanup knows only the directory, so the issue variables are empty.
+    assert log.read_text().splitlines() == ["[ABC-1][][]", "[][][]"]
