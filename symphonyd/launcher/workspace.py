@@ -233,7 +233,10 @@ class WorkspaceManager:
             for entry in it:
                 if not is_valid_key(entry.name):
                     continue
-                st = entry.stat(follow_symlinks=False)
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # removed while we were listing
+                    continue
                 if stat.S_ISDIR(st.st_mode):
                     entries.append(WorkspaceEntry(entry.name, Path(entry.path), st.st_mtime))
         return sorted(entries, key=lambda e: e.key)
