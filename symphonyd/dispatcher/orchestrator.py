@@ -234,7 +234,8 @@ class Orchestrator:
             self._adopt(run, issues.get(run.issue_id))
         for run in finished:
             assert run.outcome is not None
-            if run.issue_id not in self.running and run.issue_id not in self.retries:
+            free = run.issue_id not in self.running and run.issue_id not in self.retries
+            if free and self.holds.get(run.issue_id) is None:
                 entry = self._adopt(run, issues.get(run.issue_id))
                 await self._worker_exit(entry, run.outcome)
             else:
@@ -288,16 +289,20 @@ class Orchestrator:
         async with self.lock:
             await self._retry_pending_stops()
             await self._reconcile()
-            dispatchable = await self._preflight()
+            await self._preflight()
             if self.cfg is not None:
-                await self._poll_candidates(dispatch=dispatchable)
+                await self._poll_candidates()
             if self._dirty or self.ledger.dirty:
                 self.ledger.dirty = False
                 self._persist()
         self._changed()
 
-    async def _preflight(self) -> bool:
-        """Config reload, day rollover, disk, audit recovery; True when dispatch may run."""
+    async def _preflight(self) -> None:
+        """SPEC 6.3 plus seed 001: config reload, day rollover, disk, audit recovery.
+
+        Each failed check raises its own pause reason; the candidate poll still runs while
+        paused so holds see tracker changes and a tracker outage can clear itself.
+        """
         await self._reload_config()
         now = self.clock.now()
         self.ledger.roll(now)
@@ -315,7 +320,6 @@ class Orchestrator:
         self._check_disk(cfg)
         if self.pauses.has("audit_unavailable"):
             await self._audit(self._event("audit_recovered"), queue=False)
-        return self.cfg is not None and not self.paused
 
     def _check_disk(self, cfg: DispatchSettings) -> None:
         if self.disk is None or not cfg.workspace_root or cfg.min_free_disk_bytes <= 0:
@@ -363,7 +367,7 @@ class Orchestrator:
             log.info("WORKFLOW.md loaded (%s)", new.workflow.fingerprint[:12])
             await self._audit(self._event("config_reload", fingerprint=new.workflow.fingerprint))
 
-    async def _poll_candidates(self, *, dispatch: bool) -> None:
+    async def _poll_candidates(self) -> None:
         cfg = self.settings
         try:
             issues = await self.tracker.fetch_by_states(list(cfg.active_states_raw))
@@ -380,7 +384,7 @@ class Orchestrator:
                 await self._audit(
                     self._event("hold_released", issue.id, issue.identifier, by="tracker_change")
                 )
-        if not dispatch or self.paused:
+        if self.paused:
             return
         slots = max(cfg.max_concurrent_agents - len(self.running), 0)
         batch: list[tuple[Issue, int | None]] = []

@@ -152,6 +152,20 @@ class MemoryLauncher:
         self.events.append(ev)
         return ev
 
+    def record(self, ev: RunEvent) -> None:
+        run = self.runs.get(ev.run_id)
+        if run is None:
+            return
+        info = run.info
+        run.info = replace(
+            info,
+            tokens=ev.tokens or info.tokens,
+            session_id=ev.session_id or info.session_id,
+            turn_count=ev.turn_count if ev.turn_count is not None else info.turn_count,
+            last_event=ev.event,
+            last_event_at=ev.at,
+        )
+
     async def stop_run(self, req: StopRun) -> StopRunResult:
         if self.fail:
             raise SymphonyError("launcher down", code="unavailable")
