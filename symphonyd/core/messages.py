@@ -116,10 +116,12 @@ Frame = Request | Response | ErrorReply | Event
 
 
 def _dump(obj: dict[str, Any]) -> bytes:
-    return (
-        json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
-        + b"\n"
-    )
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        # A lone surrogate (JSON allows "\\ud800") cannot be UTF-8; escaped output round-trips.
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("ascii") + b"\n"
 
 
 def encode_request(req_id: int, spec: MethodSpec[P, Any], params: P) -> bytes:
@@ -140,6 +142,11 @@ def encode_event(spec: EventSpec[P], data: P) -> bytes:
     return _dump({"v": PROTOCOL_VERSION, "event": spec.name, "data": encode(data)})
 
 
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; accepting them would make a reply unencodable later.
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
 def parse_frame(line: bytes, *, max_frame: int = DEFAULT_MAX_FRAME) -> Frame:
     """Decode one line into a typed frame or raise ProtocolError with a stable code."""
     if len(line) > max_frame:
@@ -147,8 +154,10 @@ def parse_frame(line: bytes, *, max_frame: int = DEFAULT_MAX_FRAME) -> Frame:
             f"frame of {len(line)} bytes exceeds {max_frame}", code="frame_too_large"
         )
     try:
-        obj = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        obj = json.loads(line, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and Python's limit on the
+        # digits of an integer literal, which a hostile peer reaches with a 5000-digit id.
         raise ProtocolError(f"not a JSON object: {exc.__class__.__name__}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("frame is not a JSON object")
@@ -187,6 +196,13 @@ def decode_result(spec: MethodSpec[Any, R], result: Any) -> R:
         return decode(spec.result, result)
     except ValidationError as exc:
         raise ProtocolError(f"bad result for {spec.name}: {exc.message}") from None
+
+
+def decode_event(spec: EventSpec[P], data: dict[str, Any]) -> P:
+    try:
+        return decode(spec.data, data)
+    except ValidationError as exc:
+        raise ProtocolError(f"bad data for {spec.name}: {exc.message}") from None
 
 
 # --------------------------------------------------------------------------- shared

@@ -1,0 +1,197 @@
+"""Load WORKFLOW.md from disk and notice when it changes (SPEC 5.1, 6.2).
+
+:class:`WorkflowWatcher` is polled from a daemon's own loop; it needs no inotify and no thread.
+A cheap ``stat`` tells it when to re-read; the SHA-256 of the bytes tells it whether the content
+really changed (an editor's rewrite with identical bytes is not a reload). A bad edit keeps the
+last good workflow in force and surfaces the error until the file is fixed.
+See docs/design/0100-workflow-reload-by-polling.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from symphonyd.core.errors import SymphonyError, WorkflowError
+from symphonyd.core.workflow import (
+    MAX_WORKFLOW_BYTES,
+    MISSING_WORKFLOW_FILE,
+    WORKFLOW_PARSE_ERROR,
+    WorkflowDefinition,
+    parse_workflow_bytes,
+)
+
+DEFAULT_WORKFLOW_NAME = "WORKFLOW.md"
+T = TypeVar("T")
+
+
+def resolve_workflow_path(
+    explicit: str | os.PathLike[str] | None, cwd: str | Path | None = None
+) -> Path:
+    """SPEC 5.1: the explicit path if given, else ``WORKFLOW.md`` in the working directory."""
+    if explicit is not None and str(explicit) != "":
+        return Path(explicit)
+    return Path(cwd if cwd is not None else os.getcwd()) / DEFAULT_WORKFLOW_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedWorkflow:
+    definition: WorkflowDefinition
+    path: Path
+    sha256: str
+    mtime_ns: int
+    size: int
+
+    @property
+    def directory(self) -> Path:
+        """Directory relative workspace paths resolve against (SPEC 5.3.3)."""
+        return self.path.absolute().parent
+
+
+def load_workflow(path: str | os.PathLike[str]) -> LoadedWorkflow:
+    """Read, fingerprint and parse one workflow file; raises WorkflowError."""
+    loaded, _ = _read(Path(path))
+    return loaded
+
+
+_StatKey = tuple[int, int, int, int, int]
+
+
+def _stat_key(st: os.stat_result) -> _StatKey:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _read(path: Path) -> tuple[LoadedWorkflow, _StatKey]:
+    try:
+        with path.open("rb") as handle:
+            st = os.fstat(handle.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise WorkflowError(
+                    f"{path} is not a regular file", code=MISSING_WORKFLOW_FILE, path=str(path)
+                )
+            # Read one byte past the limit so an oversized file is refused, not truncated.
+            data = handle.read(MAX_WORKFLOW_BYTES + 1)
+    except OSError as exc:
+        raise WorkflowError(
+            f"cannot read workflow file {path}: {exc.strerror or type(exc).__name__}",
+            code=MISSING_WORKFLOW_FILE,
+            path=str(path),
+        ) from None
+    try:
+        definition = parse_workflow_bytes(data)
+    except WorkflowError as exc:
+        raise WorkflowError(f"{path}: {exc.message}", code=exc.error_code, path=str(path)) from None
+    loaded = LoadedWorkflow(
+        definition=definition,
+        path=path,
+        sha256=hashlib.sha256(data).hexdigest(),
+        mtime_ns=st.st_mtime_ns,
+        size=len(data),
+    )
+    return loaded, _stat_key(st)
+
+
+class Change(Enum):
+    UNCHANGED = "unchanged"
+    RELOADED = "reloaded"
+    # The file changed but is invalid; the last good workflow stays in force.
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Good(Generic[T]):
+    """A workflow that parsed and whose derived value (e.g. ServiceConfig) was built."""
+
+    workflow: LoadedWorkflow
+    value: T
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult(Generic[T]):
+    change: Change
+    current: Good[T]
+    # Set while the file on disk is invalid, also on UNCHANGED polls, so an operator-facing
+    # status can keep showing it until fixed.
+    error: SymphonyError | None = None
+
+
+class WorkflowWatcher(Generic[T]):
+    """Tracks one workflow file; ``build`` turns a parsed file into the value a daemon uses.
+
+    ``build`` may raise any SymphonyError (ConfigError for bad values); such a file is treated
+    exactly like unparsable YAML. Construction loads the file once and raises if that first
+    load fails: startup with an invalid workflow must fail (SPEC 6.3).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], build: Callable[[LoadedWorkflow], T]) -> None:
+        self.path = Path(path)
+        self._build = build
+        loaded, key = _read(self.path)
+        self._current: Good[T] = Good(loaded, build(loaded))
+        self._seen: _StatKey | None = key
+        self._error: SymphonyError | None = None
+
+    @property
+    def current(self) -> Good[T]:
+        return self._current
+
+    @property
+    def error(self) -> SymphonyError | None:
+        return self._error
+
+    def poll(self, *, force: bool = False) -> PollResult[T]:
+        """Check the file; ``force`` re-reads even when stat looks unchanged.
+
+        Call with ``force=True`` before dispatch decisions: a same-size rewrite within the
+        file system's timestamp granularity is invisible to stat alone.
+        """
+        try:
+            key = _stat_key(os.stat(self.path))
+        except OSError as exc:
+            return self._fail(
+                WorkflowError(
+                    f"cannot read workflow file {self.path}: {exc.strerror or 'error'}",
+                    code=MISSING_WORKFLOW_FILE,
+                    path=str(self.path),
+                ),
+                None,
+            )
+        if key == self._seen and not force:
+            return PollResult(Change.UNCHANGED, self._current, self._error)
+        try:
+            loaded, key = _read(self.path)
+        except WorkflowError as exc:
+            return self._fail(exc, key)
+        self._seen = key
+        if loaded.sha256 == self._current.workflow.sha256:
+            if self._error is None:
+                return PollResult(Change.UNCHANGED, self._current)
+            # A bad edit was reverted: the good workflow is back, the error is over.
+            self._error = None
+            return PollResult(Change.RELOADED, self._current)
+        try:
+            value = self._build(loaded)
+        except SymphonyError as exc:
+            return self._fail(exc, key)
+        except Exception as exc:
+            # A build bug must not take the daemon down on a bad edit either.
+            return self._fail(
+                WorkflowError(f"{self.path}: {type(exc).__name__}", code=WORKFLOW_PARSE_ERROR), key
+            )
+        self._current = Good(loaded, value)
+        self._error = None
+        return PollResult(Change.RELOADED, self._current)
+
+    def _fail(self, error: SymphonyError, key: _StatKey | None) -> PollResult[T]:
+        # Remember the stat so an unchanged bad file is not re-parsed every poll; a missing
+        # file (key None) is re-checked each time so its return is noticed.
+        self._seen = key
+        new = self._error is None or self._error.as_dict() != error.as_dict()
+        self._error = error
+        return PollResult(Change.FAILED if new else Change.UNCHANGED, self._current, error)
