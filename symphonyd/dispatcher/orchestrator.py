@@ -241,6 +241,28 @@ class Orchestrator:
             else:
                 await self._ack(run.run_id)
 
+    async def resync_runs(self) -> None:
+        """After (re)subscribing to run events: settle what happened while we were away."""
+        async with self.lock:
+            try:
+                runs = await self.launcher.list_runs()
+                self._mark("launcher", True)
+            except Exception as exc:
+                self._mark("launcher", False, _short(exc))
+                return
+            for run in runs:
+                issue_id = self.by_run.get(run.run_id)
+                entry = self.running.get(issue_id) if issue_id else None
+                if run.outcome is not None:
+                    if entry is not None:
+                        await self._worker_exit(entry, run.outcome)
+                    else:
+                        self.pending_stops.pop(run.run_id, None)
+                        await self._ack(run.run_id)
+                elif entry is None and run.run_id not in self.pending_stops:
+                    await self._send_stop(StopRun(run.run_id, "orphan"))
+        self._changed()
+
     def _adopt(self, run: RunInfo, issue: Issue | None) -> RunningEntry:
         if issue is None:
             # Reconciliation on the first tick replaces this placeholder or ends the run.

@@ -117,7 +117,8 @@ class FakeRun:
 
 
 class MemoryLauncher:
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], datetime] | None = None) -> None:
+        self.now = now or (lambda: datetime.now(UTC))
         self.runs: dict[str, FakeRun] = {}
         self.started: list[StartRun] = []
         self.stopped: list[StopRun] = []
@@ -139,7 +140,9 @@ class MemoryLauncher:
         if self.reject:
             return StartRunResult(req.run_id, False, "sandbox_failed")
         self.started.append(req)
-        info = RunInfo(req.run_id, req.issue.id, req.issue.identifier, req.attempt, T0.isoformat())
+        info = RunInfo(
+            req.run_id, req.issue.id, req.issue.identifier, req.attempt, self.now().isoformat()
+        )
         self.runs[req.run_id] = FakeRun(info, request=req)
         return StartRunResult(req.run_id, True)
 

@@ -24,7 +24,7 @@ class Harness:
         self.state_dir = state_dir
         self.clock = FakeClock()
         self.tracker = MemoryTracker()
-        self.launcher = MemoryLauncher()
+        self.launcher = MemoryLauncher(self.clock.now)
         self.audit = MemoryAudit()
         self.config = MutableConfig(settings(**cfg))
         self.disk = FakeDisk()

@@ -57,7 +57,7 @@ class DispatcherMachine(RuleBasedStateMachine):
             stall_timeout_ms=120_000,
             tokens_per_issue=5_000,
         )
-        self.launcher = CheckingLauncher()
+        self.launcher = CheckingLauncher(self.h.clock.now)
         self.h.launcher = self.launcher
         self.h.orch = self.h.new_orchestrator()
         self.launcher.orch = self.h.orch
