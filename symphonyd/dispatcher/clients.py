@@ -16,6 +16,7 @@ from typing import TypeVar
 from symphonyd.core.issue import Issue
 from symphonyd.core.messages import (
     AUDIT_APPEND,
+    AUDIT_HEAD,
     LAUNCHER_ACK_RUNS,
     LAUNCHER_LIST_RUNS,
     LAUNCHER_REMOVE_WORKSPACE,
@@ -42,6 +43,10 @@ from symphonyd.core.messages import (
 )
 from symphonyd.runtime.ipc_client import IpcClient
 
+# Keep every request and reply well under the 1 MiB frame limit, however many issues or
+# records one tick handles.
+IDS_PER_FETCH = 100
+RECORDS_PER_APPEND = 200
 P = TypeVar("P")
 R = TypeVar("R")
 log = logging.getLogger("symphonyd.dispatcher")
@@ -80,7 +85,11 @@ class TrackerClient:
         return (await self.link.call(TRACKER_FETCH_BY_STATES, FetchByStates(states))).issues
 
     async def fetch_by_ids(self, ids: list[str]) -> list[Issue]:
-        return (await self.link.call(TRACKER_FETCH_BY_IDS, FetchByIds(ids))).issues
+        out: list[Issue] = []
+        for i in range(0, len(ids), IDS_PER_FETCH):
+            chunk = FetchByIds(ids[i : i + IDS_PER_FETCH])
+            out.extend((await self.link.call(TRACKER_FETCH_BY_IDS, chunk)).issues)
+        return out
 
 
 class LauncherClient:
@@ -109,7 +118,11 @@ class AuditClient:
         self.link = link
 
     async def append(self, records: list[AuditEventIn]) -> None:
-        await self.link.call(AUDIT_APPEND, AuditAppend(records))
+        for i in range(0, len(records), RECORDS_PER_APPEND):
+            await self.link.call(AUDIT_APPEND, AuditAppend(records[i : i + RECORDS_PER_APPEND]))
+
+    async def probe(self) -> None:
+        await self.link.call(AUDIT_HEAD, Empty())
 
 
 async def follow_run_events(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from symphonyd.core.audit_events import CLIENT_TYPES
 from symphonyd.core.errors import SymphonyError, TrackerError, WorkflowError
 from symphonyd.core.issue import Issue, state_key
 from symphonyd.core.messages import (
@@ -211,7 +212,14 @@ class MemoryAudit:
     async def append(self, records: list[AuditEventIn]) -> None:
         if self.fail:
             raise ConnectionRefusedError("audit socket refused")
+        for r in records:
+            # The real writer refuses types outside the shared vocabulary.
+            assert r.type in CLIENT_TYPES, r.type
         self.records.extend(records)
+
+    async def probe(self) -> None:
+        if self.fail:
+            raise ConnectionRefusedError("audit socket refused")
 
     def types(self) -> list[str]:
         return [r.type for r in self.records]

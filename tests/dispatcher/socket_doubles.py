@@ -16,6 +16,7 @@ from pathlib import Path
 
 from symphonyd.core.messages import (
     AUDIT_APPEND,
+    AUDIT_HEAD,
     LAUNCHER_ACK_RUNS,
     LAUNCHER_LIST_RUNS,
     LAUNCHER_REMOVE_WORKSPACE,
@@ -28,6 +29,7 @@ from symphonyd.core.messages import (
     AckRuns,
     AuditAck,
     AuditAppend,
+    AuditHead,
     Empty,
     FetchByIds,
     FetchByStates,
@@ -84,6 +86,7 @@ class SocketWorld:
     async def start_audit(self) -> None:
         audit = _server("audit")
         audit.handle(AUDIT_APPEND, self._append)
+        audit.handle(AUDIT_HEAD, self._head)
         self.servers["audit"] = audit
         await audit.start_path(self.path("audit"))
 
@@ -134,6 +137,9 @@ class SocketWorld:
     async def _subscribe(self, _: Empty, __: Peer, sink: EventSink) -> Empty:
         self.sinks.add(sink)
         return Empty()
+
+    async def _head(self, _: Empty, __: Peer) -> AuditHead:
+        return AuditHead(len(self.audit.records), "0" * 64)
 
     async def _append(self, p: AuditAppend, _: Peer) -> AuditAck:
         await self.audit.append(p.records)
