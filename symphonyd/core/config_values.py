@@ -56,13 +56,14 @@ def env_ref_name(value: Any) -> str | None:
     return match.group(1) or match.group(2)
 
 
-def section(raw: Mapping[Any, Any], name: str) -> Mapping[Any, Any]:
+def section(raw: Mapping[Any, Any], name: str, where: str | None = None) -> Mapping[Any, Any]:
     """A nested map; absent or null means empty, any other non-map is an error."""
     value = raw.get(name)
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{name}: must be a map, got {echo(value)}", field=name)
+        field = where or name
+        raise ConfigError(f"{field}: must be a map, got {echo(value)}", field=field)
     return value
 
 

@@ -238,6 +238,8 @@ def test_per_state_limits_are_normalised_and_invalid_entries_ignored() -> None:
         ({"audit": {"prompt_preview_chars": -1}}, "audit.prompt_preview_chars"),
         ({"workspace": {"cleanup": {"max_age_days": 0}}}, "workspace.cleanup.max_age_days"),
         ({"workspace": {"cleanup": []}}, "workspace.cleanup"),
+        ({"sandbox": {"resources": "big"}}, "sandbox.resources"),
+        ({"sandbox": {"egress": ["github.com"]}}, "sandbox.egress"),
         ({"server": {"port": 70000}}, "server.port"),
         ({"claude": {"model": 3}}, "claude.model"),
         ({"codex": {"turn_timeout_ms": 2**31}}, "codex.turn_timeout_ms"),
