@@ -53,9 +53,13 @@ def main_pid(c: Container, unit: str) -> str:
     return c.run(["systemctl", "show", "-P", "MainPID", unit]).stdout.strip()
 
 
+def main_pid(c: Container, unit: str) -> str:
+    return c.run(["systemctl", "show", "-P", "MainPID", unit]).stdout.strip()
+
+
 def issue_state(c: Container, identifier: str) -> str:
     issues = json.loads(c.run(["symphonyctl", "issue", "list", "--json"]).stdout)
-    return next(i["state"] for i in issues if i["identifier"] == identifier)
+    return str(next(i["state"] for i in issues if i["identifier"] == identifier))
 
 
 def journal_dump(c: Container) -> str:
@@ -148,13 +152,13 @@ def test_pause_survives_restart_and_daemons_survive_kill_9(
 
     for daemon in DAEMONS:
         unit = f"symphony-{daemon}.service"
-        pid = c.run(["systemctl", "show", "-P", "MainPID", unit]).stdout.strip()
+        pid = main_pid(c, unit)
         c.run(["kill", "-9", pid])
-        wait_until(
-            f"{unit} restarted",
-            lambda u=unit, p=pid: unit_state(c, u) == "running"
-            and c.run(["systemctl", "show", "-P", "MainPID", u]).stdout.strip() != p,
-        )
+
+        def restarted(unit: str = unit, old: str = pid) -> bool:
+            return unit_state(c, unit) == "running" and main_pid(c, unit) not in (old, "0")
+
+        wait_until(f"{unit} restarted", restarted)
 
     c.run(["symphonyctl", "resume"])
     wait_until(
