@@ -90,7 +90,7 @@ async def raw_call(path: Path, method: str, params: dict[str, Any], req_id: int 
 def rig(tmp_path: Path) -> Iterator[Rig]:
     creds = tmp_path / "creds"
     creds.mkdir(mode=0o700)
-    (creds / "tracker-token").write_text(TOKEN + "\n")
+    (creds / "tracker").write_text(TOKEN + "\n")
     nodes = [linear_node(1), linear_node(2, state="In Progress"), linear_node(666)]
     with EchoingLinear(nodes) as srv:
         wf = tmp_path / "WORKFLOW.md"
