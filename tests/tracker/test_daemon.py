@@ -201,6 +201,7 @@ def test_canary_token_never_leaves_the_daemon(rig: Rig) -> None:
                 {"issue": issue, "tool": "tracker_comment", "arguments": {"body": "x"}},
             )
         )
+        rig.srv.echo_error = False
         frames.append(await raw_call(rig.launcher, "tracker.fetch_by_ids", {"ids": ["lin-2"]}))
         return frames
 
