@@ -36,7 +36,7 @@ from symphonyd.audit.shaping import shape
 from symphonyd.audit.store import AuditStore, Pending, Sender
 from symphonyd.audit.verify import verify_dir
 from symphonyd.core.audit_events import dispatch
-from symphonyd.core.messages import AUDIT_APPEND, AuditAppend
+from symphonyd.core.messages import AUDIT_APPEND, HEALTH, AuditAppend, Empty
 from symphonyd.core.redact import Redactor
 from symphonyd.runtime.ipc_client import IpcClient
 
@@ -109,8 +109,14 @@ def _start_daemon(directory: Path, sock: Path, max_batch: int) -> subprocess.Pop
     raise RuntimeError("audit daemon did not start")
 
 
+async def _batches(client: IpcClient) -> tuple[int, int]:
+    health = await client.call(HEALTH, Empty())
+    return int(health.detail["batches"]), int(health.detail["records"])
+
+
 async def _run_socket(sock: Path, writers: int, seconds: float) -> dict[str, float]:
     clients = [await IpcClient.connect(sock) for _ in range(writers)]
+    batches_before, records_before = await _batches(clients[0])
     deadline = time.monotonic() + seconds
     acked = 0
 
@@ -126,9 +132,14 @@ async def _run_socket(sock: Path, writers: int, seconds: float) -> dict[str, flo
     start = time.monotonic()
     await asyncio.gather(*(writer(w, c) for w, c in enumerate(clients)))
     elapsed = time.monotonic() - start
+    batches_after, records_after = await _batches(clients[0])
     for client in clients:
         await client.close()
-    return {"records_per_s": round(acked / elapsed, 1), "records": acked}
+    return {
+        "records_per_s": round(acked / elapsed, 1),
+        "records": acked,
+        "mean_batch": round((records_after - records_before) / (batches_after - batches_before), 2),
+    }
 
 
 def _socket_row(base: str, writers: int, max_batch: int, seconds: float) -> dict[str, float]:

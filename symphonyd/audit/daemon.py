@@ -50,7 +50,9 @@ def _socket_owner(sock: socket.socket) -> int:
     return os.stat(path).st_uid
 
 
-def _server(name: str, uids: frozenset[int], service: AuditService, health: Health) -> IpcServer:
+def _server(
+    name: str, uids: frozenset[int], service: AuditService, committer: GroupCommitter
+) -> IpcServer:
     server = IpcServer(f"audit-{name}", allowed_uids=uids, allow_root=0 in uids)
 
     async def append(params: AuditAppend, peer: Peer) -> AuditAck:
@@ -61,7 +63,13 @@ def _server(name: str, uids: frozenset[int], service: AuditService, health: Heal
         return service.head()
 
     async def healthz(_params: Empty, _peer: Peer) -> Health:
-        return health
+        detail = {
+            "head_seq": committer.head.seq,
+            "batches": committer.batches,
+            "records": committer.records,
+        }
+        ok = not committer.failed.is_set()
+        return Health(daemon="audit", version=__version__, ok=ok, detail=detail)
 
     server.handle(AUDIT_APPEND, append)
     server.handle(AUDIT_HEAD, head)
@@ -79,16 +87,15 @@ async def serve(config: AuditConfig) -> int:
     for record in written:
         log_event(log, "audit_" + record["type"], seq=record["seq"], **_recovery(record))
     service = AuditService(committer, redactor, max_record_bytes=config.max_record_bytes)
-    health = Health(daemon="audit", version=__version__, ok=True)
     servers: list[IpcServer] = []
     try:
         for name, socks in listen_fds().items():
             for sock in socks:
-                server = _server(name, frozenset({_socket_owner(sock)}), service, health)
+                server = _server(name, frozenset({_socket_owner(sock)}), service, committer)
                 await server.start(sock)
                 servers.append(server)
         for name, path in config.listen.items():
-            server = _server(name, config.allow_uids, service, health)
+            server = _server(name, config.allow_uids, service, committer)
             await server.start_path(path)
             servers.append(server)
         if not servers:

@@ -15,7 +15,14 @@ import pytest
 from symphonyd.audit.verify import verify_dir
 from symphonyd.core import audit_events
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import AUDIT_APPEND, AUDIT_HEAD, AuditAppend, AuditEventIn, Empty
+from symphonyd.core.messages import (
+    AUDIT_APPEND,
+    AUDIT_HEAD,
+    HEALTH,
+    AuditAppend,
+    AuditEventIn,
+    Empty,
+)
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.audit.daemon_proc import AuditDaemon, short_dir
 from tests.audit.helpers import records_in
@@ -38,7 +45,7 @@ def test_append_over_the_socket_is_durable_stamped_and_scrubbed(tmp_path: Path) 
         daemon = AuditDaemon(tmp_path / "audit", socks, extra=("--secret-file", str(secret_file)))
         with daemon:
 
-            async def body() -> tuple[Any, Any]:
+            async def body() -> tuple[Any, Any, Any]:
                 client = await IpcClient.connect(daemon.sock("launcher"))
                 try:
                     ack = await client.call(
@@ -52,15 +59,18 @@ def test_append_over_the_socket_is_durable_stamped_and_scrubbed(tmp_path: Path) 
                         ),
                     )
                     head = await client.call(AUDIT_HEAD, Empty())
+                    health = await client.call(HEALTH, Empty())
                 finally:
                     await client.close()
-                return ack, head
+                return ack, head, health
 
-            ack, head = _run(body())
+            ack, head, health = _run(body())
             # Acknowledged means on disk: read the file while the daemon still runs.
             records = records_in(tmp_path / "audit")
             assert daemon.stop() == 0
     assert ack.seqs == [1, 2, 3] and head.seq == 3 and head.hash == ack.head_hash
+    assert health.ok and health.daemon == "audit"
+    assert health.detail == {"head_seq": 3, "batches": 1, "records": 3}
     assert [r["type"] for r in records] == ["genesis", "dispatch", "prompt_sent", "egress_deny"]
     for record in records[1:]:
         assert record["sender"]["uid"] == os.getuid()
