@@ -6,7 +6,8 @@ file's owner, and the name is stamped into each record as ``sender.socket``. The
 pid come from ``SO_PEERCRED`` through the runtime's ``Peer``, never from a message.
 
 Exit status: 0 after SIGTERM/SIGINT, 1 when the store fails (systemd restarts the unit and
-start-up recovery repairs the tail), 2 on bad configuration.
+start-up recovery repairs the tail), 2 on bad configuration (including sockets whose owner
+is the overflow uid: under ``PrivateUsers=`` the kernel hides every client's identity).
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import logging
 import os
 import signal
 import socket
+from pathlib import Path
 from typing import Any
 
 from symphonyd import __version__
 from symphonyd.audit.commit import GroupCommitter
 from symphonyd.audit.config import AuditConfig, load_secrets
 from symphonyd.audit.service import AuditService
-from symphonyd.audit.store import AuditStore, AuditStoreError, Sender
+from symphonyd.audit.store import AuditStore, Sender
+from symphonyd.core.errors import ConfigError
 from symphonyd.core.messages import (
     AUDIT_APPEND,
     AUDIT_HEAD,
@@ -43,14 +46,32 @@ from symphonyd.runtime.peer import Peer, unit_of_pid
 log = logging.getLogger("symphonyd.audit")
 
 
-def _socket_owner(sock: socket.socket) -> int:
+def _overflow_uid() -> int:
+    try:
+        return int(Path("/proc/sys/fs/overflowuid").read_text())
+    except (OSError, ValueError):
+        return 65534
+
+
+def _socket_owner(sock: socket.socket, name: str) -> int:
+    """The one uid allowed on an activated socket: the owner systemd gave its file."""
     path = sock.getsockname()
     if not isinstance(path, str) or not path:
-        raise AuditStoreError("activated audit socket has no filesystem path")
-    return os.stat(path).st_uid
+        raise ConfigError(f"activated audit socket {name!r} has no filesystem path")
+    owner = os.stat(path).st_uid
+    if owner == _overflow_uid():
+        # Inside a user namespace (PrivateUsers=yes) every other user looks like this uid,
+        # so neither the allowlist nor the stamped sender would mean anything: refuse.
+        raise ConfigError(
+            f"audit socket {name!r} appears owned by the overflow uid {owner}; client "
+            "identities are hidden (is PrivateUsers= set on the unit?)"
+        )
+    return owner
 
 
-def _server(name: str, uids: frozenset[int], service: AuditService, health: Health) -> IpcServer:
+def _server(
+    name: str, uids: frozenset[int], service: AuditService, committer: GroupCommitter
+) -> IpcServer:
     server = IpcServer(f"audit-{name}", allowed_uids=uids, allow_root=0 in uids)
 
     async def append(params: AuditAppend, peer: Peer) -> AuditAck:
@@ -61,7 +82,13 @@ def _server(name: str, uids: frozenset[int], service: AuditService, health: Heal
         return service.head()
 
     async def healthz(_params: Empty, _peer: Peer) -> Health:
-        return health
+        detail = {
+            "head_seq": committer.head.seq,
+            "batches": committer.batches,
+            "records": committer.records,
+        }
+        ok = not committer.failed.is_set()
+        return Health(daemon="audit", version=__version__, ok=ok, detail=detail)
 
     server.handle(AUDIT_APPEND, append)
     server.handle(AUDIT_HEAD, head)
@@ -79,16 +106,15 @@ async def serve(config: AuditConfig) -> int:
     for record in written:
         log_event(log, "audit_" + record["type"], seq=record["seq"], **_recovery(record))
     service = AuditService(committer, redactor, max_record_bytes=config.max_record_bytes)
-    health = Health(daemon="audit", version=__version__, ok=True)
     servers: list[IpcServer] = []
     try:
         for name, socks in listen_fds().items():
             for sock in socks:
-                server = _server(name, frozenset({_socket_owner(sock)}), service, health)
+                server = _server(name, frozenset({_socket_owner(sock, name)}), service, committer)
                 await server.start(sock)
                 servers.append(server)
         for name, path in config.listen.items():
-            server = _server(name, config.allow_uids, service, health)
+            server = _server(name, config.allow_uids, service, committer)
             await server.start_path(path)
             servers.append(server)
         if not servers:
