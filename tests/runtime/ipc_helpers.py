@@ -47,7 +47,15 @@ def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
     """Run one async test body; the timeout only prevents a hang, it asserts nothing."""
 
     async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
+        result = await asyncio.wait_for(coro, timeout)
+        # Nothing the server or client started may outlive them: a leftover task is a leak.
+        for _ in range(100):
+            left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if not left:
+                break
+            await asyncio.sleep(0.05)
+        assert not left, f"tasks leaked: {left}"
+        return result
 
     return asyncio.run(bounded())
 
