@@ -249,7 +249,7 @@ class Connection:
             args = (params, self.peer) if sink is None else (params, self.peer, sink)
             async with asyncio.timeout(timeout):
                 result = await route.fn(*args)
-            frame = _encode_result(route.spec, req_id, result)
+            frame = _encode_result(route.spec, req_id, result, self.limits.max_frame)
         except TimeoutError:
             frame = encode_error(req_id, "timeout", f"{route.spec.name} took over {timeout}s")
         except SymphonyError as exc:
@@ -270,8 +270,15 @@ class Connection:
         await self._send(frame)
 
 
-def _encode_result(spec: MethodSpec[Any, Any], req_id: int, result: Any) -> bytes:
+def _encode_result(spec: MethodSpec[Any, Any], req_id: int, result: Any, max_frame: int) -> bytes:
     # A handler bug (wrong type, NaN, unencodable value) is an internal error, not a bad reply.
     if not isinstance(result, spec.result):
         raise TypeError(f"{spec.name} returned {type(result).__name__}")
-    return encode_response(req_id, result)
+    frame = encode_response(req_id, result)
+    if len(frame) - 1 > max_frame:
+        # The peer's reader has the same limit and would drop the whole connection.
+        raise ProtocolError(
+            f"{spec.name} reply of {len(frame) - 1} bytes exceeds {max_frame}",
+            code="frame_too_large",
+        )
+    return frame

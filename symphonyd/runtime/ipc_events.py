@@ -53,6 +53,17 @@ class EventSink:
         """Queue an already encoded event frame (see Broadcast)."""
         if self.closed:
             return False
+        if len(frame) - 1 > self._conn.limits.max_frame:
+            # The subscriber could not read it; dropping one event beats dropping the peer.
+            log_event(
+                log,
+                "ipc_event",
+                level=logging.WARNING,
+                outcome="dropped",
+                reason="frame_too_large",
+                size=len(frame) - 1,
+            )
+            return True
         if not self._active:
             # The subscribe response goes out first; hold early events until it is queued.
             if len(self._pending) >= self._conn.limits.send_queue:

@@ -29,7 +29,7 @@ class Echo:
     wait_for: str | None = None
     release: str | None = None
     sleep: float = 0.0
-    fail: str | None = None  # "symphony", "crash", "bad_result"
+    fail: str | None = None  # "symphony", "crash", "bad_result", "nan", "big"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -115,6 +115,8 @@ def make_server(
             raise RuntimeError("secret detail /etc/symphony/token")
         if params.fail == "bad_result":
             return "not an EchoResult"  # type: ignore[return-value]
+        if params.fail == "big":
+            return EchoResult("x" * 10_000)
         if params.fail == "nan":
             return EchoResult(float("nan"))  # type: ignore[arg-type]
         return EchoResult(params.text)

@@ -291,3 +291,25 @@ def test_client_event_backlog_is_bounded(sock_dir: Path) -> None:
             await assert_healthy(path)
 
     run(body())
+
+
+def test_oversized_reply_and_event_are_refused_not_sent(sock_dir: Path) -> None:
+    from symphonyd.runtime.ipc_server import ServerLimits
+
+    async def body() -> None:
+        sinks: list[EventSink] = []
+        async with serving(sock_dir, limits=ServerLimits(max_frame=4096)) as (server, path, _g):
+            server.subscription(LAUNCHER_SUBSCRIBE, _subscribe_server(sinks))
+            async with await IpcClient.connect(path, max_frame=4096) as client:
+                await client.call(LAUNCHER_SUBSCRIBE, Empty())
+                with pytest.raises(SymphonyError) as err:
+                    await client.call(ECHO, Echo("small request", fail="big"))
+                assert err.value.error_code == "frame_too_large"
+                assert sinks[0].send(LAUNCHER_RUN_EVENT, _event("big", "m" * 5000))
+                assert sinks[0].send(LAUNCHER_RUN_EVENT, _event("small"))
+                async for ev in client.events():
+                    assert ev.data.run_id == "small"
+                    break
+                assert (await client.call(ECHO, Echo("ok"))).text == "ok"
+
+    run(body())
