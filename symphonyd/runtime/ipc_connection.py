@@ -153,7 +153,11 @@ class Connection:
         Skips a task switch per reply; anything else goes through the bounded queue, so the
         transport buffer never holds more than its high-water mark plus one frame.
         """
-        if self.queue.empty() and self.writer.transport.get_write_buffer_size() < self._high_water:
+        transport = self.writer.transport
+        if transport.is_closing():
+            self.drop("peer_closed")  # writing on would only log asyncio's send warnings
+            return True
+        if self.queue.empty() and transport.get_write_buffer_size() < self._high_water:
             self.writer.write(frame)
             return True
         return False

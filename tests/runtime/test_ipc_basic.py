@@ -313,3 +313,21 @@ def test_oversized_reply_and_event_are_refused_not_sent(sock_dir: Path) -> None:
                 assert (await client.call(ECHO, Echo("ok"))).text == "ok"
 
     run(body())
+
+
+def test_half_closed_peer_still_gets_its_replies(sock_dir: Path) -> None:
+    async def body() -> None:
+        async with serving(sock_dir) as (_server, path, gates):
+            raw = await Raw.open(path)
+            await raw.send(
+                request(1, "test.echo", {"text": "late", "wait_for": "go"})
+                + request(2, "test.echo", {"text": "now"})
+            )
+            raw.writer.write_eof()  # like `socat` or `nc -N` after the last line
+            assert (await raw.frame())["result"]["text"] == "now"
+            gates["go"].set()
+            assert (await raw.frame())["result"]["text"] == "late"
+            assert await raw.at_eof()
+            raw.close()
+
+    run(body())
