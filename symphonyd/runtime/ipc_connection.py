@@ -230,6 +230,9 @@ class Connection:
             params = decode_params(route.spec, frame.params)
         except ProtocolError as exc:
             return self._reply_error(frame.id, exc.error_code, exc.message)
+        except Exception:  # a from_dict that raised something untyped: still the peer's input
+            log.exception("event=ipc_decode outcome=failed server=%s", self.name)
+            return self._reply_error(frame.id, "invalid_params", "params could not be decoded")
         return self._track(self._run(route, frame.id, params))
 
     def _track(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
