@@ -122,6 +122,8 @@ def run_daemon(
         return asyncio.run(_serve(name, notifier, startup, stop_timeout))
     except KeyboardInterrupt:  # a SIGINT before the handlers were installed
         return EXIT_OK
+    finally:
+        notifier.close()
 
 
 def _log_level(explicit: int | None) -> tuple[int, bool]:
