@@ -230,16 +230,19 @@ def test_reconnecting_client_survives_a_server_restart(sock_dir: Path) -> None:
     run(body())
 
 
+def _subscribe_into(runs: Broadcast[RunEvent]):
+    async def subscribe(_: Empty, _peer: Peer, sink: EventSink) -> Empty:
+        runs.add(sink)
+        return Empty()
+
+    return subscribe
+
+
 def test_broadcast_fans_out_and_prunes_gone_subscribers(sock_dir: Path) -> None:
     async def body() -> None:
         runs = Broadcast(LAUNCHER_RUN_EVENT)
-
-        async def subscribe(_: Empty, _peer: Peer, sink: EventSink) -> Empty:
-            runs.add(sink)
-            return Empty()
-
         async with serving(sock_dir) as (server, path, _gates):
-            server.subscription(LAUNCHER_SUBSCRIBE, subscribe)
+            server.subscription(LAUNCHER_SUBSCRIBE, _subscribe_into(runs))
             a = await IpcClient.connect(path)
             b = await IpcClient.connect(path)
             await a.call(LAUNCHER_SUBSCRIBE, Empty())
@@ -269,13 +272,8 @@ def test_broadcast_fans_out_and_prunes_gone_subscribers(sock_dir: Path) -> None:
 def test_client_event_backlog_is_bounded(sock_dir: Path) -> None:
     async def body() -> None:
         runs = Broadcast(LAUNCHER_RUN_EVENT)
-
-        async def subscribe(_: Empty, _peer: Peer, sink: EventSink) -> Empty:
-            runs.add(sink)
-            return Empty()
-
         async with serving(sock_dir) as (server, path, _gates):
-            server.subscription(LAUNCHER_SUBSCRIBE, subscribe)
+            server.subscription(LAUNCHER_SUBSCRIBE, _subscribe_into(runs))
             client = await IpcClient.connect(path, max_events=4)
             await client.call(LAUNCHER_SUBSCRIBE, Empty())
             for i in range(10):
