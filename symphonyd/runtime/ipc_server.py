@@ -152,27 +152,21 @@ class IpcServer:
             peer = peer_of(writer.get_extra_info("socket"))
         except (OSError, AttributeError):
             return ("peer_not_allowed", "peer credentials unavailable")
+        refusal: tuple[str, str] | None = None
         if peer.uid not in self.allowed_uids:
+            refusal = ("peer_not_allowed", f"uid {peer.uid} may not use {self.name}")
+        elif len(self._connections) >= self.limits.max_connections:
+            refusal = ("unavailable", f"{self.name} has too many connections")
+        if refusal is not None:
             log_event(
                 log,
                 "ipc_refused",
                 level=logging.WARNING,
                 server=self.name,
-                reason="peer_not_allowed",
+                reason=refusal[0] if refusal[0] == "peer_not_allowed" else "too_many_connections",
                 uid=peer.uid,
                 pid=peer.pid,
                 unit=peer.unit,
             )
-            return ("peer_not_allowed", f"uid {peer.uid} may not use {self.name}")
-        if len(self._connections) >= self.limits.max_connections:
-            log_event(
-                log,
-                "ipc_refused",
-                level=logging.WARNING,
-                server=self.name,
-                reason="too_many_connections",
-                uid=peer.uid,
-                pid=peer.pid,
-            )
-            return ("unavailable", f"{self.name} has too many connections")
+            return refusal
         return peer
