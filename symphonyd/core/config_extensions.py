@@ -2,8 +2,8 @@
 
 Each section is a frozen dataclass whose defaults are the safe choice: egress is an allowlist
 with nothing allowed, resources are bounded, budgets are off until set. The operator doc
-``docs/configuration.md`` lists every key; ``docs/design/0102-extension-sections.md`` says why
-the defaults are what they are.
+``docs/configuration.md`` lists every key;
+``docs/design/0102-config-values-and-secrets.md`` says why the defaults are what they are.
 """
 
 from __future__ import annotations

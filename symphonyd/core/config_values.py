@@ -9,15 +9,30 @@ through here).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from symphonyd.core.errors import ConfigError
+from symphonyd.core.errors import ConfigError, SymphonyError
 
 _ECHO_LIMIT = 60
 # `$NAME` or `${NAME}` as the whole value; nothing else is an environment reference.
 _ENV_REF = re.compile(r"\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})")
 _INT_TEXT = re.compile(r"[+-]?[0-9]{1,18}")
+
+
+def decode_bounded(
+    data: bytes, *, limit: int, what: str, error: Callable[[str], SymphonyError]
+) -> str:
+    """UTF-8 text (a leading BOM dropped) of a config file at most ``limit`` bytes long.
+
+    Callers read ``limit + 1`` bytes so an oversized file is refused rather than truncated.
+    """
+    if len(data) > limit:
+        raise error(f"{what} is larger than {limit} bytes")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} is not valid UTF-8 (byte {exc.start})") from None
 
 
 def echo(value: Any) -> str:

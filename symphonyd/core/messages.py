@@ -116,10 +116,12 @@ Frame = Request | Response | ErrorReply | Event
 
 
 def _dump(obj: dict[str, Any]) -> bytes:
-    return (
-        json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
-        + b"\n"
-    )
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        # A lone surrogate (JSON allows "\\ud800") cannot be UTF-8; escaped output round-trips.
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("ascii") + b"\n"
 
 
 def encode_request(req_id: int, spec: MethodSpec[P, Any], params: P) -> bytes:
@@ -140,6 +142,14 @@ def encode_event(spec: EventSpec[P], data: P) -> bytes:
     return _dump({"v": PROTOCOL_VERSION, "event": spec.name, "data": encode(data)})
 
 
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; accepting them would make a reply unencodable later.
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # json.loads(..., kw) rebuilds one
+
+
 def parse_frame(line: bytes, *, max_frame: int = DEFAULT_MAX_FRAME) -> Frame:
     """Decode one line into a typed frame or raise ProtocolError with a stable code."""
     if len(line) > max_frame:
@@ -147,8 +157,10 @@ def parse_frame(line: bytes, *, max_frame: int = DEFAULT_MAX_FRAME) -> Frame:
             f"frame of {len(line)} bytes exceeds {max_frame}", code="frame_too_large"
         )
     try:
-        obj = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        obj = _DECODER.decode(line.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and Python's limit on the
+        # digits of an integer literal, which a hostile peer reaches with a 5000-digit id.
         raise ProtocolError(f"not a JSON object: {exc.__class__.__name__}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("frame is not a JSON object")
@@ -189,6 +201,13 @@ def decode_result(spec: MethodSpec[Any, R], result: Any) -> R:
         raise ProtocolError(f"bad result for {spec.name}: {exc.message}") from None
 
 
+def decode_event(spec: EventSpec[P], data: dict[str, Any]) -> P:
+    try:
+        return decode(spec.data, data)
+    except ValidationError as exc:
+        raise ProtocolError(f"bad data for {spec.name}: {exc.message}") from None
+
+
 # --------------------------------------------------------------------------- shared
 
 
@@ -209,8 +228,9 @@ HEALTH = method("health", Empty, Health, "Liveness and version of the serving da
 
 
 # --------------------------------------------------------------------------- tracker
-# Served by symphony-tracker. Clients: dispatcher (reads), launcher (agent tools).
-# Adapter failures come back as error replies whose code is a SPEC 11.4 category.
+# Served by symphony-tracker on two sockets: the dispatcher's (reads, profile, health) and the
+# launcher's (agent tools, profile, health). Adapter failures come back as error replies whose
+# code is a SPEC 11.4 category (tracker_request, tracker_status, tracker_response, ...).
 
 
 @dataclass(frozen=True)
@@ -229,6 +249,18 @@ class IssueList:
 
 
 @dataclass(frozen=True)
+class TrackerProfile:
+    """The active adapter as the tracker daemon built it from the current WORKFLOW.md."""
+
+    kind: str | None
+    active_states: list[str]  # WORKFLOW.md values, else the adapter's documented defaults
+    terminal_states: list[str]
+    secret_env_names: list[str]  # the launcher removes these from agent environments
+    tracker_fingerprint: str | None  # changes whenever the tracker config changes
+    config_error: dict[str, Any] | None = None  # {"code", "message"} while config is unusable
+
+
+@dataclass(frozen=True)
 class ToolSpec:
     name: str
     description: str
@@ -238,6 +270,8 @@ class ToolSpec:
 @dataclass(frozen=True)
 class ToolSpecList:
     tools: list[ToolSpec]
+    # Bind a session to this; a ToolCall carrying another value is refused (SPEC 10.5).
+    tracker_fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -246,6 +280,7 @@ class ToolCall:
     tool: str
     arguments: Any
     session_id: str | None = None
+    tracker_fingerprint: str | None = None  # from the ToolSpecList the session advertised
 
 
 @dataclass(frozen=True)
@@ -260,6 +295,9 @@ TRACKER_FETCH_BY_STATES = method(
 TRACKER_FETCH_BY_IDS = method(
     "tracker.fetch_by_ids", FetchByIds, IssueList, "Current snapshots of these ids (SPEC 11.1)."
 )
+TRACKER_PROFILE = method(
+    "tracker.profile", Empty, TrackerProfile, "Kind, effective states and secret env names."
+)
 TRACKER_TOOL_SPECS = method(
     "tracker.tool_specs", Empty, ToolSpecList, "Agent tools the active adapter offers."
 )
@@ -270,6 +308,227 @@ TRACKER_TOOL_CALL = method(
 
 # --------------------------------------------------------------------------- dispatcher
 # Served by symphony-dispatcher. Clients: symphonyctl and the dashboard (control, snapshot).
+# Snapshot shapes follow SPEC 13.3 / 13.7.2 plus pause, budgets, holds and daemon health.
+# Control errors come back as error replies: issue_not_found, not_held, invalid_params.
+
+
+@dataclass(frozen=True)
+class PauseParams:
+    reason: str
+
+
+@dataclass(frozen=True)
+class IssueRefParams:
+    identifier: str
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    queued: bool
+    coalesced: bool
+    requested_at: str
+    operations: list[str]
+
+
+@dataclass(frozen=True)
+class RunningRow:
+    issue_id: str
+    issue_identifier: str
+    issue_url: str | None
+    state: str
+    run_id: str
+    attempt: int | None
+    session_id: str | None
+    turn_count: int
+    last_event: str | None
+    last_message: str | None
+    started_at: str
+    last_event_at: str | None
+    tokens: TokenTotals
+    workspace_path: str | None = None
+
+
+@dataclass(frozen=True)
+class RetryRow:
+    issue_id: str
+    issue_identifier: str
+    issue_url: str | None
+    attempt: int
+    due_at: str
+    error: str | None
+    kind: Literal["continuation", "failure", "requeue"] = "failure"
+
+
+HoldKind = Literal["stopped", "blocked", "budget"]
+
+
+@dataclass(frozen=True)
+class HoldRow:
+    """An issue kept out of dispatch until the tracker changes it or an operator releases it."""
+
+    issue_id: str
+    issue_identifier: str
+    kind: HoldKind
+    reason: str
+    since: str
+    by_uid: int | None = None
+    released_by_tracker_change: bool = True
+
+
+@dataclass(frozen=True)
+class CodexTotals:
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    seconds_running: float
+
+
+PauseCode = Literal[
+    "operator",
+    "daily_budget",
+    "low_disk",
+    "audit_unavailable",
+    "invalid_config",
+    "tracker_unavailable",
+    "state_unreadable",
+]
+
+
+@dataclass(frozen=True)
+class PauseReasonRow:
+    code: PauseCode
+    message: str
+    since: str
+    by_uid: int | None = None  # operator pauses: the SO_PEERCRED uid of the caller
+    until: str | None = None  # daily_budget: the next UTC midnight
+
+
+@dataclass(frozen=True)
+class PauseStatus:
+    paused: bool
+    reasons: list[PauseReasonRow]
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    tokens_per_issue: int | None
+    tokens_per_day: int | None
+    day: str  # UTC date the daily counter belongs to
+    tokens_today: int
+
+
+@dataclass(frozen=True)
+class DaemonHealthRow:
+    daemon: str  # tracker, launcher, audit, workflow
+    ok: bool
+    detail: str | None
+    checked_at: str | None
+
+
+@dataclass(frozen=True)
+class ConfigStatus:
+    ok: bool
+    path: str | None
+    fingerprint: str | None  # of the last good WORKFLOW.md in use
+    loaded_at: str | None
+    error: str | None  # the rejected edit, while the last good config stays in use
+
+
+@dataclass(frozen=True)
+class SnapshotCounts:
+    running: int
+    retrying: int
+    held: int
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    generated_at: str
+    counts: SnapshotCounts
+    running: list[RunningRow]
+    retrying: list[RetryRow]
+    held: list[HoldRow]
+    codex_totals: CodexTotals
+    rate_limits: dict[str, Any] | None
+    pause: PauseStatus
+    budgets: BudgetStatus
+    daemons: list[DaemonHealthRow]
+    config: ConfigStatus
+    poll_interval_ms: int
+    max_concurrent_agents: int
+
+
+@dataclass(frozen=True)
+class RecentEvent:
+    at: str
+    event: str
+    message: str | None
+
+
+@dataclass(frozen=True)
+class IssueAttempts:
+    restart_count: int
+    current_retry_attempt: int | None
+
+
+IssueStatus = Literal["running", "retrying", "stopped", "blocked", "budget", "idle"]
+
+
+@dataclass(frozen=True)
+class IssueView:
+    """SPEC 13.7.2 ``GET /api/v1/<identifier>`` shape."""
+
+    issue_identifier: str
+    issue_id: str
+    status: IssueStatus
+    workspace_path: str | None
+    attempts: IssueAttempts
+    running: RunningRow | None
+    retry: RetryRow | None
+    hold: HoldRow | None
+    recent_events: list[RecentEvent]
+    last_error: str | None
+    tokens_used: int
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    snapshot: StateSnapshot
+
+
+DISPATCHER_SNAPSHOT = method(
+    "dispatcher.snapshot", Empty, StateSnapshot, "Current orchestrator state (SPEC 13.3)."
+)
+DISPATCHER_PAUSE = method(
+    "dispatcher.pause", PauseParams, ControlResult, "Stop starting runs; in-flight runs go on."
+)
+DISPATCHER_RESUME = method(
+    "dispatcher.resume", Empty, ControlResult, "Clear the operator pause (automatic ones stay)."
+)
+DISPATCHER_STOP = method(
+    "dispatcher.stop", IssueRefParams, ControlResult, "End one issue's run and hold it."
+)
+DISPATCHER_RELEASE = method(
+    "dispatcher.release", IssueRefParams, ControlResult, "Lift a stop, blocked or budget hold."
+)
+DISPATCHER_REFRESH = method(
+    "dispatcher.refresh", Empty, RefreshResult, "Queue an immediate poll and reconcile."
+)
+DISPATCHER_ISSUE = method(
+    "dispatcher.issue", IssueRefParams, IssueView, "One issue's runtime view (SPEC 13.7.2)."
+)
+DISPATCHER_SUBSCRIBE = method(
+    "dispatcher.subscribe", Empty, Empty, "Subscribe: pushes dispatcher.state_changed."
+)
+DISPATCHER_STATE_CHANGED = event(
+    "dispatcher.state_changed", StateChanged, "The snapshot after a state change (debounced)."
+)
 
 
 # --------------------------------------------------------------------------- launcher
@@ -366,6 +625,8 @@ class AckRuns:
 @dataclass(frozen=True)
 class RemoveWorkspace:
     identifier: str
+    # Where the workspace root and hooks come from; None: the last workflow a run used.
+    workflow: WorkflowSnapshot | None = None
 
 
 @dataclass(frozen=True)

@@ -2,18 +2,22 @@
 
 Each command group lives in its own module ``symphonyd.ctl.<group>_cmd`` exposing
 ``register(subparsers)``; that module's parser sets ``func`` to a callable taking the parsed
-namespace and returning the exit code. Exit codes (docs/symphonyctl.md): 0 success,
-1 a check failed (e.g. audit chain broken), 2 usage or validation error, 3 a daemon
-is unreachable.
+namespace and returning the exit code. Modules are discovered, so adding a group never
+touches this file; ``--help`` lists them alphabetically.
+
+Exit codes (docs/symphonyctl.md): 0 success, 1 a check failed (e.g. audit chain broken),
+2 usage or validation error, 3 a daemon is unreachable.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 from collections.abc import Sequence
 
+import symphonyd.ctl
 from symphonyd import __version__
 
 EXIT_OK = 0
@@ -21,8 +25,12 @@ EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 
-# Order is the order `symphonyctl --help` lists the groups in.
-COMMAND_MODULES: tuple[str, ...] = ()
+
+def command_modules() -> list[str]:
+    """Names of the ``*_cmd`` modules in this package, sorted."""
+    return sorted(
+        m.name for m in pkgutil.iter_modules(symphonyd.ctl.__path__) if m.name.endswith("_cmd")
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"symphonyctl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         importlib.import_module(f"symphonyd.ctl.{name}").register(sub)
     return parser
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from symphonyd.core.codec import decode, encode
 from symphonyd.core.config import (
     BUILTIN_TRACKER_KINDS,
     ServiceConfig,
@@ -299,3 +301,12 @@ def test_validate_for_dispatch_requires_the_selected_runtime_command() -> None:
         {"tracker": {"kind": "memory"}, "agent": {"runtime": "claude"}, "codex": {"command": ""}}
     )
     assert validate_for_dispatch(ok, BUILTIN_TRACKER_KINDS) == ()
+
+
+def test_config_round_trips_through_the_ipc_codec() -> None:
+    # The dispatcher ships the effective config to the launcher as JSON.
+    text = Path(__file__).with_name("data_full_workflow.md").read_text()
+    cfg = build_service_config(parse_workflow(text), env=ENV, workflow_dir="/srv/wf")
+    wire = json.dumps(encode(cfg))
+    assert decode(ServiceConfig, json.loads(wire)) == cfg
+    assert "$LINEAR_API_KEY" in wire  # the reference travels, never a resolved value

@@ -1,0 +1,159 @@
+"""Host configuration ``/etc/symphony/symphonyd.toml``: where things live on this machine.
+
+WORKFLOW.md says *what* to run and is repository-owned; the host config says *where*: the
+workflow path, state/socket/audit directories, the dashboard bind and the name of the systemd
+credential holding the tracker token. It is owned by the operator (root), so it is the only
+place that may move the dashboard off loopback (``dashboard.allow_remote_bind``).
+
+Unknown sections are errors (a misspelt section would silently drop settings); unknown keys
+inside a known section are warnings so a newer config still starts an older daemon.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from symphonyd.core.config import ServiceConfig
+from symphonyd.core.config_values import (
+    choice,
+    echo,
+    int_in_range,
+    opt_bool,
+    opt_str,
+    req_str,
+)
+from symphonyd.core.errors import ConfigError
+
+DEFAULT_WORKFLOW_PATH = "/etc/symphony/WORKFLOW.md"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+HOST_CONFIG_PARSE_ERROR = "host_config_parse_error"
+# systemd credential names: no slashes, nothing that could escape $CREDENTIALS_DIRECTORY.
+_CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
+
+_TOP_KEYS = ("workflow", "log_level")
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "paths": ("state_dir", "runtime_dir", "audit_dir", "workspace_root"),
+    "dashboard": ("host", "port", "allow_remote_bind"),
+    "tracker": ("credential",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardBind:
+    host: str = "127.0.0.1"
+    port: int = 4000
+    allow_remote_bind: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    workflow_path: str = DEFAULT_WORKFLOW_PATH
+    log_level: str = "info"
+    state_dir: str = "/var/lib/symphony"
+    runtime_dir: str = "/run/symphony"
+    audit_dir: str = "/var/lib/symphony/audit"
+    # When set, replaces WORKFLOW.md's workspace.root (see apply_host_overrides).
+    workspace_root: str | None = None
+    dashboard: DashboardBind = field(default_factory=DashboardBind)
+    tracker_credential: str = "tracker-token"
+
+
+def parse_host_config(text: str) -> tuple[HostConfig, tuple[str, ...]]:
+    """Parse TOML text; returns the config and human-readable warnings (unknown keys)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"host config is not valid TOML: {exc}", code=HOST_CONFIG_PARSE_ERROR
+        ) from None
+    warnings: list[str] = []
+    for key, value in raw.items():
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: must be a table, got {echo(value)}", field=key)
+            warnings.extend(
+                f"{key}.{sub}: unknown key ignored" for sub in value if sub not in _SECTIONS[key]
+            )
+        elif key not in _TOP_KEYS:
+            if isinstance(value, dict):
+                raise ConfigError(
+                    f"[{key}]: unknown section (known: {', '.join(_SECTIONS)})", field=key
+                )
+            warnings.append(f"{key}: unknown key ignored")
+    defaults = HostConfig()
+    paths: Mapping[str, Any] = raw.get("paths", {})
+    dash: Mapping[str, Any] = raw.get("dashboard", {})
+    tracker: Mapping[str, Any] = raw.get("tracker", {})
+    workspace_root = opt_str(paths, "workspace_root", "paths.workspace_root")
+    config = HostConfig(
+        workflow_path=_abs_path(raw, "workflow", "workflow", defaults.workflow_path),
+        log_level=choice(raw, "log_level", "log_level", defaults.log_level, LOG_LEVELS),
+        state_dir=_abs_path(paths, "state_dir", "paths.state_dir", defaults.state_dir),
+        runtime_dir=_abs_path(paths, "runtime_dir", "paths.runtime_dir", defaults.runtime_dir),
+        audit_dir=_abs_path(paths, "audit_dir", "paths.audit_dir", defaults.audit_dir),
+        workspace_root=(
+            None
+            if workspace_root is None
+            else _abs_path(paths, "workspace_root", "paths.workspace_root", "")
+        ),
+        dashboard=_dashboard(dash),
+        tracker_credential=_credential(tracker),
+    )
+    return config, tuple(warnings)
+
+
+def apply_host_overrides(config: ServiceConfig, host: HostConfig) -> ServiceConfig:
+    """The host's workspace root, when set, wins over WORKFLOW.md's."""
+    if host.workspace_root is None:
+        return config
+    return dataclasses.replace(
+        config, workspace=dataclasses.replace(config.workspace, root=host.workspace_root)
+    )
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _abs_path(raw: Mapping[str, Any], key: str, where: str, default: str) -> str:
+    value = req_str(raw, key, where, default).strip()
+    if not value.startswith("/") or "\x00" in value:
+        raise ConfigError(f"{where}: must be an absolute path, got {echo(value)}", field=where)
+    return value
+
+
+def _dashboard(raw: Mapping[str, Any]) -> DashboardBind:
+    d = DashboardBind()
+    host = req_str(raw, "host", "dashboard.host", d.host).strip()
+    if not host:
+        raise ConfigError("dashboard.host: must not be empty", field="dashboard.host")
+    port = int_in_range(raw, "port", "dashboard.port", 0, 65535)
+    allow = opt_bool(raw, "allow_remote_bind", "dashboard.allow_remote_bind", d.allow_remote_bind)
+    if not allow and not is_loopback_host(host):
+        raise ConfigError(
+            f"dashboard.host: {echo(host)} is not a loopback address; set "
+            "dashboard.allow_remote_bind = true to expose the dashboard beyond this host",
+            field="dashboard.host",
+        )
+    return DashboardBind(host=host, port=d.port if port is None else port, allow_remote_bind=allow)
+
+
+def _credential(raw: Mapping[str, Any]) -> str:
+    name = req_str(raw, "credential", "tracker.credential", HostConfig().tracker_credential)
+    if not _CREDENTIAL_NAME.fullmatch(name) or name in (".", ".."):
+        raise ConfigError(
+            f"tracker.credential: {echo(name)} is not a valid systemd credential name",
+            field="tracker.credential",
+        )
+    return name

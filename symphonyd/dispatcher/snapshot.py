@@ -1,0 +1,150 @@
+"""Read-only views of the orchestrator for symphonyctl and the dashboard (SPEC 13.3, 13.7.2)."""
+
+from __future__ import annotations
+
+from symphonyd.core.errors import SymphonyError
+from symphonyd.core.messages import (
+    BudgetStatus,
+    CodexTotals,
+    ConfigStatus,
+    DaemonHealthRow,
+    IssueAttempts,
+    IssueStatus,
+    IssueView,
+    PauseReasonRow,
+    PauseStatus,
+    RetryRow,
+    RunningRow,
+    SnapshotCounts,
+    StateSnapshot,
+)
+from symphonyd.dispatcher.orchestrator import Orchestrator
+from symphonyd.dispatcher.state import RetryEntry, RunningEntry, iso
+
+DAEMONS = ("tracker", "launcher", "audit", "workflow")
+
+
+def running_row(e: RunningEntry) -> RunningRow:
+    return RunningRow(
+        issue_id=e.issue.id,
+        issue_identifier=e.issue.identifier,
+        issue_url=e.issue.url,
+        state=e.issue.state,
+        run_id=e.run_id,
+        attempt=e.attempt,
+        session_id=e.session_id,
+        turn_count=e.turn_count,
+        last_event=e.last_event,
+        last_message=e.last_message,
+        started_at=iso(e.started_at),
+        last_event_at=iso(e.last_event_at) if e.last_event_at else None,
+        tokens=e.tokens,
+        workspace_path=e.workspace_path,
+    )
+
+
+def retry_row(r: RetryEntry) -> RetryRow:
+    return RetryRow(
+        issue_id=r.issue_id,
+        issue_identifier=r.identifier,
+        issue_url=r.issue_url,
+        attempt=r.attempt,
+        due_at=iso(r.due_at),
+        error=r.error,
+        kind=r.kind,
+    )
+
+
+def pause_status(orch: Orchestrator) -> PauseStatus:
+    rows: list[PauseReasonRow] = []
+    op = orch.persisted.operator_pause
+    if op is not None:
+        rows.append(PauseReasonRow("operator", op.reason, op.since, by_uid=op.by_uid))
+    rows.extend(orch.pauses.rows())
+    return PauseStatus(paused=bool(rows), reasons=rows)
+
+
+def build_snapshot(orch: Orchestrator) -> StateSnapshot:
+    now_ms = orch.clock.monotonic_ms()
+    live = sum(max(now_ms - e.started_ms, 0) for e in orch.running.values()) / 1000
+    cfg = orch.settings
+    ledger = orch.ledger
+    wf = orch.cfg.workflow if orch.cfg else None
+    retrying = sorted(orch.retries.values(), key=lambda r: r.due_ms)
+    held = orch.holds.rows()
+    return StateSnapshot(
+        generated_at=iso(orch.clock.now()),
+        counts=SnapshotCounts(len(orch.running), len(retrying), len(held)),
+        running=[running_row(e) for e in orch.running.values()],
+        retrying=[retry_row(r) for r in retrying],
+        held=held,
+        codex_totals=CodexTotals(
+            ledger.input_tokens,
+            ledger.output_tokens,
+            ledger.total_tokens,
+            round(orch.ended_seconds + live, 3),
+        ),
+        rate_limits=dict(orch.rate_limits) if orch.rate_limits is not None else None,
+        pause=pause_status(orch),
+        budgets=BudgetStatus(
+            cfg.tokens_per_issue, cfg.tokens_per_day, ledger.day, ledger.tokens_today
+        ),
+        daemons=[
+            orch.health.get(name, DaemonHealthRow(name, False, "not contacted yet", None))
+            for name in DAEMONS
+        ],
+        config=ConfigStatus(
+            ok=orch.config_error is None and orch.cfg is not None,
+            path=wf.path if wf else None,
+            fingerprint=wf.fingerprint if wf else None,
+            loaded_at=orch.config_loaded_at,
+            error=orch.config_error,
+        ),
+        poll_interval_ms=cfg.poll_interval_ms,
+        max_concurrent_agents=cfg.max_concurrent_agents,
+    )
+
+
+def build_issue_view(orch: Orchestrator, identifier: str) -> IssueView:
+    """SPEC 13.7.2 per-issue view; issue_not_found when nothing is known about it."""
+    entry = next((e for e in orch.running.values() if e.issue.identifier == identifier), None)
+    retry = next((r for r in orch.retries.values() if r.identifier == identifier), None)
+    hold = next((h for h in orch.holds.rows() if h.issue_identifier == identifier), None)
+    issue_id: str | None = None
+    if entry is not None:
+        issue_id = entry.issue.id
+    elif retry is not None:
+        issue_id = retry.issue_id
+    elif hold is not None:
+        issue_id = hold.issue_id
+    else:
+        issue_id = next((k for k, h in orch.history.items() if h.identifier == identifier), None)
+    if issue_id is None:
+        raise SymphonyError(f"{identifier} is unknown to the dispatcher", code="issue_not_found")
+    hist = orch.history.get(issue_id)
+    status_value: IssueStatus
+    if entry is not None:
+        status_value = "running"
+    elif retry is not None:
+        status_value = "retrying"
+    elif hold is not None:
+        status_value = hold.kind
+    else:
+        status_value = "idle"
+    return IssueView(
+        issue_identifier=identifier,
+        issue_id=issue_id,
+        status=status_value,
+        workspace_path=(entry.workspace_path if entry else None)
+        or (hist.workspace_path if hist else None),
+        attempts=IssueAttempts(
+            restart_count=hist.restart_count if hist else 0,
+            current_retry_attempt=retry.attempt if retry else (entry.attempt if entry else None),
+        ),
+        running=running_row(entry) if entry else None,
+        retry=retry_row(retry) if retry else None,
+        hold=hold,
+        recent_events=list(hist.recent) if hist else [],
+        last_error=(hist.last_error if hist else None) or (retry.error if retry else None),
+        tokens_used=orch.ledger.issue_total(issue_id),
+    )

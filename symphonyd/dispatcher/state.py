@@ -1,0 +1,111 @@
+"""In-memory orchestrator records (SPEC 4.1.5 - 4.1.8) and the pause book.
+
+Only the orchestrator mutates these; the snapshot module reads them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from symphonyd.core.issue import Issue, format_timestamp
+from symphonyd.core.messages import PauseCode, PauseReasonRow, RecentEvent, TokenTotals
+
+RECENT_EVENTS = 20
+RetryKind = Literal["continuation", "failure", "requeue"]
+
+
+def iso(value: datetime) -> str:
+    text = format_timestamp(value)
+    assert text is not None
+    return text
+
+
+def next_utc_midnight(now: datetime) -> datetime:
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day + timedelta(days=1)
+
+
+@dataclass
+class RunningEntry:
+    run_id: str
+    issue: Issue
+    attempt: int | None
+    started_at: datetime
+    started_ms: int
+    session_id: str | None = None
+    turn_count: int = 0
+    pid: int | None = None
+    last_event: str | None = None
+    last_event_at: datetime | None = None
+    last_event_ms: int | None = None
+    last_message: str | None = None
+    # Last absolute thread totals reported; deltas against these feed every counter so a
+    # repeated total is never counted twice (SPEC 13.5).
+    tokens: TokenTotals = field(default_factory=TokenTotals)
+    workspace_path: str | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self.issue.state.strip().lower()
+
+
+@dataclass
+class RetryEntry:
+    issue_id: str
+    identifier: str
+    attempt: int
+    due_ms: int
+    due_at: datetime
+    error: str | None
+    kind: RetryKind
+    issue_url: str | None = None
+
+
+@dataclass
+class IssueHistory:
+    """What the issue view shows about an issue beyond its current run (SPEC 13.7.2)."""
+
+    identifier: str
+    restart_count: int = 0
+    last_error: str | None = None
+    workspace_path: str | None = None
+    recent: deque[RecentEvent] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
+
+
+class PauseBook:
+    """Automatic pause reasons, each raised and cleared by the condition that owns it.
+
+    The operator pause lives in the persisted state instead, because it must survive a
+    restart; automatic reasons are re-derived from the world after a restart.
+    """
+
+    def __init__(self) -> None:
+        self._reasons: dict[PauseCode, PauseReasonRow] = {}
+
+    def set(self, code: PauseCode, message: str, since: datetime, until: str | None = None) -> bool:
+        """Raise or update a reason; True when it was not raised before."""
+        existing = self._reasons.get(code)
+        if existing is not None and existing.message == message and existing.until == until:
+            return False
+        self._reasons[code] = PauseReasonRow(
+            code=code,
+            message=message,
+            since=existing.since if existing else iso(since),
+            until=until,
+        )
+        return existing is None
+
+    def clear(self, code: PauseCode) -> bool:
+        return self._reasons.pop(code, None) is not None
+
+    def has(self, code: PauseCode) -> bool:
+        return code in self._reasons
+
+    def rows(self) -> list[PauseReasonRow]:
+        return list(self._reasons.values())
+
+    def __bool__(self) -> bool:
+        return bool(self._reasons)

@@ -1,0 +1,101 @@
+"""Build the run's agent session from the workflow's typed config (SPEC 5.3.5, 5.3.6).
+
+The config is bound once per run: a workflow reload affects later runs, never this one's
+tools or policies (SPEC 10.5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+
+from symphonyd.core.config import ServiceConfig
+from symphonyd.core.issue import Issue
+from symphonyd.core.messages import ToolCall, ToolResult, ToolSpec
+from symphonyd.launcher.agents.claude import ClaudeConfig, ClaudeSession
+from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
+from symphonyd.launcher.agents.process import build_env
+from symphonyd.launcher.agents.session import (
+    AgentSession,
+    ApprovalPolicy,
+    EventSink,
+    Timeouts,
+    ToolExecutor,
+    ToolInvocation,
+)
+
+SessionFactory = Callable[[Path, EventSink], AgentSession]
+
+
+def session_factory(
+    config: ServiceConfig,
+    *,
+    agent_home: Path,
+    tmpdir: Path | None = None,
+    env_extra: Mapping[str, str] | None = None,
+    tools: Sequence[ToolSpec] = (),
+    tool_executor: ToolExecutor | None = None,
+    approvals: ApprovalPolicy | None = None,
+) -> SessionFactory:
+    """A factory the worker calls with the prepared workspace path."""
+    policy = approvals or ApprovalPolicy()
+    root = Path(config.workspace.root)
+    extra = dict(env_extra or {})
+    if config.agent.runtime == "claude":
+        c = config.claude
+        claude = ClaudeConfig(
+            command=c.command,
+            model=c.model,
+            timeouts=Timeouts.from_ms(c.read_timeout_ms, c.turn_timeout_ms, c.stall_timeout_ms),
+            approvals=policy,
+        )
+
+        def open_claude(workspace: Path, sink: EventSink) -> AgentSession:
+            env = build_env(home=agent_home, tmpdir=tmpdir, extra=extra)
+            return ClaudeSession(workspace, claude, env, workspace_root=root, on_event=sink)
+
+        return open_claude
+
+    x = config.codex
+    codex = CodexConfig(
+        command=x.command,
+        approval_policy=x.approval_policy,
+        thread_sandbox=x.thread_sandbox,
+        turn_sandbox_policy=x.turn_sandbox_policy,
+        timeouts=Timeouts.from_ms(x.read_timeout_ms, x.turn_timeout_ms, x.stall_timeout_ms),
+        approvals=policy,
+    )
+    extra.setdefault("CODEX_HOME", str(agent_home / ".codex"))
+
+    def open_codex(workspace: Path, sink: EventSink) -> AgentSession:
+        env = build_env(home=agent_home, tmpdir=tmpdir, extra=extra)
+        return CodexSession(
+            workspace,
+            codex,
+            env,
+            workspace_root=root,
+            tools=tools,
+            tool_executor=tool_executor,
+            on_event=sink,
+        )
+
+    return open_codex
+
+
+def tracker_tool_executor(
+    call: Callable[[ToolCall], Awaitable[ToolResult]], issue: Issue
+) -> ToolExecutor:
+    """Route the agent's tool calls to the tracker daemon (``tracker.tool_call``), scoped to
+    the run's issue; the credential stays in the tracker daemon (SPEC 10.5)."""
+
+    async def execute(invocation: ToolInvocation) -> ToolResult:
+        return await call(
+            ToolCall(
+                issue=issue,
+                tool=invocation.tool,
+                arguments=invocation.arguments,
+                session_id=invocation.session_id,
+            )
+        )
+
+    return execute

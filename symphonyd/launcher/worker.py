@@ -1,0 +1,217 @@
+"""One worker attempt (SPEC 16.5): workspace, hooks, agent session, turn loop, events out.
+
+The collaborators are small protocols so the attempt can be driven by the real workspace
+manager, template renderer and agent runtimes, or by a test. Every failure becomes a
+``RunOutcome`` with a stable ``error_code``; nothing escapes except cancellation, which still
+stops the agent and runs ``after_run`` first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from symphonyd.core.errors import SymphonyError
+from symphonyd.core.issue import Issue
+from symphonyd.core.messages import RunEvent, RunOutcome
+from symphonyd.core.prompt_guard import continuation_prompt, guarded_prompt, prompt_audit_fields
+from symphonyd.launcher.agents.session import AgentEvent, AgentSession, EventSink, short, utc_now
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class WorkspaceLike(Protocol):
+    @property
+    def path(self) -> Path: ...
+
+
+class WorkspaceManagerLike(Protocol):
+    """What symphonyd.launcher.workspace.WorkspaceManager offers (sync or async methods)."""
+
+    def prepare(self, issue: Issue) -> Any: ...
+    def before_run(self, ws: Any, issue: Issue) -> Any: ...
+    def after_run(self, ws: Any, issue: Issue) -> Any: ...
+
+
+@dataclass
+class WorkerDeps:
+    workspaces: WorkspaceManagerLike
+    render: Callable[[Issue, int | None], str]  # the workflow template (SPEC 12)
+    open_session: Callable[[Path, EventSink], AgentSession]  # runtime chosen by the caller
+    refresh_issue: Callable[[str], Awaitable[Issue | None]]  # tracker.fetch_by_ids, one id
+    is_active: Callable[[Issue], bool]  # active state and still routable
+    emit: Callable[[RunEvent], None]
+    max_turns: int = 20
+    stall_timeout: float = 300.0  # seconds without agent output; <= 0 disables
+    audit: Callable[[str, dict[str, Any]], None] | None = None
+    continuation: Callable[[Issue, int, int], str] = field(default=continuation_prompt)
+
+
+async def _maybe_await(value: T | Awaitable[T]) -> T:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class WorkerAttempt:
+    def __init__(self, run_id: str, issue: Issue, attempt: int | None, deps: WorkerDeps) -> None:
+        self.run_id = run_id
+        self.issue = issue
+        self.attempt = attempt
+        self.deps = deps
+        self.session: AgentSession | None = None
+        self.turns = 0
+
+    # ------------------------------------------------------------------ events
+
+    def _emit(self, event: AgentEvent) -> None:
+        with contextlib.suppress(Exception):
+            self.deps.emit(event.to_run_event(self.run_id, self.issue.id))
+
+    def _finish(self, outcome: RunOutcome) -> RunOutcome:
+        tokens = self.session.tokens if self.session else None
+        pid = self.session.pid if self.session else None
+        event = AgentEvent("run_finished", turn_count=self.turns, tokens=tokens, pid=pid)
+        run_event = event.to_run_event(self.run_id, self.issue.id)
+        final = dataclasses.replace(run_event, outcome=outcome, message=outcome.error)
+        with contextlib.suppress(Exception):
+            self.deps.emit(final)
+        return outcome
+
+    def _audit_prompt(self, prompt: str, turn: int) -> None:
+        if self.deps.audit is None:
+            return
+        with contextlib.suppress(Exception):
+            self.deps.audit(
+                "prompt_sent",
+                {
+                    "run_id": self.run_id,
+                    "turn": turn,
+                    "at": utc_now(),
+                    **prompt_audit_fields(prompt),
+                },
+            )
+
+    # ------------------------------------------------------------------ attempt
+
+    async def run(self) -> RunOutcome:
+        deps = self.deps
+        try:
+            ws = await _maybe_await(deps.workspaces.prepare(self.issue))
+        except Exception as exc:
+            return self._finish(_failure(exc, "workspace_error"))
+        try:
+            await _maybe_await(deps.workspaces.before_run(ws, self.issue))
+        except Exception as exc:
+            return self._finish(_failure(exc, "before_run_failed"))
+        try:
+            outcome = await self._agent(Path(ws.path))
+        except asyncio.CancelledError:
+            await self._after_run(ws)
+            self._finish(RunOutcome("cancelled", "turn_cancelled", "run stopped"))
+            raise
+        await self._after_run(ws)
+        return self._finish(outcome)
+
+    async def _after_run(self, ws: Any) -> None:
+        # Best effort (SPEC 9.4): a failing after_run is logged, never changes the outcome.
+        try:
+            await asyncio.shield(_maybe_await(self.deps.workspaces.after_run(ws, self.issue)))
+        except Exception as exc:
+            log.warning("after_run failed for %s: %s", self.issue.identifier, exc)
+
+    async def _agent(self, workspace: Path) -> RunOutcome:
+        deps = self.deps
+        try:
+            first_prompt = guarded_prompt(deps.render(self.issue, self.attempt))
+        except Exception as exc:
+            return _failure(exc, "template_render_error")
+        try:
+            session = deps.open_session(workspace, self._emit)
+        except Exception as exc:
+            return _failure(exc, "startup_failed")
+        self.session = session
+        try:
+            try:
+                await session.start()
+            except Exception as exc:
+                return _failure(exc, "startup_failed")
+            return await self._turns(session, first_prompt)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(session.stop())
+
+    async def _turns(self, session: AgentSession, first_prompt: str) -> RunOutcome:
+        deps = self.deps
+        issue = self.issue
+        title = short(f"{issue.identifier}: {issue.title}", 120)
+        turn = 1
+        while True:
+            if turn == 1:
+                prompt = first_prompt
+            else:
+                try:
+                    prompt = deps.continuation(issue, turn, deps.max_turns)
+                except Exception as exc:
+                    return _failure(exc, "template_render_error")
+            self._audit_prompt(prompt, turn)
+            self.turns = turn
+            result = await self._watched_turn(session, prompt, title)
+            if result is not None:
+                return result
+            try:
+                refreshed = await deps.refresh_issue(issue.id)
+            except Exception as exc:
+                return _failure(exc, "issue_state_refresh_error")
+            if refreshed is None or not deps.is_active(refreshed):
+                return RunOutcome("succeeded")
+            issue = self.issue = refreshed
+            if turn >= deps.max_turns:
+                return RunOutcome("succeeded")
+            turn += 1
+
+    async def _watched_turn(
+        self, session: AgentSession, prompt: str, title: str
+    ) -> RunOutcome | None:
+        """Run one turn under stall watch; None when it completed normally."""
+        task = asyncio.create_task(session.run_turn(prompt, title=title))
+        stalled = False
+        stall = self.deps.stall_timeout
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=max(min(stall, 5.0), 0.2) if stall > 0 else None)
+                if not task.done() and session.is_stalled(stall):
+                    stalled = True
+                    await session.interrupt()
+                    await asyncio.wait({task}, timeout=10)
+                    break
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(session.interrupt())
+            task.cancel()
+            raise
+        if stalled:
+            task.cancel()
+            return RunOutcome("stalled", "stalled", f"no agent output for {stall:g}s")
+        result = task.result()
+        return None if result.ok else result.outcome()
+
+
+def _failure(exc: BaseException, default_code: str) -> RunOutcome:
+    if isinstance(exc, SymphonyError):
+        return RunOutcome("failed", exc.error_code, short(exc.message, 300))
+    return RunOutcome("failed", default_code, short(f"{exc.__class__.__name__}: {exc}", 300))
+
+
+async def run_worker_attempt(
+    run_id: str, issue: Issue, attempt: int | None, deps: WorkerDeps
+) -> RunOutcome:
+    return await WorkerAttempt(run_id, issue, attempt, deps).run()

@@ -1,0 +1,323 @@
+"""GitHub Issues adapter over the REST API (profile: docs/trackers/github.md).
+
+GitHub has two issue states, so workflow states come from labels: a closed issue is in
+``closed_state``; an open issue is in the first configured ``state_labels`` entry it carries,
+else in ``open_state``. The dispatch id is the issue number (stable inside the repository).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from symphonyd.core.errors import ValidationError
+from symphonyd.core.issue import Issue, build_issue, state_key
+from symphonyd.tracker.adapter import TrackerAdapter
+from symphonyd.tracker.credentials import resolve_secret, secret_reference
+from symphonyd.tracker.errors import PAGINATION, RESPONSE, config_error, tracker_error
+from symphonyd.tracker.http import HttpPolicy, JsonResponse, Sleep, make_client, request_json
+from symphonyd.tracker.provider_config import (
+    TrackerSettings,
+    check_keys,
+    http_endpoint,
+    opt_int,
+    opt_str,
+    opt_str_list,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "https://api.github.com"
+DEFAULT_SECRET = "GITHUB_TOKEN"  # noqa: S105 (a variable name)
+MAX_PAGES = 10_000
+KEYS = (
+    "endpoint",
+    "api_key",
+    "repository",
+    "identifier_prefix",
+    "state_labels",
+    "open_state",
+    "closed_state",
+    "assignee",
+    "blocked_label",
+    "page_size",
+    "timeout_ms",
+    "max_attempts",
+    "max_retry_wait_ms",
+    "tool_states",
+)
+_REPO = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
+_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
+
+
+class GitHubAdapter(TrackerAdapter):
+    kind = "github"
+
+    def __init__(
+        self,
+        settings: TrackerSettings,
+        env: Mapping[str, str],
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        p = settings.provider
+        check_keys(p, KEYS, self.kind)
+        super().__init__(settings, opt_str_list(p, "tool_states"))
+        self.endpoint = http_endpoint(p, "endpoint", DEFAULT_ENDPOINT)
+        repo = opt_str(p, "repository")
+        if repo is None or not _REPO.match(repo) or ".." in repo:
+            raise config_error("github needs tracker.provider.repository as 'owner/name'")
+        self.repository = repo
+        prefix = opt_str(p, "identifier_prefix", repo.split("/")[1]) or ""
+        if not _PREFIX.match(prefix):
+            raise config_error(
+                "tracker.provider.identifier_prefix must match " "[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+            )
+        self.prefix = prefix
+        self.state_labels = opt_str_list(p, "state_labels")
+        self.open_state = opt_str(p, "open_state", "Open") or "Open"
+        self.closed_state = opt_str(p, "closed_state", "Closed") or "Closed"
+        self.assignee = opt_str(p, "assignee")
+        self.blocked_label = (opt_str(p, "blocked_label") or "").lower() or None
+        self.page_size = opt_int(p, "page_size", 50, 1, 100)
+        self.policy = HttpPolicy(
+            timeout_s=opt_int(p, "timeout_ms", 30_000, 100, 300_000) / 1000,
+            max_attempts=opt_int(p, "max_attempts", 3, 1, 10),
+            max_retry_wait_s=opt_int(p, "max_retry_wait_ms", 60_000, 0, 3_600_000) / 1000,
+        )
+        self._secret_names = [secret_reference(p, "api_key", DEFAULT_SECRET)]
+        self._token = resolve_secret(p, "api_key", DEFAULT_SECRET, env, settings.unit_credential)
+        self.secrets = (self._token,)
+        self._client = make_client(self.policy, transport)
+        self._sleep = sleep
+        self._repo_url = f"{self.endpoint}/repos/{self.repository}"
+
+    def secret_environment_names(self) -> list[str]:
+        return list(self._secret_names)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        idempotent: bool = True,
+        absent: tuple[int, ...] = (404, 410),
+    ) -> JsonResponse:
+        kwargs: dict[str, Any] = {"sleep": self._sleep} if self._sleep else {}
+        return await request_json(
+            self._client,
+            method,
+            url,
+            policy=self.policy,
+            params=params,
+            json_body=body,
+            idempotent=idempotent,
+            absent_statuses=absent,
+            **kwargs,
+            headers={
+                "Authorization": f"Bearer {self._token.reveal()}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+                "User-Agent": "symphonyd-tracker",
+            },
+        )
+
+    # ------------------------------------------------------------------ reads
+
+    async def _fetch_by_states(self, states: list[str]) -> list[Issue]:
+        keys = {state_key(s) for s in states}
+        label_keys = {state_key(label) for label in self.state_labels}
+        want_open = state_key(self.open_state) in keys or bool(keys & label_keys)
+        want_closed = state_key(self.closed_state) in keys
+        if not want_open and not want_closed:
+            return []  # no GitHub issue can be in a state this profile never produces
+        gh_state = "all" if want_open and want_closed else "open" if want_open else "closed"
+        params = {
+            "state": gh_state,
+            "per_page": str(self.page_size),
+            "sort": "created",
+            "direction": "asc",
+        }
+        if self.assignee:
+            params["assignee"] = self.assignee
+        out: list[Issue] = []
+        for record in await self._pages(f"{self._repo_url}/issues", params):
+            if isinstance(record, dict) and "pull_request" in record:
+                continue
+            try:
+                issue = self._normalise(record)
+            except ValidationError as exc:
+                log.warning("github: omitting malformed issue record (%s)", exc.message)
+                continue
+            if state_key(issue.state) in keys:
+                out.append(issue)
+        return out
+
+    async def _pages(self, url: str, params: dict[str, str]) -> list[Any]:
+        records: list[Any] = []
+        next_url: str | None = url
+        query: dict[str, str] | None = params
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            assert next_url is not None
+            resp = await self._call("GET", next_url, params=query)
+            if resp.status != 200 or not isinstance(resp.body, list):
+                raise tracker_error(
+                    RESPONSE,
+                    f"github issue list answered HTTP {resp.status} " "without a JSON array",
+                    status=resp.status,
+                )
+            records.extend(resp.body)
+            next_url = self._next_link(resp.headers.get("link", ""))
+            if next_url is None:
+                return records
+            if next_url in seen:
+                raise tracker_error(PAGINATION, "github pagination returned a page twice")
+            seen.add(next_url)
+            query = None  # the next link already carries the query
+        raise tracker_error(PAGINATION, f"github pagination exceeded {MAX_PAGES} pages")
+
+    def _next_link(self, header: str) -> str | None:
+        match = _LINK_NEXT.search(header)
+        if match is None:
+            return None
+        url = match.group(1)
+        # The token goes wherever this points, so it must stay on the configured API host.
+        if not url.startswith(self.endpoint + "/"):
+            raise tracker_error(
+                PAGINATION,
+                "github pagination link leaves the configured " "endpoint; refusing to follow it",
+            )
+        return url
+
+    async def _fetch_by_ids(self, ids: list[str]) -> list[Issue]:
+        out: list[Issue] = []
+        for issue_id in ids:
+            if not issue_id.isdigit() or len(issue_id) > 12:
+                continue  # not an id this adapter ever hands out: not in scope
+            resp = await self._call(
+                "GET", f"{self._repo_url}/issues/{int(issue_id)}", absent=(301, 404, 410)
+            )
+            if resp.status != 200:
+                continue
+            if isinstance(resp.body, dict) and "pull_request" in resp.body:
+                continue
+            try:
+                issue = self._normalise(resp.body)
+            except ValidationError as exc:
+                raise tracker_error(
+                    RESPONSE,
+                    "github returned a malformed record for a " f"requested issue: {exc.message}",
+                ) from None
+            if issue.id != issue_id:
+                raise tracker_error(RESPONSE, "github answered with a different issue number")
+            out.append(issue)
+        return out
+
+    def _state_of(self, record: Mapping[str, Any], labels: tuple[str, ...]) -> Any:
+        if record.get("state") == "closed":
+            return self.closed_state
+        if record.get("state") != "open":
+            return None
+        have = set(labels)
+        for label in self.state_labels:
+            if label.strip().lower() in have:
+                return label
+        return self.open_state
+
+    def _normalise(self, record: Any) -> Issue:
+        if not isinstance(record, dict):
+            raise ValidationError("issue record is not an object")
+        number = record.get("number")
+        if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
+            raise ValidationError("issue field 'number' must be a positive integer")
+        raw_labels = record.get("labels")
+        names = [
+            item.get("name") if isinstance(item, dict) else item
+            for item in (raw_labels if isinstance(raw_labels, list) else [])
+        ]
+        probe = build_issue(
+            id="x", identifier="x", title="x", state="x", dispatchable=False, labels=names
+        )
+        assignee = record.get("assignee")
+        login = assignee.get("login") if isinstance(assignee, dict) else None
+        dispatchable = (
+            (self.assignee is None or login == self.assignee)
+            and (self.blocked_label is None or self.blocked_label not in probe.labels)
+            and record.get("state") == "open"
+        )
+        return build_issue(
+            id=str(number),
+            identifier=f"{self.prefix}-{number}",
+            title=record.get("title"),
+            state=self._state_of(record, probe.labels),
+            dispatchable=dispatchable,
+            description=record.get("body"),
+            url=record.get("html_url"),
+            assignee_id=login,
+            labels=probe.labels,
+            created_at=record.get("created_at"),
+            updated_at=record.get("updated_at"),
+            native_ref={
+                k: v
+                for k, v in (
+                    ("repository", self.repository),
+                    ("number", number),
+                    (
+                        "node_id",
+                        record.get("node_id") if isinstance(record.get("node_id"), str) else None,
+                    ),
+                )
+                if v is not None
+            },
+        )
+
+    # ------------------------------------------------------------------ tools
+
+    def _issue_url(self, issue: Issue) -> str:
+        if not issue.id.isdigit():
+            raise tracker_error(RESPONSE, "the run's issue id is not a GitHub issue number")
+        return f"{self._repo_url}/issues/{int(issue.id)}"
+
+    async def _comment(self, issue: Issue, body: str) -> dict[str, Any]:
+        resp = await self._call(
+            "POST",
+            f"{self._issue_url(issue)}/comments",
+            body={"body": body},
+            idempotent=False,
+            absent=(),
+        )
+        data = resp.body if isinstance(resp.body, dict) else {}
+        return {"comment_id": data.get("id"), "url": data.get("html_url")}
+
+    async def _move(self, issue: Issue, state: str) -> dict[str, Any]:
+        resp = await self._call("GET", self._issue_url(issue), absent=())
+        current = self._normalise(resp.body)
+        state_keys = {label.strip().lower() for label in self.state_labels}
+        kept = [label for label in current.labels if label not in state_keys]
+        if state_key(state) == state_key(self.closed_state):
+            patch: dict[str, Any] = {"state": "closed"}
+        elif state_key(state) == state_key(self.open_state):
+            patch = {"state": "open", "labels": kept}
+        elif state_key(state) in state_keys:
+            patch = {"state": "open", "labels": [*kept, state]}
+        else:
+            raise tracker_error(
+                "invalid_tracker_config",
+                f"{state!r} is neither open_state, " "closed_state nor one of state_labels",
+            )
+        resp = await self._call(
+            "PATCH", self._issue_url(issue), body=patch, idempotent=False, absent=()
+        )
+        return {"state": self._normalise(resp.body).state}

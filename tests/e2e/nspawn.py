@@ -1,0 +1,172 @@
+"""A throwaway Debian 12 machine with systemd as PID 1, for end-to-end tests.
+
+The root filesystem comes from debootstrap once and is cached as a tarball keyed by its
+package list; every container boots from a fresh copy with ``systemd-nspawn --boot
+--private-network``, so tests never touch the host's systemd or network and leave nothing
+behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+CACHE_DIR = Path(os.environ.get("SYMPHONY_E2E_CACHE", "/var/cache/symphony-e2e"))
+MIRROR = os.environ.get("SYMPHONY_E2E_MIRROR", "http://deb.debian.org/debian")
+
+# Everything the package depends on is preinstalled: the container has no network, so
+# `apt install ./symphonyd_*.deb` must find every dependency already satisfied.
+PACKAGES = (
+    "systemd,systemd-sysv,dbus,procps,iproute2,nftables,bubblewrap,dnsmasq-base,"
+    "python3,python3-httpx,python3-psutil,python3-pyroute2,python3-sdnotify,python3-tomli-w,"
+    "python3-yaml,python3-nftables,python3-systemd,python3-babel,python3-dateutil,python3-tz,"
+    "python3-markupsafe,ca-certificates"
+)
+
+
+def rootfs_tarball() -> Path:
+    """Build (once) and return the cached root filesystem tarball."""
+    key = hashlib.sha256(f"bookworm {MIRROR} {PACKAGES}".encode()).hexdigest()[:16]
+    tarball = CACHE_DIR / f"rootfs-bookworm-{key}.tar"
+    if tarball.exists():
+        return tarball
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE_DIR) as tmp:
+        root = Path(tmp) / "rootfs"
+        subprocess.run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={PACKAGES}",
+                "bookworm",
+                str(root),
+                MIRROR,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        partial = tarball.with_suffix(".partial")
+        subprocess.run(["tar", "-C", str(root), "-cf", str(partial), "."], check=True)
+        partial.rename(tarball)
+    return tarball
+
+
+class Container:
+    """One booted systemd container; use as a context manager."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.root = workdir / "rootfs"
+        self._nspawn: subprocess.Popen[bytes] | None = None
+        self.leader: int | None = None
+
+    def __enter__(self) -> Container:
+        self.root.mkdir(parents=True)
+        subprocess.run(["tar", "-C", str(self.root), "-xf", str(rootfs_tarball())], check=True)
+        self._nspawn = subprocess.Popen(
+            [
+                "systemd-nspawn",
+                "-D",
+                str(self.root),
+                "--register=no",
+                "--keep-unit",
+                "--private-network",
+                "--boot",
+                "--quiet",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.leader = self._wait_for_leader()
+        self.wait_until_running()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._nspawn is not None and self._nspawn.poll() is None:
+            if self.leader is not None:
+                self.run(["systemctl", "poweroff", "--no-block"], check=False, timeout=10)
+            try:
+                self._nspawn.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._nspawn.kill()
+                self._nspawn.wait(timeout=10)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _wait_for_leader(self) -> int:
+        assert self._nspawn is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._nspawn.poll() is not None:
+                raise RuntimeError(f"systemd-nspawn exited with {self._nspawn.returncode}")
+            out = subprocess.run(
+                ["pgrep", "-P", str(self._nspawn.pid)], capture_output=True, text=True, check=False
+            )
+            for pid in out.stdout.split():
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
+                    return int(pid)
+            time.sleep(0.2)
+        raise TimeoutError("container's systemd did not appear")
+
+    def wait_until_running(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            state = self.run(["systemctl", "is-system-running"], check=False).stdout.strip()
+            if state in ("running", "degraded"):
+                return
+            time.sleep(0.3)
+        raise TimeoutError(f"container did not finish booting (state {state!r})")
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float = 120,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the container (all its namespaces) and capture output."""
+        assert self.leader is not None
+        proc = subprocess.run(
+            [
+                "nsenter",
+                "-t",
+                str(self.leader),
+                "-m",
+                "-u",
+                "-i",
+                "-n",
+                "-p",
+                "--",
+                "env",
+                "-i",
+                "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                "LANG=C.UTF-8",
+                *argv,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(argv)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def copy_in(self, src: Path, dest: str) -> None:
+        target = self.root / dest.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, symlinks=True)
+        else:
+            shutil.copy2(src, target)

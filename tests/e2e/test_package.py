@@ -1,0 +1,75 @@
+"""The .deb installs into a real systemd machine, starts nothing by itself, and purges clean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.nspawn import Container
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+USERS = (
+    "symphony-audit",
+    "symphony-dispatch",
+    "symphony-tracker",
+    "symphony-dashboard",
+    "symphony-agent",
+)
+# socket path -> owner (docs/design/0003-units-and-sockets.md)
+SOCKETS = {
+    "audit-dispatcher.sock": "symphony-dispatch",
+    "audit-tracker.sock": "symphony-tracker",
+    "audit-launcher.sock": "root",
+    "audit-dashboard.sock": "symphony-dashboard",
+    "tracker-dispatcher.sock": "symphony-dispatch",
+    "tracker-launcher.sock": "root",
+    "launcher-dispatcher.sock": "symphony-dispatch",
+    "dispatcher-ctl.sock": "root",
+    "dispatcher-dashboard.sock": "symphony-dashboard",
+}
+
+
+def install(c: Container, deb: Path) -> None:
+    c.copy_in(deb, f"/root/{deb.name}")
+    c.run(["apt-get", "install", "-y", f"/root/{deb.name}"], timeout=300)
+
+
+def test_install_starts_nothing_and_sockets_are_0600_with_their_owner(
+    container: Container, deb_file: Path
+) -> None:
+    install(container, deb_file)
+    for user in USERS:
+        container.run(["getent", "passwd", user])
+    units = container.run(
+        ["systemctl", "list-units", "--all", "--no-legend", "--plain", "symphony*"]
+    ).stdout
+    assert " active " not in units, f"installing started units:\n{units}"
+
+    sockets = [f"symphony-{name.removesuffix('.sock')}.socket" for name in SOCKETS]
+    container.run(["systemctl", "start", *sockets])
+    for name, owner in SOCKETS.items():
+        stat = container.run(["stat", "-c", "%a %U %F", f"/run/symphony/{name}"]).stdout.split()
+        assert stat[:2] == ["600", owner], (name, stat)
+        assert stat[2] == "socket", (name, stat)
+
+
+def test_purge_leaves_nothing_behind(container: Container, deb_file: Path) -> None:
+    install(container, deb_file)
+    container.run(["systemctl", "start", "symphony-audit-dispatcher.socket"])
+    container.run(["mkdir", "-p", "/var/lib/symphony/workspaces/ABC-1", "/etc/symphony"])
+    container.run(["apt-get", "purge", "-y", "symphonyd"], timeout=300)
+    for user in USERS:
+        assert container.run(["getent", "passwd", user], check=False).returncode == 2, user
+    for path in (
+        "/var/lib/symphony",
+        "/etc/symphony",
+        "/run/symphony",
+        "/lib/systemd/system/symphony.target",
+    ):
+        assert container.run(["test", "-e", path], check=False).returncode == 1, path
+    leftovers = container.run(
+        ["systemctl", "list-units", "--all", "--no-legend", "--plain", "symphony*"]
+    ).stdout
+    assert leftovers.strip() == "", leftovers

@@ -1,0 +1,86 @@
+"""Client paths the real codex never takes, driven by a scripted fake app-server process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from symphonyd.core.messages import ToolSpec
+from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
+from symphonyd.launcher.agents.session import Timeouts, TurnResult
+from tests.launcher.agents.conftest import AgentDirs
+
+FAKE = Path(__file__).with_name("fake_app_server.py")
+
+
+def fake_session(dirs: AgentDirs, scenario: str, report: Path) -> CodexSession:
+    cmd = " ".join(shlex.quote(a) for a in (sys.executable, str(FAKE), scenario, str(report)))
+    config = CodexConfig(command=cmd, timeouts=Timeouts(read=10, turn=20), max_line=1024 * 1024)
+    tools = [ToolSpec("known", "a tool", {"type": "object"})]
+    return CodexSession(
+        dirs.workspace,
+        config,
+        dirs.codex_env(),
+        workspace_root=dirs.root,
+        tools=tools,
+        on_event=dirs.events.append,
+    )
+
+
+def drive(s: CodexSession) -> TurnResult:
+    async def scenario() -> TurnResult:
+        await s.start()
+        try:
+            return await s.run_turn("hi")
+        finally:
+            await s.stop()
+
+    return asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def replies(report: Path) -> dict[int, dict[str, object]]:
+    out = {}
+    for line in report.read_text().splitlines():
+        msg = json.loads(line)
+        if isinstance(msg.get("id"), int) and "method" not in msg:
+            out[msg["id"]] = msg
+    return out
+
+
+def test_unknown_tool_and_unknown_requests_are_answered(
+    agent_dirs: AgentDirs, tmp_path: Path
+) -> None:
+    report = tmp_path / "report.ndjson"
+    result = drive(fake_session(agent_dirs, "requests", report))
+    assert result.ok
+    got = replies(report)
+    tool = got[0]["result"]
+    assert isinstance(tool, dict) and tool["success"] is False
+    assert "unsupported_tool" in tool["contentItems"][0]["text"]
+    assert got[1]["error"] and got[2]["error"]  # JSON-RPC errors, not silence
+    assert "unsupported_tool_call" in agent_dirs.event_names()
+
+
+def test_hostile_stream_is_survived_and_counted(agent_dirs: AgentDirs, tmp_path: Path) -> None:
+    report = tmp_path / "report.ndjson"
+    s = fake_session(agent_dirs, "hostile", report)
+    result = drive(s)
+    assert result.ok
+    stats = s.stream_stats
+    assert stats["oversized"] == 1
+    assert stats["malformed"] >= 2  # invalid UTF-8 garbage and the too-deep array
+    assert stats["unknown"] >= 3  # bad method type, unknown method, stray response id
+    # absolute totals taken from ``total``; ``last`` and bad types ignored
+    assert (s.tokens.input_tokens, s.tokens.output_tokens, s.tokens.total_tokens) == (10, 2, 12)
+    # sparse merge: a null primary keeps the last primary
+    assert s.rate_limits == {"primary": {"usedPercent": 5}, "secondary": {"usedPercent": 9}}
+    assert "malformed" in agent_dirs.event_names()
+
+
+def test_exit_mid_turn_is_port_exit(agent_dirs: AgentDirs, tmp_path: Path) -> None:
+    result = drive(fake_session(agent_dirs, "exit", tmp_path / "r"))
+    assert result.status == "failed" and result.error_code == "port_exit"
+    assert result.error and "rc=7" in result.error

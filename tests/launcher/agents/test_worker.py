@@ -1,0 +1,270 @@
+"""The SPEC 16.5 worker attempt driving the real codex against the mock model API.
+
+The workspace manager here is a small stand-in (the real one is another module's job): it
+creates the directory and records hook calls, which is all the worker may rely on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from symphonyd.core.errors import WorkspaceError
+from symphonyd.core.issue import Issue, build_issue
+from symphonyd.core.messages import RunEvent, RunOutcome
+from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
+from symphonyd.launcher.agents.session import AgentSession, EventSink, Timeouts
+from symphonyd.launcher.worker import WorkerDeps, run_worker_attempt
+from tests.launcher.agents.conftest import AgentDirs, codex_command
+from tests.launcher.agents.mock_models import MockServer, Reply, responses_text
+
+pytestmark = pytest.mark.agents
+
+
+@dataclass
+class Ws:
+    path: Path
+    key: str
+    created_now: bool
+
+
+@dataclass
+class RecordingWorkspaces:
+    root: Path
+    calls: list[str] = field(default_factory=list)
+    fail_before_run: bool = False
+
+    async def prepare(self, issue: Issue) -> Ws:
+        self.calls.append("prepare")
+        path = self.root / issue.identifier
+        created = not path.exists()
+        path.mkdir(parents=True, exist_ok=True)
+        return Ws(path, issue.identifier, created)
+
+    def before_run(self, ws: Ws, issue: Issue) -> None:
+        self.calls.append("before_run")
+        if self.fail_before_run:
+            raise WorkspaceError("hook exited 1", code="before_run_failed")
+
+    async def after_run(self, ws: Ws, issue: Issue) -> None:
+        self.calls.append("after_run")
+
+
+ISSUE = build_issue(
+    id="i-1",
+    identifier="ABC-1",
+    title="Make it pong",
+    state="In Progress",
+    dispatchable=True,
+    description="TASK-BODY-7",
+)
+
+
+@dataclass
+class Harness:
+    dirs: AgentDirs
+    workspaces: RecordingWorkspaces
+    events: list[RunEvent] = field(default_factory=list)
+    audits: list[dict[str, Any]] = field(default_factory=list)
+    sessions: list[AgentSession] = field(default_factory=list)
+
+    def deps(
+        self,
+        refresh: Callable[[str], Any],
+        *,
+        max_turns: int = 5,
+        command: str | None = None,
+        stall: float = 60,
+    ) -> WorkerDeps:
+        def open_session(path: Path, sink: EventSink) -> AgentSession:
+            config = CodexConfig(
+                command=command or codex_command(), timeouts=Timeouts(read=20, turn=60)
+            )
+            s = CodexSession(
+                path, config, self.dirs.codex_env(), workspace_root=self.dirs.root, on_event=sink
+            )
+            self.sessions.append(s)
+            return s
+
+        return WorkerDeps(
+            workspaces=self.workspaces,
+            render=lambda issue, attempt: f"Work on {issue.identifier}: {issue.description}",
+            open_session=open_session,
+            refresh_issue=refresh,
+            is_active=lambda issue: issue.state == "In Progress",
+            emit=self.events.append,
+            max_turns=max_turns,
+            stall_timeout=stall,
+            audit=lambda kind, payload: self.audits.append({"type": kind, **payload}),
+        )
+
+    def run(self, deps: WorkerDeps) -> RunOutcome:
+        coro = run_worker_attempt("run-1", ISSUE, None, deps)
+        return asyncio.run(asyncio.wait_for(coro, 90))
+
+    def names(self) -> list[str]:
+        return [e.event for e in self.events]
+
+
+@pytest.fixture
+def harness(agent_dirs: AgentDirs) -> Harness:
+    return Harness(agent_dirs, RecordingWorkspaces(agent_dirs.root))
+
+
+def states(*values: str | None) -> Callable[[str], Any]:
+    queue = list(values)
+
+    async def refresh(issue_id: str) -> Issue | None:
+        assert issue_id == ISSUE.id
+        state = queue.pop(0)
+        if state is None:
+            return None
+        return build_issue(
+            id=ISSUE.id,
+            identifier=ISSUE.identifier,
+            title=ISSUE.title,
+            state=state,
+            dispatchable=True,
+        )
+
+    return refresh
+
+
+def test_continues_while_active_then_stops_when_issue_leaves(harness: Harness) -> None:
+    with MockServer(lambda n, body: responses_text(f"turn {n}", rid=f"r{n}")) as mock:
+        harness.dirs.write_codex_config(mock.port)
+        outcome = harness.run(harness.deps(states("In Progress", "Done")))
+        first_input = str(mock.requests[0]["body"]["input"])
+        second_input = str(mock.requests[1]["body"]["input"])
+    assert outcome == RunOutcome("succeeded")
+    assert harness.workspaces.calls == ["prepare", "before_run", "after_run"]
+    names = harness.names()
+    assert names.count("turn_completed") == 2 and "session_started" in names
+    assert names[-1] == "run_finished" and harness.events[-1].outcome == outcome
+    assert harness.events[-1].turn_count == 2 and harness.events[-1].tokens
+    # first prompt: preamble + rendered template; continuation: guidance only
+    prompts = [a for a in harness.audits if a["type"] == "prompt_sent"]
+    assert [p["turn"] for p in prompts] == [1, 2]
+    assert prompts[0]["preview"].startswith("You are working on one issue")
+    assert len(prompts[0]["preview"]) == 500
+    assert "TASK-BODY-7" in first_input and "TASK-BODY-7" not in prompts[1]["preview"]
+    assert len(prompts[0]["sha256"]) == 64
+    assert "turn 2 of 5" in second_input
+    assert all(e.run_id == "run-1" and e.issue_id == "i-1" for e in harness.events)
+    assert all(s.pid is None or s.seconds_since_activity() >= 0 for s in harness.sessions)
+
+
+def test_max_turns_bounds_the_loop(harness: Harness) -> None:
+    with MockServer(lambda n, body: responses_text("ok", rid=f"r{n}")) as mock:
+        harness.dirs.write_codex_config(mock.port)
+        outcome = harness.run(harness.deps(states("In Progress"), max_turns=1))
+        assert len(mock.requests) == 1
+    assert outcome.status == "succeeded"
+
+
+def test_missing_issue_on_refresh_ends_normally(harness: Harness) -> None:
+    with MockServer(lambda n, body: responses_text("ok")) as mock:
+        harness.dirs.write_codex_config(mock.port)
+        assert harness.run(harness.deps(states(None))).status == "succeeded"
+
+
+def test_before_run_failure_aborts_without_agent(harness: Harness) -> None:
+    harness.workspaces.fail_before_run = True
+    outcome = harness.run(harness.deps(states()))
+    assert outcome.status == "failed" and outcome.error_code == "before_run_failed"
+    assert harness.sessions == [] and harness.workspaces.calls == ["prepare", "before_run"]
+    assert harness.names() == ["run_finished"]
+
+
+def test_refresh_error_fails_and_still_runs_after_run(harness: Harness) -> None:
+    async def broken(issue_id: str) -> Issue | None:
+        raise ConnectionError("tracker down")
+
+    with MockServer(lambda n, body: responses_text("ok")) as mock:
+        harness.dirs.write_codex_config(mock.port)
+        outcome = harness.run(harness.deps(broken))
+    assert outcome.status == "failed" and outcome.error_code == "issue_state_refresh_error"
+    assert harness.workspaces.calls[-1] == "after_run"
+
+
+def test_startup_failure_is_reported_with_its_code(harness: Harness) -> None:
+    outcome = harness.run(harness.deps(states(), command="/nonexistent/codex app-server"))
+    assert outcome.status == "failed" and outcome.error_code == "codex_not_found"
+    assert harness.workspaces.calls[-1] == "after_run"
+
+
+def test_model_failure_fails_the_attempt(harness: Harness) -> None:
+    with MockServer(lambda n, body: Reply(status=401)) as mock:
+        harness.dirs.write_codex_config(mock.port)
+        outcome = harness.run(harness.deps(states()))
+    assert outcome.status == "failed" and outcome.error_code == "turn_failed"
+
+
+def test_stalled_agent_is_interrupted(harness: Harness) -> None:
+    release = threading.Event()
+    with MockServer(lambda n, body: (release.wait(30), responses_text("late"))[1]) as mock:
+        harness.dirs.write_codex_config(mock.port)
+        try:
+            outcome = harness.run(harness.deps(states(), stall=1.0))
+        finally:
+            release.set()
+    assert outcome.status == "stalled" and outcome.error_code == "stalled"
+    assert harness.workspaces.calls[-1] == "after_run"
+
+
+def test_cancellation_stops_agent_and_runs_after_run(harness: Harness) -> None:
+    release = threading.Event()
+    with MockServer(lambda n, body: (release.wait(30), responses_text("late"))[1]) as mock:
+        harness.dirs.write_codex_config(mock.port)
+
+        async def scenario() -> None:
+            task = asyncio.create_task(
+                run_worker_attempt("run-1", ISSUE, None, harness.deps(states()))
+            )
+            while not mock.requests:
+                await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        try:
+            asyncio.run(asyncio.wait_for(scenario(), 60))
+        finally:
+            release.set()
+    assert harness.workspaces.calls[-1] == "after_run"
+    assert harness.events[-1].outcome and harness.events[-1].outcome.status == "cancelled"
+    session = harness.sessions[0]
+    assert isinstance(session, CodexSession)
+    pid = session.pid
+    assert pid is not None
+    assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
+
+
+def _is_zombie(pid: int | None) -> bool:
+    try:
+        return " Z " in Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+
+
+def test_prompt_hash_is_of_the_exact_prompt(harness: Harness) -> None:
+    with MockServer(lambda n, body: responses_text("ok")) as mock:
+        harness.dirs.write_codex_config(mock.port)
+        harness.run(harness.deps(states("Done")))
+        sent = mock.requests[0]["body"]["input"]
+    texts = [
+        c["text"]
+        for item in sent
+        if isinstance(item, dict) and item.get("role") == "user"
+        for c in item.get("content", [])
+        if isinstance(c, dict) and "text" in c
+    ]
+    digest = harness.audits[0]["sha256"]
+    assert any(hashlib.sha256(t.encode()).hexdigest() == digest for t in texts)
