@@ -123,3 +123,13 @@ def test_default_deny_list_covers_seed_paths() -> None:
         assert required in entries
     assert builtin_domains("codex") and builtin_domains("claude")
     assert builtin_domains("../etc") == []
+
+
+def test_symlinked_git_metadata_fails_closed(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    ws = root / "a"
+    (ws / ".git").mkdir(parents=True)
+    (ws / ".git" / "hooks").symlink_to(tmp_path)
+    with pytest.raises(SandboxError) as info:
+        build_fs_view(ws, root, uid=9, gid=9, deny_entries=[])
+    assert info.value.error_code == "sandbox_fs_failed"
