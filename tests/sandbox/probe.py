@@ -91,6 +91,29 @@ def tunnel(proxy: str, target: str, sni: str, cafile: str) -> None:
             result(ok=False, stage="tls", error=err(exc))
 
 
+def tunnel_raw(proxy: str, target: str, send: str) -> None:
+    """CONNECT, then read what the server says first, then send ``send``."""
+    host, port = proxy.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=TIMEOUT) as s:
+            s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            if b" 200 " not in head:
+                result(ok=False, stage="connect", status=head.split(b" ")[1].decode())
+                return
+            banner = rest or s.recv(64)
+            s.sendall(send.encode())
+            result(ok=True, banner=banner.decode(errors="replace"))
+    except Exception as exc:
+        result(ok=False, stage="tunnel", error=err(exc))
+
+
 def dns(server: str, name: str, qtype: str = "1", proto: str = "udp") -> None:
     ident = random.randrange(65536)
     labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))

@@ -39,3 +39,20 @@ def test_direct_ports_are_off_by_default(launcher: Launcher, world: World):
         assert launcher.manager.firewall.elements("direct_v4") == []
     finally:
         launcher.teardown(handle)
+
+
+def test_server_first_protocol_through_connect(launcher: Launcher, world: World):
+    """ssh-style: the server speaks first through a CONNECT tunnel on a non-TLS port."""
+    handle = launcher.setup(
+        "agent-sshproxy", agent_policy(allowed_domains=["git.test"], ports=[2222])
+    )
+    try:
+        proxy = f"{handle.lease.host_ip}:{handle.proxy.port}"
+        r = run_probe(
+            launcher, handle, world, "tunnel_raw", proxy, "git.test:2222", "SSH-2.0-client\r\n"
+        )
+        assert r["ok"] and r["banner"].startswith("SSH-2.0-fake"), r
+        denied = run_probe(launcher, handle, world, "tunnel_raw", proxy, "git.test:2223", "x")
+        assert (denied["ok"], denied.get("status")) == (False, "403")
+    finally:
+        launcher.teardown(handle)

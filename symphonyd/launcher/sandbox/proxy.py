@@ -131,14 +131,26 @@ class EgressProxy:
             return
         self._record("egress_allow", **fields)
         try:
+            down: asyncio.Task[None] | None = None
             if method == "CONNECT":
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 await writer.drain()
-                first = await self._first_bytes(reader, host, port, fields)
+                if port not in self.policy.tls_ports:
+                    # Server-speaks-first protocols (ssh) need the reply path open while we
+                    # wait for the client's first bytes.
+                    down = asyncio.get_running_loop().create_task(_copy(up_reader, writer))
+                try:
+                    first = await self._first_bytes(reader, host, port, fields)
+                except BaseException:
+                    if down is not None:
+                        down.cancel()
+                    raise
             else:
                 first = _origin_request(method, path, fields["host"], port, lines[1:])
             up_writer.write(first)
-            await _pump(reader, writer, up_reader, up_writer)
+            if down is None:
+                down = asyncio.get_running_loop().create_task(_copy(up_reader, writer))
+            await asyncio.gather(_copy(reader, up_writer), down)
         except _Deny as deny:
             self._record("egress_deny", **fields, reason=deny.reason)
         finally:
@@ -179,7 +191,7 @@ class EgressProxy:
         must_be_tls = port in self.policy.tls_ports
         data = b""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + HELLO_TIMEOUT
+        deadline = loop.time() + (HELLO_TIMEOUT if must_be_tls else IDLE_TIMEOUT)
         while True:
             remaining = deadline - loop.time()
             try:
@@ -261,12 +273,3 @@ async def _copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, RuntimeError):
             if dst.can_write_eof():
                 dst.write_eof()
-
-
-async def _pump(
-    client_r: asyncio.StreamReader,
-    client_w: asyncio.StreamWriter,
-    up_r: asyncio.StreamReader,
-    up_w: asyncio.StreamWriter,
-) -> None:
-    await asyncio.gather(_copy(client_r, up_w), _copy(up_r, client_w))
