@@ -33,7 +33,7 @@ def make_view(tmp_path: Path) -> FsView:
     )
 
 
-def props_of(tmp_path: Path) -> tuple[FsView, list[str]]:
+def props_of(tmp_path: Path, environment: dict[str, str] | None = None) -> tuple[FsView, list[str]]:
     view = make_view(tmp_path)
     props = unit_properties(
         view,
@@ -42,7 +42,7 @@ def props_of(tmp_path: Path) -> tuple[FsView, list[str]]:
         memory_max="4G",
         tasks_max=512,
         cpu_quota="200%",
-        environment={"HTTPS_PROXY": "http://100.64.0.1:3128", "HOME": "/tmp"},
+        environment=environment or {"HTTPS_PROXY": "http://100.64.0.1:3128", "HOME": "/tmp"},
     )
     return view, props
 
@@ -97,17 +97,8 @@ def test_root_and_bad_workspaces_are_refused(tmp_path: Path) -> None:
 
 
 def test_hostile_values_never_reach_the_command_line(tmp_path: Path) -> None:
-    view = make_view(tmp_path)
     with pytest.raises(SandboxError):
-        unit_properties(
-            view,
-            netns_path="/proc/1/fd/3",
-            resolv_conf=Path("/run/x"),
-            memory_max="1G",
-            tasks_max=1,
-            cpu_quota="100%",
-            environment={"X": "a\nExecStartPre=/bin/sh"},
-        )
+        props_of(tmp_path, {"X": "a\nExecStartPre=/bin/sh"})
     with pytest.raises(SandboxError):
         systemd_run_argv("agent; rm -rf /", [], ["true"])
     argv = systemd_run_argv("symphony-agent-1", ["User=990"], ["codex", "app-server"])
