@@ -77,6 +77,13 @@ class EgressProxy:
         except OSError as exc:
             raise SandboxError(f"egress proxy could not listen: {exc}", code=PROXY_FAILED) from exc
 
+    @property
+    def bound_port(self) -> int:
+        """The listening port (differs from ``port`` only when asked for port 0)."""
+        if self._server is None or not self._server.sockets:
+            return self.port
+        return int(self._server.sockets[0].getsockname()[1])
+
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -223,7 +230,8 @@ def _target(method: str, target: str) -> tuple[str, int, str]:
         path = ""
     else:
         url = urlsplit(target)
-        if url.scheme != "http" or not url.hostname:
+        # userinfo ("http://allowed@other/") only serves to confuse whoever reads the URL
+        if url.scheme != "http" or not url.hostname or "@" in url.netloc:
             raise ValueError(target)
         host = url.hostname
         port = url.port or 80
