@@ -57,6 +57,29 @@ def test_broken_nftables_means_no_agent_process(launcher: Launcher, world: World
         launcher.loop.run(launcher.manager.start())
 
 
+def test_flushed_drop_rules_mean_no_agent_process(launcher: Launcher, world: World):
+    marker = world.workspace / "agent-started-2"
+    marker.unlink(missing_ok=True)
+    sh("nft", "flush", "chain", "inet", "symphonyd", "input")  # the table exists but is empty
+    try:
+        with pytest.raises(SandboxError) as info:
+            launcher.loop.run(
+                launch(
+                    launcher.manager,
+                    "agent-flush",
+                    agent_policy(),
+                    world.view,
+                    ["/usr/bin/touch", str(marker)],
+                )
+            )
+        assert info.value.error_code == "sandbox_nft_failed"
+        time.sleep(0.5)
+        assert not marker.exists()
+        assert "symv" not in links()
+    finally:
+        launcher.loop.run(launcher.manager.start())
+
+
 def test_exhausted_pool_is_a_typed_failure(launcher: Launcher, world: World):
     audit: list[dict[str, object]] = []
     manager = SandboxManager(

@@ -117,6 +117,7 @@ class SandboxManager:
             # Open the agent's two holes only after its interface is covered by the drop rules.
             await asyncio.to_thread(self.firewall.add_agent, lease, self.proxy_port)
             rules = True
+            await asyncio.to_thread(self.firewall.verify)
             resolver = AgentResolver(
                 agent_id,
                 str(lease.host_ip),
