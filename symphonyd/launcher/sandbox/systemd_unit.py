@@ -70,7 +70,7 @@ def unit_properties(
         "ProtectHostname=yes",
         "ProtectProc=invisible",
         "SystemCallArchitectures=native",
-        "RestrictAddressFamilies=AF_UNIX AF_INET",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_NETLINK",
         "KillMode=control-group",
         f"WorkingDirectory={_path(ws)}",
         f"MemoryMax={memory_max}",
