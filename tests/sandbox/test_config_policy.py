@@ -29,3 +29,13 @@ def test_hooks_get_only_their_own_list() -> None:
 def test_modes_pass_through() -> None:
     assert egress_policy(EgressConfig(mode="block"), runtime="codex").mode == "block"
     assert egress_policy(EgressConfig(), runtime="codex").mode == "allowlist"
+
+
+def test_sandbox_records_become_audit_events() -> None:
+    from symphonyd.core.codec import encode
+    from symphonyd.launcher.sandbox.sandbox import audit_event
+
+    event = audit_event({"type": "egress_deny", "agent_id": "a", "host": "x.test", "port": 443})
+    assert event.type == "egress_deny"
+    assert event.payload == {"agent_id": "a", "host": "x.test", "port": 443}
+    assert "egress_deny" in str(encode(event))
