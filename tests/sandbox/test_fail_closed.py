@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -214,3 +215,42 @@ def test_spawn_uses_the_agent_namespace(launcher: Launcher, world: World):
         assert os.fstat(handle.netns.fd).st_ino != os.stat("/proc/self/ns/net").st_ino
     finally:
         launcher.teardown(handle)
+
+
+IP_FREEBIND = 15
+
+
+@pytest.mark.parametrize(
+    ("kind", "port", "code"),
+    [
+        (socket.SOCK_DGRAM, 53, "sandbox_dns_failed"),
+        (socket.SOCK_STREAM, 3128, "sandbox_proxy_failed"),
+    ],
+)
+def test_listener_failure_is_typed_and_leaves_nothing(
+    launcher: Launcher, world: World, kind: int, port: int, code: str
+):
+    # The next sandbox of this pool gets 100.127.16.1; squat its port before it exists.
+    audit: list[dict[str, object]] = []
+    manager = SandboxManager(
+        upstream=UpstreamResolver([UPSTREAM]),
+        audit=audit.append,
+        pool=AddressPool("100.127.16.0/30"),
+        firewall=launcher.manager.firewall,
+    )
+    squatter = socket.socket(socket.AF_INET, kind)
+    squatter.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+    squatter.bind(("100.127.16.1", port))
+    if kind == socket.SOCK_STREAM:
+        squatter.listen()
+    try:
+        with pytest.raises(SandboxError) as info:
+            launcher.loop.run(manager.setup("agent-squat", agent_policy()))
+        assert info.value.error_code == code
+    finally:
+        squatter.close()
+    assert audit[-1]["type"] == "sandbox_failed"
+    assert audit[-1]["code"] == code
+    assert "symv" not in links()
+    assert not any(e[0] == "symv0" for e in launcher.manager.firewall.elements("agent_in"))
+    assert manager.pool.in_use() == 0
