@@ -17,18 +17,21 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psutil  # noqa: E402
+import psutil  # type: ignore[import-untyped]
 
-from symphonyd.core.egress_policy import build_policy  # noqa: E402
-from symphonyd.launcher.sandbox.addresses import AddressPool  # noqa: E402
-from symphonyd.launcher.sandbox.dns import UpstreamResolver  # noqa: E402
-from symphonyd.launcher.sandbox.sandbox import SandboxManager  # noqa: E402
+from symphonyd.core.egress_policy import build_policy
+from symphonyd.launcher.sandbox.addresses import AddressPool
+from symphonyd.launcher.sandbox.dns import UpstreamResolver
+from symphonyd.launcher.sandbox.sandbox import SandboxManager
 
 ROUNDS = {1: 5, 10: 3, 50: 2}
+T = TypeVar("T")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -36,9 +39,9 @@ def pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
-async def timed(coro_factory, key: str, out: dict[str, float]) -> object:
+async def timed(coro: Awaitable[T], key: str, out: dict[str, float]) -> T:
     start = time.perf_counter()
-    value = await coro_factory()
+    value = await coro
     out[key] = (time.perf_counter() - start) * 1000
     return value
 
@@ -63,16 +66,13 @@ async def main() -> dict[str, object]:
                 t0 = time.perf_counter()
                 handles = await asyncio.gather(
                     *(
-                        timed(lambda i=i: manager.setup(f"bench-{n}-{r}-{i}", policy), f"s{i}", times)
+                        timed(manager.setup(f"bench-{n}-{r}-{i}", policy), f"s{i}", times)
                         for i in range(n)
                     )
                 )
                 batch_ms.append((time.perf_counter() - t0) * 1000)
                 await asyncio.gather(
-                    *(
-                        timed(lambda h=h: manager.teardown(h), f"t{i}", times)
-                        for i, h in enumerate(handles)
-                    )
+                    *(timed(manager.teardown(h), f"t{i}", times) for i, h in enumerate(handles))
                 )
                 setup_ms += [v for k, v in times.items() if k.startswith("s")]
                 teardown_ms += [v for k, v in times.items() if k.startswith("t")]
