@@ -59,6 +59,7 @@ async def scenario() -> tuple[list[bytes], list[dict[str, Any]]]:
         b"GET ftp://allowed.test/ HTTP/1.1\r\n\r\n",
         b"GET http://user@allowed.test/ HTTP/1.1\r\n\r\n",
         b"X" * (MAX_HEAD + 10),
+        b"GET http://allowed.test/ HTTP/1.1\r\nX: a\nHost: denied.test\r\n\r\n",
         b"CONNECT denied.test:443 HTTP/1.1\r\n\r\n",
         b"CONNECT 127.0.0.1:443 HTTP/1.1\r\n\r\n",
         b"CONNECT allowed.test:443 HTTP/1.1\r\n\r\n",  # resolves to 127.0.0.1
@@ -79,8 +80,8 @@ def status(reply: bytes) -> int:
 def test_malformed_and_hostile_requests_get_typed_refusals() -> None:
     replies, audit = asyncio.run(scenario())
     codes = [status(r) for r in replies]
-    assert codes[:8] == [400] * 8, codes
-    assert codes[8:12] == [403, 403, 403, 403], codes
+    assert codes[:9] == [400] * 9, codes
+    assert codes[9:13] == [403, 403, 403, 403], codes
     assert codes[-1] == 403  # the listener survived all of it
     reasons = [a["reason"] for a in audit if a["type"] == "egress_deny"]
     assert "not_allowlisted" in reasons

@@ -115,9 +115,12 @@ class EgressProxy:
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             await _reply(writer, 400, "bad_request")
             return
-        lines = head.decode("latin-1").split("\r\n")
+        text = head.decode("latin-1")
+        lines = text.split("\r\n")
         parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        # Bare CR or LF inside the head would let a second Host header past our rewrite.
+        bare = text.count("\n") != text.count("\r\n") or text.count("\r") != text.count("\r\n")
+        if bare or len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             await _reply(writer, 400, "bad_request")
             return
         method, target, _version = parts
