@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,7 @@ def props_of(tmp_path: Path, environment: dict[str, str] | None = None) -> tuple
         tasks_max=512,
         cpu_quota="200%",
         environment=environment or {"HTTPS_PROXY": "http://100.64.0.1:3128", "HOME": "/tmp"},
+        reachable=["100.64.0.1"],
     )
     return view, props
 
@@ -124,3 +127,33 @@ def test_symlinked_git_metadata_fails_closed(tmp_path: Path) -> None:
     with pytest.raises(SandboxError) as info:
         build_fs_view(ws, root, uid=9, gid=9, deny_entries=[])
     assert info.value.error_code == "sandbox_fs_failed"
+
+
+EXPOSURE_BUDGET = 2.0  # measured 1.6 with systemd 252
+
+
+def test_systemd_accepts_the_unit_and_scores_it(tmp_path: Path) -> None:
+    """systemd's own parser reads every property, and the offline exposure stays in budget."""
+    _view, props = props_of(tmp_path)
+    assert "IPAddressDeny=any" in props and "IPAddressAllow=100.64.0.1" in props
+    unit = tmp_path / "symphony-agent-test.service"
+    unit.write_text("[Service]\nExecStart=/bin/true\n" + "\n".join(props) + "\n")
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stderr
+    assert str(unit) not in verify.stderr, verify.stderr  # no "Unknown key"/parse warnings
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", security.stdout)
+    assert match, security.stdout[-500:]
+    assert float(match.group(1)) <= EXPOSURE_BUDGET, security.stdout[-3000:]

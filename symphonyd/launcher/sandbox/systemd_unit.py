@@ -12,6 +12,7 @@ The real-systemd check runs in the packaging suite's nspawn container.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,7 +45,10 @@ def unit_properties(
     tasks_max: int,
     cpu_quota: str,
     environment: Mapping[str, str],
+    reachable: Sequence[str] = (),
 ) -> list[str]:
+    """Unit properties; ``reachable`` (the agent's host-side address) becomes a cgroup
+    ``IPAddressAllow=``, a second, independent layer under the nftables rules."""
     ws = view.workspace
     props = [
         f"NetworkNamespacePath={_path(Path(netns_path))}",
@@ -71,12 +75,22 @@ def unit_properties(
         "ProtectProc=invisible",
         "SystemCallArchitectures=native",
         "RestrictAddressFamilies=AF_UNIX AF_INET AF_NETLINK",
+        "RemoveIPC=yes",
+        "PrivateMounts=yes",
+        "UMask=0027",
+        # Deny-list only: agents run arbitrary build tools, so no allow-list of syscalls.
+        "SystemCallFilter=~@clock @cpu-emulation @debug @module @mount @obsolete @raw-io "
+        "@reboot @swap",
+        "SystemCallErrorNumber=EPERM",
+        "IPAddressDeny=any",
         "KillMode=control-group",
         f"WorkingDirectory={_path(ws)}",
         f"MemoryMax={memory_max}",
         f"TasksMax={tasks_max}",
         f"CPUQuota={cpu_quota}",
     ]
+    for address in reachable:
+        props.append(f"IPAddressAllow={ipaddress.ip_address(address)}")
     ancestors = [d for d in view.hidden_dirs if d in ws.parents]
     inaccessible = [d for d in view.hidden_dirs if d not in ws.parents] + list(view.hidden_files)
     if inaccessible:
