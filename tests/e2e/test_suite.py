@@ -20,7 +20,7 @@ from tests.e2e.test_package import SOCKETS, install
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.agents]
 
-DAEMONS = ("audit", "tracker", "launcher", "dispatcher", "dashboard")
+DAEMONS = ("audit", "tracker", "launcher", "dispatcher")
 CODEX = AGENTS_DIR / "node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin"
 DEMO_CODEX_CONFIG = """\
 model = "demo"
