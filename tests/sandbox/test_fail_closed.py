@@ -26,14 +26,38 @@ pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 
 
+def second_manager(
+    launcher: Launcher, prefix: str
+) -> tuple[SandboxManager, list[dict[str, object]]]:
+    """Another manager on the session's firewall, with its own small pool and audit list."""
+    audit: list[dict[str, object]] = []
+    manager = SandboxManager(
+        upstream=UpstreamResolver([UPSTREAM]),
+        audit=audit.append,
+        pool=AddressPool(prefix),
+        firewall=launcher.manager.firewall,
+    )
+    return manager, audit
+
+
 def links() -> str:
     return sh("ip", "-o", "link").stdout
 
 
-def test_broken_nftables_means_no_agent_process(launcher: Launcher, world: World):
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        ("delete", "table", "inet", "symphonyd"),  # someone removed the firewall
+        ("flush", "chain", "inet", "symphonyd", "input"),  # the table is there but empty
+    ],
+    ids=["table_deleted", "drop_rules_flushed"],
+)
+def test_broken_nftables_means_no_agent_process(
+    launcher: Launcher, world: World, breakage: tuple[str, ...]
+):
     marker = world.workspace / "agent-started"
     marker.unlink(missing_ok=True)
-    sh("nft", "delete", "table", "inet", "symphonyd")  # someone broke the firewall
+    sh("nft", *breakage)
     try:
         with pytest.raises(SandboxError) as info:
             launcher.loop.run(
@@ -58,37 +82,8 @@ def test_broken_nftables_means_no_agent_process(launcher: Launcher, world: World
         launcher.loop.run(launcher.manager.start())
 
 
-def test_flushed_drop_rules_mean_no_agent_process(launcher: Launcher, world: World):
-    marker = world.workspace / "agent-started-2"
-    marker.unlink(missing_ok=True)
-    sh("nft", "flush", "chain", "inet", "symphonyd", "input")  # the table exists but is empty
-    try:
-        with pytest.raises(SandboxError) as info:
-            launcher.loop.run(
-                launch(
-                    launcher.manager,
-                    "agent-flush",
-                    agent_policy(),
-                    world.view,
-                    ["/usr/bin/touch", str(marker)],
-                )
-            )
-        assert info.value.error_code == "sandbox_nft_failed"
-        time.sleep(0.5)
-        assert not marker.exists()
-        assert "symv" not in links()
-    finally:
-        launcher.loop.run(launcher.manager.start())
-
-
 def test_exhausted_pool_is_a_typed_failure(launcher: Launcher, world: World):
-    audit: list[dict[str, object]] = []
-    manager = SandboxManager(
-        upstream=UpstreamResolver([UPSTREAM]),
-        audit=audit.append,
-        pool=AddressPool("100.127.8.0/30"),
-        firewall=launcher.manager.firewall,
-    )
+    manager, audit = second_manager(launcher, "100.127.8.0/30")
     first = launcher.loop.run(manager.setup("only", agent_policy()))
     try:
         with pytest.raises(SandboxError) as info:
@@ -231,13 +226,7 @@ def test_listener_failure_is_typed_and_leaves_nothing(
     launcher: Launcher, world: World, kind: int, port: int, code: str
 ):
     # The next sandbox of this pool gets 100.127.16.1; squat its port before it exists.
-    audit: list[dict[str, object]] = []
-    manager = SandboxManager(
-        upstream=UpstreamResolver([UPSTREAM]),
-        audit=audit.append,
-        pool=AddressPool("100.127.16.0/30"),
-        firewall=launcher.manager.firewall,
-    )
+    manager, audit = second_manager(launcher, "100.127.16.0/30")
     squatter = socket.socket(socket.AF_INET, kind)
     squatter.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
     squatter.bind(("100.127.16.1", port))
