@@ -77,6 +77,13 @@ class EgressProxy:
         except OSError as exc:
             raise SandboxError(f"egress proxy could not listen: {exc}", code=PROXY_FAILED) from exc
 
+    @property
+    def bound_port(self) -> int:
+        """The listening port (differs from ``port`` only when asked for port 0)."""
+        if self._server is None or not self._server.sockets:
+            return self.port
+        return int(self._server.sockets[0].getsockname()[1])
+
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -108,9 +115,12 @@ class EgressProxy:
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             await _reply(writer, 400, "bad_request")
             return
-        lines = head.decode("latin-1").split("\r\n")
+        text = head.decode("latin-1")
+        lines = text.split("\r\n")
         parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        # Bare CR or LF inside the head would let a second Host header past our rewrite.
+        bare = text.count("\n") != text.count("\r\n") or text.count("\r") != text.count("\r\n")
+        if bare or len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             await _reply(writer, 400, "bad_request")
             return
         method, target, _version = parts
@@ -131,14 +141,26 @@ class EgressProxy:
             return
         self._record("egress_allow", **fields)
         try:
+            down: asyncio.Task[None] | None = None
             if method == "CONNECT":
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 await writer.drain()
-                first = await self._first_bytes(reader, host, port, fields)
+                if port not in self.policy.tls_ports:
+                    # Server-speaks-first protocols (ssh) need the reply path open while we
+                    # wait for the client's first bytes.
+                    down = asyncio.get_running_loop().create_task(_copy(up_reader, writer))
+                try:
+                    first = await self._first_bytes(reader, host, port, fields)
+                except BaseException:
+                    if down is not None:
+                        down.cancel()
+                    raise
             else:
                 first = _origin_request(method, path, fields["host"], port, lines[1:])
             up_writer.write(first)
-            await _pump(reader, writer, up_reader, up_writer)
+            if down is None:
+                down = asyncio.get_running_loop().create_task(_copy(up_reader, writer))
+            await asyncio.gather(_copy(reader, up_writer), down)
         except _Deny as deny:
             self._record("egress_deny", **fields, reason=deny.reason)
         finally:
@@ -179,7 +201,7 @@ class EgressProxy:
         must_be_tls = port in self.policy.tls_ports
         data = b""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + HELLO_TIMEOUT
+        deadline = loop.time() + (HELLO_TIMEOUT if must_be_tls else IDLE_TIMEOUT)
         while True:
             remaining = deadline - loop.time()
             try:
@@ -211,7 +233,8 @@ def _target(method: str, target: str) -> tuple[str, int, str]:
         path = ""
     else:
         url = urlsplit(target)
-        if url.scheme != "http" or not url.hostname:
+        # userinfo ("http://allowed@other/") only serves to confuse whoever reads the URL
+        if url.scheme != "http" or not url.hostname or "@" in url.netloc:
             raise ValueError(target)
         host = url.hostname
         port = url.port or 80
@@ -261,12 +284,3 @@ async def _copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, RuntimeError):
             if dst.can_write_eof():
                 dst.write_eof()
-
-
-async def _pump(
-    client_r: asyncio.StreamReader,
-    client_w: asyncio.StreamWriter,
-    up_r: asyncio.StreamReader,
-    up_w: asyncio.StreamWriter,
-) -> None:
-    await asyncio.gather(_copy(client_r, up_w), _copy(up_r, client_w))
