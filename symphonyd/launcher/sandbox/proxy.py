@@ -19,13 +19,20 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from symphonyd.core.egress_policy import EgressPolicy, decide, pick_address, sni_matches
+from symphonyd.core.egress_policy import (
+    EgressPolicy,
+    decide,
+    decide_local,
+    pick_address,
+    sni_matches,
+)
 from symphonyd.core.tls_sni import MAX_HELLO, SniStatus, parse_client_hello
 from symphonyd.launcher.sandbox.dns import UpstreamError, UpstreamResolver
 from symphonyd.launcher.sandbox.errors import PROXY_FAILED, SandboxError
 
 AuditSink = Callable[[dict[str, Any]], None]
 MAX_HEAD = 16 * 1024
+LOOPBACK = "127.0.0.1"
 HEAD_TIMEOUT = 10.0
 HELLO_TIMEOUT = 10.0
 IDLE_TIMEOUT = 600.0
@@ -168,6 +175,15 @@ class EgressProxy:
             writer.close()
 
     async def _admit(self, host: str, port: int, fields: dict[str, Any]) -> str:
+        local = decide_local(self.policy, host, port)
+        if local is not None:
+            fields["host"] = local.host
+            if not local.allowed:
+                raise _Deny(local.reason)
+            # Explicitly configured on the host: the only way an agent reaches loopback.
+            fields["rule"] = "local_service"
+            fields["address"] = LOOPBACK
+            return LOOPBACK
         decision = decide(self.policy, host, port)
         fields["host"] = decision.host
         if decision.rule:
