@@ -43,14 +43,20 @@ def register(subparsers: Any) -> None:
     render.set_defaults(func=run_render)
 
 
+def validate_workflow(path: str | None) -> tuple[LoadedWorkflow, ServiceConfig]:
+    """Everything the dispatcher checks before dispatching; raises SymphonyError."""
+    loaded = load_workflow(resolve_workflow_path(path))
+    config = _service_config(loaded)
+    errors = validate_for_dispatch(config, BUILTIN_TRACKER_KINDS)
+    if errors:
+        raise errors[0]
+    compile_prompt(loaded.definition.prompt_template)
+    return loaded, config
+
+
 def run_check(args: argparse.Namespace) -> int:
     try:
-        loaded = load_workflow(resolve_workflow_path(args.path))
-        config = _service_config(loaded)
-        errors = validate_for_dispatch(config, BUILTIN_TRACKER_KINDS)
-        if errors:
-            raise errors[0]
-        compile_prompt(loaded.definition.prompt_template)
+        loaded, config = validate_workflow(args.path)
     except SymphonyError as exc:
         return _fail(exc)
     prompt = loaded.definition.prompt_template

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from symphonyd.core.sockets import SOCKET_MODE, SOCKETS, service_unit
+
 UNITS = Path(__file__).resolve().parents[2] / "units"
 
 # Budget from the packaging issue; stock Debian hostnamed scores 1.5, journald 4.3.
@@ -53,14 +55,28 @@ def test_units_verify_clean() -> None:
     assert out.returncode == 0 and not out.stderr.strip(), out.stderr
 
 
+def _unit_value(text: str, key: str) -> str | None:
+    match = re.search(rf"^{key}=(\S+)$", text, re.M)
+    return match.group(1) if match else None
+
+
 def test_every_ipc_socket_is_0600_with_one_owner() -> None:
+    # The units must agree with core/sockets.py, the table symphonyctl doctor checks against.
+    seen = set()
     for sock in UNITS.glob("*.socket"):
         text = sock.read_text()
-        if "ListenStream=/run/" not in text:
+        listen = _unit_value(text, "ListenStream") or ""
+        if not listen.startswith("/run/"):
             continue
-        assert "SocketMode=0600" in text, sock.name
-        assert re.search(r"^SocketUser=\S+$", text, re.M), sock.name
-        assert re.search(r"^Service=symphony-\w+\.service$", text, re.M), sock.name
+        spec = next((s for s in SOCKETS if s.unit == sock.name), None)
+        assert spec is not None, f"{sock.name} is missing from symphonyd/core/sockets.py"
+        seen.add(spec.name)
+        assert listen == f"/run/symphony/{spec.name}", sock.name
+        assert _unit_value(text, "SocketMode") == f"{SOCKET_MODE:04o}", sock.name
+        assert _unit_value(text, "SocketUser") == spec.owner, sock.name
+        assert _unit_value(text, "FileDescriptorName") == spec.fdname, sock.name
+        assert _unit_value(text, "Service") == service_unit(spec.server), sock.name
+    assert seen == {s.name for s in SOCKETS}
 
 
 def test_score_parser_sees_an_unhardened_unit(tmp_path: Path) -> None:

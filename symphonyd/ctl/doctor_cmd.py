@@ -1,0 +1,433 @@
+"""``symphonyctl doctor``: check the host the suite runs on, and say how to fix what is wrong.
+
+Every check yields one ``ok|warn|fail <name>: <detail>`` line, plus a ``fix:`` hint when it
+is not ok. Exit 0 when nothing failed (warnings allowed), 1 otherwise. The checks read; they
+never change the host. Secrets are only ever measured (present, size, mode), never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import grp
+import importlib.util
+import json
+import os
+import pwd
+import shlex
+import shutil
+import stat
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from symphonyd.core.config import ServiceConfig
+from symphonyd.core.errors import SymphonyError
+from symphonyd.core.hostconfig import HostConfig, apply_host_overrides
+from symphonyd.core.sockets import (
+    SERVICES,
+    SOCKET_MODE,
+    SOCKETS,
+    SYSTEM_USERS,
+    TARGET_UNIT,
+    service_unit,
+)
+from symphonyd.core.tracker_kinds import KIND_DEFAULTS
+from symphonyd.ctl.main import EXIT_CHECK_FAILED, EXIT_OK
+from symphonyd.ctl.workflow_cmd import validate_workflow
+from symphonyd.runtime.hostconfig_file import load_host_config
+
+DEFAULT_CREDENTIALS_DIR = "/etc/symphony/credentials"
+COMMAND_TIMEOUT_S = 15.0
+AUDIT_DIR_MODE = 0o700
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    status: str  # ok | warn | fail
+    name: str
+    detail: str
+    fix: str | None = None
+
+
+def ok(name: str, detail: str) -> Check:
+    return Check("ok", name, detail)
+
+
+def warn(name: str, detail: str, fix: str) -> Check:
+    return Check("warn", name, detail, fix)
+
+
+def fail(name: str, detail: str, fix: str) -> Check:
+    return Check("fail", name, detail, fix)
+
+
+@dataclass(slots=True)
+class Context:
+    host_config_path: str | None
+    credentials_dir: Path
+    host: HostConfig | None = None
+    workflow: ServiceConfig | None = None
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "doctor", help="check units, sockets, sandbox tools, agents, credentials and disk"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--host-config",
+        metavar="PATH",
+        help="host config file (default /etc/symphony/symphonyd.toml)",
+    )
+    parser.add_argument(
+        "--credentials-dir",
+        metavar="DIR",
+        default=DEFAULT_CREDENTIALS_DIR,
+        help=f"where LoadCredential= files live (default {DEFAULT_CREDENTIALS_DIR})",
+    )
+    parser.set_defaults(func=run_doctor)
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    ctx = Context(args.host_config, Path(args.credentials_dir))
+    checks = list(run_checks(ctx))
+    if args.json:
+        print(json.dumps([asdict(c) for c in checks], indent=2))
+    else:
+        for c in checks:
+            print(f"{c.status:<4} {c.name}: {_safe(c.detail)}")
+            if c.fix:
+                print(f"     fix: {c.fix}")
+    failed = sum(c.status == "fail" for c in checks)
+    if not args.json:
+        warned = sum(c.status == "warn" for c in checks)
+        print(f"{len(checks)} checks: {failed} failed, {warned} warnings")
+    return EXIT_CHECK_FAILED if failed else EXIT_OK
+
+
+def run_checks(ctx: Context) -> Iterator[Check]:
+    steps: list[Callable[[Context], Iterator[Check]]] = [
+        check_host_config,
+        check_workflow,
+        check_users,
+        check_units,
+        check_sockets,
+        check_nftables,
+        check_bwrap,
+        check_agent,
+        check_credential,
+        check_disk,
+        check_audit_dir,
+    ]
+    for step in steps:
+        try:
+            yield from step(ctx)
+        except Exception as exc:  # a broken check must not hide the others
+            yield fail(step.__name__.removeprefix("check_"), f"check crashed: {exc!r}", _BUG)
+
+
+_BUG = "report this as a symphonyctl bug"
+
+
+def check_host_config(ctx: Context) -> Iterator[Check]:
+    try:
+        loaded = load_host_config(ctx.host_config_path)
+    except SymphonyError as exc:
+        yield fail("host-config", exc.message, "correct the file; see docs/configuration.md")
+        return
+    ctx.host = loaded.config
+    where = str(loaded.path) if loaded.path else "no file, built-in defaults"
+    for w in loaded.warnings:
+        yield warn("host-config", w, "remove or correct the key")
+    yield ok("host-config", where)
+
+
+def check_workflow(ctx: Context) -> Iterator[Check]:
+    if ctx.host is None:
+        return
+    try:
+        loaded, config = validate_workflow(ctx.host.workflow_path)
+    except SymphonyError as exc:
+        yield fail(
+            "workflow",
+            f"{ctx.host.workflow_path}: {exc.error_code}: {exc.message}",
+            f"symphonyctl workflow check {ctx.host.workflow_path}",
+        )
+        return
+    ctx.workflow = apply_host_overrides(config, ctx.host)
+    yield ok("workflow", f"{loaded.path} (tracker {config.tracker.kind})")
+
+
+def check_users(ctx: Context) -> Iterator[Check]:
+    missing = [u for u in SYSTEM_USERS if _uid(u) is None]
+    if missing:
+        yield fail(
+            "users",
+            f"missing system users: {', '.join(missing)}",
+            "systemd-sysusers /usr/lib/sysusers.d/symphonyd.conf (or reinstall the package)",
+        )
+    else:
+        yield ok("users", ", ".join(SYSTEM_USERS))
+
+
+def systemd_is_pid1() -> bool:
+    try:
+        return Path("/proc/1/comm").read_text().strip() == "systemd"
+    except OSError:
+        return False
+
+
+def check_units(ctx: Context) -> Iterator[Check]:
+    if not systemd_is_pid1():
+        yield warn(
+            "units",
+            "systemd is not PID 1; unit states cannot be checked",
+            "run the suite on a host booted with systemd (docs/install.md)",
+        )
+        return
+    units = [TARGET_UNIT, *(service_unit(d) for d in SERVICES), *(s.unit for s in SOCKETS)]
+    props = systemctl_show(units)
+    for unit in units:
+        p = props.get(unit, {})
+        load, active = p.get("LoadState", "?"), p.get("ActiveState", "?")
+        detail = f"{load}, {active}/{p.get('SubState', '?')}"
+        if load != "loaded":
+            yield fail(unit, detail, "install the symphonyd package, then systemctl daemon-reload")
+        elif active == "failed":
+            yield fail(unit, detail, f"journalctl -u {unit} -n 50; then systemctl restart {unit}")
+        elif active != "active":
+            yield warn(unit, detail, "systemctl enable --now symphony.target")
+        else:
+            yield ok(unit, detail)
+
+
+def systemctl_show(units: list[str]) -> dict[str, dict[str, str]]:
+    out = subprocess.run(
+        ["systemctl", "show", "--property=Id,LoadState,ActiveState,SubState", "--", *units],
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+        check=False,
+    ).stdout
+    result: dict[str, dict[str, str]] = {}
+    for block in out.strip().split("\n\n"):
+        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if "Id" in fields:
+            result[fields["Id"]] = fields
+    return result
+
+
+def check_sockets(ctx: Context) -> Iterator[Check]:
+    if ctx.host is None:
+        return
+    runtime = Path(ctx.host.runtime_dir)
+    for spec in SOCKETS:
+        path = runtime / spec.name
+        name = f"socket {spec.name}"
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            yield fail(name, f"{path} does not exist", f"systemctl start {spec.unit}")
+            continue
+        if not stat.S_ISSOCK(st.st_mode):
+            yield fail(
+                name, f"{path} is not a socket", f"remove it, then systemctl restart {spec.unit}"
+            )
+            continue
+        mode = stat.S_IMODE(st.st_mode)
+        want_uid = _uid(spec.owner)
+        problems = []
+        if mode != SOCKET_MODE:
+            problems.append(f"mode {mode:04o}, want {SOCKET_MODE:04o}")
+        if want_uid is None:
+            problems.append(f"user {spec.owner} does not exist")
+        elif st.st_uid != want_uid:
+            problems.append(f"owner {_user(st.st_uid)}, want {spec.owner}")
+        if problems:
+            yield fail(
+                name,
+                f"{path}: {'; '.join(problems)}",
+                f"check SocketMode=/SocketUser= in {spec.unit}; systemctl restart {spec.unit}",
+            )
+        else:
+            yield ok(name, f"{SOCKET_MODE:04o} {spec.owner} (server {spec.server})")
+
+
+def check_nftables(ctx: Context) -> Iterator[Check]:
+    if importlib.util.find_spec("nftables") is None:
+        yield fail("nftables", "python3-nftables is not importable", "apt install python3-nftables")
+    if shutil.which("nft") is None:
+        yield fail("nftables", "nft not found", "apt install nftables")
+        return
+    if os.geteuid() != 0:
+        yield warn("nftables", "not root; cannot list tables", "run symphonyctl doctor as root")
+        return
+    res = _run(["nft", "list", "tables"])
+    if res is None or res.returncode != 0:
+        why = "timed out" if res is None else _first_line(res.stderr)
+        yield fail("nftables", f"nft list tables failed: {why}", "modprobe nf_tables; dmesg")
+    else:
+        yield ok("nftables", "nft works and python3-nftables is importable")
+
+
+def check_bwrap(ctx: Context) -> Iterator[Check]:
+    # Under systemd agents run as transient units; bubblewrap is the fallback sandbox.
+    needed = not systemd_is_pid1()
+    res = _run(["bwrap", "--version"]) if shutil.which("bwrap") else None
+    if res is not None and res.returncode == 0:
+        yield ok("bwrap", _first_line(res.stdout))
+    elif needed:
+        yield fail("bwrap", "bubblewrap is missing or broken", "apt install bubblewrap")
+    else:
+        yield warn(
+            "bwrap",
+            "bubblewrap is missing (only used when systemd is not PID 1)",
+            "apt install bubblewrap",
+        )
+
+
+def check_agent(ctx: Context) -> Iterator[Check]:
+    if ctx.workflow is None:
+        return
+    runtime = ctx.workflow.agent.runtime
+    name = f"agent {runtime}"
+    try:
+        words = shlex.split(ctx.workflow.agent_command)
+    except ValueError as exc:
+        yield fail(name, f"command does not parse: {exc}", f"fix {runtime}.command")
+        return
+    exe = shutil.which(words[0]) if words else None
+    if exe is None:
+        yield fail(
+            name,
+            f"{words[0] if words else '(empty)'} not found on PATH",
+            f"install the {runtime} CLI or set {runtime}.command to its absolute path",
+        )
+        return
+    res = _run([exe, "--version"])
+    if res is None or res.returncode != 0:
+        why = "timed out" if res is None else f"exit {res.returncode}"
+        yield fail(name, f"{exe} --version failed ({why})", f"reinstall the {runtime} CLI")
+    else:
+        yield ok(name, f"{exe}: {_first_line(res.stdout or res.stderr)}")
+
+
+def check_credential(ctx: Context) -> Iterator[Check]:
+    if ctx.host is None or ctx.workflow is None:
+        return
+    kind = (ctx.workflow.tracker.kind or "").strip().lower()
+    defaults = KIND_DEFAULTS.get(kind)
+    path = ctx.credentials_dir / ctx.host.tracker_credential
+    if defaults is None or not defaults.secret_keys:
+        yield ok("credential", f"tracker kind {kind} needs no credential")
+        return
+    # A `$NAME` reference in WORKFLOW.md takes the token from the environment instead.
+    if any(k in ctx.workflow.tracker.provider_env_refs for k in defaults.secret_keys):
+        yield ok("credential", "tracker token comes from an environment variable")
+        return
+    fix = f"write the token to {path} (mode 0600, root), then systemctl restart symphony-tracker"
+    try:
+        st = path.stat()
+    except OSError:
+        yield fail("credential", f"{path} does not exist (tracker kind {kind})", fix)
+        return
+    if st.st_size == 0:
+        yield fail("credential", f"{path} is empty (tracker kind {kind})", fix)
+    elif stat.S_IMODE(st.st_mode) & 0o077:
+        yield fail(
+            "credential",
+            f"{path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o})",
+            f"chmod 0600 {path}",
+        )
+    else:
+        yield ok("credential", f"{path} present ({st.st_size} bytes, value not shown)")
+
+
+def check_disk(ctx: Context) -> Iterator[Check]:
+    if ctx.workflow is None:
+        return
+    root = ctx.workflow.workspace.root
+    want = ctx.workflow.workspace.cleanup.min_free_disk_mb
+    probe = Path(root)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free_mb = shutil.disk_usage(probe).free // (1024 * 1024)
+    detail = f"{free_mb} MiB free under {root} (minimum {want} MiB)"
+    if free_mb < want:
+        yield fail(
+            "disk",
+            detail,
+            "symphonyctl prune --older-than 7d, or free space, or lower "
+            "workspace.cleanup.min_free_disk_mb",
+        )
+    else:
+        yield ok("disk", detail)
+
+
+def check_audit_dir(ctx: Context) -> Iterator[Check]:
+    if ctx.host is None:
+        return
+    path = Path(ctx.host.audit_dir)
+    try:
+        st = path.stat()
+    except OSError:
+        yield warn(
+            "audit-dir", f"{path} does not exist yet", "systemctl start symphony-audit.service"
+        )
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    if mode != AUDIT_DIR_MODE:
+        yield fail(
+            "audit-dir",
+            f"{path} has mode {mode:04o}, want {AUDIT_DIR_MODE:04o}",
+            f"chmod 0700 {path}",
+        )
+    else:
+        yield ok("audit-dir", f"{path} {mode:04o} {_user(st.st_uid)}:{_group(st.st_gid)}")
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
+    try:
+        return subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    except OSError as exc:
+        return subprocess.CompletedProcess(argv, 127, "", str(exc))
+
+
+def _uid(user: str) -> int | None:
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return None
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0][:200]
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
