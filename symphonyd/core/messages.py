@@ -502,6 +502,24 @@ class StateChanged:
     snapshot: StateSnapshot
 
 
+@dataclass(frozen=True)
+class PruneParams:
+    older_than_s: int  # only workspaces untouched for longer than this; > 0
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class PruneEntry:
+    identifier: str
+    reason: str  # why it was (or would be) removed, or why it was kept
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    removed: list[PruneEntry]  # with dry_run: what would have been removed
+    kept: list[PruneEntry]
+
+
 DISPATCHER_SNAPSHOT = method(
     "dispatcher.snapshot", Empty, StateSnapshot, "Current orchestrator state (SPEC 13.3)."
 )
@@ -522,6 +540,12 @@ DISPATCHER_REFRESH = method(
 )
 DISPATCHER_ISSUE = method(
     "dispatcher.issue", IssueRefParams, IssueView, "One issue's runtime view (SPEC 13.7.2)."
+)
+DISPATCHER_PRUNE = method(
+    "dispatcher.prune",
+    PruneParams,
+    PruneResult,
+    "Remove old workspaces of terminal issues with no live run (via the launcher).",
 )
 DISPATCHER_SUBSCRIBE = method(
     "dispatcher.subscribe", Empty, Empty, "Subscribe: pushes dispatcher.state_changed."
