@@ -1,0 +1,90 @@
+"""dispatcher.prune against tracker and launcher doubles on real Unix sockets.
+
+The orchestrator is the production wiring (``assemble``) talking over IPC; workspaces are
+real directories whose mtimes the test sets.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from symphonyd.core.errors import SymphonyError
+from symphonyd.core.messages import PruneParams
+from symphonyd.core.workspace_paths import workspace_key
+from symphonyd.dispatcher.prune import prune
+from tests.dispatcher.doubles import issue, run_async
+from tests.dispatcher.socket_doubles import SocketWorld, eventually, socket_world
+from tests.dispatcher.test_daemon_sockets import dispatcher, write_workflow
+
+DAY = 86400
+
+
+def workspace(world: SocketWorld, identifier: str, age_s: float) -> Path:
+    path = world.root / "ws" / workspace_key(identifier)
+    path.mkdir(parents=True, exist_ok=True)
+    then = time.time() - age_s
+    os.utime(path, (then, then))
+    return path
+
+
+@run_async
+async def test_removes_only_old_terminal_workspaces_without_live_runs() -> None:
+    async with socket_world() as world:
+        # One poll an hour: the live run below stays live after its issue turns Done.
+        write_workflow(world.root / "WORKFLOW.md", interval=3_600_000)
+        world.tracker.put(issue(1, "Todo"))
+        async with dispatcher(world) as orch:
+            await eventually(lambda: "id-1" in orch.running, "issue 1 running")
+            world.tracker.move("id-1", "Done")
+            world.tracker.put(issue(2, "Done"), issue(3, "Done"), issue(4, "Todo"))
+            world.tracker.put(issue(5, "Done"))
+            world.launcher.removed.clear()
+            for n, age in ((1, 40 * DAY), (2, 40 * DAY), (3, 2 * DAY), (4, 40 * DAY)):
+                workspace(world, f"MT-{n}", age)
+
+            dry = await prune(orch, PruneParams(older_than_s=30 * DAY, dry_run=True))
+            assert [e.identifier for e in dry.removed] == ["MT-2"]
+            assert world.launcher.removed == []
+
+            result = await prune(orch, PruneParams(older_than_s=30 * DAY, dry_run=False))
+            assert [e.identifier for e in result.removed] == ["MT-2"]
+            assert "terminal (Done)" in result.removed[0].reason
+            kept = {e.identifier: e.reason for e in result.kept}
+            assert kept == {"MT-1": "a run is still live", "MT-3": "touched 2 days ago"}
+            # MT-4 is active, MT-5 has no workspace: neither is a candidate.
+            assert world.launcher.removed == ["MT-2"]
+            assert ("states", ["Done"]) in world.tracker.calls
+
+
+@run_async
+async def test_launcher_failure_keeps_the_workspace() -> None:
+    async with socket_world() as world:
+        write_workflow(world.root / "WORKFLOW.md", interval=3_600_000)
+        async with dispatcher(world) as orch:
+            world.tracker.put(issue(7, "Done"))
+            workspace(world, "MT-7", 10 * DAY)
+            world.launcher.fail = True
+            result = await prune(orch, PruneParams(older_than_s=DAY, dry_run=False))
+            assert result.removed == []
+            assert [(e.identifier, e.reason) for e in result.kept] == [
+                ("MT-7", "the launcher did not remove it")
+            ]
+
+
+@pytest.mark.parametrize("older_than_s", [0, -1, 10 * 365 * DAY + 1])
+def test_out_of_range_durations_are_refused(older_than_s: int) -> None:
+    @run_async
+    async def go() -> None:
+        async with socket_world() as world, dispatcher(world) as orch:
+            world.tracker.put(issue(8, "Done"))
+            workspace(world, "MT-8", 100 * DAY)
+            with pytest.raises(SymphonyError) as info:
+                await prune(orch, PruneParams(older_than_s=older_than_s, dry_run=False))
+            assert info.value.error_code == "invalid_params"
+            assert "MT-8" not in world.launcher.removed
+
+    go()
