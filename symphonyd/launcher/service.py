@@ -49,6 +49,7 @@ from symphonyd.launcher.hooks import RunAs
 from symphonyd.launcher.sandboxing import AgentSandbox, AgentSandboxes
 from symphonyd.launcher.worker import WorkerDeps, run_worker_attempt
 from symphonyd.launcher.workspace import WorkspaceManager
+from symphonyd.runtime.logging import log_event
 
 log = logging.getLogger("symphonyd.launcher")
 
@@ -129,6 +130,15 @@ class LauncherService:
         )
         run = _Run(info, req.issue, req.workflow)
         self._runs[req.run_id] = run
+        log_event(
+            log,
+            "run",
+            outcome="started",
+            run_id=req.run_id,
+            issue_id=req.issue.id,
+            issue_identifier=req.issue.identifier,
+            attempt=req.attempt,
+        )
         self._latest_workflow = req.workflow
         run.task = asyncio.create_task(self._execute(run), name=f"run-{req.run_id}")
         return StartRunResult(req.run_id, True)
@@ -308,6 +318,18 @@ class LauncherService:
                 outcome = dataclasses.replace(outcome, error=f"stopped: {run.stop_reason}")
             changes["outcome"] = outcome
             event = dataclasses.replace(event, outcome=outcome)
+            log_event(
+                log,
+                "run",
+                level=logging.INFO if outcome.status == "succeeded" else logging.WARNING,
+                outcome=outcome.status,
+                error_code=outcome.error_code,
+                error=outcome.error,
+                run_id=info.run_id,
+                issue_id=info.issue_id,
+                issue_identifier=info.issue_identifier,
+                session_id=info.session_id,
+            )
             self._audit(
                 run, "run_finished", {"status": outcome.status, "error_code": outcome.error_code}
             )
