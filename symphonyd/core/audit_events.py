@@ -33,6 +33,9 @@ STOP = "stop"
 CONFIG_RELOAD = "config_reload"
 BUDGET_HIT = "budget_hit"
 SANDBOX_FAILURE = "sandbox_failure"
+SANDBOX_READY = "sandbox_ready"
+SANDBOX_TEARDOWN = "sandbox_teardown"
+SANDBOX_RECONCILED = "sandbox_reconciled"
 
 # Types only the writer itself produces; a client sending one is refused.
 WRITER_TYPES = frozenset({GENESIS, RECOVERED})
@@ -52,6 +55,9 @@ CLIENT_TYPES = frozenset(
         CONFIG_RELOAD,
         BUDGET_HIT,
         SANDBOX_FAILURE,
+        SANDBOX_READY,
+        SANDBOX_TEARDOWN,
+        SANDBOX_RECONCILED,
     }
 )
 EVENT_TYPES = WRITER_TYPES | CLIENT_TYPES

@@ -54,6 +54,8 @@ from symphonyd.runtime.peer import Peer
 
 log = logging.getLogger("symphonyd.launcher")
 AUDIT_QUEUE_MAX = 10_000
+# The writer refused the content itself; sending it again cannot succeed.
+REJECTED = frozenset({"invalid_params", "invalid_input", "record_too_large"})
 AUDIT_BATCH_MAX = 256
 
 
@@ -84,6 +86,7 @@ class AuditQueue:
         self._queue: asyncio.Queue[AuditEventIn] = asyncio.Queue(AUDIT_QUEUE_MAX)
         self.dropped = 0
         self.delivered = 0
+        self.rejected = 0
 
     def put(self, record: AuditEventIn) -> None:
         try:
@@ -109,6 +112,10 @@ class AuditQueue:
                 try:
                     await self._client.call(AUDIT_APPEND, AuditAppend(batch), timeout=30.0)
                 except SymphonyError as exc:
+                    if exc.error_code in REJECTED:
+                        # Retrying a record the writer refuses would stall every later one.
+                        await self._deliver_one_by_one(batch)
+                        break
                     log_event(
                         log,
                         "audit_deliver",
@@ -125,6 +132,34 @@ class AuditQueue:
                     self._queue.task_done()
                 backoff = 0.2
                 break
+
+    async def _deliver_one_by_one(self, batch: list[AuditEventIn]) -> None:
+        """After a rejected batch: each record alone, so only the refused ones are lost.
+
+        Transport errors are retried (the record is not given up); a record the writer
+        refuses is logged at error level with its type, never silently dropped.
+        """
+        for record in batch:
+            while True:
+                try:
+                    await self._client.call(AUDIT_APPEND, AuditAppend([record]), timeout=30.0)
+                    self.delivered += 1
+                    break
+                except SymphonyError as exc:
+                    if exc.error_code in REJECTED:
+                        self.rejected += 1
+                        log_event(
+                            log,
+                            "audit_rejected",
+                            level=logging.ERROR,
+                            type=record.type,
+                            error=exc.error_code,
+                            message=exc.message,
+                            issue_id=record.issue_id,
+                        )
+                        break
+                    await asyncio.sleep(1.0)
+            self._queue.task_done()
 
     async def drain(self, timeout: float) -> None:  # noqa: ASYNC109
         """Wait (bounded) until every queued record is acknowledged by the writer."""

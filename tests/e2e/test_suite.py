@@ -28,7 +28,7 @@ model_provider = "demo"
 suppress_unstable_features_warning = true
 [model_providers.demo]
 name = "symphonyd demo model"
-base_url = "http://127.0.0.1:18080/v1"
+base_url = "http://demo-model.local:18080/v1"
 wire_api = "responses"
 request_max_retries = 0
 stream_max_retries = 0
@@ -68,6 +68,11 @@ def start_suite(c: Container, deb: Path) -> None:
     c.copy_in(CODEX / "codex-code-mode-host", "/opt/symphony-agents/bin/codex-code-mode-host")
     c.run(["mkdir", "-p", "/var/lib/symphony/agent/.codex"])
     c.run(["tee", "/var/lib/symphony/agent/.codex/config.toml"], input=DEMO_CODEX_CONFIG)
+    # The agent's sandbox reaches the demo endpoint only because the host config names it.
+    c.run(
+        ["tee", "-a", "/etc/symphony/symphonyd.toml"],
+        input='\n[sandbox]\nlocal_services = ["demo-model.local:18080"]\n',
+    )
     c.run(["systemctl", "start", "symphony-demo-model.service", "symphony.target"])
     try:
         wait_until(

@@ -73,7 +73,7 @@ def test_broken_nftables_means_no_agent_process(
         time.sleep(0.5)
         assert not marker.exists()
         assert "agent-nft" not in launcher.manager.live
-        failed = [a for a in launcher.audit if a["type"] == "sandbox_failed"]
+        failed = [a for a in launcher.audit if a["type"] == "sandbox_failure"]
         assert failed and failed[-1]["agent_id"] == "agent-nft"
         assert failed[-1]["code"] == "sandbox_nft_failed"
         assert "symv" not in links()
@@ -89,7 +89,7 @@ def test_exhausted_pool_is_a_typed_failure(launcher: Launcher, world: World):
         with pytest.raises(SandboxError) as info:
             launcher.loop.run(manager.setup("second", agent_policy()))
         assert info.value.error_code == "sandbox_address_pool_exhausted"
-        assert audit[-1]["type"] == "sandbox_failed"
+        assert audit[-1]["type"] == "sandbox_failure"
     finally:
         launcher.loop.run(manager.teardown(first))
 
@@ -238,7 +238,7 @@ def test_listener_failure_is_typed_and_leaves_nothing(
         assert info.value.error_code == code
     finally:
         squatter.close()
-    assert audit[-1]["type"] == "sandbox_failed"
+    assert audit[-1]["type"] == "sandbox_failure"
     assert audit[-1]["code"] == code
     assert "symv" not in links()
     assert not any(e[0] == "symv0" for e in launcher.manager.firewall.elements("agent_in"))

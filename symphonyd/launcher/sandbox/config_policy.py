@@ -22,6 +22,7 @@ def egress_policy(
     runtime: str | None,
     permitted_networks: Iterable[str] = (),
     direct_ports: Iterable[int] = (),
+    local_services: Iterable[str] = (),
 ) -> EgressPolicy:
     try:
         return build_policy(
@@ -32,6 +33,7 @@ def egress_policy(
             ports=config.allowed_ports,
             permitted_networks=permitted_networks,
             direct_ports=direct_ports,
+            local_services=local_services,
         )
     except EgressPolicyError as exc:
         raise SandboxError(

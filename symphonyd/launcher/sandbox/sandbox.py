@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from symphonyd.core import audit_events
 from symphonyd.core.egress_policy import EgressPolicy
 from symphonyd.core.messages import AuditEventIn
 from symphonyd.launcher.sandbox import netns as netns_mod
@@ -110,7 +111,7 @@ class SandboxManager:
                 if path not in owned_files:
                     path.unlink(missing_ok=True)
         if stray or removed:
-            self.audit({"type": "sandbox_reconciled", "killed": len(stray), "interfaces": removed})
+            self.audit({"type": audit_events.SANDBOX_RECONCILED, "killed": len(stray), "interfaces": removed})
 
     async def setup(self, agent_id: str, policy: EgressPolicy) -> SandboxHandle:
         if agent_id in self.live:
@@ -144,7 +145,7 @@ class SandboxManager:
             await self._undo(lease, ns, resolver, proxy, rules)
             self.audit(
                 {
-                    "type": "sandbox_failed",
+                    "type": audit_events.SANDBOX_FAILURE,
                     "agent_id": agent_id,
                     "code": exc.error_code,
                     "message": exc.message,
@@ -158,7 +159,7 @@ class SandboxManager:
         self.live[agent_id] = handle
         self.audit(
             {
-                "type": "sandbox_ready",
+                "type": audit_events.SANDBOX_READY,
                 "agent_id": agent_id,
                 "address": str(lease.agent_ip),
                 "mode": policy.mode,
@@ -220,7 +221,7 @@ class SandboxManager:
         problems = await self._undo(handle.lease, handle.netns, handle.resolver, handle.proxy, True)
         for path in handle.files:
             path.unlink(missing_ok=True)
-        record: dict[str, Any] = {"type": "sandbox_teardown", "agent_id": handle.agent_id}
+        record: dict[str, Any] = {"type": audit_events.SANDBOX_TEARDOWN, "agent_id": handle.agent_id}
         if problems:
             record["problems"] = problems
         self.audit(record)
