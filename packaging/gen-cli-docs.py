@@ -36,6 +36,8 @@ EXIT_STATUS = (
 ENVIRONMENT = (
     ("SYMPHONY_DISPATCHER_SOCKET", "Dispatcher control socket; overrides the host config."),
     ("SYMPHONY_ISSUES_DIR", "Issue directory of the local tracker (issue commands)."),
+    ("SYMPHONY_AUDIT_DIR", "Audit directory (audit commands)."),
+    ("SYMPHONY_CONFIG", "Host config file (workspace path)."),
 )
 FILES = (
     ("/etc/symphony/symphonyd.toml", "Host configuration."),
