@@ -42,12 +42,18 @@ class PruneTarget(Protocol):
     def settings(self) -> DispatchSettings: ...
 
 
+class AgeUnknown(Exception):
+    """The workspace may exist but the dispatcher cannot stat it."""
+
+
 def directory_age(root: str, identifier: str, now: float | None = None) -> float | None:
-    """Seconds since the workspace directory last changed; None when absent or unreadable."""
+    """Seconds since the workspace directory last changed; None when there is none."""
     try:
         st = os.stat(Path(root) / workspace_key(identifier), follow_symlinks=False)
-    except (OSError, SymphonyError):
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except (OSError, SymphonyError) as exc:
+        raise AgeUnknown(str(exc)) from None
     return (time.time() if now is None else now) - st.st_mtime
 
 
@@ -71,9 +77,13 @@ async def prune(
         if issue.identifier in seen:
             continue
         seen.add(issue.identifier)
-        idle = age(cfg.workspace_root, issue.identifier)
+        try:
+            idle = age(cfg.workspace_root, issue.identifier)
+        except AgeUnknown:
+            kept.append(PruneEntry(issue.identifier, "age unknown: cannot stat the workspace"))
+            continue
         if idle is None:
-            continue  # no workspace (or none the dispatcher can see): nothing to do
+            continue  # no workspace: nothing to do
         why = f"terminal ({issue.state}), untouched {_human(idle)}"
         if issue.id in orch.running:
             kept.append(PruneEntry(issue.identifier, "a run is still live"))
