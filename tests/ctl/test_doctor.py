@@ -29,7 +29,7 @@ tracker:
   kind: {kind}
   provider:
     project_slug: abc
-workspace:
+{extra}workspace:
   root: {root}/ws
   cleanup:
     min_free_disk_mb: {min_free}
@@ -79,9 +79,13 @@ class Host:
         )
         self.workflow(kind="local")
 
-    def workflow(self, *, kind: str, min_free: int = 1, agent: str | None = None) -> None:
+    def workflow(
+        self, *, kind: str, min_free: int = 1, agent: str | None = None, extra: str = ""
+    ) -> None:
         (self.root / "WORKFLOW.md").write_text(
-            WORKFLOW.format(kind=kind, root=self.root, min_free=min_free, agent=agent or self.agent)
+            WORKFLOW.format(
+                kind=kind, root=self.root, min_free=min_free, agent=agent or self.agent, extra=extra
+            )
         )
 
     def bind_all(self) -> None:
@@ -179,6 +183,13 @@ def test_credential_required_by_kind_and_never_printed(host: Host) -> None:
     code, checks = host.checks()
     assert code == 1 and "readable by others" in checks["credential"]["detail"]
 
+    token.unlink()
+    host.workflow(kind="linear", extra="    api_key: $LINEAR_API_KEY\n")
+    code, checks = host.checks()
+    assert code == 0 and checks["credential"]["status"] == "warn"
+    assert "$LINEAR_API_KEY" in checks["credential"]["detail"]
+
+    token.write_text("lin_api_SUPERSECRET")
     token.chmod(0o600)
     out = host.doctor()
     assert out.returncode == 0, out.stdout
