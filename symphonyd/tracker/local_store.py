@@ -101,6 +101,12 @@ class LocalStore:
             parsed = parse_workflow_bytes(data)
         except SymphonyError as exc:
             raise tracker_error(RESPONSE, f"{identifier}{SUFFIX}: {exc.message}") from None
+        except Exception as exc:
+            # The YAML reader has failure modes outside the parser's typed errors (a NUL byte
+            # raises from the loader's constructor); any of them just means "malformed".
+            raise tracker_error(
+                RESPONSE, f"{identifier}{SUFFIX}: unreadable front matter ({type(exc).__name__})"
+            ) from None
         meta = parsed.config
         if meta.get("identifier", identifier) != identifier:
             raise tracker_error(

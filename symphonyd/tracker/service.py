@@ -102,6 +102,14 @@ class TrackerService:
         except SymphonyError as exc:
             self._note_error(exc)
             return
+        except Exception as exc:
+            # A parser bug on a hostile WORKFLOW.md must not take the daemon down.
+            self._note_error(
+                SymphonyError(
+                    f"cannot load the workflow: {type(exc).__name__}", code="workflow_parse_error"
+                )
+            )
+            return
         fp = fingerprint(source)
         if fp == self._fingerprint and (self._adapter is not None or self._error is not None):
             return

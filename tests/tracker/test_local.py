@@ -128,6 +128,7 @@ def test_hand_edited_files_malformed_skipped_and_refresh_fails(
     write(tmp_path, "A-2.md", "---\ntitle: ''\nstate: Todo\n---\n")
     write(tmp_path, "A-3.md", "---\ntitle: [unclosed\n---\n")
     write(tmp_path, "A-4.md", "---\nidentifier: OTHER\ntitle: t\nstate: Todo\n---\n")
+    (tmp_path / "A-6.md").write_bytes(b"---\n\x00\n---\n")  # the YAML reader raises early
     write(tmp_path, "notes.txt", "ignored")
     write(tmp_path, "bad name.md", "ignored: not an identifier")
     os.symlink("/etc/passwd", tmp_path / "A-5.md")
@@ -137,10 +138,10 @@ def test_hand_edited_files_malformed_skipped_and_refresh_fails(
     assert (good.id, good.labels, good.priority) == ("A-1", ("x",), None)
     assert good.created_at is not None and good.created_at.month == 3
     warned = " ".join(r.getMessage() for r in caplog.records)
-    for name in ("A-2", "A-3", "A-4", "A-5"):
+    for name in ("A-2", "A-3", "A-4", "A-5", "A-6"):
         assert name in warned
     assert [i.id for i in run(a.fetch_issues_by_ids(["A-1", "ZZ-9"]))] == ["A-1"]
-    for bad in ("A-2", "A-5"):
+    for bad in ("A-2", "A-5", "A-6"):
         with pytest.raises(TrackerError) as err:
             run(a.fetch_issues_by_ids([bad]))
         assert err.value.error_code == "tracker_response"
