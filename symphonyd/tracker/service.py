@@ -93,6 +93,11 @@ class TrackerService:
         self._last_source: TrackerSource | None = None
         self._retired: set[asyncio.Task[None]] = set()
 
+    @property
+    def adapter(self) -> TrackerAdapter | None:
+        """The adapter built from the current config (None while the config is unusable)."""
+        return self._adapter
+
     # ------------------------------------------------------------------ config
 
     def refresh(self) -> None:

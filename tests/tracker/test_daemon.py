@@ -22,10 +22,12 @@ from typing import Any
 
 import pytest
 
+from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import build_issue
 from symphonyd.core.messages import (
     AUDIT_APPEND,
     TRACKER_FETCH_BY_STATES,
+    TRACKER_MAX_FRAME,
     AuditAck,
     AuditAppend,
     FetchByStates,
@@ -34,6 +36,7 @@ from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer
 from symphonyd.tracker.daemon import TrackerDaemon
+from symphonyd.tracker.memory import MemoryAdapter
 from symphonyd.tracker.service import TrackerService, TrackerSource
 from tests.tracker.fake_linear import TOKEN, FakeLinear, linear_node
 
@@ -255,3 +258,48 @@ def test_socket_peer_allowlist_refuses_other_uids(tmp_path: Path) -> None:
             await daemon.close()
 
     assert asyncio.run(go()) in ("peer_not_allowed", "unavailable")
+
+
+def test_large_board_crosses_the_socket_with_the_tracker_frame_limit(tmp_path: Path) -> None:
+    def source() -> TrackerSource:
+        return TrackerSource("memory", {}, None, None)
+
+    async def go() -> tuple[int, str]:
+        service = TrackerService(source, {})
+        daemon = TrackerDaemon(service, dispatcher_uids=[os.getuid()], launcher_uids=[os.getuid()])
+        await daemon.start(tmp_path / "d.sock", tmp_path / "l.sock")
+        try:
+            adapter = service.adapter
+            assert isinstance(adapter, MemoryAdapter)
+            for n in range(10_000):
+                adapter.put(
+                    build_issue(
+                        id=f"m-{n}",
+                        identifier=f"M-{n}",
+                        title="x" * 200,
+                        state="Todo",
+                        dispatchable=True,
+                        labels=["a", "b"],
+                    )
+                )
+            big = await IpcClient.connect(tmp_path / "d.sock", max_frame=TRACKER_MAX_FRAME)
+            try:
+                got = await big.call(TRACKER_FETCH_BY_STATES, FetchByStates(["Todo"]), timeout=120)
+            finally:
+                await big.close()
+            small = await IpcClient.connect(tmp_path / "d.sock")
+            try:
+                await small.call(TRACKER_FETCH_BY_STATES, FetchByStates(["Todo"]), timeout=120)
+                outcome = "fit"
+            except SymphonyError as exc:
+                outcome = exc.error_code
+            finally:
+                await small.close()
+            return len(got.issues), outcome
+        finally:
+            await daemon.close()
+
+    count, small_outcome = asyncio.run(go())
+    assert count == 10_000
+    # The default 1 MiB frame cannot carry a big board: why clients need TRACKER_MAX_FRAME.
+    assert small_outcome != "fit"
