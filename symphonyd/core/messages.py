@@ -147,6 +147,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # json.loads(..., kw) rebuilds one
+
+
 def parse_frame(line: bytes, *, max_frame: int = DEFAULT_MAX_FRAME) -> Frame:
     """Decode one line into a typed frame or raise ProtocolError with a stable code."""
     if len(line) > max_frame:
@@ -154,7 +157,7 @@ def parse_frame(line: bytes, *, max_frame: int = DEFAULT_MAX_FRAME) -> Frame:
             f"frame of {len(line)} bytes exceeds {max_frame}", code="frame_too_large"
         )
     try:
-        obj = json.loads(line, parse_constant=_reject_constant)
+        obj = _DECODER.decode(line.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         # ValueError covers JSONDecodeError, UnicodeDecodeError and Python's limit on the
         # digits of an integer literal, which a hostile peer reaches with a 5000-digit id.
@@ -627,6 +630,8 @@ class AckRuns:
 @dataclass(frozen=True)
 class RemoveWorkspace:
     identifier: str
+    # Where the workspace root and hooks come from; None: the last workflow a run used.
+    workflow: WorkflowSnapshot | None = None
 
 
 @dataclass(frozen=True)

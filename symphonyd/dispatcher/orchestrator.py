@@ -15,6 +15,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 
+from symphonyd.core import audit_events as ae
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue, parse_timestamp, state_key
 from symphonyd.core.messages import (
@@ -167,10 +168,24 @@ class Orchestrator:
             log.info("audit writer reachable again; audit pause lifted")
         return True
 
-    def _event(self, type_: str, issue_id: str | None = None, identifier: str | None = None,
-               **payload: object) -> AuditEventIn:  # fmt: skip
-        return AuditEventIn(type=type_, payload=dict(payload), issue_id=issue_id,
-                            issue_identifier=identifier)  # fmt: skip
+    async def _probe_audit(self) -> None:
+        """While audit is down: flush what waits, or at least check the writer answers."""
+        if self._pending_audit:
+            await self._audit()
+            return
+        try:
+            await self.audit.probe()
+        except Exception as exc:
+            self._mark("audit", False, _short(exc))
+            self.pauses.set(
+                "audit_unavailable",
+                f"audit writer unreachable ({_short(exc)}); no run starts unaudited",
+                self.clock.now(),
+            )
+            return
+        self._mark("audit", True)
+        if self.pauses.clear("audit_unavailable"):
+            log.info("audit writer reachable again; audit pause lifted")
 
     def _history(self, issue_id: str, identifier: str) -> IssueHistory:
         hist = self.history.get(issue_id)
@@ -209,7 +224,9 @@ class Orchestrator:
             self.ledger.roll(self.clock.now())
             await self._recover_runs()
             await self._startup_terminal_cleanup()
-            await self._audit(self._event("dispatcher_started", adopted=len(self.running)))
+            # Fail closed from the first tick: no run starts before the audit writer answers.
+            self.pauses.set("audit_unavailable", "audit writer not checked yet", self.clock.now())
+            await self._probe_audit()
             self._persist()
         self._changed()
 
@@ -234,11 +251,34 @@ class Orchestrator:
             self._adopt(run, issues.get(run.issue_id))
         for run in finished:
             assert run.outcome is not None
-            if run.issue_id not in self.running and run.issue_id not in self.retries:
+            free = run.issue_id not in self.running and run.issue_id not in self.retries
+            if free and self.holds.get(run.issue_id) is None:
                 entry = self._adopt(run, issues.get(run.issue_id))
                 await self._worker_exit(entry, run.outcome)
             else:
                 await self._ack(run.run_id)
+
+    async def resync_runs(self) -> None:
+        """After (re)subscribing to run events: settle what happened while we were away."""
+        async with self.lock:
+            try:
+                runs = await self.launcher.list_runs()
+                self._mark("launcher", True)
+            except Exception as exc:
+                self._mark("launcher", False, _short(exc))
+                return
+            for run in runs:
+                issue_id = self.by_run.get(run.run_id)
+                entry = self.running.get(issue_id) if issue_id else None
+                if run.outcome is not None:
+                    if entry is not None:
+                        await self._worker_exit(entry, run.outcome)
+                    else:
+                        self.pending_stops.pop(run.run_id, None)
+                        await self._ack(run.run_id)
+                elif entry is None and run.run_id not in self.pending_stops:
+                    await self._send_stop(StopRun(run.run_id, "orphan"))
+        self._changed()
 
     def _adopt(self, run: RunInfo, issue: Issue | None) -> RunningEntry:
         if issue is None:
@@ -288,34 +328,39 @@ class Orchestrator:
         async with self.lock:
             await self._retry_pending_stops()
             await self._reconcile()
-            dispatchable = await self._preflight()
+            await self._preflight()
             if self.cfg is not None:
-                await self._poll_candidates(dispatch=dispatchable)
+                await self._poll_candidates()
             if self._dirty or self.ledger.dirty:
                 self.ledger.dirty = False
                 self._persist()
         self._changed()
 
-    async def _preflight(self) -> bool:
-        """Config reload, day rollover, disk, audit recovery; True when dispatch may run."""
+    async def _preflight(self) -> None:
+        """SPEC 6.3 plus seed 001: config reload, day rollover, disk, audit recovery.
+
+        Each failed check raises its own pause reason; the candidate poll still runs while
+        paused so holds see tracker changes and a tracker outage can clear itself.
+        """
         await self._reload_config()
         now = self.clock.now()
         self.ledger.roll(now)
         cfg = self.settings
         limit = cfg.tokens_per_day
         if limit is not None and self.ledger.tokens_today >= limit:
-            self.pauses.set(
+            newly = self.pauses.set(
                 "daily_budget",
                 f"{self.ledger.tokens_today} of {limit} tokens used today",
                 now,
                 until=self.ledger.resets_at(now),
             )
+            if newly:
+                await self._audit(ae.budget_hit("tokens_per_day", limit, self.ledger.tokens_today))
         else:
             self.pauses.clear("daily_budget")
         self._check_disk(cfg)
         if self.pauses.has("audit_unavailable"):
-            await self._audit(self._event("audit_recovered"), queue=False)
-        return self.cfg is not None and not self.paused
+            await self._probe_audit()
 
     def _check_disk(self, cfg: DispatchSettings) -> None:
         if self.disk is None or not cfg.workspace_root or cfg.min_free_disk_bytes <= 0:
@@ -346,7 +391,15 @@ class Orchestrator:
             if message != self.config_error:
                 self.config_error = message
                 log.warning("WORKFLOW.md rejected, keeping the last good config: %s", message)
-                await self._audit(self._event("config_invalid", error=message))
+                good = self.cfg.workflow if self.cfg else None
+                await self._audit(
+                    ae.config_reload(
+                        good.path if good else "",
+                        good.fingerprint if good else "",
+                        False,
+                        error=message,
+                    )
+                )
             self._mark("workflow", False, message)
             self.pauses.set(
                 "invalid_config",
@@ -361,9 +414,9 @@ class Orchestrator:
             self.cfg = new
             self.config_loaded_at = iso(self.clock.now())
             log.info("WORKFLOW.md loaded (%s)", new.workflow.fingerprint[:12])
-            await self._audit(self._event("config_reload", fingerprint=new.workflow.fingerprint))
+            await self._audit(ae.config_reload(new.workflow.path, new.workflow.fingerprint, True))
 
-    async def _poll_candidates(self, *, dispatch: bool) -> None:
+    async def _poll_candidates(self) -> None:
         cfg = self.settings
         try:
             issues = await self.tracker.fetch_by_states(list(cfg.active_states_raw))
@@ -378,9 +431,14 @@ class Orchestrator:
         for issue in issues:
             if self.holds.observe(issue):
                 await self._audit(
-                    self._event("hold_released", issue.id, issue.identifier, by="tracker_change")
+                    ae.operator_action(
+                        ae.RESUME,
+                        operator_uid=None,
+                        reason=f"{issue.identifier} changed in the tracker; hold lifted",
+                        issue_id=issue.id,
+                    )
                 )
-        if not dispatch or self.paused:
+        if self.paused:
             return
         slots = max(cfg.max_concurrent_agents - len(self.running), 0)
         batch: list[tuple[Issue, int | None]] = []
@@ -447,16 +505,7 @@ class Orchestrator:
             for issue, attempt in batch
         ]
         records = [
-            self._event(
-                "dispatch",
-                e.issue.id,
-                e.issue.identifier,
-                run_id=e.run_id,
-                attempt=e.attempt,
-                state=e.issue.state,
-                workflow=workflow.fingerprint,
-            )
-            for e in entries
+            ae.dispatch(e.issue.id, e.issue.identifier, e.run_id, e.attempt) for e in entries
         ]
         if not await self._audit(*records, queue=False):
             for e in entries:
@@ -717,14 +766,7 @@ class Orchestrator:
         self._history(entry.issue.id, entry.issue.identifier).last_error = reason
         self._persist()
         await self._audit(
-            self._event(
-                "budget_hit",
-                entry.issue.id,
-                entry.issue.identifier,
-                tokens=used,
-                limit=limit,
-                scope="issue",
-            )  # fmt: skip
+            ae.budget_hit("tokens_per_issue", limit, used, issue_id=entry.issue.id)  # fmt: skip
         )
 
     async def _worker_exit(self, entry: RunningEntry, outcome: RunOutcome) -> None:
@@ -741,7 +783,18 @@ class Orchestrator:
             self.holds.place(issue, "blocked", reason, self.clock.now())
             hist.last_error = reason
             self._persist()
-            await self._audit(self._event("blocked", issue.id, issue.identifier, reason=reason))
+            await self._audit(
+                ae.run_finished(
+                    issue.id,
+                    issue.identifier,
+                    entry.run_id,
+                    "blocked",
+                    error_code=outcome.error_code or "blocked",
+                    session_id=entry.session_id,
+                    turns=entry.turn_count,
+                    total_tokens=entry.tokens.total_tokens,
+                )  # fmt: skip
+            )
         elif outcome.status == "succeeded":
             self.completed.add(issue.id)
             self._schedule_retry(issue, 1, "continuation", None)
@@ -772,7 +825,7 @@ class Orchestrator:
             now = iso(self.clock.now())
             self.persisted.operator_pause = OperatorPause(reason, now, uid)
             self._persist()
-            await self._audit(self._event("pause", reason=reason, by_uid=uid))
+            await self._audit(ae.operator_action(ae.PAUSE, operator_uid=uid, reason=reason))
         self._changed()
         return f"dispatch paused by uid {uid}: {reason}; runs in flight continue"
 
@@ -783,7 +836,7 @@ class Orchestrator:
             self.persisted.operator_pause = None
             self._persist()
             if had:
-                await self._audit(self._event("resume", by_uid=uid))
+                await self._audit(ae.operator_action(ae.RESUME, operator_uid=uid))
             remaining = [r.code for r in self.pauses.rows()]
         self._changed()
         message = "operator pause lifted" if had else "dispatch was not paused by an operator"
@@ -818,7 +871,11 @@ class Orchestrator:
                 issue = Issue(issue_id, retry.identifier, retry.identifier, "", True)
             self.holds.place(issue, "stopped", "stopped by operator", self.clock.now(), uid)
             self._persist()
-            await self._audit(self._event("stop", issue_id, identifier, by_uid=uid))
+            await self._audit(
+                ae.operator_action(
+                    ae.STOP, operator_uid=uid, reason=f"stop {identifier}", issue_id=issue_id
+                )
+            )
         self._changed()
         return f"{identifier} stopped; it stays out of dispatch until it changes or is released"
 
@@ -832,7 +889,13 @@ class Orchestrator:
                 self.ledger.reset_issue(hold.issue_id)
             self._persist()
             await self._audit(
-                self._event("release", hold.issue_id, identifier, kind=hold.kind, by_uid=uid)
+                # The audit vocabulary has no "release": it is a resume of one issue.
+                ae.operator_action(
+                    ae.RESUME,
+                    operator_uid=uid,
+                    reason=f"release {identifier} from its {hold.kind} hold",
+                    issue_id=hold.issue_id,
+                )
             )
         self._changed()
         return f"{identifier} released from its {hold.kind} hold"

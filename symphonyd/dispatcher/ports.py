@@ -47,6 +47,10 @@ class AuditPort(Protocol):
         """Return only once the records are durable; raise if they are not."""
         ...
 
+    async def probe(self) -> None:
+        """Raise unless the audit writer answers (used to lift an audit pause)."""
+        ...
+
 
 class Clock(Protocol):
     def monotonic_ms(self) -> int: ...

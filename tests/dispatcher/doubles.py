@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from symphonyd.core.audit_events import CLIENT_TYPES
 from symphonyd.core.errors import SymphonyError, TrackerError, WorkflowError
 from symphonyd.core.issue import Issue, state_key
 from symphonyd.core.messages import (
@@ -117,7 +118,8 @@ class FakeRun:
 
 
 class MemoryLauncher:
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], datetime] | None = None) -> None:
+        self.now = now or (lambda: datetime.now(UTC))
         self.runs: dict[str, FakeRun] = {}
         self.started: list[StartRun] = []
         self.stopped: list[StopRun] = []
@@ -139,7 +141,9 @@ class MemoryLauncher:
         if self.reject:
             return StartRunResult(req.run_id, False, "sandbox_failed")
         self.started.append(req)
-        info = RunInfo(req.run_id, req.issue.id, req.issue.identifier, req.attempt, T0.isoformat())
+        info = RunInfo(
+            req.run_id, req.issue.id, req.issue.identifier, req.attempt, self.now().isoformat()
+        )
         self.runs[req.run_id] = FakeRun(info, request=req)
         return StartRunResult(req.run_id, True)
 
@@ -151,6 +155,20 @@ class MemoryLauncher:
         ev = RunEvent(run_id, run.info.issue_id, "run_finished", at, outcome=outcome)
         self.events.append(ev)
         return ev
+
+    def record(self, ev: RunEvent) -> None:
+        run = self.runs.get(ev.run_id)
+        if run is None:
+            return
+        info = run.info
+        run.info = replace(
+            info,
+            tokens=ev.tokens or info.tokens,
+            session_id=ev.session_id or info.session_id,
+            turn_count=ev.turn_count if ev.turn_count is not None else info.turn_count,
+            last_event=ev.event,
+            last_event_at=ev.at,
+        )
 
     async def stop_run(self, req: StopRun) -> StopRunResult:
         if self.fail:
@@ -194,7 +212,14 @@ class MemoryAudit:
     async def append(self, records: list[AuditEventIn]) -> None:
         if self.fail:
             raise ConnectionRefusedError("audit socket refused")
+        for r in records:
+            # The real writer refuses types outside the shared vocabulary.
+            assert r.type in CLIENT_TYPES, r.type
         self.records.extend(records)
+
+    async def probe(self) -> None:
+        if self.fail:
+            raise ConnectionRefusedError("audit socket refused")
 
     def types(self) -> list[str]:
         return [r.type for r in self.records]

@@ -24,7 +24,7 @@ class Harness:
         self.state_dir = state_dir
         self.clock = FakeClock()
         self.tracker = MemoryTracker()
-        self.launcher = MemoryLauncher()
+        self.launcher = MemoryLauncher(self.clock.now)
         self.audit = MemoryAudit()
         self.config = MutableConfig(settings(**cfg))
         self.disk = FakeDisk()
@@ -60,7 +60,8 @@ class Harness:
         await self.deliver()
 
     async def send(self, issue_id: str, event: str, **kw: Any) -> None:
+        """An agent event: the launcher records it on the run, then pushes it to us."""
         rid = self.run_id(issue_id)
-        await self.orch.handle_run_event(
-            RunEvent(rid, issue_id, event, self.clock.now().isoformat(), **kw)  # type: ignore[arg-type]
-        )
+        ev = RunEvent(rid, issue_id, event, self.clock.now().isoformat(), **kw)  # type: ignore[arg-type]
+        self.launcher.record(ev)
+        await self.orch.handle_run_event(ev)

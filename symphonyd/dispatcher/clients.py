@@ -1,0 +1,157 @@
+"""The orchestrator's ports over IPC: tracker, launcher and audit clients.
+
+Each keeps one connection, opened on first use and reopened after it drops, so a daemon
+restart costs the dispatcher one failed call, never a restart of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from symphonyd.core.issue import Issue
+from symphonyd.core.messages import (
+    AUDIT_APPEND,
+    AUDIT_HEAD,
+    LAUNCHER_ACK_RUNS,
+    LAUNCHER_LIST_RUNS,
+    LAUNCHER_REMOVE_WORKSPACE,
+    LAUNCHER_RUN_EVENT,
+    LAUNCHER_START_RUN,
+    LAUNCHER_STOP_RUN,
+    LAUNCHER_SUBSCRIBE,
+    TRACKER_FETCH_BY_IDS,
+    TRACKER_FETCH_BY_STATES,
+    AckRuns,
+    AuditAppend,
+    AuditEventIn,
+    Empty,
+    FetchByIds,
+    FetchByStates,
+    MethodSpec,
+    RemoveWorkspace,
+    RunEvent,
+    RunInfo,
+    StartRun,
+    StartRunResult,
+    StopRun,
+    StopRunResult,
+)
+from symphonyd.runtime.ipc_client import IpcClient
+
+# Keep every request and reply well under the 1 MiB frame limit, however many issues or
+# records one tick handles.
+IDS_PER_FETCH = 100
+RECORDS_PER_APPEND = 200
+P = TypeVar("P")
+R = TypeVar("R")
+log = logging.getLogger("symphonyd.dispatcher")
+
+
+class Link:
+    """A lazily (re)connected IpcClient to one socket."""
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        self._client: IpcClient | None = None
+        self._connecting = asyncio.Lock()
+
+    async def client(self) -> IpcClient:
+        async with self._connecting:
+            if self._client is None or self._client.closed:
+                self._client = await IpcClient.connect(self.path)
+            return self._client
+
+    async def call(self, spec: MethodSpec[P, R], params: P) -> R:
+        client = await self.client()
+        return await client.call(spec, params, timeout=self.timeout)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+class TrackerClient:
+    def __init__(self, link: Link) -> None:
+        self.link = link
+
+    async def fetch_by_states(self, states: list[str]) -> list[Issue]:
+        return (await self.link.call(TRACKER_FETCH_BY_STATES, FetchByStates(states))).issues
+
+    async def fetch_by_ids(self, ids: list[str]) -> list[Issue]:
+        out: list[Issue] = []
+        for i in range(0, len(ids), IDS_PER_FETCH):
+            chunk = FetchByIds(ids[i : i + IDS_PER_FETCH])
+            out.extend((await self.link.call(TRACKER_FETCH_BY_IDS, chunk)).issues)
+        return out
+
+
+class LauncherClient:
+    def __init__(self, link: Link) -> None:
+        self.link = link
+
+    async def start_run(self, req: StartRun) -> StartRunResult:
+        return await self.link.call(LAUNCHER_START_RUN, req)
+
+    async def stop_run(self, req: StopRun) -> StopRunResult:
+        return await self.link.call(LAUNCHER_STOP_RUN, req)
+
+    async def list_runs(self) -> list[RunInfo]:
+        return (await self.link.call(LAUNCHER_LIST_RUNS, Empty())).runs
+
+    async def ack_runs(self, run_ids: list[str]) -> None:
+        await self.link.call(LAUNCHER_ACK_RUNS, AckRuns(run_ids))
+
+    async def remove_workspace(self, identifier: str) -> bool:
+        res = await self.link.call(LAUNCHER_REMOVE_WORKSPACE, RemoveWorkspace(identifier))
+        return res.removed
+
+
+class AuditClient:
+    def __init__(self, link: Link) -> None:
+        self.link = link
+
+    async def append(self, records: list[AuditEventIn]) -> None:
+        for i in range(0, len(records), RECORDS_PER_APPEND):
+            await self.link.call(AUDIT_APPEND, AuditAppend(records[i : i + RECORDS_PER_APPEND]))
+
+    async def probe(self) -> None:
+        await self.link.call(AUDIT_HEAD, Empty())
+
+
+async def follow_run_events(
+    path: str | Path,
+    on_event: Callable[[RunEvent], Awaitable[None]],
+    on_connected: Callable[[], Awaitable[None]],
+    *,
+    retry_s: float = 1.0,
+) -> None:
+    """Subscribe to launcher.run_event forever, resubscribing after every drop.
+
+    ``on_connected`` runs after each (re)subscription so the caller can resynchronise with
+    ``launcher.list_runs``: events sent while we were away are not replayed.
+    """
+    while True:
+        client: IpcClient | None = None
+        try:
+            client = await IpcClient.connect(path)
+            await client.call(LAUNCHER_SUBSCRIBE, Empty())
+            await on_connected()
+            async for item in client.events():
+                if item.name == LAUNCHER_RUN_EVENT.name and isinstance(item.data, RunEvent):
+                    await on_event(item.data)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("launcher event stream lost: %s", exc)
+        finally:
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.close()
+        await asyncio.sleep(retry_s)

@@ -1,0 +1,103 @@
+"""WORKFLOW.md -> the orchestrator's settings, through the shared watcher and ServiceConfig.
+
+Parsing and validation are core's (``build_service_config``, ``validate_for_dispatch``); this
+module only picks the fields scheduling reads and binds the snapshot runs carry.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from symphonyd.core.config import (
+    BUILTIN_TRACKER_KINDS,
+    ServiceConfig,
+    build_service_config,
+    validate_for_dispatch,
+)
+from symphonyd.core.hostconfig import HostConfig, apply_host_overrides
+from symphonyd.core.issue import state_key
+from symphonyd.core.messages import WorkflowSnapshot
+from symphonyd.core.template import compile_prompt
+from symphonyd.dispatcher.ports import DispatchSettings, LoadedConfig
+from symphonyd.runtime.workflow_file import Change, LoadedWorkflow, WorkflowWatcher
+
+# Documented per-kind state defaults (docs/tracker.md) for a WORKFLOW.md that names none.
+# They mirror the tracker daemon's profiles, which the dispatcher may not import.
+DEFAULT_STATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "linear": (("Todo", "In Progress"), ("Done", "Canceled", "Cancelled", "Duplicate", "Closed")),
+    "github": (("Open",), ("Closed",)),
+    "local": (("Todo", "In Progress"), ("Done", "Cancelled")),
+    "memory": (("Todo", "In Progress"), ("Done", "Cancelled")),
+}
+
+
+def dispatch_settings(cfg: ServiceConfig) -> DispatchSettings:
+    active_default, terminal_default = DEFAULT_STATES.get(cfg.tracker.kind or "", ((), ()))
+    active = cfg.tracker.active_states if cfg.tracker.active_states is not None else active_default
+    terminal = (
+        cfg.tracker.terminal_states if cfg.tracker.terminal_states is not None else terminal_default
+    )
+    return DispatchSettings(
+        active_states_raw=tuple(active),
+        active_states=frozenset(state_key(s) for s in active),
+        terminal_states_raw=tuple(terminal),
+        terminal_states=frozenset(state_key(s) for s in terminal),
+        required_labels=cfg.tracker.required_labels,
+        poll_interval_ms=cfg.polling.interval_ms,
+        max_concurrent_agents=cfg.agent.max_concurrent_agents,
+        max_concurrent_agents_by_state=dict(cfg.agent.max_concurrent_agents_by_state),
+        max_retry_backoff_ms=cfg.agent.max_retry_backoff_ms,
+        stall_timeout_ms=cfg.codex.stall_timeout_ms,
+        tokens_per_issue=cfg.budgets.tokens_per_issue,
+        tokens_per_day=cfg.budgets.tokens_per_day,
+        workspace_root=cfg.workspace.root or None,
+        min_free_disk_bytes=cfg.workspace.cleanup.min_free_disk_mb * 1024 * 1024,
+    )
+
+
+def loaded_config(
+    workflow: LoadedWorkflow, *, env: Mapping[str, str], host: HostConfig | None = None
+) -> LoadedConfig:
+    """Build and preflight-validate (SPEC 6.3); raises the first ConfigError."""
+    cfg = build_service_config(workflow.definition, env=env, workflow_dir=workflow.directory)
+    if host is not None:
+        cfg = apply_host_overrides(cfg, host)
+    errors = validate_for_dispatch(cfg, BUILTIN_TRACKER_KINDS)
+    if errors:
+        raise errors[0]
+    # A template that does not compile would fail every run: reject the edit up front.
+    compile_prompt(workflow.definition.prompt_template)
+    snapshot = WorkflowSnapshot(
+        path=str(workflow.path),
+        config=workflow.definition.config,
+        prompt_template=workflow.definition.prompt_template,
+        fingerprint=workflow.sha256,
+    )
+    return LoadedConfig(dispatch_settings(cfg), snapshot)
+
+
+class WorkflowConfigSource:
+    """ConfigSource over a WorkflowWatcher; the first load raises (startup must fail)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        host: HostConfig | None = None,
+    ) -> None:
+        environ = dict(os.environ if env is None else env)
+        self.watcher: WorkflowWatcher[LoadedConfig] = WorkflowWatcher(
+            path, lambda wf: loaded_config(wf, env=environ, host=host)
+        )
+
+    def load(self) -> LoadedConfig:
+        result = self.watcher.poll(force=True)
+        if result.error is not None:
+            raise result.error
+        return result.current.value
+
+    def changed(self) -> bool:
+        """Cheap stat check for the watch loop: did the file change since the last look?"""
+        return self.watcher.poll().change is not Change.UNCHANGED

@@ -1,0 +1,169 @@
+"""Tracker, launcher and audit daemons served over real Unix sockets for integration tests.
+
+The dispatcher under test talks to them through its production IPC clients; the state
+behind each socket is one of the in-memory doubles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from symphonyd.core.messages import (
+    AUDIT_APPEND,
+    AUDIT_HEAD,
+    LAUNCHER_ACK_RUNS,
+    LAUNCHER_LIST_RUNS,
+    LAUNCHER_REMOVE_WORKSPACE,
+    LAUNCHER_RUN_EVENT,
+    LAUNCHER_START_RUN,
+    LAUNCHER_STOP_RUN,
+    LAUNCHER_SUBSCRIBE,
+    TRACKER_FETCH_BY_IDS,
+    TRACKER_FETCH_BY_STATES,
+    AckRuns,
+    AuditAck,
+    AuditAppend,
+    AuditHead,
+    Empty,
+    FetchByIds,
+    FetchByStates,
+    IssueList,
+    RemoveWorkspace,
+    RemoveWorkspaceResult,
+    RunEvent,
+    RunList,
+    StartRun,
+    StartRunResult,
+    StopRun,
+    StopRunResult,
+)
+from symphonyd.runtime.ipc_server import EventSink, IpcServer
+from symphonyd.runtime.peer import Peer
+from tests.dispatcher.doubles import MemoryAudit, MemoryLauncher, MemoryTracker
+
+
+def _server(name: str) -> IpcServer:
+    return IpcServer(name, allowed_uids={os.getuid()}, allow_root=True)
+
+
+class SocketWorld:
+    """The three daemons the dispatcher is a client of, each on its own socket."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tracker = MemoryTracker()
+        self.launcher = MemoryLauncher()
+        self.audit = MemoryAudit()
+        self.sinks: set[EventSink] = set()
+        self.servers: dict[str, IpcServer] = {}
+        self.audit_at_start: list[int] = []  # audit record count seen by each start_run
+
+    def path(self, name: str) -> Path:
+        return self.root / f"{name}-dispatcher.sock"
+
+    async def start(self) -> None:
+        tracker = _server("tracker")
+        tracker.handle(TRACKER_FETCH_BY_STATES, self._by_states)
+        tracker.handle(TRACKER_FETCH_BY_IDS, self._by_ids)
+        launcher = _server("launcher")
+        launcher.handle(LAUNCHER_START_RUN, self._start)
+        launcher.handle(LAUNCHER_STOP_RUN, self._stop)
+        launcher.handle(LAUNCHER_LIST_RUNS, self._list)
+        launcher.handle(LAUNCHER_ACK_RUNS, self._ack)
+        launcher.handle(LAUNCHER_REMOVE_WORKSPACE, self._remove)
+        launcher.subscription(LAUNCHER_SUBSCRIBE, self._subscribe)
+        self.servers = {"tracker": tracker, "launcher": launcher}
+        for name, server in self.servers.items():
+            await server.start_path(self.path(name))
+        await self.start_audit()
+
+    async def start_audit(self) -> None:
+        audit = _server("audit")
+        audit.handle(AUDIT_APPEND, self._append)
+        audit.handle(AUDIT_HEAD, self._head)
+        self.servers["audit"] = audit
+        await audit.start_path(self.path("audit"))
+
+    async def stop_server(self, name: str) -> None:
+        await self.servers.pop(name).close()
+
+    async def close(self) -> None:
+        for server in self.servers.values():
+            await server.close()
+
+    def emit_pending(self) -> None:
+        """Push the launcher double's queued run events to every subscriber."""
+        while self.launcher.events:
+            ev = self.launcher.events.pop(0)
+            for sink in list(self.sinks):
+                sink.send(LAUNCHER_RUN_EVENT, ev)
+
+    def emit(self, ev: RunEvent) -> None:
+        self.launcher.record(ev)
+        for sink in list(self.sinks):
+            sink.send(LAUNCHER_RUN_EVENT, ev)
+
+    async def _by_states(self, p: FetchByStates, _: Peer) -> IssueList:
+        return IssueList(await self.tracker.fetch_by_states(p.states))
+
+    async def _by_ids(self, p: FetchByIds, _: Peer) -> IssueList:
+        return IssueList(await self.tracker.fetch_by_ids(p.ids))
+
+    async def _start(self, p: StartRun, _: Peer) -> StartRunResult:
+        self.audit_at_start.append(len(self.audit.records))
+        return await self.launcher.start_run(p)
+
+    async def _stop(self, p: StopRun, _: Peer) -> StopRunResult:
+        res = await self.launcher.stop_run(p)
+        self.emit_pending()
+        return res
+
+    async def _list(self, _: Empty, __: Peer) -> RunList:
+        return RunList(await self.launcher.list_runs())
+
+    async def _ack(self, p: AckRuns, _: Peer) -> Empty:
+        await self.launcher.ack_runs(p.run_ids)
+        return Empty()
+
+    async def _remove(self, p: RemoveWorkspace, _: Peer) -> RemoveWorkspaceResult:
+        return RemoveWorkspaceResult(await self.launcher.remove_workspace(p.identifier))
+
+    async def _subscribe(self, _: Empty, __: Peer, sink: EventSink) -> Empty:
+        self.sinks.add(sink)
+        return Empty()
+
+    async def _head(self, _: Empty, __: Peer) -> AuditHead:
+        return AuditHead(len(self.audit.records), "0" * 64)
+
+    async def _append(self, p: AuditAppend, _: Peer) -> AuditAck:
+        await self.audit.append(p.records)
+        n = len(self.audit.records)
+        return AuditAck(list(range(n - len(p.records) + 1, n + 1)), "0" * 64)
+
+
+@contextlib.asynccontextmanager
+async def socket_world() -> AsyncIterator[SocketWorld]:
+    # AF_UNIX paths are limited to 108 bytes; pytest's tmp_path can be longer.
+    root = Path(tempfile.mkdtemp(prefix="sydisp"))
+    world = SocketWorld(root)
+    try:
+        await world.start()
+        yield world
+    finally:
+        await world.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def eventually(check: object, what: str, timeout: float = 20.0) -> None:
+    """Poll ``check()`` until true; the timeout only prevents a hang."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():  # type: ignore[operator]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.02)

@@ -1,0 +1,215 @@
+"""The real dispatcher wiring against tracker/launcher/audit doubles on real Unix sockets.
+
+Covers what only the wiring can get wrong: IPC adapters, the launcher event subscription,
+the control socket with SO_PEERCRED uids, WORKFLOW.md reload, and restart re-adoption.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from symphonyd.core.messages import RunEvent, RunOutcome
+from symphonyd.ctl.main import main as ctl_main
+from symphonyd.dispatcher.app import assemble, run_until
+from symphonyd.dispatcher.config_source import WorkflowConfigSource
+from symphonyd.dispatcher.orchestrator import Orchestrator
+from symphonyd.runtime.ipc_server import IpcServer
+from symphonyd.runtime.notify import Notifier
+from tests.dispatcher.doubles import issue, run_async
+from tests.dispatcher.socket_doubles import SocketWorld, eventually, socket_world
+
+WORKFLOW = """---
+tracker:
+  kind: memory
+  active_states: [Todo, In Progress]
+  terminal_states: [Done]
+polling:
+  interval_ms: {interval}
+agent:
+  max_concurrent_agents: {limit}
+workspace:
+  root: {root}
+---
+Work on {{{{ issue.identifier }}}}.
+"""
+
+
+def write_workflow(path: Path, *, limit: int = 2, interval: int = 200) -> None:
+    path.write_text(WORKFLOW.format(limit=limit, interval=interval, root=path.parent / "ws"))
+
+
+@contextlib.asynccontextmanager
+async def dispatcher(world: SocketWorld) -> AsyncIterator[Orchestrator]:
+    workflow = world.root / "WORKFLOW.md"
+    if not workflow.exists():
+        write_workflow(workflow)
+    source = WorkflowConfigSource(workflow, env={})
+    orch, service = assemble(world.root, world.root / "state", source)
+    service.watch_interval_s = 0.05
+    await orch.start()
+    ctl = IpcServer("dispatcher-ctl", allowed_uids={os.getuid()}, allow_root=True)
+    service.register(ctl)
+    await ctl.start_path(world.root / "ctl.sock")
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_until(stop, service, world.root, Notifier(None)))
+    try:
+        yield orch
+    finally:
+        stop.set()
+        await task
+        await ctl.close()
+
+
+async def ctl(world: SocketWorld, *args: str) -> tuple[int, str, str]:
+    """Run symphonyctl in a thread (it runs its own event loop), capturing its output."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    out, err = io.StringIO(), io.StringIO()
+
+    def go() -> int:
+        with redirect_stdout(out), redirect_stderr(err):
+            return ctl_main([args[0], "--socket", str(world.root / "ctl.sock"), *args[1:]])
+
+    code = await asyncio.to_thread(go)
+    return code, out.getvalue(), err.getvalue()
+
+
+async def status(world: SocketWorld) -> dict[str, Any]:
+    code, out, _ = await ctl(world, "status", "--json")
+    assert code == 0
+    data: dict[str, Any] = json.loads(out)
+    return data
+
+
+async def wait_status(world: SocketWorld, pred: Any, what: str) -> dict[str, Any]:
+    """Poll ``status --json`` until ``pred(snapshot)``; the timeout only prevents a hang."""
+    for _ in range(400):
+        snap = await status(world)
+        if pred(snap):
+            return snap
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for: {what}; last status {snap}")
+
+
+def started(world: SocketWorld) -> list[tuple[str, int | None]]:
+    return [(r.issue.identifier, r.attempt) for r in world.launcher.started]
+
+
+@run_async
+async def test_dispatch_run_events_and_continuation_over_sockets() -> None:
+    async with socket_world() as world, dispatcher(world) as orch:
+        world.tracker.put(issue(1))
+        await eventually(lambda: started(world) == [("MT-1", None)], "first dispatch")
+        # The dispatch record was durable before the launcher was asked to start.
+        assert world.audit_at_start[0] >= 1
+        assert "dispatch" in world.audit.types()
+        run_id = world.launcher.started[0].run_id
+        world.emit(RunEvent(run_id, "id-1", "turn_completed", "2026-03-01T12:00:00Z", turn_count=1))
+        await eventually(lambda: orch.running["id-1"].turn_count == 1, "event applied")
+        world.launcher.finish(run_id, RunOutcome("succeeded"))
+        world.emit_pending()
+        await eventually(lambda: ("MT-1", 1) in started(world), "continuation retry")
+        assert run_id not in world.launcher.runs  # the finished run was acknowledged
+
+
+@run_async
+async def test_ctl_pause_status_stop_release_over_the_control_socket() -> None:
+    async with socket_world() as world, dispatcher(world):
+        world.tracker.put(issue(1), issue(2))
+        await eventually(lambda: len(world.launcher.started) == 2, "two runs")
+        code, out, _ = await ctl(world, "pause", "--reason", "deploy window")
+        assert code == 0 and "paused" in out
+        snap = await status(world)
+        [reason] = snap["pause"]["reasons"]
+        assert reason["code"] == "operator" and reason["by_uid"] == os.getuid()
+        assert reason["message"] == "deploy window"
+        assert snap["counts"]["running"] == 2  # in-flight runs continue
+
+        code, out, _ = await ctl(world, "status")
+        assert code == 0 and "dispatch: PAUSED" in out and "deploy window" in out
+
+        code, out, _ = await ctl(world, "stop", "MT-1")
+        assert code == 0
+        await eventually(
+            lambda: any(s.reason == "operator" for s in world.launcher.stopped), "stop"
+        )
+        code, out, _ = await ctl(world, "status", "MT-1")
+        assert code == 0 and "stopped" in out
+        code, _, err = await ctl(world, "stop", "MT-99")
+        assert code == 1 and "issue_not_found" in err
+
+        code, _, _ = await ctl(world, "resume")
+        assert code == 0
+        code, _, _ = await ctl(world, "refresh")
+        assert code == 0
+        await asyncio.sleep(0.5)
+        assert [i for i, _ in started(world)].count("MT-1") == 1  # stop holds it
+        code, _, _ = await ctl(world, "release", "MT-1")
+        assert code == 0
+        await eventually(lambda: [i for i, _ in started(world)].count("MT-1") == 2, "release")
+
+
+@run_async
+async def test_broken_workflow_edit_keeps_last_good_and_is_reported() -> None:
+    async with socket_world() as world, dispatcher(world):
+        workflow = world.root / "WORKFLOW.md"
+        good = (await status(world))["config"]["fingerprint"]
+        workflow.write_text("---\ntracker: [unclosed\n---\nprompt\n")
+        snap = await wait_status(world, lambda s: not s["config"]["ok"], "rejection")
+        assert snap["config"]["fingerprint"] == good and snap["config"]["error"]
+        assert [r["code"] for r in snap["pause"]["reasons"]] == ["invalid_config"]
+        code, out, _ = await ctl(world, "status")
+        assert "REJECTED" in out
+        world.tracker.put(issue(1))
+        await asyncio.sleep(0.5)
+        assert world.launcher.started == []  # nothing starts on a config we cannot read
+
+        write_workflow(workflow, limit=5)
+        snap = await wait_status(world, lambda s: s["config"]["ok"], "reload")
+        assert snap["max_concurrent_agents"] == 5 and snap["config"]["fingerprint"] != good
+        await eventually(lambda: started(world) == [("MT-1", None)], "dispatch after fix")
+
+
+@run_async
+async def test_restart_readopts_runs_over_sockets() -> None:
+    async with socket_world() as world:
+        world.tracker.put(issue(1), issue(2), issue(3))
+        async with dispatcher(world):
+            await eventually(lambda: len(world.launcher.started) == 2, "two runs")
+        # The dispatcher is gone; its runs live on in the launcher.
+        async with dispatcher(world) as orch:
+            assert set(orch.running) == {r.info.issue_id for r in world.launcher.live()}
+            await asyncio.sleep(0.6)  # several ticks
+            assert len(world.launcher.started) == 2
+            for run in world.launcher.live():
+                world.launcher.finish(run.info.run_id, RunOutcome("failed"))
+            world.emit_pending()
+            await eventually(lambda: len(world.launcher.started) == 3, "freed slot used")
+        ids = [r.issue.id for r in world.launcher.started]
+        assert len(ids) == len(set(ids))
+
+
+@run_async
+async def test_audit_outage_pauses_dispatch_until_it_returns() -> None:
+    async with socket_world() as world, dispatcher(world):
+        await world.stop_server("audit")
+        world.tracker.put(issue(1))
+        snap = await wait_status(world, lambda s: s["pause"]["paused"], "audit pause")
+        assert [r["code"] for r in snap["pause"]["reasons"]] == ["audit_unavailable"]
+        assert world.launcher.started == []
+        await world.start_audit()
+        await eventually(lambda: len(world.launcher.started) == 1, "dispatch after recovery")
+
+
+def test_ctl_reports_a_missing_dispatcher_with_exit_3(tmp_path: Path, capsys: Any) -> None:
+    code = ctl_main(["status", "--socket", str(tmp_path / "nope.sock")])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "not reachable" in err and "systemctl status symphony-dispatcher" in err
