@@ -15,10 +15,10 @@ from typing import Any
 
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import state_key
+from symphonyd.core.tracker_kinds import KIND_DEFAULTS
 from symphonyd.tracker.local import DEFAULT_DIRECTORY, LocalAdapter
 from symphonyd.tracker.local_store import LocalStore, check_identifier
 from symphonyd.tracker.provider_config import TrackerSettings
-from symphonyd.tracker.registry import PROFILES
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -90,7 +90,7 @@ def _new(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     store = _store(args)
-    profile = PROFILES["local"]
+    profile = KIND_DEFAULTS["local"]
     adapter = LocalAdapter(
         TrackerSettings(
             "local",

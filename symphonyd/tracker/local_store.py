@@ -203,6 +203,11 @@ def _write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> None:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
     try:
+        if os.geteuid() == 0:
+            # `symphonyctl issue` run by root writes into the tracker daemon's state
+            # directory: hand the file to the directory's owner so the daemon can read it.
+            st = os.stat(path.parent)
+            os.fchown(fd, st.st_uid, st.st_gid)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -35,6 +35,7 @@ from symphonyd.core.messages import (
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer
+from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME
 from symphonyd.tracker.daemon import TrackerDaemon
 from symphonyd.tracker.memory import MemoryAdapter
 from symphonyd.tracker.service import TrackerService, TrackerSource
@@ -93,7 +94,7 @@ async def raw_call(path: Path, method: str, params: dict[str, Any], req_id: int 
 def rig(tmp_path: Path) -> Iterator[Rig]:
     creds = tmp_path / "creds"
     creds.mkdir(mode=0o700)
-    (creds / "tracker-token").write_text(TOKEN + "\n")
+    (creds / UNIT_CREDENTIAL_NAME).write_text(TOKEN + "\n")
     nodes = [linear_node(1), linear_node(2, state="In Progress"), linear_node(666)]
     with EchoingLinear(nodes) as srv:
         wf = tmp_path / "WORKFLOW.md"

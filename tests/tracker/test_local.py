@@ -213,3 +213,18 @@ def test_config_errors(tmp_path: Path) -> None:
     with pytest.raises(TrackerError) as err:
         adapter(tmp_path, dir="typo")
     assert err.value.error_code == "invalid_tracker_config"
+
+
+@pytest.mark.root
+def test_root_writes_hand_files_to_the_directory_owner(tmp_path: Path) -> None:
+    # The daemon's user owns the issue directory; an operator's `sudo symphonyctl issue ...`
+    # must not leave root-owned 0640 files the daemon cannot read.
+    issues = tmp_path / "issues"
+    issues.mkdir()
+    os.chown(issues, 65534, 65534)
+    d = str(issues)
+    assert ctl(["issue", "--dir", d, "new", "O-1", "--title", "t"]) == 0
+    assert ctl(["issue", "--dir", d, "comment", "O-1", "hi"]) == 0
+    assert ctl(["issue", "--dir", d, "move", "O-1", "Done"]) == 0
+    owners = {(p.name, p.stat().st_uid, p.stat().st_gid) for p in issues.iterdir()}
+    assert owners == {("O-1.md", 65534, 65534), ("O-1.comments.md", 65534, 65534)}
