@@ -174,6 +174,7 @@ def test_canary_token_never_leaves_the_daemon(rig: Rig) -> None:
             await raw_call(rig.dispatcher, "tracker.tool_call", {}),
             await raw_call(rig.launcher, "tracker.fetch_by_states", {"states": ["Todo"]}),
             await raw_call(rig.launcher, "tracker.tool_specs", {}),
+            await raw_call(rig.launcher, "tracker.fetch_by_ids", {"ids": ["lin-1"]}),
         ]
         issue = build_issue(
             id="lin-1", identifier="ENG-1", title="t", state="Todo", dispatchable=True
@@ -208,7 +209,7 @@ def test_canary_token_never_leaves_the_daemon(rig: Rig) -> None:
         return frames
 
     frames = asyncio.run(go())
-    replies = [json.loads(f) for f in frames]
+    replies: list[Any] = [json.loads(f) for f in frames]
     assert replies[0]["result"]["ok"] is True
     assert replies[1]["result"]["secret_env_names"] == ["LINEAR_API_KEY"]
     assert [i["id"] for i in replies[2]["result"]["issues"]] == ["lin-1"]  # lin-666 omitted
@@ -218,6 +219,7 @@ def test_canary_token_never_leaves_the_daemon(rig: Rig) -> None:
     assert replies[6]["error"]["code"] == "unknown_method"  # tools only on the launcher
     assert replies[7]["error"]["code"] == "unknown_method"  # reads only on the dispatcher
     assert "tracker_move" in [t["name"] for t in replies[8]["result"]["tools"]]
+    assert [i["id"] for i in replies.pop(9)["result"]["issues"]] == ["lin-1"]
     assert [r["result"]["success"] for r in replies[9:12]] == [True, True, True]
     assert replies[12]["result"]["output"]["error"]["code"] == "invalid_arguments"
     assert replies[13]["result"]["output"]["error"]["code"] == "unsupported_tool"
