@@ -228,3 +228,22 @@ def test_root_writes_hand_files_to_the_directory_owner(tmp_path: Path) -> None:
     assert ctl(["issue", "--dir", d, "move", "O-1", "Done"]) == 0
     owners = {(p.name, p.stat().st_uid, p.stat().st_gid) for p in issues.iterdir()}
     assert owners == {("O-1.md", 65534, 65534), ("O-1.comments.md", 65534, 65534)}
+
+
+def test_ctl_default_directory_follows_the_host_workflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import symphonyd.runtime.hostconfig_file as hostconfig_file
+    from symphonyd.ctl.issue_cmd import configured_directory
+
+    wf = tmp_path / "WORKFLOW.md"
+    wf.write_text("---\ntracker:\n  kind: local\n  provider:\n    directory: board\n---\nx\n")
+    host = tmp_path / "symphonyd.toml"
+    host.write_text(f'workflow = "{wf}"\n')
+    monkeypatch.setattr(hostconfig_file, "DEFAULT_HOST_CONFIG_PATH", host)
+    monkeypatch.delenv("SYMPHONY_ISSUES_DIR", raising=False)
+    assert configured_directory() == str(tmp_path / "board")
+    assert ctl(["issue", "new", "H-1", "--title", "t"]) == 0
+    assert (tmp_path / "board" / "H-1.md").exists()
+    wf.write_text("---\ntracker:\n  kind: linear\n---\nx\n")
+    assert configured_directory() == "/var/lib/symphony/issues"
