@@ -53,10 +53,6 @@ def main_pid(c: Container, unit: str) -> str:
     return c.run(["systemctl", "show", "-P", "MainPID", unit]).stdout.strip()
 
 
-def main_pid(c: Container, unit: str) -> str:
-    return c.run(["systemctl", "show", "-P", "MainPID", unit]).stdout.strip()
-
-
 def issue_state(c: Container, identifier: str) -> str:
     issues = json.loads(c.run(["symphonyctl", "issue", "list", "--json"]).stdout)
     return str(next(i["state"] for i in issues if i["identifier"] == identifier))
