@@ -233,6 +233,11 @@ HEALTH = method("health", Empty, Health, "Liveness and version of the serving da
 # code is a SPEC 11.4 category (tracker_request, tracker_status, tracker_response, ...).
 
 
+# A board of 10 000 issues is several MiB of JSON: clients of tracker.fetch_* must read
+# replies up to this size (IpcClient.connect(..., max_frame=TRACKER_MAX_FRAME)).
+TRACKER_MAX_FRAME = 64 << 20
+
+
 @dataclass(frozen=True)
 class FetchByStates:
     states: list[str]
