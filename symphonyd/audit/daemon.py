@@ -21,6 +21,7 @@ from typing import Any
 from symphonyd import __version__
 from symphonyd.audit.commit import GroupCommitter
 from symphonyd.audit.config import AuditConfig, load_secrets
+from symphonyd.audit.reader import DASHBOARD_SOCKET, AuditReader, register_reader
 from symphonyd.audit.service import AuditService
 from symphonyd.audit.store import AuditStore, AuditStoreError, Sender
 from symphonyd.core.messages import (
@@ -50,7 +51,13 @@ def _socket_owner(sock: socket.socket) -> int:
     return os.stat(path).st_uid
 
 
-def _server(name: str, uids: frozenset[int], service: AuditService, health: Health) -> IpcServer:
+def _server(
+    name: str,
+    uids: frozenset[int],
+    service: AuditService,
+    health: Health,
+    reader: AuditReader | None = None,
+) -> IpcServer:
     server = IpcServer(f"audit-{name}", allowed_uids=uids, allow_root=0 in uids)
 
     async def append(params: AuditAppend, peer: Peer) -> AuditAck:
@@ -66,6 +73,8 @@ def _server(name: str, uids: frozenset[int], service: AuditService, health: Heal
     server.handle(AUDIT_APPEND, append)
     server.handle(AUDIT_HEAD, head)
     server.handle(HEALTH, healthz)
+    if name == DASHBOARD_SOCKET and reader is not None:
+        register_reader(server, reader)
     return server
 
 
@@ -80,15 +89,17 @@ async def serve(config: AuditConfig) -> int:
         log_event(log, "audit_" + record["type"], seq=record["seq"], **_recovery(record))
     service = AuditService(committer, redactor, max_record_bytes=config.max_record_bytes)
     health = Health(daemon="audit", version=__version__, ok=True)
+    reader = AuditReader(config.directory)
     servers: list[IpcServer] = []
     try:
         for name, socks in listen_fds().items():
             for sock in socks:
-                server = _server(name, frozenset({_socket_owner(sock)}), service, health)
+                owner = frozenset({_socket_owner(sock)})
+                server = _server(name, owner, service, health, reader)
                 await server.start(sock)
                 servers.append(server)
         for name, path in config.listen.items():
-            server = _server(name, config.allow_uids, service, health)
+            server = _server(name, config.allow_uids, service, health, reader)
             await server.start_path(path)
             servers.append(server)
         if not servers:
