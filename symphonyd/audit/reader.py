@@ -117,7 +117,7 @@ class CountsCache:
             fh.seek(start)
             data = fh.read()
         end = data.rfind(b"\n") + 1  # a line still being written is counted next time
-        for raw in data[:end].splitlines():
+        for raw in data[:end].splitlines(keepends=True):
             try:
                 self._count(parse_stored_line(raw))
             except ChainBreak:
