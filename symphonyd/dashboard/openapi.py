@@ -226,6 +226,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         403: "Origin or CSRF token refused",
         404: "Unknown issue",
         405: "Wrong method",
+        409: "The issue is not in a state this action applies to (e.g. not held)",
         413: "Body too large",
         421: "Host not allowed",
         502: "The dispatcher refused or failed the request",
@@ -235,7 +236,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 
 _GET_ERRORS = (421, 503)
-_POST_ERRORS = (400, 403, 413, 421, 502, 503)
+_POST_ERRORS = (400, 403, 404, 409, 413, 421, 502, 503)
 _CSRF_PARAM = {
     "name": "X-CSRF-Token",
     "in": "header",
@@ -245,7 +246,9 @@ _CSRF_PARAM = {
 }
 
 
-def _post(summary: str, result: str, status: int, body: dict[str, Any] | None) -> dict[str, Any]:
+def _post(
+    summary: str, result: str, status: int, body: dict[str, Any] | None, *, required: bool = False
+) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
         "parameters": [_CSRF_PARAM],
@@ -253,7 +256,7 @@ def _post(summary: str, result: str, status: int, body: dict[str, Any] | None) -
     }
     if body is not None:
         op["requestBody"] = {
-            "required": False,
+            "required": required,
             "content": {"application/json": {"schema": body}},
         }
     return {"post": op}
@@ -285,8 +288,10 @@ PATHS: dict[str, Any] = {
         },
     ),
     "/api/v1/resume": _post("Clear the operator pause", "Control", 200, {"type": "object"}),
-    "/api/v1/stop": _post("Stop one issue's run and hold it", "Control", 200, _IDENT_BODY),
-    "/api/v1/release": _post("Release a held issue", "Control", 200, _IDENT_BODY),
+    "/api/v1/stop": _post(
+        "Stop one issue's run and hold it", "Control", 200, _IDENT_BODY, required=True
+    ),
+    "/api/v1/release": _post("Release a held issue", "Control", 200, _IDENT_BODY, required=True),
     "/api/v1/audit": {
         "get": {
             "summary": "Audit records, newest first",
