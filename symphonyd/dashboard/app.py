@@ -40,7 +40,7 @@ from symphonyd.core.messages import (
     PauseParams,
 )
 from symphonyd.dashboard import metrics, openapi, pages
-from symphonyd.dashboard.assets import CSS, JS
+from symphonyd.dashboard.assets import CSS, FAVICON, JS
 from symphonyd.dashboard.guard import CSRF_HEADER, MAX_BODY_BYTES, Guard, error_response, json_body
 from symphonyd.dashboard.html import page
 from symphonyd.dashboard.link import DispatcherLink, Hub
@@ -138,6 +138,7 @@ class Dashboard:
             ("/issues/{identifier}", get, self.issue_page),
             ("/static/dashboard.css", get, self.css),
             ("/static/dashboard.js", get, self.js),
+            ("/static/favicon.svg", get, self.favicon),
             ("/events", get, self.events),
             ("/metrics", get, self.metrics),
             ("/api/v1/state", get, self.api_state),
@@ -260,6 +261,9 @@ class Dashboard:
 
     async def js(self, _request: web.Request) -> web.StreamResponse:
         return web.Response(text=JS, content_type="application/javascript")
+
+    async def favicon(self, _request: web.Request) -> web.StreamResponse:
+        return web.Response(text=FAVICON, content_type="image/svg+xml")
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         queue = self.hub.join()

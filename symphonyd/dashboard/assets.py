@@ -32,7 +32,7 @@ section { margin-bottom:8px; }
 .banner.ok { background:#eaf7ef; border-color:#bfe5cc; }
 .banner.paused { background:#fff6e0; border-color:#f0d38a; }
 .banner.down { background:#fdecea; border-color:#f3b8b0; }
-.cards { display:grid; grid-template-columns:repeat(auto-fill, minmax(170px, 1fr)); gap:10px;
+.cards { display:grid; grid-template-columns:repeat(auto-fit, minmax(150px, 1fr)); gap:10px;
   margin:12px 0; }
 .card { background:var(--card); border:1px solid var(--line); border-radius:6px;
   padding:10px 12px; }
@@ -175,5 +175,11 @@ JS = """
   }
 })();
 """
+
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    '<rect width="16" height="16" rx="3" fill="#1d2330"/>'
+    '<path d="M4 11V5l4 3 4-3v6" stroke="#4cd38a" stroke-width="1.6" fill="none"/></svg>'
+)
 
 ASSET_VERSION = hashlib.sha256((CSS + JS).encode()).hexdigest()[:12]

@@ -88,6 +88,7 @@ def page(title: str, body: str, *, csrf: str, nav: str) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta name="csrf-token" content="{esc(csrf)}">'
         f"<title>{esc(title)} · symphonyd</title>"
+        '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
         f'<link rel="stylesheet" href="/static/dashboard.css?v={ASSET_VERSION}">'
         f'<script src="/static/dashboard.js?v={ASSET_VERSION}" defer></script>'
         "</head><body>"
