@@ -94,12 +94,12 @@ def only(method: str, handler: Handler) -> Handler:
     return route
 
 
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        status=status,
-        text=json.dumps(data, ensure_ascii=False, separators=(",", ":")),
-        content_type="application/json",
-    )
+    return web.Response(status=status, text=_dumps(data), content_type="application/json")
 
 
 def _identifier(body: dict[str, Any]) -> str:
@@ -125,6 +125,7 @@ class Dashboard:
         self.hub = hub or Hub()
         self.audit_health: tuple[bool, str] = (False, "not checked yet")
         self._fragment: str | None = None
+        self._state_body: tuple[int, str] | None = None  # (link.updates, encoded state)
         link.on_change = self.state_changed
 
     # ------------------------------------------------------------------ wiring
@@ -312,7 +313,12 @@ class Dashboard:
         snap = self.link.snapshot
         if snap is None:
             raise ApiError(503, "unavailable", f"dispatcher is unavailable: {self.link.error}")
-        return _json(state_json(snap))
+        # Encode once per snapshot: with 100 runs the body is ~50 KB and polled often.
+        cached = self._state_body
+        if cached is None or cached[0] != self.link.updates:
+            cached = (self.link.updates, _dumps(state_json(snap)))
+            self._state_body = cached
+        return web.Response(text=cached[1], content_type="application/json")
 
     async def api_issue(self, request: web.Request) -> web.StreamResponse:
         identifier = request.match_info["issue_identifier"]
