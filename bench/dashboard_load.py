@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 
+from symphonyd.core.messages import StateSnapshot
 from tests.dashboard.double import DispatcherDouble, snapshot
 from tests.dashboard.harness import DashboardProcess, short_dir
 
@@ -88,6 +90,10 @@ async def _streams(base: str, count: int, stop: asyncio.Event) -> int:
     return received
 
 
+def _stamped(snap: StateSnapshot, *, tick: int) -> StateSnapshot:
+    return dataclasses.replace(snap, generated_at=f"tick-{tick}")
+
+
 async def _with_churn(
     base: str, seconds: float, clients: int, double: DispatcherDouble
 ) -> dict[str, Any]:
@@ -99,7 +105,7 @@ async def _with_churn(
         n = 0
         while not halt.wait(0.1):
             n += 1
-            double.update(lambda s, n=n: dataclasses.replace(s, generated_at=f"tick-{n}"))
+            double.update(functools.partial(_stamped, tick=n))
 
     pusher = threading.Thread(target=churn, daemon=True)
     pusher.start()
