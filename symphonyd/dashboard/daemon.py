@@ -66,8 +66,7 @@ async def startup(daemon: Daemon, args: argparse.Namespace, host: HostConfig) ->
     )
     audit_path = args.audit_socket or os.path.join(runtime, "audit-dashboard.sock")
     audit = None if audit_path == "none" else ReconnectingClient(audit_path)
-    extra = [*args.allow_host, host.dashboard.host]
-    guard = Guard(allowed_hosts(listen.port, listen.host, extra))
+    guard = Guard(allowed_hosts(listen.port, listen.host, args.allow_host))
     dashboard = Dashboard(link, audit, guard)
     runner = web.AppRunner(dashboard.app(), access_log=None, handle_signals=False)
     await runner.setup()

@@ -48,11 +48,13 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 
 
 def allowed_hosts(port: int, bind_host: str, extra: Iterable[str] = ()) -> frozenset[str]:
-    """``Host`` header values accepted: loopback names, the bind address, configured names."""
-    names = {"127.0.0.1", "localhost", "[::1]", _bracket(bind_host), *map(_bracket, extra)}
-    hosts = {f"{name.lower()}:{port}" for name in names}
-    if port == 80:
-        hosts |= {name.lower() for name in names}
+    """``Host`` header values accepted: loopback names and the bind address with the port;
+    configured names (a proxy's public name) with or without one, since a proxy on 443
+    forwards the bare name."""
+    local = {"127.0.0.1", "localhost", "[::1]", _bracket(bind_host)}
+    hosts = {f"{name.lower()}:{port}" for name in local}
+    for name in map(_bracket, extra):
+        hosts |= {name.lower(), f"{name.lower()}:{port}"}
     return frozenset(hosts)
 
 

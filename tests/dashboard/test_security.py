@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 
+from symphonyd.dashboard.guard import Guard, allowed_hosts
 from tests.dashboard.conftest import Running
 
 
@@ -113,3 +114,15 @@ def test_pages_have_no_inline_script_and_no_remote_assets(running: Running) -> N
     for tag in html.split("<")[1:]:
         if tag.startswith(("link", "script", "img")):
             assert "http" not in tag and "//" not in tag, tag
+
+
+def test_a_proxy_name_is_accepted_only_when_configured() -> None:
+    hosts = allowed_hosts(4000, "127.0.0.1", ["dash.example.test"])
+    guard = Guard(hosts)
+    assert {"dash.example.test", "dash.example.test:4000", "127.0.0.1:4000"} <= hosts
+    assert "127.0.0.1" not in hosts  # loopback names need the port
+    assert guard.origin_ok("https://dash.example.test")
+    assert not guard.origin_ok("https://dash.example.test.evil.test")
+    assert not guard.origin_ok("ftp://dash.example.test")
+    assert not Guard(allowed_hosts(4000, "127.0.0.1")).origin_ok("https://dash.example.test")
+    assert guard.token_ok(guard.token) and not guard.token_ok(guard.token[:-1])
