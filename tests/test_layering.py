@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
+from functools import cache
 from pathlib import Path
 
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "symphonyd"
-DAEMONS = {"tracker", "dispatcher", "launcher", "audit", "dashboard"}
+DAEMONS = {"tracker", "dispatcher", "launcher", "audit", "dashboard", "demo"}
 # core stays free of network, process and event-loop machinery.
 CORE_FORBIDDEN_MODULES = {"socket", "subprocess", "asyncio", "httpx", "pyroute2", "nftables"}
 
@@ -24,6 +28,26 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level:
             raise AssertionError(f"{path}: relative imports hide layering; use absolute ones")
     return found
+
+
+@cache
+def _imports_in_fresh_interpreter() -> dict[str, list[str]]:
+    # Parsing in this process can hit CPython 3.11's "AST constructor recursion depth
+    # mismatch" after other tests changed the recursion limit; a fresh interpreter cannot.
+    code = (
+        "import json, sys\n"
+        "from tests.test_layering import PKG, _imports\n"
+        "print(json.dumps({str(p): sorted(_imports(p)) for p in PKG.rglob('*.py')}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PKG.parent,
+    )
+    result: dict[str, list[str]] = json.loads(out.stdout)
+    return result
 
 
 def _layer_of(module: str) -> str | None:
@@ -43,7 +67,7 @@ def _package_files() -> list[tuple[str, Path]]:
 
 @pytest.mark.parametrize(("layer", "path"), _package_files(), ids=lambda v: str(v))
 def test_imports_point_down(layer: str, path: Path) -> None:
-    for module in _imports(path):
+    for module in _imports_in_fresh_interpreter()[str(path)]:
         target = _layer_of(module)
         if layer == "core":
             assert target in (None, "core"), f"{path}: core must not import {module}"

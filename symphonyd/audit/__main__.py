@@ -15,6 +15,7 @@ from symphonyd.runtime.logging import setup_logging
 
 def main() -> int:
     setup_logging("audit")
+    os.umask(0o077)  # as the unit's UMask=; files get explicit 0600 modes anyway
     try:
         config = parse_args(sys.argv[1:], os.environ)
         return asyncio.run(serve(config))

@@ -6,7 +6,8 @@ file's owner, and the name is stamped into each record as ``sender.socket``. The
 pid come from ``SO_PEERCRED`` through the runtime's ``Peer``, never from a message.
 
 Exit status: 0 after SIGTERM/SIGINT, 1 when the store fails (systemd restarts the unit and
-start-up recovery repairs the tail), 2 on bad configuration.
+start-up recovery repairs the tail), 2 on bad configuration (including sockets whose owner
+is the overflow uid: under ``PrivateUsers=`` the kernel hides every client's identity).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+from pathlib import Path
 from typing import Any
 
 from symphonyd import __version__
@@ -23,7 +25,8 @@ from symphonyd.audit.commit import GroupCommitter
 from symphonyd.audit.config import AuditConfig, load_secrets
 from symphonyd.audit.reader import DASHBOARD_SOCKET, AuditReader, register_reader
 from symphonyd.audit.service import AuditService
-from symphonyd.audit.store import AuditStore, AuditStoreError, Sender
+from symphonyd.audit.store import AuditStore, Sender
+from symphonyd.core.errors import ConfigError
 from symphonyd.core.messages import (
     AUDIT_APPEND,
     AUDIT_HEAD,
@@ -44,18 +47,34 @@ from symphonyd.runtime.peer import Peer, unit_of_pid
 log = logging.getLogger("symphonyd.audit")
 
 
-def _socket_owner(sock: socket.socket) -> int:
+def _overflow_uid() -> int:
+    try:
+        return int(Path("/proc/sys/fs/overflowuid").read_text())
+    except (OSError, ValueError):
+        return 65534
+
+
+def _socket_owner(sock: socket.socket, name: str) -> int:
+    """The one uid allowed on an activated socket: the owner systemd gave its file."""
     path = sock.getsockname()
     if not isinstance(path, str) or not path:
-        raise AuditStoreError("activated audit socket has no filesystem path")
-    return os.stat(path).st_uid
+        raise ConfigError(f"activated audit socket {name!r} has no filesystem path")
+    owner = os.stat(path).st_uid
+    if owner == _overflow_uid():
+        # Inside a user namespace (PrivateUsers=yes) every other user looks like this uid,
+        # so neither the allowlist nor the stamped sender would mean anything: refuse.
+        raise ConfigError(
+            f"audit socket {name!r} appears owned by the overflow uid {owner}; client "
+            "identities are hidden (is PrivateUsers= set on the unit?)"
+        )
+    return owner
 
 
 def _server(
     name: str,
     uids: frozenset[int],
     service: AuditService,
-    health: Health,
+    committer: GroupCommitter,
     reader: AuditReader | None = None,
 ) -> IpcServer:
     server = IpcServer(f"audit-{name}", allowed_uids=uids, allow_root=0 in uids)
@@ -68,7 +87,13 @@ def _server(
         return service.head()
 
     async def healthz(_params: Empty, _peer: Peer) -> Health:
-        return health
+        detail = {
+            "head_seq": committer.head.seq,
+            "batches": committer.batches,
+            "records": committer.records,
+        }
+        ok = not committer.failed.is_set()
+        return Health(daemon="audit", version=__version__, ok=ok, detail=detail)
 
     server.handle(AUDIT_APPEND, append)
     server.handle(AUDIT_HEAD, head)
@@ -88,18 +113,17 @@ async def serve(config: AuditConfig) -> int:
     for record in written:
         log_event(log, "audit_" + record["type"], seq=record["seq"], **_recovery(record))
     service = AuditService(committer, redactor, max_record_bytes=config.max_record_bytes)
-    health = Health(daemon="audit", version=__version__, ok=True)
     reader = AuditReader(config.directory)
     servers: list[IpcServer] = []
     try:
         for name, socks in listen_fds().items():
             for sock in socks:
-                owner = frozenset({_socket_owner(sock)})
-                server = _server(name, owner, service, health, reader)
+                owner = frozenset({_socket_owner(sock, name)})
+                server = _server(name, owner, service, committer, reader)
                 await server.start(sock)
                 servers.append(server)
         for name, path in config.listen.items():
-            server = _server(name, config.allow_uids, service, health, reader)
+            server = _server(name, config.allow_uids, service, committer, reader)
             await server.start_path(path)
             servers.append(server)
         if not servers:

@@ -157,7 +157,6 @@ class AuditStore:
 
     def open(self) -> list[dict[str, Any]]:
         """Prepare the directory, recover the head; return records written while doing so."""
-        os.umask(0o077)
         _private_dir(self.directory)
         written: list[dict[str, Any]] = []
         recovered: list[dict[str, Any]] = []

@@ -694,13 +694,19 @@ LAUNCHER_RUN_EVENT = event("launcher.run_event", RunEvent, "Progress of one run.
 
 
 # --------------------------------------------------------------------------- audit
-# Served by symphony-audit. Clients: every other daemon. The writer stamps the sender's
-# identity from SO_PEERCRED; nothing in these messages can claim to be someone else.
+# Served by symphony-audit on one socket per client daemon. The writer stamps the sender's
+# identity from SO_PEERCRED and the socket it arrived on; nothing in these messages can claim
+# to be someone else (AuditEventIn has no sender field and unknown fields are refused).
+# Build events with symphonyd.core.audit_events. Errors: ``invalid_params`` (unknown or
+# writer-only type, empty or over 1000 records; nothing of the request is written),
+# ``audit_unavailable`` (the store failed; the writer is restarting). A client that gets an
+# error or cannot connect must treat the event as not recorded (the dispatcher pauses with
+# ``audit_unavailable``). Format and guarantees: docs/audit.md.
 
 
 @dataclass(frozen=True)
 class AuditEventIn:
-    type: str  # e.g. dispatch, run_finished, prompt_sent, tool_call, egress_deny, pause
+    type: str  # one of audit_events.CLIENT_TYPES: dispatch, run_finished, prompt_sent, ...
     payload: dict[str, Any] = field(default_factory=dict)
     issue_id: str | None = None
     issue_identifier: str | None = None
@@ -709,15 +715,15 @@ class AuditEventIn:
 
 @dataclass(frozen=True)
 class AuditAppend:
-    records: list[AuditEventIn]
+    records: list[AuditEventIn]  # contiguous in the chain; refused whole if one is invalid
 
 
 @dataclass(frozen=True)
 class AuditAck:
-    """Sent only after every record of the request is on disk (fsync)."""
+    """Sent only after every record of the request is on disk (fdatasync)."""
 
     seqs: list[int]
-    head_hash: str
+    head_hash: str  # record_hash of the request's last record
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ and every untrusted field is wrapped in a labelled, size-capped block whose clos
 cannot be forged from inside (a literal closing tag in the text is defused before wrapping).
 
 Also here: the continuation guidance for later turns (SPEC 7.1) and the audit form of a prompt
-(hash plus a short preview; the raw prompt never goes to the audit log).
+(hash plus a short redacted preview; the raw prompt never goes to the audit log).
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from symphonyd.core.issue import Issue
+from symphonyd.core.redact import NO_SECRETS, Redactor
 
 PREAMBLE = (
     "You are working on one issue from an issue tracker, inside a workspace prepared for it.\n"
@@ -91,6 +93,23 @@ def guard_issue(
     )
 
 
+LABEL_LIMIT = 100
+
+
+def guarded_issue_data(issue: Issue) -> dict[str, Any]:
+    """``issue.to_dict()`` for a prompt template, with free text already fenced.
+
+    ``title`` and ``description`` become their ``<untrusted-...>`` blocks, so a template that
+    writes ``{{ issue.description }}`` gets the guarded form without knowing about it. Labels
+    stay a list (templates loop over them); each is capped and defused instead of fenced.
+    """
+    data = issue.to_dict()
+    data["title"] = wrap_untrusted("title", issue.title)
+    data["description"] = wrap_untrusted("description", issue.description)
+    data["labels"] = [_defuse(label[:LABEL_LIMIT]) for label in issue.labels]
+    return data
+
+
 def guarded_prompt(rendered: str) -> str:
     """The full first-turn prompt: preamble, then the workflow template's output."""
     return f"{PREAMBLE}\n{rendered}"
@@ -106,12 +125,14 @@ def continuation_prompt(issue: Issue, turn_number: int, max_turns: int) -> str:
     )
 
 
-def prompt_audit_fields(prompt: str, preview_chars: int = PREVIEW_CHARS) -> dict[str, str]:
-    """What the audit log keeps of a prompt: its SHA-256 and a short preview.
+def prompt_audit_fields(
+    prompt: str, preview_chars: int = PREVIEW_CHARS, redactor: Redactor = NO_SECRETS
+) -> dict[str, str]:
+    """What the audit log keeps of a prompt: its SHA-256 and a short redacted preview.
 
-    The preview is plain text cut at ``preview_chars``; once ``symphonyd.core.redact`` exists
-    on main the preview should pass through it (docs/design/0502-prompt-guard.md).
+    The whole prompt is redacted before cutting, so a secret that straddles the cut cannot
+    leave a recognisable half behind. Pass a Redactor holding the configured secrets.
     """
     digest = hashlib.sha256(prompt.encode("utf-8", errors="surrogatepass")).hexdigest()
-    preview = prompt[:preview_chars]
+    preview = redactor.text(prompt)[:preview_chars]
     return {"sha256": digest, "preview": preview}

@@ -137,6 +137,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     directory = _directory(args)
     if directory is None:
         return EXIT_USAGE
+    try:
+        damaged = _print_matching(directory, args)
+    except BrokenPipeError:
+        # `symphonyctl audit show | head`: the reader is gone, which is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    if damaged:
+        print(
+            f"warning: {damaged} damaged line(s); see `symphonyctl audit verify`", file=sys.stderr
+        )
+    return EXIT_OK
+
+
+def _print_matching(directory: Path, args: argparse.Namespace) -> int:
     damaged = 0
     from_day = args.since[:10] if args.since else None
     for item in iter_records(directory, from_day=from_day):
@@ -149,11 +163,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 print(json.dumps(item.record, sort_keys=True, separators=(",", ":")))
             else:
                 print(_human(item.record))
-    if damaged:
-        print(
-            f"warning: {damaged} damaged line(s); see `symphonyctl audit verify`", file=sys.stderr
-        )
-    return EXIT_OK
+    return damaged
 
 
 def cmd_head(args: argparse.Namespace) -> int:

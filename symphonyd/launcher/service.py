@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from symphonyd.core.config import ServiceConfig, build_service_config
 from symphonyd.core.errors import SymphonyError
+from symphonyd.core.hostconfig import HostConfig, apply_host_overrides
 from symphonyd.core.issue import Issue
 from symphonyd.core.messages import (
     LAUNCHER_RUN_EVENT,
@@ -73,6 +74,7 @@ class LauncherDeps:
     run_as: RunAs | None = None
     approvals: ApprovalPolicy = field(default_factory=ApprovalPolicy)
     agent_env: Mapping[str, str] = field(default_factory=dict)  # model endpoint etc.
+    host: HostConfig | None = None  # its workspace root wins over the workflow's
 
 
 @dataclass
@@ -85,11 +87,14 @@ class _Run:
     cleanup_on_stop: bool = False
 
 
-def bind_config(workflow: WorkflowSnapshot, env: Mapping[str, str]) -> ServiceConfig:
+def bind_config(
+    workflow: WorkflowSnapshot, env: Mapping[str, str], host: HostConfig | None = None
+) -> ServiceConfig:
     definition = WorkflowDefinition(
         config=workflow.config, prompt_template=workflow.prompt_template
     )
-    return build_service_config(definition, env=env, workflow_dir=Path(workflow.path).parent)
+    config = build_service_config(definition, env=env, workflow_dir=Path(workflow.path).parent)
+    return apply_host_overrides(config, host) if host is not None else config
 
 
 class LauncherService:
@@ -155,7 +160,7 @@ class LauncherService:
             for r in self._runs.values()
         ):
             raise SymphonyError(f"{identifier} has a live run", code="run_active")
-        config = bind_config(snapshot, self.deps.env)
+        config = bind_config(snapshot, self.deps.env, self.deps.host)
         manager = WorkspaceManager(config.workspace.root, config.hooks, owner=self.deps.run_as)
         removed = await manager.remove(identifier)
         return RemoveWorkspaceResult(bool(removed))
@@ -193,7 +198,7 @@ class LauncherService:
             self._finish(run, RunOutcome("failed", "internal_error", short(str(exc), 300)))
 
     async def _attempt(self, run: _Run) -> None:
-        config = bind_config(run.workflow, self.deps.env)
+        config = bind_config(run.workflow, self.deps.env, self.deps.host)
         template = compile_prompt(run.workflow.prompt_template)
         tools = await self.deps.tracker.tool_specs()
         rules = state_rules(config.tracker)
@@ -246,7 +251,7 @@ class LauncherService:
 
     async def _cleanup(self, run: _Run) -> None:
         with contextlib.suppress(Exception):
-            config = bind_config(run.workflow, self.deps.env)
+            config = bind_config(run.workflow, self.deps.env, self.deps.host)
             manager = WorkspaceManager(config.workspace.root, config.hooks, owner=self.deps.run_as)
             await asyncio.shield(manager.remove(run.info.issue_identifier))
 

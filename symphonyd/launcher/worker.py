@@ -22,6 +22,7 @@ from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue
 from symphonyd.core.messages import RunEvent, RunOutcome
 from symphonyd.core.prompt_guard import continuation_prompt, guarded_prompt, prompt_audit_fields
+from symphonyd.core.redact import NO_SECRETS, Redactor
 from symphonyd.launcher.agents.session import AgentEvent, AgentSession, EventSink, short, utc_now
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class WorkerDeps:
     max_turns: int = 20
     stall_timeout: float = 300.0  # seconds without agent output; <= 0 disables
     audit: Callable[[str, dict[str, Any]], None] | None = None
+    redactor: Redactor = NO_SECRETS  # scrubs the audit preview of each prompt
     continuation: Callable[[Issue, int, int], str] = field(default=continuation_prompt)
 
 

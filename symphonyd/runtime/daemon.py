@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -105,15 +106,33 @@ def run_daemon(
     startup: Callable[[Daemon], Awaitable[None]],
     *,
     stop_timeout: float = 30.0,
-    log_level: int = logging.INFO,
+    log_level: int | None = None,
 ) -> int:
-    """Run one daemon to completion and return its process exit code."""
-    setup_logging(name, level=log_level)
+    """Run one daemon to completion and return its process exit code.
+
+    The log level is ``log_level``, else ``SYMPHONY_LOG_LEVEL`` (debug, info, warning,
+    error), else info.
+    """
+    level, bad_level = _log_level(log_level)
+    setup_logging(name, level=level)
+    if bad_level:
+        log_event(log, "startup", level=logging.WARNING, ignored="SYMPHONY_LOG_LEVEL")
     notifier = Notifier.from_env()
     try:
         return asyncio.run(_serve(name, notifier, startup, stop_timeout))
     except KeyboardInterrupt:  # a SIGINT before the handlers were installed
         return EXIT_OK
+    finally:
+        notifier.close()
+
+
+def _log_level(explicit: int | None) -> tuple[int, bool]:
+    if explicit is not None:
+        return explicit, False
+    name = os.environ.get("SYMPHONY_LOG_LEVEL", "info").strip().lower()
+    levels = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+    levels["error"] = logging.ERROR
+    return levels.get(name, logging.INFO), name not in levels
 
 
 async def _serve(

@@ -98,7 +98,7 @@ class IpcClient:
     async def call(self, spec: MethodSpec[P, R], params: P, *, timeout: float = 30.0) -> R:  # noqa: ASYNC109
         """Send one request and wait for its typed result; calls may run concurrently."""
         if self._error is not None:
-            raise self._error
+            raise self._fresh_error()
         if self._closing:
             raise unavailable(f"client for {self.path} is closed")
         req_id = next(self._ids)
@@ -117,7 +117,7 @@ class IpcClient:
             ) from None
         except (ConnectionError, OSError):
             self._fail(unavailable(f"connection to {self.path} lost"))
-            raise self._error or unavailable(self.path) from None
+            raise self._fresh_error() from None
         finally:
             self._pending.pop(req_id, None)
             if future.done() and not future.cancelled():
@@ -133,7 +133,7 @@ class IpcClient:
             if item is None:
                 self._events.put_nowait(None)  # let any other iterator see the end too
                 if self._error is not None and not self._closing:
-                    raise self._error
+                    raise self._fresh_error()
                 return
             yield item
 
@@ -155,12 +155,17 @@ class IpcClient:
 
     # ----------------------------------------------------------------- internals
 
+    def _fresh_error(self) -> SymphonyError:
+        # A new instance per raise: re-raising one object keeps growing its traceback.
+        error = self._error or unavailable(f"client for {self.path} is closed")
+        return SymphonyError(error.message, code=error.error_code)
+
     def _fail(self, error: SymphonyError) -> None:
         if self._error is None:
             self._error = error
         for _spec, future in self._pending.values():
             if not future.done():
-                future.set_exception(self._error)
+                future.set_exception(self._fresh_error())
         with contextlib.suppress(asyncio.QueueFull):
             self._events.put_nowait(None)
 
@@ -177,6 +182,9 @@ class IpcClient:
             self._fail(unavailable(f"connection to {self.path} lost"))
         except SymphonyError as exc:
             self._fail(exc)
+        except Exception:  # never leave callers waiting on a reader that died
+            log.exception("event=ipc_client_read outcome=failed path=%s", self.path)
+            self._fail(ProtocolError("unreadable reply from server"))
         finally:
             if self._error is not None:
                 self._writer.transport.abort()

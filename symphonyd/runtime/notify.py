@@ -35,7 +35,10 @@ class Notifier:
         self.watchdog_usec = watchdog_usec
         self._failed = False
         self._inner: sdnotify.SystemdNotifier | None = None
-        if address:
+        if address and not address.startswith("@") and not os.path.exists(address):
+            # Checked here because sdnotify would leak its socket on the failed connect().
+            self._fail(FileNotFoundError(address))
+        elif address:
             saved = os.environ.get("NOTIFY_SOCKET")
             os.environ["NOTIFY_SOCKET"] = address  # sdnotify only reads the environment
             try:
@@ -67,6 +70,17 @@ class Notifier:
             for key in _NOTIFY_ENV:
                 env.pop(key, None)
         return cls(address, usec)
+
+    def close(self) -> None:
+        if self._inner is not None and self._inner.socket is not None:
+            self._inner.socket.close()
+        self._inner = None
+
+    def __enter__(self) -> Notifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def enabled(self) -> bool:

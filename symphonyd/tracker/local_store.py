@@ -197,6 +197,11 @@ def _write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> None:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
     try:
+        if os.geteuid() == 0:
+            # symphonyctl runs as root; the file must stay readable by the tracker daemon,
+            # which owns the directory (StateDirectory=symphony/issues).
+            owner = os.stat(path.parent)
+            os.fchown(fd, owner.st_uid, owner.st_gid)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,15 @@ class Clock:
         hours, rest = divmod(self.tick, 3600)
         minutes, seconds = divmod(rest, 60)
         return f"{self.day}T{hours % 24:02d}:{minutes:02d}:{seconds:02d}.000000Z"
+
+
+def records_in(directory: Path) -> list[dict[str, Any]]:
+    """Every record of every day file in ``directory``, oldest first."""
+    return [
+        json.loads(line)
+        for path in sorted(directory.glob("*.ndjson"))
+        for line in path.read_bytes().splitlines()
+    ]
 
 
 def open_store(directory: Path, clock: Clock | None = None) -> AuditStore:

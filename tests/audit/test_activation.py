@@ -15,7 +15,8 @@ import pytest
 
 from tests.audit.daemon_proc import REPO, short_dir
 
-NOBODY = 65534
+OTHER = 65533  # a uid that is neither root nor the overflow uid
+OVERFLOW = 65534
 
 # A refused peer is told so right after connecting; an admitted one hears nothing until it
 # asks. Reading first keeps the refusal from being lost to a reset.
@@ -51,48 +52,79 @@ def _call(path: Path, user: int) -> dict[str, object]:
     return reply
 
 
+def _activate(socks: Path, audit_dir: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            "systemd-socket-activate",
+            f"--listen={socks / 'audit-dispatcher.sock'}",
+            f"--listen={socks / 'audit-launcher.sock'}",
+            "--fdname=dispatcher:launcher",
+            f"--setenv=PYTHONPATH={REPO}",
+            f"--setenv=STATE_DIRECTORY={audit_dir}",
+            sys.executable,
+            "-m",
+            "symphonyd.audit",
+        ],
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait_for(*paths: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not all(p.exists() for p in paths):
+        assert time.monotonic() < deadline, "sockets did not appear"
+        time.sleep(0.02)
+
+
 @pytest.mark.root
 def test_activated_sockets_admit_only_their_owner_and_name_the_sender(tmp_path: Path) -> None:
     audit_dir = tmp_path / "audit"
     with short_dir() as socks:
         socks.chmod(0o711)
         dispatcher, launcher = socks / "audit-dispatcher.sock", socks / "audit-launcher.sock"
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        proc = subprocess.Popen(
-            [
-                "systemd-socket-activate",
-                f"--listen={dispatcher}",
-                f"--listen={launcher}",
-                "--fdname=dispatcher:launcher",
-                f"--setenv=PYTHONPATH={REPO}",
-                f"--setenv=STATE_DIRECTORY={audit_dir}",
-                sys.executable,
-                "-m",
-                "symphonyd.audit",
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        proc = _activate(socks, audit_dir)
         try:
-            deadline = time.monotonic() + 30
-            while not (dispatcher.exists() and launcher.exists()):
-                assert time.monotonic() < deadline, "sockets did not appear"
-                time.sleep(0.02)
+            _wait_for(dispatcher, launcher)
             # As systemd's SocketUser= would: the launcher socket belongs to "another" user.
-            os.chown(launcher, NOBODY, NOBODY)
+            os.chown(launcher, OTHER, OTHER)
             launcher.chmod(0o600)
             as_root = _call(dispatcher, 0)
-            as_nobody = _call(launcher, NOBODY)
+            as_other = _call(launcher, OTHER)
             root_on_launcher = _call(launcher, 0)
         finally:
             proc.send_signal(signal.SIGTERM)
             output = proc.communicate(timeout=30)[0].decode(errors="replace")
     assert as_root.get("result") is not None, output
-    assert as_nobody.get("result") is not None, output
+    assert as_other.get("result") is not None, output
     # Root may open the file, but the socket is the launcher's: its peer check refuses root.
     error = root_on_launcher.get("error")
     assert isinstance(error, dict) and error["code"] in ("peer_not_allowed", "connection_reset")
     records = [json.loads(line) for p in audit_dir.glob("*.ndjson") for line in p.open("rb")]
     senders = {(r["sender"]["socket"], r["sender"]["uid"]) for r in records[1:]}
-    assert senders == {("dispatcher", 0), ("launcher", NOBODY)}
+    assert senders == {("dispatcher", 0), ("launcher", OTHER)}
+
+
+@pytest.mark.root
+def test_sockets_owned_by_the_overflow_uid_refuse_to_start(tmp_path: Path) -> None:
+    # Under PrivateUsers=yes every other user appears as the overflow uid: the writer could
+    # neither check nor record who is calling, so it must not serve at all.
+    with short_dir() as socks:
+        dispatcher, launcher = socks / "audit-dispatcher.sock", socks / "audit-launcher.sock"
+        proc = _activate(socks, tmp_path / "audit")
+        try:
+            _wait_for(dispatcher, launcher)
+            os.chown(launcher, OVERFLOW, OVERFLOW)
+            probe = subprocess.run(
+                ["/usr/bin/python3", "-I", "-c", _CLIENT, str(dispatcher)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            output = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert "result" not in probe.stdout
+    assert "overflow uid" in output and "PrivateUsers" in output

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,17 +14,10 @@ from symphonyd.core.errors import SymphonyError
 from symphonyd.core.messages import AUDIT_APPEND, AuditAppend, AuditEventIn
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.audit.daemon_proc import CLIENT_NAMES, AuditDaemon, short_dir
+from tests.audit.helpers import records_in
 
 CLIENTS = 6
 KILLS = 10
-
-
-def _records(directory: Path) -> list[dict[str, Any]]:
-    return [
-        json.loads(line)
-        for path in sorted(directory.glob("*.ndjson"))
-        for line in path.read_bytes().splitlines()
-    ]
 
 
 async def _client(
@@ -88,7 +79,7 @@ def test_sigkill_loop_under_concurrent_load_loses_nothing_acknowledged(tmp_path:
             assert daemon.stop() == 0
         finally:
             daemon.kill()
-    records = _records(tmp_path / "audit")
+    records = records_in(tmp_path / "audit")
     by_seq = {r["seq"]: r for r in records}
     # Load really ran across the kills, not just before the first one.
     assert sum(1 for count in acked_per_round if count > 0) >= KILLS // 2

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from symphonyd.core import audit_events
 from symphonyd.core.messages import AuditEventIn
 from symphonyd.core.redact import Redactor
 from symphonyd.ctl.main import main
-from tests.audit.helpers import CLIENT, Clock, open_store
+from tests.audit.helpers import CLIENT, Clock, fill, open_store
 
 
 @pytest.fixture
@@ -82,3 +84,19 @@ def test_bad_arguments_are_usage_errors(log: Path) -> None:
         main(["audit", "verify", "--dir", str(log), "--checkpoint", "12:nothex"])
     with pytest.raises(SystemExit):
         main(["audit", "verify", "--dir", str(log), "--from", "2026-13-01"])
+
+
+def test_show_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    fill(tmp_path, ["2026-11-20"], 2000)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "symphonyd.ctl", "audit", "show", "--dir", str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert b"genesis" in proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0
+    assert b"Traceback" not in err

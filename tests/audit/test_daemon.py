@@ -15,20 +15,20 @@ import pytest
 from symphonyd.audit.verify import verify_dir
 from symphonyd.core import audit_events
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import AUDIT_APPEND, AUDIT_HEAD, AuditAppend, AuditEventIn, Empty
+from symphonyd.core.messages import (
+    AUDIT_APPEND,
+    AUDIT_HEAD,
+    HEALTH,
+    AuditAppend,
+    AuditEventIn,
+    Empty,
+)
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.audit.daemon_proc import AuditDaemon, short_dir
+from tests.audit.helpers import records_in
 
 CANARY = "canary-0b5e-daemon-secret-value"
 NOBODY = 65534
-
-
-def _records(directory: Path) -> list[dict[str, Any]]:
-    return [
-        json.loads(line)
-        for path in sorted(directory.glob("*.ndjson"))
-        for line in path.read_bytes().splitlines()
-    ]
 
 
 def _run(coro: Any) -> Any:
@@ -45,7 +45,7 @@ def test_append_over_the_socket_is_durable_stamped_and_scrubbed(tmp_path: Path) 
         daemon = AuditDaemon(tmp_path / "audit", socks, extra=("--secret-file", str(secret_file)))
         with daemon:
 
-            async def body() -> tuple[Any, Any]:
+            async def body() -> tuple[Any, Any, Any]:
                 client = await IpcClient.connect(daemon.sock("launcher"))
                 try:
                     ack = await client.call(
@@ -59,15 +59,18 @@ def test_append_over_the_socket_is_durable_stamped_and_scrubbed(tmp_path: Path) 
                         ),
                     )
                     head = await client.call(AUDIT_HEAD, Empty())
+                    health = await client.call(HEALTH, Empty())
                 finally:
                     await client.close()
-                return ack, head
+                return ack, head, health
 
-            ack, head = _run(body())
+            ack, head, health = _run(body())
             # Acknowledged means on disk: read the file while the daemon still runs.
-            records = _records(tmp_path / "audit")
+            records = records_in(tmp_path / "audit")
             assert daemon.stop() == 0
     assert ack.seqs == [1, 2, 3] and head.seq == 3 and head.hash == ack.head_hash
+    assert health.ok and health.daemon == "audit"
+    assert health.detail == {"head_seq": 3, "batches": 1, "records": 3}
     assert [r["type"] for r in records] == ["genesis", "dispatch", "prompt_sent", "egress_deny"]
     for record in records[1:]:
         assert record["sender"]["uid"] == os.getuid()
@@ -119,7 +122,7 @@ def test_a_client_claiming_to_be_another_daemon_is_recorded_as_itself(tmp_path: 
     accepted, refused = result["replies"]
     assert accepted["result"]["seqs"] == [1]
     assert refused["error"]["code"] == "invalid_params"
-    records = _records(tmp_path / "audit")
+    records = records_in(tmp_path / "audit")
     assert len(records) == 2  # genesis + the accepted one; the refused frame wrote nothing
     sender = records[1]["sender"]
     assert sender["uid"] == NOBODY
@@ -157,7 +160,7 @@ def test_peer_outside_the_allowlist_is_refused_even_on_an_open_socket(tmp_path: 
             )
             daemon.stop()
     assert json.loads(out.stdout)["error"]["code"] == "peer_not_allowed"
-    assert [r["type"] for r in _records(tmp_path / "audit")] == ["genesis"]
+    assert [r["type"] for r in records_in(tmp_path / "audit")] == ["genesis"]
 
 
 def test_bad_requests_get_typed_errors_and_the_daemon_keeps_serving(tmp_path: Path) -> None:

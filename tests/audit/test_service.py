@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from symphonyd.core import audit_events
 from symphonyd.core.errors import ValidationError
 from symphonyd.core.messages import AuditAppend, AuditEventIn
 from symphonyd.core.redact import Redactor
-from tests.audit.helpers import CLIENT, WRITER
+from tests.audit.helpers import CLIENT, WRITER, records_in
 
 CANARY = "canary-7f3a9c1e-do-not-store"
 
@@ -37,14 +36,6 @@ async def _with_service(
         return await body(service, committer)
     finally:
         await committer.close()
-
-
-def _records(directory: Path) -> list[dict[str, Any]]:
-    return [
-        json.loads(line)
-        for path in sorted(directory.glob("*.ndjson"))
-        for line in path.read_bytes().splitlines()
-    ]
 
 
 def test_canary_secret_never_reaches_disk(tmp_path: Path) -> None:
@@ -87,7 +78,7 @@ def test_raw_prompt_becomes_hash_and_preview(tmp_path: Path) -> None:
         )
 
     asyncio.run(_with_service(tmp_path, body))
-    payload = _records(tmp_path)[-1]["payload"]
+    payload = records_in(tmp_path)[-1]["payload"]
     assert "prompt" not in payload
     assert payload["prompt_sha256"] == audit_events.prompt_digest(prompt)["prompt_sha256"]
     assert len(payload["preview"]) == audit_events.PREVIEW_CHARS
@@ -109,7 +100,7 @@ def test_size_cap_and_markers(tmp_path: Path) -> None:
         )
 
     asyncio.run(_with_service(tmp_path, body, max_record_bytes=16 * 1024))
-    capped, cut = _records(tmp_path)[-2:]
+    capped, cut = records_in(tmp_path)[-2:]
     marker = capped["payload"]["_truncated"]
     assert marker["original_bytes"] > 500_000 and len(marker["payload_sha256"]) == 64
     assert marker["keys"][:2] == ["k0", "k1"]
@@ -126,7 +117,7 @@ def test_long_strings_cut_with_marker(tmp_path: Path) -> None:
         )
 
     asyncio.run(_with_service(tmp_path, body))
-    value = _records(tmp_path)[-1]["payload"]["d"]
+    value = records_in(tmp_path)[-1]["payload"]["d"]
     assert value.endswith("…[truncated 808 chars]") and value.startswith("d" * 8192)
 
 
@@ -139,7 +130,7 @@ def test_hostile_values_are_stored_reproducibly(tmp_path: Path) -> None:
         )
 
     asyncio.run(_with_service(tmp_path, body))
-    stored = _records(tmp_path)[-1]["payload"]
+    stored = records_in(tmp_path)[-1]["payload"]
     assert stored["nan"] == "nan" and stored["inf"] == "inf" and stored["f"] == "0.1"
     assert "\ud800" not in stored["s"] and stored["s"].endswith("b\n\x1b[31m")
     assert verify_dir(tmp_path).ok
@@ -167,7 +158,7 @@ def test_concurrent_requests_share_fsyncs_and_ack_after_durable(tmp_path: Path) 
             events = [AuditEventIn(type="dispatch", payload={"n": n, "part": i}) for i in range(3)]
             ack = await service.append(AuditAppend(records=events), CLIENT)
             # At acknowledgement time the records must already be in the file.
-            on_disk = {r["seq"] for r in _records(tmp_path)}
+            on_disk = {r["seq"] for r in records_in(tmp_path)}
             acked_on_disk.append(set(ack.seqs) <= on_disk)
             assert ack.seqs == list(range(ack.seqs[0], ack.seqs[0] + 3))
 

@@ -103,6 +103,7 @@ def test_recursive_alias_is_refused() -> None:
 def test_deep_nesting_is_a_parse_error_not_a_crash() -> None:
     depth = 60_000  # far past the recursion limit, still under the front matter cap
     err = parse_error("---\nx: " + "[" * depth + "]" * depth + "\n---\n")
+    assert "nested too deeply" in err.message
     assert err.error_code == "workflow_parse_error"
 
 

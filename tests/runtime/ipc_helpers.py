@@ -29,7 +29,7 @@ class Echo:
     wait_for: str | None = None
     release: str | None = None
     sleep: float = 0.0
-    fail: str | None = None  # "symphony", "crash", "bad_result"
+    fail: str | None = None  # "symphony", "crash", "bad_result", "nan", "big"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -47,7 +47,15 @@ def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
     """Run one async test body; the timeout only prevents a hang, it asserts nothing."""
 
     async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
+        result = await asyncio.wait_for(coro, timeout)
+        # Nothing the server or client started may outlive them: a leftover task is a leak.
+        for _ in range(100):
+            left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if not left:
+                break
+            await asyncio.sleep(0.05)
+        assert not left, f"tasks leaked: {left}"
+        return result
 
     return asyncio.run(bounded())
 
@@ -107,6 +115,8 @@ def make_server(
             raise RuntimeError("secret detail /etc/symphony/token")
         if params.fail == "bad_result":
             return "not an EchoResult"  # type: ignore[return-value]
+        if params.fail == "big":
+            return EchoResult("x" * 10_000)
         if params.fail == "nan":
             return EchoResult(float("nan"))  # type: ignore[arg-type]
         return EchoResult(params.text)

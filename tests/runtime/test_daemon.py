@@ -171,3 +171,18 @@ def test_second_signal_forces_the_stop(manager: Manager) -> None:
     code, err = manager.finish()
     assert code == EXIT_FAILURE
     assert "outcome=forced" in err
+
+
+def test_log_level_from_the_environment(manager: Manager) -> None:
+    manager.start("bad_config", SYMPHONY_LOG_LEVEL="warning")
+    code, err = manager.finish()
+    assert code == EXIT_CONFIG
+    assert "outcome=ready" not in err and "level=info" not in err
+    assert "event=startup outcome=failed" in err
+
+
+def test_unknown_log_level_is_reported_and_info_used(manager: Manager) -> None:
+    manager.start("bad_config", SYMPHONY_LOG_LEVEL="loud")
+    _code, err = manager.finish()
+    assert "level=warning" in err and "ignored=SYMPHONY_LOG_LEVEL" in err
+    assert "level=info" in err

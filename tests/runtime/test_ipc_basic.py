@@ -230,16 +230,19 @@ def test_reconnecting_client_survives_a_server_restart(sock_dir: Path) -> None:
     run(body())
 
 
+def _subscribe_into(runs: Broadcast[RunEvent]):
+    async def subscribe(_: Empty, _peer: Peer, sink: EventSink) -> Empty:
+        runs.add(sink)
+        return Empty()
+
+    return subscribe
+
+
 def test_broadcast_fans_out_and_prunes_gone_subscribers(sock_dir: Path) -> None:
     async def body() -> None:
         runs = Broadcast(LAUNCHER_RUN_EVENT)
-
-        async def subscribe(_: Empty, _peer: Peer, sink: EventSink) -> Empty:
-            runs.add(sink)
-            return Empty()
-
         async with serving(sock_dir) as (server, path, _gates):
-            server.subscription(LAUNCHER_SUBSCRIBE, subscribe)
+            server.subscription(LAUNCHER_SUBSCRIBE, _subscribe_into(runs))
             a = await IpcClient.connect(path)
             b = await IpcClient.connect(path)
             await a.call(LAUNCHER_SUBSCRIBE, Empty())
@@ -269,13 +272,8 @@ def test_broadcast_fans_out_and_prunes_gone_subscribers(sock_dir: Path) -> None:
 def test_client_event_backlog_is_bounded(sock_dir: Path) -> None:
     async def body() -> None:
         runs = Broadcast(LAUNCHER_RUN_EVENT)
-
-        async def subscribe(_: Empty, _peer: Peer, sink: EventSink) -> Empty:
-            runs.add(sink)
-            return Empty()
-
         async with serving(sock_dir) as (server, path, _gates):
-            server.subscription(LAUNCHER_SUBSCRIBE, subscribe)
+            server.subscription(LAUNCHER_SUBSCRIBE, _subscribe_into(runs))
             client = await IpcClient.connect(path, max_events=4)
             await client.call(LAUNCHER_SUBSCRIBE, Empty())
             for i in range(10):
@@ -289,5 +287,45 @@ def test_client_event_backlog_is_bounded(sock_dir: Path) -> None:
             assert seen == ["e0", "e1", "e2", "e3"]
             await client.close()
             await assert_healthy(path)
+
+    run(body())
+
+
+def test_oversized_reply_and_event_are_refused_not_sent(sock_dir: Path) -> None:
+    from symphonyd.runtime.ipc_server import ServerLimits
+
+    async def body() -> None:
+        sinks: list[EventSink] = []
+        async with serving(sock_dir, limits=ServerLimits(max_frame=4096)) as (server, path, _g):
+            server.subscription(LAUNCHER_SUBSCRIBE, _subscribe_server(sinks))
+            async with await IpcClient.connect(path, max_frame=4096) as client:
+                await client.call(LAUNCHER_SUBSCRIBE, Empty())
+                with pytest.raises(SymphonyError) as err:
+                    await client.call(ECHO, Echo("small request", fail="big"))
+                assert err.value.error_code == "frame_too_large"
+                assert sinks[0].send(LAUNCHER_RUN_EVENT, _event("big", "m" * 5000))
+                assert sinks[0].send(LAUNCHER_RUN_EVENT, _event("small"))
+                async for ev in client.events():
+                    assert ev.data.run_id == "small"
+                    break
+                assert (await client.call(ECHO, Echo("ok"))).text == "ok"
+
+    run(body())
+
+
+def test_half_closed_peer_still_gets_its_replies(sock_dir: Path) -> None:
+    async def body() -> None:
+        async with serving(sock_dir) as (_server, path, gates):
+            raw = await Raw.open(path)
+            await raw.send(
+                request(1, "test.echo", {"text": "late", "wait_for": "go"})
+                + request(2, "test.echo", {"text": "now"})
+            )
+            raw.writer.write_eof()  # like `socat` or `nc -N` after the last line
+            assert (await raw.frame())["result"]["text"] == "now"
+            gates["go"].set()
+            assert (await raw.frame())["result"]["text"] == "late"
+            assert await raw.at_eof()
+            raw.close()
 
     run(body())

@@ -7,13 +7,28 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from symphonyd.runtime.notify import Notifier
 from tests.runtime.ipc_helpers import run, short_dir
+
+MakeNotifier = Callable[[dict[str, str]], Notifier]
+
+
+@pytest.fixture
+def make_notifier() -> Iterator[MakeNotifier]:
+    made: list[Notifier] = []
+
+    def make(env: dict[str, str]) -> Notifier:
+        made.append(Notifier.from_env(env))
+        return made[-1]
+
+    yield make
+    for notifier in made:
+        notifier.close()
 
 
 @pytest.fixture
@@ -33,10 +48,12 @@ def _recv(sock: socket.socket) -> list[str]:
     return sock.recv(65536).decode("utf-8").split("\n")
 
 
-def test_ready_status_stopping_reach_the_manager(manager: tuple[str, socket.socket]) -> None:
+def test_ready_status_stopping_reach_the_manager(
+    manager: tuple[str, socket.socket], make_notifier: MakeNotifier
+) -> None:
     path, sock = manager
     env = {"NOTIFY_SOCKET": path}
-    notifier = Notifier.from_env(env)
+    notifier = make_notifier(env)
     assert env == {}  # children (hooks, agents) must not inherit the notify socket
     assert notifier.ready("serving 3 issues")
     assert _recv(sock) == ["READY=1", "STATUS=serving 3 issues"]
@@ -47,24 +64,26 @@ def test_ready_status_stopping_reach_the_manager(manager: tuple[str, socket.sock
     assert _recv(sock) == ["STOPPING=1"]
 
 
-def test_abstract_notify_socket() -> None:
+def test_abstract_notify_socket(make_notifier: MakeNotifier) -> None:
     name = f"symphony-test-{uuid.uuid4().hex}"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind("\0" + name)
     sock.settimeout(10)
     try:
-        notifier = Notifier.from_env({"NOTIFY_SOCKET": "@" + name})
+        notifier = make_notifier({"NOTIFY_SOCKET": "@" + name})
         assert notifier.watchdog()
         assert _recv(sock) == ["WATCHDOG=1"]
     finally:
         sock.close()
 
 
-def test_failure_is_logged_once_and_does_not_raise(caplog: pytest.LogCaptureFixture) -> None:
+def test_failure_is_logged_once_and_does_not_raise(
+    caplog: pytest.LogCaptureFixture, make_notifier: MakeNotifier
+) -> None:
     with short_dir() as d:
         missing = str(Path(d) / "nobody-listens")
         caplog.set_level(logging.WARNING, logger="symphonyd.notify")
-        notifier = Notifier.from_env({"NOTIFY_SOCKET": missing})
+        notifier = make_notifier({"NOTIFY_SOCKET": missing})
         assert not notifier.ready()
         assert not notifier.status("x")
         assert not notifier.watchdog()
@@ -74,11 +93,13 @@ def test_failure_is_logged_once_and_does_not_raise(caplog: pytest.LogCaptureFixt
 
 
 def test_failure_after_manager_went_away_is_logged_once(
-    manager: tuple[str, socket.socket], caplog: pytest.LogCaptureFixture
+    manager: tuple[str, socket.socket],
+    caplog: pytest.LogCaptureFixture,
+    make_notifier: MakeNotifier,
 ) -> None:
     path, sock = manager
     caplog.set_level(logging.WARNING, logger="symphonyd.notify")
-    notifier = Notifier.from_env({"NOTIFY_SOCKET": path})
+    notifier = make_notifier({"NOTIFY_SOCKET": path})
     assert notifier.status("up")
     sock.close()
     os.unlink(path)
@@ -87,17 +108,21 @@ def test_failure_after_manager_went_away_is_logged_once(
     assert len([r for r in caplog.records if "sd_notify" in r.getMessage()]) == 1
 
 
-def test_without_systemd_everything_is_a_quiet_no_op(caplog: pytest.LogCaptureFixture) -> None:
+def test_without_systemd_everything_is_a_quiet_no_op(
+    caplog: pytest.LogCaptureFixture, make_notifier: MakeNotifier
+) -> None:
     caplog.set_level(logging.DEBUG)
-    notifier = Notifier.from_env({})
+    notifier = make_notifier({})
     assert not notifier.enabled
     assert not notifier.ready()
     assert caplog.records == []
 
 
-def test_watchdog_pings_at_half_the_interval(manager: tuple[str, socket.socket]) -> None:
+def test_watchdog_pings_at_half_the_interval(
+    manager: tuple[str, socket.socket], make_notifier: MakeNotifier
+) -> None:
     path, sock = manager
-    notifier = Notifier.from_env({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})
+    notifier = make_notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})
     assert notifier.watchdog_usec == 100000
     sock.setblocking(False)
 
@@ -113,17 +138,21 @@ def test_watchdog_pings_at_half_the_interval(manager: tuple[str, socket.socket])
     assert run(body(), timeout=30)[:3] == ["WATCHDOG=1"] * 3
 
 
-def test_watchdog_for_another_pid_is_ignored(manager: tuple[str, socket.socket]) -> None:
+def test_watchdog_for_another_pid_is_ignored(
+    manager: tuple[str, socket.socket], make_notifier: MakeNotifier
+) -> None:
     path, _sock = manager
     env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000", "WATCHDOG_PID": str(os.getpid() + 1)}
-    assert Notifier.from_env(env).watchdog_usec is None
+    assert make_notifier(env).watchdog_usec is None
     env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000", "WATCHDOG_PID": str(os.getpid())}
-    assert Notifier.from_env(env).watchdog_usec == 100000
+    assert make_notifier(env).watchdog_usec == 100000
 
 
-def test_unhealthy_check_withholds_the_ping(manager: tuple[str, socket.socket]) -> None:
+def test_unhealthy_check_withholds_the_ping(
+    manager: tuple[str, socket.socket], make_notifier: MakeNotifier
+) -> None:
     path, sock = manager
-    notifier = Notifier.from_env({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "20000"})
+    notifier = make_notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "20000"})
     healthy = {"ok": False}
 
     async def body() -> str:

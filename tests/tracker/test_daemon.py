@@ -90,7 +90,7 @@ async def raw_call(path: Path, method: str, params: dict[str, Any], req_id: int 
 def rig(tmp_path: Path) -> Iterator[Rig]:
     creds = tmp_path / "creds"
     creds.mkdir(mode=0o700)
-    (creds / "tracker-token").write_text(TOKEN + "\n")
+    (creds / "tracker").write_text(TOKEN + "\n")
     nodes = [linear_node(1), linear_node(2, state="In Progress"), linear_node(666)]
     with EchoingLinear(nodes) as srv:
         wf = tmp_path / "WORKFLOW.md"
@@ -201,6 +201,8 @@ def test_canary_token_never_leaves_the_daemon(rig: Rig) -> None:
                 {"issue": issue, "tool": "tracker_comment", "arguments": {"body": "x"}},
             )
         )
+        rig.srv.echo_error = False
+        frames.append(await raw_call(rig.launcher, "tracker.fetch_by_ids", {"ids": ["lin-2"]}))
         return frames
 
     frames = asyncio.run(go())
@@ -221,6 +223,8 @@ def test_canary_token_never_leaves_the_daemon(rig: Rig) -> None:
     assert replies[15]["error"]["code"] == "tracker_rate_limited"
     assert replies[16]["error"]["code"] == "tracker_response"
     assert replies[17]["result"]["success"] is False
+    # The worker's between-turn refresh: by id on the launcher socket (listing stays refused).
+    assert [i["id"] for i in replies[18]["result"]["issues"]] == ["lin-2"]
     # The canary did reach the provider, so its absence below means something.
     assert rig.srv.requests and all(r.headers["Authorization"] == TOKEN for r in rig.srv.requests)
     assert rig.srv.comments[0] == ("lin-1", "hello")

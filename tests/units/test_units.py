@@ -17,6 +17,7 @@ EXPOSURE_BUDGET = {
     "symphony-dashboard.service": 2.0,
     "symphony-tracker.service": 2.0,
     "symphony-launcher.service": 5.0,
+    "symphony-demo-model.service": 2.0,
 }
 
 

@@ -96,7 +96,8 @@ class AgentProcess:
     stderr: StderrRing = field(default_factory=StderrRing)
     last_activity: float = field(default_factory=time.monotonic)
     _proc: asyncio.subprocess.Process | None = None
-    _lines: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(16))
+    # Small on purpose: at most four capped lines wait here, so memory stays bounded.
+    _lines: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(4))
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

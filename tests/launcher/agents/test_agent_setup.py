@@ -106,6 +106,7 @@ def test_tool_executor_scopes_calls_to_the_run_issue() -> None:
         return ToolResult(True, {"ok": 1})
 
     execute = tracker_tool_executor(tracker_call, issue)
+
     async def go() -> ToolResult:
         return await execute(ToolInvocation("comment", {"body": "x"}, "c1", "thr-turn"))
 

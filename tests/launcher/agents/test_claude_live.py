@@ -174,3 +174,20 @@ def test_missing_binary_is_claude_not_found(agent_dirs: AgentDirs) -> None:
     with pytest.raises(AgentError) as err:
         run(turns(s, "hi"))
     assert err.value.error_code == "claude_not_found"
+
+
+def test_file_edit_tools_follow_the_file_change_policy(agent_dirs: AgentDirs) -> None:
+    target = agent_dirs.workspace / "notes.md"
+
+    def script(n: int, body: dict[str, Any]) -> Reply:
+        if n == 1:
+            return anthropic_tool("Write", {"file_path": str(target), "content": "hello\n"})
+        return anthropic_text("done")
+
+    with MockServer(script) as mock:
+        policy = ApprovalPolicy(command="accept", file_change="decline")
+        (result,) = run(turns(session(agent_dirs, mock.port, approvals=policy), "write it"))
+    assert result.ok, result
+    assert not target.exists()
+    declined = [e for e in agent_dirs.events if e.event == "approval_declined"]
+    assert declined and declined[0].message and "Write" in declined[0].message

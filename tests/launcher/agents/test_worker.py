@@ -1,7 +1,7 @@
 """The SPEC 16.5 worker attempt driving the real codex against the mock model API.
 
-The workspace manager here is a small stand-in (the real one is another module's job): it
-creates the directory and records hook calls, which is all the worker may rely on.
+Real parts throughout: the workspace manager with real hook scripts, the Liquid prompt
+template, the codex binary; only the model API is a local stand-in.
 """
 
 from __future__ import annotations
@@ -16,45 +16,43 @@ from typing import Any
 
 import pytest
 
-from symphonyd.core.errors import WorkspaceError
+from symphonyd.core.config import HooksConfig
 from symphonyd.core.issue import Issue, build_issue
 from symphonyd.core.messages import RunEvent, RunOutcome
+from symphonyd.core.prompt_guard import guarded_issue_data
+from symphonyd.core.template import compile_prompt
 from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
 from symphonyd.launcher.agents.session import AgentSession, EventSink, Timeouts
 from symphonyd.launcher.worker import WorkerDeps, run_worker_attempt
+from symphonyd.launcher.workspace import WorkspaceManager
 from tests.launcher.agents.conftest import AgentDirs, codex_command
 from tests.launcher.agents.mock_models import MockServer, Reply, responses_text
 
 pytestmark = pytest.mark.agents
 
 
-@dataclass
-class Ws:
-    path: Path
-    key: str
-    created_now: bool
+HOOKS = HooksConfig(
+    before_run='echo "before_run $ISSUE_IDENTIFIER" >> ../hooks.log',
+    after_run='echo "after_run $ISSUE_IDENTIFIER" >> ../hooks.log',
+    timeout_ms=10_000,
+)
+TEMPLATE = compile_prompt(
+    "Work on {{ issue.identifier }}.\n{{ issue.description }}\nAttempt: {{ attempt }}"
+)
 
 
-@dataclass
-class RecordingWorkspaces:
-    root: Path
-    calls: list[str] = field(default_factory=list)
-    fail_before_run: bool = False
+class RecordingWorkspaces(WorkspaceManager):
+    """The real manager; ``calls`` reads back what its real hooks wrote."""
 
-    async def prepare(self, issue: Issue) -> Ws:
-        self.calls.append("prepare")
-        path = self.root / issue.identifier
-        created = not path.exists()
-        path.mkdir(parents=True, exist_ok=True)
-        return Ws(path, issue.identifier, created)
+    def __init__(self, root: Path, hooks: HooksConfig = HOOKS) -> None:
+        super().__init__(root, hooks)
 
-    def before_run(self, ws: Ws, issue: Issue) -> None:
-        self.calls.append("before_run")
-        if self.fail_before_run:
-            raise WorkspaceError("hook exited 1", code="before_run_failed")
-
-    async def after_run(self, ws: Ws, issue: Issue) -> None:
-        self.calls.append("after_run")
+    @property
+    def calls(self) -> list[str]:
+        log = self.root / "hooks.log"
+        lines = log.read_text().split("\n") if log.exists() else []
+        assert all(line.endswith(" ABC-1") for line in lines if line)  # env contract
+        return [line.split()[0] for line in lines if line]
 
 
 ISSUE = build_issue(
@@ -95,7 +93,7 @@ class Harness:
 
         return WorkerDeps(
             workspaces=self.workspaces,
-            render=lambda issue, attempt: f"Work on {issue.identifier}: {issue.description}",
+            render=lambda issue, attempt: TEMPLATE.render(guarded_issue_data(issue), attempt),
             open_session=open_session,
             refresh_issue=refresh,
             is_active=lambda issue: issue.state == "In Progress",
@@ -144,7 +142,9 @@ def test_continues_while_active_then_stops_when_issue_leaves(harness: Harness) -
         first_input = str(mock.requests[0]["body"]["input"])
         second_input = str(mock.requests[1]["body"]["input"])
     assert outcome == RunOutcome("succeeded")
-    assert harness.workspaces.calls == ["prepare", "before_run", "after_run"]
+    assert harness.workspaces.calls == ["before_run", "after_run"]
+    # str() of the request shows newlines escaped
+    assert r"<untrusted-description>\nTASK-BODY-7\n</untrusted-description>" in first_input
     names = harness.names()
     assert names.count("turn_completed") == 2 and "session_started" in names
     assert names[-1] == "run_finished" and harness.events[-1].outcome == outcome
@@ -176,10 +176,15 @@ def test_missing_issue_on_refresh_ends_normally(harness: Harness) -> None:
 
 
 def test_before_run_failure_aborts_without_agent(harness: Harness) -> None:
-    harness.workspaces.fail_before_run = True
+    failing = HooksConfig(
+        before_run='echo "before_run $ISSUE_IDENTIFIER" >> ../hooks.log; exit 3',
+        after_run=HOOKS.after_run,
+    )
+    harness.workspaces = RecordingWorkspaces(harness.dirs.root, failing)
     outcome = harness.run(harness.deps(states()))
-    assert outcome.status == "failed" and outcome.error_code == "before_run_failed"
-    assert harness.sessions == [] and harness.workspaces.calls == ["prepare", "before_run"]
+    assert outcome.status == "failed" and outcome.error_code
+    assert "before_run" in (outcome.error or "")
+    assert harness.sessions == [] and harness.workspaces.calls == ["before_run"]
     assert harness.names() == ["run_finished"]
 
 
