@@ -217,12 +217,27 @@ def _issue_head(v: IssueView) -> str:
     if v.hold is not None:
         facts.append(("Held", f"{esc(v.hold.kind)}: {esc(v.hold.reason)}"))
     dl = "".join(f"<dt>{esc(k)}</dt><dd>{val}</dd>" for k, val in facts)
+    ident = esc(v.issue_identifier)
+    buttons = []
+    if v.running is not None:
+        buttons.append(
+            f'<button class="danger" data-action="stop" data-identifier="{ident}">Stop</button>'
+        )
+    if v.hold is not None:
+        buttons.append(f'<button data-action="release" data-identifier="{ident}">Release</button>')
+    actions = (
+        '<section class="controls">'
+        + "".join(buttons)
+        + '<span id="action-result" class="muted" role="status"></span></section>'
+        if buttons
+        else ""
+    )
     events = [
         f"<tr><td>{when(e.at, now=now)}</td><td>{esc(e.event)}</td><td>{esc(e.message)}</td></tr>"
         for e in reversed(v.recent_events)
     ]
     return (
-        f"<h1>{esc(v.issue_identifier)}</h1><section><dl class='facts'>{dl}</dl></section>"
+        f"<h1>{ident}</h1>{actions}<section><dl class='facts'>{dl}</dl></section>"
         "<section><h2>Timeline</h2>"
         + table(["When", "Event", "Message"], events, "No events recorded yet.")
         + "</section>"

@@ -4,67 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from symphonyd.audit.reader import query
-from symphonyd.core import audit_events
 from symphonyd.core.errors import SymphonyError, ValidationError
-from symphonyd.core.messages import AUDIT_APPEND, AUDIT_VERIFY, AuditAppend, AuditQuery, Empty
+from symphonyd.core.messages import AUDIT_VERIFY, AuditQuery, Empty
 from symphonyd.runtime.ipc_client import IpcClient
-from tests.audit.daemon_proc import AuditDaemon
-from tests.dashboard.double import DispatcherDouble
-from tests.dashboard.harness import DashboardProcess, short_dir
-
-
-@dataclass
-class WithAudit:
-    audit: AuditDaemon
-    dashboard: DashboardProcess
-    audit_dir: Path
-
-    def control(self) -> dict[str, str]:
-        token = httpx.get(self.dashboard.base + "/api/v1/csrf").json()["token"]
-        return {"X-CSRF-Token": token, "Origin": self.dashboard.base}
-
-
-def _append(sock: Path) -> None:
-    async def send() -> None:
-        async with await IpcClient.connect(sock) as client:
-            await client.call(
-                AUDIT_APPEND,
-                AuditAppend(
-                    [
-                        audit_events.dispatch("id-1", "MT-1", "run-1", None),
-                        audit_events.dispatch("id-2", "MT-2", "run-2", None),
-                        audit_events.run_finished("id-2", "MT-2", "run-2", "failed",
-                                                  error_code="turn_failed"),
-                        audit_events.egress(False, "denied.test", 443, issue_id="id-1"),
-                        audit_events.run_finished("id-1", "MT-1", "run-1", "succeeded"),
-                    ]
-                ),
-            )  # fmt: skip
-
-    asyncio.run(asyncio.wait_for(send(), 30))
-
-
-@pytest.fixture
-def with_audit(tmp_path: Path) -> Iterator[WithAudit]:
-    audit_dir = tmp_path / "audit"
-    with short_dir() as d:
-        dash_sock = d / "dashboard.sock"
-        audit = AuditDaemon(audit_dir, d, extra=("--listen", f"dashboard={dash_sock}"))
-        with (
-            audit,
-            DispatcherDouble(d / "disp.sock"),
-            DashboardProcess(d / "disp.sock", dash_sock, d / "dash.log") as dashboard,
-        ):
-            _append(audit.sock("dispatcher"))
-            yield WithAudit(audit, dashboard, audit_dir)
+from tests.dashboard.conftest import WithAudit, append_records
 
 
 def test_records_filter_and_issue_page(with_audit: WithAudit) -> None:
@@ -114,7 +63,7 @@ def test_metrics_count_dispatches_failures_and_egress_denials(with_audit: WithAu
     assert "symphony_dispatches_total 2" in text
     assert 'symphony_run_failures_total{reason="turn_failed"} 1' in text
     assert "symphony_egress_denials_total 1" in text
-    _append(with_audit.audit.sock("dispatcher"))  # counted incrementally, not from scratch
+    append_records(with_audit.audit.sock("dispatcher"))  # counted incrementally, not from scratch
     text = httpx.get(with_audit.dashboard.base + "/metrics").text
     assert "symphony_dispatches_total 4" in text
 

@@ -16,7 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 from symphonyd.core.messages import StateSnapshot
-from tests.dashboard.conftest import Running
+from tests.dashboard.conftest import Running, WithAudit
 from tests.dashboard.double import running_row, snapshot
 from tests.dashboard.harness import REPO
 
@@ -115,3 +115,17 @@ def test_issue_page_renders_the_timeline(running: Running, browser: webdriver.Ch
     assert "TIMELINE" in text.upper() and "turn_completed" in text and "/var/lib/symphony" in text
     ARTIFACTS.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "dashboard-issue.png"))
+
+
+def test_audit_page_verifies_the_chain_from_the_ui(
+    with_audit: WithAudit, browser: webdriver.Chrome
+) -> None:
+    base = with_audit.dashboard.base
+    browser.get(base + "/audit?type=egress_deny")
+    assert "denied.test" in browser.find_element(By.TAG_NAME, "main").text
+    browser.find_element(By.CSS_SELECTOR, 'button[data-action="verify"]').click()
+    result = browser.find_element(By.ID, "action-result")
+    WebDriverWait(browser, 60).until(lambda _: "chain ok" in result.text)
+    assert result.text == "chain ok: 6 records"
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "dashboard-audit.png"))
