@@ -54,12 +54,18 @@ def _view(record: dict[str, Any]) -> AuditRecordView:
     )
 
 
-def _matches(record: dict[str, Any], q: AuditQuery) -> bool:
+def _comparable(ts: str) -> str:
+    # Stored stamps carry microseconds ("...:00.123456Z"); without them "...:00Z" would sort
+    # after every record of that second, since "." < "Z".
+    return ts[:-1] + ".000000Z" if ts.endswith("Z") and "." not in ts else ts
+
+
+def _matches(record: dict[str, Any], q: AuditQuery, since: str | None) -> bool:
     return (
         (q.issue_id is None or record.get("issue_id") == q.issue_id)
         and (q.issue_identifier is None or record.get("issue_identifier") == q.issue_identifier)
         and (q.type is None or record.get("type") == q.type)
-        and (q.since is None or record["ts"] >= q.since)
+        and (since is None or record["ts"] >= since)
     )
 
 
@@ -70,10 +76,11 @@ def query(directory: Path, q: AuditQuery) -> AuditRecords:
             f"limit must be between 1 and {AUDIT_QUERY_MAX_LIMIT}", code="invalid_params"
         )
     from_day = q.since[:10] if q.since else None
+    since = _comparable(q.since) if q.since else None
     newest: deque[dict[str, Any]] = deque(maxlen=q.limit)
     matched = 0
     for located in iter_records(Path(directory), from_day=from_day):
-        if located.record is not None and _matches(located.record, q):
+        if located.record is not None and _matches(located.record, q, since):
             newest.append(located.record)
             matched += 1
     return AuditRecords([_view(r) for r in reversed(newest)], truncated=matched > q.limit)

@@ -115,6 +115,12 @@ def _audit(out: _Out, counts: AuditCounts) -> None:
         "Agent connections refused by the egress policy.",
         by_type.get(audit_events.EGRESS_DENY, 0),
     )
+    out.one(
+        "symphony_audit_unreadable_lines",
+        "gauge",
+        "Audit lines that do not parse (run symphonyctl audit verify).",
+        counts.unreadable_lines,
+    )
     out.metric(
         "symphony_audit_records_total",
         "counter",

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from symphonyd.audit.reader import query
+from symphonyd.audit.store import AuditStore, Sender
 from symphonyd.core.errors import SymphonyError, ValidationError
 from symphonyd.core.messages import AUDIT_VERIFY, AuditQuery, Empty
 from symphonyd.runtime.ipc_client import IpcClient
@@ -82,3 +83,14 @@ def test_query_limit_is_bounded(tmp_path: Path) -> None:
     for limit in (0, 501):
         with pytest.raises(ValidationError):
             query(tmp_path, AuditQuery(limit=limit))
+
+
+def test_since_includes_records_within_the_named_second(tmp_path: Path) -> None:
+    store = AuditStore(
+        tmp_path, writer=Sender(uid=0, pid=1), clock=lambda: "2026-11-22T06:00:00.500000Z"
+    )
+    store.open()
+    store.close()
+    found = query(tmp_path, AuditQuery(since="2026-11-22T06:00:00Z"))
+    assert [r.type for r in found.records] == ["genesis"]
+    assert query(tmp_path, AuditQuery(since="2026-11-22T06:00:01Z")).records == []
