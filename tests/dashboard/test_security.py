@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -126,3 +127,32 @@ def test_a_proxy_name_is_accepted_only_when_configured() -> None:
     assert not guard.origin_ok("ftp://dash.example.test")
     assert not Guard(allowed_hosts(4000, "127.0.0.1")).origin_ok("https://dash.example.test")
     assert guard.token_ok(guard.token) and not guard.token_ok(guard.token[:-1])
+
+
+def _raw(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_garbage_on_the_wire_gets_4xx_and_the_daemon_keeps_serving(running: Running) -> None:
+    port = running.dashboard.port
+    host = f"Host: 127.0.0.1:{port}\r\n".encode()
+    for junk in (
+        b"\x00\xff\xfe garbage\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + host + b"X: " + b"a" * 100_000 + b"\r\n\r\n",
+        b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\n" + host + b"\r\n",
+        b"POST /api/v1/pause HTTP/1.1\r\n" + host + b"Content-Length: -5\r\n\r\n",
+        b"GET /issues/%ff%fe HTTP/1.1\r\n" + host + b"Connection: close\r\n\r\n",
+        b"GET /api/v1/%00 HTTP/1.1\r\n" + host + b"Connection: close\r\n\r\n",
+    ):
+        reply = _raw(port, junk)
+        status = reply.split(b" ", 2)[1] if reply.startswith(b"HTTP/") else b""
+        assert not status.startswith(b"5"), (junk[:40], reply[:200])
+    assert httpx.get(running.base + "/api/v1/state").status_code == 200
+    assert running.dashboard.proc is not None and running.dashboard.proc.poll() is None
+    assert running.dispatcher.calls == []
