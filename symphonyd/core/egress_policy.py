@@ -75,6 +75,9 @@ class EgressPolicy:
     # Optional, off by default: ports an allowed name may be reached on *without* the proxy,
     # through nftables elements filled from the resolver's answers (docs/sandbox.md caveats).
     direct_ports: frozenset[int] = frozenset()
+    # Host configuration only: (name, port) pairs the proxy connects to on 127.0.0.1, for a
+    # model server on this host (the quick start's demo endpoint, a local inference server).
+    local_services: frozenset[tuple[str, int]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,7 @@ def build_policy(
     ports: Iterable[int] = (),
     permitted_networks: Iterable[str] = (),
     direct_ports: Iterable[int] = (),
+    local_services: Iterable[str] = (),
 ) -> EgressPolicy:
     """Policy from config values: built-in names for the runtime plus the operator's list."""
     if mode not in MODES:
@@ -157,7 +161,36 @@ def build_policy(
             nets.append(ipaddress.ip_network(text, strict=True))
         except ValueError as exc:
             raise EgressPolicyError(f"permitted network {text!r} is not a network") from exc
-    return EgressPolicy(mode, allowed, denied, port_set, tuple(nets), direct_ports=direct)
+    local = frozenset(parse_local_service(text) for text in local_services)
+    return EgressPolicy(
+        mode, allowed, denied, port_set, tuple(nets), direct_ports=direct, local_services=local
+    )
+
+
+def parse_local_service(text: str) -> tuple[str, int]:
+    """``name:port`` (a DNS name, never an address) for :attr:`EgressPolicy.local_services`."""
+    name, sep, port_text = text.strip().rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise EgressPolicyError(f"local service {text!r} must be NAME:PORT")
+    if parse_ip_literal(name) is not None:
+        raise EgressPolicyError(f"local service {text!r} must be named, not an address")
+    return normalize_host(name), int(port_text)
+
+
+def decide_local(policy: EgressPolicy, raw_host: str, port: int) -> Decision | None:
+    """An allow for a configured local service, or None (the normal rules apply)."""
+    if policy.mode == "block" or not policy.local_services:
+        return None
+    try:
+        host = normalize_host(raw_host)
+    except EgressPolicyError:
+        return None
+    if (host, port) not in policy.local_services:
+        return None
+    for rule in policy.denied:
+        if rule.matches(host):
+            return Decision(False, "denied_domain", host, port, str(rule))
+    return Decision(True, "local_service", host, port)
 
 
 def _unique(rules: Iterable[HostRule]) -> tuple[HostRule, ...]:

@@ -27,6 +27,7 @@ from symphonyd.core.config_values import (
     opt_bool,
     opt_str,
     req_str,
+    str_list,
 )
 from symphonyd.core.errors import ConfigError
 
@@ -41,6 +42,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "paths": ("state_dir", "runtime_dir", "audit_dir", "workspace_root"),
     "dashboard": ("host", "port", "allow_remote_bind"),
     "tracker": ("credential",),
+    "sandbox": ("enabled", "local_services", "permitted_networks", "upstream_dns", "address_pool"),
 }
 
 
@@ -49,6 +51,19 @@ class DashboardBind:
     host: str = "127.0.0.1"
     port: int = 4000
     allow_remote_bind: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxHost:
+    """Sandbox settings only the host's operator may change (never WORKFLOW.md)."""
+
+    # Off means agents run unconfined: only for benchmarks or hosts without the kernel
+    # features; the launcher logs a warning on every run.
+    enabled: bool = True
+    local_services: tuple[str, ...] = ()  # NAME:PORT reached on 127.0.0.1 through the proxy
+    permitted_networks: tuple[str, ...] = ()  # private networks names may resolve into
+    upstream_dns: tuple[str, ...] = ()  # empty: the nameservers of /etc/resolv.conf
+    address_pool: str = "100.64.0.0/16"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +77,7 @@ class HostConfig:
     workspace_root: str | None = None
     dashboard: DashboardBind = field(default_factory=DashboardBind)
     tracker_credential: str = "tracker"
+    sandbox: SandboxHost = field(default_factory=SandboxHost)
 
 
 def parse_host_config(text: str) -> tuple[HostConfig, tuple[str, ...]]:
@@ -104,6 +120,7 @@ def parse_host_config(text: str) -> tuple[HostConfig, tuple[str, ...]]:
         ),
         dashboard=_dashboard(dash),
         tracker_credential=_credential(tracker),
+        sandbox=_sandbox(raw.get("sandbox", {})),
     )
     return config, tuple(warnings)
 
@@ -147,6 +164,25 @@ def _dashboard(raw: Mapping[str, Any]) -> DashboardBind:
             field="dashboard.host",
         )
     return DashboardBind(host=host, port=d.port if port is None else port, allow_remote_bind=allow)
+
+
+def _sandbox(raw: Mapping[str, Any]) -> SandboxHost:
+    d = SandboxHost()
+    pool = req_str(raw, "address_pool", "sandbox.address_pool", d.address_pool)
+    try:
+        ipaddress.IPv4Network(pool, strict=True)
+    except ValueError:
+        raise ConfigError(
+            f"sandbox.address_pool: {echo(pool)} is not an IPv4 network",
+            field="sandbox.address_pool",
+        ) from None
+    return SandboxHost(
+        enabled=opt_bool(raw, "enabled", "sandbox.enabled", d.enabled),
+        local_services=str_list(raw, "local_services", "sandbox.local_services") or (),
+        permitted_networks=str_list(raw, "permitted_networks", "sandbox.permitted_networks") or (),
+        upstream_dns=str_list(raw, "upstream_dns", "sandbox.upstream_dns") or (),
+        address_pool=pool,
+    )
 
 
 def _credential(raw: Mapping[str, Any]) -> str:

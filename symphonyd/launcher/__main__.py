@@ -17,6 +17,10 @@ from symphonyd.core.errors import SymphonyError
 from symphonyd.core.hostconfig import HostConfig
 from symphonyd.launcher.daemon import AuditQueue, TrackerClient, launcher_server
 from symphonyd.launcher.hooks import RunAs
+from symphonyd.launcher.sandbox.addresses import AddressPool
+from symphonyd.launcher.sandbox.dns import UpstreamResolver, system_upstreams
+from symphonyd.launcher.sandbox.sandbox import SandboxManager, audit_event
+from symphonyd.launcher.sandboxing import AgentSandboxes
 from symphonyd.launcher.service import LauncherDeps, LauncherService
 from symphonyd.runtime.activation import listen_fds
 from symphonyd.runtime.daemon import Daemon, run_daemon
@@ -53,6 +57,38 @@ def agent_identity() -> RunAs | None:
     return RunAs(entry.pw_uid, entry.pw_gid)
 
 
+def sandboxes_for(
+    host: HostConfig, run_as: RunAs | None, agent_home: Path, audit: AuditQueue
+) -> AgentSandboxes | None:
+    """The kernel sandbox, or None when the host config turns it off; never half of one."""
+    if not host.sandbox.enabled:
+        return None
+    if run_as is None:
+        raise SymphonyError(
+            f"the agent sandbox needs root and the {AGENT_USER} user; set [sandbox] "
+            "enabled = false in the host config only where agents may run unconfined",
+            code="invalid_config",
+        )
+    upstream = [(s, 53) for s in host.sandbox.upstream_dns] or system_upstreams()
+    manager = SandboxManager(
+        upstream=UpstreamResolver(upstream),
+        audit=lambda record: audit.put(audit_event(record)),
+        pool=AddressPool(host.sandbox.address_pool),
+    )
+    state = Path(host.state_dir)
+    # Everything of symphonyd an agent must not see; the shipped deny list adds the host's
+    # credential stores (policy/fs-deny.txt).
+    hidden = [
+        Path(host.audit_dir),
+        Path(host.runtime_dir),
+        Path("/etc/symphony"),
+        *(state / name for name in ("dispatcher", "tracker", "issues", "launcher")),
+    ]
+    return AgentSandboxes(
+        manager, host.sandbox, run_as=run_as, template_home=agent_home, hidden=hidden
+    )
+
+
 def build(
     args: argparse.Namespace, host: HostConfig
 ) -> tuple[LauncherService, AuditQueue, TrackerClient]:
@@ -71,6 +107,7 @@ def build(
         env=dict(os.environ),
         run_as=run_as,
         host=host,
+        sandboxes=sandboxes_for(host, run_as, agent_home, audit),
     )
     return LauncherService(deps), audit, tracker
 
@@ -98,10 +135,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             await server.start(socks[0])
         daemon.spawn(audit.run(), "audit-delivery")
+        if service.deps.sandboxes is not None:
+            await service.deps.sandboxes.start()
 
         async def stop() -> None:
             await server.close()
             await service.shutdown()
+            if service.deps.sandboxes is not None:
+                await service.deps.sandboxes.close()
             await audit.drain(10.0)
             await audit.close()
             await tracker.close()

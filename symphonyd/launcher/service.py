@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from asyncio.subprocess import Process
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +43,10 @@ from symphonyd.core.template import compile_prompt
 from symphonyd.core.tracker_kinds import state_rules
 from symphonyd.core.workflow import WorkflowDefinition
 from symphonyd.launcher.agents.factory import session_factory
+from symphonyd.launcher.agents.process import Spawner, local_spawn
 from symphonyd.launcher.agents.session import ApprovalPolicy, ToolInvocation, short, utc_now
 from symphonyd.launcher.hooks import RunAs
+from symphonyd.launcher.sandboxing import AgentSandbox, AgentSandboxes
 from symphonyd.launcher.worker import WorkerDeps, run_worker_attempt
 from symphonyd.launcher.workspace import WorkspaceManager
 
@@ -75,6 +78,8 @@ class LauncherDeps:
     approvals: ApprovalPolicy = field(default_factory=ApprovalPolicy)
     agent_env: Mapping[str, str] = field(default_factory=dict)  # model endpoint etc.
     host: HostConfig | None = None  # its workspace root wins over the workflow's
+    # None only when the host config turns the sandbox off (benchmarks, unsupported hosts).
+    sandboxes: AgentSandboxes | None = None
 
 
 @dataclass
@@ -85,6 +90,7 @@ class _Run:
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None
     cleanup_on_stop: bool = False
+    sandbox: AgentSandbox | None = None
 
 
 def bind_config(
@@ -184,7 +190,7 @@ class LauncherService:
 
     async def _execute(self, run: _Run) -> None:
         try:
-            await self._attempt(run)
+            await self._attempt_in_sandbox(run)
         except asyncio.CancelledError:
             if run.info.outcome is None:
                 self._record_outcome(run, RunOutcome("cancelled", "turn_cancelled", "run stopped"))
@@ -196,6 +202,30 @@ class LauncherService:
         except Exception as exc:  # a bug must end this run, never the launcher
             log.exception("run %s crashed", run.info.run_id)
             self._finish(run, RunOutcome("failed", "internal_error", short(str(exc), 300)))
+
+    async def _attempt_in_sandbox(self, run: _Run) -> None:
+        try:
+            await self._attempt(run)
+        finally:
+            if run.sandbox is not None:
+                sandbox, run.sandbox = run.sandbox, None
+                await asyncio.shield(sandbox.close())
+
+    def _spawner(self, run: _Run, config: ServiceConfig) -> Spawner:
+        sandboxes = self.deps.sandboxes
+        if sandboxes is None:
+            log.warning(
+                "run %s starts WITHOUT a sandbox (sandbox.enabled = false)", run.info.run_id
+            )
+            return local_spawn
+
+        async def spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> Process:
+            # Built here, once the workspace exists; nothing runs unless this succeeds.
+            if run.sandbox is None:
+                run.sandbox = await sandboxes.open(run.info.run_id, cwd, config)
+            return await run.sandbox.spawn(argv, cwd, env)
+
+        return spawn
 
     async def _attempt(self, run: _Run) -> None:
         config = bind_config(run.workflow, self.deps.env, self.deps.host)
@@ -227,6 +257,8 @@ class LauncherService:
             tools=tools,
             tool_executor=call_tool,
             approvals=self.deps.approvals,
+            spawner=self._spawner(run, config),
+            sandboxed=self.deps.sandboxes is not None,
         )
 
         async def refresh(issue_id: str) -> Issue | None:

@@ -181,3 +181,16 @@ def test_oversized_and_binary_files_are_refused(tmp_path: Path) -> None:
     binary.write_bytes(b"log_level = \xff\n")
     with pytest.raises(ConfigError, match="UTF-8"):
         load_host_config(binary)
+
+
+def test_sandbox_section_is_host_only_and_validated() -> None:
+    from symphonyd.core.hostconfig import parse_host_config
+
+    config, warnings = parse_host_config(
+        '[sandbox]\nlocal_services = ["demo.local:18080"]\naddress_pool = "10.77.0.0/16"\n'
+    )
+    assert config.sandbox.enabled and config.sandbox.local_services == ("demo.local:18080",)
+    assert config.sandbox.address_pool == "10.77.0.0/16" and warnings == ()
+    for bad in ('address_pool = "nope"', "enabled = 3", "local_services = 1"):
+        with pytest.raises(ConfigError):
+            parse_host_config(f"[sandbox]\n{bad}\n")

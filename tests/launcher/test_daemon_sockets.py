@@ -112,6 +112,8 @@ def test_dispatcher_drives_a_run_over_sockets_and_everything_is_audited(tmp_path
     host_config.write_text(
         f'[paths]\nstate_dir = "{tmp_path}"\nruntime_dir = "{run_dir}"\n'
         f'workspace_root = "{ws_root}"\n'
+        # This test is about the launcher's IPC; the sandboxed path has its own tests.
+        "[sandbox]\nenabled = false\n"
     )
     issue = build_issue(
         id="i-7",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -25,14 +26,38 @@ pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 
 
+def second_manager(
+    launcher: Launcher, prefix: str
+) -> tuple[SandboxManager, list[dict[str, object]]]:
+    """Another manager on the session's firewall, with its own small pool and audit list."""
+    audit: list[dict[str, object]] = []
+    manager = SandboxManager(
+        upstream=UpstreamResolver([UPSTREAM]),
+        audit=audit.append,
+        pool=AddressPool(prefix),
+        firewall=launcher.manager.firewall,
+    )
+    return manager, audit
+
+
 def links() -> str:
     return sh("ip", "-o", "link").stdout
 
 
-def test_broken_nftables_means_no_agent_process(launcher: Launcher, world: World):
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        ("delete", "table", "inet", "symphonyd"),  # someone removed the firewall
+        ("flush", "chain", "inet", "symphonyd", "input"),  # the table is there but empty
+    ],
+    ids=["table_deleted", "drop_rules_flushed"],
+)
+def test_broken_nftables_means_no_agent_process(
+    launcher: Launcher, world: World, breakage: tuple[str, ...]
+):
     marker = world.workspace / "agent-started"
     marker.unlink(missing_ok=True)
-    sh("nft", "delete", "table", "inet", "symphonyd")  # someone broke the firewall
+    sh("nft", *breakage)
     try:
         with pytest.raises(SandboxError) as info:
             launcher.loop.run(
@@ -58,13 +83,7 @@ def test_broken_nftables_means_no_agent_process(launcher: Launcher, world: World
 
 
 def test_exhausted_pool_is_a_typed_failure(launcher: Launcher, world: World):
-    audit: list[dict[str, object]] = []
-    manager = SandboxManager(
-        upstream=UpstreamResolver([UPSTREAM]),
-        audit=audit.append,
-        pool=AddressPool("100.127.8.0/30"),
-        firewall=launcher.manager.firewall,
-    )
+    manager, audit = second_manager(launcher, "100.127.8.0/30")
     first = launcher.loop.run(manager.setup("only", agent_policy()))
     try:
         with pytest.raises(SandboxError) as info:
@@ -191,3 +210,36 @@ def test_spawn_uses_the_agent_namespace(launcher: Launcher, world: World):
         assert os.fstat(handle.netns.fd).st_ino != os.stat("/proc/self/ns/net").st_ino
     finally:
         launcher.teardown(handle)
+
+
+IP_FREEBIND = 15
+
+
+@pytest.mark.parametrize(
+    ("kind", "port", "code"),
+    [
+        (socket.SOCK_DGRAM, 53, "sandbox_dns_failed"),
+        (socket.SOCK_STREAM, 3128, "sandbox_proxy_failed"),
+    ],
+)
+def test_listener_failure_is_typed_and_leaves_nothing(
+    launcher: Launcher, world: World, kind: int, port: int, code: str
+):
+    # The next sandbox of this pool gets 100.127.16.1; squat its port before it exists.
+    manager, audit = second_manager(launcher, "100.127.16.0/30")
+    squatter = socket.socket(socket.AF_INET, kind)
+    squatter.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+    squatter.bind(("100.127.16.1", port))
+    if kind == socket.SOCK_STREAM:
+        squatter.listen()
+    try:
+        with pytest.raises(SandboxError) as info:
+            launcher.loop.run(manager.setup("agent-squat", agent_policy()))
+        assert info.value.error_code == code
+    finally:
+        squatter.close()
+    assert audit[-1]["type"] == "sandbox_failed"
+    assert audit[-1]["code"] == code
+    assert "symv" not in links()
+    assert not any(e[0] == "symv0" for e in launcher.manager.firewall.elements("agent_in"))
+    assert manager.pool.in_use() == 0

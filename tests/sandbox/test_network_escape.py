@@ -6,6 +6,7 @@ and proxy, and a fake internet in its own namespace (conftest.py). Nothing here 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator
 from typing import Any
 
@@ -44,8 +45,13 @@ def probe(launcher: Launcher, agent: SandboxHandle, world: World, *args: str) ->
     return run_probe(launcher, agent, world, *args)
 
 
-def test_agent_identity_is_unprivileged(launcher: Launcher, agent: SandboxHandle, world: World):
+def test_agent_identity_is_unprivileged(
+    launcher: Launcher, agent: SandboxHandle, world: World, monkeypatch: pytest.MonkeyPatch
+):
+    # A canary credential in the launcher's own environment must not reach the agent.
+    monkeypatch.setenv("LINEAR_API_KEY", "canary-lin-0123456789")
     r = probe(launcher, agent, world, "identity")
+    assert "canary-lin-0123456789" not in json.dumps(r)
     assert (r["uid"], r["gid"], r["groups"]) == (AGENT_UID, AGENT_UID, [])
     assert r["caps"]["CapEff"] == r["caps"]["CapBnd"] == r["caps"]["CapPrm"] == "0000000000000000"
     assert r["no_new_privs"] == "1"

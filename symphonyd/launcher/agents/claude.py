@@ -19,7 +19,13 @@ from typing import Any
 
 from symphonyd.core.messages import TokenTotals
 from symphonyd.launcher.agents.codex_protocol import as_dict, as_str
-from symphonyd.launcher.agents.process import AgentProcess, check_workspace_cwd, shell_join
+from symphonyd.launcher.agents.process import (
+    AgentProcess,
+    Spawner,
+    check_workspace_cwd,
+    local_spawn,
+    shell_join,
+)
 from symphonyd.launcher.agents.session import (
     AgentError,
     AgentEvent,
@@ -100,7 +106,9 @@ class ClaudeSession(AgentSession):
         *,
         workspace_root: Path | None = None,
         on_event: EventSink | None = None,
+        spawner: Spawner = local_spawn,
     ) -> None:
+        self._spawner = spawner
         self._workspace = workspace
         self._root = workspace_root
         self._config = config
@@ -136,7 +144,9 @@ class ClaudeSession(AgentSession):
 
     async def start(self) -> None:
         cwd = check_workspace_cwd(self._workspace, self._root)
-        self._proc = AgentProcess(self._config.shell_command(), cwd, self._env)
+        self._proc = AgentProcess(
+            self._config.shell_command(), cwd, self._env, spawner=self._spawner
+        )
         await self._proc.spawn()
         # claude prints nothing until the first user line, so a quick exit is the only startup
         # failure visible here (127: the command is missing).

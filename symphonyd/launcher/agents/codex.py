@@ -19,7 +19,12 @@ from typing import Any
 from symphonyd import __version__
 from symphonyd.core.messages import TokenTotals, ToolResult, ToolSpec
 from symphonyd.launcher.agents import codex_protocol as cp
-from symphonyd.launcher.agents.process import AgentProcess, check_workspace_cwd
+from symphonyd.launcher.agents.process import (
+    AgentProcess,
+    Spawner,
+    check_workspace_cwd,
+    local_spawn,
+)
 from symphonyd.launcher.agents.session import (
     AgentError,
     AgentEvent,
@@ -67,7 +72,9 @@ class CodexSession(AgentSession):
         tools: Sequence[ToolSpec] = (),
         tool_executor: ToolExecutor | None = None,
         on_event: EventSink | None = None,
+        spawner: Spawner = local_spawn,
     ) -> None:
+        self._spawner = spawner
         self._workspace = workspace
         self._root = workspace_root
         self._config = config
@@ -124,7 +131,9 @@ class CodexSession(AgentSession):
     async def start(self) -> None:
         cwd = check_workspace_cwd(self._workspace, self._root)
         self._cwd = str(cwd)
-        self._proc = AgentProcess(self._config.command, cwd, self._env, self._config.max_line)
+        self._proc = AgentProcess(
+            self._config.command, cwd, self._env, self._config.max_line, spawner=self._spawner
+        )
         await self._proc.spawn()
         self._reader = asyncio.create_task(self._read_loop())
         try:

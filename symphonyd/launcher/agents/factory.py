@@ -14,7 +14,7 @@ from symphonyd.core.issue import Issue
 from symphonyd.core.messages import ToolCall, ToolResult, ToolSpec
 from symphonyd.launcher.agents.claude import ClaudeConfig, ClaudeSession
 from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
-from symphonyd.launcher.agents.process import build_env
+from symphonyd.launcher.agents.process import Spawner, build_env, local_spawn
 from symphonyd.launcher.agents.session import (
     AgentSession,
     ApprovalPolicy,
@@ -25,6 +25,9 @@ from symphonyd.launcher.agents.session import (
 )
 
 SessionFactory = Callable[[Path, EventSink], AgentSession]
+# Inside the launcher's kernel sandbox Codex must not try to build its own (it would need user
+# namespaces the sandbox denies); the kernel enforces files and network (seed 001's SRT setup).
+EXTERNAL_SANDBOX_POLICY = {"type": "externalSandbox", "networkAccess": "enabled"}
 
 
 def session_factory(
@@ -36,8 +39,13 @@ def session_factory(
     tools: Sequence[ToolSpec] = (),
     tool_executor: ToolExecutor | None = None,
     approvals: ApprovalPolicy | None = None,
+    spawner: Spawner = local_spawn,
+    sandboxed: bool = False,
 ) -> SessionFactory:
-    """A factory the worker calls with the prepared workspace path."""
+    """A factory the worker calls with the prepared workspace path.
+
+    ``spawner`` starts the agent process (inside the run's sandbox when ``sandboxed``).
+    """
     policy = approvals or ApprovalPolicy()
     root = Path(config.workspace.root)
     extra = dict(env_extra or {})
@@ -52,7 +60,9 @@ def session_factory(
 
         def open_claude(workspace: Path, sink: EventSink) -> AgentSession:
             env = build_env(home=agent_home, tmpdir=tmpdir, extra=extra)
-            return ClaudeSession(workspace, claude, env, workspace_root=root, on_event=sink)
+            return ClaudeSession(
+                workspace, claude, env, workspace_root=root, on_event=sink, spawner=spawner
+            )
 
         return open_claude
 
@@ -61,7 +71,11 @@ def session_factory(
         command=x.command,
         approval_policy=x.approval_policy,
         thread_sandbox=x.thread_sandbox,
-        turn_sandbox_policy=x.turn_sandbox_policy,
+        turn_sandbox_policy=(
+            EXTERNAL_SANDBOX_POLICY
+            if sandboxed and x.turn_sandbox_policy is None
+            else x.turn_sandbox_policy
+        ),
         timeouts=Timeouts.from_ms(x.read_timeout_ms, x.turn_timeout_ms, x.stall_timeout_ms),
         approvals=policy,
     )
@@ -77,6 +91,7 @@ def session_factory(
             tools=tools,
             tool_executor=tool_executor,
             on_event=sink,
+            spawner=spawner,
         )
 
     return open_codex

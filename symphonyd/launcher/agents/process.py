@@ -13,7 +13,7 @@ import os
 import shlex
 import signal
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,27 @@ def check_workspace_cwd(workspace: Path, root: Path | None) -> Path:
     return real
 
 
+# Starts ``argv`` with piped stdio in its own session: plainly by default, inside the run's
+# kernel sandbox when the launcher supplies one (symphonyd.launcher.sandboxing).
+Spawner = Callable[[list[str], Path, dict[str, str]], Awaitable[asyncio.subprocess.Process]]
+PIPE_LIMIT = 256 * 1024  # pipe buffering, not a line cap: lines are split by us
+
+
+async def local_spawn(
+    argv: list[str], cwd: Path, env: dict[str, str]
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=str(cwd),
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,  # its own process group, so stop() reaches grandchildren
+        limit=PIPE_LIMIT,
+    )
+
+
 @dataclass
 class AgentProcess:
     """A ``bash -lc <command>`` child with a JSON-lines stdout and a ring-buffered stderr."""
@@ -92,6 +113,7 @@ class AgentProcess:
     cwd: Path
     env: dict[str, str]
     max_line: int = 10 * 1024 * 1024
+    spawner: Spawner = local_spawn
     stats: StreamStats = field(default_factory=StreamStats)
     stderr: StderrRing = field(default_factory=StderrRing)
     last_activity: float = field(default_factory=time.monotonic)
@@ -105,18 +127,7 @@ class AgentProcess:
         if os.path.realpath(self.cwd) != str(self.cwd):
             raise AgentError(f"cwd {self.cwd} is not canonical", code="invalid_workspace_cwd")
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                "bash",
-                "-lc",
-                self.command,
-                cwd=str(self.cwd),
-                env=self.env,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # its own process group, so stop() reaches grandchildren
-                limit=256 * 1024,  # pipe buffering, not a line cap: lines are split by us
-            )
+            self._proc = await self.spawner(["bash", "-lc", self.command], self.cwd, self.env)
         except OSError as exc:
             raise AgentError(f"cannot start bash: {exc.strerror}", code="port_exit") from None
         assert self._proc.stdout is not None and self._proc.stderr is not None

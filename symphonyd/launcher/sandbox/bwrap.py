@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,31 @@ def sandbox_environment(handle: SandboxHandle, extra: Mapping[str, str]) -> dict
     env.update(extra)
     env.update(handle.environment())
     return env
+
+
+def hook_wrapper(handle: SandboxHandle, view: FsView) -> Callable[[list[str]], list[str]]:
+    """A ``HookRunner`` command wrapper: the hook runs in this sandbox, as the agent user.
+
+    The runner pins the hook's environment with ``env -i -- K=V ... <shell>``; the proxy
+    variables are added inside that, so the hook sees them and nothing of the launcher's.
+    Use it with ``run_as=None`` (setpriv drops privileges inside) and ``home="/tmp"``.
+    """
+    resolv = write_resolv_conf(handle)
+    proxy_env = [f"{k}={v}" for k, v in handle.environment().items()]
+
+    def wrap(inner: list[str]) -> list[str]:
+        if inner[1:3] == ["-i", "--"] and inner[0].endswith("/env"):
+            command = [*inner[:3], *proxy_env, *inner[3:]]
+        else:
+            command = ["/usr/bin/env", *proxy_env, *inner]
+        return [
+            "nsenter",
+            f"--net={handle.netns_path}",
+            "--",
+            *bwrap_argv(view, command, resolv, view.workspace),
+        ]
+
+    return wrap
 
 
 async def spawn(

@@ -14,12 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from symphonyd.launcher.git_protect import scan_git_metadata
 from symphonyd.launcher.sandbox.errors import FS_FAILED, SandboxError
 from symphonyd.launcher.sandbox.policy_files import fs_deny_entries
-
-# Git metadata an agent could use to run code as whoever next runs git there, or to redirect
-# pushes: .git/config (core.hooksPath, remotes), hooks, packed-refs, per-worktree config.
-GIT_READONLY = ("config", "config.worktree", "hooks", "info", "packed-refs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +84,13 @@ def build_fs_view(
     for d in list(dirs):
         if any(other in d.parents for other in dirs):
             del dirs[d]
-    git = ws / ".git"
-    readonly = tuple(git / name for name in GIT_READONLY if git.is_dir() and (git / name).exists())
-    return FsView(ws, root, tuple(dirs), tuple(files), readonly, uid, gid)
+    # Git metadata that would let the agent run code as whoever next runs git there
+    # (docs/design/0604): found by the workspace's scanner, mounted read-only.
+    scan = scan_git_metadata(ws)
+    if scan.symlinked:
+        raise SandboxError(
+            "git metadata in the workspace is a symlink and cannot be protected",
+            code=FS_FAILED,
+            paths=[str(p) for p in scan.symlinked[:5]],
+        )
+    return FsView(ws, root, tuple(dirs), tuple(files), tuple(scan.protected), uid, gid)

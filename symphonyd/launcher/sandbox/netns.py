@@ -78,6 +78,15 @@ def _write_sysctl(path: str, value: str) -> None:
         f.write(value)
 
 
+def _disable_ipv6(conf: str) -> None:
+    """IPv6 off for ``conf``; a kernel booted without IPv6 has nothing to disable."""
+    try:
+        _write_sysctl(f"/proc/sys/net/ipv6/conf/{conf}/disable_ipv6", "1")
+    except FileNotFoundError:
+        if os.path.exists("/proc/sys/net/ipv6"):
+            raise
+
+
 def create_netns(lease: Lease) -> AgentNetns:
     """A configured namespace: ``lo`` up, IPv6 off, ``eth0`` = agent end of the /30."""
 
@@ -102,7 +111,7 @@ def create_netns(lease: Lease) -> AgentNetns:
         fd = _in_thread(build)
         try:
             # /proc/sys/net follows the calling thread's namespace: this one is the host's.
-            _write_sysctl(f"/proc/sys/net/ipv6/conf/{lease.host_ifname}/disable_ipv6", "1")
+            _disable_ipv6(lease.host_ifname)
             with IPRoute() as host:
                 (peer,) = host.link_lookup(ifname=lease.host_ifname)
                 host.link("set", index=peer, state="up")
@@ -120,7 +129,7 @@ def create_netns(lease: Lease) -> AgentNetns:
 def _configure(host: IPRoute, host_fd: int, lease: Lease) -> None:
     # IPv6 off before any interface exists, so eth0 never gets a link-local v6 address.
     for conf in ("all", "default"):
-        _write_sysctl(f"/proc/sys/net/ipv6/conf/{conf}/disable_ipv6", "1")
+        _disable_ipv6(conf)
     with IPRoute() as inner:
         (lo,) = inner.link_lookup(ifname="lo")
         inner.link("set", index=lo, state="up")

@@ -30,6 +30,7 @@ from symphonyd.launcher.sandbox.errors import NFT_FAILED, SandboxError
 TABLE = "symphonyd"
 FAMILY = "inet"
 DNS_PORT = 53
+DROP_RULES = ("agent_input_drop", "agent_forward_drop", "agent_forward_in_drop")
 
 
 def ruleset() -> str:
@@ -148,6 +149,11 @@ class Firewall:
 
     def elements(self, set_name: str) -> list[list[Any]]:
         return self._elements(set_name)
+
+    def verify(self) -> None:
+        """The drop rules are in place (someone may have flushed a chain since the load)."""
+        for comment in DROP_RULES:
+            self.counter(comment)
 
     def counter(self, comment: str) -> int:
         """Packets counted by the drop rule with this comment (for tests and metrics)."""

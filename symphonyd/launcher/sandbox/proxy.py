@@ -19,13 +19,20 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from symphonyd.core.egress_policy import EgressPolicy, decide, pick_address, sni_matches
+from symphonyd.core.egress_policy import (
+    EgressPolicy,
+    decide,
+    decide_local,
+    pick_address,
+    sni_matches,
+)
 from symphonyd.core.tls_sni import MAX_HELLO, SniStatus, parse_client_hello
 from symphonyd.launcher.sandbox.dns import UpstreamError, UpstreamResolver
 from symphonyd.launcher.sandbox.errors import PROXY_FAILED, SandboxError
 
 AuditSink = Callable[[dict[str, Any]], None]
 MAX_HEAD = 16 * 1024
+LOOPBACK = "127.0.0.1"
 HEAD_TIMEOUT = 10.0
 HELLO_TIMEOUT = 10.0
 IDLE_TIMEOUT = 600.0
@@ -77,6 +84,13 @@ class EgressProxy:
         except OSError as exc:
             raise SandboxError(f"egress proxy could not listen: {exc}", code=PROXY_FAILED) from exc
 
+    @property
+    def bound_port(self) -> int:
+        """The listening port (differs from ``port`` only when asked for port 0)."""
+        if self._server is None or not self._server.sockets:
+            return self.port
+        return int(self._server.sockets[0].getsockname()[1])
+
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -108,9 +122,12 @@ class EgressProxy:
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             await _reply(writer, 400, "bad_request")
             return
-        lines = head.decode("latin-1").split("\r\n")
+        text = head.decode("latin-1")
+        lines = text.split("\r\n")
         parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        # Bare CR or LF inside the head would let a second Host header past our rewrite.
+        bare = text.count("\n") != text.count("\r\n") or text.count("\r") != text.count("\r\n")
+        if bare or len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             await _reply(writer, 400, "bad_request")
             return
         method, target, _version = parts
@@ -131,14 +148,26 @@ class EgressProxy:
             return
         self._record("egress_allow", **fields)
         try:
+            down: asyncio.Task[None] | None = None
             if method == "CONNECT":
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 await writer.drain()
-                first = await self._first_bytes(reader, host, port, fields)
+                if port not in self.policy.tls_ports:
+                    # Server-speaks-first protocols (ssh) need the reply path open while we
+                    # wait for the client's first bytes.
+                    down = asyncio.get_running_loop().create_task(_copy(up_reader, writer))
+                try:
+                    first = await self._first_bytes(reader, host, port, fields)
+                except BaseException:
+                    if down is not None:
+                        down.cancel()
+                    raise
             else:
                 first = _origin_request(method, path, fields["host"], port, lines[1:])
             up_writer.write(first)
-            await _pump(reader, writer, up_reader, up_writer)
+            if down is None:
+                down = asyncio.get_running_loop().create_task(_copy(up_reader, writer))
+            await asyncio.gather(_copy(reader, up_writer), down)
         except _Deny as deny:
             self._record("egress_deny", **fields, reason=deny.reason)
         finally:
@@ -146,6 +175,15 @@ class EgressProxy:
             writer.close()
 
     async def _admit(self, host: str, port: int, fields: dict[str, Any]) -> str:
+        local = decide_local(self.policy, host, port)
+        if local is not None:
+            fields["host"] = local.host
+            if not local.allowed:
+                raise _Deny(local.reason)
+            # Explicitly configured on the host: the only way an agent reaches loopback.
+            fields["rule"] = "local_service"
+            fields["address"] = LOOPBACK
+            return LOOPBACK
         decision = decide(self.policy, host, port)
         fields["host"] = decision.host
         if decision.rule:
@@ -179,7 +217,7 @@ class EgressProxy:
         must_be_tls = port in self.policy.tls_ports
         data = b""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + HELLO_TIMEOUT
+        deadline = loop.time() + (HELLO_TIMEOUT if must_be_tls else IDLE_TIMEOUT)
         while True:
             remaining = deadline - loop.time()
             try:
@@ -211,7 +249,8 @@ def _target(method: str, target: str) -> tuple[str, int, str]:
         path = ""
     else:
         url = urlsplit(target)
-        if url.scheme != "http" or not url.hostname:
+        # userinfo ("http://allowed@other/") only serves to confuse whoever reads the URL
+        if url.scheme != "http" or not url.hostname or "@" in url.netloc:
             raise ValueError(target)
         host = url.hostname
         port = url.port or 80
@@ -261,12 +300,3 @@ async def _copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, RuntimeError):
             if dst.can_write_eof():
                 dst.write_eof()
-
-
-async def _pump(
-    client_r: asyncio.StreamReader,
-    client_w: asyncio.StreamWriter,
-    up_r: asyncio.StreamReader,
-    up_w: asyncio.StreamWriter,
-) -> None:
-    await asyncio.gather(_copy(client_r, up_w), _copy(up_r, client_w))

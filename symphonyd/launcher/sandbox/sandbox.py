@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from symphonyd.core.egress_policy import EgressPolicy
+from symphonyd.core.messages import AuditEventIn
 from symphonyd.launcher.sandbox import netns as netns_mod
 from symphonyd.launcher.sandbox import procs
 from symphonyd.launcher.sandbox.addresses import AddressPool, Lease
@@ -29,6 +30,14 @@ from symphonyd.launcher.sandbox.nft import DirectElement, Firewall
 from symphonyd.launcher.sandbox.proxy import EgressProxy
 
 AuditSink = Callable[[dict[str, Any]], None]
+
+
+def audit_event(record: dict[str, Any]) -> AuditEventIn:
+    """A sandbox record (``{"type": ..., ...}``) as the audit writer's IPC record."""
+    payload = {k: v for k, v in record.items() if k != "type"}
+    return AuditEventIn(type=str(record["type"]), payload=payload)
+
+
 PROXY_PORT = 3128
 # Per-sandbox files the launcher bind-mounts into the agent's view (its resolv.conf).
 RUN_DIR = Path("/run/symphony-sandbox")
@@ -117,6 +126,7 @@ class SandboxManager:
             # Open the agent's two holes only after its interface is covered by the drop rules.
             await asyncio.to_thread(self.firewall.add_agent, lease, self.proxy_port)
             rules = True
+            await asyncio.to_thread(self.firewall.verify)
             resolver = AgentResolver(
                 agent_id,
                 str(lease.host_ip),
