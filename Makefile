@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml $(wildcard packaging/vendor/*.whl)
 	$(VPY) -m pip install -q --disable-pip-version-check --no-deps packaging/vendor/*.whl
 	$(VPY) -m pip install -q --disable-pip-version-check \
 	    "pytest>=8" "pytest-subprocess>=1.5" "hypothesis>=6.100" \
-	    "ruff==0.8.6" "mypy==1.13.0" types-PyYAML
+	    "ruff==0.8.6" "mypy==1.13.0" types-PyYAML "schemathesis==4.32.5"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -23,6 +23,7 @@ from typing import Any
 from symphonyd import __version__
 from symphonyd.audit.commit import GroupCommitter
 from symphonyd.audit.config import AuditConfig, load_secrets
+from symphonyd.audit.reader import DASHBOARD_SOCKET, AuditReader, register_reader
 from symphonyd.audit.service import AuditService
 from symphonyd.audit.store import AuditStore, Sender
 from symphonyd.core.errors import ConfigError
@@ -70,7 +71,11 @@ def _socket_owner(sock: socket.socket, name: str) -> int:
 
 
 def _server(
-    name: str, uids: frozenset[int], service: AuditService, committer: GroupCommitter
+    name: str,
+    uids: frozenset[int],
+    service: AuditService,
+    committer: GroupCommitter,
+    reader: AuditReader | None = None,
 ) -> IpcServer:
     server = IpcServer(f"audit-{name}", allowed_uids=uids, allow_root=0 in uids)
 
@@ -93,6 +98,8 @@ def _server(
     server.handle(AUDIT_APPEND, append)
     server.handle(AUDIT_HEAD, head)
     server.handle(HEALTH, healthz)
+    if name == DASHBOARD_SOCKET and reader is not None:
+        register_reader(server, reader)
     return server
 
 
@@ -106,15 +113,17 @@ async def serve(config: AuditConfig) -> int:
     for record in written:
         log_event(log, "audit_" + record["type"], seq=record["seq"], **_recovery(record))
     service = AuditService(committer, redactor, max_record_bytes=config.max_record_bytes)
+    reader = AuditReader(config.directory)
     servers: list[IpcServer] = []
     try:
         for name, socks in listen_fds().items():
             for sock in socks:
-                server = _server(name, frozenset({_socket_owner(sock, name)}), service, committer)
+                owner = frozenset({_socket_owner(sock, name)})
+                server = _server(name, owner, service, committer, reader)
                 await server.start(sock)
                 servers.append(server)
         for name, path in config.listen.items():
-            server = _server(name, config.allow_uids, service, committer)
+            server = _server(name, config.allow_uids, service, committer, reader)
             await server.start_path(path)
             servers.append(server)
         if not servers:

@@ -233,6 +233,11 @@ HEALTH = method("health", Empty, Health, "Liveness and version of the serving da
 # code is a SPEC 11.4 category (tracker_request, tracker_status, tracker_response, ...).
 
 
+# A board of 10 000 issues is several MiB of JSON: clients of tracker.fetch_* must read
+# replies up to this size (IpcClient.connect(..., max_frame=TRACKER_MAX_FRAME)).
+TRACKER_MAX_FRAME = 64 << 20
+
+
 @dataclass(frozen=True)
 class FetchByStates:
     states: list[str]
@@ -758,3 +763,62 @@ class AuditHead:
 
 AUDIT_APPEND = method("audit.append", AuditAppend, AuditAck, "Append records durably.")
 AUDIT_HEAD = method("audit.head", Empty, AuditHead, "Sequence number and hash of the chain head.")
+
+
+# Read side, served on the dashboard's socket only (symphonyd/audit/reader.py): bounded
+# queries for display and an on-demand chain verification. Nothing here can write.
+AUDIT_QUERY_MAX_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Newest matching records first; every filter is optional and they combine with AND."""
+
+    issue_id: str | None = None
+    issue_identifier: str | None = None
+    type: str | None = None
+    since: str | None = None  # RFC 3339 UTC timestamp; records at or after it
+    limit: int = 100  # 1..AUDIT_QUERY_MAX_LIMIT
+
+
+@dataclass(frozen=True)
+class AuditRecordView:
+    seq: int
+    ts: str
+    type: str
+    sender: dict[str, Any]
+    issue_id: str | None
+    issue_identifier: str | None
+    session_id: str | None
+    payload: dict[str, Any]
+    record_hash: str
+
+
+@dataclass(frozen=True)
+class AuditRecords:
+    records: list[AuditRecordView]
+    truncated: bool  # more records matched than ``limit``
+
+
+@dataclass(frozen=True)
+class AuditVerifyResult:
+    ok: bool
+    records: int
+    files: int
+    head_seq: int | None
+    broken_at: str | None  # "<day file>:<line>" of the first record that does not fit
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class AuditCounts:
+    """Totals over the whole log, for /metrics: records by type, failed runs by error code."""
+
+    by_type: dict[str, int]
+    failures_by_reason: dict[str, int]
+    unreadable_lines: int
+
+
+AUDIT_QUERY = method("audit.query", AuditQuery, AuditRecords, "Read records back, newest first.")
+AUDIT_VERIFY = method("audit.verify", Empty, AuditVerifyResult, "Verify the whole hash chain.")
+AUDIT_COUNTS = method("audit.counts", Empty, AuditCounts, "Record counts for metrics.")

@@ -95,8 +95,10 @@ def _front_matter(source: str) -> dict[str, Any]:
 
 
 def _safe_yaml(source: str) -> Any:
-    loader = yaml.SafeLoader(source)
+    loader: yaml.SafeLoader | None = None
     try:
+        # Inside the try: the reader rejects some characters (NUL) while constructing.
+        loader = yaml.SafeLoader(source)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -122,7 +124,8 @@ def _safe_yaml(source: str) -> Any:
             f"invalid YAML front matter: {type(exc).__name__}", code=WORKFLOW_PARSE_ERROR
         ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _check_expansion(root: yaml.Node) -> None:

@@ -1,8 +1,9 @@
 """``symphonyctl issue new|list|move|comment``: manage the local tracker's issue files.
 
 Works on the directory directly (no daemon needed): ``--dir``, else ``$SYMPHONY_ISSUES_DIR``,
-else the packaged default ``/var/lib/symphony/issues``. Writes are atomic, so the tracker
-daemon picks edits up on its next poll without any coordination.
+else the ``local`` tracker directory of the workflow the host config names, else the packaged
+default ``/var/lib/symphony/issues``. Writes are atomic, so the tracker daemon picks edits up
+on its next poll without any coordination.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import Any
 
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import state_key
+from symphonyd.core.tracker_kinds import KIND_DEFAULTS
+from symphonyd.runtime.hostconfig_file import load_host_config
+from symphonyd.runtime.workflow_file import load_workflow
 from symphonyd.tracker.local import DEFAULT_DIRECTORY, LocalAdapter
 from symphonyd.tracker.local_store import LocalStore, check_identifier
 from symphonyd.tracker.provider_config import TrackerSettings
-from symphonyd.tracker.registry import PROFILES
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -27,7 +30,9 @@ EXIT_USAGE = 2
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("issue", help="manage local tracker issues (Markdown files)")
     parser.add_argument(
-        "--dir", help="issue directory (default $SYMPHONY_ISSUES_DIR or " f"{DEFAULT_DIRECTORY})"
+        "--dir",
+        help="issue directory (default: $SYMPHONY_ISSUES_DIR, else the local tracker directory "
+        f"of the host's WORKFLOW.md, else {DEFAULT_DIRECTORY})",
     )
     sub = parser.add_subparsers(dest="issue_command", metavar="ACTION", required=True)
 
@@ -59,7 +64,23 @@ def register(subparsers: Any) -> None:
 
 
 def _store(args: argparse.Namespace) -> LocalStore:
-    return LocalStore(args.dir or os.environ.get("SYMPHONY_ISSUES_DIR") or DEFAULT_DIRECTORY)
+    return LocalStore(args.dir or os.environ.get("SYMPHONY_ISSUES_DIR") or configured_directory())
+
+
+def configured_directory() -> str:
+    """The directory the tracker daemon uses, when the host's workflow is a local tracker."""
+    try:
+        workflow = load_workflow(load_host_config().config.workflow_path)
+    except SymphonyError:
+        return DEFAULT_DIRECTORY
+    tracker = workflow.definition.config.get("tracker")
+    provider = tracker.get("provider") if isinstance(tracker, dict) else None
+    if not isinstance(tracker, dict) or tracker.get("kind") != "local":
+        return DEFAULT_DIRECTORY
+    directory = provider.get("directory") if isinstance(provider, dict) else None
+    if not isinstance(directory, str) or not directory.strip():
+        return DEFAULT_DIRECTORY
+    return str(workflow.directory / directory.strip())  # an absolute path stays as it is
 
 
 def _text(value: str) -> str:
@@ -90,7 +111,7 @@ def _new(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     store = _store(args)
-    profile = PROFILES["local"]
+    profile = KIND_DEFAULTS["local"]
     adapter = LocalAdapter(
         TrackerSettings(
             "local",

@@ -44,7 +44,7 @@ from symphonyd.core.messages import (
     StopRunResult,
     ToolCall,
     ToolResult,
-    ToolSpec,
+    ToolSpecList,
 )
 from symphonyd.launcher.service import LauncherService
 from symphonyd.runtime.ipc_client import ReconnectingClient
@@ -68,8 +68,8 @@ class TrackerClient:
     async def fetch_by_ids(self, ids: list[str]) -> list[Issue]:
         return (await self._client.call(TRACKER_FETCH_BY_IDS, FetchByIds(ids))).issues
 
-    async def tool_specs(self) -> list[ToolSpec]:
-        return (await self._client.call(TRACKER_TOOL_SPECS, Empty())).tools
+    async def tool_specs(self) -> ToolSpecList:
+        return await self._client.call(TRACKER_TOOL_SPECS, Empty())
 
     async def tool_call(self, call: ToolCall) -> ToolResult:
         return await self._client.call(TRACKER_TOOL_CALL, call, timeout=300.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -88,6 +89,8 @@ class AgentSandboxes:
             gid=self.run_as.gid,
             extra_hidden=self.hidden,
         )
+        # The agent template sits under the hidden state directory: bound back read-only.
+        view = dataclasses.replace(view, readonly=(*view.readonly, self.template_home))
         handle = await self.manager.setup(run_id, self.policy(config))
         unit = f"symphony-agent-{_UNIT_SAFE.sub('_', run_id)}" if self.use_systemd else None
         return AgentSandbox(self, handle, view, config, unit)

@@ -36,7 +36,7 @@ from symphonyd.core.messages import (
     StopRunResult,
     ToolCall,
     ToolResult,
-    ToolSpec,
+    ToolSpecList,
     WorkflowSnapshot,
 )
 from symphonyd.core.template import compile_prompt
@@ -58,7 +58,7 @@ class TrackerLink(Protocol):
     """The tracker daemon, as the launcher uses it (``tracker.*`` over IPC)."""
 
     async def fetch_by_ids(self, ids: list[str]) -> list[Issue]: ...
-    async def tool_specs(self) -> list[ToolSpec]: ...
+    async def tool_specs(self) -> ToolSpecList: ...
     async def tool_call(self, call: ToolCall) -> ToolResult: ...
 
 
@@ -240,7 +240,8 @@ class LauncherService:
     async def _attempt(self, run: _Run) -> None:
         config = bind_config(run.workflow, self.deps.env, self.deps.host)
         template = compile_prompt(run.workflow.prompt_template)
-        tools = await self.deps.tracker.tool_specs()
+        offered = await self.deps.tracker.tool_specs()
+        tools = offered.tools
         rules = state_rules(config.tracker)
         workspaces = WorkspaceManager(config.workspace.root, config.hooks, owner=self.deps.run_as)
         workspaces.ensure_root()
@@ -255,6 +256,8 @@ class LauncherService:
                     tool=inv.tool,
                     arguments=inv.arguments,
                     session_id=inv.session_id,
+                    # Bound to the tracker config the session advertised (SPEC 10.5).
+                    tracker_fingerprint=offered.tracker_fingerprint,
                 )
             )
             self._audit(run, "tool_call", {"tool": inv.tool, "success": result.success})

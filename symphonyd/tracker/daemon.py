@@ -1,9 +1,9 @@
 """symphony-tracker: serves ``tracker.*`` on two sockets with disjoint method sets.
 
 The dispatcher's socket offers reads (fetch by states / ids), the profile and health; the
-launcher's socket offers the agent tools, refresh by id (the worker's between-turn check),
-the profile and health. A compromised launcher cannot list the board and the dispatcher
-cannot write to the tracker. Tracker writes are sent to the audit writer (``audit.append``).
+launcher's socket offers the agent tools, refresh by id, the profile and health. A
+compromised launcher cannot list the board and the dispatcher cannot write to the tracker.
+Tracker writes are sent to the audit writer (``audit.append``).
 """
 
 from __future__ import annotations
@@ -76,11 +76,11 @@ def launcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer:
     server = IpcServer("tracker-launcher", allowed_uids=allowed, allow_root=0 in allowed)
     server.handle(HEALTH, _peerless(service.health))
     server.handle(TRACKER_PROFILE, _peerless(service.profile))
+    # Between turns the launcher re-reads its run's issue to decide whether to continue
+    # (SPEC 16.5); it cannot list the board.
+    server.handle(TRACKER_FETCH_BY_IDS, _peerless(service.fetch_by_ids), timeout=REQUEST_TIMEOUT_S)
     server.handle(TRACKER_TOOL_SPECS, _peerless(service.tool_specs))
     server.handle(TRACKER_TOOL_CALL, _peerless(service.tool_call), timeout=REQUEST_TIMEOUT_S)
-    # The worker re-checks its issue between turns (SPEC 16.5). By id only: the launcher can
-    # refresh issues it was told about, never list the board.
-    server.handle(TRACKER_FETCH_BY_IDS, _peerless(service.fetch_by_ids), timeout=REQUEST_TIMEOUT_S)
     return server
 
 

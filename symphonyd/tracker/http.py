@@ -95,7 +95,7 @@ async def request_json(
             await sleep(_backoff(policy, attempt))
             continue
         rate_headers = _rate_limited_headers(resp)
-        if rate_headers is None and body_check is not None and resp.status in ok_statuses:
+        if rate_headers is None and body_check is not None:
             try:
                 body_check(resp)
             except RateLimited as rl:

@@ -101,6 +101,12 @@ class LocalStore:
             parsed = parse_workflow_bytes(data)
         except SymphonyError as exc:
             raise tracker_error(RESPONSE, f"{identifier}{SUFFIX}: {exc.message}") from None
+        except Exception as exc:
+            # The YAML reader has failure modes outside the parser's typed errors (a NUL byte
+            # raises from the loader's constructor); any of them just means "malformed".
+            raise tracker_error(
+                RESPONSE, f"{identifier}{SUFFIX}: unreadable front matter ({type(exc).__name__})"
+            ) from None
         meta = parsed.config
         if meta.get("identifier", identifier) != identifier:
             raise tracker_error(
@@ -198,10 +204,10 @@ def _write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
     try:
         if os.geteuid() == 0:
-            # symphonyctl runs as root; the file must stay readable by the tracker daemon,
-            # which owns the directory (StateDirectory=symphony/issues).
-            owner = os.stat(path.parent)
-            os.fchown(fd, owner.st_uid, owner.st_gid)
+            # `symphonyctl issue` run by root writes into the tracker daemon's state
+            # directory: hand the file to the directory's owner so the daemon can read it.
+            st = os.stat(path.parent)
+            os.fchown(fd, st.st_uid, st.st_gid)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -7,36 +7,17 @@ keys stay references and are resolved by the adapter from systemd credentials fi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from symphonyd.core.config_values import env_ref_name
+from symphonyd.core.tracker_kinds import KIND_DEFAULTS
 from symphonyd.tracker.adapter import TrackerAdapter
 from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME
 from symphonyd.tracker.errors import UNSUPPORTED_KIND, tracker_error
 from symphonyd.tracker.provider_config import TrackerSettings
-
-
-@dataclass(frozen=True)
-class KindProfile:
-    active_states: tuple[str, ...]
-    terminal_states: tuple[str, ...]
-    secret_keys: tuple[str, ...] = ()
-
-
-PROFILES: dict[str, KindProfile] = {
-    "linear": KindProfile(
-        ("Todo", "In Progress"),
-        ("Done", "Canceled", "Cancelled", "Duplicate", "Closed"),
-        ("api_key",),
-    ),
-    "github": KindProfile(("Open",), ("Closed",), ("api_key",)),
-    "local": KindProfile(("Todo", "In Progress"), ("Done", "Cancelled")),
-    "memory": KindProfile(("Todo", "In Progress"), ("Done", "Cancelled")),
-}
 
 
 def settings_for(
@@ -48,14 +29,15 @@ def settings_for(
     terminal_states: tuple[str, ...] | None = None,
     unit_credential: str = UNIT_CREDENTIAL_NAME,
 ) -> TrackerSettings:
-    """Effective settings: the kind's documented state defaults fill what WORKFLOW.md omits."""
+    """Effective settings: the kind's documented state defaults (``core.tracker_kinds``, shared
+    with the dispatcher and launcher) fill what WORKFLOW.md omits."""
     name = (kind or "").strip().lower()
-    profile = PROFILES.get(name)
+    profile = KIND_DEFAULTS.get(name)
     if profile is None:
         raise tracker_error(
             UNSUPPORTED_KIND,
             f"tracker.kind {str(kind)[:40]!r} is not supported (supported: "
-            f"{', '.join(sorted(PROFILES))})",
+            f"{', '.join(sorted(KIND_DEFAULTS))})",
         )
     resolved: dict[str, Any] = {}
     for key, value in provider.items():

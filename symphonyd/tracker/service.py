@@ -93,6 +93,11 @@ class TrackerService:
         self._last_source: TrackerSource | None = None
         self._retired: set[asyncio.Task[None]] = set()
 
+    @property
+    def adapter(self) -> TrackerAdapter | None:
+        """The adapter built from the current config (None while the config is unusable)."""
+        return self._adapter
+
     # ------------------------------------------------------------------ config
 
     def refresh(self) -> None:
@@ -101,6 +106,14 @@ class TrackerService:
             source = self._source()
         except SymphonyError as exc:
             self._note_error(exc)
+            return
+        except Exception as exc:
+            # A parser bug on a hostile WORKFLOW.md must not take the daemon down.
+            self._note_error(
+                SymphonyError(
+                    f"cannot load the workflow: {type(exc).__name__}", code="workflow_parse_error"
+                )
+            )
             return
         fp = fingerprint(source)
         if fp == self._fingerprint and (self._adapter is not None or self._error is not None):

@@ -152,3 +152,9 @@ def test_arbitrary_text_only_ever_raises_workflow_error(text: str) -> None:
 def test_arbitrary_bytes_only_ever_raise_workflow_error(data: bytes) -> None:
     with contextlib.suppress(WorkflowError):
         parse_workflow_bytes(b"---\n" + data)
+
+
+def test_nul_byte_in_front_matter_is_a_typed_parse_error() -> None:
+    with pytest.raises(WorkflowError) as info:
+        parse_workflow("---\ntracker:\n  kind: lo\x00cal\n---\nbody\n")
+    assert info.value.error_code == "workflow_parse_error"

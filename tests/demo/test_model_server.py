@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from symphonyd.core.messages import StartRun, ToolSpec
+from symphonyd.core.messages import StartRun, ToolSpec, ToolSpecList
 from symphonyd.demo.model_server import DEMO_FILE, DemoServer
 from tests.launcher.test_service import TrackerDouble, issue, make_service, snapshot, wait_finished
 
@@ -26,8 +26,8 @@ MOVE_TOOL = ToolSpec(
 
 
 class MoveTracker(TrackerDouble):
-    async def tool_specs(self) -> list[ToolSpec]:
-        return [MOVE_TOOL]
+    async def tool_specs(self) -> ToolSpecList:
+        return ToolSpecList([MOVE_TOOL], tracker_fingerprint="fp-1")
 
 
 def test_demo_model_edits_the_workspace_and_hands_the_issue_off(tmp_path: Path) -> None:

@@ -20,7 +20,11 @@ from tests.e2e.test_package import SOCKETS, install
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.agents]
 
-DAEMONS = ("audit", "tracker", "launcher", "dispatcher")
+DAEMONS = ("audit", "tracker", "launcher", "dispatcher")  # dashboard: socket-activated
+STATE_URL = "http://127.0.0.1:4000/api/v1/state"
+FETCH = (
+    "import json,sys,urllib.request as u; print(u.urlopen(sys.argv[1], timeout=20).read().decode())"
+)
 CODEX = AGENTS_DIR / "node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin"
 DEMO_CODEX_CONFIG = """\
 model = "demo"
@@ -118,6 +122,12 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
     units = {json.loads(line).get("_SYSTEMD_UNIT") for line in journal.splitlines()}
     assert "symphony-dispatcher.service" in units, units
 
+    # The dashboard starts on its first connection and shows the dispatcher's state.
+    state = json.loads(c.run(["python3", "-c", FETCH, STATE_URL]).stdout)
+    assert state["counts"]["running"] == 0 and "codex_totals" in state, state
+    assert state["codex_totals"]["total_tokens"] > 0, state
+    assert unit_state(c, "symphony-dashboard.service") == "running"
+
     verify = c.run(["symphonyctl", "audit", "verify", "--dir", "/var/lib/symphony/audit"])
     assert verify.stdout.startswith("ok ")
     shown = c.run(
@@ -151,7 +161,8 @@ def test_pause_survives_restart_and_daemons_survive_kill_9(
     assert issue_state(c, "DEMO-2") == "Todo"
     assert c.run(["test", "-e", "/var/lib/symphony/workspaces/DEMO-2"], check=False).returncode != 0
 
-    for daemon in DAEMONS:
+    c.run(["python3", "-c", FETCH, STATE_URL])  # activates the dashboard
+    for daemon in (*DAEMONS, "dashboard"):
         unit = f"symphony-{daemon}.service"
         pid = main_pid(c, unit)
         c.run(["kill", "-9", pid])

@@ -19,6 +19,7 @@ from symphonyd.core.messages import (
     ToolCall,
     ToolResult,
     ToolSpec,
+    ToolSpecList,
     WorkflowSnapshot,
 )
 from symphonyd.launcher.service import LauncherDeps, LauncherService
@@ -44,8 +45,8 @@ class TrackerDouble:
     async def fetch_by_ids(self, ids: list[str]) -> list[Issue]:
         return [self.issues[i] for i in ids if i in self.issues]
 
-    async def tool_specs(self) -> list[ToolSpec]:
-        return [COMMENT_TOOL]
+    async def tool_specs(self) -> ToolSpecList:
+        return ToolSpecList([COMMENT_TOOL], tracker_fingerprint="fp-1")
 
     async def tool_call(self, call: ToolCall) -> ToolResult:
         self.calls.append(call)
@@ -150,6 +151,7 @@ def test_run_uses_tracker_tool_hands_off_and_reports_everything(tmp_path: Path) 
     assert (tmp_path / "ws" / "ABC-1").is_dir()
     assert [c.tool for c in tracker.calls] == ["tracker_comment"]
     assert tracker.calls[0].issue.id == "i-1"  # tools are scoped to the run's issue
+    assert tracker.calls[0].tracker_fingerprint == "fp-1"  # bound to what was advertised
     names = [e.event for e in sink.events]
     assert names[0] == "session_started" and names[-1] == "run_finished"
     assert [a.type for a in audit if a.type != "tool_call"][:1] == ["prompt_sent"]

@@ -44,11 +44,17 @@ def nft_tables() -> str:
 @pytest.fixture
 def template() -> Iterator[Path]:
     # Outside /tmp: the sandbox puts a private tmpfs there, as production does.
-    path = Path(tempfile.mkdtemp(prefix="symphony-agent-template-", dir="/var/lib"))
+    # Under /var/lib/symphony, which the shipped deny list hides, as in production.
+    parent = Path("/var/lib/symphony")
+    created = not parent.exists()
+    parent.mkdir(exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="test-agent-template-", dir=parent))
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+        if created:
+            shutil.rmtree(parent, ignore_errors=True)
 
 
 def test_sandboxed_run_edits_workspace_and_hands_off(tmp_path: Path, template: Path) -> None:

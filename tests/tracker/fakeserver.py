@@ -3,7 +3,8 @@
 Subclasses implement ``answer(method, path, query, body) -> (status, headers, json)``. Each
 request first pops the next scripted fault, if any: ``("status", code, headers)``,
 ``("sleep", seconds)``, ``("truncated",)`` (promises more bytes than it sends),
-``("malformed",)`` (a complete body that is not JSON) or ``("body", obj)``.
+``("malformed",)`` (a complete body that is not JSON), ``("body", obj)`` or
+``("status-body", code, headers, obj)``.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class FakeServer:
                 if fault is not None and fault[0] == "status":
                     payload = json.dumps({"message": "scripted"}).encode()
                     self._send(fault[1], fault[2] if len(fault) > 2 else {}, payload)
+                    return
+                if fault is not None and fault[0] == "status-body":
+                    self._send(fault[1], fault[2], json.dumps(fault[3]).encode())
                     return
                 if fault is not None and fault[0] == "body":
                     self._send(200, {}, json.dumps(fault[1]).encode())

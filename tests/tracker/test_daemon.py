@@ -22,10 +22,12 @@ from typing import Any
 
 import pytest
 
+from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import build_issue
 from symphonyd.core.messages import (
     AUDIT_APPEND,
     TRACKER_FETCH_BY_STATES,
+    TRACKER_MAX_FRAME,
     AuditAck,
     AuditAppend,
     FetchByStates,
@@ -33,7 +35,9 @@ from symphonyd.core.messages import (
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer
+from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME
 from symphonyd.tracker.daemon import TrackerDaemon
+from symphonyd.tracker.memory import MemoryAdapter
 from symphonyd.tracker.service import TrackerService, TrackerSource
 from tests.tracker.fake_linear import TOKEN, FakeLinear, linear_node
 
@@ -90,7 +94,7 @@ async def raw_call(path: Path, method: str, params: dict[str, Any], req_id: int 
 def rig(tmp_path: Path) -> Iterator[Rig]:
     creds = tmp_path / "creds"
     creds.mkdir(mode=0o700)
-    (creds / "tracker").write_text(TOKEN + "\n")
+    (creds / UNIT_CREDENTIAL_NAME).write_text(TOKEN + "\n")
     nodes = [linear_node(1), linear_node(2, state="In Progress"), linear_node(666)]
     with EchoingLinear(nodes) as srv:
         wf = tmp_path / "WORKFLOW.md"
@@ -170,6 +174,7 @@ def test_canary_token_never_leaves_the_daemon(rig: Rig) -> None:
             await raw_call(rig.dispatcher, "tracker.tool_call", {}),
             await raw_call(rig.launcher, "tracker.fetch_by_states", {"states": ["Todo"]}),
             await raw_call(rig.launcher, "tracker.tool_specs", {}),
+            await raw_call(rig.launcher, "tracker.fetch_by_ids", {"ids": ["lin-1"]}),
         ]
         issue = build_issue(
             id="lin-1", identifier="ENG-1", title="t", state="Todo", dispatchable=True
@@ -201,12 +206,10 @@ def test_canary_token_never_leaves_the_daemon(rig: Rig) -> None:
                 {"issue": issue, "tool": "tracker_comment", "arguments": {"body": "x"}},
             )
         )
-        rig.srv.echo_error = False
-        frames.append(await raw_call(rig.launcher, "tracker.fetch_by_ids", {"ids": ["lin-2"]}))
         return frames
 
     frames = asyncio.run(go())
-    replies = [json.loads(f) for f in frames]
+    replies: list[Any] = [json.loads(f) for f in frames]
     assert replies[0]["result"]["ok"] is True
     assert replies[1]["result"]["secret_env_names"] == ["LINEAR_API_KEY"]
     assert [i["id"] for i in replies[2]["result"]["issues"]] == ["lin-1"]  # lin-666 omitted
@@ -216,6 +219,7 @@ def test_canary_token_never_leaves_the_daemon(rig: Rig) -> None:
     assert replies[6]["error"]["code"] == "unknown_method"  # tools only on the launcher
     assert replies[7]["error"]["code"] == "unknown_method"  # reads only on the dispatcher
     assert "tracker_move" in [t["name"] for t in replies[8]["result"]["tools"]]
+    assert [i["id"] for i in replies.pop(9)["result"]["issues"]] == ["lin-1"]
     assert [r["result"]["success"] for r in replies[9:12]] == [True, True, True]
     assert replies[12]["result"]["output"]["error"]["code"] == "invalid_arguments"
     assert replies[13]["result"]["output"]["error"]["code"] == "unsupported_tool"
@@ -223,8 +227,6 @@ def test_canary_token_never_leaves_the_daemon(rig: Rig) -> None:
     assert replies[15]["error"]["code"] == "tracker_rate_limited"
     assert replies[16]["error"]["code"] == "tracker_response"
     assert replies[17]["result"]["success"] is False
-    # The worker's between-turn refresh: by id on the launcher socket (listing stays refused).
-    assert [i["id"] for i in replies[18]["result"]["issues"]] == ["lin-2"]
     # The canary did reach the provider, so its absence below means something.
     assert rig.srv.requests and all(r.headers["Authorization"] == TOKEN for r in rig.srv.requests)
     assert rig.srv.comments[0] == ("lin-1", "hello")
@@ -259,3 +261,48 @@ def test_socket_peer_allowlist_refuses_other_uids(tmp_path: Path) -> None:
             await daemon.close()
 
     assert asyncio.run(go()) in ("peer_not_allowed", "unavailable")
+
+
+def test_large_board_crosses_the_socket_with_the_tracker_frame_limit(tmp_path: Path) -> None:
+    def source() -> TrackerSource:
+        return TrackerSource("memory", {}, None, None)
+
+    async def go() -> tuple[int, str]:
+        service = TrackerService(source, {})
+        daemon = TrackerDaemon(service, dispatcher_uids=[os.getuid()], launcher_uids=[os.getuid()])
+        await daemon.start(tmp_path / "d.sock", tmp_path / "l.sock")
+        try:
+            adapter = service.adapter
+            assert isinstance(adapter, MemoryAdapter)
+            for n in range(10_000):
+                adapter.put(
+                    build_issue(
+                        id=f"m-{n}",
+                        identifier=f"M-{n}",
+                        title="x" * 200,
+                        state="Todo",
+                        dispatchable=True,
+                        labels=["a", "b"],
+                    )
+                )
+            big = await IpcClient.connect(tmp_path / "d.sock", max_frame=TRACKER_MAX_FRAME)
+            try:
+                got = await big.call(TRACKER_FETCH_BY_STATES, FetchByStates(["Todo"]), timeout=120)
+            finally:
+                await big.close()
+            small = await IpcClient.connect(tmp_path / "d.sock")
+            try:
+                await small.call(TRACKER_FETCH_BY_STATES, FetchByStates(["Todo"]), timeout=120)
+                outcome = "fit"
+            except SymphonyError as exc:
+                outcome = exc.error_code
+            finally:
+                await small.close()
+            return len(got.issues), outcome
+        finally:
+            await daemon.close()
+
+    count, small_outcome = asyncio.run(go())
+    assert count == 10_000
+    # The default 1 MiB frame cannot carry a big board: why clients need TRACKER_MAX_FRAME.
+    assert small_outcome != "fit"

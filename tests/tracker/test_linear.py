@@ -162,8 +162,10 @@ def test_graphql_ratelimited_error_is_a_rate_limit() -> None:
     body = {"errors": [{"message": "slow down", "extensions": {"code": "RATELIMITED"}}]}
     with FakeLinear([linear_node(1)]) as srv:
         srv.faults.append(("body", body))
+        # Linear also sends it with HTTP 400 and a reset header.
+        srv.faults.append(("status-body", 400, {"X-RateLimit-Requests-Reset": "0"}, body))
         issues = fetch_states(adapter(srv, sleep), ["Todo"])
-    assert len(issues) == 1 and len(sleep.waits) == 1
+    assert len(issues) == 1 and len(sleep.waits) == 2 and sleep.waits[1] == 0.0
 
 
 def test_500_is_retried_then_reported() -> None:

@@ -128,6 +128,7 @@ def test_hand_edited_files_malformed_skipped_and_refresh_fails(
     write(tmp_path, "A-2.md", "---\ntitle: ''\nstate: Todo\n---\n")
     write(tmp_path, "A-3.md", "---\ntitle: [unclosed\n---\n")
     write(tmp_path, "A-4.md", "---\nidentifier: OTHER\ntitle: t\nstate: Todo\n---\n")
+    (tmp_path / "A-6.md").write_bytes(b"---\n\x00\n---\n")  # the YAML reader raises early
     write(tmp_path, "notes.txt", "ignored")
     write(tmp_path, "bad name.md", "ignored: not an identifier")
     os.symlink("/etc/passwd", tmp_path / "A-5.md")
@@ -137,10 +138,10 @@ def test_hand_edited_files_malformed_skipped_and_refresh_fails(
     assert (good.id, good.labels, good.priority) == ("A-1", ("x",), None)
     assert good.created_at is not None and good.created_at.month == 3
     warned = " ".join(r.getMessage() for r in caplog.records)
-    for name in ("A-2", "A-3", "A-4", "A-5"):
+    for name in ("A-2", "A-3", "A-4", "A-5", "A-6"):
         assert name in warned
     assert [i.id for i in run(a.fetch_issues_by_ids(["A-1", "ZZ-9"]))] == ["A-1"]
-    for bad in ("A-2", "A-5"):
+    for bad in ("A-2", "A-5", "A-6"):
         with pytest.raises(TrackerError) as err:
             run(a.fetch_issues_by_ids([bad]))
         assert err.value.error_code == "tracker_response"
@@ -212,3 +213,37 @@ def test_config_errors(tmp_path: Path) -> None:
     with pytest.raises(TrackerError) as err:
         adapter(tmp_path, dir="typo")
     assert err.value.error_code == "invalid_tracker_config"
+
+
+@pytest.mark.root
+def test_root_writes_hand_files_to_the_directory_owner(tmp_path: Path) -> None:
+    # The daemon's user owns the issue directory; an operator's `sudo symphonyctl issue ...`
+    # must not leave root-owned 0640 files the daemon cannot read.
+    issues = tmp_path / "issues"
+    issues.mkdir()
+    os.chown(issues, 65534, 65534)
+    d = str(issues)
+    assert ctl(["issue", "--dir", d, "new", "O-1", "--title", "t"]) == 0
+    assert ctl(["issue", "--dir", d, "comment", "O-1", "hi"]) == 0
+    assert ctl(["issue", "--dir", d, "move", "O-1", "Done"]) == 0
+    owners = {(p.name, p.stat().st_uid, p.stat().st_gid) for p in issues.iterdir()}
+    assert owners == {("O-1.md", 65534, 65534), ("O-1.comments.md", 65534, 65534)}
+
+
+def test_ctl_default_directory_follows_the_host_workflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import symphonyd.runtime.hostconfig_file as hostconfig_file
+    from symphonyd.ctl.issue_cmd import configured_directory
+
+    wf = tmp_path / "WORKFLOW.md"
+    wf.write_text("---\ntracker:\n  kind: local\n  provider:\n    directory: board\n---\nx\n")
+    host = tmp_path / "symphonyd.toml"
+    host.write_text(f'workflow = "{wf}"\n')
+    monkeypatch.setattr(hostconfig_file, "DEFAULT_HOST_CONFIG_PATH", host)
+    monkeypatch.delenv("SYMPHONY_ISSUES_DIR", raising=False)
+    assert configured_directory() == str(tmp_path / "board")
+    assert ctl(["issue", "new", "H-1", "--title", "t"]) == 0
+    assert (tmp_path / "board" / "H-1.md").exists()
+    wf.write_text("---\ntracker:\n  kind: linear\n---\nx\n")
+    assert configured_directory() == "/var/lib/symphony/issues"

@@ -8,7 +8,7 @@ import pytest
 
 from symphonyd.core.errors import TrackerError
 from symphonyd.core.issue import build_issue
-from symphonyd.tracker.credentials import resolve_secret
+from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME, resolve_secret
 from symphonyd.tracker.memory import MemoryAdapter
 from symphonyd.tracker.registry import build_adapter, settings_for
 from tests.tracker.helpers import run
@@ -50,7 +50,7 @@ def test_secret_resolution_order_and_refusals(tmp_path: Path) -> None:
         "from-credential-file"
     )
     (tmp_path / "LINEAR_API_KEY").unlink()
-    (tmp_path / "tracker").write_text("unit-credential")
+    (tmp_path / UNIT_CREDENTIAL_NAME).write_text("unit-credential")
     assert resolve_secret(ref, "api_key", "LINEAR_API_KEY", env).reveal() == "unit-credential"
     assert resolve_secret({}, "api_key", "LINEAR_API_KEY", {"LINEAR_API_KEY": "e"}).reveal() == "e"
     for env2 in ({}, {"LINEAR_API_KEY": "  "}):

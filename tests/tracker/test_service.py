@@ -130,3 +130,18 @@ def test_tool_calls_bound_to_the_session_fingerprint(tmp_path: Path) -> None:
     ]
     assert ok.success and ok.output == {"state": "Done"}
     assert error_of(stale) == "tracker_config_changed"
+
+
+def test_hostile_workflow_bytes_are_a_config_error(tmp_path: Path) -> None:
+    wf = tmp_path / "WORKFLOW.md"
+    wf.write_bytes(b"---\ntracker:\n  kind: \x00local\n---\n")
+
+    async def go() -> tuple[str, bool]:
+        svc = TrackerService(workflow_source(wf, {}), {})
+        with pytest.raises(SymphonyError) as err:
+            await svc.fetch_by_states(FetchByStates(["Todo"]))
+        health = await svc.health(Empty())
+        await svc.close()
+        return err.value.error_code, health.ok
+
+    assert run(go()) == ("workflow_parse_error", False)

@@ -111,7 +111,13 @@ class SandboxManager:
                 if path not in owned_files:
                     path.unlink(missing_ok=True)
         if stray or removed:
-            self.audit({"type": audit_events.SANDBOX_RECONCILED, "killed": len(stray), "interfaces": removed})
+            self.audit(
+                {
+                    "type": audit_events.SANDBOX_RECONCILED,
+                    "killed": len(stray),
+                    "interfaces": removed,
+                }
+            )
 
     async def setup(self, agent_id: str, policy: EgressPolicy) -> SandboxHandle:
         if agent_id in self.live:
@@ -221,7 +227,10 @@ class SandboxManager:
         problems = await self._undo(handle.lease, handle.netns, handle.resolver, handle.proxy, True)
         for path in handle.files:
             path.unlink(missing_ok=True)
-        record: dict[str, Any] = {"type": audit_events.SANDBOX_TEARDOWN, "agent_id": handle.agent_id}
+        record: dict[str, Any] = {
+            "type": audit_events.SANDBOX_TEARDOWN,
+            "agent_id": handle.agent_id,
+        }
         if problems:
             record["problems"] = problems
         self.audit(record)

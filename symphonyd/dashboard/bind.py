@@ -1,0 +1,83 @@
+"""The dashboard's TCP listener: systemd's ``http`` socket, or one bound here for development.
+
+Either way the address is checked: a listener outside loopback is refused unless the host
+config sets ``dashboard.allow_remote_bind``, because the dashboard has no authentication of
+its own (ARCHITECTURE invariant 6, docs/dashboard.md).
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+from symphonyd.core.errors import ConfigError
+from symphonyd.core.hostconfig import is_loopback_host
+from symphonyd.runtime.activation import SocketSetupError
+
+FDNAME = "http"
+REMOTE_BIND_REFUSED = (
+    "the dashboard has no login of its own; refusing to listen on {addr}, which is not a "
+    "loopback address. Keep dashboard.host = 127.0.0.1 and put an authenticating reverse "
+    "proxy (nginx with auth, Tailscale, Cloudflare Access, ...) in front of it, or, if such a "
+    "proxy already guards this address, set dashboard.allow_remote_bind = true in "
+    "/etc/symphony/symphonyd.toml"
+)
+
+
+@dataclass(frozen=True)
+class Listener:
+    sock: socket.socket
+    host: str
+    port: int
+    activated: bool
+
+
+def check_address(host: str, *, allow_remote: bool) -> None:
+    if not allow_remote and not is_loopback_host(host):
+        raise ConfigError(REMOTE_BIND_REFUSED.format(addr=host), code="remote_bind_refused")
+
+
+def _address(sock: socket.socket) -> tuple[str, int]:
+    name = sock.getsockname()
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(name, tuple):
+        raise SocketSetupError(f"activated socket {FDNAME!r} is not a TCP socket")
+    return str(name[0]), int(name[1])
+
+
+def from_activation(fds: dict[str, list[socket.socket]], *, allow_remote: bool) -> Listener | None:
+    socks = fds.get(FDNAME, [])
+    if not socks:
+        return None
+    if len(socks) != 1:
+        raise SocketSetupError(f"expected one activated socket named {FDNAME!r}")
+    sock = socks[0]
+    host, port = _address(sock)
+    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
+        socket.SOL_SOCKET, socket.SO_ACCEPTCONN
+    ):
+        raise SocketSetupError(f"activated socket {FDNAME!r} is not a listening stream socket")
+    check_address(host, allow_remote=allow_remote)
+    return Listener(sock, host, port, activated=True)
+
+
+def bind_tcp(host: str, port: int, *, allow_remote: bool, backlog: int = 128) -> Listener:
+    """Development: bind ``host:port`` (port 0 picks a free one) after the loopback check."""
+    check_address(host, allow_remote=allow_remote)
+    bare = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"dashboard.host {host!r} does not resolve: {exc}") from None
+    family, kind, proto, _, addr = infos[0]
+    if not allow_remote and not is_loopback_host(str(addr[0])):
+        raise ConfigError(REMOTE_BIND_REFUSED.format(addr=addr[0]), code="remote_bind_refused")
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise SocketSetupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    bound_host, bound_port = _address(sock)
+    return Listener(sock, bound_host, bound_port, activated=False)

@@ -1,0 +1,89 @@
+"""Fixtures: a dispatcher double on a real Unix socket and a real dashboard process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from symphonyd.core import audit_events
+from symphonyd.core.messages import AUDIT_APPEND, AuditAppend
+from symphonyd.runtime.ipc_client import IpcClient
+from tests.audit.daemon_proc import AuditDaemon
+from tests.dashboard.double import DispatcherDouble
+from tests.dashboard.harness import DashboardProcess, short_dir
+
+
+@dataclass
+class Running:
+    dispatcher: DispatcherDouble
+    dashboard: DashboardProcess
+    dir: Path
+
+    @property
+    def base(self) -> str:
+        return self.dashboard.base
+
+    @property
+    def origin(self) -> str:
+        return self.dashboard.base
+
+
+@pytest.fixture
+def running() -> Iterator[Running]:
+    with (
+        short_dir() as d,
+        DispatcherDouble(d / "disp.sock") as dispatcher,
+        DashboardProcess(d / "disp.sock", None, d / "dashboard.log") as dashboard,
+    ):
+        yield Running(dispatcher, dashboard, d)
+
+
+@dataclass
+class WithAudit:
+    audit: AuditDaemon
+    dashboard: DashboardProcess
+    audit_dir: Path
+
+    def control(self) -> dict[str, str]:
+        token = httpx.get(self.dashboard.base + "/api/v1/csrf").json()["token"]
+        return {"X-CSRF-Token": token, "Origin": self.dashboard.base}
+
+
+def append_records(sock: Path) -> None:
+    async def send() -> None:
+        async with await IpcClient.connect(sock) as client:
+            await client.call(
+                AUDIT_APPEND,
+                AuditAppend(
+                    [
+                        audit_events.dispatch("id-1", "MT-1", "run-1", None),
+                        audit_events.dispatch("id-2", "MT-2", "run-2", None),
+                        audit_events.run_finished("id-2", "MT-2", "run-2", "failed",
+                                                  error_code="turn_failed"),
+                        audit_events.egress(False, "denied.test", 443, issue_id="id-1"),
+                        audit_events.run_finished("id-1", "MT-1", "run-1", "succeeded"),
+                    ]
+                ),
+            )  # fmt: skip
+
+    asyncio.run(asyncio.wait_for(send(), 30))
+
+
+@pytest.fixture
+def with_audit(tmp_path: Path) -> Iterator[WithAudit]:
+    audit_dir = tmp_path / "audit"
+    with short_dir() as d:
+        dash_sock = d / "dashboard.sock"
+        audit = AuditDaemon(audit_dir, d, extra=("--listen", f"dashboard={dash_sock}"))
+        with (
+            audit,
+            DispatcherDouble(d / "disp.sock"),
+            DashboardProcess(d / "disp.sock", dash_sock, d / "dash.log") as dashboard,
+        ):
+            append_records(audit.sock("dispatcher"))
+            yield WithAudit(audit, dashboard, audit_dir)
