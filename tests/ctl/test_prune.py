@@ -6,14 +6,13 @@ dispatcher's own prune logic is tested in tests/dispatcher/test_prune.py.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -22,8 +21,8 @@ from hypothesis import strategies as st
 from symphonyd.core.errors import ValidationError
 from symphonyd.core.messages import DISPATCHER_PRUNE, PruneEntry, PruneParams, PruneResult
 from symphonyd.ctl.prune_cmd import MAX_DURATION_S, UNIT_SECONDS, parse_duration
-from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer
+from tests.ctl.dispatcher_double import FakeDispatcher
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,46 +69,17 @@ def test_bad_durations(text: str) -> None:
     assert info.value.error_code == "invalid_duration"
 
 
-class FakeDispatcher:
-    """Serves dispatcher.prune on a real socket from a background event loop."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.calls: list[PruneParams] = []
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    async def _prune(self, params: PruneParams, peer: Peer) -> PruneResult:
-        self.calls.append(params)
-        return PruneResult(
-            removed=[PruneEntry("ABC-1", "terminal (Done), idle 40 days")],
-            kept=[PruneEntry("ABC-2", "run in progress"), PruneEntry("ABC-3\x1b[2J", "young")],
-        )
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        server = IpcServer("dispatcher", allowed_uids={os.getuid()}, allow_root=True)
-        server.handle(DISPATCHER_PRUNE, self._prune)
-        self.loop.run_until_complete(server.start_path(self.path))
-        self.server = server
-        self.ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(server.close())
-
-    def __enter__(self) -> FakeDispatcher:
-        self.thread.start()
-        assert self.ready.wait(30)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
+async def _prune(params: PruneParams, peer: Peer) -> PruneResult:
+    return PruneResult(
+        removed=[PruneEntry("ABC-1", "terminal (Done), idle 40 days")],
+        kept=[PruneEntry("ABC-2", "run in progress"), PruneEntry("ABC-3\x1b[2J", "young")],
+    )
 
 
 @pytest.fixture
 def dispatcher(tmp_path: Path) -> Iterator[FakeDispatcher]:
-    with FakeDispatcher(tmp_path / "dispatcher-ctl.sock") as fake:
+    handlers: list[tuple[Any, Any]] = [(DISPATCHER_PRUNE, _prune)]
+    with FakeDispatcher(tmp_path / "dispatcher-ctl.sock", handlers) as fake:
         yield fake
 
 
