@@ -13,7 +13,7 @@ import logging
 import os
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from symphonyd.core import audit_events as ae
 from symphonyd.core.errors import SymphonyError
@@ -21,7 +21,6 @@ from symphonyd.core.issue import Issue, parse_timestamp, state_key
 from symphonyd.core.messages import (
     AuditEventIn,
     DaemonHealthRow,
-    RecentEvent,
     RunEvent,
     RunInfo,
     RunOutcome,
@@ -108,7 +107,10 @@ class Orchestrator:
         self.persisted = PersistedState()
         self.holds = HoldBook(self.persisted)
         self.ledger = TokenLedger(self.persisted)
-        self.health: dict[str, DaemonHealthRow] = {}
+        # daemon -> (ok, detail, when); rows are built only when a snapshot asks.
+        self.health: dict[str, tuple[bool, str | None, datetime]] = {}
+        self._acks: list[str] = []
+        self._ack_task: asyncio.Task[None] | None = None
         self.pending_stops: dict[str, StopRun] = {}
         self._pending_audit: list[AuditEventIn] = []
         self._dirty = False
@@ -131,7 +133,13 @@ class Orchestrator:
             fn()
 
     def _mark(self, daemon: str, ok: bool, detail: str | None = None) -> None:
-        self.health[daemon] = DaemonHealthRow(daemon, ok, detail, iso(self.clock.now()))
+        self.health[daemon] = (ok, detail, self.clock.now())
+
+    def health_row(self, daemon: str) -> DaemonHealthRow:
+        entry = self.health.get(daemon)
+        if entry is None:
+            return DaemonHealthRow(daemon, False, "not contacted yet", None)
+        return DaemonHealthRow(daemon, entry[0], entry[1], iso(entry[2]))
 
     @property
     def paused(self) -> bool:
@@ -228,6 +236,7 @@ class Orchestrator:
             self.pauses.set("audit_unavailable", "audit writer not checked yet", self.clock.now())
             await self._probe_audit()
             self._persist()
+        await self.settle()
         self._changed()
 
     async def _recover_runs(self) -> None:
@@ -521,6 +530,8 @@ class Orchestrator:
             ),
             return_exceptions=True,
         )
+        if not all(isinstance(r, BaseException) for r in results):
+            self._mark("launcher", True)
         for e, res in zip(entries, results, strict=True):
             if isinstance(res, BaseException):
                 self._mark("launcher", False, _short(res))
@@ -528,10 +539,8 @@ class Orchestrator:
                 self.pending_stops[e.run_id] = StopRun(e.run_id, "orphan")
                 error = f"failed to spawn agent: {_short(res)}"
             elif not res.accepted:
-                self._mark("launcher", True)
                 error = f"failed to spawn agent: {res.error or 'rejected'}"
             else:
-                self._mark("launcher", True)
                 self.starts += 1
                 continue
             self._remove_running(e)
@@ -703,8 +712,28 @@ class Orchestrator:
             self._mark("launcher", False, _short(exc))
 
     async def _ack(self, run_id: str) -> None:
+        """Queue an acknowledgement; one background call sends all queued ones.
+
+        Not awaited under the lock: a lost ack only means the launcher lists that finished
+        run again after a restart, where it is recognised and acknowledged then.
+        """
+        self._acks.append(run_id)
+        if self._ack_task is None or self._ack_task.done():
+            self._ack_task = asyncio.get_running_loop().create_task(self._flush_acks())
+
+    async def settle(self) -> None:
+        """Wait for queued acknowledgements to be sent (tests, shutdown)."""
+        while self._ack_task is not None and not self._ack_task.done():
+            await self._ack_task
+
+    async def _flush_acks(self) -> None:
+        while self._acks:
+            batch, self._acks = self._acks[:500], self._acks[500:]
+            await self._send_acks(batch)
+
+    async def _send_acks(self, run_ids: list[str]) -> None:
         try:
-            await self.launcher.ack_runs([run_id])
+            await self.launcher.ack_runs(run_ids)
         except Exception as exc:
             self._mark("launcher", False, _short(exc))
 
@@ -734,7 +763,7 @@ class Orchestrator:
         if ev.rate_limits is not None:
             self.rate_limits = dict(ev.rate_limits)
         hist = self._history(entry.issue.id, entry.issue.identifier)
-        hist.recent.append(RecentEvent(iso(entry.last_event_at), ev.event, ev.message))
+        hist.recent.append((entry.last_event_at, ev.event, ev.message))
         if ev.tokens is not None:
             self._count_tokens(entry, ev.tokens)
         if ev.event == "run_finished":
