@@ -25,6 +25,7 @@ from symphonyd.core.messages import (
     RunInfo,
     RunOutcome,
     StartRun,
+    StartRunResult,
     StopReason,
     StopRun,
     TokenTotals,
@@ -67,6 +68,7 @@ BLOCKED_ERROR_CODES = frozenset(
     {"turn_input_required", "approval_required", "approval_declined", "input_required"}
 )
 MAX_PENDING_AUDIT = 10_000
+START_WINDOW = 64
 MAX_HISTORY = 5_000
 MAX_REASON_CHARS = 500
 
@@ -523,12 +525,8 @@ class Orchestrator:
             return
         for e in entries:
             self._add_running(e)
-        results = await asyncio.gather(
-            *(
-                self.launcher.start_run(StartRun(e.run_id, e.issue, e.attempt, workflow))
-                for e in entries
-            ),
-            return_exceptions=True,
+        results = await self._start_all(
+            [StartRun(e.run_id, e.issue, e.attempt, workflow) for e in entries]
         )
         if not all(isinstance(r, BaseException) for r in results):
             self._mark("launcher", True)
@@ -546,6 +544,25 @@ class Orchestrator:
             self._remove_running(e)
             self._history(e.issue.id, e.issue.identifier).last_error = error
             self._schedule_retry(e.issue, (e.attempt or 0) + 1, "failure", error)
+
+    async def _start_all(self, reqs: list[StartRun]) -> list[StartRunResult | BaseException]:
+        """start_run for each request with at most START_WINDOW in flight.
+
+        A small pool of workers instead of a task per run: the IPC connection pipelines
+        requests anyway, and 10 000 tasks would cost more than the calls themselves.
+        """
+        results: list[StartRunResult | BaseException] = [RuntimeError("not started")] * len(reqs)
+        position = iter(range(len(reqs)))
+
+        async def worker() -> None:
+            for i in position:
+                try:
+                    results[i] = await self.launcher.start_run(reqs[i])
+                except Exception as exc:
+                    results[i] = exc
+
+        await asyncio.gather(*(worker() for _ in range(min(START_WINDOW, len(reqs)))))
+        return results
 
     def _schedule_retry(
         self, issue: Issue, attempt: int, kind: RetryKind, error: str | None
