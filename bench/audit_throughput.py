@@ -1,9 +1,13 @@
 """Durable audit appends per second: group commit versus one fsync per record.
 
 For 1, 4 and 16 concurrent writers, each writer appends one record at a time and waits for
-its durable acknowledgement before sending the next (what a daemon does). Runs the real
-store and group committer on a real filesystem (fdatasync per batch). Then measures how
-fast `verify_dir` checks the chain.
+its durable acknowledgement before sending the next (what a daemon does). Two set-ups:
+
+- ``socket``: the real daemon (``python -m symphonyd.audit``) as a subprocess, each writer
+  its own Unix-socket connection (``--max-batch-records 1`` for one fsync per record);
+- ``inproc``: the store and group committer in this process, without IPC costs.
+
+Both fdatasync on a real filesystem. Then measures how fast `verify_dir` checks a chain.
 
     .venv/bin/python bench/audit_throughput.py [--seconds 2] [--dir /var/tmp] [--verify-records N]
 
@@ -16,6 +20,9 @@ import argparse
 import asyncio
 import json
 import os
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +36,11 @@ from symphonyd.audit.shaping import shape
 from symphonyd.audit.store import AuditStore, Pending, Sender
 from symphonyd.audit.verify import verify_dir
 from symphonyd.core.audit_events import dispatch
+from symphonyd.core.messages import AUDIT_APPEND, AuditAppend
 from symphonyd.core.redact import Redactor
+from symphonyd.runtime.ipc_client import IpcClient
+
+REPO = Path(__file__).resolve().parent.parent
 
 SENDER = Sender(uid=os.getuid(), pid=os.getpid(), unit="bench.service", socket="bench")
 
@@ -67,6 +78,70 @@ async def _run(directory: Path, writers: int, max_batch: int, seconds: float) ->
     }
 
 
+def _start_daemon(directory: Path, sock: Path, max_batch: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "symphonyd.audit",
+            "--dir",
+            str(directory),
+            "--listen",
+            f"bench={sock}",
+            "--max-batch-records",
+            str(max_batch),
+        ],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(sock))
+            return proc
+        except OSError:
+            time.sleep(0.02)
+        finally:
+            probe.close()
+    proc.kill()
+    raise RuntimeError("audit daemon did not start")
+
+
+async def _run_socket(sock: Path, writers: int, seconds: float) -> dict[str, float]:
+    clients = [await IpcClient.connect(sock) for _ in range(writers)]
+    deadline = time.monotonic() + seconds
+    acked = 0
+
+    async def writer(wid: int, client: IpcClient) -> None:
+        nonlocal acked
+        n = wid
+        while time.monotonic() < deadline:
+            event = dispatch(f"issue-{n % 50}", f"BENCH-{n % 50}", f"run-{n}", n % 3)
+            await client.call(AUDIT_APPEND, AuditAppend(records=[event]))
+            acked += 1
+            n += writers
+
+    start = time.monotonic()
+    await asyncio.gather(*(writer(w, c) for w, c in enumerate(clients)))
+    elapsed = time.monotonic() - start
+    for client in clients:
+        await client.close()
+    return {"records_per_s": round(acked / elapsed, 1), "records": acked}
+
+
+def _socket_row(base: str, writers: int, max_batch: int, seconds: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(dir=base) as tmp, tempfile.TemporaryDirectory() as sockdir:
+        sock = Path(sockdir) / "a.sock"
+        proc = _start_daemon(Path(tmp) / "audit", sock, max_batch)
+        try:
+            return asyncio.run(_run_socket(sock, writers, seconds))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
 async def _fill(directory: Path, records: int) -> None:
     store = AuditStore(directory, writer=SENDER)
     committer = GroupCommitter(store)
@@ -86,18 +161,26 @@ def main() -> None:
     args = parser.parse_args()
 
     results: dict[str, object] = {}
-    print(f"{'writers':>7} {'mode':>11} {'records/s':>10} {'mean batch':>10}")
+    print(f"{'setup':>7} {'writers':>7} {'mode':>11} {'records/s':>10} {'mean batch':>10}")
     for writers in (1, 4, 16):
         for mode, max_batch in (("group", 4096), ("per_record", 1)):
+            row = _socket_row(args.dir, writers, max_batch, args.seconds)
+            results[f"socket_{mode}_{writers}"] = row
+            print(f"{'socket':>7} {writers:>7} {mode:>11} {row['records_per_s']:>10} {'':>10}")
             with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
                 row = asyncio.run(_run(Path(tmp) / "audit", writers, max_batch, args.seconds))
-            results[f"{mode}_{writers}"] = row
-            print(f"{writers:>7} {mode:>11} {row['records_per_s']:>10} {row['mean_batch']:>10}")
-    for writers in (1, 4, 16):
-        group = results[f"group_{writers}"]
-        single = results[f"per_record_{writers}"]
-        assert isinstance(group, dict) and isinstance(single, dict)
-        results[f"speedup_{writers}"] = round(group["records_per_s"] / single["records_per_s"], 2)
+            results[f"inproc_{mode}_{writers}"] = row
+            print(
+                f"{'inproc':>7} {writers:>7} {mode:>11} {row['records_per_s']:>10}"
+                f" {row['mean_batch']:>10}"
+            )
+    for setup in ("socket", "inproc"):
+        for writers in (1, 4, 16):
+            group = results[f"{setup}_group_{writers}"]
+            single = results[f"{setup}_per_record_{writers}"]
+            assert isinstance(group, dict) and isinstance(single, dict)
+            ratio = group["records_per_s"] / single["records_per_s"]
+            results[f"{setup}_speedup_{writers}"] = round(ratio, 2)
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         directory = Path(tmp) / "audit"

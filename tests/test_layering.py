@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "symphonyd"
-DAEMONS = {"tracker", "dispatcher", "launcher", "audit", "dashboard"}
+DAEMONS = {"tracker", "dispatcher", "launcher", "audit", "dashboard", "demo"}
 # core stays free of network, process and event-loop machinery.
 CORE_FORBIDDEN_MODULES = {"socket", "subprocess", "asyncio", "httpx", "pyroute2", "nftables"}
 

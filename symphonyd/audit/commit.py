@@ -37,6 +37,8 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.records = 0
+        # Set once the store has failed: the daemon exits so systemd restarts and recovers.
+        self.failed = asyncio.Event()
 
     async def start(self) -> list[dict[str, Any]]:
         """Open the store (recovery, genesis) and start batching."""
@@ -95,6 +97,7 @@ class GroupCommitter:
                 for request in batch:
                     if not request.done.done():
                         request.done.set_exception(exc)
+                self.failed.set()
                 # The store now refuses every append, so later batches fail fast the same way.
                 continue
             self.batches += 1

@@ -8,6 +8,7 @@ repairs anything.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 
 from symphonyd.audit.layout import day_files
 from symphonyd.core.audit_chain import ChainBreak, ChainHead, check_link, parse_stored_line
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @dataclass(frozen=True)
@@ -26,8 +29,8 @@ class Checkpoint:
 
     @classmethod
     def parse(cls, text: str) -> Checkpoint:
-        seq, sep, digest = text.partition(":")
-        if not sep or not seq.isdigit() or len(digest) != 64:
+        seq, sep, digest = text.strip().partition(":")
+        if not sep or not seq.isdecimal() or not _HEX64.fullmatch(digest):
             raise ValueError("checkpoint must look like SEQ:SHA256HEX")
         return cls(int(seq), digest.lower())
 

@@ -18,6 +18,7 @@ from symphonyd.core.errors import ValidationError
 
 T = TypeVar("T")
 _MAX_DEPTH = 32
+_SCALARS = (str, int, float, bool)
 
 
 def decode(cls: type[T], data: Any) -> T:
@@ -27,6 +28,8 @@ def decode(cls: type[T], data: Any) -> T:
 
 def encode(value: Any) -> Any:
     """Dataclasses (and objects with ``to_dict``) to plain JSON values."""
+    if value is None or type(value) in _SCALARS:  # fast path: most leaves are scalars
+        return value
     if hasattr(value, "to_dict"):
         return value.to_dict()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -44,6 +47,8 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def _decode(tp: Any, data: Any, where: str, depth: int) -> Any:
+    if tp in _SCALARS and type(data) is tp:  # fast path for the common exact-type leaf
+        return data
     if depth > _MAX_DEPTH:
         raise ValidationError(f"{where}: nested too deeply")
     if tp is Any:
@@ -95,6 +100,8 @@ def _decode_sequence(tp: Any, origin: Any, data: Any, where: str, depth: int) ->
         raise ValidationError(f"{where}: expected a list")
     args = get_args(tp)
     item_t = args[0] if args else Any
+    if item_t in _SCALARS and all(type(v) is item_t for v in data):
+        return tuple(data) if origin is tuple else list(data)  # skip per-item paths
     items = [_decode(item_t, v, f"{where}[{i}]", depth + 1) for i, v in enumerate(data)]
     return tuple(items) if origin is tuple else items
 

@@ -123,7 +123,7 @@ def parse_claude(raw: Mapping[Any, Any]) -> ClaudeConfig:
 
 def parse_sandbox(raw: Mapping[Any, Any]) -> SandboxConfig:
     s = section(raw, "sandbox")
-    res = section(s, "resources") if isinstance(s, Mapping) else {}
+    res = section(s, "resources", "sandbox.resources")
     d = ResourcesConfig()
     memory_max = req_str(res, "memory_max", "sandbox.resources.memory_max", d.memory_max).strip()
     if not _MEMORY.fullmatch(memory_max):
@@ -153,11 +153,7 @@ def parse_sandbox(raw: Mapping[Any, Any]) -> SandboxConfig:
 
 def _parse_egress(sandbox: Mapping[Any, Any], name: str) -> EgressConfig:
     where = f"sandbox.{name}"
-    value = sandbox.get(name)
-    if value is None:
-        return EgressConfig()
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: must be a map, got {echo(value)}", field=where)
+    value = section(sandbox, name, where)
     ports_raw = value.get("allowed_ports")
     ports: list[int] = []
     if ports_raw is not None:
@@ -206,13 +202,7 @@ def parse_audit(raw: Mapping[Any, Any]) -> AuditConfig:
 
 
 def parse_cleanup(workspace: Mapping[Any, Any]) -> CleanupConfig:
-    value = workspace.get("cleanup")
-    if value is None:
-        return CleanupConfig()
-    if not isinstance(value, Mapping):
-        raise ConfigError(
-            f"workspace.cleanup: must be a map, got {echo(value)}", field="workspace.cleanup"
-        )
+    value = section(workspace, "cleanup", "workspace.cleanup")
     return CleanupConfig(
         max_age_days=opt_int(value, "max_age_days", "workspace.cleanup.max_age_days", minimum=1),
         min_free_disk_mb=req_int(

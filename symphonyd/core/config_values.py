@@ -18,6 +18,11 @@ _ECHO_LIMIT = 60
 # `$NAME` or `${NAME}` as the whole value; nothing else is an environment reference.
 _ENV_REF = re.compile(r"\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})")
 _INT_TEXT = re.compile(r"[+-]?[0-9]{1,18}")
+# Upper bounds keep values usable by every consumer: durations (keys ending in `_ms`) fit the
+# 32-bit millisecond timers of poll()/select() (about 24.8 days), other integers stay exact
+# in JSON (IPC, dashboard).
+MAX_DURATION_MS = 2**31 - 1
+MAX_INT = 2**53 - 1
 
 
 def decode_bounded(
@@ -51,13 +56,14 @@ def env_ref_name(value: Any) -> str | None:
     return match.group(1) or match.group(2)
 
 
-def section(raw: Mapping[Any, Any], name: str) -> Mapping[Any, Any]:
+def section(raw: Mapping[Any, Any], name: str, where: str | None = None) -> Mapping[Any, Any]:
     """A nested map; absent or null means empty, any other non-map is an error."""
     value = raw.get(name)
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{name}: must be a map, got {echo(value)}", field=name)
+        field = where or name
+        raise ConfigError(f"{field}: must be a map, got {echo(value)}", field=field)
     return value
 
 
@@ -71,6 +77,9 @@ def opt_int(raw: Mapping[Any, Any], key: str, field: str, *, minimum: int | None
         number = value
     elif isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
         number = int(value.strip())
+    limit = MAX_DURATION_MS if field.endswith("_ms") else MAX_INT
+    if number is not None and abs(number) > limit:
+        raise ConfigError(f"{field}: must be at most {limit}, got {echo(value)}", field=field)
     if number is None or (minimum is not None and number < minimum):
         if minimum == 1:
             want = "a positive integer"

@@ -72,6 +72,9 @@ class EgressPolicy:
     permitted_networks: tuple[IPNetwork, ...] = ()
     # Ports on which the first client bytes must be a TLS ClientHello naming the host.
     tls_ports: frozenset[int] = frozenset({443})
+    # Optional, off by default: ports an allowed name may be reached on *without* the proxy,
+    # through nftables elements filled from the resolver's answers (docs/sandbox.md caveats).
+    direct_ports: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,7 @@ def build_policy(
     builtin_domains: Iterable[str] = (),
     ports: Iterable[int] = (),
     permitted_networks: Iterable[str] = (),
+    direct_ports: Iterable[int] = (),
 ) -> EgressPolicy:
     """Policy from config values: built-in names for the runtime plus the operator's list."""
     if mode not in MODES:
@@ -144,7 +148,8 @@ def build_policy(
     allowed = _unique(parse_rule(r) for r in (*builtin_domains, *allowed_domains))
     denied = _unique(parse_rule(r) for r in denied_domains)
     port_set = frozenset(ports) or DEFAULT_PORTS
-    if any(not 0 < p < 65536 for p in port_set):
+    direct = frozenset(direct_ports)
+    if any(not 0 < p < 65536 for p in port_set | direct):
         raise EgressPolicyError("ports must be in 1..65535")
     nets: list[IPNetwork] = []
     for text in permitted_networks:
@@ -152,7 +157,7 @@ def build_policy(
             nets.append(ipaddress.ip_network(text, strict=True))
         except ValueError as exc:
             raise EgressPolicyError(f"permitted network {text!r} is not a network") from exc
-    return EgressPolicy(mode, allowed, denied, port_set, tuple(nets))
+    return EgressPolicy(mode, allowed, denied, port_set, tuple(nets), direct_ports=direct)
 
 
 def _unique(rules: Iterable[HostRule]) -> tuple[HostRule, ...]:

@@ -61,7 +61,7 @@ class HostConfig:
     # When set, replaces WORKFLOW.md's workspace.root (see apply_host_overrides).
     workspace_root: str | None = None
     dashboard: DashboardBind = field(default_factory=DashboardBind)
-    tracker_credential: str = "tracker-token"
+    tracker_credential: str = "tracker"
 
 
 def parse_host_config(text: str) -> tuple[HostConfig, tuple[str, ...]]:

@@ -147,6 +147,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # json.loads(..., kw) rebuilds one
+
+
 def parse_frame(line: bytes, *, max_frame: int = DEFAULT_MAX_FRAME) -> Frame:
     """Decode one line into a typed frame or raise ProtocolError with a stable code."""
     if len(line) > max_frame:
@@ -154,7 +157,7 @@ def parse_frame(line: bytes, *, max_frame: int = DEFAULT_MAX_FRAME) -> Frame:
             f"frame of {len(line)} bytes exceeds {max_frame}", code="frame_too_large"
         )
     try:
-        obj = json.loads(line, parse_constant=_reject_constant)
+        obj = _DECODER.decode(line.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         # ValueError covers JSONDecodeError, UnicodeDecodeError and Python's limit on the
         # digits of an integer literal, which a hostile peer reaches with a 5000-digit id.
@@ -225,8 +228,9 @@ HEALTH = method("health", Empty, Health, "Liveness and version of the serving da
 
 
 # --------------------------------------------------------------------------- tracker
-# Served by symphony-tracker. Clients: dispatcher (reads), launcher (agent tools).
-# Adapter failures come back as error replies whose code is a SPEC 11.4 category.
+# Served by symphony-tracker on two sockets: the dispatcher's (reads, profile, health) and the
+# launcher's (agent tools, profile, health). Adapter failures come back as error replies whose
+# code is a SPEC 11.4 category (tracker_request, tracker_status, tracker_response, ...).
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,18 @@ class IssueList:
 
 
 @dataclass(frozen=True)
+class TrackerProfile:
+    """The active adapter as the tracker daemon built it from the current WORKFLOW.md."""
+
+    kind: str | None
+    active_states: list[str]  # WORKFLOW.md values, else the adapter's documented defaults
+    terminal_states: list[str]
+    secret_env_names: list[str]  # the launcher removes these from agent environments
+    tracker_fingerprint: str | None  # changes whenever the tracker config changes
+    config_error: dict[str, Any] | None = None  # {"code", "message"} while config is unusable
+
+
+@dataclass(frozen=True)
 class ToolSpec:
     name: str
     description: str
@@ -254,6 +270,8 @@ class ToolSpec:
 @dataclass(frozen=True)
 class ToolSpecList:
     tools: list[ToolSpec]
+    # Bind a session to this; a ToolCall carrying another value is refused (SPEC 10.5).
+    tracker_fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -262,6 +280,7 @@ class ToolCall:
     tool: str
     arguments: Any
     session_id: str | None = None
+    tracker_fingerprint: str | None = None  # from the ToolSpecList the session advertised
 
 
 @dataclass(frozen=True)
@@ -275,6 +294,9 @@ TRACKER_FETCH_BY_STATES = method(
 )
 TRACKER_FETCH_BY_IDS = method(
     "tracker.fetch_by_ids", FetchByIds, IssueList, "Current snapshots of these ids (SPEC 11.1)."
+)
+TRACKER_PROFILE = method(
+    "tracker.profile", Empty, TrackerProfile, "Kind, effective states and secret env names."
 )
 TRACKER_TOOL_SPECS = method(
     "tracker.tool_specs", Empty, ToolSpecList, "Agent tools the active adapter offers."
@@ -603,6 +625,8 @@ class AckRuns:
 @dataclass(frozen=True)
 class RemoveWorkspace:
     identifier: str
+    # Where the workspace root and hooks come from; None: the last workflow a run used.
+    workflow: WorkflowSnapshot | None = None
 
 
 @dataclass(frozen=True)

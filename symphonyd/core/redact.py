@@ -27,40 +27,45 @@ MARK = "[REDACTED:{}]"
 _MIN_ENCODED_SECRET = 8
 _MAX_DEPTH = 64
 
-# (kind, pattern). Order matters: multi-line and prefixed forms before generic ones.
-_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
+# (kind, pattern), tried in this order at each position. Flags are scoped so the patterns
+# can be joined into one alternation and the text scanned once.
+_SHAPES: tuple[tuple[str, str], ...] = (
     (
         "private_key",
-        re.compile(
-            r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----.*?"
-            r"(-----END[A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|\Z)",
-            re.S,
-        ),
+        r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?s:.*?)"
+        r"(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
     ),
-    ("anthropic_key", re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{10,}")),
-    ("openai_key", re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}")),
-    ("stripe_key", re.compile(r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}")),
-    ("github_token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})")),
-    ("gitlab_token", re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}")),
-    ("slack_token", re.compile(r"\bxox[abposre]-[A-Za-z0-9\-]{10,}")),
-    ("slack_webhook", re.compile(r"https://hooks\.slack\.com/services/[A-Za-z0-9/_\-]+")),
-    ("aws_access_key", re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b")),
-    ("linear_key", re.compile(r"\blin_(?:api|oauth)_[A-Za-z0-9]{16,}")),
-    ("google_api_key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}")),
-    ("npm_token", re.compile(r"\bnpm_[A-Za-z0-9]{36}")),
-    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}")),
+    ("anthropic_key", r"\bsk-ant-[A-Za-z0-9_\-]{10,}"),
+    ("openai_key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}"),
+    ("stripe_key", r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}"),
+    ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"),
+    ("gitlab_token", r"\bglpat-[A-Za-z0-9_\-]{20,}"),
+    ("slack_token", r"\bxox[abposre]-[A-Za-z0-9\-]{10,}"),
+    ("slack_webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/_\-]+"),
+    ("aws_access_key", r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
+    ("linear_key", r"\blin_(?:api|oauth)_[A-Za-z0-9]{16,}"),
+    ("google_api_key", r"\bAIza[0-9A-Za-z_\-]{35}"),
+    ("npm_token", r"\bnpm_[A-Za-z0-9]{36}"),
+    ("jwt", r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
+    ("auth_header", r"(?i:\b(?:bearer|basic)(?:\s+|%20)[A-Za-z0-9._~+/=\-]{8,})"),
+    ("url_credentials", r"(?<=://)[^/\s:@]{1,256}:[^/\s@]{1,256}(?=@)"),
+    # NAME=value / "name": "value" where the name says secret: keep the name, drop the value.
     (
-        "auth_header",
-        re.compile(r"(?i)\b(?:bearer|basic)(?:\s+|%20)[A-Za-z0-9._~+/=\-]{8,}"),
+        "assignment",
+        r"(?i:\b(?P<name>[A-Z0-9_\-]*(?:SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY"
+        r"|PRIVATE_?KEY|CREDENTIALS?)[A-Z0-9_\-]*)(?P<sep>\"?\s*[:=]\s*\"?)[^\s\"',;&]{8,})",
     ),
-    ("url_credentials", re.compile(r"(?<=://)[^/\s:@]{1,256}:[^/\s@]{1,256}(?=@)")),
 )
+_SCAN = re.compile("|".join(f"(?P<{kind}>{pattern})" for kind, pattern in _SHAPES))
 
-# NAME=value / "name": "value" where the name says secret. Keeps the name, drops the value.
-_ASSIGNMENT = re.compile(
-    r"(?i)\b([A-Z0-9_\-]*(?:SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY"
-    r"|CREDENTIALS?)[A-Z0-9_\-]*)(\"?\s*[:=]\s*\"?)([^\s\"',;&]{8,})"
-)
+
+def _replace_shape(match: re.Match[str]) -> str:
+    kind = match.lastgroup or "secret"
+    if kind == "assignment":
+        return match.group("name") + match.group("sep") + MARK.format("secret")
+    return MARK.format(kind)
+
+
 _SECRET_KEY = re.compile(
     r"(?i)(secret|token|password|passwd|api[_-]?key|access[_-]?key|private[_-]?key"
     r"|authorization|cookie|credential)"
@@ -108,9 +113,7 @@ class Redactor:
         """``value`` with every secret and token shape replaced by a marker."""
         if self._secret_re is not None:
             value = self._secret_re.sub(MARK.format("secret"), value)
-        for kind, pattern in _SHAPES:
-            value = pattern.sub(MARK.format(kind), value)
-        return _ASSIGNMENT.sub(lambda m: m.group(1) + m.group(2) + MARK.format("secret"), value)
+        return _SCAN.sub(_replace_shape, value)
 
     def value(self, obj: Any, _depth: int = 0) -> Any:
         """A copy of a JSON value with every string scrubbed and secret-named keys blanked."""

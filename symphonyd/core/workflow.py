@@ -4,9 +4,10 @@ The file is Markdown with optional YAML front matter between a first line ``---`
 next line ``---``. The front matter must be a map; the rest, trimmed, is the prompt template.
 
 WORKFLOW.md comes from a repository, so it is treated as untrusted input: the file is capped
-at :data:`MAX_WORKFLOW_BYTES`, YAML is read with the safe loader, and the composed YAML graph
-may not expand (through anchors and aliases) past :data:`MAX_YAML_NODES` nodes or recurse into
-itself. Every failure is a :class:`WorkflowError`; see docs/design/0101-workflow-yaml-limits.md.
+at :data:`MAX_WORKFLOW_BYTES` and its front matter at :data:`MAX_FRONT_MATTER_CHARS`, YAML is
+read with the safe loader, and the composed YAML graph may not expand (through anchors and
+aliases) past :data:`MAX_YAML_NODES` nodes or recurse into itself. Every failure is a
+:class:`WorkflowError`; see docs/design/0101-workflow-yaml-limits.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from symphonyd.core.config_values import decode_bounded
 from symphonyd.core.errors import WorkflowError
 
 MAX_WORKFLOW_BYTES = 1 << 20
+# PyYAML's pure-Python scanner runs at tens of microseconds per token; a front matter of a few
+# KiB is normal, and this cap keeps a hostile one from stalling the dispatcher for long.
+MAX_FRONT_MATTER_CHARS = 128 * 1024
 # Nodes after alias expansion: a legitimate front matter has hundreds, a "billion laughs"
 # document has billions while composing to a few dozen nodes.
 MAX_YAML_NODES = 100_000
@@ -73,6 +77,11 @@ def parse_workflow(text: str) -> WorkflowDefinition:
 
 
 def _front_matter(source: str) -> dict[str, Any]:
+    if len(source) > MAX_FRONT_MATTER_CHARS:
+        raise WorkflowError(
+            f"front matter is {len(source)} characters; the limit is {MAX_FRONT_MATTER_CHARS}",
+            code=WORKFLOW_PARSE_ERROR,
+        )
     value = _safe_yaml(source)
     if value is None:
         # Empty or comment-only front matter is an empty config, like no front matter at all.

@@ -162,21 +162,22 @@ def canonical_root(root: str | os.PathLike[str]) -> Path:
             code="invalid_workspace_root",
             root=os.fspath(root),
         ) from None
+    require_directory(canon, what="workspace root", code="invalid_workspace_root")
+    return canon
+
+
+def require_directory(path: Path, *, what: str, code: str, missing_code: str | None = None) -> None:
+    """Raise unless ``path`` itself (not a symlink to one) is a directory."""
     try:
-        st = os.lstat(canon)
+        st = os.lstat(path)
     except OSError as exc:
         raise WorkspaceError(
-            f"workspace root {canon} does not exist or cannot be inspected: {exc.strerror}",
-            code="invalid_workspace_root",
-            root=str(canon),
+            f"{what} {path} does not exist or cannot be inspected: {exc.strerror}",
+            code=missing_code or code,
+            path=str(path),
         ) from None
     if not stat.S_ISDIR(st.st_mode):
-        raise WorkspaceError(
-            f"workspace root {canon} is not a directory",
-            code="invalid_workspace_root",
-            root=str(canon),
-        )
-    return canon
+        raise WorkspaceError(f"{what} {path} is not a directory", code=code, path=str(path))
 
 
 def safe_key_path(root: str | os.PathLike[str], key: str) -> Path:

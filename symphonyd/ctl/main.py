@@ -3,9 +3,10 @@
 Each command group lives in its own module ``symphonyd.ctl.<group>_cmd`` exposing
 ``register(subparsers)``; that module's parser sets ``func`` to a callable taking the parsed
 namespace and returning the exit code. Modules are discovered, so adding a group never
-touches this file; ``--help`` lists them alphabetically. Exit codes (docs/symphonyctl.md): 0 success,
-1 a check failed (e.g. audit chain broken), 2 usage or validation error, 3 a daemon
-is unreachable.
+touches this file; ``--help`` lists them alphabetically.
+
+Exit codes (docs/symphonyctl.md): 0 success, 1 a check failed (e.g. audit chain broken),
+2 usage or validation error, 3 a daemon is unreachable.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from symphonyd.core.errors import WorkspaceError
-from symphonyd.core.workspace_paths import canonicalize, is_inside
+from symphonyd.core.workspace_paths import canonicalize, contained_path
 
 PROTECTED_NAMES = ("config", "config.worktree", "hooks", "info", "packed-refs")
 WORKTREE_CONFIG_NAMES = ("config", "config.worktree")
@@ -45,9 +45,6 @@ class _Scanner:
         self.scan = GitMetadataScan(workspace)
         self.seen: set[Path] = set()
 
-    def _inside(self, path: Path) -> bool:
-        return path == self.ws or is_inside(path, self.ws)
-
     def _classify(self, path: Path) -> None:
         try:
             st = os.lstat(path)
@@ -62,10 +59,10 @@ class _Scanner:
     def _resolve(self, pointer: Path, target: str) -> Path | None:
         """Canonical target of a gitdir/commondir pointer, or None if it leads outside."""
         try:
-            canon = canonicalize(pointer.parent / target)
+            canon: Path | None = contained_path(self.ws, pointer.parent / target)
         except WorkspaceError:
             canon = None
-        if canon is None or not self._inside(canon) or not os.path.isdir(canon):
+        if canon is None or not os.path.isdir(canon):
             self.scan.outside.append(pointer)
             return None
         return canon

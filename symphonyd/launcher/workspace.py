@@ -25,6 +25,7 @@ from symphonyd.core.issue import Issue
 from symphonyd.core.workspace_paths import (
     canonical_root,
     is_valid_key,
+    require_directory,
     safe_key_path,
     workspace_key,
 )
@@ -95,18 +96,12 @@ class WorkspaceManager:
     def _checked_dir(self, key: str) -> Path:
         """Checked path that must currently be a real directory."""
         path = safe_key_path(self.root, key)
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            raise WorkspaceError(
-                f"workspace {path} does not exist", code="workspace_missing", key=key
-            ) from None
-        if not stat.S_ISDIR(st.st_mode):
-            raise WorkspaceError(
-                f"{path} exists but is not a directory",
-                code="workspace_not_a_directory",
-                path=str(path),
-            )
+        require_directory(
+            path,
+            what="workspace",
+            code="workspace_not_a_directory",
+            missing_code="workspace_missing",
+        )
         return path
 
     @property
@@ -238,7 +233,10 @@ class WorkspaceManager:
             for entry in it:
                 if not is_valid_key(entry.name):
                     continue
-                st = entry.stat(follow_symlinks=False)
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # removed while we were listing
+                    continue
                 if stat.S_ISDIR(st.st_mode):
                     entries.append(WorkspaceEntry(entry.name, Path(entry.path), st.st_mtime))
         return sorted(entries, key=lambda e: e.key)

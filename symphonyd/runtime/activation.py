@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import socket
 import stat
@@ -62,9 +63,24 @@ def listen_fds(
     return found
 
 
-def activated_socket(name: str, environ: MutableMapping[str, str] | None = None) -> socket.socket:
-    """The one listening Unix stream socket systemd passed under ``name``."""
-    socks = listen_fds(environ).get(name, [])
+@functools.cache
+def _process_fds() -> dict[str, list[socket.socket]]:
+    # The environment can be read once only (it is unset), so keep what it named.
+    return listen_fds()
+
+
+def activated_socket(
+    name: str, environ: MutableMapping[str, str] | None = None
+) -> socket.socket | None:
+    """The listening Unix stream socket systemd passed as ``name``, or None if none was.
+
+    Without ``environ`` this reads the process environment once and remembers the sockets,
+    so a daemon with several activated sockets can claim each by its FileDescriptorName.
+    """
+    fds = listen_fds(environ) if environ is not None else _process_fds()
+    socks = fds.pop(name, [])
+    if not socks:
+        return None
     if len(socks) != 1:
         raise SocketSetupError(f"expected one activated socket named {name!r}, got {len(socks)}")
     sock = socks[0]

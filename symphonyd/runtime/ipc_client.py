@@ -69,6 +69,7 @@ class IpcClient:
         self._events: asyncio.Queue[ReceivedEvent | None] = asyncio.Queue(max_events)
         self._error: SymphonyError | None = None
         self._closing = False
+        self._high_water = writer.transport.get_write_buffer_limits()[1]
         self._read_task = asyncio.create_task(self._read_loop())
 
     @classmethod
@@ -105,8 +106,10 @@ class IpcClient:
         self._pending[req_id] = (spec, future)
         try:
             self._writer.write(encode_request(req_id, spec, params))
-            await asyncio.wait_for(self._drain_then(future), timeout)
-            result: R = future.result()
+            async with asyncio.timeout(timeout):
+                if self._writer.transport.get_write_buffer_size() > self._high_water:
+                    await self._writer.drain()  # the server is behind: wait, bounded
+                result: R = await future
             return result
         except TimeoutError:
             raise SymphonyError(
@@ -121,14 +124,12 @@ class IpcClient:
                 # Mark it retrieved: an unretrieved exception is logged from a GC finaliser.
                 future.exception()
 
-    async def _drain_then(self, future: asyncio.Future[Any]) -> None:
-        await self._writer.drain()
-        await asyncio.shield(future)
-
     async def events(self) -> AsyncIterator[ReceivedEvent]:
         """Events pushed on this connection; raises ``unavailable`` if the connection drops."""
         while True:
-            item = await self._events.get()
+            # When the queue was full as the connection failed, no end marker fit in it.
+            ended = self._events.empty() and (self._error is not None or self._closing)
+            item = None if ended else await self._events.get()
             if item is None:
                 self._events.put_nowait(None)  # let any other iterator see the end too
                 if self._error is not None and not self._closing:
@@ -216,7 +217,9 @@ class IpcClient:
         try:
             self._events.put_nowait(ReceivedEvent(frame.event, data))
         except asyncio.QueueFull:
-            raise ProtocolError("event queue overflowed; consumer too slow") from None
+            # Same policy as the server: never buffer without bound. The consumer sees
+            # ``unavailable`` and, like after any disconnect, re-subscribes and re-snapshots.
+            raise unavailable(f"events from {self.path} overflowed: consumer too slow") from None
 
 
 class ReconnectingClient:

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.messages import (
@@ -29,7 +29,7 @@ from symphonyd.core.messages import (
     encode_response,
     parse_frame,
 )
-from symphonyd.runtime.activation import bind_unix
+from symphonyd.runtime.activation import activated_socket, bind_unix
 from symphonyd.runtime.logging import log_event
 from symphonyd.runtime.peer import Peer, peer_of
 
@@ -76,7 +76,13 @@ class EventSink:
         """
         if self.closed:
             return False
-        frame = encode_event(spec, data)
+        frame = _encode_event(spec, data)
+        return frame is None or self.send_frame(frame)
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Queue an already encoded event frame (see Broadcast)."""
+        if self.closed:
+            return False
         if not self._active:
             # The subscribe response goes out first; hold early events until it is queued.
             if len(self._pending) >= self._conn.limits.send_queue:
@@ -92,6 +98,50 @@ class EventSink:
         for frame in pending:
             if not self._conn.push_event(frame):
                 return
+
+
+class Broadcast(Generic[P]):
+    """The subscribers of one event: encodes each event once and prunes gone sinks."""
+
+    def __init__(self, spec: EventSpec[P]) -> None:
+        self.spec = spec
+        self._sinks: set[EventSink] = set()
+
+    def add(self, sink: EventSink) -> None:
+        self._sinks.add(sink)
+
+    def __len__(self) -> int:
+        return len(self._sinks)
+
+    def publish(self, data: P) -> int:
+        """Push ``data`` to every live subscriber; returns how many took it."""
+        frame = _encode_event(self.spec, data)
+        if frame is None:
+            return 0
+        delivered = 0
+        for sink in list(self._sinks):
+            if sink.send_frame(frame):
+                delivered += 1
+            else:
+                self._sinks.discard(sink)
+        return delivered
+
+
+def _encode_event(spec: EventSpec[P], data: P) -> bytes | None:
+    try:
+        return encode_event(spec, data)
+    except (TypeError, ValueError) as exc:
+        # E.g. NaN in an agent's rate-limit payload: drop this event, keep the subscribers.
+        log_event(
+            log,
+            "ipc_event",
+            level=logging.WARNING,
+            outcome="dropped",
+            name=spec.name,
+            reason="unencodable",
+            error=type(exc).__name__,
+        )
+        return None
 
 
 @dataclass(frozen=True)
@@ -164,10 +214,20 @@ class IpcServer:
             self._on_connect, sock=sock, limit=self.limits.max_frame
         )
 
+    async def start_listening(self, fdname: str, path: str | Path) -> None:
+        """Production entry: the socket systemd passed as ``fdname``, else bind ``path``."""
+        sock = activated_socket(fdname)
+        if sock is None:
+            await self.start_path(path)
+        else:
+            log_event(log, "ipc_listen", server=self.name, source="systemd", fdname=fdname)
+            await self.start(sock)
+
     async def start_path(self, path: str | Path) -> None:
         """Development/tests: bind ``path`` ourselves with mode 0600, unlink it on close."""
         sock = bind_unix(path)
         self._owned_path = (Path(path), os.stat(path).st_ino)
+        log_event(log, "ipc_listen", server=self.name, source="bound", path=str(path))
         await self.start(sock)
 
     async def close(self) -> None:
@@ -259,6 +319,10 @@ class _Connection:
         self.tasks: set[asyncio.Task[None]] = set()
         self.subscriptions = 0
         self._read_task: asyncio.Task[bytes | None] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._last_active = self._loop.time()
+        self._idle_timer = self._loop.call_later(self.limits.idle_timeout, self._idle_check)
+        self._high_water = writer.transport.get_write_buffer_limits()[1]
 
     async def run(self) -> None:
         write_task = asyncio.create_task(self._write_loop())
@@ -283,6 +347,11 @@ class _Connection:
                 except asyncio.QueueFull:
                     self.drop("peer_not_reading")
                 await asyncio.wait({write_task}, timeout=self.limits.write_timeout)
+            if not self.closed.is_set():
+                # Graceful: flush what is buffered, then close (abort() would discard it).
+                self.writer.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.writer.wait_closed(), self.limits.write_timeout)
         finally:
             self.drop("closed")
             for task in self.tasks:
@@ -295,22 +364,51 @@ class _Connection:
         if self.closed.is_set():
             return
         if reason not in ("closed", "eof"):
+            # Peers leaving or idling out is routine; being cut off for misbehaving is not.
+            routine = reason in ("peer_closed", "idle_timeout", "server_closing")
             log_event(
                 log,
                 "ipc_disconnect",
+                level=logging.INFO if routine else logging.WARNING,
                 server=self.server.name,
                 reason=reason,
                 uid=self.peer.uid,
                 pid=self.peer.pid,
             )
         self.closed.set()
+        self._idle_timer.cancel()
         self.writer.transport.abort()
         if self._read_task is not None and self._read_task is not asyncio.current_task():
             self._read_task.cancel()
 
+    def _idle_check(self) -> None:
+        if self.closed.is_set():
+            return
+        now = self._loop.time()
+        due = self._last_active + self.limits.idle_timeout
+        if now >= due and not self._busy():
+            self.drop("idle_timeout")
+            return
+        # Waiting for our own replies or pushing events is not idling: look again later.
+        delay = due - now if due > now else self.limits.idle_timeout
+        self._idle_timer = self._loop.call_later(delay, self._idle_check)
+
+    def _write_now(self, frame: bytes) -> bool:
+        """Write straight to the transport when nothing is queued and the peer keeps up.
+
+        Skips a task switch per reply; anything else goes through the bounded queue, so the
+        transport buffer never holds more than its high-water mark plus one frame.
+        """
+        if self.queue.empty() and self.writer.transport.get_write_buffer_size() < self._high_water:
+            self.writer.write(frame)
+            return True
+        return False
+
     def push_event(self, frame: bytes) -> bool:
         if self.closed.is_set():
             return False
+        if self._write_now(frame):
+            return True
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
@@ -319,14 +417,15 @@ class _Connection:
         return True
 
     async def _send(self, frame: bytes) -> None:
-        if not self.closed.is_set():
+        if not self.closed.is_set() and not self._write_now(frame):
             await self.queue.put(frame)
 
     async def _write_loop(self) -> None:
         try:
             while (frame := await self.queue.get()) is not None:
                 self.writer.write(frame)
-                await asyncio.wait_for(self.writer.drain(), self.limits.write_timeout)
+                async with asyncio.timeout(self.limits.write_timeout):
+                    await self.writer.drain()
         except TimeoutError:
             self.drop("peer_not_reading")
         except (ConnectionError, OSError):
@@ -340,15 +439,7 @@ class _Connection:
         while True:
             await self.slots.acquire()
             try:
-                line = await asyncio.wait_for(
-                    self.reader.readuntil(b"\n"), self.limits.idle_timeout
-                )
-            except TimeoutError:
-                self.slots.release()
-                if self._busy():
-                    continue  # waiting for our own replies or pushing events is not idling
-                self.drop("idle_timeout")
-                return None
+                line = await self.reader.readuntil(b"\n")
             except asyncio.IncompleteReadError:
                 return None
             except asyncio.LimitOverrunError:
@@ -358,6 +449,7 @@ class _Connection:
             except (ConnectionError, OSError):
                 self.drop("peer_closed")
                 return None
+            self._last_active = self._loop.time()
             if self._dispatch(line[:-1]) is None:
                 self.slots.release()
 
@@ -401,7 +493,8 @@ class _Connection:
         timeout = route.timeout if route.timeout is not None else self.limits.request_timeout
         try:
             args = (params, self.peer) if sink is None else (params, self.peer, sink)
-            result = await asyncio.wait_for(route.fn(*args), timeout)
+            async with asyncio.timeout(timeout):
+                result = await route.fn(*args)
             frame = _encode_result(route.spec, req_id, result)
         except TimeoutError:
             frame = encode_error(req_id, "timeout", f"{route.spec.name} took over {timeout}s")

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import sys
+import time
 from typing import Any
 
 _BARE = re.compile(r"[A-Za-z0-9_.:/@+\-,]+")
@@ -60,15 +61,31 @@ def format_kv(fields: dict[str, Any]) -> str:
 
 
 def log_event(
-    logger: logging.Logger, event: str, *, level: int = logging.INFO, **fields: Any
+    logger: logging.Logger,
+    event: str,
+    *,
+    level: int = logging.INFO,
+    exc_info: BaseException | None = None,
+    **fields: Any,
 ) -> None:
-    """Log one event as ``event=<event> k=v ...``; the fields also become journal fields."""
+    """Log one event as ``event=<event> k=v ...``; the fields also become journal fields.
+
+    ``None`` values are left out. ``exc_info`` attaches a traceback (kept on one line on
+    stderr, a separate EXCEPTION_TEXT field in the journal).
+    """
     if not logger.isEnabledFor(level):
         return
     present = {k: v for k, v in fields.items() if v is not None}
     message = format_kv({"event": event, **present})
     # "%s" keeps user text out of the format string so a stray "%" cannot break logging.
-    logger.log(level, "%s", message, extra={FIELDS_ATTR: {"event": event, **present}}, stacklevel=2)
+    logger.log(
+        level,
+        "%s",
+        message,
+        exc_info=exc_info,
+        extra={FIELDS_ATTR: {"event": event, **present}},
+        stacklevel=2,
+    )
 
 
 # --------------------------------------------------------------------------- sinks
@@ -102,7 +119,9 @@ def _journal_priority(levelno: int) -> int:
 
 
 class KvFormatter(logging.Formatter):
-    """One line per record: ``<time> level=<l> daemon=<d> logger=<n> <fields>``."""
+    """One line per record: ``<UTC time> level=<l> daemon=<d> logger=<n> <fields>``."""
+
+    converter = time.gmtime
 
     def __init__(self, daemon: str, *, timestamps: bool = True) -> None:
         super().__init__()
@@ -116,7 +135,8 @@ class KvFormatter(logging.Formatter):
             # Tracebacks stay on the same line (escaped) so they cannot forge other lines.
             line += " exc=" + format_value(self.formatException(record.exc_info))
         if self.timestamps:
-            line = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {line}"
+            stamp = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+            line = f"{stamp}.{int(record.msecs):03d}Z {line}"
         return line
 
 

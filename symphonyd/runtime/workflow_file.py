@@ -56,8 +56,8 @@ class LoadedWorkflow:
 
 def load_workflow(path: str | os.PathLike[str]) -> LoadedWorkflow:
     """Read, fingerprint and parse one workflow file; raises WorkflowError."""
-    loaded, _ = _read(Path(path))
-    return loaded
+    target = Path(path)
+    return _parse(target, _read(target))
 
 
 _StatKey = tuple[int, int, int, int, int]
@@ -67,7 +67,15 @@ def _stat_key(st: os.stat_result) -> _StatKey:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _read(path: Path) -> tuple[LoadedWorkflow, _StatKey]:
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    data: bytes
+    sha256: str
+    mtime_ns: int
+    key: _StatKey
+
+
+def _read(path: Path) -> _Snapshot:
     try:
         with path.open("rb") as handle:
             st = os.fstat(handle.fileno())
@@ -83,18 +91,21 @@ def _read(path: Path) -> tuple[LoadedWorkflow, _StatKey]:
             code=MISSING_WORKFLOW_FILE,
             path=str(path),
         ) from None
+    return _Snapshot(data, hashlib.sha256(data).hexdigest(), st.st_mtime_ns, _stat_key(st))
+
+
+def _parse(path: Path, snap: _Snapshot) -> LoadedWorkflow:
     try:
-        definition = parse_workflow_bytes(data)
+        definition = parse_workflow_bytes(snap.data)
     except WorkflowError as exc:
         raise WorkflowError(f"{path}: {exc.message}", code=exc.error_code, path=str(path)) from None
-    loaded = LoadedWorkflow(
+    return LoadedWorkflow(
         definition=definition,
         path=path,
-        sha256=hashlib.sha256(data).hexdigest(),
-        mtime_ns=st.st_mtime_ns,
-        size=len(data),
+        sha256=snap.sha256,
+        mtime_ns=snap.mtime_ns,
+        size=len(snap.data),
     )
-    return loaded, _stat_key(st)
 
 
 class Change(Enum):
@@ -132,10 +143,14 @@ class WorkflowWatcher(Generic[T]):
     def __init__(self, path: str | os.PathLike[str], build: Callable[[LoadedWorkflow], T]) -> None:
         self.path = Path(path)
         self._build = build
-        loaded, key = _read(self.path)
+        snap = _read(self.path)
+        loaded = _parse(self.path, snap)
         self._current: Good[T] = Good(loaded, build(loaded))
-        self._seen: _StatKey | None = key
+        self._seen: _StatKey | None = snap.key
         self._error: SymphonyError | None = None
+        # Fingerprint of the bytes that produced _error, so a forced poll of an unchanged
+        # bad file does not parse it again.
+        self._bad_sha: str | None = None
 
     @property
     def current(self) -> Good[T]:
@@ -165,33 +180,38 @@ class WorkflowWatcher(Generic[T]):
         if key == self._seen and not force:
             return PollResult(Change.UNCHANGED, self._current, self._error)
         try:
-            loaded, key = _read(self.path)
+            snap = _read(self.path)
         except WorkflowError as exc:
-            return self._fail(exc, key)
-        self._seen = key
-        if loaded.sha256 == self._current.workflow.sha256:
+            return self._fail(exc, None)
+        self._seen = snap.key
+        if snap.sha256 == self._current.workflow.sha256:
             if self._error is None:
                 return PollResult(Change.UNCHANGED, self._current)
             # A bad edit was reverted: the good workflow is back, the error is over.
-            self._error = None
+            self._error = self._bad_sha = None
             return PollResult(Change.RELOADED, self._current)
+        if snap.sha256 == self._bad_sha:
+            return PollResult(Change.UNCHANGED, self._current, self._error)
         try:
+            loaded = _parse(self.path, snap)
             value = self._build(loaded)
         except SymphonyError as exc:
-            return self._fail(exc, key)
+            return self._fail(exc, snap.sha256)
         except Exception as exc:
             # A build bug must not take the daemon down on a bad edit either.
             return self._fail(
-                WorkflowError(f"{self.path}: {type(exc).__name__}", code=WORKFLOW_PARSE_ERROR), key
+                WorkflowError(f"{self.path}: {type(exc).__name__}", code=WORKFLOW_PARSE_ERROR),
+                snap.sha256,
             )
         self._current = Good(loaded, value)
-        self._error = None
+        self._error = self._bad_sha = None
         return PollResult(Change.RELOADED, self._current)
 
-    def _fail(self, error: SymphonyError, key: _StatKey | None) -> PollResult[T]:
-        # Remember the stat so an unchanged bad file is not re-parsed every poll; a missing
-        # file (key None) is re-checked each time so its return is noticed.
-        self._seen = key
+    def _fail(self, error: SymphonyError, bad_sha: str | None) -> PollResult[T]:
+        if bad_sha is None:
+            # Unreadable or missing: look again on every poll so its return is noticed.
+            self._seen = None
+        self._bad_sha = bad_sha
         new = self._error is None or self._error.as_dict() != error.as_dict()
         self._error = error
         return PollResult(Change.FAILED if new else Change.UNCHANGED, self._current, error)

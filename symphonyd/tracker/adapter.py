@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue
 from symphonyd.core.messages import ToolResult, ToolSpec
+from symphonyd.core.secret import Secret
 from symphonyd.tracker import tools
 from symphonyd.tracker.errors import RESPONSE, tracker_error
 from symphonyd.tracker.provider_config import TrackerSettings
@@ -30,6 +31,8 @@ class TrackerAdapter(ABC):
         self.settings = settings
         self.tool_states = tool_states
         self.audit: tools.AuditHook = tools.log_only_audit
+        # Credentials this adapter holds; the daemon withholds any reply that contains one.
+        self.secrets: tuple[Secret, ...] = ()
 
     # ---------------------------------------------------------------- reads (SPEC 11.1)
 
@@ -60,6 +63,13 @@ class TrackerAdapter(ABC):
 
     def secret_environment_names(self) -> list[str]:
         return []
+
+    def redact(self, text: str) -> str:
+        """Provider text (error messages) with any held credential blanked out."""
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret.reveal(), "[redacted]")
+        return text
 
     async def aclose(self) -> None:
         return None

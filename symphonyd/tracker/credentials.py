@@ -1,9 +1,10 @@
 """Resolve tracker secrets from systemd credentials or the environment, never from WORKFLOW.md.
 
 A secret key in ``tracker.provider`` must be a ``$NAME`` reference. It resolves, in order, from
-``$CREDENTIALS_DIRECTORY/NAME``, ``$CREDENTIALS_DIRECTORY/tracker`` (the name the shipped unit
-loads with ``LoadCredential=tracker:...``) and the environment variable ``NAME``. A literal value
-is refused: WORKFLOW.md lives in the repository the agent can read (SPEC 15.3).
+``$CREDENTIALS_DIRECTORY/NAME``, ``$CREDENTIALS_DIRECTORY/<unit credential>`` (the host
+config's ``tracker.credential``, the name the unit loads with ``LoadCredential=``) and the
+environment variable ``NAME`` (development). A literal value is refused: WORKFLOW.md lives in
+the repository the agent can read (SPEC 15.3).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from symphonyd.core.hostconfig import HostConfig
+from symphonyd.core.secret import Secret
 from symphonyd.tracker.errors import INVALID_CONFIG, MISSING_SECRET, tracker_error
-from symphonyd.tracker.secret import Secret
 
 _REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]{0,127})$")
-UNIT_CREDENTIAL_NAME = "tracker"
+UNIT_CREDENTIAL_NAME = HostConfig().tracker_credential
 _MAX_SECRET_BYTES = 8192
 
 
@@ -40,12 +42,16 @@ def secret_reference(provider: Mapping[str, Any], key: str, default_name: str) -
 
 
 def resolve_secret(
-    provider: Mapping[str, Any], key: str, default_name: str, env: Mapping[str, str]
+    provider: Mapping[str, Any],
+    key: str,
+    default_name: str,
+    env: Mapping[str, str],
+    unit_credential: str = UNIT_CREDENTIAL_NAME,
 ) -> Secret:
     name = secret_reference(provider, key, default_name)
     cred_dir = env.get("CREDENTIALS_DIRECTORY")
     if cred_dir:
-        for candidate in (name, UNIT_CREDENTIAL_NAME):
+        for candidate in (name, unit_credential):
             value = _read_credential(Path(cred_dir) / candidate)
             if value:
                 return Secret(value)

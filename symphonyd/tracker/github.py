@@ -92,7 +92,8 @@ class GitHubAdapter(TrackerAdapter):
             max_retry_wait_s=opt_int(p, "max_retry_wait_ms", 60_000, 0, 3_600_000) / 1000,
         )
         self._secret_names = [secret_reference(p, "api_key", DEFAULT_SECRET)]
-        self._token = resolve_secret(p, "api_key", DEFAULT_SECRET, env)
+        self._token = resolve_secret(p, "api_key", DEFAULT_SECRET, env, settings.unit_credential)
+        self.secrets = (self._token,)
         self._client = make_client(self.policy, transport)
         self._sleep = sleep
         self._repo_url = f"{self.endpoint}/repos/{self.repository}"

@@ -88,7 +88,8 @@ class LinearAdapter(TrackerAdapter):
         )
         self.graphql_tool = opt_bool(p, "graphql_tool", False)
         self._secret_names = [secret_reference(p, "api_key", DEFAULT_SECRET)]
-        self._token = resolve_secret(p, "api_key", DEFAULT_SECRET, env)
+        self._token = resolve_secret(p, "api_key", DEFAULT_SECRET, env, settings.unit_credential)
+        self.secrets = (self._token,)
         self._client = make_client(self.policy, transport)
         self._sleep = sleep
         self._viewer_id: str | None = None
@@ -125,7 +126,8 @@ class LinearAdapter(TrackerAdapter):
             )
         errors = body.get("errors")
         if errors:
-            raise tracker_error(RESPONSE, f"linear GraphQL error: {_first_error(errors)}")
+            message = self.redact(_first_error(errors))[:200]
+            raise tracker_error(RESPONSE, f"linear GraphQL error: {message}")
         data = body.get("data")
         if not isinstance(data, dict):
             raise tracker_error(RESPONSE, "linear response has no data object")
@@ -289,15 +291,16 @@ class LinearAdapter(TrackerAdapter):
     def _extra_tool_specs(self) -> list[ToolSpec]:
         if not self.graphql_tool:
             return []
-        names = ", ".join(sorted(q.GRAPHQL_TOOL_DOCUMENTS))
         return [
             ToolSpec(
                 GRAPHQL_TOOL,
-                "Run one of the documented read-only Linear queries about this run's issue "
-                f"({names}); the query text must match the documented document exactly.",
+                "Run one of a fixed set of read-only Linear GraphQL queries about this run's "
+                "issue. Name it with 'operation', or pass its exact text as 'query'; the issue "
+                "is always this run's issue. Other queries and mutations are refused.",
                 {
                     "type": "object",
                     "properties": {
+                        "operation": {"type": "string", "enum": sorted(q.GRAPHQL_TOOL_DOCUMENTS)},
                         "query": {"type": "string"},
                         "variables": {
                             "type": "object",
@@ -308,7 +311,6 @@ class LinearAdapter(TrackerAdapter):
                             "additionalProperties": False,
                         },
                     },
-                    "required": ["query"],
                     "additionalProperties": False,
                 },
             )
@@ -319,8 +321,8 @@ class LinearAdapter(TrackerAdapter):
     ) -> ToolResult:
         if name != GRAPHQL_TOOL:
             return await super()._extra_tool(name, arguments, issue, session_id)
-        args = tools.arguments_object(arguments, {"query", "variables"})
-        document = _allowed_document(args.get("query"))
+        args = tools.arguments_object(arguments, {"operation", "query", "variables"})
+        document = _allowed_document(args.get("operation"), args.get("query"))
         variables = tools.arguments_object(args.get("variables"), {"issueId", "first"})
         if variables.get("issueId", issue.id) != issue.id:
             raise tools.ToolFailure(
@@ -333,7 +335,17 @@ class LinearAdapter(TrackerAdapter):
         return ToolResult(True, {"data": data})
 
 
-def _allowed_document(query: Any) -> str:
+def _allowed_document(operation: Any, query: Any) -> str:
+    if (operation is None) == (query is None):
+        raise tools.ToolFailure("give exactly one of 'operation' or 'query'")
+    if operation is not None:
+        document = q.GRAPHQL_TOOL_DOCUMENTS.get(operation) if isinstance(operation, str) else None
+        if document is None:
+            raise tools.ToolFailure(
+                f"unknown operation; known: {', '.join(sorted(q.GRAPHQL_TOOL_DOCUMENTS))}",
+                code="operation_not_allowed",
+            )
+        return document
     if not isinstance(query, str):
         raise tools.ToolFailure("'query' must be a string")
     wanted = " ".join(query.split())
@@ -341,7 +353,7 @@ def _allowed_document(query: Any) -> str:
         if " ".join(document.split()) == wanted:
             return document
     raise tools.ToolFailure(
-        "linear_graphql only runs the documented read-only queries " "(see the tool description)",
+        "linear_graphql only runs its fixed read-only queries (see the 'operation' enum)",
         code="operation_not_allowed",
     )
 
@@ -358,7 +370,7 @@ def _graphql_rate_limit(resp: JsonResponse) -> None:
 def _first_error(errors: Any) -> str:
     first = errors[0] if isinstance(errors, list) and errors else errors
     message = first.get("message") if isinstance(first, dict) else None
-    return str(message)[:200] if message else "unspecified"
+    return str(message)[:4096] if message else "unspecified"
 
 
 def _obj(value: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME
 from symphonyd.tracker.errors import config_error
 
 
@@ -22,6 +23,8 @@ class TrackerSettings:
     provider: Mapping[str, Any]
     active_states: tuple[str, ...] = ()
     terminal_states: tuple[str, ...] = ()
+    # systemd credential holding the token (host config tracker.credential).
+    unit_credential: str = UNIT_CREDENTIAL_NAME
 
 
 def check_keys(provider: Mapping[str, Any], allowed: Iterable[str], kind: str) -> None:

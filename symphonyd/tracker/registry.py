@@ -15,6 +15,7 @@ import httpx
 
 from symphonyd.core.config_values import env_ref_name
 from symphonyd.tracker.adapter import TrackerAdapter
+from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME
 from symphonyd.tracker.errors import UNSUPPORTED_KIND, tracker_error
 from symphonyd.tracker.provider_config import TrackerSettings
 
@@ -45,6 +46,7 @@ def settings_for(
     *,
     active_states: tuple[str, ...] | None = None,
     terminal_states: tuple[str, ...] | None = None,
+    unit_credential: str = UNIT_CREDENTIAL_NAME,
 ) -> TrackerSettings:
     """Effective settings: the kind's documented state defaults fill what WORKFLOW.md omits."""
     name = (kind or "").strip().lower()
@@ -71,6 +73,7 @@ def settings_for(
         terminal_states=(
             terminal_states if terminal_states is not None else profile.terminal_states
         ),
+        unit_credential=unit_credential,
     )
 
 

@@ -8,11 +8,13 @@ Writes produce a ``tracker_write`` audit event through :data:`AuditHook`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from symphonyd.core import audit_events
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue, state_key
 from symphonyd.core.messages import AuditEventIn, ToolResult, ToolSpec
@@ -105,15 +107,12 @@ def target_state(arguments: Any, allowed: tuple[str, ...]) -> str:
 
 
 def write_event(
-    kind: str, issue: Issue, session_id: str | None, action: str, ok: bool, **payload: Any
+    kind: str, issue: Issue, session_id: str | None, action: str, ok: bool, **detail: Any
 ) -> AuditEventIn:
-    return AuditEventIn(
-        type="tracker_write",
-        payload={"tracker": kind, "action": action, "ok": ok, **payload},
-        issue_id=issue.id,
-        issue_identifier=issue.identifier,
-        session_id=session_id,
+    event = audit_events.tracker_write(
+        issue.id, issue.identifier, action, detail={"tracker": kind, "ok": ok, **detail}
     )
+    return dataclasses.replace(event, session_id=session_id)
 
 
 def comment_digest(body: str) -> dict[str, Any]:
@@ -122,9 +121,10 @@ def comment_digest(body: str) -> dict[str, Any]:
 
 
 async def log_only_audit(event: AuditEventIn) -> None:
+    detail = event.payload.get("detail") or {}
     log.info(
         "tracker write %s on %s ok=%s",
-        event.payload.get("action"),
+        event.payload.get("operation"),
         event.issue_identifier,
-        event.payload.get("ok"),
+        detail.get("ok"),
     )

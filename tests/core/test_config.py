@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from symphonyd.core.codec import decode, encode
 from symphonyd.core.config import (
     BUILTIN_TRACKER_KINDS,
     ServiceConfig,
@@ -234,8 +238,13 @@ def test_per_state_limits_are_normalised_and_invalid_entries_ignored() -> None:
         ({"audit": {"prompt_preview_chars": -1}}, "audit.prompt_preview_chars"),
         ({"workspace": {"cleanup": {"max_age_days": 0}}}, "workspace.cleanup.max_age_days"),
         ({"workspace": {"cleanup": []}}, "workspace.cleanup"),
+        ({"sandbox": {"resources": "big"}}, "sandbox.resources"),
+        ({"sandbox": {"egress": ["github.com"]}}, "sandbox.egress"),
         ({"server": {"port": 70000}}, "server.port"),
         ({"claude": {"model": 3}}, "claude.model"),
+        ({"codex": {"turn_timeout_ms": 2**31}}, "codex.turn_timeout_ms"),
+        ({"codex": {"stall_timeout_ms": -(2**31)}}, "codex.stall_timeout_ms"),
+        ({"budgets": {"tokens_per_issue": 2**53}}, "budgets.tokens_per_issue"),
     ],
 )
 def test_invalid_values_name_the_field(config: dict[str, Any], field: str) -> None:
@@ -299,3 +308,49 @@ def test_validate_for_dispatch_requires_the_selected_runtime_command() -> None:
         {"tracker": {"kind": "memory"}, "agent": {"runtime": "claude"}, "codex": {"command": ""}}
     )
     assert validate_for_dispatch(ok, BUILTIN_TRACKER_KINDS) == ()
+
+
+def test_config_round_trips_through_the_ipc_codec() -> None:
+    # The dispatcher ships the effective config to the launcher as JSON.
+    text = Path(__file__).with_name("data_full_workflow.md").read_text()
+    cfg = build_service_config(parse_workflow(text), env=ENV, workflow_dir="/srv/wf")
+    wire = json.dumps(encode(cfg))
+    assert decode(ServiceConfig, json.loads(wire)) == cfg
+    assert "$LINEAR_API_KEY" in wire  # the reference travels, never a resolved value
+
+
+_KEYS = [
+    *("tracker", "kind", "provider", "active_states", "required_labels", "polling"),
+    *("interval_ms", "workspace", "root", "cleanup", "max_age_days", "hooks", "timeout_ms"),
+    *("after_create", "agent", "max_turns", "max_concurrent_agents_by_state", "runtime"),
+    *("codex", "command", "stall_timeout_ms", "claude", "model", "sandbox", "egress"),
+    *("hooks_egress", "mode", "allowed_domains", "allowed_ports", "resources", "memory_max"),
+    *("cpu_quota", "tasks_max", "budgets", "tokens_per_day", "audit", "server", "port"),
+]
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=20),
+    st.sampled_from(["$HOME", "${X}", "~", "~root", "42", "4G", "200%", "claude", "block"]),
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=5), inner, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.sampled_from(_KEYS), _values, max_size=8))
+def test_arbitrary_front_matter_only_ever_raises_config_error(raw: dict[str, Any]) -> None:
+    try:
+        cfg = build(raw, env={"HOME": "/h", "X": "/x"})
+    except ConfigError as err:
+        assert err.message.split(":", 1)[0].replace("_", "").replace(".", "").isalnum()
+        return
+    assert os.path.isabs(cfg.workspace.root)
+    assert cfg.agent.max_turns >= 1 and 1 <= cfg.hooks.timeout_ms < 2**31
+    assert abs(cfg.codex.stall_timeout_ms) < 2**31 and cfg.polling.interval_ms < 2**31

@@ -55,7 +55,7 @@ def test_empty_file_gives_the_documented_defaults() -> None:
     assert config.workspace_root is None
     assert config.log_level == "info"
     assert config.dashboard == DashboardBind("127.0.0.1", 4000, allow_remote_bind=False)
-    assert config.tracker_credential == "tracker-token"
+    assert config.tracker_credential == "tracker"
 
 
 def test_every_key_is_read() -> None:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from symphonyd.core.errors import WorkflowError
 from symphonyd.core.workflow import (
+    MAX_FRONT_MATTER_CHARS,
     MAX_WORKFLOW_BYTES,
     WorkflowDefinition,
     parse_workflow,
@@ -100,8 +101,9 @@ def test_recursive_alias_is_refused() -> None:
 
 
 def test_deep_nesting_is_a_parse_error_not_a_crash() -> None:
-    depth = 5000
+    depth = 60_000  # far past the recursion limit, still under the front matter cap
     err = parse_error("---\nx: " + "[" * depth + "]" * depth + "\n---\n")
+    assert "nested too deeply" in err.message
     assert err.error_code == "workflow_parse_error"
 
 
@@ -115,6 +117,13 @@ def test_oversized_file_is_refused() -> None:
         parse_workflow_bytes(b"x" * (MAX_WORKFLOW_BYTES + 1))
     assert info.value.error_code == "workflow_parse_error"
     assert "larger than" in info.value.message
+
+
+def test_oversized_front_matter_is_refused_but_a_long_body_is_fine() -> None:
+    big = "---\n" + "x: " + "a" * MAX_FRONT_MATTER_CHARS + "\n---\nbody"
+    assert "front matter" in parse_error(big).message
+    wf = parse_workflow("---\na: 1\n---\n" + "word " * 100_000)
+    assert len(wf.prompt_template) == 5 * 100_000 - 1
 
 
 def test_invalid_utf8_is_refused() -> None:

@@ -200,3 +200,26 @@ def test_a_crashing_build_is_contained(tmp_path: Path) -> None:
     assert result.change is Change.FAILED
     assert result.current.value == "first"
     assert result.error is not None and "KeyError" in result.error.message
+
+
+def test_forced_polls_parse_and_build_only_new_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "WORKFLOW.md"
+    path.write_text("one")
+    built: list[str] = []
+
+    def build(loaded: LoadedWorkflow) -> str:
+        built.append(loaded.definition.prompt_template)
+        if loaded.definition.prompt_template == "bad":
+            raise ConfigError("bad value")
+        return loaded.definition.prompt_template
+
+    watcher = WorkflowWatcher(path, build)
+    for _ in range(3):
+        assert watcher.poll(force=True).change is Change.UNCHANGED
+    write(path, "bad")
+    assert watcher.poll(force=True).change is Change.FAILED
+    for _ in range(3):
+        assert watcher.poll(force=True).change is Change.UNCHANGED
+    write(path, "two")
+    assert watcher.poll(force=True).change is Change.RELOADED
+    assert built == ["one", "bad", "two"]

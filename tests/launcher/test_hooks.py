@@ -244,7 +244,7 @@ def test_hook_script_helper_skips_blank_scripts() -> None:
 
 @pytest.mark.root
 def test_hook_runs_as_the_given_uid_without_extra_groups(tmp_path: Path) -> None:
-    os.chmod(tmp_path, 0o755)
+    os.chmod(tmp_path, 0o700)  # entered before the privilege drop
     runner = HookRunner(run_as=RunAs(uid=65534, gid=65534))
     res = hook('id -u; id -g; id -G; printf "%s\\n" "$HOME"', tmp_path, runner=runner)
     assert res.ok, res

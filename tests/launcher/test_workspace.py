@@ -397,7 +397,9 @@ def test_free_disk_bytes_drops_when_the_root_fills(tmp_path: Path) -> None:
 
 @pytest.mark.root
 def test_owner_gets_the_new_workspace_and_hooks_run_as_owner(root: Path) -> None:
-    os.chmod(root, 0o755)
+    # The root stays 0700 root-owned (as under StateDirectoryMode=0700): the hook enters its
+    # workspace before dropping privileges, so it needs no access to the parents.
+    os.chmod(root, 0o700)
     owner = RunAs(uid=65534, gid=65534)
     mgr = WorkspaceManager(
         root, HooksConfig(after_create="id -u > uid.txt"), HookRunner(run_as=owner), owner=owner
@@ -425,3 +427,16 @@ def test_disk_low_compares_free_space_with_the_policy(root: Path) -> None:
     free_mb = mgr.free_disk_bytes() // (1024 * 1024)
     assert mgr.disk_low(CleanupConfig(min_free_disk_mb=free_mb + 1024))
     assert not mgr.disk_low(CleanupConfig(min_free_disk_mb=0))
+
+
+def test_before_remove_env_when_only_the_identifier_or_key_is_known(root: Path) -> None:
+    log = root.parent / "hooks.log"
+    script = f'printf "[%s][%s][%s]\\n" "$ISSUE_IDENTIFIER" "$ISSUE_ID" "$ISSUE_TITLE" >> {log}'
+    mgr = WorkspaceManager(root, HooksConfig(before_remove=script))
+    run(mgr.prepare(make_issue("ABC-1")))
+    run(mgr.prepare(make_issue("OLD-2")))
+    assert run(mgr.remove("ABC-1")) is True
+    _age(root / "OLD-2", 10 * 86400)
+    assert run(mgr.cleanup_older_than(86400)) == ["OLD-2"]
+    # Age cleanup knows only the directory, so the issue variables are empty.
+    assert log.read_text().splitlines() == ["[ABC-1][][]", "[][][]"]

@@ -15,7 +15,7 @@ from symphonyd.runtime.peer import Peer
 
 
 async def main() -> None:
-    sock = activated_socket("ipc")
+    other = activated_socket("other")  # reads the environment once, remembers "ipc"
     leftover = {k: os.environ.get(k) for k in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")}
     stop = asyncio.Event()
     server = IpcServer("activated", allowed_uids={os.getuid()}, allow_root=os.getuid() == 0)
@@ -25,7 +25,9 @@ async def main() -> None:
         return Health("activated", "0", True, {"pid": os.getpid(), "env": leftover})
 
     server.handle(HEALTH, health)
-    await server.start(sock)
+    # Takes the remembered "ipc" socket; the fallback path must stay unused.
+    await server.start_listening("ipc", "/nonexistent/must-not-bind.sock")
+    assert other is None
     await stop.wait()
     await asyncio.sleep(0.2)  # let the reply go out
     await server.close()

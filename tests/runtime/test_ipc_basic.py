@@ -17,7 +17,7 @@ from symphonyd.core.messages import (
     RunEvent,
 )
 from symphonyd.runtime.ipc_client import IpcClient, ReconnectingClient
-from symphonyd.runtime.ipc_server import EventSink
+from symphonyd.runtime.ipc_server import Broadcast, EventSink
 from symphonyd.runtime.peer import Peer
 from tests.runtime.ipc_helpers import (
     ECHO,
@@ -29,14 +29,7 @@ from tests.runtime.ipc_helpers import (
     request,
     run,
     serving,
-    short_dir,
 )
-
-
-@pytest.fixture
-def sock_dir():
-    with short_dir() as path:
-        yield path
 
 
 def test_round_trip_reports_kernel_peer_credentials(sock_dir: Path) -> None:
@@ -231,6 +224,69 @@ def test_reconnecting_client_survives_a_server_restart(sock_dir: Path) -> None:
         assert err.value.error_code == "unavailable"
         async with serving(sock_dir) as (_server, path, _gates):
             assert (await client.call(ECHO, Echo("two"))).text == "two"
+            await client.close()
+            await assert_healthy(path)
+
+    run(body())
+
+
+def test_broadcast_fans_out_and_prunes_gone_subscribers(sock_dir: Path) -> None:
+    async def body() -> None:
+        runs = Broadcast(LAUNCHER_RUN_EVENT)
+
+        async def subscribe(_: Empty, _peer: Peer, sink: EventSink) -> Empty:
+            runs.add(sink)
+            return Empty()
+
+        async with serving(sock_dir) as (server, path, _gates):
+            server.subscription(LAUNCHER_SUBSCRIBE, subscribe)
+            a = await IpcClient.connect(path)
+            b = await IpcClient.connect(path)
+            await a.call(LAUNCHER_SUBSCRIBE, Empty())
+            await b.call(LAUNCHER_SUBSCRIBE, Empty())
+            assert runs.publish(_event("one")) == 2
+            # Not JSON (NaN): dropped with a warning, subscribers kept.
+            bad = RunEvent("r", "i", "rate_limits", "t", rate_limits={"x": float("nan")})
+            assert runs.publish(bad) == 0
+            assert len(runs) == 2
+            await b.close()
+            for _ in range(100):
+                if runs.publish(_event("two")) == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(runs) == 1
+            got = []
+            async for ev in a.events():
+                got.append(ev.data.run_id)
+                if got[-1] == "two":
+                    break
+            assert got[0] == "one" and "r" not in got
+            await a.close()
+
+    run(body())
+
+
+def test_client_event_backlog_is_bounded(sock_dir: Path) -> None:
+    async def body() -> None:
+        runs = Broadcast(LAUNCHER_RUN_EVENT)
+
+        async def subscribe(_: Empty, _peer: Peer, sink: EventSink) -> Empty:
+            runs.add(sink)
+            return Empty()
+
+        async with serving(sock_dir) as (server, path, _gates):
+            server.subscription(LAUNCHER_SUBSCRIBE, subscribe)
+            client = await IpcClient.connect(path, max_events=4)
+            await client.call(LAUNCHER_SUBSCRIBE, Empty())
+            for i in range(10):
+                runs.publish(_event(f"e{i}"))
+            seen = []
+            with pytest.raises(SymphonyError) as err:
+                async for ev in client.events():
+                    seen.append(ev.data.run_id)
+            assert err.value.error_code == "unavailable"
+            assert "too slow" in err.value.message
+            assert seen == ["e0", "e1", "e2", "e3"]
             await client.close()
             await assert_healthy(path)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,16 +27,9 @@ from tests.runtime.ipc_helpers import (
     request,
     run,
     serving,
-    short_dir,
 )
 
 NOBODY = 65534
-
-
-@pytest.fixture
-def sock_dir():
-    with short_dir() as path:
-        yield path
 
 
 def test_uid_outside_the_allowlist_is_refused(sock_dir: Path) -> None:
@@ -310,8 +302,3 @@ def test_peer_that_never_reads_replies_is_dropped(sock_dir: Path) -> None:
             await assert_healthy(path)
 
     run(body())
-
-
-def test_hostile_tests_run_as_expected_interpreter() -> None:
-    # The root test spawns /usr/bin/python3 as nobody; it must exist where CI runs.
-    assert os.path.exists("/usr/bin/python3"), sys.executable

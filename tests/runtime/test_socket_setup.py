@@ -15,15 +15,9 @@ from symphonyd.core.messages import HEALTH, Empty
 from symphonyd.runtime.activation import SocketSetupError, bind_unix, listen_fds
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.peer import unit_from_cgroup, unit_of_pid
-from tests.runtime.ipc_helpers import assert_healthy, run, serving, short_dir
+from tests.runtime.ipc_helpers import assert_healthy, run, serving
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def sock_dir():
-    with short_dir() as path:
-        yield path
 
 
 def test_self_bound_socket_is_0600_and_removed_on_close(sock_dir: Path) -> None:

@@ -170,7 +170,7 @@ def test_tools_comment_and_move_via_labels_and_state() -> None:
     assert results[2].output["issue"]["labels"] == ["bug", "human review"]
     assert results[3].output == {"state": "Closed"}
     assert error_of(results[4]) == "state_not_allowed"
-    assert [e.payload["action"] for e in audit.events] == ["comment", "move", "move"]
+    assert [e.payload["operation"] for e in audit.events] == ["comment", "move", "move"]
 
 
 def test_config_validation() -> None:

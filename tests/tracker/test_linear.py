@@ -300,7 +300,7 @@ def test_tools_comment_move_read_scoped_and_audited() -> None:
         "unsupported_tool",
         "unsupported_tool",
     ]
-    assert [(e.type, e.payload["action"], e.issue_id) for e in audit.events] == [
+    assert [(e.type, e.payload["operation"], e.issue_id) for e in audit.events] == [
         ("tracker_write", "comment", "lin-1"),
         ("tracker_write", "move", "lin-1"),
     ]
@@ -324,6 +324,15 @@ def test_graphql_tool_only_documented_reads_of_own_issue() -> None:
                 await a.execute_tool(
                     "linear_graphql", {"query": doc, "variables": {"id": "lin-2"}}, issue
                 ),
+                await a.execute_tool(
+                    "linear_graphql",
+                    {"operation": "issue_history", "variables": {"first": 5}},
+                    issue,
+                ),
+                await a.execute_tool("linear_graphql", {"operation": "viewer"}, issue),
+                await a.execute_tool(
+                    "linear_graphql", {"operation": "issue_history", "query": doc}, issue
+                ),
             ]
             await a.aclose()
             return out
@@ -332,8 +341,14 @@ def test_graphql_tool_only_documented_reads_of_own_issue() -> None:
         sent = [r.body["variables"] for r in srv.requests if r.body["query"] == doc]
     assert results[0].success and results[0].output["data"]["issue"]["id"] == "lin-1"
     assert sent == [{"issueId": "lin-1", "first": 50}]
-    assert [error_of(r) for r in results[1:]] == [
+    assert [error_of(r) for r in results[1:4]] == [
         "issue_out_of_scope",
         "operation_not_allowed",
         "invalid_arguments",
     ]
+    history = q.GRAPHQL_TOOL_DOCUMENTS["issue_history"]
+    assert results[4].success
+    assert [r.body["variables"] for r in srv.requests if r.body["query"] == history] == [
+        {"issueId": "lin-1", "first": 5}
+    ]
+    assert [error_of(r) for r in results[5:]] == ["operation_not_allowed", "invalid_arguments"]

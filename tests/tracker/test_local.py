@@ -193,7 +193,7 @@ def test_tools_read_comment_move(tmp_path: Path) -> None:
     assert "progress" in results[2].output["comments"]
     assert error_of(results[3]) == "state_not_allowed"
     assert error_of(results[4]) == "invalid_arguments"
-    assert [e.payload["action"] for e in audit.events] == ["comment", "move"]
+    assert [e.payload["operation"] for e in audit.events] == ["comment", "move"]
     # A run's issue that vanished: the tool fails, nothing is written.
     (tmp_path / "T-1.md").unlink()
     gone = run(a.execute_tool("tracker_comment", {"body": "x"}, results_issue(results)))

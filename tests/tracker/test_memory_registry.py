@@ -50,7 +50,7 @@ def test_secret_resolution_order_and_refusals(tmp_path: Path) -> None:
         "from-credential-file"
     )
     (tmp_path / "LINEAR_API_KEY").unlink()
-    (tmp_path / "tracker").write_text("unit-credential")
+    (tmp_path / "tracker-token").write_text("unit-credential")
     assert resolve_secret(ref, "api_key", "LINEAR_API_KEY", env).reveal() == "unit-credential"
     assert resolve_secret({}, "api_key", "LINEAR_API_KEY", {"LINEAR_API_KEY": "e"}).reveal() == "e"
     for env2 in ({}, {"LINEAR_API_KEY": "  "}):

@@ -142,6 +142,7 @@ class ClaudeSession(AgentSession):
         # failure visible here (127: the command is missing).
         rc = await self._proc.wait_exit(0.2)
         if rc is not None:
+            await self._proc.stop()
             code = "claude_not_found" if rc == 127 else "port_exit"
             raise AgentError(
                 f"claude exited at start (rc={rc}): {self._proc.stderr.tail()}", code=code
@@ -290,10 +291,7 @@ class ClaudeSession(AgentSession):
             await self._proc.send({"type": "control_response", "response": reply})
 
     def _finish(self, result: TurnResult) -> TurnResult:
-        name = {
-            "completed": "turn_completed",
-            "cancelled": "turn_cancelled",
-        }.get(result.status, "turn_failed")
+        name = result.event_name
         self._emit(name, message=result.error or result.last_message, tokens=self._tokens)
         return result
 

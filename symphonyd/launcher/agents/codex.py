@@ -127,8 +127,16 @@ class CodexSession(AgentSession):
         self._proc = AgentProcess(self._config.command, cwd, self._env, self._config.max_line)
         await self._proc.spawn()
         self._reader = asyncio.create_task(self._read_loop())
+        try:
+            await self._handshake()
+        except BaseException:
+            await self.stop()  # a half-started codex must not outlive the failed start
+            raise
+
+    async def _handshake(self) -> None:
+        assert self._proc is not None
         await self._request("initialize", cp.initialize_params(__version__))
-        await self._proc.send({"method": "initialized"})
+        await self._send_or_exit({"method": "initialized"})
         policy, sandbox = self._config.approval_policy, self._config.thread_sandbox
         result = await self._request(
             "thread/start", cp.thread_start_params(self._cwd, policy, sandbox, self._tools)
@@ -200,7 +208,7 @@ class CodexSession(AgentSession):
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = fut
         try:
-            await self._proc.send({"id": req_id, "method": method, "params": params})
+            await self._send_or_exit({"id": req_id, "method": method, "params": params})
             return await asyncio.wait_for(fut, self._config.timeouts.read)
         except TimeoutError:
             raise AgentError(
@@ -209,6 +217,16 @@ class CodexSession(AgentSession):
             ) from None
         finally:
             self._pending.pop(req_id, None)
+
+    async def _send_or_exit(self, message: dict[str, Any]) -> None:
+        """Send; if stdin is gone, report why the process ended rather than the broken pipe."""
+        assert self._proc is not None
+        try:
+            await self._proc.send(message)
+        except AgentError as exc:
+            if self._reader is not None:
+                await asyncio.wait({self._reader}, timeout=3)
+            raise (self._exit_reason or exc) from None
 
     async def _wait_turn(self) -> TurnResult:
         assert self._proc is not None and self._turn.done is not None
@@ -445,11 +463,7 @@ class CodexSession(AgentSession):
             self._emit_cb(event)
 
     def _emit_outcome(self, result: TurnResult) -> None:
-        name = {
-            "completed": "turn_completed",
-            "cancelled": "turn_cancelled",
-            "input_required": "turn_input_required",
-        }.get(result.status, "turn_failed")
+        name = result.event_name
         self._emit(name, message=result.error or result.last_message, tokens=self._tokens)
 
 

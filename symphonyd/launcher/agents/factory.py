@@ -6,11 +6,12 @@ tools or policies (SPEC 10.5).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from symphonyd.core.config import ServiceConfig
-from symphonyd.core.messages import ToolSpec
+from symphonyd.core.issue import Issue
+from symphonyd.core.messages import ToolCall, ToolResult, ToolSpec
 from symphonyd.launcher.agents.claude import ClaudeConfig, ClaudeSession
 from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
 from symphonyd.launcher.agents.process import build_env
@@ -20,6 +21,7 @@ from symphonyd.launcher.agents.session import (
     EventSink,
     Timeouts,
     ToolExecutor,
+    ToolInvocation,
 )
 
 SessionFactory = Callable[[Path, EventSink], AgentSession]
@@ -78,3 +80,22 @@ def session_factory(
         )
 
     return open_codex
+
+
+def tracker_tool_executor(
+    call: Callable[[ToolCall], Awaitable[ToolResult]], issue: Issue
+) -> ToolExecutor:
+    """Route the agent's tool calls to the tracker daemon (``tracker.tool_call``), scoped to
+    the run's issue; the credential stays in the tracker daemon (SPEC 10.5)."""
+
+    async def execute(invocation: ToolInvocation) -> ToolResult:
+        return await call(
+            ToolCall(
+                issue=issue,
+                tool=invocation.tool,
+                arguments=invocation.arguments,
+                session_id=invocation.session_id,
+            )
+        )
+
+    return execute

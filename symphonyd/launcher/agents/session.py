@@ -89,6 +89,15 @@ _RUN_STATUS: dict[
 }
 
 
+_TURN_EVENT: dict[TurnStatus, RunEventName] = {
+    "completed": "turn_completed",
+    "failed": "turn_failed",
+    "cancelled": "turn_cancelled",
+    "input_required": "turn_input_required",
+    "timed_out": "turn_failed",
+}
+
+
 @dataclass(frozen=True)
 class TurnResult:
     status: TurnStatus
@@ -100,6 +109,11 @@ class TurnResult:
     @property
     def ok(self) -> bool:
         return self.status == "completed"
+
+    @property
+    def event_name(self) -> RunEventName:
+        """The run event that reports this turn's end."""
+        return _TURN_EVENT[self.status]
 
     def outcome(self) -> RunOutcome:
         return RunOutcome(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,8 +91,36 @@ class LineSplitter:
         return [line]
 
 
+MAX_DEPTH = 256
+MAX_STRUCTURE = 1_000_000  # structural brackets in one line
+_STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def too_deep(line: bytes, limit: int = MAX_DEPTH) -> bool:
+    """True when the JSON nesting exceeds ``limit``, checked without recursing.
+
+    Refusing such lines up front keeps RecursionError (and the interpreter state it can
+    leave behind) out of the daemon entirely.
+    """
+    if line.count(b"[") + line.count(b"{") <= limit:
+        return False
+    brackets = _STRING_RE.sub(b"", line).translate(None, _NOT_BRACKET)
+    if len(brackets) > MAX_STRUCTURE:
+        return True  # no real protocol line is this structured; do not spend time on it
+    depth = 0
+    for byte in brackets:
+        depth += 1 if byte in (0x5B, 0x7B) else -1
+        if depth > limit:
+            return True
+    return False
+
+
 def decode_object(line: bytes, stats: StreamStats) -> dict[str, Any] | None:
     """One protocol line as a JSON object, or None (counted as malformed)."""
+    if too_deep(line):
+        stats.malformed += 1
+        return None
     text = line.decode("utf-8", errors="replace").strip()
     if not text:
         return None

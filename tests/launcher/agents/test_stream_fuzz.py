@@ -6,6 +6,7 @@ import asyncio
 import json
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,7 +14,14 @@ from hypothesis import strategies as st
 from symphonyd.launcher.agents.claude import ClaudeConfig, ClaudeSession, TurnState
 from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
 from symphonyd.launcher.agents.process import AgentProcess
-from symphonyd.launcher.agents.stream import LineSplitter, StderrRing, StreamStats, decode_object
+from symphonyd.launcher.agents.stream import (
+    MAX_DEPTH,
+    LineSplitter,
+    StderrRing,
+    StreamStats,
+    decode_object,
+    too_deep,
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -138,3 +146,17 @@ def test_stderr_ring_keeps_only_the_tail() -> None:
     assert len(ring.text().encode()) <= 8192 + 16
     assert "line 9999" in ring.text() and "line 0\n" not in ring.text()
     assert "bad bytes" in ring.tail()
+
+
+@settings(max_examples=200, deadline=None)
+@given(depth=st.integers(0, 600), filler=st.text(alphabet='[]{}"\\ab', max_size=20))
+def test_depth_guard_matches_real_nesting(depth: int, filler: str) -> None:
+    doc: Any = filler
+    for i in range(depth):
+        doc = [doc] if i % 2 else {"k": doc}
+    line = json.dumps(doc).encode()
+    stats = StreamStats()
+    assert too_deep(line) == (depth > MAX_DEPTH)
+    decoded = decode_object(line, stats)
+    if depth > MAX_DEPTH:
+        assert decoded is None and stats.malformed == 1

@@ -1,0 +1,147 @@
+"""Time and peak memory to poll and normalise 10 000 Linear issues across pages.
+
+Starts the tests' local Linear GraphQL server in a separate process (so its JSON encoding is
+not counted), then runs the production LinearAdapter's ``fetch_issues_by_states`` over real
+HTTP on 127.0.0.1 for each page size. Timing runs are separate from the memory run because
+tracemalloc slows allocation-heavy code several-fold.
+
+    .venv/bin/python bench/tracker_poll.py [--issues 10000] [--repeat 3]
+
+Last line: RESULT {json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import resource
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+# Runnable as `python bench/tracker_poll.py` from a checkout without installing.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from symphonyd.tracker.linear import LinearAdapter
+from symphonyd.tracker.provider_config import TrackerSettings
+from tests.tracker.fake_linear import TOKEN, FakeLinear, linear_node
+
+PAGE_SIZES = (50, 250)
+
+
+class StaticLinear(FakeLinear):
+    """The tests' server with its filter result memoised: the board never changes here, and
+    re-filtering 10 000 nodes per page would measure the fake instead of the adapter."""
+
+    def _page(self, var: dict[str, Any]) -> dict[str, Any]:
+        key = json.dumps(var["filter"], sort_keys=True)
+        cache: dict[str, list[dict[str, Any]]] = self.__dict__.setdefault("_memo", {})
+        if key not in cache:
+            cache[key] = super()._page({**var, "first": len(self.nodes), "after": None})["nodes"]
+        matches = cache[key]
+        start = int(var["after"].split(":")[1]) if var.get("after") else 0
+        page = matches[start : start + int(var["first"])]
+        end = start + len(page)
+        return {
+            "nodes": page,
+            "pageInfo": {"hasNextPage": end < len(matches), "endCursor": f"c:{end}"},
+        }
+
+
+def _serve(count: int, port_out: Any, stop: Any) -> None:
+    nodes = []
+    for n in range(1, count + 1):
+        node = linear_node(n, state="Todo" if n % 3 else "In Progress")
+        if n % 7 == 0:
+            node["inverseRelations"] = {
+                "nodes": [
+                    {
+                        "type": "blocks",
+                        "issue": {
+                            "id": f"lin-{n - 1}",
+                            "identifier": f"ENG-{n - 1}",
+                            "state": {"name": "In Progress", "type": "started"},
+                        },
+                    }
+                ]
+            }
+        nodes.append(node)
+    with StaticLinear(nodes) as srv:
+        port_out.send(srv.port)
+        stop.wait()
+
+
+async def _poll(port: int, page_size: int) -> int:
+    settings = TrackerSettings(
+        "linear",
+        {
+            "endpoint": f"http://127.0.0.1:{port}/graphql",
+            "project_slug": "symph",
+            "page_size": page_size,
+            "timeout_ms": 120_000,
+        },
+        ("Todo", "In Progress"),
+        ("Done",),
+    )
+    adapter = LinearAdapter(settings, {"LINEAR_API_KEY": TOKEN})
+    try:
+        issues = await adapter.fetch_issues_by_states(["Todo", "In Progress"])
+    finally:
+        await adapter.aclose()
+    return len(issues)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--issues", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    ctx = multiprocessing.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    stop = ctx.Event()
+    server = ctx.Process(target=_serve, args=(args.issues, send, stop), daemon=True)
+    server.start()
+    try:
+        if not recv.poll(120):
+            raise SystemExit("fake Linear server did not start")
+        port = recv.recv()
+        results: dict[str, Any] = {"issues": args.issues}
+        for page_size in PAGE_SIZES:
+            times = []
+            for _ in range(args.repeat):
+                start = time.perf_counter()
+                got = asyncio.run(_poll(port, page_size))
+                times.append(time.perf_counter() - start)
+                assert got == args.issues, got
+            tracemalloc.start()
+            asyncio.run(_poll(port, page_size))
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            median = statistics.median(times)
+            results[f"page_{page_size}"] = {
+                "pages": -(-args.issues // page_size),
+                "seconds_median": round(median, 3),
+                "seconds_min": round(min(times), 3),
+                "issues_per_second": round(args.issues / median),
+                "peak_traced_mib": round(peak / 2**20, 1),
+            }
+            print(
+                f"page_size={page_size}: median {median:.2f}s, "
+                f"{args.issues / median:.0f} issues/s, peak {peak / 2**20:.1f} MiB traced"
+            )
+        results["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    finally:
+        stop.set()
+        server.join(30)
+        if server.is_alive():
+            server.kill()
+    print("RESULT " + json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

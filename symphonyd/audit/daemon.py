@@ -1,0 +1,131 @@
+"""The audit writer daemon: one IPC server per client socket in front of the group committer.
+
+Under systemd every client daemon has its own activated socket (``FileDescriptorName=`` =
+the client's name, owned by the client's user); the only uid allowed on it is the socket
+file's owner, and the name is stamped into each record as ``sender.socket``. The uid and
+pid come from ``SO_PEERCRED`` through the runtime's ``Peer``, never from a message.
+
+Exit status: 0 after SIGTERM/SIGINT, 1 when the store fails (systemd restarts the unit and
+start-up recovery repairs the tail), 2 on bad configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from typing import Any
+
+from symphonyd import __version__
+from symphonyd.audit.commit import GroupCommitter
+from symphonyd.audit.config import AuditConfig, load_secrets
+from symphonyd.audit.service import AuditService
+from symphonyd.audit.store import AuditStore, AuditStoreError, Sender
+from symphonyd.core.messages import (
+    AUDIT_APPEND,
+    AUDIT_HEAD,
+    HEALTH,
+    AuditAck,
+    AuditAppend,
+    AuditHead,
+    Empty,
+    Health,
+)
+from symphonyd.core.redact import Redactor
+from symphonyd.runtime.activation import listen_fds
+from symphonyd.runtime.ipc_server import IpcServer
+from symphonyd.runtime.logging import log_event
+from symphonyd.runtime.notify import Notifier
+from symphonyd.runtime.peer import Peer, unit_of_pid
+
+log = logging.getLogger("symphonyd.audit")
+
+
+def _socket_owner(sock: socket.socket) -> int:
+    path = sock.getsockname()
+    if not isinstance(path, str) or not path:
+        raise AuditStoreError("activated audit socket has no filesystem path")
+    return os.stat(path).st_uid
+
+
+def _server(name: str, uids: frozenset[int], service: AuditService, health: Health) -> IpcServer:
+    server = IpcServer(f"audit-{name}", allowed_uids=uids, allow_root=0 in uids)
+
+    async def append(params: AuditAppend, peer: Peer) -> AuditAck:
+        sender = Sender(uid=peer.uid, pid=peer.pid, unit=peer.unit, socket=name)
+        return await service.append(params, sender)
+
+    async def head(_params: Empty, _peer: Peer) -> AuditHead:
+        return service.head()
+
+    async def healthz(_params: Empty, _peer: Peer) -> Health:
+        return health
+
+    server.handle(AUDIT_APPEND, append)
+    server.handle(AUDIT_HEAD, head)
+    server.handle(HEALTH, healthz)
+    return server
+
+
+async def serve(config: AuditConfig) -> int:
+    redactor = Redactor(load_secrets(config.secret_files))
+    me = Sender(uid=os.getuid(), pid=os.getpid(), unit=unit_of_pid(os.getpid()), socket=None)
+    committer = GroupCommitter(
+        AuditStore(config.directory, writer=me), max_batch_records=config.max_batch_records
+    )
+    written = await committer.start()
+    for record in written:
+        log_event(log, "audit_" + record["type"], seq=record["seq"], **_recovery(record))
+    service = AuditService(committer, redactor, max_record_bytes=config.max_record_bytes)
+    health = Health(daemon="audit", version=__version__, ok=True)
+    servers: list[IpcServer] = []
+    try:
+        for name, socks in listen_fds().items():
+            for sock in socks:
+                server = _server(name, frozenset({_socket_owner(sock)}), service, health)
+                await server.start(sock)
+                servers.append(server)
+        for name, path in config.listen.items():
+            server = _server(name, config.allow_uids, service, health)
+            await server.start_path(path)
+            servers.append(server)
+        if not servers:
+            log_event(log, "audit_start", level=logging.ERROR, outcome="no_sockets")
+            return 2
+        head = committer.head
+        log_event(log, "audit_start", outcome="ready", seq=head.seq, sockets=len(servers))
+        return await _run_until_stopped(committer)
+    finally:
+        for server in servers:
+            await server.close()
+        await committer.close()
+
+
+def _recovery(record: dict[str, Any]) -> dict[str, Any]:
+    payload = record["payload"]
+    return dict(payload) if record["type"] == "recovered" and isinstance(payload, dict) else {}
+
+
+async def _run_until_stopped(committer: GroupCommitter) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    notifier = Notifier.from_env()
+    notifier.ready("serving")
+    # A failed store withholds the watchdog ping as well as stopping the daemon.
+    watchdog = asyncio.create_task(notifier.watchdog_loop(lambda: not committer.failed.is_set()))
+    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(committer.failed.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (*waits, watchdog):
+            task.cancel()
+        notifier.stopping()
+    if committer.failed.is_set():
+        log_event(log, "audit_stop", level=logging.ERROR, outcome="store_failed")
+        return 1
+    log_event(log, "audit_stop", outcome="signal")
+    return 0

@@ -1,0 +1,173 @@
+"""symphony-launcher: serves ``launcher.*`` to the dispatcher and runs the agents.
+
+The tracker (tool calls, issue refresh) and the audit writer are reached over their
+launcher-owned sockets. Audit records are queued and delivered in batches by one task so a
+slow or restarting audit writer never blocks a running agent; records are never dropped
+silently (an overflow is logged with its count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from symphonyd import __version__
+from symphonyd.core.errors import SymphonyError
+from symphonyd.core.issue import Issue
+from symphonyd.core.messages import (
+    AUDIT_APPEND,
+    HEALTH,
+    LAUNCHER_ACK_RUNS,
+    LAUNCHER_LIST_RUNS,
+    LAUNCHER_REMOVE_WORKSPACE,
+    LAUNCHER_START_RUN,
+    LAUNCHER_STOP_RUN,
+    LAUNCHER_SUBSCRIBE,
+    TRACKER_FETCH_BY_IDS,
+    TRACKER_TOOL_CALL,
+    TRACKER_TOOL_SPECS,
+    AckRuns,
+    AuditAppend,
+    AuditEventIn,
+    Empty,
+    FetchByIds,
+    Health,
+    RemoveWorkspace,
+    RemoveWorkspaceResult,
+    RunList,
+    StartRun,
+    StartRunResult,
+    StopRun,
+    StopRunResult,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+)
+from symphonyd.launcher.service import LauncherService
+from symphonyd.runtime.ipc_client import ReconnectingClient
+from symphonyd.runtime.ipc_server import EventSink, IpcServer
+from symphonyd.runtime.logging import log_event
+from symphonyd.runtime.peer import Peer
+
+log = logging.getLogger("symphonyd.launcher")
+AUDIT_QUEUE_MAX = 10_000
+AUDIT_BATCH_MAX = 256
+
+
+class TrackerClient:
+    """``TrackerLink`` over the tracker daemon's launcher socket."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._client = ReconnectingClient(path)
+
+    async def fetch_by_ids(self, ids: list[str]) -> list[Issue]:
+        return (await self._client.call(TRACKER_FETCH_BY_IDS, FetchByIds(ids))).issues
+
+    async def tool_specs(self) -> list[ToolSpec]:
+        return (await self._client.call(TRACKER_TOOL_SPECS, Empty())).tools
+
+    async def tool_call(self, call: ToolCall) -> ToolResult:
+        return await self._client.call(TRACKER_TOOL_CALL, call, timeout=300.0)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+class AuditQueue:
+    """Queues records and delivers them to the audit writer in order, retrying forever."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._client = ReconnectingClient(path)
+        self._queue: asyncio.Queue[AuditEventIn] = asyncio.Queue(AUDIT_QUEUE_MAX)
+        self.dropped = 0
+        self.delivered = 0
+
+    def put(self, record: AuditEventIn) -> None:
+        try:
+            self._queue.put_nowait(record)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log_event(
+                log,
+                "audit_queue",
+                level=logging.ERROR,
+                outcome="overflow",
+                dropped=self.dropped,
+                type=record.type,
+            )
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < AUDIT_BATCH_MAX and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            while True:
+                try:
+                    await self._client.call(AUDIT_APPEND, AuditAppend(batch), timeout=30.0)
+                except SymphonyError as exc:
+                    log_event(
+                        log,
+                        "audit_deliver",
+                        level=logging.WARNING,
+                        outcome="retrying",
+                        error=exc.error_code,
+                        pending=len(batch) + self._queue.qsize(),
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                    continue
+                self.delivered += len(batch)
+                for _ in batch:
+                    self._queue.task_done()
+                backoff = 0.2
+                break
+
+    async def drain(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait (bounded) until every queued record is acknowledged by the writer."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), timeout)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def launcher_server(service: LauncherService, uids: Iterable[int]) -> IpcServer:
+    allowed = frozenset(uids)
+    server = IpcServer("launcher-dispatcher", allowed_uids=allowed, allow_root=0 in allowed)
+
+    async def health(_: Empty, peer: Peer) -> Health:
+        live = sum(1 for r in service.list_runs().runs if r.outcome is None)
+        return Health("launcher", __version__, True, {"live_runs": live})
+
+    async def start_run(req: StartRun, peer: Peer) -> StartRunResult:
+        return await service.start_run(req)
+
+    async def stop_run(req: StopRun, peer: Peer) -> StopRunResult:
+        return await service.stop_run(req)
+
+    async def list_runs(_: Empty, peer: Peer) -> RunList:
+        return service.list_runs()
+
+    async def ack_runs(req: AckRuns, peer: Peer) -> Empty:
+        service.ack_runs(req.run_ids)
+        return Empty()
+
+    async def remove_workspace(req: RemoveWorkspace, peer: Peer) -> RemoveWorkspaceResult:
+        return await service.remove_workspace(req.identifier, req.workflow)
+
+    async def subscribe(_: Empty, peer: Peer, sink: EventSink) -> Empty:
+        service.subscribe(sink)
+        return Empty()
+
+    server.handle(HEALTH, health)
+    server.handle(LAUNCHER_START_RUN, start_run)
+    server.handle(LAUNCHER_STOP_RUN, stop_run, timeout=120.0)
+    server.handle(LAUNCHER_LIST_RUNS, list_runs)
+    server.handle(LAUNCHER_ACK_RUNS, ack_runs)
+    server.handle(LAUNCHER_REMOVE_WORKSPACE, remove_workspace, timeout=120.0)
+    server.subscription(LAUNCHER_SUBSCRIBE, subscribe)
+    return server

@@ -1,0 +1,1 @@
+"""Kernel-enforced agent sandbox: network namespace, veth, nftables, DNS, egress proxy."""

@@ -1,0 +1,127 @@
+"""Running a command inside a sandbox where PID 1 is not systemd: nsenter + bubblewrap + setpriv.
+
+The launcher is root, so bubblewrap runs without a user namespace (a user namespace owned by
+root would map the agent's uid back to root outside). The chain is:
+
+``nsenter --net=/proc/self/fd/N``  join the agent's network namespace (fd inherited),
+``bwrap``  new mount/pid/ipc/uts namespaces, read-only root, tmpfs over every hidden
+directory and the workspace root, the one workspace bound read-write, its git metadata bound
+read-only, private /tmp, own /proc and /dev, the agent's resolv.conf; ``--die-with-parent``,
+``setpriv``  switch to the unprivileged uid/gid, clear groups, empty every capability set
+including the bounding set, and set no_new_privs before exec'ing the command.
+
+The environment is built from nothing: only what the caller passes plus the proxy variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from symphonyd.launcher.sandbox.errors import SPAWN_FAILED, SandboxError
+from symphonyd.launcher.sandbox.fs_view import FsView
+from symphonyd.launcher.sandbox.sandbox import RUN_DIR, SandboxHandle
+
+BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+# Private, empty temp directories inside the sandbox (bwrap mounts a fresh tmpfs on each).
+PRIVATE_TMP = ("/tmp", "/var/tmp")  # noqa: S108
+
+
+def bwrap_argv(view: FsView, command: Sequence[str], resolv_conf: Path, cwd: Path) -> list[str]:
+    argv = [
+        "bwrap",
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+    ]
+    for tmp in PRIVATE_TMP:
+        argv += ["--perms", "1777", "--tmpfs", tmp]
+    for directory in view.hidden_dirs:
+        argv += ["--tmpfs", str(directory)]
+    for file in view.hidden_files:
+        argv += ["--ro-bind", "/dev/null", str(file)]
+    argv += ["--tmpfs", str(view.workspace_root)]
+    argv += ["--bind", str(view.workspace), str(view.workspace)]
+    for path in view.readonly:
+        argv += ["--ro-bind", str(path), str(path)]
+    argv += ["--ro-bind", str(resolv_conf), "/etc/resolv.conf"]
+    argv += ["--chdir", str(cwd)]
+    argv += [
+        "--",
+        "setpriv",
+        f"--reuid={view.uid}",
+        f"--regid={view.gid}",
+        "--clear-groups",
+        "--no-new-privs",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--",
+        *command,
+    ]
+    return argv
+
+
+def write_resolv_conf(handle: SandboxHandle) -> Path:
+    """The agent's resolv.conf (its own resolver only); one file per sandbox."""
+    if handle.files:
+        return handle.files[0]
+    RUN_DIR.mkdir(mode=0o755, exist_ok=True)
+    fd, name = tempfile.mkstemp(
+        prefix=f"{handle.lease.host_ifname}-", suffix=".resolv", dir=RUN_DIR
+    )
+    with os.fdopen(fd, "w") as f:
+        f.write(handle.resolv_conf())
+    os.chmod(name, 0o644)
+    handle.files.append(Path(name))  # removed by teardown
+    return Path(name)
+
+
+def sandbox_environment(handle: SandboxHandle, extra: Mapping[str, str]) -> dict[str, str]:
+    env = {"PATH": BASE_PATH, "HOME": PRIVATE_TMP[0], "LANG": "C.UTF-8"}
+    env.update(extra)
+    env.update(handle.environment())
+    return env
+
+
+async def spawn(
+    handle: SandboxHandle,
+    view: FsView,
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    **kwargs: Any,
+) -> asyncio.subprocess.Process:
+    """Start ``command`` in the agent's sandbox; refuses a closed handle."""
+    if handle.closed or handle.netns.fd < 0:
+        raise SandboxError("the sandbox is torn down", code=SPAWN_FAILED)
+    resolv = write_resolv_conf(handle)
+    fd = handle.netns.fd
+    argv = [
+        "nsenter",
+        f"--net=/proc/self/fd/{fd}",
+        "--",
+        *bwrap_argv(view, command, resolv, cwd or view.workspace),
+    ]
+    try:
+        return await asyncio.create_subprocess_exec(
+            *argv, env=sandbox_environment(handle, env or {}), pass_fds=(fd,), **kwargs
+        )
+    except OSError as exc:
+        raise SandboxError(
+            f"could not start the sandboxed process: {exc}", code=SPAWN_FAILED
+        ) from exc

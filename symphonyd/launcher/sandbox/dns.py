@@ -1,0 +1,226 @@
+"""Per-agent DNS: an in-launcher resolver that answers allowlisted names and forwards nothing else.
+
+Why in the launcher and not a dnsmasq per agent (docs/design/0801): the decision must be the
+proxy's decision (same matcher, same ``*.suffix`` semantics, same denied-wins rule) and each
+answer must be audited under the agent's id. dnsmasq's ``--server=/x/`` matches the apex and
+all subdomains, has no audit hook, and would be 50 more processes with 50 configs to keep in
+step. Here a query for a name the policy refuses is answered NXDOMAIN locally; only names the
+policy allows are ever sent upstream, and only as a fresh A query built by us (the agent's own
+bytes never leave). AAAA and every other type get an empty answer, since IPv6 is off inside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from symphonyd.core.egress_policy import EgressPolicy, classify_address, decide_name
+from symphonyd.launcher.sandbox import dns_wire
+from symphonyd.launcher.sandbox.errors import DNS_FAILED, SandboxError
+
+AuditSink = Callable[[dict[str, Any]], None]
+MAX_TTL = 300
+MAX_INFLIGHT = 64
+MAX_ANSWERS = 16  # keeps every reply well under 512 bytes
+
+
+class UpstreamError(Exception):
+    pass
+
+
+def system_upstreams(resolv_conf: str = "/etc/resolv.conf") -> list[tuple[str, int]]:
+    servers: list[tuple[str, int]] = []
+    with contextlib.suppress(OSError):
+        for line in Path(resolv_conf).read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver":
+                with contextlib.suppress(ValueError):
+                    servers.append((str(ipaddress.ip_address(parts[1])), 53))
+    return servers
+
+
+class _OneShot(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if not self.reply.done():
+            self.reply.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.reply.done():
+            self.reply.set_exception(exc)
+
+
+class UpstreamResolver:
+    """A-record lookups against the host's upstream servers (UDP, random id, strict match)."""
+
+    def __init__(self, servers: list[tuple[str, int]], timeout: float = 2.0) -> None:
+        self.servers = servers
+        self.timeout = timeout
+
+    async def resolve_a(self, name: str) -> tuple[int, list[tuple[ipaddress.IPv4Address, int]]]:
+        loop = asyncio.get_running_loop()
+        last: Exception | None = None
+        for host, port in self.servers:
+            ident = secrets.randbelow(65536)
+            transport, proto = await loop.create_datagram_endpoint(
+                _OneShot, remote_addr=(host, port)
+            )
+            try:
+                transport.sendto(dns_wire.build_query(ident, name))
+                data = await asyncio.wait_for(proto.reply, self.timeout)
+                answer = dns_wire.parse_a_answer(data, ident, name)
+                return answer.rcode, list(answer.addresses)
+            except (TimeoutError, OSError, dns_wire.DnsFormatError) as exc:
+                last = exc
+            finally:
+                transport.close()
+        raise UpstreamError(f"no upstream answered for the name: {last!r}")
+
+
+@dataclass(slots=True)
+class _Counters:
+    answered: int = 0
+    refused: int = 0
+
+
+class AgentResolver:
+    """UDP and TCP listeners on the agent's host-side address, port 53."""
+
+    def __init__(
+        self,
+        agent_id: str,
+        bind_ip: str,
+        policy: EgressPolicy,
+        upstream: UpstreamResolver,
+        audit: AuditSink,
+        on_answer: Callable[[str, list[tuple[ipaddress.IPv4Address, int]]], None] | None = None,
+        port: int = 53,
+    ) -> None:
+        self.agent_id = agent_id
+        self.bind_ip = bind_ip
+        self.policy = policy
+        self.upstream = upstream
+        self.audit = audit
+        self.on_answer = on_answer
+        self.port = port
+        self.counters = _Counters()
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._inflight = asyncio.Semaphore(MAX_INFLIGHT)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self._udp, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpServer(self), local_addr=(self.bind_ip, self.port)
+            )
+            self._tcp = await asyncio.start_server(self._serve_tcp, self.bind_ip, self.port)
+        except OSError as exc:
+            await self.stop()
+            raise SandboxError(f"agent resolver could not listen: {exc}", code=DNS_FAILED) from exc
+
+    async def stop(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        if self._tcp is not None:
+            self._tcp.close()
+            with contextlib.suppress(Exception):
+                await self._tcp.wait_closed()
+            self._tcp = None
+        for task in list(self._tasks):
+            task.cancel()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def answer(self, data: bytes) -> bytes | None:
+        try:
+            query = dns_wire.parse_query(data)
+        except dns_wire.DnsFormatError:
+            return dns_wire.build_error(data, dns_wire.RCODE_FORMERR)
+        if query.flags & 0x7800:  # only standard queries (opcode 0)
+            return dns_wire.build_response(query, dns_wire.RCODE_NOTIMP)
+        decision = decide_name(self.policy, query.name)
+        record = {
+            "agent_id": self.agent_id,
+            "via": "dns",
+            "host": decision.host,
+            "qtype": query.qtype,
+            "reason": decision.reason,
+        }
+        if not decision.allowed or query.qclass != dns_wire.CLASS_IN:
+            self.counters.refused += 1
+            self.audit({"type": "egress_deny", **record})
+            return dns_wire.build_response(query, dns_wire.RCODE_NXDOMAIN)
+        if query.qtype != dns_wire.TYPE_A:
+            self.audit({"type": "egress_allow", **record, "answers": 0})
+            return dns_wire.build_response(query, dns_wire.RCODE_OK)
+        async with self._inflight:
+            try:
+                rcode, answers = await self.upstream.resolve_a(decision.host)
+            except UpstreamError:
+                self.audit({"type": "egress_deny", **record, "reason": "upstream_failed"})
+                return dns_wire.build_response(query, dns_wire.RCODE_SERVFAIL)
+        kept = [
+            (a, min(ttl, MAX_TTL))
+            for a, ttl in answers
+            if classify_address(a, self.policy.permitted_networks) is None
+        ][:MAX_ANSWERS]
+        self.counters.answered += 1
+        self.audit(
+            {
+                "type": "egress_allow",
+                **record,
+                "answers": len(kept),
+                "dropped": len(answers) - len(kept),
+            }
+        )
+        if kept and self.on_answer is not None:
+            self.on_answer(decision.host, kept)
+        return dns_wire.build_response(query, rcode if not kept else dns_wire.RCODE_OK, kept)
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            for _ in range(16):  # a few pipelined queries per connection, then close
+                head = await asyncio.wait_for(reader.readexactly(2), 5)
+                size = int.from_bytes(head, "big")
+                if size > dns_wire.MAX_MESSAGE:
+                    break
+                reply = await self.answer(await asyncio.wait_for(reader.readexactly(size), 5))
+                if reply is None:
+                    break
+                writer.write(len(reply).to_bytes(2, "big") + reply)
+                await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, OSError):
+            pass
+        finally:
+            writer.close()
+
+
+class _UdpServer(asyncio.DatagramProtocol):
+    def __init__(self, resolver: AgentResolver) -> None:
+        self.resolver = resolver
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.resolver.spawn(self._reply(data, addr))
+
+    async def _reply(self, data: bytes, addr: Any) -> None:
+        reply = await self.resolver.answer(data)
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)

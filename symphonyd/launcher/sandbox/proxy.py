@@ -1,0 +1,272 @@
+"""Per-agent egress proxy: HTTP CONNECT and plain (absolute-form) HTTP on the host-side address.
+
+One listener per agent, bound on that agent's host-side veth address, so the listening
+socket itself says whose traffic it is (no credentials, no source-address guessing). For each
+request: the policy decides on the host and port; the name is resolved once through the
+launcher's upstream resolver; every answer is classified (one forbidden answer refuses the
+lot); the proxy connects to that pinned address, never re-resolving. Through a CONNECT tunnel
+on a TLS port the first client bytes must be a ClientHello whose SNI equals the CONNECT host;
+on other ports a ClientHello, if one is sent, must match too. Plain HTTP is rewritten to
+origin form with ``Host`` set from the URL and ``Connection: close``, so one upstream
+connection carries exactly one decided request. Every allow and deny is handed to ``audit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from symphonyd.core.egress_policy import EgressPolicy, decide, pick_address, sni_matches
+from symphonyd.core.tls_sni import MAX_HELLO, SniStatus, parse_client_hello
+from symphonyd.launcher.sandbox.dns import UpstreamError, UpstreamResolver
+from symphonyd.launcher.sandbox.errors import PROXY_FAILED, SandboxError
+
+AuditSink = Callable[[dict[str, Any]], None]
+MAX_HEAD = 16 * 1024
+HEAD_TIMEOUT = 10.0
+HELLO_TIMEOUT = 10.0
+IDLE_TIMEOUT = 600.0
+MAX_CONNECTIONS = 256
+_HOP_HEADERS = {
+    "connection",
+    "proxy-connection",
+    "proxy-authorization",
+    "keep-alive",
+    "te",
+    "upgrade",
+}
+
+
+class _Deny(Exception):
+    def __init__(self, reason: str, status: int = 403) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class EgressProxy:
+    def __init__(
+        self,
+        agent_id: str,
+        bind_ip: str,
+        port: int,
+        policy: EgressPolicy,
+        upstream: UpstreamResolver,
+        audit: AuditSink,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.agent_id = agent_id
+        self.bind_ip = bind_ip
+        self.port = port
+        self.policy = policy
+        self.upstream = upstream
+        self.audit = audit
+        self.connect_timeout = connect_timeout
+        self._server: asyncio.Server | None = None
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        try:
+            self._server = await asyncio.start_server(
+                self._handle, self.bind_ip, self.port, limit=MAX_HEAD
+            )
+        except OSError as exc:
+            raise SandboxError(f"egress proxy could not listen: {exc}", code=PROXY_FAILED) from exc
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+            self._server = None
+
+    def _record(self, kind: str, **fields: Any) -> None:
+        self.audit({"type": kind, "agent_id": self.agent_id, **fields})
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._slots.locked():
+            await _reply(writer, 503, "too_many_connections")
+            return
+        self._writers.add(writer)
+        async with self._slots:
+            try:
+                await self._serve(reader, writer)
+            except Exception:  # a client must never take the listener down
+                writer.close()
+            finally:
+                self._writers.discard(writer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+            await _reply(writer, 400, "bad_request")
+            return
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            await _reply(writer, 400, "bad_request")
+            return
+        method, target, _version = parts
+        via = "connect" if method == "CONNECT" else "http"
+        try:
+            host, port, path = _target(method, target)
+        except ValueError:
+            self._record("egress_deny", via=via, host=target[:255], reason="bad_target")
+            await _reply(writer, 400, "bad_target")
+            return
+        fields: dict[str, Any] = {"via": via, "host": host, "port": port}
+        try:
+            address = await self._admit(host, port, fields)
+            up_reader, up_writer = await self._connect(address, port, fields)
+        except _Deny as deny:
+            self._record("egress_deny", **fields, reason=deny.reason)
+            await _reply(writer, deny.status, deny.reason)
+            return
+        self._record("egress_allow", **fields)
+        try:
+            if method == "CONNECT":
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                await writer.drain()
+                first = await self._first_bytes(reader, host, port, fields)
+            else:
+                first = _origin_request(method, path, fields["host"], port, lines[1:])
+            up_writer.write(first)
+            await _pump(reader, writer, up_reader, up_writer)
+        except _Deny as deny:
+            self._record("egress_deny", **fields, reason=deny.reason)
+        finally:
+            up_writer.close()
+            writer.close()
+
+    async def _admit(self, host: str, port: int, fields: dict[str, Any]) -> str:
+        decision = decide(self.policy, host, port)
+        fields["host"] = decision.host
+        if decision.rule:
+            fields["rule"] = decision.rule
+        if not decision.allowed:
+            raise _Deny(decision.reason)
+        try:
+            _rcode, answers = await self.upstream.resolve_a(decision.host)
+        except UpstreamError as exc:
+            raise _Deny("resolve_failed", 502) from exc
+        address, reason = pick_address((a for a, _ in answers), self.policy.permitted_networks)
+        if address is None:
+            raise _Deny(reason or "no_address", 403 if reason != "no_address" else 502)
+        fields["address"] = str(address)
+        return str(address)
+
+    async def _connect(
+        self, address: str, port: int, fields: dict[str, Any]
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            return await asyncio.wait_for(
+                asyncio.open_connection(address, port), self.connect_timeout
+            )
+        except (TimeoutError, OSError) as exc:
+            raise _Deny("connect_failed", 502) from exc
+
+    async def _first_bytes(
+        self, reader: asyncio.StreamReader, host: str, port: int, fields: dict[str, Any]
+    ) -> bytes:
+        """The client's opening bytes, checked for a ClientHello naming ``host``."""
+        must_be_tls = port in self.policy.tls_ports
+        data = b""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HELLO_TIMEOUT
+        while True:
+            remaining = deadline - loop.time()
+            try:
+                chunk = await asyncio.wait_for(reader.read(MAX_HELLO), max(remaining, 0.01))
+            except TimeoutError as exc:
+                raise _Deny("tls_hello_timeout") from exc
+            if not chunk:
+                raise _Deny("client_closed")
+            data += chunk
+            result = parse_client_hello(data)
+            if result.status is SniStatus.NOT_TLS and not must_be_tls:
+                return data
+            if result.status is SniStatus.NEED_MORE and len(data) <= MAX_HELLO + 64:
+                continue
+            if result.status is SniStatus.FOUND and result.server_name is not None:
+                fields["sni"] = result.server_name[:255]
+                if sni_matches(host, result.server_name):
+                    return data
+                raise _Deny("sni_mismatch")
+            raise _Deny(f"tls_{result.status.value}")
+
+
+def _target(method: str, target: str) -> tuple[str, int, str]:
+    if method == "CONNECT":
+        host, sep, port_text = target.rpartition(":")
+        if not sep or not port_text.isdigit():
+            raise ValueError(target)
+        port = int(port_text)
+        path = ""
+    else:
+        url = urlsplit(target)
+        if url.scheme != "http" or not url.hostname:
+            raise ValueError(target)
+        host = url.hostname
+        port = url.port or 80
+        path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    if not host or not 0 < port < 65536 or any(c in host for c in " \t/@"):
+        raise ValueError(target)
+    return host, port, path
+
+
+def _origin_request(method: str, path: str, host: str, port: int, headers: list[str]) -> bytes:
+    out = [f"{method} {path} HTTP/1.1", f"Host: {host}" + (f":{port}" if port != 80 else "")]
+    for line in headers:
+        if not line:
+            continue
+        name = line.split(":", 1)[0].strip().lower()
+        if name in _HOP_HEADERS or name == "host" or name.startswith("proxy-"):
+            continue
+        out.append(line)
+    out.append("Connection: close")
+    return ("\r\n".join(out) + "\r\n\r\n").encode("latin-1")
+
+
+async def _reply(writer: asyncio.StreamWriter, status: int, reason: str) -> None:
+    text = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway", 503: "Busy"}.get(status, "")
+    body = f"symphonyd egress: {reason}\n".encode()
+    with contextlib.suppress(OSError):
+        writer.write(
+            f"HTTP/1.1 {status} {text}\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+    writer.close()
+
+
+async def _copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            chunk = await asyncio.wait_for(src.read(65536), IDLE_TIMEOUT)
+            if not chunk:
+                break
+            dst.write(chunk)
+            await dst.drain()
+    except (TimeoutError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(OSError, RuntimeError):
+            if dst.can_write_eof():
+                dst.write_eof()
+
+
+async def _pump(
+    client_r: asyncio.StreamReader,
+    client_w: asyncio.StreamWriter,
+    up_r: asyncio.StreamReader,
+    up_w: asyncio.StreamWriter,
+) -> None:
+    await asyncio.gather(_copy(client_r, up_w), _copy(up_r, client_w))

@@ -1,0 +1,220 @@
+"""Setting up and tearing down one agent's network sandbox, failing closed at every step.
+
+Order matters: the ``inet symphonyd`` table with its wildcard drop rules is loaded when the
+manager starts, so an agent interface is covered by "drop everything" from the instant it
+exists; each setup step then only *opens* the agent's own resolver and proxy. Any failure
+raises :class:`SandboxError` with the code of the failing step, is audited as
+``sandbox_failed``, and undoes what was already built. Nothing is spawned by this module; the
+caller starts the agent only with a handle in hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from symphonyd.core.egress_policy import EgressPolicy
+from symphonyd.launcher.sandbox import netns as netns_mod
+from symphonyd.launcher.sandbox import procs
+from symphonyd.launcher.sandbox.addresses import AddressPool, Lease
+from symphonyd.launcher.sandbox.dns import AgentResolver, UpstreamResolver
+from symphonyd.launcher.sandbox.errors import SandboxError
+from symphonyd.launcher.sandbox.nft import DirectElement, Firewall
+from symphonyd.launcher.sandbox.proxy import EgressProxy
+
+AuditSink = Callable[[dict[str, Any]], None]
+PROXY_PORT = 3128
+# Per-sandbox files the launcher bind-mounts into the agent's view (its resolv.conf).
+RUN_DIR = Path("/run/symphony-sandbox")
+
+
+@dataclass(slots=True)
+class SandboxHandle:
+    agent_id: str
+    lease: Lease
+    netns: netns_mod.AgentNetns
+    resolver: AgentResolver
+    proxy: EgressProxy
+    policy: EgressPolicy
+    closed: bool = False
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://{self.lease.host_ip}:{self.proxy.port}"
+
+    @property
+    def netns_path(self) -> str:
+        return self.netns.path
+
+    def environment(self) -> dict[str, str]:
+        """What the agent's environment needs so cooperative clients use the proxy."""
+        url = self.proxy_url
+        return {
+            "HTTPS_PROXY": url,
+            "HTTP_PROXY": url,
+            "https_proxy": url,
+            "http_proxy": url,
+            "NO_PROXY": "",
+            "no_proxy": "",
+            procs.MARKER: self.agent_id,
+        }
+
+    def resolv_conf(self) -> str:
+        return f"nameserver {self.lease.host_ip}\noptions timeout:2 attempts:1\n"
+
+
+class SandboxManager:
+    def __init__(
+        self,
+        *,
+        upstream: UpstreamResolver,
+        audit: AuditSink,
+        pool: AddressPool | None = None,
+        firewall: Firewall | None = None,
+        proxy_port: int = PROXY_PORT,
+    ) -> None:
+        self.pool = pool or AddressPool()
+        self.firewall = firewall or Firewall()
+        self.upstream = upstream
+        self.audit = audit
+        self.proxy_port = proxy_port
+        self.live: dict[str, SandboxHandle] = {}
+
+    async def start(self) -> None:
+        """Reconcile after a crash: replace the table, kill strays, drop stray interfaces."""
+        await asyncio.to_thread(self.firewall.reconcile)
+        owned = set(self.live)
+        stray = procs.pids_with_marker(owned)
+        procs.kill_all(stray)
+        keep = {h.lease.host_ifname for h in self.live.values()}
+        removed = [n for n in netns_mod.leftover_host_links(keep) if netns_mod.delete_host_link(n)]
+        owned_files = {p for h in self.live.values() for p in h.files}
+        if RUN_DIR.is_dir():
+            for path in RUN_DIR.glob("symv*"):
+                if path not in owned_files:
+                    path.unlink(missing_ok=True)
+        if stray or removed:
+            self.audit({"type": "sandbox_reconciled", "killed": len(stray), "interfaces": removed})
+
+    async def setup(self, agent_id: str, policy: EgressPolicy) -> SandboxHandle:
+        if agent_id in self.live:
+            raise SandboxError("a sandbox for this agent already exists", code="sandbox_exists")
+        lease: Lease | None = None
+        ns: netns_mod.AgentNetns | None = None
+        resolver: AgentResolver | None = None
+        proxy: EgressProxy | None = None
+        rules = False
+        try:
+            lease = self.pool.allocate(agent_id)
+            ns = await asyncio.to_thread(netns_mod.create_netns, lease)
+            # Open the agent's two holes only after its interface is covered by the drop rules.
+            await asyncio.to_thread(self.firewall.add_agent, lease, self.proxy_port)
+            rules = True
+            resolver = AgentResolver(
+                agent_id,
+                str(lease.host_ip),
+                policy,
+                self.upstream,
+                self.audit,
+                on_answer=self._direct_filler(lease, policy) if policy.direct_ports else None,
+            )
+            await resolver.start()
+            proxy = EgressProxy(
+                agent_id, str(lease.host_ip), self.proxy_port, policy, self.upstream, self.audit
+            )
+            await proxy.start()
+        except SandboxError as exc:
+            await self._undo(lease, ns, resolver, proxy, rules)
+            self.audit(
+                {
+                    "type": "sandbox_failed",
+                    "agent_id": agent_id,
+                    "code": exc.error_code,
+                    "message": exc.message,
+                }
+            )
+            raise
+        except BaseException:
+            await self._undo(lease, ns, resolver, proxy, rules)
+            raise
+        handle = SandboxHandle(agent_id, lease, ns, resolver, proxy, policy)
+        self.live[agent_id] = handle
+        self.audit(
+            {
+                "type": "sandbox_ready",
+                "agent_id": agent_id,
+                "address": str(lease.agent_ip),
+                "mode": policy.mode,
+            }
+        )
+        return handle
+
+    def _direct_filler(
+        self, lease: Lease, policy: EgressPolicy
+    ) -> Callable[[str, list[tuple[ipaddress.IPv4Address, int]]], None]:
+        def fill(_name: str, answers: list[tuple[ipaddress.IPv4Address, int]]) -> None:
+            elements = [
+                DirectElement(address, port, timeout_s=max(ttl, 60))
+                for address, ttl in answers
+                for port in sorted(policy.direct_ports)
+            ]
+            with contextlib.suppress(SandboxError):
+                self.firewall.add_direct(lease, elements)
+
+        return fill
+
+    async def _undo(
+        self,
+        lease: Lease | None,
+        ns: netns_mod.AgentNetns | None,
+        resolver: AgentResolver | None,
+        proxy: EgressProxy | None,
+        rules: bool,
+    ) -> list[str]:
+        problems: list[str] = []
+        if ns is not None:
+            procs.kill_all(procs.pids_in_netns(os.fstat(ns.fd).st_ino) if ns.fd >= 0 else [])
+        for stop in (proxy, resolver):
+            if stop is not None:
+                try:
+                    await stop.stop()
+                except Exception as exc:
+                    problems.append(f"listener: {exc}")
+        if rules and lease is not None:
+            try:
+                await asyncio.to_thread(self.firewall.remove_agent, lease, self.proxy_port)
+            except SandboxError as exc:
+                problems.append(exc.message)
+        if ns is not None:
+            try:
+                ns.close()
+            except OSError as exc:
+                problems.append(f"netns: {exc}")
+        if lease is not None:
+            self.pool.release(lease)
+        return problems
+
+    async def teardown(self, handle: SandboxHandle) -> None:
+        """Remove every process, listener, element and interface of the sandbox; idempotent."""
+        if handle.closed:
+            return
+        handle.closed = True
+        self.live.pop(handle.agent_id, None)
+        problems = await self._undo(handle.lease, handle.netns, handle.resolver, handle.proxy, True)
+        for path in handle.files:
+            path.unlink(missing_ok=True)
+        record: dict[str, Any] = {"type": "sandbox_teardown", "agent_id": handle.agent_id}
+        if problems:
+            record["problems"] = problems
+        self.audit(record)
+
+    async def close(self) -> None:
+        for handle in list(self.live.values()):
+            await self.teardown(handle)

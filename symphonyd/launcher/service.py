@@ -1,0 +1,318 @@
+"""The launcher's run table: start, stop, list and acknowledge runs, publish their events.
+
+One ``LauncherService`` per launcher process. Each run is bound at start to the workflow
+snapshot the dispatcher sent (SPEC 10.5): its typed config, prompt template and tracker tool
+specs never change under it. Finished runs stay listed with their outcome until the
+dispatcher acknowledges them, so a dispatcher restart never loses how a run ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from symphonyd.core.config import ServiceConfig, build_service_config
+from symphonyd.core.errors import SymphonyError
+from symphonyd.core.hostconfig import HostConfig, apply_host_overrides
+from symphonyd.core.issue import Issue
+from symphonyd.core.messages import (
+    LAUNCHER_RUN_EVENT,
+    AuditEventIn,
+    RemoveWorkspaceResult,
+    RunEvent,
+    RunInfo,
+    RunList,
+    RunOutcome,
+    StartRun,
+    StartRunResult,
+    StopRun,
+    StopRunResult,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+    WorkflowSnapshot,
+)
+from symphonyd.core.template import compile_prompt
+from symphonyd.core.tracker_kinds import state_rules
+from symphonyd.core.workflow import WorkflowDefinition
+from symphonyd.launcher.agents.factory import session_factory
+from symphonyd.launcher.agents.session import ApprovalPolicy, ToolInvocation, short, utc_now
+from symphonyd.launcher.hooks import RunAs
+from symphonyd.launcher.worker import WorkerDeps, run_worker_attempt
+from symphonyd.launcher.workspace import WorkspaceManager
+
+log = logging.getLogger("symphonyd.launcher")
+
+
+class TrackerLink(Protocol):
+    """The tracker daemon, as the launcher uses it (``tracker.*`` over IPC)."""
+
+    async def fetch_by_ids(self, ids: list[str]) -> list[Issue]: ...
+    async def tool_specs(self) -> list[ToolSpec]: ...
+    async def tool_call(self, call: ToolCall) -> ToolResult: ...
+
+
+class Subscriber(Protocol):
+    @property
+    def closed(self) -> bool: ...
+
+    def send(self, spec: Any, data: Any) -> bool: ...
+
+
+@dataclass
+class LauncherDeps:
+    tracker: TrackerLink
+    audit: Callable[[AuditEventIn], None]  # queues; delivery is the caller's business
+    agent_home: Path
+    env: Mapping[str, str] = field(default_factory=dict)  # for `$NAME` in workflow config
+    run_as: RunAs | None = None
+    approvals: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    agent_env: Mapping[str, str] = field(default_factory=dict)  # model endpoint etc.
+    host: HostConfig | None = None  # its workspace root wins over the workflow's
+
+
+@dataclass
+class _Run:
+    info: RunInfo
+    issue: Issue
+    workflow: WorkflowSnapshot
+    task: asyncio.Task[None] | None = None
+    stop_reason: str | None = None
+    cleanup_on_stop: bool = False
+
+
+def bind_config(
+    workflow: WorkflowSnapshot, env: Mapping[str, str], host: HostConfig | None = None
+) -> ServiceConfig:
+    definition = WorkflowDefinition(
+        config=workflow.config, prompt_template=workflow.prompt_template
+    )
+    config = build_service_config(definition, env=env, workflow_dir=Path(workflow.path).parent)
+    return apply_host_overrides(config, host) if host is not None else config
+
+
+class LauncherService:
+    def __init__(self, deps: LauncherDeps) -> None:
+        self.deps = deps
+        self._runs: dict[str, _Run] = {}
+        self._subscribers: set[Subscriber] = set()
+        self._latest_workflow: WorkflowSnapshot | None = None
+
+    # ------------------------------------------------------------------ control API
+
+    async def start_run(self, req: StartRun) -> StartRunResult:
+        for run in self._runs.values():
+            if run.info.outcome is None and run.info.issue_id == req.issue.id:
+                # The dispatcher's claim should prevent this; refusing keeps one run per issue
+                # even if it is wrong (e.g. after a restart that lost its state).
+                return StartRunResult(req.run_id, False, f"{run.info.run_id} is running")
+        if req.run_id in self._runs:
+            return StartRunResult(req.run_id, False, "run id already used")
+        info = RunInfo(
+            run_id=req.run_id,
+            issue_id=req.issue.id,
+            issue_identifier=req.issue.identifier,
+            attempt=req.attempt,
+            started_at=utc_now(),
+        )
+        run = _Run(info, req.issue, req.workflow)
+        self._runs[req.run_id] = run
+        self._latest_workflow = req.workflow
+        run.task = asyncio.create_task(self._execute(run), name=f"run-{req.run_id}")
+        return StartRunResult(req.run_id, True)
+
+    async def stop_run(self, req: StopRun) -> StopRunResult:
+        run = self._runs.get(req.run_id)
+        if run is None or run.task is None or run.task.done():
+            return StopRunResult(False)
+        run.stop_reason = req.reason
+        run.cleanup_on_stop = req.cleanup_workspace
+        run.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run.task
+        return StopRunResult(True)
+
+    def list_runs(self) -> RunList:
+        return RunList([run.info for run in self._runs.values()])
+
+    def ack_runs(self, run_ids: list[str]) -> None:
+        for run_id in run_ids:
+            run = self._runs.get(run_id)
+            if run is not None and run.info.outcome is not None:
+                del self._runs[run_id]
+
+    async def remove_workspace(
+        self, identifier: str, workflow: WorkflowSnapshot | None
+    ) -> RemoveWorkspaceResult:
+        snapshot = workflow or self._latest_workflow
+        if snapshot is None:
+            raise SymphonyError(
+                "no workflow known yet to locate the workspace root", code="unavailable"
+            )
+        if any(
+            r.info.issue_identifier == identifier and r.info.outcome is None
+            for r in self._runs.values()
+        ):
+            raise SymphonyError(f"{identifier} has a live run", code="run_active")
+        config = bind_config(snapshot, self.deps.env, self.deps.host)
+        manager = WorkspaceManager(config.workspace.root, config.hooks, owner=self.deps.run_as)
+        removed = await manager.remove(identifier)
+        return RemoveWorkspaceResult(bool(removed))
+
+    def subscribe(self, sink: Subscriber) -> None:
+        self._subscribers.add(sink)
+
+    async def shutdown(self) -> None:
+        """Stop every live run (after_run still runs) so nothing outlives the launcher."""
+        live = [r for r in self._runs.values() if r.task is not None and not r.task.done()]
+        for run in live:
+            run.stop_reason = "shutdown"
+            assert run.task is not None
+            run.task.cancel()
+        for run in live:
+            assert run.task is not None
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await run.task
+
+    # ------------------------------------------------------------------ one run
+
+    async def _execute(self, run: _Run) -> None:
+        try:
+            await self._attempt(run)
+        except asyncio.CancelledError:
+            if run.info.outcome is None:
+                self._record_outcome(run, RunOutcome("cancelled", "turn_cancelled", "run stopped"))
+            if run.cleanup_on_stop:
+                await self._cleanup(run)
+            raise
+        except SymphonyError as exc:
+            self._finish(run, RunOutcome("failed", exc.error_code, short(exc.message, 300)))
+        except Exception as exc:  # a bug must end this run, never the launcher
+            log.exception("run %s crashed", run.info.run_id)
+            self._finish(run, RunOutcome("failed", "internal_error", short(str(exc), 300)))
+
+    async def _attempt(self, run: _Run) -> None:
+        config = bind_config(run.workflow, self.deps.env, self.deps.host)
+        template = compile_prompt(run.workflow.prompt_template)
+        tools = await self.deps.tracker.tool_specs()
+        rules = state_rules(config.tracker)
+        workspaces = WorkspaceManager(config.workspace.root, config.hooks, owner=self.deps.run_as)
+        workspaces.ensure_root()
+        run.info = dataclasses.replace(
+            run.info, workspace_path=str(workspaces.path_for(run.issue.identifier))
+        )
+
+        async def call_tool(inv: ToolInvocation) -> ToolResult:
+            result = await self.deps.tracker.tool_call(
+                ToolCall(
+                    issue=run.issue,
+                    tool=inv.tool,
+                    arguments=inv.arguments,
+                    session_id=inv.session_id,
+                )
+            )
+            self._audit(run, "tool_call", {"tool": inv.tool, "success": result.success})
+            return result
+
+        open_session = session_factory(
+            config,
+            agent_home=self.deps.agent_home,
+            env_extra=self.deps.agent_env,
+            tools=tools,
+            tool_executor=call_tool,
+            approvals=self.deps.approvals,
+        )
+
+        async def refresh(issue_id: str) -> Issue | None:
+            found = await self.deps.tracker.fetch_by_ids([issue_id])
+            issue = next((i for i in found if i.id == issue_id), None)
+            if issue is not None:
+                run.issue = issue
+            return issue
+
+        deps = WorkerDeps(
+            workspaces=workspaces,
+            render=template.render,
+            open_session=open_session,
+            refresh_issue=refresh,
+            is_active=rules.is_active,
+            emit=lambda event: self._on_event(run, event),
+            max_turns=config.agent.max_turns,
+            stall_timeout=config.codex.stall_timeout_ms / 1000,
+            audit=lambda kind, payload: self._audit(run, kind, payload),
+        )
+        await run_worker_attempt(run.info.run_id, run.issue, run.info.attempt, deps)
+
+    async def _cleanup(self, run: _Run) -> None:
+        with contextlib.suppress(Exception):
+            config = bind_config(run.workflow, self.deps.env, self.deps.host)
+            manager = WorkspaceManager(config.workspace.root, config.hooks, owner=self.deps.run_as)
+            await asyncio.shield(manager.remove(run.info.issue_identifier))
+
+    # ------------------------------------------------------------------ events
+
+    def _on_event(self, run: _Run, event: RunEvent) -> None:
+        info = run.info
+        changes: dict[str, Any] = {"last_event": event.event, "last_event_at": event.at}
+        if event.session_id is not None:
+            changes["session_id"] = event.session_id
+        if event.turn_count is not None:
+            changes["turn_count"] = event.turn_count
+        if event.tokens is not None:
+            changes["tokens"] = event.tokens
+        if event.message is not None:
+            changes["last_message"] = event.message
+        if event.pid is not None:
+            changes["pid"] = event.pid
+        if event.event == "run_finished" and event.outcome is not None:
+            outcome = event.outcome
+            if run.stop_reason is not None and outcome.status == "cancelled":
+                outcome = dataclasses.replace(outcome, error=f"stopped: {run.stop_reason}")
+            changes["outcome"] = outcome
+            event = dataclasses.replace(event, outcome=outcome)
+            self._audit(
+                run, "run_finished", {"status": outcome.status, "error_code": outcome.error_code}
+            )
+        run.info = dataclasses.replace(info, **changes)
+        self._publish(event)
+
+    def _record_outcome(self, run: _Run, outcome: RunOutcome) -> None:
+        run.info = dataclasses.replace(run.info, outcome=outcome)
+
+    def _finish(self, run: _Run, outcome: RunOutcome) -> None:
+        """Finish a run that never reached the worker (bad config, tracker down)."""
+        self._on_event(
+            run,
+            RunEvent(
+                run_id=run.info.run_id,
+                issue_id=run.info.issue_id,
+                event="run_finished",
+                at=utc_now(),
+                message=outcome.error,
+                outcome=outcome,
+            ),
+        )
+
+    def _publish(self, event: RunEvent) -> None:
+        for sink in list(self._subscribers):
+            if sink.closed or not sink.send(LAUNCHER_RUN_EVENT, event):
+                self._subscribers.discard(sink)
+
+    def _audit(self, run: _Run, kind: str, payload: dict[str, Any]) -> None:
+        record = AuditEventIn(
+            type=kind,
+            payload={"run_id": run.info.run_id, **payload},
+            issue_id=run.info.issue_id,
+            issue_identifier=run.info.issue_identifier,
+            session_id=run.info.session_id,
+        )
+        try:
+            self.deps.audit(record)
+        except Exception:  # audit delivery problems are reported by the forwarder
+            log.exception("could not queue audit record %s", kind)

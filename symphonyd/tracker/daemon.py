@@ -1,0 +1,120 @@
+"""symphony-tracker: serves ``tracker.*`` on two sockets with disjoint method sets.
+
+The dispatcher's socket offers reads (fetch by states / ids), the profile and health; the
+launcher's socket offers the agent tools, the profile and health. Neither peer can call the
+other's methods, so a compromised launcher cannot list the board and the dispatcher cannot
+write to the tracker. Tracker writes are sent to the audit writer (``audit.append``).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from symphonyd.core.errors import SymphonyError
+from symphonyd.core.messages import (
+    AUDIT_APPEND,
+    HEALTH,
+    TRACKER_FETCH_BY_IDS,
+    TRACKER_FETCH_BY_STATES,
+    TRACKER_PROFILE,
+    TRACKER_TOOL_CALL,
+    TRACKER_TOOL_SPECS,
+    AuditAppend,
+    AuditEventIn,
+)
+from symphonyd.runtime.ipc_client import ReconnectingClient
+from symphonyd.runtime.ipc_server import IpcServer
+from symphonyd.runtime.peer import Peer
+from symphonyd.tracker.service import TrackerService
+
+log = logging.getLogger(__name__)
+# Slower than the adapters' own HTTP timeouts times retries would be pointless; a page walk
+# over thousands of issues still fits.
+REQUEST_TIMEOUT_S = 300.0
+
+
+class AuditForwarder:
+    """The audit hook: sends each tracker_write record to the audit writer and waits for its
+    durable acknowledgement. A write already done at the provider cannot be undone, so a
+    failure here is logged loudly rather than turned into a tool failure."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._client = ReconnectingClient(path)
+
+    async def __call__(self, event: AuditEventIn) -> None:
+        try:
+            await self._client.call(AUDIT_APPEND, AuditAppend([event]), timeout=10.0)
+        except SymphonyError as exc:
+            log.error(  # noqa: TRY400 - the code says it all; a traceback adds nothing
+                "audit writer did not record a tracker write on %s: %s",
+                event.issue_identifier,
+                exc.error_code,
+            )
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def dispatcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer:
+    allowed = frozenset(uids)
+    server = IpcServer("tracker-dispatcher", allowed_uids=allowed, allow_root=0 in allowed)
+    server.handle(HEALTH, _peerless(service.health))
+    server.handle(TRACKER_PROFILE, _peerless(service.profile))
+    server.handle(
+        TRACKER_FETCH_BY_STATES, _peerless(service.fetch_by_states), timeout=REQUEST_TIMEOUT_S
+    )
+    server.handle(TRACKER_FETCH_BY_IDS, _peerless(service.fetch_by_ids), timeout=REQUEST_TIMEOUT_S)
+    return server
+
+
+def launcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer:
+    allowed = frozenset(uids)
+    server = IpcServer("tracker-launcher", allowed_uids=allowed, allow_root=0 in allowed)
+    server.handle(HEALTH, _peerless(service.health))
+    server.handle(TRACKER_PROFILE, _peerless(service.profile))
+    server.handle(TRACKER_TOOL_SPECS, _peerless(service.tool_specs))
+    server.handle(TRACKER_TOOL_CALL, _peerless(service.tool_call), timeout=REQUEST_TIMEOUT_S)
+    return server
+
+
+def _peerless(fn: Any) -> Any:
+    # Authorisation is per socket (SO_PEERCRED allowlist); handlers need no peer identity.
+    async def handler(params: Any, peer: Peer) -> Any:
+        return await fn(params)
+
+    return handler
+
+
+class TrackerDaemon:
+    def __init__(
+        self,
+        service: TrackerService,
+        *,
+        dispatcher_uids: Iterable[int],
+        launcher_uids: Iterable[int],
+    ) -> None:
+        self.service = service
+        self.servers = (
+            dispatcher_server(service, dispatcher_uids),
+            launcher_server(service, launcher_uids),
+        )
+
+    async def start(
+        self, dispatcher: socket.socket | str | Path, launcher: socket.socket | str | Path
+    ) -> None:
+        # Build the adapter first so a config error is in the log before the first request.
+        self.service.refresh()
+        for server, where in zip(self.servers, (dispatcher, launcher), strict=True):
+            if isinstance(where, socket.socket):
+                await server.start(where)
+            else:
+                await server.start_path(where)
+
+    async def close(self) -> None:
+        for server in self.servers:
+            await server.close()
+        await self.service.close()

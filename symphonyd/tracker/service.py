@@ -1,0 +1,278 @@
+"""The tracker daemon's request handlers, independent of the socket they are served on.
+
+Reads are fetched from the provider on request, not served from a cache: the dispatcher asks
+once per tick (``polling.interval_ms``) and reconciliation needs current snapshots, so a
+cache would only add staleness (docs/design/0400-tracker-daemon.md). The tracker config is
+re-read from WORKFLOW.md before each request; a change rebuilds the adapter, a bad edit keeps
+the previous one. No reply leaves this class if it contains the credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from symphonyd import __version__
+from symphonyd.core.codec import encode
+from symphonyd.core.errors import SymphonyError
+from symphonyd.core.messages import (
+    Empty,
+    FetchByIds,
+    FetchByStates,
+    Health,
+    IssueList,
+    ToolCall,
+    ToolResult,
+    ToolSpecList,
+    TrackerProfile,
+)
+from symphonyd.core.redact import Redactor
+from symphonyd.tracker import tools
+from symphonyd.tracker.adapter import TrackerAdapter
+from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME
+from symphonyd.tracker.registry import build_adapter, settings_for
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+OLD_ADAPTER_GRACE_S = 60.0
+
+
+@dataclass(frozen=True)
+class TrackerSource:
+    """The tracker section of the current workflow, as the daemon's config source yields it."""
+
+    kind: str | None
+    provider: Mapping[str, Any]
+    active_states: tuple[str, ...] | None
+    terminal_states: tuple[str, ...] | None
+    base_dir: Path | None = None
+
+
+# Returns the current tracker section or raises SymphonyError (e.g. workflow_parse_error).
+ConfigSource = Callable[[], TrackerSource]
+
+
+def fingerprint(source: TrackerSource) -> str:
+    doc = {
+        "kind": source.kind,
+        "provider": source.provider,
+        "active": source.active_states,
+        "terminal": source.terminal_states,
+        "base": str(source.base_dir),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class TrackerService:
+    def __init__(
+        self,
+        source: ConfigSource,
+        env: Mapping[str, str],
+        *,
+        audit: tools.AuditHook = tools.log_only_audit,
+        transport: httpx.AsyncBaseTransport | None = None,
+        unit_credential: str = UNIT_CREDENTIAL_NAME,
+    ) -> None:
+        self._source = source
+        self._env = env
+        self._audit = audit
+        self._transport = transport
+        self._unit_credential = unit_credential
+        self._redactor = Redactor()
+        self._adapter: TrackerAdapter | None = None
+        self._fingerprint: str | None = None
+        self._error: SymphonyError | None = None
+        self._last_source: TrackerSource | None = None
+        self._retired: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ config
+
+    def refresh(self) -> None:
+        """Rebuild the adapter when the tracker config changed; keep the old one on errors."""
+        try:
+            source = self._source()
+        except SymphonyError as exc:
+            self._note_error(exc)
+            return
+        fp = fingerprint(source)
+        if fp == self._fingerprint and (self._adapter is not None or self._error is not None):
+            return
+        try:
+            settings = settings_for(
+                source.kind,
+                source.provider,
+                self._env,
+                active_states=source.active_states,
+                terminal_states=source.terminal_states,
+            )
+            adapter = build_adapter(
+                settings, self._env, base_dir=source.base_dir, transport=self._transport
+            )
+        except SymphonyError as exc:
+            self._fingerprint, self._last_source = fp, source
+            self._note_error(exc)
+            self._retire(self._adapter)
+            self._adapter = None
+            return
+        adapter.audit = self._audit
+        self._redactor = Redactor(s.reveal() for s in adapter.secrets)
+        self._retire(self._adapter)
+        self._adapter, self._fingerprint, self._last_source = adapter, fp, source
+        if self._error is not None:
+            log.info("tracker config usable again")
+        self._error = None
+        log.info("tracker adapter ready: kind=%s", adapter.kind)
+
+    def _note_error(self, exc: SymphonyError) -> None:
+        if self._error is None or self._error.as_dict() != exc.as_dict():
+            log.error("tracker config unusable: %s", self._redact(str(exc)))
+        self._error = exc
+
+    def _retire(self, adapter: TrackerAdapter | None) -> None:
+        # In-flight requests may still use it; close it once they have had time to finish.
+        if adapter is None:
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(OLD_ADAPTER_GRACE_S)
+            await adapter.aclose()
+
+        task = asyncio.get_running_loop().create_task(later())
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+
+    def _current(self) -> TrackerAdapter:
+        self.refresh()
+        if self._adapter is None:
+            error = self._error or SymphonyError(
+                "tracker not configured", code="invalid_tracker_config"
+            )
+            raise SymphonyError(self._redact(error.message), code=error.error_code)
+        return self._adapter
+
+    async def close(self) -> None:
+        for task in list(self._retired):
+            task.cancel()
+        if self._adapter is not None:
+            await self._adapter.aclose()
+
+    # ------------------------------------------------------------------ handlers
+
+    async def fetch_by_states(self, params: FetchByStates) -> IssueList:
+        adapter = self._current()
+        issues = await self._call(adapter.fetch_issues_by_states(params.states))
+        clean = [i for i in issues if not self._holds_secret(i)]
+        if len(clean) != len(issues):
+            # Like a malformed record: omitted from a state list, never dispatched.
+            log.error(
+                "omitted %d issue(s) whose tracker data contains the credential",
+                len(issues) - len(clean),
+            )
+        return self._guarded(IssueList(clean))
+
+    async def fetch_by_ids(self, params: FetchByIds) -> IssueList:
+        adapter = self._current()
+        issues = await self._call(adapter.fetch_issues_by_ids(params.ids))
+        if any(self._holds_secret(i) for i in issues):
+            log.error("refused a refresh: a requested issue's data contains the credential")
+            raise SymphonyError(
+                "a requested issue's tracker data contains the tracker "
+                "credential; refusing to pass it on",
+                code="tracker_response",
+            )
+        return self._guarded(IssueList(issues))
+
+    async def tool_specs(self, params: Empty) -> ToolSpecList:
+        adapter = self._current()
+        return self._guarded(ToolSpecList(adapter.tool_specs(), self._fingerprint))
+
+    async def tool_call(self, params: ToolCall) -> ToolResult:
+        try:
+            adapter = self._current()
+        except SymphonyError as exc:
+            return tools.failure(exc.error_code, exc.message)
+        if params.tracker_fingerprint not in (None, self._fingerprint):
+            return tools.failure(
+                "tracker_config_changed",
+                "the tracker configuration changed "
+                "since this session started; its tools are no longer valid",
+            )
+        result = await adapter.execute_tool(
+            params.tool, params.arguments, params.issue, params.session_id
+        )
+        try:
+            return self._guarded(result)
+        except SymphonyError as exc:
+            return tools.failure(exc.error_code, exc.message)
+
+    async def profile(self, params: Empty) -> TrackerProfile:
+        self.refresh()
+        src, adapter = self._last_source, self._adapter
+        kind = adapter.kind if adapter else (src.kind if src else None)
+        states = (
+            (adapter.settings.active_states, adapter.settings.terminal_states)
+            if adapter
+            else ((), ())
+        )
+        error = None
+        if self._error is not None:
+            error = {"code": self._error.error_code, "message": self._redact(self._error.message)}
+        return TrackerProfile(
+            kind=kind,
+            active_states=list(states[0]),
+            terminal_states=list(states[1]),
+            secret_env_names=adapter.secret_environment_names() if adapter else [],
+            tracker_fingerprint=self._fingerprint,
+            config_error=error,
+        )
+
+    async def health(self, params: Empty) -> Health:
+        self.refresh()
+        detail: dict[str, Any] = {"kind": self._adapter.kind if self._adapter else None}
+        if self._error is not None:
+            detail["error"] = self._error.error_code
+        return Health("tracker", __version__, self._adapter is not None, detail)
+
+    # ------------------------------------------------------------------ secrets
+
+    async def _call(self, work: Awaitable[T]) -> T:
+        try:
+            return await work
+        except SymphonyError as exc:
+            log.warning("tracker request failed: %s", self._redact(str(exc)))
+            raise SymphonyError(self._redact(exc.message), code=exc.error_code) from None
+
+    def _secret_values(self) -> list[str]:
+        return [s.reveal() for s in (self._adapter.secrets if self._adapter else ()) if s]
+
+    def redact_text(self, text: str) -> str:
+        """``text`` with the held credential (and known token shapes) scrubbed out."""
+        return self._redact(text)
+
+    def _redact(self, text: str) -> str:
+        # Also scrubs encoded forms and token shapes of secrets we were not told about.
+        return self._redactor.text(text)
+
+    def _holds_secret(self, value: Any) -> bool:
+        values = self._secret_values()
+        if not values:
+            return False
+        dumped = json.dumps(encode(value), ensure_ascii=False, default=str)
+        return any(v in dumped for v in values)
+
+    def _guarded(self, reply: T) -> T:
+        """Refuse to send a reply that contains the credential, whatever put it there."""
+        if self._holds_secret(reply):
+            log.error("withheld a tracker reply that contained the credential")
+            raise SymphonyError(
+                "reply withheld: it contained the tracker credential", code="internal_error"
+            )
+        return reply

@@ -1,0 +1,229 @@
+"""The launcher daemon as a real process, talking over real sockets.
+
+The test plays the dispatcher; the audit writer is the real daemon; the agent is the real
+codex app-server against a mock model API; only the tracker is a double (an in-test IPC
+server, i.e. the outside world of the launcher).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from symphonyd.core.issue import Issue, build_issue
+from symphonyd.core.messages import (
+    HEALTH,
+    LAUNCHER_ACK_RUNS,
+    LAUNCHER_LIST_RUNS,
+    LAUNCHER_START_RUN,
+    LAUNCHER_SUBSCRIBE,
+    TRACKER_FETCH_BY_IDS,
+    TRACKER_TOOL_CALL,
+    TRACKER_TOOL_SPECS,
+    AckRuns,
+    Empty,
+    FetchByIds,
+    IssueList,
+    StartRun,
+    ToolCall,
+    ToolResult,
+    ToolSpecList,
+    WorkflowSnapshot,
+)
+from symphonyd.runtime.ipc_client import IpcClient
+from symphonyd.runtime.ipc_server import IpcServer
+from symphonyd.runtime.peer import Peer
+from tests.launcher.agents.conftest import codex_command
+from tests.launcher.agents.mock_models import MockServer, Reply, responses_call, responses_text
+from tests.launcher.test_service import COMMENT_TOOL
+
+pytestmark = pytest.mark.agents
+UID = os.getuid()
+
+
+def spawn(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+
+
+async def wait_for_socket(path: Path, proc: subprocess.Popen[bytes]) -> None:
+    async with asyncio.timeout(30):
+        while not path.exists():
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            await asyncio.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return proc.returncode, err.decode(errors="replace")
+
+
+@asynccontextmanager
+async def tracker_double(path: Path, issue: Issue) -> AsyncIterator[list[ToolCall]]:
+    calls: list[ToolCall] = []
+    server = IpcServer("tracker-launcher", allowed_uids={UID}, allow_root=UID == 0)
+
+    async def fetch(req: FetchByIds, peer: Peer) -> IssueList:
+        return IssueList([issue] if issue.id in req.ids else [])
+
+    async def specs(_: Empty, peer: Peer) -> ToolSpecList:
+        return ToolSpecList([COMMENT_TOOL])
+
+    async def call(req: ToolCall, peer: Peer) -> ToolResult:
+        calls.append(req)
+        return ToolResult(True, {"comment_id": "c1"})
+
+    server.handle(TRACKER_FETCH_BY_IDS, fetch)
+    server.handle(TRACKER_TOOL_SPECS, specs)
+    server.handle(TRACKER_TOOL_CALL, call)
+    await server.start_path(path)
+    try:
+        yield calls
+    finally:
+        await server.close()
+
+
+def test_dispatcher_drives_a_run_over_sockets_and_everything_is_audited(tmp_path: Path) -> None:
+    run_dir, audit_dir, ws_root = tmp_path / "run", tmp_path / "audit", tmp_path / "ws"
+    run_dir.mkdir()
+    agent_home = tmp_path / "agent"
+    (agent_home / ".codex").mkdir(parents=True)
+    host_config = tmp_path / "symphonyd.toml"
+    host_config.write_text(
+        f'[paths]\nstate_dir = "{tmp_path}"\nruntime_dir = "{run_dir}"\n'
+        f'workspace_root = "{ws_root}"\n'
+    )
+    issue = build_issue(
+        id="i-7",
+        identifier="ABC-7",
+        title="<b>hostile</b> $(id)",
+        state="Todo",
+        dispatchable=True,
+    )
+    # The workflow names another root; the host config's root must win (launcher side).
+    workflow = WorkflowSnapshot(
+        str(tmp_path / "WORKFLOW.md"),
+        {
+            "tracker": {"kind": "memory", "active_states": ["Todo"]},
+            "workspace": {"root": str(tmp_path / "ignored")},
+            "codex": {"command": codex_command(), "approval_policy": "never"},
+            "agent": {"max_turns": 1},
+        },
+        "Do {{ issue.identifier }}",
+        "0" * 64,
+    )
+
+    def script(n: int, body: dict[str, Any]) -> Reply:
+        return (
+            responses_call("tracker_comment", {"body": "done"})
+            if n == 1
+            else (responses_text("all done"))
+        )
+
+    audit = spawn(
+        "symphonyd.audit",
+        "--dir",
+        str(audit_dir),
+        "--listen",
+        f"launcher={run_dir / 'audit-launcher.sock'}",
+        "--allow-uid",
+        str(UID),
+    )
+    with MockServer(script) as mock:
+        (agent_home / ".codex" / "config.toml").write_text(
+            'model = "mock-model"\nmodel_provider = "mock"\n[model_providers.mock]\n'
+            f'name = "mock"\nbase_url = "http://127.0.0.1:{mock.port}/v1"\n'
+            'wire_api = "responses"\nrequest_max_retries = 0\nstream_max_retries = 0\n'
+            "supports_websockets = false\n"
+        )
+
+        async def scenario() -> tuple[list[str], Any, Any]:
+            await wait_for_socket(run_dir / "audit-launcher.sock", audit)
+            async with tracker_double(run_dir / "tracker-launcher.sock", issue) as calls:
+                launcher = spawn(
+                    "symphonyd.launcher",
+                    "--host-config",
+                    str(host_config),
+                    "--socket",
+                    str(run_dir / "launcher.sock"),
+                    "--agent-home",
+                    str(agent_home),
+                    "--dispatcher-uid",
+                    str(UID),
+                )
+                try:
+                    await wait_for_socket(run_dir / "launcher.sock", launcher)
+                    client = await IpcClient.connect(run_dir / "launcher.sock")
+                    health = await client.call(HEALTH, Empty())
+                    assert health.daemon == "launcher"
+                    await client.call(LAUNCHER_SUBSCRIBE, Empty())
+                    started = await client.call(
+                        LAUNCHER_START_RUN, StartRun("run-1", issue, None, workflow)
+                    )
+                    assert started.accepted, started
+                    names: list[str] = []
+                    async with asyncio.timeout(90):
+                        async for ev in client.events():
+                            names.append(ev.data.event)
+                            if ev.data.event == "run_finished":
+                                break
+                    runs = (await client.call(LAUNCHER_LIST_RUNS, Empty())).runs
+                    await client.call(LAUNCHER_ACK_RUNS, AckRuns(["run-1"]))
+                    after_ack = (await client.call(LAUNCHER_LIST_RUNS, Empty())).runs
+                    await client.close()
+                finally:
+                    code, err = stop(launcher)
+                assert code == 0, err
+                return names, (runs, after_ack), calls
+
+        names, (runs, after_ack), calls = asyncio.run(scenario())
+    code, err = stop(audit)
+    assert code == 0, err
+
+    assert names[0] == "session_started" and names[-1] == "run_finished"
+    (info,) = runs
+    assert info.outcome.status == "succeeded", info.outcome
+    assert info.workspace_path == str(ws_root / "ABC-7")
+    assert (ws_root / "ABC-7").is_dir() and not (tmp_path / "ignored").exists()
+    assert after_ack == []
+    assert [c.tool for c in calls] == ["tracker_comment"] and calls[0].issue.id == "i-7"
+
+    ctl = [sys.executable, "-m", "symphonyd.ctl", "audit"]
+    verify = subprocess.run(
+        [*ctl, "verify", "--dir", str(audit_dir)], capture_output=True, text=True, check=False
+    )
+    assert verify.returncode == 0 and verify.stdout.startswith("ok "), verify
+    shown = subprocess.run(
+        [*ctl, "show", "--dir", str(audit_dir), "--issue", "i-7", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    records = [json.loads(line) for line in shown.splitlines() if line.strip()]
+    types = [r["type"] for r in records]
+    assert {"prompt_sent", "tool_call", "run_finished"} <= set(types), types
+    prompt = next(r for r in records if r["type"] == "prompt_sent")
+    # Prompts are kept as a hash and a preview, never whole (seed 001).
+    assert len(prompt["payload"]["sha256"]) == 64 and "prompt" not in prompt["payload"]
+    # The sender is who the kernel says, not what the message claims.
+    assert {r["sender"]["uid"] for r in records} == {UID}

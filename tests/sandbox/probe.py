@@ -1,0 +1,171 @@
+"""Runs INSIDE the sandbox as the agent's unprivileged user; prints one JSON result.
+
+Standalone (system python3, no project imports). Every network attempt is bounded by a
+2 second timeout so a dropped packet shows up as "timeout", not as a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import ssl
+import struct
+import sys
+import urllib.request
+
+TIMEOUT = 2.0
+
+
+def result(**fields: object) -> None:
+    print(json.dumps(fields))
+
+
+def err(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timeout"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def fetch(url: str, cafile: str) -> None:
+    ctx = ssl.create_default_context(cafile=cafile)
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx))
+    try:
+        with opener.open(url, timeout=TIMEOUT) as resp:
+            result(ok=True, status=resp.status, body=resp.read().decode())
+    except urllib.error.HTTPError as exc:
+        result(ok=False, status=exc.code, error=exc.read().decode(errors="replace"))
+    except Exception as exc:
+        result(ok=False, error=err(exc))
+
+
+def connect(host: str, port: str) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(TIMEOUT)
+            s.connect((host, int(port)))
+            s.settimeout(0.5)
+            try:
+                banner = s.recv(64).decode(errors="replace")
+            except OSError:
+                banner = ""
+            result(ok=True, banner=banner)
+    except Exception as exc:
+        result(ok=False, error=err(exc))
+
+
+def tunnel(proxy: str, target: str, sni: str, cafile: str) -> None:
+    """CONNECT to ``target`` through ``proxy``, then TLS with ``sni``; report what happened."""
+    host, port = proxy.rsplit(":", 1)
+    try:
+        s = socket.create_connection((host, int(port)), timeout=TIMEOUT)
+    except Exception as exc:
+        result(ok=False, stage="proxy", error=err(exc))
+        return
+    with s:
+        s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        head = b""
+        try:
+            while b"\r\n\r\n" not in head:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+        except Exception as exc:
+            result(ok=False, stage="connect", error=err(exc))
+            return
+        status = head.split(b" ", 2)[1].decode() if head.count(b" ") >= 1 else ""
+        if status != "200":
+            result(ok=False, stage="connect", status=status)
+            return
+        ctx = ssl.create_default_context(cafile=cafile)
+        ctx.check_hostname = False
+        try:
+            with ctx.wrap_socket(s, server_hostname=sni) as tls:
+                tls.sendall(f"GET / HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n".encode())
+                body = tls.recv(4096).decode(errors="replace")
+            result(ok=True, stage="tls", body=body)
+        except Exception as exc:
+            result(ok=False, stage="tls", error=err(exc))
+
+
+def dns(server: str, name: str, qtype: str = "1", proto: str = "udp") -> None:
+    ident = random.randrange(65536)
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+    msg = struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + labels + b"\0"
+    msg += struct.pack("!HH", int(qtype), 1)
+    try:
+        if proto == "tcp":
+            with socket.create_connection((server, 53), timeout=TIMEOUT) as s:
+                s.sendall(len(msg).to_bytes(2, "big") + msg)
+                data = s.recv(4096)[2:]
+        else:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(TIMEOUT)
+                s.sendto(msg, (server, 53))
+                data = s.recv(4096)
+    except Exception as exc:
+        result(ok=False, error=err(exc))
+        return
+    _id, flags, _qd, an, _ns, _ar = struct.unpack_from("!HHHHHH", data)
+    ips = [
+        socket.inet_ntoa(data[i + 12 : i + 16])
+        for i in range(len(data) - 16 + 1)
+        if data[i : i + 4] == b"\xc0\x0c\x00\x01" and i > 12
+    ]
+    result(ok=True, rcode=flags & 0xF, answers=an, ips=ips)
+
+
+def resolve(name: str) -> None:
+    try:
+        result(ok=True, ips=sorted({a[4][0] for a in socket.getaddrinfo(name, 80, socket.AF_INET)}))
+    except Exception as exc:
+        result(ok=False, error=err(exc))
+
+
+def read(path: str) -> None:
+    try:
+        if os.path.isdir(path):
+            result(ok=True, entries=sorted(os.listdir(path)))
+        else:
+            with open(path, "rb") as f:
+                result(ok=True, data=f.read(200).decode(errors="replace"))
+    except Exception as exc:
+        result(ok=False, error=err(exc))
+
+
+def write(path: str) -> None:
+    try:
+        with open(path, "a") as f:
+            f.write("x")
+        result(ok=True)
+    except Exception as exc:
+        result(ok=False, error=err(exc))
+
+
+def identity() -> None:
+    with open("/proc/self/status") as f:
+        status = f.read()
+    caps = {
+        k: v.strip()
+        for k, v in (ln.split(":", 1) for ln in status.splitlines() if ln.startswith("Cap"))
+    }
+    nnp = next(ln for ln in status.splitlines() if ln.startswith("NoNewPrivs")).split()[1]
+    with open("/proc/sys/net/ipv6/conf/all/disable_ipv6") as f:
+        v6 = f.read().strip()
+    result(
+        ok=True,
+        uid=os.getuid(),
+        gid=os.getgid(),
+        groups=os.getgroups(),
+        caps=caps,
+        no_new_privs=nnp,
+        ipv6_disabled=v6,
+        env=dict(os.environ),
+    )
+
+
+if __name__ == "__main__":
+    globals()[sys.argv[1]](*sys.argv[2:])

@@ -1,0 +1,193 @@
+"""Fail closed, teardown and crash reconciliation, against the real kernel and nftables."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from symphonyd.launcher.sandbox import bwrap, procs
+from symphonyd.launcher.sandbox.addresses import AddressPool
+from symphonyd.launcher.sandbox.dns import UpstreamResolver
+from symphonyd.launcher.sandbox.errors import SandboxError
+from symphonyd.launcher.sandbox.launch import launch
+from symphonyd.launcher.sandbox.nft import Firewall
+from symphonyd.launcher.sandbox.sandbox import SandboxManager
+from tests.sandbox.conftest import UPSTREAM, Launcher, World, agent_policy, run_probe, sh
+
+pytestmark = pytest.mark.root
+REPO = Path(__file__).resolve().parents[2]
+
+
+def links() -> str:
+    return sh("ip", "-o", "link").stdout
+
+
+def test_broken_nftables_means_no_agent_process(launcher: Launcher, world: World):
+    marker = world.workspace / "agent-started"
+    marker.unlink(missing_ok=True)
+    sh("nft", "delete", "table", "inet", "symphonyd")  # someone broke the firewall
+    try:
+        with pytest.raises(SandboxError) as info:
+            launcher.loop.run(
+                launch(
+                    launcher.manager,
+                    "agent-nft",
+                    agent_policy(),
+                    world.view,
+                    ["/usr/bin/touch", str(marker)],
+                )
+            )
+        assert info.value.error_code == "sandbox_nft_failed"
+        time.sleep(0.5)
+        assert not marker.exists()
+        assert "agent-nft" not in launcher.manager.live
+        failed = [a for a in launcher.audit if a["type"] == "sandbox_failed"]
+        assert failed and failed[-1]["agent_id"] == "agent-nft"
+        assert failed[-1]["code"] == "sandbox_nft_failed"
+        assert "symv" not in links()
+        assert launcher.manager.pool.in_use() == 0
+    finally:
+        launcher.loop.run(launcher.manager.start())
+
+
+def test_exhausted_pool_is_a_typed_failure(launcher: Launcher, world: World):
+    audit: list[dict[str, object]] = []
+    manager = SandboxManager(
+        upstream=UpstreamResolver([UPSTREAM]),
+        audit=audit.append,
+        pool=AddressPool("100.127.8.0/30"),
+        firewall=launcher.manager.firewall,
+    )
+    first = launcher.loop.run(manager.setup("only", agent_policy()))
+    try:
+        with pytest.raises(SandboxError) as info:
+            launcher.loop.run(manager.setup("second", agent_policy()))
+        assert info.value.error_code == "sandbox_address_pool_exhausted"
+        assert audit[-1]["type"] == "sandbox_failed"
+    finally:
+        launcher.loop.run(manager.teardown(first))
+
+
+def test_dead_proxy_means_no_egress(launcher: Launcher, world: World):
+    handle = launcher.setup("agent-deadproxy", agent_policy())
+    try:
+        assert run_probe(launcher, handle, world, "fetch", "https://allowed.test/", world.ca)["ok"]
+        launcher.loop.run(handle.proxy.stop())
+        r = run_probe(launcher, handle, world, "fetch", "https://allowed.test/", world.ca)
+        assert not r["ok"]
+        assert "refused" in r["error"].lower(), r
+    finally:
+        launcher.teardown(handle)
+
+
+def test_teardown_removes_processes_rules_and_interfaces(launcher: Launcher, world: World):
+    handle = launcher.setup("agent-td", agent_policy())
+    ifname = handle.lease.host_ifname
+
+    async def start_sleeper() -> int:
+        proc = await bwrap.spawn(handle, world.view(), ["/bin/sleep", "1000"])
+        return proc.pid
+
+    launcher.loop.run(start_sleeper())
+    inode = os.fstat(handle.netns.fd).st_ino
+    deadline = time.monotonic() + 10
+    while not procs.pids_in_netns(inode):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert ifname in links()
+    assert any(e[0] == ifname for e in launcher.manager.firewall.elements("agent_in"))
+    launcher.teardown(handle)
+    deadline = time.monotonic() + 10
+    while procs.pids_in_netns(inode) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert procs.pids_in_netns(inode) == []
+    assert ifname not in links()
+    assert not any(e[0] == ifname for e in launcher.manager.firewall.elements("agent_in"))
+    assert handle.netns.fd == -1
+    with pytest.raises(SandboxError):
+        launcher.loop.run(bwrap.spawn(handle, world.view(), ["/bin/true"]))
+    launcher.teardown(handle)  # idempotent
+
+
+CRASHER = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    from pathlib import Path
+    from symphonyd.launcher.sandbox import bwrap
+    from symphonyd.launcher.sandbox.addresses import AddressPool
+    from symphonyd.launcher.sandbox.dns import UpstreamResolver
+    from symphonyd.launcher.sandbox.fs_view import build_fs_view
+    from symphonyd.launcher.sandbox.sandbox import SandboxManager
+    from symphonyd.core.egress_policy import build_policy
+
+    async def main():
+        m = SandboxManager(upstream=UpstreamResolver([("198.18.1.53", 53)]), audit=print,
+                           pool=AddressPool("100.127.12.0/30"))
+        await m.start()
+        h = await m.setup("crashy", build_policy(allowed_domains=["allowed.test"]))
+        view = build_fs_view(Path(sys.argv[1]), Path(sys.argv[2]), uid=64123, gid=64123)
+        # setsid-style escape attempt: a process that would outlive bwrap's parent if it could
+        await bwrap.spawn(h, view, ["/bin/sleep", "1000"])
+        await asyncio.sleep(1)
+        print("READY", h.lease.host_ifname, flush=True)
+        os._exit(9)  # crash without any teardown
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_reconcile_after_a_launcher_crash(launcher: Launcher, world: World):
+    out = subprocess.run(
+        [sys.executable, "-c", CRASHER, str(world.workspace), str(world.workspace_root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert "READY symv0" in out.stdout, out.stdout + out.stderr
+    # the crashed launcher's table is still there; whatever else survived, reconcile removes it
+    audit: list[dict[str, object]] = []
+    fresh = SandboxManager(
+        upstream=UpstreamResolver([UPSTREAM]),
+        audit=audit.append,
+        pool=AddressPool("100.127.12.0/30"),
+        firewall=Firewall(),
+    )
+    launcher.loop.run(fresh.start())
+    deadline = time.monotonic() + 10
+    while procs.pids_with_marker(set()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert procs.pids_with_marker(set()) == []
+    assert "symv" not in links()
+    assert launcher.manager.firewall.elements("agent_in") == []
+    # the session launcher's own table is back in its pristine state
+    assert launcher.manager.firewall.table_exists()
+
+
+def test_spawn_uses_the_agent_namespace(launcher: Launcher, world: World):
+    """The sandboxed process's netns is the handle's, not the host's."""
+    handle = launcher.setup("agent-ns", agent_policy())
+    try:
+
+        async def go() -> int:
+            proc = await bwrap.spawn(handle, world.view(), ["/bin/sleep", "5"])
+            await asyncio.sleep(0.5)
+            inode = os.stat(f"/proc/{proc.pid}/ns/net").st_ino
+            proc.kill()
+            await proc.wait()
+            return inode
+
+        assert launcher.loop.run(go()) == os.fstat(handle.netns.fd).st_ino
+        assert os.fstat(handle.netns.fd).st_ino != os.stat("/proc/self/ns/net").st_ino
+    finally:
+        launcher.teardown(handle)

@@ -1,0 +1,99 @@
+"""Filesystem escape suite: what the sandboxed agent can read and write (bubblewrap path).
+
+Every secret below is world-readable on the host on purpose, so a failed read can only be the
+sandbox's doing; test_control_secrets_are_readable_outside proves the files are there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+from symphonyd.launcher.sandbox.sandbox import SandboxHandle
+from tests.sandbox.conftest import AGENT_UID, Launcher, World, agent_policy, run_probe
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def agent(launcher: Launcher) -> Generator[SandboxHandle, None, None]:
+    handle = launcher.setup("agent-fs", agent_policy())
+    yield handle
+    launcher.teardown(handle)
+
+
+def secrets(world: World) -> list[Path]:
+    return [
+        world.home / ".ssh" / "id_ed25519",
+        world.etc_symphony / "symtest-secret",
+        world.audit_dir / "2026-01-01.ndjson",
+        world.sibling / "secret.txt",
+    ]
+
+
+def test_control_secrets_are_readable_outside(world: World) -> None:
+    for path in secrets(world):
+        assert path.read_text()
+        assert path.stat().st_mode & 0o004
+
+
+@pytest.mark.parametrize("index", range(4), ids=["ssh", "etc_symphony", "audit", "sibling"])
+def test_secrets_are_unreadable(launcher: Launcher, agent: SandboxHandle, world: World, index):
+    path = secrets(world)[index]
+    r = run_probe(launcher, agent, world, "read", str(path))
+    assert not r["ok"], r
+    listing = run_probe(launcher, agent, world, "read", str(path.parent))
+    assert not listing.get("entries"), listing
+
+
+def test_only_own_workspace_is_visible(launcher: Launcher, agent: SandboxHandle, world: World):
+    r = run_probe(launcher, agent, world, "read", str(world.workspace_root))
+    assert r["entries"] == [world.workspace.name]
+    assert run_probe(launcher, agent, world, "read", "/root")["entries"] == []
+
+
+@pytest.mark.parametrize("rel", [".git/hooks/pre-commit", ".git/config", ".git/packed-refs"])
+def test_git_metadata_is_read_only(launcher: Launcher, agent: SandboxHandle, world: World, rel):
+    before = (world.workspace / rel).read_bytes() if (world.workspace / rel).exists() else None
+    r = run_probe(launcher, agent, world, "write", str(world.workspace / rel))
+    assert not r["ok"], r
+    after = (world.workspace / rel).read_bytes() if (world.workspace / rel).exists() else None
+    assert before == after
+    # but the agent can read it (git needs to)
+    assert run_probe(launcher, agent, world, "read", str(world.workspace / ".git/config"))["ok"]
+
+
+def test_workspace_is_writable(launcher: Launcher, agent: SandboxHandle, world: World):
+    target = world.workspace / "written-by-agent.txt"
+    target.unlink(missing_ok=True)
+    r = run_probe(launcher, agent, world, "write", str(target))
+    assert r["ok"], r
+    assert target.read_text() == "x"
+    assert target.stat().st_uid == AGENT_UID
+    objects = world.workspace / ".git" / "objects-probe"
+    r = run_probe(launcher, agent, world, "write", str(objects))
+    assert r["ok"], r  # the rest of .git (objects, refs) stays writable for commits
+    objects.unlink()
+
+
+def test_tmp_is_private_and_host_tmp_invisible(
+    launcher: Launcher, agent: SandboxHandle, world: World, tmp_path: Path
+):
+    marker = Path("/tmp") / f"symtest-host-{os.getpid()}"
+    marker.write_text("host tmp")
+    marker.chmod(0o644)
+    try:
+        assert not run_probe(launcher, agent, world, "read", str(marker))["ok"]
+        assert run_probe(launcher, agent, world, "write", "/tmp/agent-scratch")["ok"]
+        assert not Path("/tmp/agent-scratch").exists()
+    finally:
+        marker.unlink()
+
+
+def test_system_is_read_only(launcher: Launcher, agent: SandboxHandle, world: World):
+    assert not run_probe(launcher, agent, world, "write", "/etc/symtest-write")["ok"]
+    assert not run_probe(launcher, agent, world, "write", "/usr/symtest-write")["ok"]
+    assert not Path("/etc/symtest-write").exists()
