@@ -92,14 +92,8 @@ class Controls(Engine):
             if hold.kind == "budget":
                 self.ledger.reset_issue(hold.issue_id)
             self._persist()
-            await self._audit(
-                # The audit vocabulary has no "release": it is a resume of one issue.
-                ae.operator_action(
-                    ae.RESUME,
-                    operator_uid=uid,
-                    reason=f"release {identifier} from its {hold.kind} hold",
-                    issue_id=hold.issue_id,
-                )
+            await self._audit_release(
+                hold.issue_id, f"release {identifier} from its {hold.kind} hold", uid
             )
         self._changed()
         return f"{identifier} released from its {hold.kind} hold"

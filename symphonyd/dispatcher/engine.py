@@ -166,6 +166,13 @@ class Engine:
             log.info("audit writer reachable again; audit pause lifted")
         return True
 
+    async def _audit_release(self, issue_id: str, reason: str, uid: int | None) -> None:
+        # The audit vocabulary has no "release": lifting a hold is a resume of one issue;
+        # no operator uid means the tracker change lifted it.
+        await self._audit(
+            ae.operator_action(ae.RESUME, operator_uid=uid, reason=reason, issue_id=issue_id)
+        )
+
     async def _probe_audit(self) -> None:
         """While audit is down: flush what waits, or at least check the writer answers."""
         if self._pending_audit:

@@ -132,13 +132,8 @@ class Scheduler(Engine):
         self.pauses.clear("tracker_unavailable")
         for issue in issues:
             if self.holds.observe(issue):
-                await self._audit(
-                    ae.operator_action(
-                        ae.RESUME,
-                        operator_uid=None,
-                        reason=f"{issue.identifier} changed in the tracker; hold lifted",
-                        issue_id=issue.id,
-                    )
+                await self._audit_release(
+                    issue.id, f"{issue.identifier} changed in the tracker; hold lifted", None
                 )
         if self.paused:
             return
