@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml $(wildcard packaging/vendor/*.whl)
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(VPY) -m ruff check symphonyd tests bench
-	$(VPY) -m ruff format --check symphonyd tests bench
+	$(VPY) -m ruff check symphonyd tests bench devtools
+	$(VPY) -m ruff format --check symphonyd tests bench devtools
 
 typecheck: $(STAMP)
 	$(VPY) -m mypy

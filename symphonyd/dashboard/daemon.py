@@ -58,6 +58,9 @@ def listener(args: argparse.Namespace, host: HostConfig) -> Listener:
     return bind_tcp(args.host or host.dashboard.host, port, allow_remote=allow)
 
 
+FIRST_STATE_WAIT_S = 5.0
+
+
 async def startup(daemon: Daemon, args: argparse.Namespace, host: HostConfig) -> None:
     listen = listener(args, host)
     runtime = host.runtime_dir
@@ -70,8 +73,18 @@ async def startup(daemon: Daemon, args: argparse.Namespace, host: HostConfig) ->
     dashboard = Dashboard(link, audit, guard)
     runner = web.AppRunner(dashboard.app(), access_log=None, handle_signals=False)
     await runner.setup()
-    await web.SockSite(runner, listen.sock, shutdown_timeout=5.0).start()
     daemon.spawn(link.run(), "dispatcher-link")
+    # Socket activation starts us on a browser's first request: give the dispatcher a moment
+    # so that request sees the state instead of "unavailable" (it queues in the backlog).
+    if not await link.wait_connected(FIRST_STATE_WAIT_S):
+        log_event(
+            log,
+            "dispatcher_link",
+            level=logging.WARNING,
+            outcome="not_yet",
+            waited_s=FIRST_STATE_WAIT_S,
+        )
+    await web.SockSite(runner, listen.sock, shutdown_timeout=5.0).start()
 
     async def close() -> None:
         await runner.cleanup()

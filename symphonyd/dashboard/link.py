@@ -101,6 +101,15 @@ class DispatcherLink:
         self.since: str = now_iso()  # when ``available`` last changed
         self.updates = 0
         self._client: IpcClient | None = None
+        self._connected = asyncio.Event()
+
+    async def wait_connected(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """True once a snapshot has arrived; False after ``timeout`` seconds without one."""
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     @property
     def available(self) -> bool:
@@ -151,12 +160,14 @@ class DispatcherLink:
         self.error = None
         self.snapshot = snapshot
         self.updates += 1
+        self._connected.set()
         self._changed()
 
     def _down(self, reason: str) -> None:
         was_up = self.error is None
         self.error = reason
         self.snapshot = None
+        self._connected.clear()
         if was_up:
             self.since = now_iso()
             log_event(log, "dispatcher_link", level=logging.WARNING, outcome="lost", error=reason)

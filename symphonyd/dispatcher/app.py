@@ -20,6 +20,7 @@ from pathlib import Path
 
 from symphonyd import __version__
 from symphonyd.core.errors import SymphonyError
+from symphonyd.core.messages import TRACKER_MAX_FRAME
 from symphonyd.dispatcher.clients import (
     AuditClient,
     LauncherClient,
@@ -73,7 +74,10 @@ def assemble(
 ) -> tuple[Orchestrator, DispatcherService]:
     """The production object graph; tests build it the same way against their sockets."""
     orch = Orchestrator(
-        tracker=TrackerClient(Link(runtime / "tracker-dispatcher.sock")),
+        # A board's issues come back in one frame; a page walk may take minutes.
+        tracker=TrackerClient(
+            Link(runtime / "tracker-dispatcher.sock", timeout=300.0, max_frame=TRACKER_MAX_FRAME)
+        ),
         launcher=LauncherClient(Link(runtime / "launcher-dispatcher.sock")),
         audit=AuditClient(Link(runtime / "audit-dispatcher.sock")),
         config=source,

@@ -17,6 +17,7 @@ from symphonyd.core.issue import Issue
 from symphonyd.core.messages import (
     AUDIT_APPEND,
     AUDIT_HEAD,
+    DEFAULT_MAX_FRAME,
     LAUNCHER_ACK_RUNS,
     LAUNCHER_LIST_RUNS,
     LAUNCHER_REMOVE_WORKSPACE,
@@ -55,16 +56,19 @@ log = logging.getLogger("symphonyd.dispatcher")
 class Link:
     """A lazily (re)connected IpcClient to one socket."""
 
-    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path, *, timeout: float = 30.0, max_frame: int = DEFAULT_MAX_FRAME
+    ) -> None:
         self.path = Path(path)
         self.timeout = timeout
+        self.max_frame = max_frame
         self._client: IpcClient | None = None
         self._connecting = asyncio.Lock()
 
     async def client(self) -> IpcClient:
         async with self._connecting:
             if self._client is None or self._client.closed:
-                self._client = await IpcClient.connect(self.path)
+                self._client = await IpcClient.connect(self.path, max_frame=self.max_frame)
             return self._client
 
     async def call(self, spec: MethodSpec[P, R], params: P) -> R:

@@ -19,25 +19,20 @@ from symphonyd.core.hostconfig import HostConfig, apply_host_overrides
 from symphonyd.core.issue import state_key
 from symphonyd.core.messages import WorkflowSnapshot
 from symphonyd.core.template import compile_prompt
+from symphonyd.core.tracker_kinds import KIND_DEFAULTS
 from symphonyd.dispatcher.ports import DispatchSettings, LoadedConfig
 from symphonyd.runtime.workflow_file import Change, LoadedWorkflow, WorkflowWatcher
 
-# Documented per-kind state defaults (docs/tracker.md) for a WORKFLOW.md that names none.
-# They mirror the tracker daemon's profiles, which the dispatcher may not import.
-DEFAULT_STATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "linear": (("Todo", "In Progress"), ("Done", "Canceled", "Cancelled", "Duplicate", "Closed")),
-    "github": (("Open",), ("Closed",)),
-    "local": (("Todo", "In Progress"), ("Done", "Cancelled")),
-    "memory": (("Todo", "In Progress"), ("Done", "Cancelled")),
-}
-
 
 def dispatch_settings(cfg: ServiceConfig) -> DispatchSettings:
-    active_default, terminal_default = DEFAULT_STATES.get(cfg.tracker.kind or "", ((), ()))
-    active = cfg.tracker.active_states if cfg.tracker.active_states is not None else active_default
-    terminal = (
-        cfg.tracker.terminal_states if cfg.tracker.terminal_states is not None else terminal_default
-    )
+    # A WORKFLOW.md that names no states gets its tracker kind's documented defaults.
+    defaults = KIND_DEFAULTS.get((cfg.tracker.kind or "").strip().lower())
+    active = cfg.tracker.active_states
+    if active is None:
+        active = defaults.active_states if defaults else ()
+    terminal = cfg.tracker.terminal_states
+    if terminal is None:
+        terminal = defaults.terminal_states if defaults else ()
     return DispatchSettings(
         active_states_raw=tuple(active),
         active_states=frozenset(state_key(s) for s in active),

@@ -7,12 +7,12 @@ from symphonyd.core.messages import (
     BudgetStatus,
     CodexTotals,
     ConfigStatus,
-    DaemonHealthRow,
     IssueAttempts,
     IssueStatus,
     IssueView,
     PauseReasonRow,
     PauseStatus,
+    RecentEvent,
     RetryRow,
     RunningRow,
     SnapshotCounts,
@@ -89,10 +89,7 @@ def build_snapshot(orch: Orchestrator) -> StateSnapshot:
         budgets=BudgetStatus(
             cfg.tokens_per_issue, cfg.tokens_per_day, ledger.day, ledger.tokens_today
         ),
-        daemons=[
-            orch.health.get(name, DaemonHealthRow(name, False, "not contacted yet", None))
-            for name in DAEMONS
-        ],
+        daemons=[orch.health_row(name) for name in DAEMONS],
         config=ConfigStatus(
             ok=orch.config_error is None and orch.cfg is not None,
             path=wf.path if wf else None,
@@ -144,7 +141,9 @@ def build_issue_view(orch: Orchestrator, identifier: str) -> IssueView:
         running=running_row(entry) if entry else None,
         retry=retry_row(retry) if retry else None,
         hold=hold,
-        recent_events=list(hist.recent) if hist else [],
+        recent_events=[RecentEvent(iso(at), ev, msg) for at, ev, msg in hist.recent]
+        if hist
+        else [],
         last_error=(hist.last_error if hist else None) or (retry.error if retry else None),
         tokens_used=orch.ledger.issue_total(issue_id),
     )

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from symphonyd.core.issue import Issue, format_timestamp
-from symphonyd.core.messages import PauseCode, PauseReasonRow, RecentEvent, TokenTotals
+from symphonyd.core.messages import PauseCode, PauseReasonRow, TokenTotals
 
 RECENT_EVENTS = 20
 RetryKind = Literal["continuation", "failure", "requeue"]
@@ -72,7 +72,10 @@ class IssueHistory:
     restart_count: int = 0
     last_error: str | None = None
     workspace_path: str | None = None
-    recent: deque[RecentEvent] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
+    # (at, event, message): formatted only when someone looks at the issue.
+    recent: deque[tuple[datetime, str, str | None]] = field(
+        default_factory=lambda: deque(maxlen=RECENT_EVENTS)
+    )
 
 
 class PauseBook:

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.nspawn import Container
-from tests.e2e.test_package import install
+from devtools.demo_setup import install_package as install
+from devtools.nspawn import Container
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

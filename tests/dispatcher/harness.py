@@ -51,6 +51,7 @@ class Harness:
         """Hand every pending launcher event to the dispatcher, in order."""
         while self.launcher.events:
             await self.orch.handle_run_event(self.launcher.events.pop(0))
+        await self.orch.settle()
 
     def run_id(self, issue_id: str) -> str:
         return self.orch.running[issue_id].run_id

@@ -206,10 +206,3 @@ async def test_audit_outage_pauses_dispatch_until_it_returns() -> None:
         assert world.launcher.started == []
         await world.start_audit()
         await eventually(lambda: len(world.launcher.started) == 1, "dispatch after recovery")
-
-
-def test_ctl_reports_a_missing_dispatcher_with_exit_3(tmp_path: Path, capsys: Any) -> None:
-    code = ctl_main(["status", "--socket", str(tmp_path / "nope.sock")])
-    err = capsys.readouterr().err
-    assert code == 3
-    assert "not reachable" in err and "systemctl status symphony-dispatcher" in err

@@ -65,7 +65,8 @@ class DispatcherMachine(RuleBasedStateMachine):
         self.run(self.h.orch.start())
 
     def run(self, coro: object) -> None:
-        self.loop.run_until_complete(coro)  # type: ignore[arg-type]
+        # Bounded so a hang fails with a traceback instead of stalling the suite.
+        self.loop.run_until_complete(asyncio.wait_for(coro, 60))  # type: ignore[arg-type]
 
     def teardown(self) -> None:
         self.loop.close()

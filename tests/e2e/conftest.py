@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.nspawn import Container
+from devtools.nspawn import Container
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.nspawn import Container
+from devtools.demo_setup import install_package
+from devtools.nspawn import Container
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -31,15 +32,10 @@ SOCKETS = {
 }
 
 
-def install(c: Container, deb: Path) -> None:
-    c.copy_in(deb, f"/root/{deb.name}")
-    c.run(["apt-get", "install", "-y", f"/root/{deb.name}"], timeout=300)
-
-
 def test_install_starts_nothing_and_sockets_are_0600_with_their_owner(
     container: Container, deb_file: Path
 ) -> None:
-    install(container, deb_file)
+    install_package(container, deb_file)
     for user in USERS:
         container.run(["getent", "passwd", user])
     units = container.run(
@@ -56,7 +52,7 @@ def test_install_starts_nothing_and_sockets_are_0600_with_their_owner(
 
 
 def test_purge_leaves_nothing_behind(container: Container, deb_file: Path) -> None:
-    install(container, deb_file)
+    install_package(container, deb_file)
     container.run(["systemctl", "start", "symphony-audit-dispatcher.socket"])
     container.run(["mkdir", "-p", "/var/lib/symphony/workspaces/ABC-1", "/etc/symphony"])
     container.run(["apt-get", "purge", "-y", "symphonyd"], timeout=300)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AGENTS_DIR
-from tests.e2e.nspawn import Container
-from tests.e2e.test_package import SOCKETS, install
+from devtools.demo_setup import CODEX_VENDOR, configure_demo, install_package
+from devtools.nspawn import Container
+from tests.e2e.test_package import SOCKETS
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.agents]
 
@@ -25,19 +25,6 @@ STATE_URL = "http://127.0.0.1:4000/api/v1/state"
 FETCH = (
     "import json,sys,urllib.request as u; print(u.urlopen(sys.argv[1], timeout=20).read().decode())"
 )
-CODEX = AGENTS_DIR / "node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin"
-DEMO_CODEX_CONFIG = """\
-model = "demo"
-model_provider = "demo"
-suppress_unstable_features_warning = true
-[model_providers.demo]
-name = "symphonyd demo model"
-base_url = "http://demo-model.local:18080/v1"
-wire_api = "responses"
-request_max_retries = 0
-stream_max_retries = 0
-supports_websockets = false
-"""
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float = 120) -> None:
@@ -67,17 +54,9 @@ def journal_dump(c: Container) -> str:
 
 
 def start_suite(c: Container, deb: Path) -> None:
-    install(c, deb)
-    c.copy_in(CODEX / "codex", "/opt/symphony-agents/bin/codex")
-    c.copy_in(CODEX / "codex-code-mode-host", "/opt/symphony-agents/bin/codex-code-mode-host")
-    c.run(["mkdir", "-p", "/var/lib/symphony/agent/.codex"])
-    c.run(["tee", "/var/lib/symphony/agent/.codex/config.toml"], input=DEMO_CODEX_CONFIG)
-    # The agent's sandbox reaches the demo endpoint only because the host config names it.
-    c.run(
-        ["tee", "-a", "/etc/symphony/symphonyd.toml"],
-        input='\n[sandbox]\nlocal_services = ["demo-model.local:18080"]\n',
-    )
-    c.run(["systemctl", "start", "symphony-demo-model.service", "symphony.target"])
+    install_package(c, deb)
+    # The very setup the quick start uses (devtools/demo_setup.py).
+    configure_demo(c, CODEX_VENDOR / "bin")
     try:
         wait_until(
             "every daemon running",
@@ -118,9 +97,12 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
     demo = c.run(["cat", "/var/lib/symphony/workspaces/DEMO-1/symphony-demo.md"]).stdout
     assert "demo model" in demo
 
+    # The run is in the journal with its issue fields (symphonyctl logs matches on them).
     journal = c.run(["journalctl", "--no-pager", "-o", "json", "ISSUE_IDENTIFIER=DEMO-1"]).stdout
-    units = {json.loads(line).get("_SYSTEMD_UNIT") for line in journal.splitlines()}
-    assert "symphony-dispatcher.service" in units, units
+    entries = [json.loads(line) for line in journal.splitlines()]
+    finished = [e for e in entries if "outcome=succeeded" in str(e.get("MESSAGE"))]
+    assert finished and finished[0].get("ISSUE_ID") == "DEMO-1", entries[-5:]
+    assert finished[0].get("_SYSTEMD_UNIT") == "symphony-launcher.service"
 
     # The dashboard starts on its first connection and shows the dispatcher's state.
     state = json.loads(c.run(["python3", "-c", FETCH, STATE_URL]).stdout)
@@ -155,7 +137,9 @@ def test_pause_survives_restart_and_daemons_survive_kill_9(
     c.run(["systemctl", "restart", "symphony-dispatcher.service"])
     wait_until("dispatcher back", lambda: unit_state(c, "symphony-dispatcher.service") == "running")
     status = json.loads(c.run(["symphonyctl", "status", "--json"]).stdout)
-    assert status["pause"]["paused"] and status["pause"]["reason"] == "maintenance", status
+    reasons = status["pause"]["reasons"]
+    assert status["pause"]["paused"] and [r["message"] for r in reasons] == ["maintenance"], status
+    assert reasons[0]["by_uid"] == 0  # who paused: root, from SO_PEERCRED
     c.run(["symphonyctl", "issue", "new", "DEMO-2", "--title", "Not while paused"])
     time.sleep(8)  # more than one poll interval: nothing may start while paused
     assert issue_state(c, "DEMO-2") == "Todo"

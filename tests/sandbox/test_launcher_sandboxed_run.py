@@ -104,6 +104,9 @@ def test_sandboxed_run_edits_workspace_and_hands_off(tmp_path: Path, template: P
         str(tmp_path / "WORKFLOW.md"), workflow_config, "Do {{ issue.identifier }}", "0" * 64
     )
 
+    # The session's other sandbox tests may own the one `inet symphonyd` table already.
+    table_before = manager.firewall.table_exists()
+
     async def scenario() -> None:
         await sandboxes.start()
         try:
@@ -112,7 +115,11 @@ def test_sandboxed_run_edits_workspace_and_hands_off(tmp_path: Path, template: P
             await wait_finished(service, "r1", timeout=120)
         finally:
             await service.shutdown()
-            await sandboxes.close()
+            if table_before:
+                await manager.close()
+            else:
+                await sandboxes.close()  # what a stopping launcher does: no rules left
+                assert not manager.firewall.table_exists()
 
     try:
         asyncio.run(scenario())
