@@ -39,6 +39,13 @@ class ServerLimits:
     request_timeout: float = 30.0
     idle_timeout: float = 300.0  # no frame and nothing pending for this long closes it
     write_timeout: float = 10.0  # a peer that does not read for this long is dropped
+    # Replies may be larger than requests (a tracker board); None: same as max_frame. The
+    # client must connect with a max_frame at least this large.
+    max_reply: int | None = None
+
+    @property
+    def reply_limit(self) -> int:
+        return self.max_frame if self.max_reply is None else self.max_reply
 
 
 @dataclass(frozen=True)
@@ -256,7 +263,7 @@ class Connection:
             args = (params, self.peer) if sink is None else (params, self.peer, sink)
             async with asyncio.timeout(timeout):
                 result = await route.fn(*args)
-            frame = _encode_result(route.spec, req_id, result, self.limits.max_frame)
+            frame = _encode_result(route.spec, req_id, result, self.limits.reply_limit)
         except TimeoutError:
             frame = encode_error(req_id, "timeout", f"{route.spec.name} took over {timeout}s")
         except SymphonyError as exc:

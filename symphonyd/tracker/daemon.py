@@ -20,6 +20,7 @@ from symphonyd.core.messages import (
     HEALTH,
     TRACKER_FETCH_BY_IDS,
     TRACKER_FETCH_BY_STATES,
+    TRACKER_MAX_FRAME,
     TRACKER_PROFILE,
     TRACKER_TOOL_CALL,
     TRACKER_TOOL_SPECS,
@@ -27,7 +28,7 @@ from symphonyd.core.messages import (
     AuditEventIn,
 )
 from symphonyd.runtime.ipc_client import ReconnectingClient
-from symphonyd.runtime.ipc_server import IpcServer
+from symphonyd.runtime.ipc_server import IpcServer, ServerLimits
 from symphonyd.runtime.peer import Peer
 from symphonyd.tracker.service import TrackerService
 
@@ -61,7 +62,13 @@ class AuditForwarder:
 
 def dispatcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer:
     allowed = frozenset(uids)
-    server = IpcServer("tracker-dispatcher", allowed_uids=allowed, allow_root=0 in allowed)
+    # A whole board comes back in one reply; the dispatcher connects with the same limit.
+    server = IpcServer(
+        "tracker-dispatcher",
+        allowed_uids=allowed,
+        allow_root=0 in allowed,
+        limits=ServerLimits(max_reply=TRACKER_MAX_FRAME),
+    )
     server.handle(HEALTH, _peerless(service.health))
     server.handle(TRACKER_PROFILE, _peerless(service.profile))
     server.handle(
