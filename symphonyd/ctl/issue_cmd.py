@@ -1,5 +1,7 @@
 """``symphonyctl issue new|list|move|comment``: manage the local tracker's issue files.
 
+``issue show`` (``issue_show.py``) also asks the dispatcher about the issue.
+
 Works on the directory directly (no daemon needed): ``--dir``, else ``$SYMPHONY_ISSUES_DIR``,
 else the ``local`` tracker directory of the workflow the host config names, else the packaged
 default ``/var/lib/symphony/issues``. Writes are atomic, so the tracker daemon picks edits up
@@ -17,6 +19,7 @@ from typing import Any
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import state_key
 from symphonyd.core.tracker_kinds import KIND_DEFAULTS
+from symphonyd.ctl.issue_show import add_show
 from symphonyd.runtime.hostconfig_file import load_host_config
 from symphonyd.runtime.workflow_file import load_workflow
 from symphonyd.tracker.local import DEFAULT_DIRECTORY, LocalAdapter
@@ -61,6 +64,8 @@ def register(subparsers: Any) -> None:
     comment.add_argument("body")
     comment.add_argument("--author", default=os.environ.get("USER", "operator"))
     comment.set_defaults(func=_comment)
+
+    add_show(sub, _store)
 
 
 def _store(args: argparse.Namespace) -> LocalStore:

@@ -16,6 +16,7 @@ from symphonyd.core.errors import SymphonyError
 from symphonyd.core.messages import (
     DISPATCHER_ISSUE,
     DISPATCHER_PAUSE,
+    DISPATCHER_PRUNE,
     DISPATCHER_REFRESH,
     DISPATCHER_RELEASE,
     DISPATCHER_RESUME,
@@ -30,11 +31,14 @@ from symphonyd.core.messages import (
     IssueRefParams,
     IssueView,
     PauseParams,
+    PruneParams,
+    PruneResult,
     RefreshResult,
     StateChanged,
     StateSnapshot,
 )
 from symphonyd.dispatcher.orchestrator import Orchestrator
+from symphonyd.dispatcher.prune import prune
 from symphonyd.dispatcher.snapshot import build_issue_view, build_snapshot
 from symphonyd.dispatcher.state import iso
 from symphonyd.runtime.ipc_server import EventSink, IpcServer
@@ -74,6 +78,7 @@ class DispatcherService:
         server.handle(DISPATCHER_STOP, self._stop)
         server.handle(DISPATCHER_RELEASE, self._release)
         server.handle(DISPATCHER_REFRESH, self._request_refresh)
+        server.handle(DISPATCHER_PRUNE, self._prune)
         server.subscription(DISPATCHER_SUBSCRIBE, self._subscribe)
 
     async def _health(self, _: Empty, __: Peer) -> Health:
@@ -102,6 +107,12 @@ class DispatcherService:
         message = await self.orch.release(p.identifier, peer.uid)
         self.request_refresh()
         return ControlResult(True, message)
+
+    async def _prune(self, p: PruneParams, peer: Peer) -> PruneResult:
+        # Both control sockets share these methods; deleting workspaces stays root's.
+        if peer.uid != 0:
+            raise SymphonyError("prune is for root (symphonyctl)", code="peer_not_allowed")
+        return await prune(self.orch, p)
 
     async def _request_refresh(self, _: Empty, __: Peer) -> RefreshResult:
         coalesced = self.request_refresh()

@@ -15,10 +15,12 @@ import pytest
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.messages import PruneParams
 from symphonyd.core.workspace_paths import workspace_key
+from symphonyd.dispatcher.daemon import DispatcherService
 from symphonyd.dispatcher.prune import AgeUnknown, directory_age, prune
+from symphonyd.runtime.peer import Peer
 from tests.dispatcher.doubles import issue, run_async
 from tests.dispatcher.socket_doubles import SocketWorld, eventually, socket_world
-from tests.dispatcher.test_daemon_sockets import dispatcher, write_workflow
+from tests.dispatcher.test_daemon_sockets import ctl, dispatcher, write_workflow
 
 DAY = 86400
 
@@ -117,3 +119,28 @@ def test_directory_age_reads_the_real_directory(tmp_path: Path) -> None:
     loop.symlink_to(loop)
     with pytest.raises(AgeUnknown):
         directory_age(str(loop), "MT-1")
+
+
+@run_async
+async def test_symphonyctl_prune_through_the_control_socket() -> None:
+    async with socket_world() as world:
+        write_workflow(world.root / "WORKFLOW.md", interval=3_600_000)
+        async with dispatcher(world):
+            world.tracker.put(issue(11, "Done"))
+            workspace(world, "MT-11", 40 * DAY)
+            world.launcher.removed.clear()
+            code, out, err = await ctl(world, "prune", "--older-than", "30d", "--dry-run")
+            assert code == 0, err
+            assert "would remove MT-11: terminal (Done)" in out and world.launcher.removed == []
+            code, out, err = await ctl(world, "prune", "--older-than", "30d")
+            assert code == 0, err
+            assert "removed MT-11" in out and world.launcher.removed == ["MT-11"]
+
+
+@run_async
+async def test_prune_is_refused_to_non_root_peers() -> None:
+    async with socket_world() as world, dispatcher(world) as orch:
+        service = DispatcherService(orch)
+        with pytest.raises(SymphonyError) as info:
+            await service._prune(PruneParams(DAY, dry_run=True), Peer(uid=1000, gid=1000, pid=1))
+        assert info.value.error_code == "peer_not_allowed"
