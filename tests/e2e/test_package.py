@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,10 @@ def test_purge_leaves_nothing_behind(container: Container, deb_file: Path) -> No
         ["systemctl", "list-units", "--all", "--no-legend", "--plain", "symphony*"]
     ).stdout
     assert leftovers.strip() == "", leftovers
+
+
+def test_lintian_is_clean(deb_file: Path) -> None:
+    # Every remaining tag is overridden with its reason in debian/symphonyd.lintian-overrides.
+    out = subprocess.run(["lintian", str(deb_file)], capture_output=True, text=True, check=False)
+    tags = [line for line in out.stdout.splitlines() if line[:2] in ("E:", "W:")]
+    assert tags == [], out.stdout
