@@ -716,6 +716,26 @@ LAUNCHER_REMOVE_WORKSPACE = method(
     RemoveWorkspaceResult,
     "Run before_remove and delete one issue's workspace.",
 )
+
+
+@dataclass(frozen=True)
+class WorkspaceAges:
+    identifiers: list[str]
+
+
+@dataclass(frozen=True)
+class WorkspaceAgesResult:
+    # Seconds since each workspace last changed; null: no workspace. An identifier the
+    # launcher cannot judge (unsafe, not a directory) is left out: its age is unknown.
+    ages: dict[str, float | None]
+
+
+LAUNCHER_WORKSPACE_AGES = method(
+    "launcher.workspace_ages",
+    WorkspaceAges,
+    WorkspaceAgesResult,
+    "How long ago each issue's workspace last changed (for prune).",
+)
 LAUNCHER_SUBSCRIBE = method(
     "launcher.subscribe", Empty, Empty, "Subscribe: the server then pushes launcher.run_event."
 )

@@ -25,6 +25,7 @@ from symphonyd.core.messages import (
     LAUNCHER_START_RUN,
     LAUNCHER_STOP_RUN,
     LAUNCHER_SUBSCRIBE,
+    LAUNCHER_WORKSPACE_AGES,
     TRACKER_FETCH_BY_IDS,
     TRACKER_FETCH_BY_STATES,
     AckRuns,
@@ -41,6 +42,7 @@ from symphonyd.core.messages import (
     StartRunResult,
     StopRun,
     StopRunResult,
+    WorkspaceAges,
 )
 from symphonyd.runtime.ipc_client import IpcClient
 
@@ -115,6 +117,10 @@ class LauncherClient:
     async def remove_workspace(self, identifier: str) -> bool:
         res = await self.link.call(LAUNCHER_REMOVE_WORKSPACE, RemoveWorkspace(identifier))
         return res.removed
+
+    async def workspace_ages(self, identifiers: list[str]) -> dict[str, float | None]:
+        res = await self.link.call(LAUNCHER_WORKSPACE_AGES, WorkspaceAges(identifiers))
+        return res.ages
 
 
 class AuditClient:

@@ -41,6 +41,8 @@ class LauncherPort(Protocol):
 
     async def remove_workspace(self, identifier: str) -> bool: ...
 
+    async def workspace_ages(self, identifiers: list[str]) -> dict[str, float | None]: ...
+
 
 class AuditPort(Protocol):
     async def append(self, records: list[AuditEventIn]) -> None:

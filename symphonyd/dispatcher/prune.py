@@ -10,16 +10,12 @@ kept, never guessed about.
 from __future__ import annotations
 
 import logging
-import os
-import time
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Protocol
 
 from symphonyd.core.errors import SymphonyError, ValidationError
 from symphonyd.core.issue import Issue
 from symphonyd.core.messages import PruneEntry, PruneParams, PruneResult
-from symphonyd.core.workspace_paths import workspace_key
 from symphonyd.dispatcher.ports import DispatchSettings, LauncherPort, TrackerPort
 
 log = logging.getLogger(__name__)
@@ -42,34 +38,15 @@ class PruneTarget(Protocol):
     def settings(self) -> DispatchSettings: ...
 
 
-class AgeUnknown(Exception):
-    """The workspace may exist but the dispatcher cannot stat it."""
-
-
-def directory_age(root: str, identifier: str, now: float | None = None) -> float | None:
-    """Seconds since the workspace directory last changed; None when there is none."""
-    try:
-        st = os.stat(Path(root) / workspace_key(identifier), follow_symlinks=False)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except (OSError, SymphonyError) as exc:
-        raise AgeUnknown(str(exc)) from None
-    return (time.time() if now is None else now) - st.st_mtime
-
-
-async def prune(
-    orch: PruneTarget,
-    params: PruneParams,
-    age: Callable[[str, str], float | None] = directory_age,
-) -> PruneResult:
+async def prune(orch: PruneTarget, params: PruneParams) -> PruneResult:
     if not 0 < params.older_than_s <= MAX_OLDER_THAN_S:
         raise ValidationError(
             f"older_than_s must be between 1 and {MAX_OLDER_THAN_S}", code="invalid_params"
         )
     cfg = orch.settings
-    if not cfg.workspace_root:
-        raise SymphonyError("no workspace root is configured", code="prune_unavailable")
     terminal: list[Issue] = await orch.tracker.fetch_by_states(list(cfg.terminal_states_raw))
+    # The launcher owns the workspaces (the dispatcher's user cannot even list them).
+    ages = await orch.launcher.workspace_ages(sorted({i.identifier for i in terminal}))
     removed: list[PruneEntry] = []
     kept: list[PruneEntry] = []
     seen: set[str] = set()
@@ -77,11 +54,10 @@ async def prune(
         if issue.identifier in seen:
             continue
         seen.add(issue.identifier)
-        try:
-            idle = age(cfg.workspace_root, issue.identifier)
-        except AgeUnknown:
-            kept.append(PruneEntry(issue.identifier, "age unknown: cannot stat the workspace"))
+        if issue.identifier not in ages:
+            kept.append(PruneEntry(issue.identifier, "age unknown: the launcher could not judge"))
             continue
+        idle = ages[issue.identifier]
         if idle is None:
             continue  # no workspace: nothing to do
         why = f"terminal ({issue.state}), untouched {_human(idle)}"

@@ -26,6 +26,7 @@ from symphonyd.core.messages import (
     LAUNCHER_START_RUN,
     LAUNCHER_STOP_RUN,
     LAUNCHER_SUBSCRIBE,
+    LAUNCHER_WORKSPACE_AGES,
     TRACKER_FETCH_BY_IDS,
     TRACKER_TOOL_CALL,
     TRACKER_TOOL_SPECS,
@@ -45,6 +46,8 @@ from symphonyd.core.messages import (
     ToolCall,
     ToolResult,
     ToolSpecList,
+    WorkspaceAges,
+    WorkspaceAgesResult,
 )
 from symphonyd.launcher.service import LauncherService
 from symphonyd.runtime.ipc_client import ReconnectingClient
@@ -194,6 +197,9 @@ def launcher_server(service: LauncherService, uids: Iterable[int]) -> IpcServer:
     async def remove_workspace(req: RemoveWorkspace, peer: Peer) -> RemoveWorkspaceResult:
         return await service.remove_workspace(req.identifier, req.workflow)
 
+    async def workspace_ages(req: WorkspaceAges, peer: Peer) -> WorkspaceAgesResult:
+        return WorkspaceAgesResult(service.workspace_ages(req.identifiers))
+
     async def subscribe(_: Empty, peer: Peer, sink: EventSink) -> Empty:
         service.subscribe(sink)
         return Empty()
@@ -204,5 +210,6 @@ def launcher_server(service: LauncherService, uids: Iterable[int]) -> IpcServer:
     server.handle(LAUNCHER_LIST_RUNS, list_runs)
     server.handle(LAUNCHER_ACK_RUNS, ack_runs)
     server.handle(LAUNCHER_REMOVE_WORKSPACE, remove_workspace, timeout=120.0)
+    server.handle(LAUNCHER_WORKSPACE_AGES, workspace_ages)
     server.subscription(LAUNCHER_SUBSCRIBE, subscribe)
     return server

@@ -12,6 +12,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
+import stat
+import time
 from asyncio.subprocess import Process
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -180,6 +183,28 @@ class LauncherService:
         manager = WorkspaceManager(config.workspace.root, config.hooks, owner=self.deps.run_as)
         removed = await manager.remove(identifier)
         return RemoveWorkspaceResult(bool(removed))
+
+    def workspace_ages(self, identifiers: list[str]) -> dict[str, float | None]:
+        """Seconds since each workspace changed; None for none; unsafe ones left out."""
+        root = self.deps.host.workspace_root if self.deps.host else None
+        if root is None and self._latest_workflow is not None:
+            root = bind_config(self._latest_workflow, self.deps.env, self.deps.host).workspace.root
+        if root is None:
+            raise SymphonyError("no workspace root known yet", code="unavailable")
+        manager = WorkspaceManager(root)
+        now = time.time()
+        ages: dict[str, float | None] = {}
+        for identifier in identifiers:
+            try:
+                st = os.lstat(manager.path_for(identifier))
+            except FileNotFoundError:
+                ages[identifier] = None
+                continue
+            except (OSError, SymphonyError):
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                ages[identifier] = max(now - st.st_mtime, 0.0)
+        return ages
 
     def subscribe(self, sink: Subscriber) -> None:
         self._subscribers.add(sink)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from symphonyd.core.audit_events import CLIENT_TYPES
@@ -30,6 +32,7 @@ from symphonyd.core.messages import (
     TokenTotals,
     WorkflowSnapshot,
 )
+from symphonyd.core.workspace_paths import workspace_key
 from symphonyd.dispatcher.ports import DispatchSettings, LoadedConfig
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -128,6 +131,8 @@ class MemoryLauncher:
         self.acked: list[str] = []
         self.events: list[RunEvent] = []  # pending, delivered by the test
         self.fail = False
+        self.workspace_root: Path | None = None  # real directories whose ages it reports
+        self.unjudgeable: set[str] = set()  # identifiers whose age it will not report
         self.reject = False
 
     def live(self) -> list[FakeRun]:
@@ -203,6 +208,15 @@ class MemoryLauncher:
             raise SymphonyError("launcher down", code="unavailable")
         self.removed.append(identifier)
         return True
+
+    async def workspace_ages(self, identifiers: list[str]) -> dict[str, float | None]:
+        ages: dict[str, float | None] = {}
+        for identifier in identifiers:
+            if identifier in self.unjudgeable:
+                continue
+            path = (self.workspace_root or Path("/nonexistent")) / workspace_key(identifier)
+            ages[identifier] = time.time() - path.stat().st_mtime if path.is_dir() else None
+        return ages
 
 
 class MemoryAudit:

@@ -24,6 +24,7 @@ from symphonyd.core.messages import (
     LAUNCHER_START_RUN,
     LAUNCHER_STOP_RUN,
     LAUNCHER_SUBSCRIBE,
+    LAUNCHER_WORKSPACE_AGES,
     TRACKER_FETCH_BY_IDS,
     TRACKER_FETCH_BY_STATES,
     AckRuns,
@@ -42,6 +43,8 @@ from symphonyd.core.messages import (
     StartRunResult,
     StopRun,
     StopRunResult,
+    WorkspaceAges,
+    WorkspaceAgesResult,
 )
 from symphonyd.runtime.ipc_server import EventSink, IpcServer
 from symphonyd.runtime.peer import Peer
@@ -59,6 +62,7 @@ class SocketWorld:
         self.root = root
         self.tracker = MemoryTracker()
         self.launcher = MemoryLauncher()
+        self.launcher.workspace_root = root / "ws"
         self.audit = MemoryAudit()
         self.sinks: set[EventSink] = set()
         self.servers: dict[str, IpcServer] = {}
@@ -77,6 +81,7 @@ class SocketWorld:
         launcher.handle(LAUNCHER_LIST_RUNS, self._list)
         launcher.handle(LAUNCHER_ACK_RUNS, self._ack)
         launcher.handle(LAUNCHER_REMOVE_WORKSPACE, self._remove)
+        launcher.handle(LAUNCHER_WORKSPACE_AGES, self._ages)
         launcher.subscription(LAUNCHER_SUBSCRIBE, self._subscribe)
         self.servers = {"tracker": tracker, "launcher": launcher}
         for name, server in self.servers.items():
@@ -133,6 +138,9 @@ class SocketWorld:
 
     async def _remove(self, p: RemoveWorkspace, _: Peer) -> RemoveWorkspaceResult:
         return RemoveWorkspaceResult(await self.launcher.remove_workspace(p.identifier))
+
+    async def _ages(self, p: WorkspaceAges, _: Peer) -> WorkspaceAgesResult:
+        return WorkspaceAgesResult(await self.launcher.workspace_ages(p.identifiers))
 
     async def _subscribe(self, _: Empty, __: Peer, sink: EventSink) -> Empty:
         self.sinks.add(sink)

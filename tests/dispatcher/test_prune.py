@@ -16,7 +16,7 @@ from symphonyd.core.errors import SymphonyError
 from symphonyd.core.messages import PruneParams
 from symphonyd.core.workspace_paths import workspace_key
 from symphonyd.dispatcher.daemon import DispatcherService
-from symphonyd.dispatcher.prune import AgeUnknown, directory_age, prune
+from symphonyd.dispatcher.prune import prune
 from symphonyd.runtime.peer import Peer
 from tests.dispatcher.doubles import issue, run_async
 from tests.dispatcher.socket_doubles import SocketWorld, eventually, socket_world
@@ -93,32 +93,19 @@ def test_out_of_range_durations_are_refused(older_than_s: int) -> None:
 
 
 @run_async
-async def test_a_workspace_the_dispatcher_cannot_stat_is_kept_and_said_so() -> None:
-    def unreadable(root: str, identifier: str) -> float | None:
-        raise AgeUnknown("permission denied")
-
+async def test_a_workspace_the_launcher_cannot_judge_is_kept_and_said_so() -> None:
     async with socket_world() as world:
         write_workflow(world.root / "WORKFLOW.md", interval=3_600_000)
         async with dispatcher(world) as orch:
             world.tracker.put(issue(9, "Done"))
+            workspace(world, "MT-9", 100 * DAY)
+            world.launcher.unjudgeable.add("MT-9")
             world.launcher.removed.clear()
-            result = await prune(orch, PruneParams(DAY, dry_run=False), age=unreadable)
+            result = await prune(orch, PruneParams(DAY, dry_run=False))
             assert result.removed == [] and world.launcher.removed == []
-            assert [e.reason for e in result.kept] == ["age unknown: cannot stat the workspace"]
-
-
-def test_directory_age_reads_the_real_directory(tmp_path: Path) -> None:
-    (tmp_path / "MT-1").mkdir()
-    then = time.time() - 5 * DAY
-    os.utime(tmp_path / "MT-1", (then, then))
-    age = directory_age(str(tmp_path), "MT-1")
-    assert age is not None and 5 * DAY - 60 < age < 5 * DAY + 3600
-    assert directory_age(str(tmp_path), "MT-2") is None
-    # A symlink loop as the root is an OSError other than "missing": the age is unknown.
-    loop = tmp_path / "loop"
-    loop.symlink_to(loop)
-    with pytest.raises(AgeUnknown):
-        directory_age(str(loop), "MT-1")
+            assert [(e.identifier, e.reason) for e in result.kept] == [
+                ("MT-9", "age unknown: the launcher could not judge")
+            ]
 
 
 @run_async
