@@ -140,6 +140,9 @@ class Launcher:
     async def remove_workspace(self, identifier: str) -> bool:
         return True
 
+    async def workspace_ages(self, identifiers: list[str]) -> dict[str, float | None]:
+        return dict.fromkeys(identifiers)
+
 
 class Audit:
     def __init__(self) -> None:
