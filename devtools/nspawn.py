@@ -26,7 +26,7 @@ PACKAGES = (
     "systemd,systemd-sysv,dbus,procps,iproute2,nftables,bubblewrap,dnsmasq-base,"
     "python3,python3-httpx,python3-psutil,python3-pyroute2,python3-sdnotify,python3-tomli-w,"
     "python3-yaml,python3-nftables,python3-systemd,python3-babel,python3-dateutil,python3-tz,"
-    "python3-markupsafe,python3-aiohttp,ca-certificates"
+    "python3-markupsafe,python3-aiohttp,ca-certificates,git"
 )
 
 
