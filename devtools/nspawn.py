@@ -84,8 +84,12 @@ class Container:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self.leader = self._wait_for_leader()
-        self.wait_until_running()
+        try:
+            self.leader = self._wait_for_leader()
+            self.wait_until_running()
+        except BaseException:
+            self.__exit__()  # a container that failed to boot must not outlive the test
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
