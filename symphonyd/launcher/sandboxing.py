@@ -10,7 +10,6 @@ workspace.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
@@ -23,11 +22,10 @@ from symphonyd.core.egress_policy import EgressPolicy
 from symphonyd.core.hostconfig import SandboxHost
 from symphonyd.launcher.agents.process import PIPE_LIMIT
 from symphonyd.launcher.hooks import RunAs
-from symphonyd.launcher.sandbox import bwrap
+from symphonyd.launcher.sandbox import bwrap, systemd_unit
 from symphonyd.launcher.sandbox.config_policy import egress_policy
 from symphonyd.launcher.sandbox.fs_view import FsView, build_fs_view
 from symphonyd.launcher.sandbox.sandbox import SandboxHandle, SandboxManager
-from symphonyd.launcher.sandbox.systemd_unit import systemd_run_argv, unit_properties
 
 log = logging.getLogger("symphonyd.launcher")
 PRIVATE_HOME = "/tmp/home"  # noqa: S108 - inside the sandbox's own private /tmp
@@ -133,22 +131,15 @@ class AgentSandbox:
             return await bwrap.spawn(
                 self.handle, self.view, seeded, env=inner_env, cwd=cwd, **pipes
             )
-        resources = self.config.sandbox.resources
-        props = unit_properties(
+        return await systemd_unit.spawn(
+            self.handle,
             self.view,
-            netns_path=self.handle.netns_path,
-            resolv_conf=bwrap.write_resolv_conf(self.handle),
-            memory_max=resources.memory_max,
-            tasks_max=resources.tasks_max,
-            cpu_quota=resources.cpu_quota,
-            environment={**inner_env, **self.handle.environment()},
-            reachable=[str(self.handle.lease.host_ip)],
-        )
-        argv_unit = systemd_run_argv(self.unit, props, seeded)
-        return await asyncio.create_subprocess_exec(
-            *argv_unit,
-            env={"PATH": bwrap.BASE_PATH},
-            **pipes,  # type: ignore[arg-type]
+            seeded,
+            unit=self.unit,
+            resources=self.config.sandbox.resources,
+            env=inner_env,
+            cwd=cwd,
+            **pipes,
         )
 
     def hook_wrapper(self) -> Callable[[list[str]], list[str]]:
@@ -156,13 +147,5 @@ class AgentSandbox:
 
     async def close(self) -> None:
         if self.unit is not None:
-            proc = await asyncio.create_subprocess_exec(
-                "systemctl",
-                "stop",
-                f"{self.unit}.service",
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), 30)
+            await systemd_unit.stop(self.unit)
         await self.owner.manager.teardown(self.handle)

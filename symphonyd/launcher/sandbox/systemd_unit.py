@@ -12,16 +12,23 @@ The real-systemd check runs in the packaging suite's nspawn container.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from symphonyd.core.config_extensions import ResourcesConfig
+from symphonyd.launcher.sandbox import bwrap
 from symphonyd.launcher.sandbox.errors import SPAWN_FAILED, SandboxError
 from symphonyd.launcher.sandbox.fs_view import FsView
+from symphonyd.launcher.sandbox.sandbox import SandboxHandle
 
 _UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\-]{1,200}")
 _SAFE_VALUE = re.compile(r"[^\x00-\x1f\x7f]*")
+STOP_TIMEOUT = 30.0  # seconds; systemd itself escalates to SIGKILL after TimeoutStopSec
 
 
 def _path(p: Path) -> str:
@@ -46,6 +53,7 @@ def unit_properties(
     cpu_quota: str,
     environment: Mapping[str, str],
     reachable: Sequence[str] = (),
+    cwd: Path | None = None,
 ) -> list[str]:
     """Unit properties; ``reachable`` (the agent's host-side address) becomes a cgroup
     ``IPAddressAllow=``, a second, independent layer under the nftables rules."""
@@ -84,7 +92,7 @@ def unit_properties(
         "SystemCallErrorNumber=EPERM",
         "IPAddressDeny=any",
         "KillMode=control-group",
-        f"WorkingDirectory={_path(ws)}",
+        f"WorkingDirectory={_path(cwd or ws)}",
         f"MemoryMax={memory_max}",
         f"TasksMax={tasks_max}",
         f"CPUQuota={cpu_quota}",
@@ -121,3 +129,52 @@ def systemd_run_argv(unit: str, properties: Sequence[str], command: Sequence[str
     ]
     argv += [f"--property={p}" for p in properties]
     return [*argv, "--", *command]
+
+
+async def spawn(
+    handle: SandboxHandle,
+    view: FsView,
+    command: Sequence[str],
+    *,
+    unit: str,
+    resources: ResourcesConfig,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    **kwargs: Any,
+) -> asyncio.subprocess.Process:
+    """Start ``command`` as transient unit ``unit`` in the agent's sandbox; the returned
+    process is ``systemd-run --pipe``, which relays the unit's stdio and exits with it.
+
+    The environment is the bubblewrap path's (:func:`bwrap.sandbox_environment`), so both
+    enforcers hand the agent exactly the same variables."""
+    if handle.closed or handle.netns.fd < 0:
+        raise SandboxError("the sandbox is torn down", code=SPAWN_FAILED)
+    props = unit_properties(
+        view,
+        netns_path=handle.netns_path,
+        resolv_conf=bwrap.write_resolv_conf(handle),
+        memory_max=resources.memory_max,
+        tasks_max=resources.tasks_max,
+        cpu_quota=resources.cpu_quota,
+        environment=bwrap.sandbox_environment(handle, env or {}),
+        reachable=[str(handle.lease.host_ip)],
+        cwd=cwd,
+    )
+    argv = systemd_run_argv(unit, props, command)
+    try:
+        return await asyncio.create_subprocess_exec(*argv, env={"PATH": bwrap.BASE_PATH}, **kwargs)
+    except OSError as exc:
+        raise SandboxError(f"could not start systemd-run: {exc}", code=SPAWN_FAILED) from exc
+
+
+async def stop(unit: str) -> None:
+    """Stop the unit and everything in its cgroup (``KillMode=control-group``)."""
+    proc = await asyncio.create_subprocess_exec(
+        "systemctl",
+        "stop",
+        f"{unit}.service",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
