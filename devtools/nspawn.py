@@ -28,7 +28,8 @@ PACKAGES = (
     "python3-yaml,python3-nftables,python3-systemd,python3-babel,python3-dateutil,python3-tz,"
     "python3-markupsafe,python3-aiohttp,ca-certificates,"
     # The sandbox escape suite runs inside too (tests/e2e/test_sandbox_systemd.py).
-    "python3-pytest,python3-cryptography"
+    # (debootstrap does not resolve virtual packages: cffi-backend provides the cffi API one)
+    "python3-pytest,python3-cryptography,python3-cffi-backend"
 )
 
 

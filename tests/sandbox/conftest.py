@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Coroutine, Generator
@@ -320,7 +321,13 @@ def _make_workspace(path: Path) -> None:
 def world(
     tmp_path_factory: pytest.TempPathFactory, internet: Internet
 ) -> Generator[World, None, None]:
-    root = tmp_path_factory.mktemp("world")
+    if "systemd" in ENFORCERS:
+        # A unit's workspace is a bind of the real path, so every ancestor must be
+        # traversable by the agent user (pytest's basetemp is 0700) and outside /tmp,
+        # which PrivateTmp= replaces; production workspaces live under /var/lib.
+        root = Path(tempfile.mkdtemp(prefix="symtest-world-", dir="/srv"))
+    else:
+        root = tmp_path_factory.mktemp("world")
     os.chmod(root, 0o755)
     ws_root = root / "workspaces"
     ws_root.mkdir()
@@ -348,6 +355,8 @@ def world(
         yield World(root, ws_root, workspace, sibling, home, audit_dir, etc)
     finally:
         marker.unlink(missing_ok=True)
+        if "systemd" in ENFORCERS:
+            shutil.rmtree(root, ignore_errors=True)
         if created_etc:
             with contextlib.suppress(OSError):
                 etc.rmdir()

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Generator
 from pathlib import Path
 
 import pytest
 
+from symphonyd.launcher.sandbox import procs
 from symphonyd.launcher.sandbox.sandbox import SandboxHandle
 from tests.sandbox.conftest import AGENT_UID, Launcher, World, agent_policy, run_probe
 
@@ -128,9 +130,17 @@ def test_other_agents_processes_are_out_of_reach(
         )
 
     try:
-        proc = launcher.loop.run(start())
-        sleeper = launcher.agent_pid(proc)
-        assert (Path(f"/proc/{sleeper}/cwd") / "secret.txt").read_text() == "sibling secret"
+        launcher.loop.run(start())
+        # Control: from outside, the other agent's process does lead into its workspace.
+        inode = os.fstat(other.netns.fd).st_ino
+        deadline = time.monotonic() + 10
+        while not [
+            pid
+            for pid in procs.pids_in_netns(inode)
+            if (Path(f"/proc/{pid}/cwd") / "secret.txt").exists()
+        ]:
+            assert time.monotonic() < deadline, "the other agent's sleeper did not start"
+            time.sleep(0.05)
         r = run_probe(launcher, agent, world, "peek_procs", "secret.txt")
         assert r["reached"] == [] and r["environ"] == [], r
     finally:

@@ -4,11 +4,18 @@ bubblewrap sets no cgroup limits of its own, so these run only where the agent i
 transient unit (the nspawn container; tests/e2e/test_sandbox_systemd.py). Each limit has a
 control run with a roomier limit, so a probe that could not fork or allocate at all does not
 pass as "capped".
+
+systemd can only enforce a limit whose cgroup controller it may use. Where it may not (the
+CI host is cgroup v1 "hybrid" with memory and pids bound to read-only v1 hierarchies inside
+the container), an unenforced limit is an expected failure (xfail, reported, never a pass);
+where the controller is available, it must hold. docs/design/0807 has the details.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +33,20 @@ def agent(launcher: Launcher) -> Generator[SandboxHandle, None, None]:
     launcher.teardown(handle)
 
 
+def controller_usable(name: str) -> bool:
+    """Whether this machine's systemd can put ``name`` limits on a unit."""
+    unified = Path("/sys/fs/cgroup/cgroup.controllers")
+    if unified.exists():  # pure cgroup v2: the root lists what can be enabled below it
+        return name in unified.read_text().split()
+    # v1 or hybrid: a controller hierarchy systemd can create the unit's cgroup in
+    return os.access(f"/sys/fs/cgroup/{name}", os.W_OK)
+
+
+def unenforced(name: str, what: object) -> None:
+    assert not controller_usable(name), f"{name} limit not enforced: {what}"
+    pytest.xfail(f"no usable {name} cgroup controller here, limit not enforced: {what}")
+
+
 def limits(memory_max: str = "256M", tasks_max: int = 64) -> ResourcesConfig:
     return ResourcesConfig(memory_max=memory_max, tasks_max=tasks_max, cpu_quota="100%")
 
@@ -39,6 +60,8 @@ def test_fork_bomb_is_capped_by_tasks_max(launcher: Launcher, agent: SandboxHand
     )
     assert capped, err
     r = capped[-1]
+    if r["ok"]:
+        unenforced("pids", r)
     # TasksMax counts the probe itself too; fork fails with EAGAIN once the cgroup is full.
     assert not r["ok"] and 5 <= r["started"] < 16, r
     assert "Resource temporarily unavailable" in r["error"], r
@@ -49,7 +72,8 @@ def test_memory_hog_is_killed_at_memory_max(launcher: Launcher, agent: SandboxHa
     roomy, rc, err = probe_output(launcher, agent, view, "hog", "96", resources=limits("256M"))
     assert rc == 0 and roomy[-1] == {"ok": True, "allocated": 96}, err
     lines, rc, err = probe_output(launcher, agent, view, "hog", "512", resources=limits("64M"))
-    assert rc != 0, lines[-1:]
+    if rc == 0:
+        unenforced("memory", lines[-1:])
     allocated = [line["allocated"] for line in lines if "allocated" in line]
     assert allocated and max(allocated) < 96, allocated  # killed near 64M, far from 512
     assert not any(line.get("ok") for line in lines)

@@ -80,7 +80,12 @@ def unit_properties(
         "ProtectControlGroups=yes",
         "ProtectClock=yes",
         "ProtectHostname=yes",
-        "ProtectProc=invisible",
+        # Agents share one uid and there is no PID namespace here (PrivatePIDs= needs systemd
+        # 257): without a user namespace per unit, another agent's /proc/<pid>/cwd, root and
+        # environ are readable (same uid) and lead into its workspace. Across sibling user
+        # namespaces the kernel's ptrace check fails, and "ptraceable" then hides them too.
+        "PrivateUsers=yes",
+        "ProtectProc=ptraceable",
         "SystemCallArchitectures=native",
         "RestrictAddressFamilies=AF_UNIX AF_INET AF_NETLINK",
         "RemoveIPC=yes",
@@ -105,6 +110,9 @@ def unit_properties(
         props.append("InaccessiblePaths=" + " ".join(f"-{_path(p)}" for p in inaccessible))
     for d in [*ancestors, view.workspace_root]:
         props.append(f"TemporaryFileSystem={_path(d)}:ro")
+    # PrivateDevices= bind-mounts the host's /dev/shm into the private /dev: shared with the
+    # host and every other agent. A private one, like bubblewrap's --dev.
+    props.append("TemporaryFileSystem=/dev/shm:rw,nosuid,nodev,noexec,mode=1777")
     props.append(f"BindPaths={_path(ws)}")
     if view.readonly:
         props.append("BindReadOnlyPaths=" + " ".join(_path(p) for p in view.readonly))
