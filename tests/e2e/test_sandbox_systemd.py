@@ -59,7 +59,9 @@ def test_escape_suite_passes_through_transient_units(tmp_path: Path) -> None:
         # systemd needs the agent's User= to exist (bubblewrap's setpriv does not).
         c.run(["groupadd", "--gid", str(AGENT_UID), "symtest-agent"])
         ids = ["--uid", str(AGENT_UID), "--gid", str(AGENT_UID)]
-        c.run(["useradd", *ids, "--no-create-home", "--shell", "/usr/sbin/nologin", "symtest-agent"])
+        c.run(
+            ["useradd", *ids, "--no-create-home", "--shell", "/usr/sbin/nologin", "symtest-agent"]
+        )
         run = c.run(
             [
                 "sh",
