@@ -7,7 +7,8 @@ bubblewrap there) and joins the namespace the launcher holds through
 ``NetworkNamespacePath=/proc/<launcher pid>/fd/<fd>``. Directories that are ancestors of the
 workspace cannot be ``InaccessiblePaths=`` (the workspace bind would have no mount point), so
 they become an empty read-only ``TemporaryFileSystem=`` instead, like bubblewrap's ``--tmpfs``.
-The real-systemd check runs in the packaging suite's nspawn container.
+The escape suite runs through real units in an nspawn container
+(tests/e2e/test_sandbox_systemd.py, docs/design/0807).
 """
 
 from __future__ import annotations
