@@ -118,7 +118,7 @@ class Container:
                 try:
                     comm = Path(f"/proc/{pid}/comm").read_text().strip()
                 except FileNotFoundError:
-                    continue  # a short-lived child of nspawn, gone between pgrep and here
+                    continue  # nspawn's short-lived intermediate child, already gone
                 if comm == "systemd":
                     return int(pid)
             time.sleep(0.2)

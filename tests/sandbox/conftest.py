@@ -409,3 +409,19 @@ def no_leftovers() -> Generator[None, None, None]:
     assert "symv" not in links, links
     assert sh("nft", "list", "table", "inet", "symphonyd", check=False).returncode != 0
     assert not list(RUN_DIR.glob("symv*")) if RUN_DIR.exists() else True
+
+
+@pytest.fixture
+def template() -> Generator[Path, None, None]:
+    # Outside /tmp: the sandbox puts a private tmpfs there, as production does.
+    # Under /var/lib/symphony, which the shipped deny list hides, as in production.
+    parent = Path("/var/lib/symphony")
+    created = not parent.exists()
+    parent.mkdir(exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="test-agent-template-", dir=parent))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        if created:
+            shutil.rmtree(parent, ignore_errors=True)

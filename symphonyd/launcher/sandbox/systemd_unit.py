@@ -137,7 +137,35 @@ def systemd_run_argv(unit: str, properties: Sequence[str], command: Sequence[str
         "--pipe",
     ]
     argv += [f"--property={p}" for p in properties]
-    return [*argv, "--", *command]
+    # PID 1 substitutes $VAR and ${VAR} in a unit's command line (systemd < 254 has no way
+    # to turn that off); "$$" is its escape for a literal "$". Without it a hook script's
+    # ${VAR}, or an issue title in an ISSUE_* value, would be rewritten before bash saw it.
+    return [*argv, "--", *(arg.replace("$", "$$") for arg in command)]
+
+
+def unit_argv(
+    handle: SandboxHandle,
+    view: FsView,
+    command: Sequence[str],
+    *,
+    unit: str,
+    resources: ResourcesConfig,
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+) -> list[str]:
+    """The ``systemd-run`` command line for ``command`` in this sandbox, environment as given."""
+    props = unit_properties(
+        view,
+        netns_path=handle.netns_path,
+        resolv_conf=bwrap.write_resolv_conf(handle),
+        memory_max=resources.memory_max,
+        tasks_max=resources.tasks_max,
+        cpu_quota=resources.cpu_quota,
+        environment=env,
+        reachable=[str(handle.lease.host_ip)],
+        cwd=cwd,
+    )
+    return systemd_run_argv(unit, props, command)
 
 
 async def spawn(
@@ -158,18 +186,10 @@ async def spawn(
     enforcers hand the agent exactly the same variables."""
     if handle.closed or handle.netns.fd < 0:
         raise SandboxError("the sandbox is torn down", code=SPAWN_FAILED)
-    props = unit_properties(
-        view,
-        netns_path=handle.netns_path,
-        resolv_conf=bwrap.write_resolv_conf(handle),
-        memory_max=resources.memory_max,
-        tasks_max=resources.tasks_max,
-        cpu_quota=resources.cpu_quota,
-        environment=bwrap.sandbox_environment(handle, env or {}),
-        reachable=[str(handle.lease.host_ip)],
-        cwd=cwd,
+    environment = bwrap.sandbox_environment(handle, env or {})
+    argv = unit_argv(
+        handle, view, command, unit=unit, resources=resources, env=environment, cwd=cwd
     )
-    argv = systemd_run_argv(unit, props, command)
     try:
         return await asyncio.create_subprocess_exec(*argv, env={"PATH": bwrap.BASE_PATH}, **kwargs)
     except OSError as exc:
