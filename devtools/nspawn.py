@@ -26,7 +26,10 @@ PACKAGES = (
     "systemd,systemd-sysv,dbus,procps,iproute2,nftables,bubblewrap,dnsmasq-base,"
     "python3,python3-httpx,python3-psutil,python3-pyroute2,python3-sdnotify,python3-tomli-w,"
     "python3-yaml,python3-nftables,python3-systemd,python3-babel,python3-dateutil,python3-tz,"
-    "python3-markupsafe,python3-aiohttp,ca-certificates,git"
+    "python3-markupsafe,python3-aiohttp,ca-certificates,git,"
+    # The sandbox escape suite runs inside too (tests/e2e/test_sandbox_systemd.py).
+    # (debootstrap does not resolve virtual packages: cffi-backend provides the cffi API one)
+    "python3-pytest,python3-cryptography,python3-cffi-backend"
 )
 
 
@@ -60,8 +63,10 @@ def rootfs_tarball() -> Path:
 class Container:
     """One booted systemd container; use as a context manager."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, binds_ro: Sequence[tuple[Path, str]] = ()) -> None:
+        """``binds_ro``: host directories to mount read-only at the given container paths."""
         self.root = workdir / "rootfs"
+        self.binds_ro = list(binds_ro)
         self._nspawn: subprocess.Popen[bytes] | None = None
         self.leader: int | None = None
 
@@ -78,6 +83,7 @@ class Container:
                 "--private-network",
                 "--boot",
                 "--quiet",
+                *(f"--bind-ro={src}:{dest}" for src, dest in self.binds_ro),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -10,7 +10,6 @@ workspace.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
@@ -24,12 +23,11 @@ from symphonyd.core.hostconfig import SandboxHost
 from symphonyd.core.issue import Issue
 from symphonyd.launcher.agents.process import PIPE_LIMIT
 from symphonyd.launcher.hooks import CommandWrapper, HookResult, HookRunner, RunAs
-from symphonyd.launcher.sandbox import bwrap
+from symphonyd.launcher.sandbox import bwrap, systemd_unit
 from symphonyd.launcher.sandbox.config_policy import egress_policy
 from symphonyd.launcher.sandbox.errors import SandboxError
 from symphonyd.launcher.sandbox.fs_view import FsView, build_fs_view
 from symphonyd.launcher.sandbox.sandbox import SandboxHandle, SandboxManager
-from symphonyd.launcher.sandbox.systemd_unit import systemd_run_argv, unit_properties
 
 log = logging.getLogger("symphonyd.launcher")
 PRIVATE_HOME = "/tmp/home"  # noqa: S108 - inside the sandbox's own private /tmp
@@ -159,18 +157,14 @@ class AgentSandbox:
 
     def _unit_argv(self, command: list[str], environment: dict[str, str]) -> list[str]:
         assert self.unit is not None
-        resources = self.config.sandbox.resources
-        props = unit_properties(
+        return systemd_unit.unit_argv(
+            self.handle,
             self.view,
-            netns_path=self.handle.netns_path,
-            resolv_conf=bwrap.write_resolv_conf(self.handle),
-            memory_max=resources.memory_max,
-            tasks_max=resources.tasks_max,
-            cpu_quota=resources.cpu_quota,
-            environment=environment,
-            reachable=[str(self.handle.lease.host_ip)],
+            command,
+            unit=self.unit,
+            resources=self.config.sandbox.resources,
+            env=environment,
         )
-        return systemd_run_argv(self.unit, props, command)
 
     def hook_wrapper(self) -> CommandWrapper:
         """Wraps a hook's pinned ``env -i -- ... bash -c`` command to run in this sandbox."""
@@ -181,15 +175,7 @@ class AgentSandbox:
 
     async def close(self) -> None:
         if self.unit is not None:
-            proc = await asyncio.create_subprocess_exec(
-                "systemctl",
-                "stop",
-                f"{self.unit}.service",
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), 30)
+            await systemd_unit.stop(self.unit)
         await self.owner.manager.teardown(self.handle)
 
 

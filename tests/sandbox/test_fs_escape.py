@@ -1,4 +1,4 @@
-"""Filesystem escape suite: what the sandboxed agent can read and write (bubblewrap path).
+"""Filesystem escape suite: what the sandboxed agent can read and write, on both enforcers.
 
 Every secret below is world-readable on the host on purpose, so a failed read can only be the
 sandbox's doing; test_control_secrets_are_readable_outside proves the files are there.
@@ -6,12 +6,15 @@ sandbox's doing; test_control_secrets_are_readable_outside proves the files are 
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import Generator
 from pathlib import Path
 
 import pytest
 
+from symphonyd.launcher.sandbox import procs
 from symphonyd.launcher.sandbox.sandbox import SandboxHandle
 from tests.sandbox.conftest import AGENT_UID, Launcher, World, agent_policy, run_probe
 
@@ -52,7 +55,8 @@ def test_secrets_are_unreadable(launcher: Launcher, agent: SandboxHandle, world:
 def test_only_own_workspace_is_visible(launcher: Launcher, agent: SandboxHandle, world: World):
     r = run_probe(launcher, agent, world, "read", str(world.workspace_root))
     assert r["entries"] == [world.workspace.name]
-    assert run_probe(launcher, agent, world, "read", "/root")["entries"] == []
+    # bubblewrap shows an empty tmpfs, systemd an inaccessible directory: nothing either way
+    assert not run_probe(launcher, agent, world, "read", "/root").get("entries")
 
 
 @pytest.mark.parametrize("rel", [".git/hooks/pre-commit", ".git/config", ".git/packed-refs"])
@@ -97,3 +101,47 @@ def test_system_is_read_only(launcher: Launcher, agent: SandboxHandle, world: Wo
     assert not run_probe(launcher, agent, world, "write", "/etc/symtest-write")["ok"]
     assert not run_probe(launcher, agent, world, "write", "/usr/symtest-write")["ok"]
     assert not Path("/etc/symtest-write").exists()
+
+
+def test_host_shared_memory_is_invisible(launcher: Launcher, agent: SandboxHandle, world: World):
+    """/dev/shm is a fresh tmpfs for the agent: no host or sibling files in, nothing out."""
+    marker = Path("/dev/shm") / f"symtest-host-{os.getpid()}"
+    marker.write_text("host shm secret")
+    marker.chmod(0o644)
+    try:
+        assert not run_probe(launcher, agent, world, "read", str(marker))["ok"]
+        r = run_probe(launcher, agent, world, "write", "/dev/shm/symtest-from-agent")
+        assert not Path("/dev/shm/symtest-from-agent").exists(), r
+    finally:
+        marker.unlink()
+        Path("/dev/shm/symtest-from-agent").unlink(missing_ok=True)
+
+
+def test_other_agents_processes_are_out_of_reach(
+    launcher: Launcher, agent: SandboxHandle, world: World
+):
+    """Agents share a uid; another agent's process must not lead into its workspace
+    (``/proc/<pid>/cwd``) or show its environment."""
+    other = launcher.setup("agent-fs-b", agent_policy())
+
+    async def start() -> asyncio.subprocess.Process:
+        return await launcher.spawn(
+            other, world.view(world.sibling), ["/bin/sleep", "60"], cwd=world.sibling
+        )
+
+    try:
+        launcher.loop.run(start())
+        # Control: from outside, the other agent's process does lead into its workspace.
+        inode = os.fstat(other.netns.fd).st_ino
+        deadline = time.monotonic() + 10
+        while not [
+            pid
+            for pid in procs.pids_in_netns(inode)
+            if (Path(f"/proc/{pid}/cwd") / "secret.txt").exists()
+        ]:
+            assert time.monotonic() < deadline, "the other agent's sleeper did not start"
+            time.sleep(0.05)
+        r = run_probe(launcher, agent, world, "peek_procs", "secret.txt")
+        assert r["reached"] == [] and r["environ"] == [], r
+    finally:
+        launcher.teardown(other)

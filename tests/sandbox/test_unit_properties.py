@@ -1,4 +1,5 @@
-"""The transient-unit rendering of a sandbox (no systemd PID 1 here; nspawn suite runs it)."""
+"""The transient-unit rendering of a sandbox (no systemd PID 1 here; the escape suite runs
+through real units in tests/e2e/test_sandbox_systemd.py)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,10 @@ def test_core_hardening_properties(tmp_path: Path) -> None:
         f"BindPaths={view.workspace}",
         "BindReadOnlyPaths=/run/symphony-sandbox/symv0-x.resolv:/etc/resolv.conf",
         "Environment=HTTPS_PROXY=http://100.64.0.1:3128",
+        # no PID namespace here: a user namespace keeps other agents' /proc out of reach
+        "PrivateUsers=yes",
+        "ProtectProc=ptraceable",
+        "TemporaryFileSystem=/dev/shm:rw,nosuid,nodev,noexec,mode=1777",
     ]:
         assert expected in props, expected
 
