@@ -109,7 +109,11 @@ class Container:
                 ["pgrep", "-P", str(self._nspawn.pid)], capture_output=True, text=True, check=False
             )
             for pid in out.stdout.split():
-                if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
+                try:
+                    comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                except FileNotFoundError:  # a short-lived child of nspawn, already gone
+                    continue
+                if comm == "systemd":
                     return int(pid)
             time.sleep(0.2)
         raise TimeoutError("container's systemd did not appear")

@@ -25,7 +25,8 @@ while IFS= read -r line; do
         *) printf '%s\n' "tracker_move failed: $answer" >&2 ;;
       esac
       printf '%s\n' '{"method":"turn/completed","params":{"threadId":"thr","turn":{"id":"turn","status":"completed"}}}' ;;
-    *'"method":"turn/interrupt"'*)
+    '{"id":'*'"method":'*)
+      # Any other request (thread/name/set, turn/interrupt): an empty success.
       printf '{"id":%s,"result":{}}\n' "$id" ;;
   esac
 done
