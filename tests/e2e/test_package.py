@@ -64,7 +64,13 @@ def purge_leftovers(c: Container) -> list[str]:
     ).stdout.split()  # fmt: skip
     found += [f"path {p}" for p in paths]
     units = c.run(["systemctl", "list-units", "--all", "--no-legend", "--plain", "symphony*"])
-    found += [f"unit {line.split()[0]}" for line in units.stdout.splitlines() if line.strip()]
+    found += [f"unit {line.strip()}" for line in units.stdout.splitlines() if line.strip()]
+    if any(f.startswith("unit ") for f in found):  # what still holds it loaded
+        for line in units.stdout.splitlines():
+            name = line.split()[0]
+            deps = c.run(["systemctl", "show", "-p", "RequiredBy,WantedBy,TriggeredBy,Following",
+                          "-p", "FragmentPath,NeedDaemonReload", name], check=False)  # fmt: skip
+            found.append(f"  {name}: {' '.join(deps.stdout.split())}")
     if c.run(["nft", "list", "table", "inet", "symphonyd"], check=False).returncode == 0:
         found.append("nft table inet symphonyd")
     links = c.run(["ip", "-o", "link", "show"]).stdout.splitlines()
