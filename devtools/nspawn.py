@@ -26,7 +26,7 @@ PACKAGES = (
     "systemd,systemd-sysv,dbus,procps,iproute2,nftables,bubblewrap,dnsmasq-base,"
     "python3,python3-httpx,python3-psutil,python3-pyroute2,python3-sdnotify,python3-tomli-w,"
     "python3-yaml,python3-nftables,python3-systemd,python3-babel,python3-dateutil,python3-tz,"
-    "python3-markupsafe,python3-aiohttp,ca-certificates"
+    "python3-markupsafe,python3-aiohttp,ca-certificates,git"
 )
 
 
@@ -84,8 +84,12 @@ class Container:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self.leader = self._wait_for_leader()
-        self.wait_until_running()
+        try:
+            self.leader = self._wait_for_leader()
+            self.wait_until_running()
+        except BaseException:
+            self.__exit__()  # a container that failed to boot must not outlive the test
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -111,8 +115,8 @@ class Container:
             for pid in out.stdout.split():
                 try:
                     comm = Path(f"/proc/{pid}/comm").read_text().strip()
-                except FileNotFoundError:  # a short-lived child of nspawn, already gone
-                    continue
+                except FileNotFoundError:
+                    continue  # nspawn's short-lived intermediate child, already gone
                 if comm == "systemd":
                     return int(pid)
             time.sleep(0.2)

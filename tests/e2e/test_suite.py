@@ -97,6 +97,14 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
         raise AssertionError(journal_dump(c)) from None
     demo = c.run(["cat", "/var/lib/symphony/workspaces/DEMO-1/symphony-demo.md"]).stdout
     assert "demo model" in demo
+    # after_create ran in a transient unit of its own as the agent user, and the hostile
+    # title reached it verbatim: neither PID 1 nor a shell expanded its "$(id)".
+    ws = "/var/lib/symphony/workspaces/DEMO-1"
+    assert c.run(["cat", f"{ws}/ISSUE.md"]).stdout == "# DEMO-1\n\nSay hello <b>$(id)</b>\n"
+    owners = c.run(["stat", "-c", "%U", f"{ws}/ISSUE.md", f"{ws}/.git/config"]).stdout.split()
+    assert owners == ["symphony-agent", "symphony-agent"], owners
+    systemd_log = c.run(["journalctl", "--no-pager", "-o", "cat", "_PID=1"]).stdout
+    assert "symphony-hook-" in systemd_log and "symphony-agent-" in systemd_log
 
     # The run is in the journal with its issue fields (symphonyctl logs matches on them).
     journal = c.run(["journalctl", "--no-pager", "-o", "json", "ISSUE_IDENTIFIER=DEMO-1"]).stdout

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Coroutine, Generator
@@ -309,3 +310,19 @@ def no_leftovers() -> Generator[None, None, None]:
     assert "symv" not in links, links
     assert sh("nft", "list", "table", "inet", "symphonyd", check=False).returncode != 0
     assert not list(RUN_DIR.glob("symv*")) if RUN_DIR.exists() else True
+
+
+@pytest.fixture
+def template() -> Generator[Path, None, None]:
+    # Outside /tmp: the sandbox puts a private tmpfs there, as production does.
+    # Under /var/lib/symphony, which the shipped deny list hides, as in production.
+    parent = Path("/var/lib/symphony")
+    created = not parent.exists()
+    parent.mkdir(exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="test-agent-template-", dir=parent))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        if created:
+            shutil.rmtree(parent, ignore_errors=True)

@@ -109,6 +109,12 @@ def test_hostile_values_never_reach_the_command_line(tmp_path: Path) -> None:
     assert argv[-3:] == ["--", "codex", "app-server"]
 
 
+def test_dollars_are_escaped_for_pid1_substitution() -> None:
+    # PID 1 would replace ${HOME} in a hook script, or in an ISSUE_TITLE value, before bash ran.
+    argv = systemd_run_argv("u", [], ["/bin/bash", "-c", 'echo "${X}" $Y', "ISSUE_TITLE=$$(id)"])
+    assert argv[-4:] == ["/bin/bash", "-c", 'echo "$${X}" $$Y', "ISSUE_TITLE=$$$$(id)"]
+
+
 def test_default_deny_list_covers_seed_paths() -> None:
     from symphonyd.launcher.sandbox.policy_files import builtin_domains, fs_deny_entries
 

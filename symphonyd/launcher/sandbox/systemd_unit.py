@@ -120,4 +120,7 @@ def systemd_run_argv(unit: str, properties: Sequence[str], command: Sequence[str
         "--pipe",
     ]
     argv += [f"--property={p}" for p in properties]
-    return [*argv, "--", *command]
+    # PID 1 substitutes $VAR and ${VAR} in a unit's command line (systemd < 254 has no way
+    # to turn that off); "$$" is its escape for a literal "$". Without it a hook script's
+    # ${VAR}, or an issue title in an ISSUE_* value, would be rewritten before bash saw it.
+    return [*argv, "--", *(arg.replace("$", "$$") for arg in command)]
