@@ -2,7 +2,8 @@
 
 A local-files issue is picked up, a real Codex agent edits its workspace and hands the issue
 off through the tracker tool; pause survives a dispatcher restart; the journal carries issue
-fields; the audit chain verifies; every daemon comes back after kill -9.
+fields; the audit chain verifies; every daemon comes back after kill -9; after all that,
+``apt purge`` leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 from devtools.demo_setup import CODEX_VENDOR, configure_demo, install_package
 from devtools.nspawn import Container
-from tests.e2e.test_package import SOCKETS
+from tests.e2e.test_package import SOCKETS, purge_leftovers
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.agents]
 
@@ -171,3 +172,7 @@ def test_pause_survives_restart_and_daemons_survive_kill_9(
         timeout=180,
     )
     c.run(["symphonyctl", "audit", "verify", "--dir", "/var/lib/symphony/audit"])
+
+    # After the whole run (agents in sandboxes, kill -9 of every daemon): purge leaves
+    # nothing of the package, down to the launcher's nftables table and veth ends.
+    assert purge_leftovers(c) == []
