@@ -59,6 +59,7 @@ from symphonyd.core.messages import (
     FetchByIds,
     FetchByStates,
     IssueList,
+    ListRuns,
     RemoveWorkspace,
     RemoveWorkspaceResult,
     RunEvent,
@@ -243,7 +244,7 @@ async def serve(root: Path, n: int) -> None:
     async def stop(p: StopRun, _: Any) -> StopRunResult:
         return StopRunResult(True)
 
-    async def list_runs(_: Empty, __: Any) -> RunList:
+    async def list_runs(_: ListRuns, __: Any) -> RunList:
         return RunList([])
 
     async def ack(_: AckRuns, __: Any) -> Empty:

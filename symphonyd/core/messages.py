@@ -642,8 +642,19 @@ class RunInfo:
 
 
 @dataclass(frozen=True)
+class ListRuns:
+    """One page of the launcher's runs in start order: those after the cursor ``after``."""
+
+    after: int = 0
+    limit: int = 200
+
+
+@dataclass(frozen=True)
 class RunList:
     runs: list[RunInfo]
+    # Cursor for the next page; None when this page reached the end. Pages keep every reply
+    # far below the 1 MiB frame limit however many runs the launcher holds.
+    next_after: int | None = None
 
 
 @dataclass(frozen=True)
@@ -705,7 +716,10 @@ LAUNCHER_START_RUN = method(
 )
 LAUNCHER_STOP_RUN = method("launcher.stop_run", StopRun, StopRunResult, "End one run.")
 LAUNCHER_LIST_RUNS = method(
-    "launcher.list_runs", Empty, RunList, "Live runs plus finished runs not yet acknowledged."
+    "launcher.list_runs",
+    ListRuns,
+    RunList,
+    "Live runs plus finished runs not yet acknowledged, one page at a time.",
 )
 LAUNCHER_ACK_RUNS = method(
     "launcher.ack_runs", AckRuns, Empty, "The dispatcher has recorded these finished runs."

@@ -34,6 +34,7 @@ from symphonyd.core.messages import (
     Empty,
     FetchByIds,
     FetchByStates,
+    ListRuns,
     MethodSpec,
     RemoveWorkspace,
     RunEvent,
@@ -109,7 +110,15 @@ class LauncherClient:
         return await self.link.call(LAUNCHER_STOP_RUN, req)
 
     async def list_runs(self) -> list[RunInfo]:
-        return (await self.link.call(LAUNCHER_LIST_RUNS, Empty())).runs
+        """Every run the launcher lists, page by page (one reply for 10 000 runs would not
+        fit in an IPC frame, and a failed list_runs leaves finished runs unprocessed)."""
+        runs: list[RunInfo] = []
+        after: int | None = 0
+        while after is not None:
+            page = await self.link.call(LAUNCHER_LIST_RUNS, ListRuns(after))
+            runs.extend(page.runs)
+            after = page.next_after
+        return runs
 
     async def ack_runs(self, run_ids: list[str]) -> None:
         await self.link.call(LAUNCHER_ACK_RUNS, AckRuns(run_ids))

@@ -17,6 +17,7 @@ from symphonyd.core.errors import SymphonyError
 from symphonyd.core.hostconfig import HostConfig
 from symphonyd.launcher.daemon import AuditQueue, TrackerClient, launcher_server
 from symphonyd.launcher.hooks import RunAs
+from symphonyd.launcher.limits import raise_nofile_limit
 from symphonyd.launcher.sandbox.addresses import AddressPool
 from symphonyd.launcher.sandbox.dns import UpstreamResolver, system_upstreams
 from symphonyd.launcher.sandbox.sandbox import SandboxManager, audit_event
@@ -119,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SymphonyError as exc:
         print(f"symphony-launcher: {exc}", file=sys.stderr)
         return 78
+    raise_nofile_limit()
 
     async def startup(daemon: Daemon) -> None:
         service, audit, tracker = build(args, host)

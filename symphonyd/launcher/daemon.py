@@ -36,6 +36,7 @@ from symphonyd.core.messages import (
     Empty,
     FetchByIds,
     Health,
+    ListRuns,
     RemoveWorkspace,
     RemoveWorkspaceResult,
     RunList,
@@ -178,8 +179,7 @@ def launcher_server(service: LauncherService, uids: Iterable[int]) -> IpcServer:
     server = IpcServer("launcher-dispatcher", allowed_uids=allowed, allow_root=0 in allowed)
 
     async def health(_: Empty, peer: Peer) -> Health:
-        live = sum(1 for r in service.list_runs().runs if r.outcome is None)
-        return Health("launcher", __version__, True, {"live_runs": live})
+        return Health("launcher", __version__, True, {"live_runs": service.live_count})
 
     async def start_run(req: StartRun, peer: Peer) -> StartRunResult:
         return await service.start_run(req)
@@ -187,8 +187,8 @@ def launcher_server(service: LauncherService, uids: Iterable[int]) -> IpcServer:
     async def stop_run(req: StopRun, peer: Peer) -> StopRunResult:
         return await service.stop_run(req)
 
-    async def list_runs(_: Empty, peer: Peer) -> RunList:
-        return service.list_runs()
+    async def list_runs(req: ListRuns, peer: Peer) -> RunList:
+        return service.list_runs(req.after, req.limit)
 
     async def ack_runs(req: AckRuns, peer: Peer) -> Empty:
         service.ack_runs(req.run_ids)

@@ -3,7 +3,10 @@
 One ``LauncherService`` per launcher process. Each run is bound at start to the workflow
 snapshot the dispatcher sent (SPEC 10.5): its typed config, prompt template and tracker tool
 specs never change under it. Finished runs stay listed with their outcome until the
-dispatcher acknowledges them, so a dispatcher restart never loses how a run ended.
+dispatcher acknowledges them, so a dispatcher restart never loses how a run ended; at most
+``MAX_UNACKED_FINISHED`` of them are kept (the oldest go first), so a dispatcher that never
+acknowledges cannot grow the table without bound. ``list_runs`` pages through the table in
+start order (docs/design/0606-launcher-run-table.md).
 """
 
 from __future__ import annotations
@@ -56,6 +59,13 @@ from symphonyd.runtime.logging import log_event
 
 log = logging.getLogger("symphonyd.launcher")
 
+# Finished runs nobody acknowledged yet. The dispatcher acknowledges each one within a moment
+# of its run_finished event, so this many only pile up while it is down or cut off; beyond
+# that the oldest outcomes are dropped (their run_finished audit records stay), and the
+# dispatcher's poll finds their issues again as it does for retries lost in a restart.
+MAX_UNACKED_FINISHED = 5_000
+MAX_PAGE = 500
+
 
 class TrackerLink(Protocol):
     """The tracker daemon, as the launcher uses it (``tracker.*`` over IPC)."""
@@ -95,6 +105,7 @@ class _Run:
     stop_reason: str | None = None
     cleanup_on_stop: bool = False
     sandbox: AgentSandbox | None = None
+    seq: int = 0  # start order; the list_runs cursor
 
 
 def bind_config(
@@ -110,18 +121,21 @@ def bind_config(
 class LauncherService:
     def __init__(self, deps: LauncherDeps) -> None:
         self.deps = deps
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, _Run] = {}  # in start order (seq ascending)
+        self._live_by_issue: dict[str, str] = {}  # issue id -> run id of its live run
+        self._finished: dict[str, None] = {}  # unacknowledged finished run ids, oldest first
+        self._seq = 0
         self._subscribers: set[Subscriber] = set()
         self._latest_workflow: WorkflowSnapshot | None = None
 
     # ------------------------------------------------------------------ control API
 
     async def start_run(self, req: StartRun) -> StartRunResult:
-        for run in self._runs.values():
-            if run.info.outcome is None and run.info.issue_id == req.issue.id:
-                # The dispatcher's claim should prevent this; refusing keeps one run per issue
-                # even if it is wrong (e.g. after a restart that lost its state).
-                return StartRunResult(req.run_id, False, f"{run.info.run_id} is running")
+        live = self._live_by_issue.get(req.issue.id)
+        if live is not None:
+            # The dispatcher's claim should prevent this; refusing keeps one run per issue
+            # even if it is wrong (e.g. after a restart that lost its state).
+            return StartRunResult(req.run_id, False, f"{live} is running")
         if req.run_id in self._runs:
             return StartRunResult(req.run_id, False, "run id already used")
         info = RunInfo(
@@ -131,8 +145,10 @@ class LauncherService:
             attempt=req.attempt,
             started_at=utc_now(),
         )
-        run = _Run(info, req.issue, req.workflow)
+        self._seq += 1
+        run = _Run(info, req.issue, req.workflow, seq=self._seq)
         self._runs[req.run_id] = run
+        self._live_by_issue[req.issue.id] = req.run_id
         log_event(
             log,
             "run",
@@ -144,6 +160,7 @@ class LauncherService:
         )
         self._latest_workflow = req.workflow
         run.task = asyncio.create_task(self._execute(run), name=f"run-{req.run_id}")
+        run.task.add_done_callback(lambda _: self._task_done(run))
         return StartRunResult(req.run_id, True)
 
     async def stop_run(self, req: StopRun) -> StopRunResult:
@@ -157,14 +174,47 @@ class LauncherService:
             await run.task
         return StopRunResult(True)
 
-    def list_runs(self) -> RunList:
-        return RunList([run.info for run in self._runs.values()])
+    @property
+    def live_count(self) -> int:
+        return len(self._live_by_issue)
+
+    def list_runs(self, after: int = 0, limit: int | None = None) -> RunList:
+        """Runs started after cursor ``after``, in start order; all of them without a limit."""
+        runs = (r for r in self._runs.values() if r.seq > after)
+        if limit is None:
+            return RunList([r.info for r in runs])
+        page: list[_Run] = []
+        for run in runs:
+            if len(page) == max(1, min(limit, MAX_PAGE)):
+                return RunList([r.info for r in page], next_after=page[-1].seq)
+            page.append(run)
+        return RunList([r.info for r in page])
 
     def ack_runs(self, run_ids: list[str]) -> None:
         for run_id in run_ids:
             run = self._runs.get(run_id)
             if run is not None and run.info.outcome is not None:
                 del self._runs[run_id]
+                self._finished.pop(run_id, None)
+
+    def _mark_finished(self, run: _Run) -> None:
+        """A run got its outcome: no longer live; bound what waits for acknowledgement."""
+        run_id = run.info.run_id
+        if self._live_by_issue.get(run.info.issue_id) == run_id:
+            del self._live_by_issue[run.info.issue_id]
+        if run_id not in self._runs or run_id in self._finished:
+            return
+        self._finished[run_id] = None
+        if len(self._finished) > MAX_UNACKED_FINISHED:
+            oldest = next(iter(self._finished))
+            del self._finished[oldest]
+            self._runs.pop(oldest, None)
+            log.warning(
+                "more than %d finished runs unacknowledged (is the dispatcher running?); "
+                "forgetting the outcome of %s",
+                MAX_UNACKED_FINISHED,
+                oldest,
+            )
 
     async def remove_workspace(
         self, identifier: str, workflow: WorkflowSnapshot | None
@@ -175,8 +225,8 @@ class LauncherService:
                 "no workflow known yet to locate the workspace root", code="unavailable"
             )
         if any(
-            r.info.issue_identifier == identifier and r.info.outcome is None
-            for r in self._runs.values()
+            self._runs[run_id].info.issue_identifier == identifier
+            for run_id in self._live_by_issue.values()
         ):
             raise SymphonyError(f"{identifier} has a live run", code="run_active")
         config = bind_config(snapshot, self.deps.env, self.deps.host)
@@ -374,10 +424,19 @@ class LauncherService:
                 run, "run_finished", {"status": outcome.status, "error_code": outcome.error_code}
             )
         run.info = dataclasses.replace(info, **changes)
+        if run.info.outcome is not None:
+            self._mark_finished(run)
         self._publish(event)
 
     def _record_outcome(self, run: _Run, outcome: RunOutcome) -> None:
         run.info = dataclasses.replace(run.info, outcome=outcome)
+        self._mark_finished(run)
+
+    def _task_done(self, run: _Run) -> None:
+        # A task cancelled before its first step never ran _execute's handlers: without an
+        # outcome the run would stay live forever and block its issue.
+        if run.info.outcome is None:
+            self._finish(run, RunOutcome("cancelled", "turn_cancelled", "run stopped"))
 
     def _finish(self, run: _Run, outcome: RunOutcome) -> None:
         """Finish a run that never reached the worker (bad config, tracker down)."""

@@ -35,6 +35,7 @@ from symphonyd.core.messages import (
     FetchByIds,
     FetchByStates,
     IssueList,
+    ListRuns,
     RemoveWorkspace,
     RemoveWorkspaceResult,
     RunEvent,
@@ -129,7 +130,7 @@ class SocketWorld:
         self.emit_pending()
         return res
 
-    async def _list(self, _: Empty, __: Peer) -> RunList:
+    async def _list(self, _: ListRuns, __: Peer) -> RunList:
         return RunList(await self.launcher.list_runs())
 
     async def _ack(self, p: AckRuns, _: Peer) -> Empty:

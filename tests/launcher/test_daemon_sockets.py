@@ -34,6 +34,7 @@ from symphonyd.core.messages import (
     Empty,
     FetchByIds,
     IssueList,
+    ListRuns,
     StartRun,
     ToolCall,
     ToolResult,
@@ -189,9 +190,9 @@ def test_dispatcher_drives_a_run_over_sockets_and_everything_is_audited(tmp_path
                             names.append(ev.data.event)
                             if ev.data.event == "run_finished":
                                 break
-                    runs = (await client.call(LAUNCHER_LIST_RUNS, Empty())).runs
+                    runs = (await client.call(LAUNCHER_LIST_RUNS, ListRuns())).runs
                     await client.call(LAUNCHER_ACK_RUNS, AckRuns(["run-1"]))
-                    after_ack = (await client.call(LAUNCHER_LIST_RUNS, Empty())).runs
+                    after_ack = (await client.call(LAUNCHER_LIST_RUNS, ListRuns())).runs
                     await client.close()
                 finally:
                     code, err = stop(launcher)
