@@ -167,7 +167,7 @@ def audit_records(directory: Path) -> list[dict[str, Any]]:
 
 
 def count_finished(directory: Path, offsets: dict[Path, int]) -> int:
-    """New launcher run_finished records since the last call (reads only the new bytes)."""
+    """New non-failed run_finished records since the last call (reads only the new bytes)."""
     found = 0
     for day in sorted(directory.glob("*.ndjson")):
         with day.open("rb") as fh:
@@ -175,7 +175,11 @@ def count_finished(directory: Path, offsets: dict[Path, int]) -> int:
             data = fh.read()
         cut = data.rfind(b"\n") + 1
         offsets[day] = offsets.get(day, 0) + cut
-        found += data[:cut].count(b'"type":"run_finished"')
+        # A failed attempt (e.g. EMFILE at spawn) is retried: only count runs that ended the
+        # issue's work (succeeded, or stopped by reconciliation after the hand-off).
+        for line in data[:cut].splitlines():
+            if b'"type":"run_finished"' in line and b'"status":"failed"' not in line:
+                found += 1
     return found
 
 

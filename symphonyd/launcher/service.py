@@ -290,7 +290,9 @@ class LauncherService:
             await self._attempt_in_sandbox(run)
         except asyncio.CancelledError:
             if run.info.outcome is None:
-                self._record_outcome(run, RunOutcome("cancelled", "turn_cancelled", "run stopped"))
+                # Stopped before the worker could report (e.g. while preparing the workspace):
+                # still publish and audit run_finished, or the dispatcher never acknowledges it.
+                self._finish(run, RunOutcome("cancelled", "turn_cancelled", "run stopped"))
             if run.cleanup_on_stop:
                 await self._cleanup(run)
             raise
@@ -427,10 +429,6 @@ class LauncherService:
         if run.info.outcome is not None:
             self._mark_finished(run)
         self._publish(event)
-
-    def _record_outcome(self, run: _Run, outcome: RunOutcome) -> None:
-        run.info = dataclasses.replace(run.info, outcome=outcome)
-        self._mark_finished(run)
 
     def _task_done(self, run: _Run) -> None:
         # A task cancelled before its first step never ran _execute's handlers: without an

@@ -117,11 +117,24 @@ class WorkerAttempt:
         try:
             outcome = await self._agent(Path(ws.path))
         except asyncio.CancelledError:
-            await self._after_run(ws)
-            self._finish(RunOutcome("cancelled", "turn_cancelled", "run stopped"))
+            await self._after_run_then_finish(
+                ws, RunOutcome("cancelled", "turn_cancelled", "run stopped")
+            )
             raise
-        await self._after_run(ws)
-        return self._finish(outcome)
+        await self._after_run_then_finish(ws, outcome)
+        return outcome
+
+    async def _after_run_then_finish(self, ws: Any, outcome: RunOutcome) -> None:
+        """after_run, then run_finished even when a stop cancels us during after_run.
+
+        A stop often lands just after the agent's last turn (the dispatcher sees the hand-off
+        state first): without ``finally`` the attempt ended with no run_finished event, so
+        the dispatcher never acknowledged it and its audit record was missing.
+        """
+        try:
+            await self._after_run(ws)
+        finally:
+            self._finish(outcome)
 
     async def _after_run(self, ws: Any) -> None:
         # Best effort (SPEC 9.4): a failing after_run is logged, never changes the outcome.
