@@ -15,6 +15,7 @@ from pathlib import Path
 
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.hostconfig import HostConfig
+from symphonyd.launcher.child_watch import use_pidfd_child_watcher
 from symphonyd.launcher.daemon import AuditQueue, TrackerClient, launcher_server
 from symphonyd.launcher.hooks import RunAs
 from symphonyd.launcher.limits import raise_nofile_limit
@@ -123,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_nofile_limit()
 
     async def startup(daemon: Daemon) -> None:
+        use_pidfd_child_watcher()
         service, audit, tracker = build(args, host)
         uids = args.dispatcher_uid or [pwd.getpwnam(DISPATCHER_USER).pw_uid]
         server = launcher_server(service, uids)

@@ -40,6 +40,11 @@ class LocalAdapter(TrackerAdapter):
                 raise config_error("tracker.provider.directory must be an absolute path")
             directory = base_dir / directory
         self.store = LocalStore(directory)
+        # identifier -> (record, its Issue) for records without blockers: such an Issue
+        # depends on the parsed record alone, and building 10 000 of them cost more than
+        # reading the files on every poll. The record object is the store's cached parse,
+        # so a changed file (a new record) misses.
+        self._issues: dict[str, tuple[LocalRecord, Issue]] = {}
         self.author = opt_str(p, "author", "symphony-agent") or "symphony-agent"
 
     async def _fetch_by_states(self, states: list[str]) -> list[Issue]:
@@ -53,6 +58,9 @@ class LocalAdapter(TrackerAdapter):
         bad: dict[str, SymphonyError] = {}
         identifiers = self.store.identifiers()
         self.store.retain(identifiers)
+        if len(self._issues) > len(identifiers):
+            keep = set(identifiers)
+            self._issues = {k: v for k, v in self._issues.items() if k in keep}
         for identifier in identifiers:
             try:
                 record = self.store.read(identifier)
@@ -140,6 +148,17 @@ class LocalAdapter(TrackerAdapter):
         return out
 
     def _normalise(self, record: LocalRecord, index: Mapping[str, LocalRecord]) -> Issue:
+        raw_blockers = record.meta.get("blocked_by")
+        if raw_blockers:
+            return self._build(record, index)
+        cached = self._issues.get(record.identifier)
+        if cached is not None and cached[0] is record:
+            return cached[1]
+        issue = self._build(record, index)
+        self._issues[record.identifier] = (record, issue)
+        return issue
+
+    def _build(self, record: LocalRecord, index: Mapping[str, LocalRecord]) -> Issue:
         meta = record.meta
         blockers = []
         raw_blockers = meta.get("blocked_by")

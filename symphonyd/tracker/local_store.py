@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import stat
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +32,11 @@ IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 SUFFIX = ".md"
 COMMENTS_SUFFIX = ".comments.md"
 MAX_FILE_BYTES = 1 << 20
+# File timestamps come from a coarse clock (a scheduler tick, up to ~10 ms): a file replaced
+# twice within one tick, the second time reusing the freed inode number with the same size,
+# has the same signature with other bytes. A signature is trusted alone only once its ctime
+# was this much older than the moment we looked (docs/design/0405-local-tracker-parse-cache.md).
+SETTLED_NS = 2_000_000_000
 FIELDS = (
     "id",
     "identifier",
@@ -64,11 +70,18 @@ class LocalRecord:
     description: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    signature: tuple[int, ...]  # (device, inode, size, mtime_ns, ctime_ns)
+    record: LocalRecord
+    data: bytes | None  # kept until the signature is settled, to compare bytes instead
+
+
 class LocalStore:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
-        # identifier -> (file signature, parsed record); see read().
-        self._cache: dict[str, tuple[tuple[int, ...], LocalRecord]] = {}
+        # identifier -> last parse of its file; see read().
+        self._cache: dict[str, _Cached] = {}
 
     def path_for(self, identifier: str) -> Path:
         return self.directory / f"{check_identifier(identifier)}{SUFFIX}"
@@ -98,11 +111,14 @@ class LocalStore:
         """The parsed file, None when absent; raises tracker_response when malformed.
 
         A parse is cached under the file's (device, inode, size, mtime, ctime): every write
-        here is a rename to a new inode and any edit in place moves ctime, so a cache hit
-        means the very bytes parsed before. Each read still opens and fstats the file, so
-        edits show up on the next poll exactly as without the cache.
+        here is a rename to a new inode and any edit in place moves ctime. Timestamps are
+        coarse, though, so a signature alone is trusted only once it is settled (ctime older
+        than SETTLED_NS when we looked); until then the bytes are read and compared. Each
+        read still opens and fstats the file, so edits show up on the next poll exactly as
+        without the cache.
         """
         path = self.path_for(identifier)
+        now = time.time_ns()  # before the fstat: any later change gets a later ctime
         opened = _open_regular(path)
         if opened is None:
             self._cache.pop(identifier, None)
@@ -110,13 +126,17 @@ class LocalStore:
         fd, signature = opened
         try:
             cached = self._cache.get(identifier)
-            if cached is not None and cached[0] == signature:
-                return cached[1]
+            if cached is not None and cached.signature == signature and cached.data is None:
+                return cached.record
             data = _read_capped(fd, path)
         finally:
             os.close(fd)
-        record = self._parse(identifier, data)
-        self._cache[identifier] = (signature, record)
+        if cached is not None and cached.data is not None and cached.data == data:
+            record = cached.record
+        else:
+            record = self._parse(identifier, data)
+        settled = now - signature[4] > SETTLED_NS
+        self._cache[identifier] = _Cached(signature, record, None if settled else data)
         return record
 
     def retain(self, identifiers: Iterable[str]) -> None:
