@@ -19,7 +19,7 @@ Timing comes from the audit log afterwards: first ``dispatch`` record to the las
 is when the dispatcher holds no running or retrying entry any more (that includes the
 SPEC 8.4 one-second continuation delay). Peak RSS per daemon is sampled with psutil.
 
-    .venv/bin/python bench/pipeline_throughput.py [--issues 1000 10000] [--concurrency N]
+    .venv/bin/python bench/pipeline_throughput.py [--issues 1000 10000] [--concurrency 256]
 
 The trees go under ``--dir`` (default /var/tmp: a real disk, so fsync is not free).
 Last line: RESULT {json}.
@@ -51,6 +51,11 @@ from symphonyd.runtime.ipc_client import IpcClient  # noqa: E402
 from symphonyd.tracker.local_store import render  # noqa: E402
 
 AGENT = REPO / "bench" / "data" / "zero_work_app_server.sh"
+# Enough that the 1 s poll does not cap the rate (the dispatcher starts at most this many
+# runs per poll, and a run holds its slot ~1 s), far below "every issue at once", which only
+# starts thousands of agents in lockstep and runs the launcher out of file descriptors.
+# A large real host runs tens to a few hundred agents (bench/README.md).
+DEFAULT_CONCURRENCY = 256
 DAEMONS = ("audit", "tracker", "launcher", "dispatcher")
 # The socket each daemon binds last: once it exists the daemon serves.
 READY_SOCKET = {"audit": "audit-launcher", "tracker": "tracker-launcher",
@@ -259,7 +264,12 @@ def measure(n: int, concurrency: int, poll_ms: int, base_dir: Path, keep: bool) 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--issues", type=int, nargs="+", default=[1000, 10000])
-    p.add_argument("--concurrency", type=int, default=0, help="max_concurrent_agents (0: = issues)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"max_concurrent_agents (default {DEFAULT_CONCURRENCY}; 0: = issues)",
+    )
     p.add_argument("--poll-ms", type=int, default=1000, help="polling.interval_ms")
     p.add_argument("--dir", type=Path, default=Path("/var/tmp"))
     p.add_argument("--keep", action="store_true", help="keep the trees (logs, audit) for a look")
