@@ -91,7 +91,9 @@ class AgentSandboxes:
         )
         # The agent template sits under the hidden state directory: bound back read-only.
         view = dataclasses.replace(view, readonly=(*view.readonly, self.template_home))
-        handle = await self.manager.setup(run_id, self.policy(config))
+        # bubblewrap path: the launcher's own cgroup carries the limits (a unit does otherwise)
+        limits = None if self.use_systemd else config.sandbox.resources
+        handle = await self.manager.setup(run_id, self.policy(config), limits)
         unit = f"symphony-agent-{_UNIT_SAFE.sub('_', run_id)}" if self.use_systemd else None
         return AgentSandbox(self, handle, view, config, unit)
 
