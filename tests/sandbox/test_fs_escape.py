@@ -12,12 +12,14 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Generator
 from pathlib import Path
 
 import pytest
 
 from symphonyd.launcher.sandbox import bwrap
+from symphonyd.launcher.sandbox.fs_view import FsView, build_fs_view
 from symphonyd.launcher.sandbox.sandbox import SandboxHandle
 from tests.sandbox.conftest import AGENT_GID, AGENT_UID, Launcher, World, agent_policy, run_probe
 
@@ -180,17 +182,41 @@ def test_git_works_in_the_sandbox(
     assert not os.listdir(bare_repo / ".git" / "hooks")
 
 
+def probe_in(launcher: Launcher, handle: SandboxHandle, view: FsView, world: World, *args: str):
+    async def go() -> bytes:
+        proc = await bwrap.spawn(
+            handle,
+            view,
+            ["/usr/bin/python3", str(world.workspace / "probe.py"), *args],
+            stdout=asyncio.subprocess.PIPE,
+        )
+        return (await asyncio.wait_for(proc.communicate(), 30))[0]
+
+    return json.loads(launcher.loop.run(go()).decode().strip().splitlines()[-1])
+
+
 def test_wildcard_entries_hide_matches_only(launcher: Launcher, agent: SandboxHandle, world: World):
-    key, notes = world.home / "deploy.pem", world.home / "notes.txt"
-    for path in (key, notes):
-        path.write_text("content")
-        path.chmod(0o644)
+    # Not under /tmp (private in the sandbox) nor /home (hidden wholesale): only the
+    # ~/*.pem pattern can hide the key here.
+    home = Path(
+        tempfile.mkdtemp(
+            prefix="symtest-home-", dir="/srv" if os.path.isdir("/srv") else "/var/cache"
+        )
+    )
     try:
-        assert not run_probe(launcher, agent, world, "read", str(key))["ok"]  # ~/*.pem
-        assert run_probe(launcher, agent, world, "read", str(notes))["ok"]  # control
+        home.chmod(0o755)
+        key, notes = home / "deploy.pem", home / "notes.txt"
+        for path in (key, notes):
+            path.write_text("content")
+            path.chmod(0o644)
+        view = build_fs_view(
+            world.workspace, world.workspace_root, uid=AGENT_UID, gid=AGENT_GID, homes=[home]
+        )
+        assert key in view.hidden_files
+        assert not probe_in(launcher, agent, view, world, "read", str(key))["ok"]
+        assert probe_in(launcher, agent, view, world, "read", str(notes))["ok"]  # control
     finally:
-        key.unlink()
-        notes.unlink()
+        shutil.rmtree(home)
 
 
 def test_key_created_in_a_home_after_the_build_is_hidden(
@@ -204,17 +230,6 @@ def test_key_created_in_a_home_after_the_build_is_hidden(
         late = home / "late.key"
         late.write_text("created after the sandbox was built")
         late.chmod(0o644)
-
-        async def go() -> bytes:
-            proc = await bwrap.spawn(
-                agent,
-                view,
-                ["/usr/bin/python3", str(world.workspace / "probe.py"), "read", str(late)],
-                stdout=asyncio.subprocess.PIPE,
-            )
-            return (await asyncio.wait_for(proc.communicate(), 30))[0]
-
-        r = json.loads(launcher.loop.run(go()).decode().strip().splitlines()[-1])
-        assert not r["ok"], r
+        assert not probe_in(launcher, agent, view, world, "read", str(late))["ok"]
     finally:
         shutil.rmtree(home)

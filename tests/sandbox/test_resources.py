@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from symphonyd.core import audit_events
 from symphonyd.core.config_extensions import ResourcesConfig
 from symphonyd.launcher.sandbox import bwrap, cgroups
 from symphonyd.launcher.sandbox.errors import SandboxError
@@ -180,7 +181,7 @@ def test_no_cgroup_means_no_sandbox_and_an_audit_record(
         limited(launcher, "res-none")
     assert info.value.error_code == "sandbox_resources_failed"
     failure = [a for a in launcher.audit if a.get("agent_id") == "res-none"]
-    assert failure and failure[-1]["type"] == "sandbox_failed"
+    assert failure and failure[-1]["type"] == audit_events.SANDBOX_FAILURE
     assert failure[-1]["code"] == "sandbox_resources_failed"
     assert "res-none" not in launcher.manager.live
     assert sh("ip", "-o", "link").stdout.count("symv") == links.count("symv")
