@@ -26,7 +26,10 @@ PACKAGES = (
     "systemd,systemd-sysv,dbus,procps,iproute2,nftables,bubblewrap,dnsmasq-base,"
     "python3,python3-httpx,python3-psutil,python3-pyroute2,python3-sdnotify,python3-tomli-w,"
     "python3-yaml,python3-nftables,python3-systemd,python3-babel,python3-dateutil,python3-tz,"
-    "python3-markupsafe,python3-aiohttp,ca-certificates"
+    "python3-markupsafe,python3-aiohttp,ca-certificates,git,"
+    # The sandbox escape suite runs inside too (tests/e2e/test_sandbox_systemd.py).
+    # (debootstrap does not resolve virtual packages: cffi-backend provides the cffi API one)
+    "python3-pytest,python3-cryptography,python3-cffi-backend"
 )
 
 
@@ -60,8 +63,10 @@ def rootfs_tarball() -> Path:
 class Container:
     """One booted systemd container; use as a context manager."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, binds_ro: Sequence[tuple[Path, str]] = ()) -> None:
+        """``binds_ro``: host directories to mount read-only at the given container paths."""
         self.root = workdir / "rootfs"
+        self.binds_ro = list(binds_ro)
         self._nspawn: subprocess.Popen[bytes] | None = None
         self.leader: int | None = None
 
@@ -78,14 +83,19 @@ class Container:
                 "--private-network",
                 "--boot",
                 "--quiet",
+                *(f"--bind-ro={src}:{dest}" for src, dest in self.binds_ro),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self.leader = self._wait_for_leader()
-        self.wait_until_running()
+        try:
+            self.leader = self._wait_for_leader()
+            self.wait_until_running()
+        except BaseException:
+            self.__exit__()  # a container that failed to boot must not outlive the test
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -109,7 +119,11 @@ class Container:
                 ["pgrep", "-P", str(self._nspawn.pid)], capture_output=True, text=True, check=False
             )
             for pid in out.stdout.split():
-                if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
+                try:
+                    comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                except FileNotFoundError:
+                    continue  # nspawn's short-lived intermediate child, already gone
+                if comm == "systemd":
                     return int(pid)
             time.sleep(0.2)
         raise TimeoutError("container's systemd did not appear")

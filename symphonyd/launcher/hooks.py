@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from symphonyd.core.config import HOOK_NAMES, HooksConfig
 from symphonyd.core.issue import Issue
@@ -42,6 +42,21 @@ MAX_ENV_VALUE_CHARS = 16_384
 DRAIN_GRACE_S = 2.0
 
 CommandWrapper = Callable[[list[str]], list[str]]
+
+
+class RunsHooks(Protocol):
+    """What a workspace needs of a hook runner: :class:`HookRunner`, or a sandboxed one."""
+
+    async def run(
+        self,
+        name: str,
+        script: str,
+        cwd: Path,
+        *,
+        timeout_ms: int,
+        issue: Issue | None = None,
+        identifier: str | None = None,
+    ) -> HookResult: ...
 
 
 @dataclass(frozen=True)

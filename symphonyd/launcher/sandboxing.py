@@ -10,24 +10,24 @@ workspace.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
 import re
-from collections.abc import Callable
+import secrets
 from pathlib import Path
 
 from symphonyd.core.config import ServiceConfig
 from symphonyd.core.egress_policy import EgressPolicy
 from symphonyd.core.hostconfig import SandboxHost
+from symphonyd.core.issue import Issue
 from symphonyd.launcher.agents.process import PIPE_LIMIT
-from symphonyd.launcher.hooks import RunAs
-from symphonyd.launcher.sandbox import bwrap
+from symphonyd.launcher.hooks import CommandWrapper, HookResult, HookRunner, RunAs
+from symphonyd.launcher.sandbox import bwrap, systemd_unit
 from symphonyd.launcher.sandbox.config_policy import egress_policy
+from symphonyd.launcher.sandbox.errors import SandboxError
 from symphonyd.launcher.sandbox.fs_view import FsView, build_fs_view
 from symphonyd.launcher.sandbox.sandbox import SandboxHandle, SandboxManager
-from symphonyd.launcher.sandbox.systemd_unit import systemd_run_argv, unit_properties
 
 log = logging.getLogger("symphonyd.launcher")
 PRIVATE_HOME = "/tmp/home"  # noqa: S108 - inside the sandbox's own private /tmp
@@ -81,7 +81,22 @@ class AgentSandboxes:
             local_services=self.host.local_services,
         )
 
-    async def open(self, run_id: str, workspace: Path, config: ServiceConfig) -> AgentSandbox:
+    def hook_policy(self, config: ServiceConfig) -> EgressPolicy:
+        return egress_policy(
+            config.sandbox.hooks_egress,
+            runtime=None,
+            permitted_networks=self.host.permitted_networks,
+        )
+
+    async def open(
+        self,
+        run_id: str,
+        workspace: Path,
+        config: ServiceConfig,
+        *,
+        policy: EgressPolicy | None = None,
+        unit_prefix: str = "symphony-agent",
+    ) -> AgentSandbox:
         view = build_fs_view(
             workspace,
             Path(config.workspace.root),
@@ -93,8 +108,8 @@ class AgentSandboxes:
         view = dataclasses.replace(view, readonly=(*view.readonly, self.template_home))
         # bubblewrap path: the launcher's own cgroup carries the limits (a unit does otherwise)
         limits = None if self.use_systemd else config.sandbox.resources
-        handle = await self.manager.setup(run_id, self.policy(config), limits)
-        unit = f"symphony-agent-{_UNIT_SAFE.sub('_', run_id)}" if self.use_systemd else None
+        handle = await self.manager.setup(run_id, policy or self.policy(config), limits)
+        unit = f"{unit_prefix}-{_UNIT_SAFE.sub('_', run_id)}" if self.use_systemd else None
         return AgentSandbox(self, handle, view, config, unit)
 
 
@@ -135,36 +150,76 @@ class AgentSandbox:
             return await bwrap.spawn(
                 self.handle, self.view, seeded, env=inner_env, cwd=cwd, **pipes
             )
-        resources = self.config.sandbox.resources
-        props = unit_properties(
-            self.view,
-            netns_path=self.handle.netns_path,
-            resolv_conf=bwrap.write_resolv_conf(self.handle),
-            memory_max=resources.memory_max,
-            tasks_max=resources.tasks_max,
-            cpu_quota=resources.cpu_quota,
-            environment={**inner_env, **self.handle.environment()},
-            reachable=[str(self.handle.lease.host_ip)],
-        )
-        argv_unit = systemd_run_argv(self.unit, props, seeded)
+        argv_unit = self._unit_argv(seeded, {**inner_env, **self.handle.environment()})
         return await asyncio.create_subprocess_exec(
             *argv_unit,
             env={"PATH": bwrap.BASE_PATH},
             **pipes,  # type: ignore[arg-type]
         )
 
-    def hook_wrapper(self) -> Callable[[list[str]], list[str]]:
-        return bwrap.hook_wrapper(self.handle, self.view)
+    def _unit_argv(self, command: list[str], environment: dict[str, str]) -> list[str]:
+        assert self.unit is not None
+        return systemd_unit.unit_argv(
+            self.handle,
+            self.view,
+            command,
+            unit=self.unit,
+            resources=self.config.sandbox.resources,
+            env=environment,
+        )
+
+    def hook_wrapper(self) -> CommandWrapper:
+        """Wraps a hook's pinned ``env -i -- ... bash -c`` command to run in this sandbox."""
+        if self.unit is None:
+            return bwrap.hook_wrapper(self.handle, self.view)
+        env = self.handle.environment()
+        return lambda inner: self._unit_argv(bwrap.with_sandbox_env(inner, env), env)
 
     async def close(self) -> None:
         if self.unit is not None:
-            proc = await asyncio.create_subprocess_exec(
-                "systemctl",
-                "stop",
-                f"{self.unit}.service",
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), 30)
+            await systemd_unit.stop(self.unit)
         await self.owner.manager.teardown(self.handle)
+
+
+class SandboxedHookRunner:
+    """Runs each workspace hook in a sandbox of its own (issue #6, docs/design/0605).
+
+    Hooks are trusted scripts acting on content the agent wrote, so they get the agent's
+    filesystem view and unprivileged user, the workflow's ``hooks_egress`` policy instead of
+    the agent's, and an environment built from nothing (no tracker credential). A sandbox
+    that cannot be built means the hook does not run: it reports as failed to start.
+    """
+
+    def __init__(self, sandboxes: AgentSandboxes, config: ServiceConfig) -> None:
+        self.sandboxes = sandboxes
+        self.config = config
+
+    async def run(
+        self,
+        name: str,
+        script: str,
+        cwd: Path,
+        *,
+        timeout_ms: int,
+        issue: Issue | None = None,
+        identifier: str | None = None,
+    ) -> HookResult:
+        run_id = f"hook-{secrets.token_hex(6)}"
+        try:
+            sandbox = await self.sandboxes.open(
+                run_id,
+                cwd,
+                self.config,
+                policy=self.sandboxes.hook_policy(self.config),
+                unit_prefix="symphony-hook",
+            )
+        except SandboxError as exc:
+            log.warning("hook %s not run: its sandbox failed: %s", name, exc.message)
+            return HookResult(name, None, False, "", 0, 0, f"sandbox: {exc.message}")
+        try:
+            runner = HookRunner(command_wrapper=sandbox.hook_wrapper(), home="/tmp")  # noqa: S108
+            return await runner.run(
+                name, script, cwd, timeout_ms=timeout_ms, issue=issue, identifier=identifier
+            )
+        finally:
+            await asyncio.shield(sandbox.close())

@@ -49,7 +49,7 @@ from symphonyd.launcher.agents.factory import session_factory
 from symphonyd.launcher.agents.process import Spawner, local_spawn
 from symphonyd.launcher.agents.session import ApprovalPolicy, ToolInvocation, short, utc_now
 from symphonyd.launcher.hooks import RunAs
-from symphonyd.launcher.sandboxing import AgentSandbox, AgentSandboxes
+from symphonyd.launcher.sandboxing import AgentSandbox, AgentSandboxes, SandboxedHookRunner
 from symphonyd.launcher.worker import WorkerDeps, run_worker_attempt
 from symphonyd.launcher.workspace import WorkspaceManager
 from symphonyd.runtime.logging import log_event
@@ -180,7 +180,7 @@ class LauncherService:
         ):
             raise SymphonyError(f"{identifier} has a live run", code="run_active")
         config = bind_config(snapshot, self.deps.env, self.deps.host)
-        manager = WorkspaceManager(config.workspace.root, config.hooks, owner=self.deps.run_as)
+        manager = self._workspaces(config)
         removed = await manager.remove(identifier)
         return RemoveWorkspaceResult(bool(removed))
 
@@ -220,6 +220,18 @@ class LauncherService:
             assert run.task is not None
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await run.task
+
+    def _workspaces(self, config: ServiceConfig) -> WorkspaceManager:
+        """Workspaces of this config; with the sandbox on, every hook runs in one of its own."""
+        sandboxes = self.deps.sandboxes
+        if sandboxes is None:
+            return WorkspaceManager(config.workspace.root, config.hooks, owner=self.deps.run_as)
+        return WorkspaceManager(
+            config.workspace.root,
+            config.hooks,
+            SandboxedHookRunner(sandboxes, config),
+            owner=self.deps.run_as,
+        )
 
     # ------------------------------------------------------------------ one run
 
@@ -268,7 +280,7 @@ class LauncherService:
         offered = await self.deps.tracker.tool_specs()
         tools = offered.tools
         rules = state_rules(config.tracker)
-        workspaces = WorkspaceManager(config.workspace.root, config.hooks, owner=self.deps.run_as)
+        workspaces = self._workspaces(config)
         workspaces.ensure_root()
         run.info = dataclasses.replace(
             run.info, workspace_path=str(workspaces.path_for(run.issue.identifier))
@@ -322,7 +334,7 @@ class LauncherService:
     async def _cleanup(self, run: _Run) -> None:
         with contextlib.suppress(Exception):
             config = bind_config(run.workflow, self.deps.env, self.deps.host)
-            manager = WorkspaceManager(config.workspace.root, config.hooks, owner=self.deps.run_as)
+            manager = self._workspaces(config)
             await asyncio.shield(manager.remove(run.info.issue_identifier))
 
     # ------------------------------------------------------------------ events

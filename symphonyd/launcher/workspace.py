@@ -29,7 +29,7 @@ from symphonyd.core.workspace_paths import (
     safe_key_path,
     workspace_key,
 )
-from symphonyd.launcher.hooks import HookResult, HookRunner, RunAs, hook_script
+from symphonyd.launcher.hooks import HookResult, HookRunner, RunAs, RunsHooks, hook_script
 
 log = logging.getLogger("symphonyd.launcher.workspace")
 
@@ -71,14 +71,16 @@ class WorkspaceManager:
         self,
         root: str | os.PathLike[str],
         hooks: HooksConfig | None = None,
-        hook_runner: HookRunner | None = None,
+        hook_runner: RunsHooks | None = None,
         *,
         owner: RunAs | None = None,
     ) -> None:
         self.root = Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
         # Reassign to apply a reloaded WORKFLOW.md; the next hook uses the new scripts.
         self.hooks = hooks
-        self.hook_runner = hook_runner if hook_runner is not None else HookRunner(run_as=owner)
+        self.hook_runner: RunsHooks = (
+            hook_runner if hook_runner is not None else HookRunner(run_as=owner)
+        )
         self.owner = owner
 
     # ------------------------------------------------------------------ paths

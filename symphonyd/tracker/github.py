@@ -19,11 +19,12 @@ from symphonyd.core.issue import Issue, build_issue, state_key
 from symphonyd.tracker.adapter import TrackerAdapter
 from symphonyd.tracker.credentials import resolve_secret, secret_reference
 from symphonyd.tracker.errors import PAGINATION, RESPONSE, config_error, tracker_error
-from symphonyd.tracker.http import HttpPolicy, JsonResponse, Sleep, make_client, request_json
+from symphonyd.tracker.http import JsonResponse, Sleep, make_client, request_json
 from symphonyd.tracker.provider_config import (
     TrackerSettings,
     check_keys,
     http_endpoint,
+    http_policy,
     opt_int,
     opt_str,
     opt_str_list,
@@ -86,11 +87,7 @@ class GitHubAdapter(TrackerAdapter):
         self.assignee = opt_str(p, "assignee")
         self.blocked_label = (opt_str(p, "blocked_label") or "").lower() or None
         self.page_size = opt_int(p, "page_size", 50, 1, 100)
-        self.policy = HttpPolicy(
-            timeout_s=opt_int(p, "timeout_ms", 30_000, 100, 300_000) / 1000,
-            max_attempts=opt_int(p, "max_attempts", 3, 1, 10),
-            max_retry_wait_s=opt_int(p, "max_retry_wait_ms", 60_000, 0, 3_600_000) / 1000,
-        )
+        self.policy = http_policy(p)
         self._secret_names = [secret_reference(p, "api_key", DEFAULT_SECRET)]
         self._token = resolve_secret(p, "api_key", DEFAULT_SECRET, env, settings.unit_credential)
         self.secrets = (self._token,)

@@ -17,7 +17,6 @@ from symphonyd.tracker.adapter import TrackerAdapter, blocked
 from symphonyd.tracker.credentials import resolve_secret, secret_reference
 from symphonyd.tracker.errors import PAGINATION, RESPONSE, tracker_error
 from symphonyd.tracker.http import (
-    HttpPolicy,
     JsonResponse,
     RateLimited,
     Sleep,
@@ -28,6 +27,7 @@ from symphonyd.tracker.provider_config import (
     TrackerSettings,
     check_keys,
     http_endpoint,
+    http_policy,
     opt_bool,
     opt_int,
     opt_str,
@@ -81,11 +81,7 @@ class LinearAdapter(TrackerAdapter):
         self.assignee = opt_str(p, "assignee")
         self.page_size = opt_int(p, "page_size", 50, 1, 250)
         self.id_batch_size = opt_int(p, "id_batch_size", 50, 1, 250)
-        self.policy = HttpPolicy(
-            timeout_s=opt_int(p, "timeout_ms", 30_000, 100, 300_000) / 1000,
-            max_attempts=opt_int(p, "max_attempts", 3, 1, 10),
-            max_retry_wait_s=opt_int(p, "max_retry_wait_ms", 60_000, 0, 3_600_000) / 1000,
-        )
+        self.policy = http_policy(p)
         self.graphql_tool = opt_bool(p, "graphql_tool", False)
         self._secret_names = [secret_reference(p, "api_key", DEFAULT_SECRET)]
         self._token = resolve_secret(p, "api_key", DEFAULT_SECRET, env, settings.unit_credential)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,9 @@ class LocalAdapter(TrackerAdapter):
     def _load_all(self) -> tuple[dict[str, LocalRecord], dict[str, SymphonyError]]:
         good: dict[str, LocalRecord] = {}
         bad: dict[str, SymphonyError] = {}
-        for identifier in self.store.identifiers():
+        identifiers = self.store.identifiers()
+        self.store.retain(identifiers)
+        for identifier in identifiers:
             try:
                 record = self.store.read(identifier)
             except SymphonyError as exc:
@@ -80,16 +82,54 @@ class LocalAdapter(TrackerAdapter):
         return [i for i in issues if state_key(i.state) in keys]
 
     def _scan_ids(self, ids: set[str]) -> list[Issue]:
+        direct = self._direct_ids(ids)
+        if direct is not None:
+            return direct
         records, bad = self._load_all()
         for identifier, exc in bad.items():
             if identifier in ids:
                 raise tracker_error(RESPONSE, f"requested issue file is malformed: {exc.message}")
+        return self._normalise_requested(records.values(), records, ids)
+
+    def _direct_ids(self, ids: set[str]) -> list[Issue] | None:
+        """Issues whose id is also their file name, read without listing the directory.
+
+        The dispatcher and launcher refresh a few issues at a time; re-reading the whole
+        directory for each refresh made a board of n issues cost O(n) per issue. Every id
+        this tracker creates is its identifier, so ``<id>.md`` is looked at first; None (a
+        full scan) when any id is not found that way, so an issue whose front matter gives
+        it a different id is still found, as before.
+        """
+        index: dict[str, LocalRecord] = {}
+        for issue_id in ids:
+            if not IDENTIFIER.match(issue_id):
+                return None
+            record = self.store.read(issue_id)  # a malformed file raises, as in a scan
+            if record is None or record.meta.get("id", record.identifier) != issue_id:
+                return None
+            index[issue_id] = record
+        wanted = list(index.values())
+        for record in wanted:
+            refs = record.meta.get("blocked_by")
+            for ref in refs if isinstance(refs, list) else []:
+                if isinstance(ref, str) and IDENTIFIER.match(ref) and ref not in index:
+                    try:
+                        blocker = self.store.read(ref)
+                    except SymphonyError:
+                        continue  # unknown state: stays blocking, as in a full scan
+                    if blocker is not None:
+                        index[ref] = blocker
+        return self._normalise_requested(wanted, index, ids)
+
+    def _normalise_requested(
+        self, candidates: Iterable[LocalRecord], index: Mapping[str, LocalRecord], ids: set[str]
+    ) -> list[Issue]:
         out = []
-        for record in records.values():
+        for record in candidates:
             raw_id = record.meta.get("id", record.identifier)
             if raw_id in ids or record.identifier in ids:
                 try:
-                    issue = self._normalise(record, records)
+                    issue = self._normalise(record, index)
                 except SymphonyError as exc:
                     raise tracker_error(
                         RESPONSE,

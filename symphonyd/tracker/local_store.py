@@ -67,6 +67,8 @@ class LocalRecord:
 class LocalStore:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
+        # identifier -> (file signature, parsed record); see read().
+        self._cache: dict[str, tuple[tuple[int, ...], LocalRecord]] = {}
 
     def path_for(self, identifier: str) -> Path:
         return self.directory / f"{check_identifier(identifier)}{SUFFIX}"
@@ -93,10 +95,37 @@ class LocalStore:
         return sorted(out)
 
     def read(self, identifier: str) -> LocalRecord | None:
-        """The parsed file, None when absent; raises tracker_response when malformed."""
-        data = _read_regular(self.path_for(identifier))
-        if data is None:
+        """The parsed file, None when absent; raises tracker_response when malformed.
+
+        A parse is cached under the file's (device, inode, size, mtime, ctime): every write
+        here is a rename to a new inode and any edit in place moves ctime, so a cache hit
+        means the very bytes parsed before. Each read still opens and fstats the file, so
+        edits show up on the next poll exactly as without the cache.
+        """
+        path = self.path_for(identifier)
+        opened = _open_regular(path)
+        if opened is None:
+            self._cache.pop(identifier, None)
             return None
+        fd, signature = opened
+        try:
+            cached = self._cache.get(identifier)
+            if cached is not None and cached[0] == signature:
+                return cached[1]
+            data = _read_capped(fd, path)
+        finally:
+            os.close(fd)
+        record = self._parse(identifier, data)
+        self._cache[identifier] = (signature, record)
+        return record
+
+    def retain(self, identifiers: Iterable[str]) -> None:
+        """Forget cached parses of files that are gone (called after a full listing)."""
+        keep = set(identifiers)
+        for identifier in [i for i in self._cache if i not in keep]:
+            self._cache.pop(identifier, None)
+
+    def _parse(self, identifier: str, data: bytes) -> LocalRecord:
         try:
             parsed = parse_workflow_bytes(data)
         except SymphonyError as exc:
@@ -179,7 +208,8 @@ def render(meta: Mapping[str, Any], description: str) -> bytes:
     return f"---\n{front}---\n\n{description.strip()}\n".encode()
 
 
-def _read_regular(path: Path) -> bytes | None:
+def _open_regular(path: Path) -> tuple[int, tuple[int, ...]] | None:
+    """An fd on the regular file at ``path`` (never through a symlink) and its signature."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -188,15 +218,28 @@ def _read_regular(path: Path) -> bytes | None:
         raise tracker_error(
             RESPONSE, f"{path.name}: cannot open ({exc.strerror}); symlinks " "are refused"
         ) from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise tracker_error(RESPONSE, f"{path.name}: not a regular file")
-        data = os.read(fd, MAX_FILE_BYTES + 1)
-    finally:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
+        raise tracker_error(RESPONSE, f"{path.name}: not a regular file")
+    return fd, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _read_capped(fd: int, path: Path) -> bytes:
+    data = os.read(fd, MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise tracker_error(RESPONSE, f"{path.name}: larger than {MAX_FILE_BYTES} bytes")
     return data
+
+
+def _read_regular(path: Path) -> bytes | None:
+    opened = _open_regular(path)
+    if opened is None:
+        return None
+    try:
+        return _read_capped(opened[0], path)
+    finally:
+        os.close(opened[0])
 
 
 def _write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> None:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME
 from symphonyd.tracker.errors import config_error
+from symphonyd.tracker.http import HttpPolicy
 
 
 @dataclass(frozen=True)
@@ -82,4 +83,13 @@ def http_endpoint(provider: Mapping[str, Any], key: str, default: str) -> str:
         return url.rstrip("/")
     raise config_error(
         f"tracker.provider.{key} must be an https URL (http only to a loopback host)"
+    )
+
+
+def http_policy(provider: Mapping[str, Any]) -> HttpPolicy:
+    """Timeouts and retries of an HTTP tracker, from its ``provider`` keys."""
+    return HttpPolicy(
+        timeout_s=opt_int(provider, "timeout_ms", 30_000, 100, 300_000) / 1000,
+        max_attempts=opt_int(provider, "max_attempts", 3, 1, 10),
+        max_retry_wait_s=opt_int(provider, "max_retry_wait_ms", 60_000, 0, 3_600_000) / 1000,
     )

@@ -2,7 +2,8 @@
 
 A local-files issue is picked up, a real Codex agent edits its workspace and hands the issue
 off through the tracker tool; pause survives a dispatcher restart; the journal carries issue
-fields; the audit chain verifies; every daemon comes back after kill -9.
+fields; the audit chain verifies; every daemon comes back after kill -9; after all that,
+``apt purge`` leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 from devtools.demo_setup import CODEX_VENDOR, configure_demo, install_package
 from devtools.nspawn import Container
-from tests.e2e.test_package import SOCKETS
+from tests.e2e.test_package import SOCKETS, purge_leftovers
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.agents]
 
@@ -96,6 +97,14 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
         raise AssertionError(journal_dump(c)) from None
     demo = c.run(["cat", "/var/lib/symphony/workspaces/DEMO-1/symphony-demo.md"]).stdout
     assert "demo model" in demo
+    # after_create ran in a transient unit of its own as the agent user, and the hostile
+    # title reached it verbatim: neither PID 1 nor a shell expanded its "$(id)".
+    ws = "/var/lib/symphony/workspaces/DEMO-1"
+    assert c.run(["cat", f"{ws}/ISSUE.md"]).stdout == "# DEMO-1\n\nSay hello <b>$(id)</b>\n"
+    owners = c.run(["stat", "-c", "%U", f"{ws}/ISSUE.md", f"{ws}/.git/config"]).stdout.split()
+    assert owners == ["symphony-agent", "symphony-agent"], owners
+    systemd_log = c.run(["journalctl", "--no-pager", "-o", "cat", "_PID=1"]).stdout
+    assert "symphony-hook-" in systemd_log and "symphony-agent-" in systemd_log
 
     # The run is in the journal with its issue fields (symphonyctl logs matches on them).
     journal = c.run(["journalctl", "--no-pager", "-o", "json", "ISSUE_IDENTIFIER=DEMO-1"]).stdout
@@ -163,3 +172,7 @@ def test_pause_survives_restart_and_daemons_survive_kill_9(
         timeout=180,
     )
     c.run(["symphonyctl", "audit", "verify", "--dir", "/var/lib/symphony/audit"])
+
+    # After the whole run (agents in sandboxes, kill -9 of every daemon): purge leaves
+    # nothing of the package, down to the launcher's nftables table and veth ends.
+    assert purge_leftovers(c) == []

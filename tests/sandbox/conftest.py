@@ -1,5 +1,11 @@
 """The escape suite's world: a small internet in a network namespace, and a live launcher.
 
+The launcher comes in one flavour per enforcer (docs/design/0807): ``bwrap`` where systemd is
+not PID 1 (the host) and ``systemd``, a real transient unit, where it is (the nspawn container
+that tests/e2e/test_sandbox_systemd.py boots). Tests spawn through :meth:`Launcher.spawn` and
+:func:`run_probe`, so one test body runs on both; ``SYMPHONY_SANDBOX_ENFORCERS=bwrap,systemd``
+overrides the choice.
+
 Everything is created by the fixtures and removed in their finalizers: the ``symtest-inet``
 namespace and its veth, the routes to 198.18.1.0/24, the ``inet symphonyd`` table, every
 ``symv*`` interface, the fake servers, and /etc/symphony if the suite had to create it.
@@ -10,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Coroutine, Generator
@@ -24,8 +32,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from symphonyd.core.config_extensions import ResourcesConfig
 from symphonyd.core.egress_policy import EgressPolicy, build_policy
-from symphonyd.launcher.sandbox import bwrap
+from symphonyd.launcher.sandbox import bwrap, systemd_unit
 from symphonyd.launcher.sandbox.addresses import AddressPool
 from symphonyd.launcher.sandbox.dns import UpstreamResolver
 from symphonyd.launcher.sandbox.fs_view import FsView, build_fs_view
@@ -39,6 +48,35 @@ UPSTREAM = ("198.18.1.53", 53)
 AGENT_UID = 64123
 AGENT_GID = 64123
 TEST_POOL = "100.127.0.0/22"
+# Generous enough for python3 and its probes; tests of the limits themselves pass tighter ones.
+TEST_RESOURCES = ResourcesConfig(memory_max="512M", tasks_max=64, cpu_quota="100%")
+
+
+def _enforcers() -> list[str]:
+    chosen = os.environ.get("SYMPHONY_SANDBOX_ENFORCERS")
+    if chosen:
+        return [e.strip() for e in chosen.split(",") if e.strip()]
+    # The launcher's own test (sandboxing.systemd_is_pid1), inlined to keep imports small.
+    return ["systemd"] if os.path.isdir("/run/systemd/system") else ["bwrap"]
+
+
+ENFORCERS = _enforcers()
+_unit_serial = itertools.count()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``@pytest.mark.enforcer("systemd")`` keeps a test to the named enforcers: the other
+    variants are deselected (not skipped, which CI treats as failure)."""
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        only = item.get_closest_marker("enforcer")
+        callspec = getattr(item, "callspec", None)
+        chosen = callspec.params.get("launcher") if callspec else None
+        (drop if only and chosen not in only.args else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -168,6 +206,8 @@ class Launcher:
     loop: LoopThread
     manager: SandboxManager
     audit: list[dict[str, Any]] = field(default_factory=list)
+    enforcer: str = "bwrap"
+    units: dict[int, str] = field(default_factory=dict)  # systemd-run pid -> its unit
 
     def setup(self, agent_id: str, policy: EgressPolicy) -> SandboxHandle:
         return self.loop.run(self.manager.setup(agent_id, policy))
@@ -175,9 +215,47 @@ class Launcher:
     def teardown(self, handle: SandboxHandle) -> None:
         self.loop.run(self.manager.teardown(handle))
 
+    async def spawn(
+        self,
+        handle: SandboxHandle,
+        view: FsView,
+        command: list[str],
+        *,
+        resources: ResourcesConfig = TEST_RESOURCES,
+        **kwargs: Any,
+    ) -> asyncio.subprocess.Process:
+        """Start ``command`` in ``handle``'s sandbox with this launcher's enforcer.
 
-@pytest.fixture(scope="session")
-def launcher(internet: Internet, loop: LoopThread) -> Generator[Launcher, None, None]:
+        ``resources`` only applies to the systemd path (bubblewrap's limits come with the handle:
+        ``manager.setup(..., resources)``, test_bwrap_cgroup_limits.py)."""
+        if self.enforcer == "bwrap":
+            return await bwrap.spawn(handle, view, command, **kwargs)
+        unit = f"symtest-{handle.agent_id}-{next(_unit_serial)}"
+        kwargs.setdefault("stdin", asyncio.subprocess.DEVNULL)
+        proc = await systemd_unit.spawn(
+            handle, view, command, unit=unit, resources=resources, **kwargs
+        )
+        self.units[proc.pid] = unit
+        return proc
+
+    def agent_pid(self, proc: asyncio.subprocess.Process, timeout: float = 10) -> int:
+        """The sandboxed process itself: bwrap's pid, or the unit's main process."""
+        if self.enforcer == "bwrap":
+            return proc.pid
+        unit = self.units[proc.pid]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = sh("systemctl", "show", "-P", "MainPID", f"{unit}.service", check=False)
+            if out.stdout.strip() not in ("", "0"):
+                return int(out.stdout)
+            time.sleep(0.05)
+        raise AssertionError(f"{unit} has no main process")
+
+
+@pytest.fixture(scope="session", params=ENFORCERS)
+def launcher(
+    request: pytest.FixtureRequest, internet: Internet, loop: LoopThread
+) -> Generator[Launcher, None, None]:
     audit: list[dict[str, Any]] = []
     manager = SandboxManager(
         upstream=UpstreamResolver([UPSTREAM]),
@@ -187,7 +265,7 @@ def launcher(internet: Internet, loop: LoopThread) -> Generator[Launcher, None, 
     )
     loop.run(manager.start())
     try:
-        yield Launcher(loop, manager, audit)
+        yield Launcher(loop, manager, audit, enforcer=request.param)
     finally:
         loop.run(manager.close())
         manager.firewall.remove_table()
@@ -218,9 +296,9 @@ class World:
         """The throwaway CA, at a path the sandboxed agent can read."""
         return str(self.workspace / "ca.pem")
 
-    def view(self) -> FsView:
+    def view(self, workspace: Path | None = None) -> FsView:
         return build_fs_view(
-            self.workspace,
+            workspace or self.workspace,
             self.workspace_root,
             uid=AGENT_UID,
             gid=AGENT_GID,
@@ -244,7 +322,13 @@ def _make_workspace(path: Path) -> None:
 def world(
     tmp_path_factory: pytest.TempPathFactory, internet: Internet
 ) -> Generator[World, None, None]:
-    root = tmp_path_factory.mktemp("world")
+    if "systemd" in ENFORCERS:
+        # A unit's workspace is a bind of the real path, so every ancestor must be
+        # traversable by the agent user (pytest's basetemp is 0700) and outside /tmp,
+        # which PrivateTmp= replaces; production workspaces live under /var/lib.
+        root = Path(tempfile.mkdtemp(prefix="symtest-world-", dir="/srv"))
+    else:
+        root = tmp_path_factory.mktemp("world")
     os.chmod(root, 0o755)
     ws_root = root / "workspaces"
     ws_root.mkdir()
@@ -272,9 +356,39 @@ def world(
         yield World(root, ws_root, workspace, sibling, home, audit_dir, etc)
     finally:
         marker.unlink(missing_ok=True)
+        if "systemd" in ENFORCERS:
+            shutil.rmtree(root, ignore_errors=True)
         if created_etc:
             with contextlib.suppress(OSError):
                 etc.rmdir()
+
+
+def probe_output(
+    launcher: Launcher,
+    handle: SandboxHandle,
+    view: FsView,
+    *args: str,
+    env: dict[str, str] | None = None,
+    resources: ResourcesConfig = TEST_RESOURCES,
+) -> tuple[list[dict[str, Any]], int, str]:
+    """Run probe.py in the sandbox; every JSON line it printed, its exit status, its stderr."""
+
+    async def go() -> tuple[bytes, bytes, int]:
+        proc = await launcher.spawn(
+            handle,
+            view,
+            ["/usr/bin/python3", str(view.workspace / "probe.py"), *args],
+            env=env,
+            resources=resources,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        return out, err, proc.returncode or 0
+
+    out, err, rc = launcher.loop.run(go())
+    lines = [dict(json.loads(line)) for line in out.decode().splitlines() if line.startswith("{")]
+    return lines, rc, err.decode()[-2000:]
 
 
 def run_probe(
@@ -284,22 +398,9 @@ def run_probe(
     *args: str,
     env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    async def go() -> tuple[bytes, bytes, int]:
-        proc = await bwrap.spawn(
-            handle,
-            world.view(),
-            ["/usr/bin/python3", str(world.workspace / "probe.py"), *args],
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-        return out, err, proc.returncode or 0
-
-    out, err, rc = launcher.loop.run(go())
-    lines = out.decode().strip().splitlines()
-    assert lines, f"probe printed nothing (rc={rc}): {err.decode()[-2000:]}"
-    return dict(json.loads(lines[-1]))
+    lines, rc, err = probe_output(launcher, handle, world.view(), *args, env=env)
+    assert lines, f"probe printed nothing (rc={rc}): {err}"
+    return lines[-1]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -309,3 +410,19 @@ def no_leftovers() -> Generator[None, None, None]:
     assert "symv" not in links, links
     assert sh("nft", "list", "table", "inet", "symphonyd", check=False).returncode != 0
     assert not list(RUN_DIR.glob("symv*")) if RUN_DIR.exists() else True
+
+
+@pytest.fixture
+def template() -> Generator[Path, None, None]:
+    # Outside /tmp: the sandbox puts a private tmpfs there, as production does.
+    # Under /var/lib/symphony, which the shipped deny list hides, as in production.
+    parent = Path("/var/lib/symphony")
+    created = not parent.exists()
+    parent.mkdir(exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="test-agent-template-", dir=parent))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        if created:
+            shutil.rmtree(parent, ignore_errors=True)

@@ -13,6 +13,7 @@ import socket
 import ssl
 import struct
 import sys
+import time
 import urllib.request
 
 TIMEOUT = 2.0  # for attempts that the sandbox is expected to drop
@@ -174,6 +175,58 @@ def write(path: str) -> None:
         result(ok=True)
     except Exception as exc:
         result(ok=False, error=err(exc))
+
+
+def peek_procs(name: str) -> None:
+    """Look through every visible process for another sandbox: its environment, and ``name``
+    in its working directory (``/proc/<pid>/cwd`` crosses into that process's mount view)."""
+    me = os.getpid()
+    visible, environ, reached = [], [], []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        visible.append(int(entry))
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if b"SYMPHONY_SANDBOX_ID" in f.read():
+                    environ.append(int(entry))
+        except OSError:
+            pass
+        try:
+            with open(f"/proc/{entry}/cwd/{name}", "rb") as f:
+                reached.append(f.read(100).decode(errors="replace"))
+        except OSError:
+            pass
+    result(ok=True, visible=visible, environ=environ, reached=reached)
+
+
+def fork_many(count: str) -> None:
+    """Start up to ``count`` sleeping children; report how many the kernel allowed."""
+    children = []
+    error = ""
+    for _ in range(int(count)):
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            error = err(exc)
+            break
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    result(ok=not error, started=len(children), error=error)
+
+
+def hog(megabytes: str) -> None:
+    """Allocate and touch memory 8 MiB at a time, reporting progress after each step."""
+    held = []
+    for step in range(int(megabytes) // 8):
+        held.append(bytearray(os.urandom(1024)) * (8 * 1024))
+        print(json.dumps({"allocated": (step + 1) * 8}), flush=True)
+    result(ok=True, allocated=int(megabytes))
 
 
 def identity() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from symphonyd.launcher.sandbox import bwrap, procs
+from symphonyd.launcher.sandbox import procs
 from symphonyd.launcher.sandbox.addresses import AddressPool
 from symphonyd.launcher.sandbox.dns import UpstreamResolver
 from symphonyd.launcher.sandbox.errors import SandboxError
@@ -111,7 +112,7 @@ def test_teardown_removes_processes_rules_and_interfaces(launcher: Launcher, wor
     ifname = handle.lease.host_ifname
 
     async def start_sleeper() -> int:
-        proc = await bwrap.spawn(handle, world.view(), ["/bin/sleep", "1000"])
+        proc = await launcher.spawn(handle, world.view(), ["/bin/sleep", "1000"])
         return proc.pid
 
     launcher.loop.run(start_sleeper())
@@ -131,7 +132,7 @@ def test_teardown_removes_processes_rules_and_interfaces(launcher: Launcher, wor
     assert not any(e[0] == ifname for e in launcher.manager.firewall.elements("agent_in"))
     assert handle.netns.fd == -1
     with pytest.raises(SandboxError):
-        launcher.loop.run(bwrap.spawn(handle, world.view(), ["/bin/true"]))
+        launcher.loop.run(launcher.spawn(handle, world.view(), ["/bin/true"]))
     launcher.teardown(handle)  # idempotent
 
 
@@ -139,7 +140,8 @@ CRASHER = textwrap.dedent(
     """
     import asyncio, os, sys
     from pathlib import Path
-    from symphonyd.launcher.sandbox import bwrap
+    from symphonyd.core.config_extensions import ResourcesConfig
+    from symphonyd.launcher.sandbox import bwrap, systemd_unit
     from symphonyd.launcher.sandbox.addresses import AddressPool
     from symphonyd.launcher.sandbox.dns import UpstreamResolver
     from symphonyd.launcher.sandbox.fs_view import build_fs_view
@@ -152,8 +154,14 @@ CRASHER = textwrap.dedent(
         await m.start()
         h = await m.setup("crashy", build_policy(allowed_domains=["allowed.test"]))
         view = build_fs_view(Path(sys.argv[1]), Path(sys.argv[2]), uid=64123, gid=64123)
-        # setsid-style escape attempt: a process that would outlive bwrap's parent if it could
-        await bwrap.spawn(h, view, ["/bin/sleep", "1000"])
+        # a process that would outlive the launcher if reconciliation did not find it
+        sleeper = ["/bin/sleep", "1000"]
+        if sys.argv[3] == "systemd":
+            quiet = {"stdout": asyncio.subprocess.DEVNULL, "stderr": asyncio.subprocess.DEVNULL}
+            await systemd_unit.spawn(h, view, sleeper, unit="symtest-crashy",
+                                     resources=ResourcesConfig(), **quiet)
+        else:
+            await bwrap.spawn(h, view, sleeper)
         await asyncio.sleep(1)
         print("READY", h.lease.host_ifname, flush=True)
         os._exit(9)  # crash without any teardown
@@ -165,7 +173,14 @@ CRASHER = textwrap.dedent(
 
 def test_reconcile_after_a_launcher_crash(launcher: Launcher, world: World):
     out = subprocess.run(
-        [sys.executable, "-c", CRASHER, str(world.workspace), str(world.workspace_root)],
+        [
+            sys.executable,
+            "-c",
+            CRASHER,
+            str(world.workspace),
+            str(world.workspace_root),
+            launcher.enforcer,
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -199,10 +214,11 @@ def test_spawn_uses_the_agent_namespace(launcher: Launcher, world: World):
     try:
 
         async def go() -> int:
-            proc = await bwrap.spawn(handle, world.view(), ["/bin/sleep", "5"])
+            proc = await launcher.spawn(handle, world.view(), ["/bin/sleep", "5"])
             await asyncio.sleep(0.5)
-            inode = os.stat(f"/proc/{proc.pid}/ns/net").st_ino
-            proc.kill()
+            pid = await asyncio.to_thread(launcher.agent_pid, proc)
+            inode = os.stat(f"/proc/{pid}/ns/net").st_ino
+            os.kill(pid, signal.SIGKILL)
             await proc.wait()
             return inode
 

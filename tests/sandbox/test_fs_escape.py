@@ -1,4 +1,4 @@
-"""Filesystem escape suite: what the sandboxed agent can read and write (bubblewrap path).
+"""Filesystem escape suite: what the sandboxed agent can read and write, on both enforcers.
 
 Every secret below is world-readable on the host on purpose, so a failed read can only be the
 sandbox's doing; test_control_secrets_are_readable_outside proves the files are there.
@@ -8,20 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from symphonyd.launcher.sandbox import bwrap
+from symphonyd.launcher.sandbox import procs
 from symphonyd.launcher.sandbox.fs_view import FsView, build_fs_view
 from symphonyd.launcher.sandbox.sandbox import SandboxHandle
-from tests.sandbox.conftest import AGENT_GID, AGENT_UID, Launcher, World, agent_policy, run_probe
+from tests.sandbox.conftest import (
+    AGENT_GID,
+    AGENT_UID,
+    Launcher,
+    World,
+    agent_policy,
+    probe_output,
+    run_probe,
+)
 
 pytestmark = pytest.mark.root
 
@@ -60,7 +69,8 @@ def test_secrets_are_unreadable(launcher: Launcher, agent: SandboxHandle, world:
 def test_only_own_workspace_is_visible(launcher: Launcher, agent: SandboxHandle, world: World):
     r = run_probe(launcher, agent, world, "read", str(world.workspace_root))
     assert r["entries"] == [world.workspace.name]
-    assert run_probe(launcher, agent, world, "read", "/root")["entries"] == []
+    # bubblewrap shows an empty tmpfs, systemd an inaccessible directory: nothing either way
+    assert not run_probe(launcher, agent, world, "read", "/root").get("entries")
 
 
 @pytest.mark.parametrize("rel", [".git/hooks/pre-commit", ".git/config", ".git/packed-refs"])
@@ -107,9 +117,53 @@ def test_system_is_read_only(launcher: Launcher, agent: SandboxHandle, world: Wo
     assert not Path("/etc/symtest-write").exists()
 
 
+def test_host_shared_memory_is_invisible(launcher: Launcher, agent: SandboxHandle, world: World):
+    """/dev/shm is a fresh tmpfs for the agent: no host or sibling files in, nothing out."""
+    marker = Path("/dev/shm") / f"symtest-host-{os.getpid()}"
+    marker.write_text("host shm secret")
+    marker.chmod(0o644)
+    try:
+        assert not run_probe(launcher, agent, world, "read", str(marker))["ok"]
+        r = run_probe(launcher, agent, world, "write", "/dev/shm/symtest-from-agent")
+        assert not Path("/dev/shm/symtest-from-agent").exists(), r
+    finally:
+        marker.unlink()
+        Path("/dev/shm/symtest-from-agent").unlink(missing_ok=True)
+
+
+def test_other_agents_processes_are_out_of_reach(
+    launcher: Launcher, agent: SandboxHandle, world: World
+):
+    """Agents share a uid; another agent's process must not lead into its workspace
+    (``/proc/<pid>/cwd``) or show its environment."""
+    other = launcher.setup("agent-fs-b", agent_policy())
+
+    async def start() -> asyncio.subprocess.Process:
+        return await launcher.spawn(
+            other, world.view(world.sibling), ["/bin/sleep", "60"], cwd=world.sibling
+        )
+
+    try:
+        launcher.loop.run(start())
+        # Control: from outside, the other agent's process does lead into its workspace.
+        inode = os.fstat(other.netns.fd).st_ino
+        deadline = time.monotonic() + 10
+        while not [
+            pid
+            for pid in procs.pids_in_netns(inode)
+            if (Path(f"/proc/{pid}/cwd") / "secret.txt").exists()
+        ]:
+            assert time.monotonic() < deadline, "the other agent's sleeper did not start"
+            time.sleep(0.05)
+        r = run_probe(launcher, agent, world, "peek_procs", "secret.txt")
+        assert r["reached"] == [] and r["environ"] == [], r
+    finally:
+        launcher.teardown(other)
+
+
 def sandboxed_sh(launcher: Launcher, handle: SandboxHandle, world: World, script: str) -> str:
     async def go() -> tuple[int, bytes]:
-        proc = await bwrap.spawn(
+        proc = await launcher.spawn(
             handle,
             world.view(),
             ["/bin/sh", "-c", script],
@@ -182,17 +236,10 @@ def test_git_works_in_the_sandbox(
     assert not os.listdir(bare_repo / ".git" / "hooks")
 
 
-def probe_in(launcher: Launcher, handle: SandboxHandle, view: FsView, world: World, *args: str):
-    async def go() -> bytes:
-        proc = await bwrap.spawn(
-            handle,
-            view,
-            ["/usr/bin/python3", str(world.workspace / "probe.py"), *args],
-            stdout=asyncio.subprocess.PIPE,
-        )
-        return (await asyncio.wait_for(proc.communicate(), 30))[0]
-
-    return json.loads(launcher.loop.run(go()).decode().strip().splitlines()[-1])
+def probe_in(launcher: Launcher, handle: SandboxHandle, view: FsView, *args: str) -> Any:
+    lines, rc, err = probe_output(launcher, handle, view, *args)
+    assert lines, f"probe printed nothing (rc={rc}): {err}"
+    return lines[-1]
 
 
 def test_wildcard_entries_hide_matches_only(launcher: Launcher, agent: SandboxHandle, world: World):
@@ -213,8 +260,8 @@ def test_wildcard_entries_hide_matches_only(launcher: Launcher, agent: SandboxHa
             world.workspace, world.workspace_root, uid=AGENT_UID, gid=AGENT_GID, homes=[home]
         )
         assert key in view.hidden_files
-        assert not probe_in(launcher, agent, view, world, "read", str(key))["ok"]
-        assert probe_in(launcher, agent, view, world, "read", str(notes))["ok"]  # control
+        assert not probe_in(launcher, agent, view, "read", str(key))["ok"]
+        assert probe_in(launcher, agent, view, "read", str(notes))["ok"]  # control
     finally:
         shutil.rmtree(home)
 
@@ -230,6 +277,6 @@ def test_key_created_in_a_home_after_the_build_is_hidden(
         late = home / "late.key"
         late.write_text("created after the sandbox was built")
         late.chmod(0o644)
-        assert not probe_in(launcher, agent, view, world, "read", str(late))["ok"]
+        assert not probe_in(launcher, agent, view, "read", str(late))["ok"]
     finally:
         shutil.rmtree(home)

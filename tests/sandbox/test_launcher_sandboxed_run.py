@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,22 +36,6 @@ def nft_tables() -> str:
     return subprocess.run(
         ["nft", "list", "tables"], capture_output=True, text=True, check=False
     ).stdout
-
-
-@pytest.fixture
-def template() -> Iterator[Path]:
-    # Outside /tmp: the sandbox puts a private tmpfs there, as production does.
-    # Under /var/lib/symphony, which the shipped deny list hides, as in production.
-    parent = Path("/var/lib/symphony")
-    created = not parent.exists()
-    parent.mkdir(exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix="test-agent-template-", dir=parent))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-        if created:
-            shutil.rmtree(parent, ignore_errors=True)
 
 
 def test_sandboxed_run_edits_workspace_and_hands_off(tmp_path: Path, template: Path) -> None:

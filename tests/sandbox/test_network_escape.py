@@ -52,7 +52,9 @@ def test_agent_identity_is_unprivileged(
     monkeypatch.setenv("LINEAR_API_KEY", "canary-lin-0123456789")
     r = probe(launcher, agent, world, "identity")
     assert "canary-lin-0123456789" not in json.dumps(r)
-    assert (r["uid"], r["gid"], r["groups"]) == (AGENT_UID, AGENT_UID, [])
+    assert (r["uid"], r["gid"]) == (AGENT_UID, AGENT_UID)
+    # no supplementary group but (on the systemd path, from initgroups) the agent's own
+    assert set(r["groups"]) <= {AGENT_UID}, r["groups"]
     assert r["caps"]["CapEff"] == r["caps"]["CapBnd"] == r["caps"]["CapPrm"] == "0000000000000000"
     assert r["no_new_privs"] == "1"
     assert r["ipv6_disabled"] == "1"

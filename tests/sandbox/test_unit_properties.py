@@ -1,4 +1,5 @@
-"""The transient-unit rendering of a sandbox (no systemd PID 1 here; nspawn suite runs it)."""
+"""The transient-unit rendering of a sandbox (no systemd PID 1 here; the escape suite runs
+through real units in tests/e2e/test_sandbox_systemd.py)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,10 @@ def test_core_hardening_properties(tmp_path: Path) -> None:
         f"BindPaths={view.workspace}",
         "BindReadOnlyPaths=/run/symphony-sandbox/symv0-x.resolv:/etc/resolv.conf",
         "Environment=HTTPS_PROXY=http://100.64.0.1:3128",
+        # no PID namespace here: a user namespace keeps other agents' /proc out of reach
+        "PrivateUsers=yes",
+        "ProtectProc=ptraceable",
+        "TemporaryFileSystem=/dev/shm:rw,nosuid,nodev,noexec,mode=1777",
     ]:
         assert expected in props, expected
 
@@ -107,6 +112,12 @@ def test_hostile_values_never_reach_the_command_line(tmp_path: Path) -> None:
     argv = systemd_run_argv("symphony-agent-1", ["User=990"], ["codex", "app-server"])
     assert argv[:2] == ["systemd-run", "--unit=symphony-agent-1"]
     assert argv[-3:] == ["--", "codex", "app-server"]
+
+
+def test_dollars_are_escaped_for_pid1_substitution() -> None:
+    # PID 1 would replace ${HOME} in a hook script, or in an ISSUE_TITLE value, before bash ran.
+    argv = systemd_run_argv("u", [], ["/bin/bash", "-c", 'echo "${X}" $Y', "ISSUE_TITLE=$$(id)"])
+    assert argv[-4:] == ["/bin/bash", "-c", 'echo "$${X}" $$Y', "ISSUE_TITLE=$$$$(id)"]
 
 
 def test_default_deny_list_covers_seed_paths() -> None:

@@ -109,13 +109,9 @@ def hook_wrapper(handle: SandboxHandle, view: FsView) -> Callable[[list[str]], l
     Use it with ``run_as=None`` (setpriv drops privileges inside) and ``home="/tmp"``.
     """
     resolv = write_resolv_conf(handle)
-    proxy_env = [f"{k}={v}" for k, v in handle.environment().items()]
 
     def wrap(inner: list[str]) -> list[str]:
-        if inner[1:3] == ["-i", "--"] and inner[0].endswith("/env"):
-            command = [*inner[:3], *proxy_env, *inner[3:]]
-        else:
-            command = ["/usr/bin/env", *proxy_env, *inner]
+        command = with_sandbox_env(inner, handle.environment())
         return [
             *_join_cgroup(handle),
             "nsenter",
@@ -137,6 +133,14 @@ def _join_cgroup(handle: SandboxHandle) -> list[str]:
             code=RESOURCES_FAILED,
         )
     return handle.cgroup.join_prefix()
+
+
+def with_sandbox_env(inner: list[str], extra: Mapping[str, str]) -> list[str]:
+    """``inner`` with ``extra`` set inside its pinned ``env -i --`` (or a new ``env``)."""
+    items = [f"{k}={v}" for k, v in extra.items()]
+    if inner[1:3] == ["-i", "--"] and inner[0].endswith("/env"):
+        return [*inner[:3], *items, *inner[3:]]
+    return ["/usr/bin/env", *items, *inner]
 
 
 async def spawn(

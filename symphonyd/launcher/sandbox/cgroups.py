@@ -1,7 +1,7 @@
 """Resource limits where systemd is not PID 1: one cgroup per sandbox, made by the launcher.
 
 The systemd path gets ``MemoryMax``/``TasksMax``/``CPUQuota`` as unit properties; here the
-launcher does the same by hand (docs/design/0807-cgroup-limits-without-systemd.md):
+launcher does the same by hand (docs/design/0808-cgroup-limits-without-systemd.md):
 
 - **Which hierarchy.** cgroup v2 when a cgroup2 mount offers ``memory``, ``pids`` and
   ``cpu`` at the launcher's own cgroup and they can be enabled for a child

@@ -7,21 +7,29 @@ bubblewrap there) and joins the namespace the launcher holds through
 ``NetworkNamespacePath=/proc/<launcher pid>/fd/<fd>``. Directories that are ancestors of the
 workspace cannot be ``InaccessiblePaths=`` (the workspace bind would have no mount point), so
 they become an empty read-only ``TemporaryFileSystem=`` instead, like bubblewrap's ``--tmpfs``.
-The real-systemd check runs in the packaging suite's nspawn container.
+The escape suite runs through real units in an nspawn container
+(tests/e2e/test_sandbox_systemd.py, docs/design/0807).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from symphonyd.core.config_extensions import ResourcesConfig
+from symphonyd.launcher.sandbox import bwrap
 from symphonyd.launcher.sandbox.errors import SPAWN_FAILED, SandboxError
 from symphonyd.launcher.sandbox.fs_view import FsView
+from symphonyd.launcher.sandbox.sandbox import SandboxHandle
 
 _UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\-]{1,200}")
 _SAFE_VALUE = re.compile(r"[^\x00-\x1f\x7f]*")
+STOP_TIMEOUT = 30.0  # seconds; systemd itself escalates to SIGKILL after TimeoutStopSec
 
 
 def _path(p: Path) -> str:
@@ -46,6 +54,7 @@ def unit_properties(
     cpu_quota: str,
     environment: Mapping[str, str],
     reachable: Sequence[str] = (),
+    cwd: Path | None = None,
 ) -> list[str]:
     """Unit properties; ``reachable`` (the agent's host-side address) becomes a cgroup
     ``IPAddressAllow=``, a second, independent layer under the nftables rules."""
@@ -72,7 +81,12 @@ def unit_properties(
         "ProtectControlGroups=yes",
         "ProtectClock=yes",
         "ProtectHostname=yes",
-        "ProtectProc=invisible",
+        # Agents share one uid and there is no PID namespace here (PrivatePIDs= needs systemd
+        # 257): without a user namespace per unit, another agent's /proc/<pid>/cwd, root and
+        # environ are readable (same uid) and lead into its workspace. Across sibling user
+        # namespaces the kernel's ptrace check fails, and "ptraceable" then hides them too.
+        "PrivateUsers=yes",
+        "ProtectProc=ptraceable",
         "SystemCallArchitectures=native",
         "RestrictAddressFamilies=AF_UNIX AF_INET AF_NETLINK",
         "RemoveIPC=yes",
@@ -84,7 +98,7 @@ def unit_properties(
         "SystemCallErrorNumber=EPERM",
         "IPAddressDeny=any",
         "KillMode=control-group",
-        f"WorkingDirectory={_path(ws)}",
+        f"WorkingDirectory={_path(cwd or ws)}",
         f"MemoryMax={memory_max}",
         f"TasksMax={tasks_max}",
         f"CPUQuota={cpu_quota}",
@@ -97,6 +111,9 @@ def unit_properties(
         props.append("InaccessiblePaths=" + " ".join(f"-{_path(p)}" for p in inaccessible))
     for d in [*ancestors, view.workspace_root]:
         props.append(f"TemporaryFileSystem={_path(d)}:ro")
+    # PrivateDevices= bind-mounts the host's /dev/shm into the private /dev: shared with the
+    # host and every other agent. A private one, like bubblewrap's --dev.
+    props.append("TemporaryFileSystem=/dev/shm:rw,nosuid,nodev,noexec,mode=1777")
     props.append(f"BindPaths={_path(ws)}")
     if view.readonly:
         props.append("BindReadOnlyPaths=" + " ".join(_path(p) for p in view.readonly))
@@ -120,4 +137,73 @@ def systemd_run_argv(unit: str, properties: Sequence[str], command: Sequence[str
         "--pipe",
     ]
     argv += [f"--property={p}" for p in properties]
-    return [*argv, "--", *command]
+    # PID 1 substitutes $VAR and ${VAR} in a unit's command line (systemd < 254 has no way
+    # to turn that off); "$$" is its escape for a literal "$". Without it a hook script's
+    # ${VAR}, or an issue title in an ISSUE_* value, would be rewritten before bash saw it.
+    return [*argv, "--", *(arg.replace("$", "$$") for arg in command)]
+
+
+def unit_argv(
+    handle: SandboxHandle,
+    view: FsView,
+    command: Sequence[str],
+    *,
+    unit: str,
+    resources: ResourcesConfig,
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+) -> list[str]:
+    """The ``systemd-run`` command line for ``command`` in this sandbox, environment as given."""
+    props = unit_properties(
+        view,
+        netns_path=handle.netns_path,
+        resolv_conf=bwrap.write_resolv_conf(handle),
+        memory_max=resources.memory_max,
+        tasks_max=resources.tasks_max,
+        cpu_quota=resources.cpu_quota,
+        environment=env,
+        reachable=[str(handle.lease.host_ip)],
+        cwd=cwd,
+    )
+    return systemd_run_argv(unit, props, command)
+
+
+async def spawn(
+    handle: SandboxHandle,
+    view: FsView,
+    command: Sequence[str],
+    *,
+    unit: str,
+    resources: ResourcesConfig,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    **kwargs: Any,
+) -> asyncio.subprocess.Process:
+    """Start ``command`` as transient unit ``unit`` in the agent's sandbox; the returned
+    process is ``systemd-run --pipe``, which relays the unit's stdio and exits with it.
+
+    The environment is the bubblewrap path's (:func:`bwrap.sandbox_environment`), so both
+    enforcers hand the agent exactly the same variables."""
+    if handle.closed or handle.netns.fd < 0:
+        raise SandboxError("the sandbox is torn down", code=SPAWN_FAILED)
+    environment = bwrap.sandbox_environment(handle, env or {})
+    argv = unit_argv(
+        handle, view, command, unit=unit, resources=resources, env=environment, cwd=cwd
+    )
+    try:
+        return await asyncio.create_subprocess_exec(*argv, env={"PATH": bwrap.BASE_PATH}, **kwargs)
+    except OSError as exc:
+        raise SandboxError(f"could not start systemd-run: {exc}", code=SPAWN_FAILED) from exc
+
+
+async def stop(unit: str) -> None:
+    """Stop the unit and everything in its cgroup (``KillMode=control-group``)."""
+    proc = await asyncio.create_subprocess_exec(
+        "systemctl",
+        "stop",
+        f"{unit}.service",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)

@@ -1,5 +1,6 @@
-"""Resource limits on the bubblewrap path, against real cgroups: each limit bites, and a control
-with a generous limit shows the same program passes, so the failure is the limit's doing."""
+"""Resource limits on the bubblewrap path (cgroups.py), against real cgroups: each limit
+bites, and a control with a generous limit shows the same program passes, so the failure is
+the limit's doing. The systemd path's limits are tested in test_resource_limits.py."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from symphonyd.launcher.sandbox.errors import SandboxError
 from symphonyd.launcher.sandbox.sandbox import SandboxHandle
 from tests.sandbox.conftest import Launcher, World, agent_policy, sh
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.enforcer("bwrap")]
 
 FORK_BOMB = textwrap.dedent(
     """

@@ -1,0 +1,271 @@
+"""Issues per second through the real daemons, end to end, with a zero-work agent.
+
+For each size (default 1 000 and 10 000) a fresh directory tree gets that many local-tracker
+issues in ``Todo``; then the four daemons start as their own processes, exactly as in
+development (``python -m symphonyd.<daemon>`` with a host config and self-bound sockets in a
+temporary runtime directory, the sandbox off by ``[sandbox] enabled = false``):
+
+- audit writer: durable group commit (fdatasync before every acknowledgement);
+- tracker: the ``local`` adapter on the issue files;
+- launcher: a workspace per issue, the agent through ``bash -lc`` as in production;
+- dispatcher: polls, audits each dispatch, starts runs, records exits.
+
+The agent is ``bench/data/zero_work_app_server.sh``: it completes one turn at once and hands
+the issue off to ``Human Review`` with the host's ``tracker_move`` tool, so the launcher's
+post-turn refresh ends the run and the dispatcher's continuation check releases the issue.
+
+Timing comes from the audit log afterwards: first ``dispatch`` record to the last launcher
+``run_finished`` record (the issue is in the hand-off state and its run is over). ``drained``
+is when the dispatcher holds no running or retrying entry any more (that includes the
+SPEC 8.4 one-second continuation delay). Peak RSS per daemon is sampled with psutil.
+
+    .venv/bin/python bench/pipeline_throughput.py [--issues 1000 10000] [--concurrency N]
+
+The trees go under ``--dir`` (default /var/tmp: a real disk, so fsync is not free).
+Last line: RESULT {json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from symphonyd.core.errors import SymphonyError  # noqa: E402
+from symphonyd.core.messages import DISPATCHER_SNAPSHOT, Empty  # noqa: E402
+from symphonyd.runtime.ipc_client import IpcClient  # noqa: E402
+from symphonyd.tracker.local_store import render  # noqa: E402
+
+AGENT = REPO / "bench" / "data" / "zero_work_app_server.sh"
+DAEMONS = ("audit", "tracker", "launcher", "dispatcher")
+# The socket each daemon binds last: once it exists the daemon serves.
+READY_SOCKET = {"audit": "audit-launcher", "tracker": "tracker-launcher",
+                "launcher": "launcher-dispatcher", "dispatcher": "dispatcher-ctl"}  # fmt: skip
+WORKFLOW = """---
+tracker:
+  kind: local
+  provider:
+    directory: {issues}
+    tool_states: [Human Review]
+  active_states: [Todo]
+  terminal_states: [Done]
+polling:
+  interval_ms: {poll_ms}
+workspace:
+  root: {root}/ignored
+agent:
+  max_concurrent_agents: {concurrency}
+  max_turns: 3
+codex:
+  command: exec {agent}
+  approval_policy: never
+---
+Work on {{{{ issue.identifier }}}}: {{{{ issue.title }}}}. Hand it off when done.
+"""
+
+
+class Tree:
+    """One run's directories and the four daemon processes."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        # AF_UNIX paths are limited to 108 bytes: the runtime dir is short, under /tmp.
+        self.run = Path(tempfile.mkdtemp(prefix="sypipe"))
+        self.issues, self.ws, self.audit = base / "issues", base / "ws", base / "audit"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def write(self, n: int, concurrency: int, poll_ms: int) -> None:
+        for d in (self.issues, self.ws, self.audit, self.base / "agent" / ".codex"):
+            d.mkdir(parents=True)
+        stamp = "2026-01-01T00:00:00Z"
+        for i in range(n):
+            ident = f"B-{i}"
+            meta = {"id": ident, "identifier": ident, "title": f"bench issue {i}", "state": "Todo",
+                    "priority": 2, "created_at": stamp, "updated_at": stamp}  # fmt: skip
+            (self.issues / f"{ident}.md").write_bytes(render(meta, "Nothing to do."))
+        os.sync()
+        (self.base / "WORKFLOW.md").write_text(
+            WORKFLOW.format(
+                issues=self.issues,
+                poll_ms=poll_ms,
+                root=self.base,
+                concurrency=concurrency,
+                agent=AGENT,
+            )  # fmt: skip
+        )
+        (self.base / "symphonyd.toml").write_text(
+            f'workflow = "{self.base / "WORKFLOW.md"}"\nlog_level = "warning"\n'
+            f'[paths]\nstate_dir = "{self.base}"\nruntime_dir = "{self.run}"\n'
+            f'audit_dir = "{self.audit}"\nworkspace_root = "{self.ws}"\n'
+            "[sandbox]\nenabled = false\n"
+        )
+
+    def start(self) -> None:
+        uid, host, run = str(os.getuid()), str(self.base / "symphonyd.toml"), self.run
+        argv = {
+            "audit": ["--dir", str(self.audit), "--allow-uid", uid]
+            + [a for n in ("dispatcher", "launcher", "tracker")
+               for a in ("--listen", f"{n}={run / f'audit-{n}.sock'}")],
+            "tracker": ["--host-config", host, "--dispatcher-uid", uid, "--launcher-uid", uid,
+                        "--dispatcher-socket", str(run / "tracker-dispatcher.sock"),
+                        "--launcher-socket", str(run / "tracker-launcher.sock")],
+            "launcher": ["--host-config", host, "--dispatcher-uid", uid,
+                         "--socket", str(run / "launcher-dispatcher.sock"),
+                         "--agent-home", str(self.base / "agent")],
+            "dispatcher": ["--host-config", host, "--ctl-socket", str(run / "dispatcher-ctl.sock")],
+        }  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env.pop("NOTIFY_SOCKET", None)
+        for name in DAEMONS:
+            with (self.base / f"{name}.log").open("ab") as log:
+                self.procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", f"symphonyd.{name}", *argv[name]],
+                    env=env, stdout=log, stderr=log, cwd=self.base,
+                )  # fmt: skip
+            sock = READY_SOCKET[name]
+            deadline = time.monotonic() + 30
+            while not (run / f"{sock}.sock").exists():
+                if self.procs[name].poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not start: {self.log(name)}")
+                time.sleep(0.02)
+
+    def log(self, name: str) -> str:
+        return (self.base / f"{name}.log").read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        for name in reversed(DAEMONS):
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        shutil.rmtree(self.run, ignore_errors=True)
+
+
+def audit_records(directory: Path) -> list[dict[str, Any]]:
+    out = []
+    for day in sorted(directory.glob("*.ndjson")):
+        out += [json.loads(line) for line in day.read_text().splitlines() if line]
+    return out
+
+
+def count_finished(directory: Path, offsets: dict[Path, int]) -> int:
+    """New launcher run_finished records since the last call (reads only the new bytes)."""
+    found = 0
+    for day in sorted(directory.glob("*.ndjson")):
+        with day.open("rb") as fh:
+            fh.seek(offsets.get(day, 0))
+            data = fh.read()
+        cut = data.rfind(b"\n") + 1
+        offsets[day] = offsets.get(day, 0) + cut
+        found += data[:cut].count(b'"type":"run_finished"')
+    return found
+
+
+async def drained(sock: Path) -> bool:
+    client = await IpcClient.connect(sock)
+    try:
+        snap = await client.call(DISPATCHER_SNAPSHOT, Empty())
+    except SymphonyError as exc:
+        if exc.error_code == "frame_too_large":
+            return False  # thousands of rows still listed: not drained
+        raise
+    finally:
+        await client.close()
+    return snap.counts.running == 0 and snap.counts.retrying == 0
+
+
+def measure(n: int, concurrency: int, poll_ms: int, base_dir: Path, keep: bool) -> dict[str, Any]:
+    base = Path(tempfile.mkdtemp(prefix=f"pipeline{n}-", dir=base_dir))
+    tree = Tree(base)
+    peak: dict[str, float] = dict.fromkeys(DAEMONS, 0.0)
+    cpu: dict[str, float] = {}
+    try:
+        tree.write(n, concurrency, poll_ms)
+        tree.start()
+        ps = {name: psutil.Process(p.pid) for name, p in tree.procs.items()}
+        offsets: dict[Path, int] = {}
+        finished, deadline = 0, time.monotonic() + 60 + n * 0.1
+        while finished < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {finished}/{n} finished: {tree.log('launcher')}")
+            for name, proc in ps.items():
+                peak[name] = max(peak[name], proc.memory_info().rss / 2**20)
+                if tree.procs[name].poll() is not None:
+                    raise RuntimeError(f"{name} exited: {tree.log(name)}")
+            finished += count_finished(tree.audit, offsets)
+            time.sleep(0.1)
+        done_wall = time.time()
+        while not asyncio.run(drained(tree.run / "dispatcher-ctl.sock")):
+            time.sleep(0.1)
+        drained_wall = time.time()
+        for name, proc in ps.items():
+            peak[name] = max(peak[name], proc.memory_info().rss / 2**20)
+            times = proc.cpu_times()
+            # The launcher's reaped children are the agents (and their bash).
+            cpu[name] = times.user + times.system + times.children_user + times.children_system
+    finally:
+        tree.stop()
+    records = audit_records(tree.audit)
+    ts = [(datetime.fromisoformat(r["ts"].replace("Z", "+00:00")).timestamp(), r) for r in records]
+    first = min(t for t, r in ts if r["type"] == "dispatch")
+    last = max(t for t, r in ts if r["type"] == "run_finished")
+    outcomes = [r["payload"].get("status") for _, r in ts if r["type"] == "run_finished"]
+    moved = sum(b"state: Human Review" in p.read_bytes() for p in tree.issues.glob("B-*.md"))
+    workspaces = sum(1 for _ in tree.ws.iterdir())
+    if not keep:
+        shutil.rmtree(base, ignore_errors=True)
+    seconds = last - first
+    return {
+        "issues": n,
+        "seconds": round(seconds, 3),
+        "issues_per_second": round(n / seconds, 1),
+        "ms_per_issue": round(seconds * 1000 / n, 3),
+        "drained_seconds": round(drained_wall - first, 3),
+        "done_seen_late_s": round(done_wall - last, 3),
+        "succeeded": outcomes.count("succeeded"),
+        "handed_off": moved,
+        "workspaces": workspaces,
+        "audit_records": len(records),
+        "peak_rss_mib": {k: round(v, 1) for k, v in peak.items()},
+        "cpu_seconds": {k: round(v, 2) for k, v in cpu.items()},
+        "cpu_ms_per_issue": round(sum(cpu.values()) * 1000 / n, 2),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--issues", type=int, nargs="+", default=[1000, 10000])
+    p.add_argument("--concurrency", type=int, default=0, help="max_concurrent_agents (0: = issues)")
+    p.add_argument("--poll-ms", type=int, default=1000, help="polling.interval_ms")
+    p.add_argument("--dir", type=Path, default=Path("/var/tmp"))
+    p.add_argument("--keep", action="store_true", help="keep the trees (logs, audit) for a look")
+    args = p.parse_args()
+    results = []
+    for n in args.issues:
+        r = measure(n, args.concurrency or n, args.poll_ms, args.dir, args.keep)
+        results.append(r)
+        print(json.dumps(r), flush=True)
+    print("RESULT " + json.dumps({"runs": results, "loadavg_1m": os.getloadavg()[0]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
