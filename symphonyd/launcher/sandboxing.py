@@ -67,6 +67,7 @@ class AgentSandboxes:
         self.use_systemd = systemd_is_pid1() if use_systemd is None else use_systemd
         self._limits: LimitsReport | None = None  # probed before the first unit
         self._limits_lock = asyncio.Lock()
+        self._closing: set[asyncio.Future[None]] = set()  # teardowns under way
 
     async def _require_unit_limits(self) -> None:
         """Fail closed where systemd would accept resource limits but not apply them."""
@@ -93,8 +94,14 @@ class AgentSandboxes:
         """Reconcile what a crashed launcher left behind (rules, interfaces, processes)."""
         await self.manager.start()
 
+    async def settle(self) -> None:
+        """Wait for teardowns already under way (a cancelled run's, a finished hook's)."""
+        while self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
     async def close(self) -> None:
         """Tear down every live sandbox, then the table: a stopped launcher leaves no rules."""
+        await self.settle()
         await self.manager.close()
         await asyncio.to_thread(self.manager.firewall.remove_table)
 
@@ -214,6 +221,14 @@ class AgentSandbox:
         return lambda inner: self._unit_argv(bwrap.with_sandbox_env(inner, env), env)
 
     async def close(self) -> None:
+        """Remove the sandbox; runs to the end even if the caller is cancelled meanwhile."""
+        task = asyncio.ensure_future(self._close())
+        closing = self.owner._closing
+        closing.add(task)
+        task.add_done_callback(closing.discard)
+        await asyncio.shield(task)
+
+    async def _close(self) -> None:
         if self.unit is not None:
             await systemd_unit.stop(self.unit)
         await self.owner.manager.teardown(self.handle)
@@ -260,4 +275,4 @@ class SandboxedHookRunner:
                 name, script, cwd, timeout_ms=timeout_ms, issue=issue, identifier=identifier
             )
         finally:
-            await asyncio.shield(sandbox.close())
+            await sandbox.close()
