@@ -4,9 +4,10 @@ For 1, 10 and 50 agents started together, time each agent's ``SandboxManager.set
 veth + nftables elements + resolver + proxy listeners) and ``teardown``; report p50/p95 in
 milliseconds over all agents of all rounds. Then hold 50 live sandboxes and report this
 process's RSS against its RSS before any sandbox. No traffic leaves the host: the resolver's
-upstream is never queried.
+upstream is never queried. With ``--resources`` every sandbox also gets its cgroup with the
+default ``sandbox.resources`` limits (the bubblewrap path, ``cgroups.py``).
 
-Run: .venv/bin/python bench/sandbox_setup.py     (last line: RESULT {json})
+Run: .venv/bin/python bench/sandbox_setup.py [--resources]    (last line: RESULT {json})
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psutil  # type: ignore[import-untyped]
 
+from symphonyd.core.config_extensions import ResourcesConfig
 from symphonyd.core.egress_policy import build_policy
 from symphonyd.launcher.sandbox.addresses import AddressPool
 from symphonyd.launcher.sandbox.dns import UpstreamResolver
@@ -46,7 +48,7 @@ async def timed(coro: Awaitable[T], key: str, out: dict[str, float]) -> T:
     return value
 
 
-async def main() -> dict[str, object]:
+async def main(resources: ResourcesConfig | None) -> dict[str, object]:
     audit: list[dict[str, object]] = []
     manager = SandboxManager(
         upstream=UpstreamResolver([("127.0.0.1", 53)]),
@@ -66,7 +68,9 @@ async def main() -> dict[str, object]:
                 t0 = time.perf_counter()
                 handles = await asyncio.gather(
                     *(
-                        timed(manager.setup(f"bench-{n}-{r}-{i}", policy), f"s{i}", times)
+                        timed(
+                            manager.setup(f"bench-{n}-{r}-{i}", policy, resources), f"s{i}", times
+                        )
                         for i in range(n)
                     )
                 )
@@ -86,7 +90,9 @@ async def main() -> dict[str, object]:
             }
         proc = psutil.Process()
         before = proc.memory_info().rss
-        handles = await asyncio.gather(*(manager.setup(f"live-{i}", policy) for i in range(50)))
+        handles = await asyncio.gather(
+            *(manager.setup(f"live-{i}", policy, resources) for i in range(50))
+        )
         await asyncio.sleep(0.5)
         with_50 = proc.memory_info().rss
         results["rss_mb_before"] = round(before / 2**20, 1)
@@ -104,7 +110,9 @@ async def main() -> dict[str, object]:
 if __name__ == "__main__":
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces, nftables)")
-    out = asyncio.run(asyncio.wait_for(main(), 600))
+    limits = ResourcesConfig() if "--resources" in sys.argv[1:] else None
+    out = asyncio.run(asyncio.wait_for(main(limits), 600))
+    out["cgroups"] = limits is not None
     for key, value in out.items():
         print(f"{key}: {value}")
     print("RESULT " + json.dumps(out, sort_keys=True))

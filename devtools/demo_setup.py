@@ -35,6 +35,26 @@ local_services = ["{DEMO_HOST}"]
 """
 
 
+UNENFORCED_LIMITS_CONFIG = """\
+# WARNING: systemd on this machine cannot apply sandbox.resources (memory, tasks, CPU) to
+# agent units (see `python3 -m symphonyd.launcher.sandbox.unit_limits`), so the launcher
+# would refuse to start agents. For this demo only, they run without those limits.
+require_resource_limits = false
+"""
+
+
+def limits_enforced(target: Target) -> bool:
+    """Whether systemd on ``target`` really applies resource limits to a unit."""
+    probe = ["python3", "-m", "symphonyd.launcher.sandbox.unit_limits"]
+    result = target.run(probe, check=False, timeout=60)
+    if result.returncode != 0:
+        print(
+            "WARNING: this machine's systemd does not enforce agent resource limits "
+            f"({result.stdout.strip()}); the demo runs agents without them."
+        )
+    return result.returncode == 0
+
+
 class Target(Protocol):
     """Where the suite runs: this host or a container."""
 
@@ -77,5 +97,8 @@ def configure_demo(target: Target, codex_bin: Path) -> None:
     target.run(["tee", "/var/lib/symphony/agent/.codex/config.toml"], input=DEMO_CODEX_CONFIG)
     host_config = target.run(["cat", "/etc/symphony/symphonyd.toml"]).stdout
     if "[sandbox]" not in host_config:
-        target.run(["tee", "-a", "/etc/symphony/symphonyd.toml"], input=DEMO_HOST_CONFIG)
+        added = DEMO_HOST_CONFIG
+        if not limits_enforced(target):
+            added += UNENFORCED_LIMITS_CONFIG
+        target.run(["tee", "-a", "/etc/symphony/symphonyd.toml"], input=added)
     target.run(["systemctl", "enable", "--now", "symphony-demo-model.service", "symphony.target"])

@@ -42,7 +42,14 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "paths": ("state_dir", "runtime_dir", "audit_dir", "workspace_root"),
     "dashboard": ("host", "port", "allow_remote_bind"),
     "tracker": ("credential",),
-    "sandbox": ("enabled", "local_services", "permitted_networks", "upstream_dns", "address_pool"),
+    "sandbox": (
+        "enabled",
+        "local_services",
+        "permitted_networks",
+        "upstream_dns",
+        "address_pool",
+        "require_resource_limits",
+    ),
 }
 
 
@@ -64,6 +71,8 @@ class SandboxHost:
     permitted_networks: tuple[str, ...] = ()  # private networks names may resolve into
     upstream_dns: tuple[str, ...] = ()  # empty: the nameservers of /etc/resolv.conf
     address_pool: str = "100.64.0.0/16"
+    # Where systemd cannot apply sandbox.resources, refuse to start agents (docs/sandbox.md).
+    require_resource_limits: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +190,9 @@ def _sandbox(raw: Mapping[str, Any]) -> SandboxHost:
         local_services=str_list(raw, "local_services", "sandbox.local_services") or (),
         permitted_networks=str_list(raw, "permitted_networks", "sandbox.permitted_networks") or (),
         upstream_dns=str_list(raw, "upstream_dns", "sandbox.upstream_dns") or (),
+        require_resource_limits=opt_bool(
+            raw, "require_resource_limits", "sandbox.require_resource_limits", True
+        ),
         address_pool=pool,
     )
 

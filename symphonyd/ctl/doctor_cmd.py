@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import argparse
 import grp
-import importlib.util
 import json
-import os
 import pwd
 import shlex
 import shutil
 import stat
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from symphonyd.core.config import ServiceConfig
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.hostconfig import HostConfig, apply_host_overrides
+from symphonyd.core.hostconfig import apply_host_overrides
 from symphonyd.core.sockets import (
     SERVICES,
     SOCKET_MODE,
@@ -34,41 +31,24 @@ from symphonyd.core.sockets import (
     service_unit,
 )
 from symphonyd.core.tracker_kinds import KIND_DEFAULTS
+from symphonyd.ctl.doctor_base import (
+    COMMAND_TIMEOUT_S,
+    Check,
+    Context,
+    fail,
+    first_line,
+    ok,
+    run_command,
+    systemd_is_pid1,
+    warn,
+)
+from symphonyd.ctl.doctor_sandbox import check_bwrap, check_nftables, check_resource_limits
 from symphonyd.ctl.main import EXIT_CHECK_FAILED, EXIT_OK
 from symphonyd.ctl.workflow_cmd import validate_workflow
 from symphonyd.runtime.hostconfig_file import load_host_config
 
 DEFAULT_CREDENTIALS_DIR = "/etc/symphony/credentials"
-COMMAND_TIMEOUT_S = 15.0
 AUDIT_DIR_MODE = 0o700
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    status: str  # ok | warn | fail
-    name: str
-    detail: str
-    fix: str | None = None
-
-
-def ok(name: str, detail: str) -> Check:
-    return Check("ok", name, detail)
-
-
-def warn(name: str, detail: str, fix: str) -> Check:
-    return Check("warn", name, detail, fix)
-
-
-def fail(name: str, detail: str, fix: str) -> Check:
-    return Check("fail", name, detail, fix)
-
-
-@dataclass(slots=True)
-class Context:
-    host_config_path: str | None
-    credentials_dir: Path
-    host: HostConfig | None = None
-    workflow: ServiceConfig | None = None
 
 
 def register(subparsers: Any) -> None:
@@ -116,6 +96,7 @@ def run_checks(ctx: Context) -> Iterator[Check]:
         check_sockets,
         check_nftables,
         check_bwrap,
+        check_resource_limits,
         check_agent,
         check_credential,
         check_disk,
@@ -170,13 +151,6 @@ def check_users(ctx: Context) -> Iterator[Check]:
         )
     else:
         yield ok("users", ", ".join(SYSTEM_USERS))
-
-
-def systemd_is_pid1() -> bool:
-    try:
-        return Path("/proc/1/comm").read_text().strip() == "systemd"
-    except OSError:
-        return False
 
 
 def check_units(ctx: Context) -> Iterator[Check]:
@@ -255,39 +229,6 @@ def check_sockets(ctx: Context) -> Iterator[Check]:
             yield ok(name, f"{SOCKET_MODE:04o} {spec.owner} (server {spec.server})")
 
 
-def check_nftables(ctx: Context) -> Iterator[Check]:
-    if importlib.util.find_spec("nftables") is None:
-        yield fail("nftables", "python3-nftables is not importable", "apt install python3-nftables")
-    if shutil.which("nft") is None:
-        yield fail("nftables", "nft not found", "apt install nftables")
-        return
-    if os.geteuid() != 0:
-        yield warn("nftables", "not root; cannot list tables", "run symphonyctl doctor as root")
-        return
-    res = _run(["nft", "list", "tables"])
-    if res is None or res.returncode != 0:
-        why = "timed out" if res is None else _first_line(res.stderr)
-        yield fail("nftables", f"nft list tables failed: {why}", "modprobe nf_tables; dmesg")
-    else:
-        yield ok("nftables", "nft works and python3-nftables is importable")
-
-
-def check_bwrap(ctx: Context) -> Iterator[Check]:
-    # Under systemd agents run as transient units; bubblewrap is the fallback sandbox.
-    needed = not systemd_is_pid1()
-    res = _run(["bwrap", "--version"]) if shutil.which("bwrap") else None
-    if res is not None and res.returncode == 0:
-        yield ok("bwrap", _first_line(res.stdout))
-    elif needed:
-        yield fail("bwrap", "bubblewrap is missing or broken", "apt install bubblewrap")
-    else:
-        yield warn(
-            "bwrap",
-            "bubblewrap is missing (only used when systemd is not PID 1)",
-            "apt install bubblewrap",
-        )
-
-
 def check_agent(ctx: Context) -> Iterator[Check]:
     if ctx.workflow is None:
         return
@@ -306,12 +247,12 @@ def check_agent(ctx: Context) -> Iterator[Check]:
             f"install the {runtime} CLI or set {runtime}.command to its absolute path",
         )
         return
-    res = _run([exe, "--version"])
+    res = run_command([exe, "--version"])
     if res is None or res.returncode != 0:
         why = "timed out" if res is None else f"exit {res.returncode}"
         yield fail(name, f"{exe} --version failed ({why})", f"reinstall the {runtime} CLI")
     else:
-        yield ok(name, f"{exe}: {_first_line(res.stdout or res.stderr)}")
+        yield ok(name, f"{exe}: {first_line(res.stdout or res.stderr)}")
 
 
 def check_credential(ctx: Context) -> Iterator[Check]:
@@ -395,22 +336,6 @@ def check_audit_dir(ctx: Context) -> Iterator[Check]:
         yield ok("audit-dir", f"{path} {mode:04o} {_user(st.st_uid)}:{_group(st.st_gid)}")
 
 
-def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
-    try:
-        return subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT_S,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        return None
-    except OSError as exc:
-        return subprocess.CompletedProcess(argv, 127, "", str(exc))
-
-
 def _uid(user: str) -> int | None:
     try:
         return pwd.getpwnam(user).pw_uid
@@ -430,10 +355,6 @@ def _group(gid: int) -> str:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
-
-
-def _first_line(text: str) -> str:
-    return (text.strip().splitlines() or [""])[0][:200]
 
 
 def _safe(text: str) -> str:

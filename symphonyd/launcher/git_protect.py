@@ -24,6 +24,8 @@ from symphonyd.core.errors import WorkspaceError
 from symphonyd.core.workspace_paths import canonicalize, contained_path
 
 PROTECTED_NAMES = ("config", "config.worktree", "hooks", "info", "packed-refs")
+# Protected names git expects to be directories; every other one is a file.
+DIRECTORY_NAMES = frozenset({"hooks", "info"})
 WORKTREE_CONFIG_NAMES = ("config", "config.worktree")
 # A gitdir pointer file is one short line; anything bigger is not one.
 MAX_POINTER_BYTES = 4096
@@ -164,3 +166,47 @@ def scan_git_metadata(workspace: str | os.PathLike[str]) -> GitMetadataScan:
 def git_protected_paths(workspace: str | os.PathLike[str]) -> list[Path]:
     """Existing paths the sandbox must mount read-only, sorted and without duplicates."""
     return sorted(set(scan_git_metadata(workspace).protected))
+
+
+def create_placeholders(scan: GitMetadataScan) -> list[Path]:
+    """Create every ``missing`` path as an empty, root-owned placeholder; return them.
+
+    A path that does not exist cannot be mounted read-only, and the agent could create it
+    (``hooks/post-checkout``, ``config.worktree``). An empty ``hooks``/``info`` directory and
+    an empty ``config``/``config.worktree``/``packed-refs`` mean to git exactly what absence
+    means, so the placeholders change nothing for git and give the sandbox a mount point.
+    Called by the launcher (root) while nothing of the agent runs; each one is created with
+    ``O_EXCL``/``mkdir`` relative to a parent opened without following symlinks, so a planted
+    link is refused (``WorkspaceError``), never written through.
+    """
+    created: list[Path] = []
+    for path in scan.missing:
+        try:
+            parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise WorkspaceError(
+                f"cannot open {path.parent} to protect {path.name}: {exc.strerror}",
+                path=str(path),
+            ) from exc
+        try:
+            _create_one(parent, path)
+        finally:
+            os.close(parent)
+        created.append(path)
+    return created
+
+
+def _create_one(parent: int, path: Path) -> None:
+    name = path.name
+    try:
+        if name in DIRECTORY_NAMES:
+            os.mkdir(name, 0o755, dir_fd=parent)
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            os.close(os.open(name, flags, 0o644, dir_fd=parent))
+        if os.geteuid() == 0:
+            os.chown(name, 0, 0, dir_fd=parent, follow_symlinks=False)
+    except OSError as exc:
+        raise WorkspaceError(
+            f"cannot create a placeholder for {path}: {exc.strerror}", path=str(path)
+        ) from exc

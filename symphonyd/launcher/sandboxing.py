@@ -17,6 +17,7 @@ import re
 import secrets
 from pathlib import Path
 
+from symphonyd.core import audit_events
 from symphonyd.core.config import ServiceConfig
 from symphonyd.core.egress_policy import EgressPolicy
 from symphonyd.core.hostconfig import SandboxHost
@@ -25,9 +26,10 @@ from symphonyd.launcher.agents.process import PIPE_LIMIT
 from symphonyd.launcher.hooks import CommandWrapper, HookResult, HookRunner, RunAs
 from symphonyd.launcher.sandbox import bwrap, systemd_unit
 from symphonyd.launcher.sandbox.config_policy import egress_policy
-from symphonyd.launcher.sandbox.errors import SandboxError
+from symphonyd.launcher.sandbox.errors import RESOURCES_FAILED, SandboxError
 from symphonyd.launcher.sandbox.fs_view import FsView, build_fs_view
 from symphonyd.launcher.sandbox.sandbox import SandboxHandle, SandboxManager
+from symphonyd.launcher.sandbox.unit_limits import LimitsReport, probe_unit_limits
 
 log = logging.getLogger("symphonyd.launcher")
 PRIVATE_HOME = "/tmp/home"  # noqa: S108 - inside the sandbox's own private /tmp
@@ -63,13 +65,43 @@ class AgentSandboxes:
         self.template_home = template_home
         self.hidden = hidden
         self.use_systemd = systemd_is_pid1() if use_systemd is None else use_systemd
+        self._limits: LimitsReport | None = None  # probed before the first unit
+        self._limits_lock = asyncio.Lock()
+        self._closing: set[asyncio.Future[None]] = set()  # teardowns under way
+
+    async def _require_unit_limits(self) -> None:
+        """Fail closed where systemd would accept resource limits but not apply them."""
+        async with self._limits_lock:
+            if self._limits is None:
+                self._limits = await probe_unit_limits()
+                if not self._limits.enforced:
+                    log.warning(
+                        "systemd here does not enforce sandbox.resources (%s not applied; %s)%s",
+                        ", ".join(self._limits.missing),
+                        self._limits.seen or self._limits.detail,
+                        "; agents will NOT start"
+                        if self.host.require_resource_limits
+                        else "; agents run WITHOUT those limits (require_resource_limits = false)",
+                    )
+        if not self._limits.enforced and self.host.require_resource_limits:
+            raise SandboxError(
+                "this host's systemd does not enforce sandbox.resources "
+                f"({', '.join(self._limits.missing)} not applied; docs/sandbox.md)",
+                code=RESOURCES_FAILED,
+            )
 
     async def start(self) -> None:
         """Reconcile what a crashed launcher left behind (rules, interfaces, processes)."""
         await self.manager.start()
 
+    async def settle(self) -> None:
+        """Wait for teardowns already under way (a cancelled run's, a finished hook's)."""
+        while self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
     async def close(self) -> None:
         """Tear down every live sandbox, then the table: a stopped launcher leaves no rules."""
+        await self.settle()
         await self.manager.close()
         await asyncio.to_thread(self.manager.firewall.remove_table)
 
@@ -97,16 +129,31 @@ class AgentSandboxes:
         policy: EgressPolicy | None = None,
         unit_prefix: str = "symphony-agent",
     ) -> AgentSandbox:
-        view = build_fs_view(
-            workspace,
-            Path(config.workspace.root),
-            uid=self.run_as.uid,
-            gid=self.run_as.gid,
-            extra_hidden=self.hidden,
-        )
+        try:
+            if self.use_systemd:
+                await self._require_unit_limits()
+            view = build_fs_view(
+                workspace,
+                Path(config.workspace.root),
+                uid=self.run_as.uid,
+                gid=self.run_as.gid,
+                extra_hidden=self.hidden,
+            )
+        except SandboxError as exc:
+            self.manager.audit(
+                {
+                    "type": audit_events.SANDBOX_FAILURE,
+                    "agent_id": run_id,
+                    "code": exc.error_code,
+                    "message": exc.message,
+                }
+            )
+            raise
         # The agent template sits under the hidden state directory: bound back read-only.
         view = dataclasses.replace(view, readonly=(*view.readonly, self.template_home))
-        handle = await self.manager.setup(run_id, policy or self.policy(config))
+        # bubblewrap path: the launcher's own cgroup carries the limits (a unit does otherwise)
+        limits = None if self.use_systemd else config.sandbox.resources
+        handle = await self.manager.setup(run_id, policy or self.policy(config), limits)
         unit = f"{unit_prefix}-{_UNIT_SAFE.sub('_', run_id)}" if self.use_systemd else None
         return AgentSandbox(self, handle, view, config, unit)
 
@@ -174,6 +221,14 @@ class AgentSandbox:
         return lambda inner: self._unit_argv(bwrap.with_sandbox_env(inner, env), env)
 
     async def close(self) -> None:
+        """Remove the sandbox; runs to the end even if the caller is cancelled meanwhile."""
+        task = asyncio.ensure_future(self._close())
+        closing = self.owner._closing
+        closing.add(task)
+        task.add_done_callback(closing.discard)
+        await asyncio.shield(task)
+
+    async def _close(self) -> None:
         if self.unit is not None:
             await systemd_unit.stop(self.unit)
         await self.owner.manager.teardown(self.handle)
@@ -220,4 +275,4 @@ class SandboxedHookRunner:
                 name, script, cwd, timeout_ms=timeout_ms, issue=issue, identifier=identifier
             )
         finally:
-            await asyncio.shield(sandbox.close())
+            await sandbox.close()

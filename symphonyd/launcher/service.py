@@ -270,6 +270,8 @@ class LauncherService:
             assert run.task is not None
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await run.task
+        if self.deps.sandboxes is not None:
+            await self.deps.sandboxes.settle()  # cancelled runs' teardowns finish first
 
     def _workspaces(self, config: ServiceConfig) -> WorkspaceManager:
         """Workspaces of this config; with the sandbox on, every hook runs in one of its own."""
@@ -308,7 +310,7 @@ class LauncherService:
         finally:
             if run.sandbox is not None:
                 sandbox, run.sandbox = run.sandbox, None
-                await asyncio.shield(sandbox.close())
+                await sandbox.close()
 
     def _spawner(self, run: _Run, config: ServiceConfig) -> Spawner:
         sandboxes = self.deps.sandboxes

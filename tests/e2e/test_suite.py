@@ -74,6 +74,12 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
     for name, owner in SOCKETS.items():
         stat = c.run(["stat", "-c", "%a %U", f"/run/symphony/{name}"]).stdout.split()
         assert stat == ["600", owner], (name, stat)
+    # doctor sees what the launcher's probe sees: limits hold, or (this CI host's container)
+    # they do not and the demo config explicitly allows it.
+    probe = c.run(["python3", "-m", "symphonyd.launcher.sandbox.unit_limits"], check=False)
+    checks = json.loads(c.run(["symphonyctl", "doctor", "--json"], check=False).stdout)
+    (limits,) = [x for x in checks if x["name"] == "resource-limits"]
+    assert limits["status"] == ("ok" if probe.returncode == 0 else "warn"), (limits, probe.stdout)
 
     c.run(
         [

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from symphonyd.launcher.git_protect import git_protected_paths, scan_git_metadata
+from symphonyd.core.errors import WorkspaceError
+from symphonyd.launcher.git_protect import (
+    create_placeholders,
+    git_protected_paths,
+    scan_git_metadata,
+)
 
 
 @pytest.fixture
@@ -168,3 +173,42 @@ def test_no_git_no_paths(ws: Path) -> None:
     (ws / "src").mkdir()
     (ws / "src" / "main.py").write_text("print(1)\n")
     assert git_protected_paths(ws) == []
+
+
+def test_missing_metadata_gets_placeholders_git_ignores(ws: Path, git_env: dict[str, str]) -> None:
+    make_repo(git_env, ws)
+    dot = ws / ".git"
+    subprocess.run(["rm", "-rf", str(dot / "hooks"), str(dot / "info")], check=True)
+    scan = scan_git_metadata(ws)
+    assert {dot / "hooks", dot / "info", dot / "config.worktree", dot / "packed-refs"} <= set(
+        scan.missing
+    )
+    created = create_placeholders(scan)
+    assert sorted(created) == sorted(scan.missing)
+    assert (dot / "hooks").is_dir() and not os.listdir(dot / "hooks")
+    assert (dot / "info").is_dir()
+    assert (dot / "config.worktree").read_bytes() == b""
+    assert (dot / "packed-refs").read_bytes() == b""
+    if os.geteuid() == 0:
+        assert all(os.lstat(p).st_uid == 0 for p in created)
+    # git reads the empty placeholders exactly as it read their absence
+    (ws / "second").write_text("2\n")
+    git(git_env, ws, "add", "second")
+    git(git_env, ws, "commit", "-qm", "second")
+    git(git_env, ws, "status", "--porcelain")
+    assert scan_git_metadata(ws).missing == []
+
+
+def test_placeholders_never_write_through_a_planted_link(
+    ws: Path, tmp_path: Path, git_env: dict[str, str]
+) -> None:
+    make_repo(git_env, ws)
+    scan = scan_git_metadata(ws)
+    # after the scan, the metadata root is swapped for a link to somewhere else
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    os.rename(ws / ".git", ws / "real-git")
+    (ws / ".git").symlink_to(target)
+    with pytest.raises(WorkspaceError):
+        create_placeholders(scan)
+    assert os.listdir(target) == []

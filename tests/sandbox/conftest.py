@@ -226,7 +226,8 @@ class Launcher:
     ) -> asyncio.subprocess.Process:
         """Start ``command`` in ``handle``'s sandbox with this launcher's enforcer.
 
-        ``resources`` only applies to the systemd path (bubblewrap sets no cgroup limits)."""
+        ``resources`` only applies to the systemd path (bubblewrap's limits come with the handle:
+        ``manager.setup(..., resources)``, test_bwrap_cgroup_limits.py)."""
         if self.enforcer == "bwrap":
             return await bwrap.spawn(handle, view, command, **kwargs)
         unit = f"symtest-{handle.agent_id}-{next(_unit_serial)}"

@@ -7,16 +7,30 @@ sandbox's doing; test_control_secrets_are_readable_outside proves the files are 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import shutil
+import subprocess
+import tempfile
 import time
 from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from symphonyd.launcher.sandbox import procs
+from symphonyd.launcher.sandbox.fs_view import FsView, build_fs_view
 from symphonyd.launcher.sandbox.sandbox import SandboxHandle
-from tests.sandbox.conftest import AGENT_UID, Launcher, World, agent_policy, run_probe
+from tests.sandbox.conftest import (
+    AGENT_GID,
+    AGENT_UID,
+    Launcher,
+    World,
+    agent_policy,
+    probe_output,
+    run_probe,
+)
 
 pytestmark = pytest.mark.root
 
@@ -145,3 +159,124 @@ def test_other_agents_processes_are_out_of_reach(
         assert r["reached"] == [] and r["environ"] == [], r
     finally:
         launcher.teardown(other)
+
+
+def sandboxed_sh(launcher: Launcher, handle: SandboxHandle, world: World, script: str) -> str:
+    async def go() -> tuple[int, bytes]:
+        proc = await launcher.spawn(
+            handle,
+            world.view(),
+            ["/bin/sh", "-c", script],
+            env=GIT_ENV,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode or 0, out
+
+    rc, out = launcher.loop.run(go())
+    assert rc == 0, out.decode(errors="replace")
+    return out.decode()
+
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "agent",
+    "GIT_AUTHOR_EMAIL": "agent@example.invalid",
+    "GIT_COMMITTER_NAME": "agent",
+    "GIT_COMMITTER_EMAIL": "agent@example.invalid",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+@pytest.fixture
+def bare_repo(world: World) -> Generator[Path, None, None]:
+    """A real repository in the workspace without hooks/, info/, config.worktree, packed-refs."""
+    repo = world.workspace / "nested"
+    env = {**GIT_ENV, "HOME": "/nonexistent", "PATH": "/usr/bin:/bin"}
+    run = functools.partial(subprocess.run, cwd=repo, env=env, check=True, capture_output=True)
+    repo.mkdir()
+    run(["git", "-c", "init.defaultBranch=main", "init", "-q"])
+    (repo / "a.txt").write_text("a\n")
+    run(["git", "add", "a.txt"])
+    run(["git", "commit", "-qm", "first"])
+    shutil.rmtree(repo / ".git" / "hooks")
+    shutil.rmtree(repo / ".git" / "info")
+    for p in [repo, *repo.rglob("*")]:
+        os.lchown(p, AGENT_UID, AGENT_GID)
+    yield repo
+    shutil.rmtree(repo)
+
+
+@pytest.mark.parametrize(
+    "rel", ["hooks/post-checkout", "config.worktree", "info/attributes", "packed-refs"]
+)
+def test_missing_git_metadata_cannot_be_created(
+    launcher: Launcher, agent: SandboxHandle, world: World, bare_repo: Path, rel: str
+):
+    target = bare_repo / ".git" / rel
+    assert not target.exists()
+    r = run_probe(launcher, agent, world, "write", str(target))
+    assert not r["ok"], r
+    assert not target.exists() or target.read_bytes() == b""
+
+
+def test_git_works_in_the_sandbox(
+    launcher: Launcher, agent: SandboxHandle, world: World, bare_repo: Path
+):
+    out = sandboxed_sh(
+        launcher,
+        agent,
+        world,
+        f"cd {bare_repo} && echo b > b.txt && git add b.txt && git commit -qm second && "
+        "git status --porcelain && git log --format=%s && git branch -q side && "
+        "git checkout -q side && git checkout -q main",
+    )
+    assert out.split() == ["second", "first"], out
+    assert (bare_repo / ".git" / "refs" / "heads" / "side").exists()
+    assert not os.listdir(bare_repo / ".git" / "hooks")
+
+
+def probe_in(launcher: Launcher, handle: SandboxHandle, view: FsView, *args: str) -> Any:
+    lines, rc, err = probe_output(launcher, handle, view, *args)
+    assert lines, f"probe printed nothing (rc={rc}): {err}"
+    return lines[-1]
+
+
+def test_wildcard_entries_hide_matches_only(launcher: Launcher, agent: SandboxHandle, world: World):
+    # Not under /tmp (private in the sandbox) nor /home (hidden wholesale): only the
+    # ~/*.pem pattern can hide the key here.
+    home = Path(
+        tempfile.mkdtemp(
+            prefix="symtest-home-", dir="/srv" if os.path.isdir("/srv") else "/var/cache"
+        )
+    )
+    try:
+        home.chmod(0o755)
+        key, notes = home / "deploy.pem", home / "notes.txt"
+        for path in (key, notes):
+            path.write_text("content")
+            path.chmod(0o644)
+        view = build_fs_view(
+            world.workspace, world.workspace_root, uid=AGENT_UID, gid=AGENT_GID, homes=[home]
+        )
+        assert key in view.hidden_files
+        assert not probe_in(launcher, agent, view, "read", str(key))["ok"]
+        assert probe_in(launcher, agent, view, "read", str(notes))["ok"]  # control
+    finally:
+        shutil.rmtree(home)
+
+
+def test_key_created_in_a_home_after_the_build_is_hidden(
+    launcher: Launcher, agent: SandboxHandle, world: World
+):
+    """A wildcard cannot match a file that does not exist yet; /home hidden wholesale can."""
+    home = Path("/home") / f"symtest-{os.getpid()}"
+    home.mkdir(mode=0o755)
+    try:
+        view = world.view()  # built while the key does not exist
+        late = home / "late.key"
+        late.write_text("created after the sandbox was built")
+        late.chmod(0o644)
+        assert not probe_in(launcher, agent, view, "read", str(late))["ok"]
+    finally:
+        shutil.rmtree(home)

@@ -168,3 +168,15 @@ def test_systemd_accepts_the_unit_and_scores_it(tmp_path: Path) -> None:
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", security.stdout)
     assert match, security.stdout[-500:]
     assert float(match.group(1)) <= EXPOSURE_BUDGET, security.stdout[-3000:]
+
+
+def test_limits_probe_judges_v2_and_v1_reports() -> None:
+    from symphonyd.launcher.sandbox.unit_limits import judge
+
+    v2 = {"memory": "1073737728", "pids": "4093", "cpu": "50000 100000"}
+    v1 = {"memory": "1073737728", "pids": "4093", "cpu": "50000"}
+    assert judge(v2).enforced and judge(v1).enforced
+    # What a unit sees where systemd could not create its memory/pids cgroups: the parent's.
+    unlimited = {"memory": "9223372036854771712", "pids": "max", "cpu": "50000"}
+    assert judge(unlimited).missing == ("memory", "pids")
+    assert judge({}).missing == ("memory", "pids", "cpu")

@@ -10,6 +10,10 @@ read-only, private /tmp, own /proc and /dev, the agent's resolv.conf; ``--die-wi
 ``setpriv``  switch to the unprivileged uid/gid, clear groups, empty every capability set
 including the bounding set, and set no_new_privs before exec'ing the command.
 
+With resource limits (the handle has a cgroup, ``cgroups.py``) the chain starts with a root
+``sh`` that moves itself into the sandbox's cgroup and execs ``nsenter``, so everything after it
+is limited from its first instruction.
+
 The environment is built from nothing: only what the caller passes plus the proxy variables.
 """
 
@@ -22,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from symphonyd.launcher.sandbox.errors import SPAWN_FAILED, SandboxError
+from symphonyd.launcher.sandbox.errors import RESOURCES_FAILED, SPAWN_FAILED, SandboxError
 from symphonyd.launcher.sandbox.fs_view import FsView
 from symphonyd.launcher.sandbox.sandbox import RUN_DIR, SandboxHandle
 
@@ -109,6 +113,7 @@ def hook_wrapper(handle: SandboxHandle, view: FsView) -> Callable[[list[str]], l
     def wrap(inner: list[str]) -> list[str]:
         command = with_sandbox_env(inner, handle.environment())
         return [
+            *_join_cgroup(handle),
             "nsenter",
             f"--net={handle.netns_path}",
             "--",
@@ -116,6 +121,18 @@ def hook_wrapper(handle: SandboxHandle, view: FsView) -> Callable[[list[str]], l
         ]
 
     return wrap
+
+
+def _join_cgroup(handle: SandboxHandle) -> list[str]:
+    """The prefix that puts the sandbox in its cgroup; refuses a cgroup that is gone."""
+    if handle.cgroup is None:
+        return []
+    if not all(d.is_dir() for d in handle.cgroup.dirs):
+        raise SandboxError(
+            f"the sandbox's cgroup {handle.cgroup.name} is gone; limits cannot be enforced",
+            code=RESOURCES_FAILED,
+        )
+    return handle.cgroup.join_prefix()
 
 
 def with_sandbox_env(inner: list[str], extra: Mapping[str, str]) -> list[str]:
@@ -141,6 +158,7 @@ async def spawn(
     resolv = write_resolv_conf(handle)
     fd = handle.netns.fd
     argv = [
+        *_join_cgroup(handle),
         "nsenter",
         f"--net=/proc/self/fd/{fd}",
         "--",

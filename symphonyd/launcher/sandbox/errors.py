@@ -12,6 +12,7 @@ DNS_FAILED = "sandbox_dns_failed"
 PROXY_FAILED = "sandbox_proxy_failed"
 SPAWN_FAILED = "sandbox_spawn_failed"
 FS_FAILED = "sandbox_fs_failed"
+RESOURCES_FAILED = "sandbox_resources_failed"
 
 
 class SandboxError(SymphonyError):

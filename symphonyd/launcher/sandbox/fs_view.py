@@ -1,9 +1,10 @@
 """What an agent (or hook) sees of the filesystem; one description, two enforcers.
 
 :func:`build_fs_view` turns the shipped deny list plus the caller's extra paths (audit and
-state directories) into concrete, existing host paths, and lists the git metadata that must be
-read-only. ``bwrap.py`` renders it as bubblewrap arguments and ``systemd_unit.py`` as unit
-properties, so both paths hide and protect exactly the same things.
+state directories) into concrete, existing host paths (wildcards globbed at build time), and
+lists the git metadata that must be read-only, creating placeholders for the missing parts.
+``bwrap.py`` renders it as bubblewrap arguments and ``systemd_unit.py`` as unit properties, so
+both paths hide and protect exactly the same things.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from symphonyd.launcher.git_protect import scan_git_metadata
+from symphonyd.core.errors import WorkspaceError
+from symphonyd.launcher.git_protect import create_placeholders, scan_git_metadata
 from symphonyd.launcher.sandbox.errors import FS_FAILED, SandboxError
 from symphonyd.launcher.sandbox.policy_files import fs_deny_entries
 
@@ -34,14 +36,45 @@ def _home_dirs() -> list[Path]:
     return [Path("/root"), *sorted(Path(p) for p in glob.glob("/home/*"))]
 
 
+# A wildcard entry that matches more than this is a mistake (or an attack on the argv size of
+# bubblewrap): the sandbox is refused rather than built with some matches left visible.
+MAX_GLOB_MATCHES = 256
+_MAGIC = frozenset("*?[")
+
+
+def _matches(pattern: Path) -> list[Path]:
+    """``pattern`` itself if it has no wildcard, else what it matches now (dotfiles too)."""
+    text = str(pattern)
+    if not _MAGIC.intersection(text):
+        return [pattern]
+    found = sorted(glob.glob(text, include_hidden=True))
+    if len(found) > MAX_GLOB_MATCHES:
+        raise SandboxError(
+            f"deny pattern {text} matches {len(found)} paths (limit {MAX_GLOB_MATCHES})",
+            code=FS_FAILED,
+        )
+    return [Path(p) for p in found]
+
+
 def expand(entries: Iterable[str], homes: Iterable[Path]) -> list[Path]:
+    """Deny-list entries as host paths: ``~/`` once per home, wildcards globbed now.
+
+    Wildcards (``*``, ``?``, ``[...]``, one path component each, no ``**``) are matched when
+    the sandbox is built, so a file created later is not covered by its pattern; the shipped
+    list therefore also hides ``/root`` and ``/home`` wholesale (docs/sandbox.md).
+    """
     homes = list(homes)
     out: list[Path] = []
     for entry in entries:
         if entry.startswith("~/"):
-            out.extend(home / entry[2:] for home in homes)
+            rest = entry[2:]
+            for home in homes:
+                out.extend(_matches(Path(glob.escape(str(home))) / rest))
         elif entry.startswith("/"):
-            out.append(Path(entry))
+            out.extend(_matches(Path(entry)))
+        else:
+            # Silently skipping "*.pem" would look enforced and be nothing: refuse instead.
+            raise SandboxError(f"deny entry {entry!r} must start with ~/ or /", code=FS_FAILED)
     return out
 
 
@@ -85,7 +118,8 @@ def build_fs_view(
         if any(other in d.parents for other in dirs):
             del dirs[d]
     # Git metadata that would let the agent run code as whoever next runs git there
-    # (docs/design/0604): found by the workspace's scanner, mounted read-only.
+    # (docs/design/0604): found by the workspace's scanner, mounted read-only. What is
+    # missing gets an empty root-owned placeholder first, or the agent could create it.
     scan = scan_git_metadata(ws)
     if scan.symlinked:
         raise SandboxError(
@@ -93,4 +127,9 @@ def build_fs_view(
             code=FS_FAILED,
             paths=[str(p) for p in scan.symlinked[:5]],
         )
-    return FsView(ws, root, tuple(dirs), tuple(files), tuple(scan.protected), uid, gid)
+    try:
+        created = create_placeholders(scan)
+    except WorkspaceError as exc:
+        raise SandboxError(exc.message, code=FS_FAILED, **exc.details) from exc
+    readonly = tuple(sorted({*scan.protected, *created}))
+    return FsView(ws, root, tuple(dirs), tuple(files), readonly, uid, gid)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from symphonyd.core.config_extensions import ResourcesConfig
 from symphonyd.core.egress_policy import EgressPolicy
 from symphonyd.launcher.sandbox import bwrap
 from symphonyd.launcher.sandbox.fs_view import FsView
@@ -26,9 +27,10 @@ async def launch(
     *,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    resources: ResourcesConfig | None = None,
     **kwargs: Any,
 ) -> tuple[SandboxHandle, asyncio.subprocess.Process]:
-    handle = await manager.setup(agent_id, policy)
+    handle = await manager.setup(agent_id, policy, resources)
     try:
         fs = view() if callable(view) else view
         process = await bwrap.spawn(handle, fs, command, env=env, cwd=cwd, **kwargs)

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from symphonyd.core import audit_events
+from symphonyd.core.config_extensions import ResourcesConfig
 from symphonyd.core.egress_policy import EgressPolicy
 from symphonyd.core.messages import AuditEventIn
+from symphonyd.launcher.sandbox import cgroups, procs
 from symphonyd.launcher.sandbox import netns as netns_mod
-from symphonyd.launcher.sandbox import procs
 from symphonyd.launcher.sandbox.addresses import AddressPool, Lease
 from symphonyd.launcher.sandbox.dns import AgentResolver, UpstreamResolver
 from symphonyd.launcher.sandbox.errors import SandboxError
@@ -54,6 +55,8 @@ class SandboxHandle:
     policy: EgressPolicy
     closed: bool = False
     files: list[Path] = field(default_factory=list)
+    # Resource limits on the bubblewrap path (None: the systemd unit carries them).
+    cgroup: cgroups.Cgroup | None = None
 
     @property
     def proxy_url(self) -> str:
@@ -98,28 +101,34 @@ class SandboxManager:
         self.live: dict[str, SandboxHandle] = {}
 
     async def start(self) -> None:
-        """Reconcile after a crash: replace the table, kill strays, drop stray interfaces."""
+        """Reconcile after a crash: replace the table, kill strays, drop stray interfaces and
+        cgroups."""
         await asyncio.to_thread(self.firewall.reconcile)
         owned = set(self.live)
         stray = procs.pids_with_marker(owned)
         procs.kill_all(stray)
         keep = {h.lease.host_ifname for h in self.live.values()}
         removed = [n for n in netns_mod.leftover_host_links(keep) if netns_mod.delete_host_link(n)]
+        groups = await asyncio.to_thread(cgroups.reconcile, keep)
         owned_files = {p for h in self.live.values() for p in h.files}
         if RUN_DIR.is_dir():
             for path in RUN_DIR.glob("symv*"):
                 if path not in owned_files:
                     path.unlink(missing_ok=True)
-        if stray or removed:
+        if stray or removed or groups:
             self.audit(
                 {
                     "type": audit_events.SANDBOX_RECONCILED,
                     "killed": len(stray),
                     "interfaces": removed,
+                    "cgroups": groups,
                 }
             )
 
-    async def setup(self, agent_id: str, policy: EgressPolicy) -> SandboxHandle:
+    async def setup(
+        self, agent_id: str, policy: EgressPolicy, resources: ResourcesConfig | None = None
+    ) -> SandboxHandle:
+        """Build the sandbox; with ``resources``, also its cgroup (the bubblewrap path)."""
         if agent_id in self.live:
             raise SandboxError("a sandbox for this agent already exists", code="sandbox_exists")
         lease: Lease | None = None
@@ -127,8 +136,13 @@ class SandboxManager:
         resolver: AgentResolver | None = None
         proxy: EgressProxy | None = None
         rules = False
+        cg: cgroups.Cgroup | None = None
         try:
             lease = self.pool.allocate(agent_id)
+            if resources is not None:
+                limits = cgroups.limits_from(resources)
+                hierarchy = await asyncio.to_thread(cgroups.prepare)
+                cg = await asyncio.to_thread(cgroups.create, hierarchy, lease.host_ifname, limits)
             ns = await asyncio.to_thread(netns_mod.create_netns, lease)
             # Open the agent's two holes only after its interface is covered by the drop rules.
             await asyncio.to_thread(self.firewall.add_agent, lease, self.proxy_port)
@@ -148,7 +162,7 @@ class SandboxManager:
             )
             await proxy.start()
         except SandboxError as exc:
-            await self._undo(lease, ns, resolver, proxy, rules)
+            await self._undo(lease, ns, resolver, proxy, rules, cg)
             self.audit(
                 {
                     "type": audit_events.SANDBOX_FAILURE,
@@ -159,9 +173,9 @@ class SandboxManager:
             )
             raise
         except BaseException:
-            await self._undo(lease, ns, resolver, proxy, rules)
+            await self._undo(lease, ns, resolver, proxy, rules, cg)
             raise
-        handle = SandboxHandle(agent_id, lease, ns, resolver, proxy, policy)
+        handle = SandboxHandle(agent_id, lease, ns, resolver, proxy, policy, cgroup=cg)
         self.live[agent_id] = handle
         self.audit(
             {
@@ -194,8 +208,11 @@ class SandboxManager:
         resolver: AgentResolver | None,
         proxy: EgressProxy | None,
         rules: bool,
+        cg: cgroups.Cgroup | None = None,
     ) -> list[str]:
         problems: list[str] = []
+        if cg is not None:
+            problems += await asyncio.to_thread(cgroups.destroy, cg)
         if ns is not None:
             procs.kill_all(procs.pids_in_netns(os.fstat(ns.fd).st_ino) if ns.fd >= 0 else [])
         for stop in (proxy, resolver):
@@ -224,7 +241,9 @@ class SandboxManager:
             return
         handle.closed = True
         self.live.pop(handle.agent_id, None)
-        problems = await self._undo(handle.lease, handle.netns, handle.resolver, handle.proxy, True)
+        problems = await self._undo(
+            handle.lease, handle.netns, handle.resolver, handle.proxy, True, handle.cgroup
+        )
         for path in handle.files:
             path.unlink(missing_ok=True)
         record: dict[str, Any] = {
