@@ -60,10 +60,13 @@ from symphonyd.runtime.logging import log_event
 log = logging.getLogger("symphonyd.launcher")
 
 # Finished runs nobody acknowledged yet. The dispatcher acknowledges each one within a moment
-# of its run_finished event, so this many only pile up while it is down or cut off; beyond
-# that the oldest outcomes are dropped (their run_finished audit records stay), and the
-# dispatcher's poll finds their issues again as it does for retries lost in a restart.
-MAX_UNACKED_FINISHED = 5_000
+# of its run_finished event, but a burst of thousands of runs ending at once can outpace it
+# for a while (bench/pipeline_throughput.py with 10 000 agents left ~9 000 waiting), and a
+# dropped outcome costs that issue a stall timeout. So the bound is far above any burst and
+# only bites when the dispatcher is gone for good: then the oldest outcomes are dropped
+# (their run_finished audit records stay; about 2 KiB each is what this bounds) and the
+# dispatcher's poll finds their issues again, as it does for retries lost in a restart.
+MAX_UNACKED_FINISHED = 50_000
 MAX_PAGE = 500
 
 
@@ -125,6 +128,7 @@ class LauncherService:
         self._live_by_issue: dict[str, str] = {}  # issue id -> run id of its live run
         self._finished: dict[str, None] = {}  # unacknowledged finished run ids, oldest first
         self._seq = 0
+        self._over_bound = False  # warned about dropping outcomes; once per episode
         self._subscribers: set[Subscriber] = set()
         self._latest_workflow: WorkflowSnapshot | None = None
 
@@ -205,13 +209,17 @@ class LauncherService:
         if run_id not in self._runs or run_id in self._finished:
             return
         self._finished[run_id] = None
-        if len(self._finished) > MAX_UNACKED_FINISHED:
-            oldest = next(iter(self._finished))
-            del self._finished[oldest]
-            self._runs.pop(oldest, None)
+        if len(self._finished) <= MAX_UNACKED_FINISHED:
+            self._over_bound = False
+            return
+        oldest = next(iter(self._finished))
+        del self._finished[oldest]
+        self._runs.pop(oldest, None)
+        if not self._over_bound:
+            self._over_bound = True
             log.warning(
                 "more than %d finished runs unacknowledged (is the dispatcher running?); "
-                "forgetting the outcome of %s",
+                "forgetting the oldest outcomes, starting with %s",
                 MAX_UNACKED_FINISHED,
                 oldest,
             )
