@@ -5,8 +5,7 @@ snapshot the dispatcher sent (SPEC 10.5): its typed config, prompt template and 
 specs never change under it. Finished runs stay listed with their outcome until the
 dispatcher acknowledges them, so a dispatcher restart never loses how a run ended; at most
 ``MAX_UNACKED_FINISHED`` of them are kept (the oldest go first), so a dispatcher that never
-acknowledges cannot grow the table without bound. ``list_runs`` pages through the table in
-start order (docs/design/0606-launcher-run-table.md).
+acknowledges cannot grow the table without bound (symphonyd.launcher.run_table, 0606).
 """
 
 from __future__ import annotations
@@ -52,22 +51,13 @@ from symphonyd.launcher.agents.factory import session_factory
 from symphonyd.launcher.agents.process import Spawner, local_spawn
 from symphonyd.launcher.agents.session import ApprovalPolicy, ToolInvocation, short, utc_now
 from symphonyd.launcher.hooks import RunAs
+from symphonyd.launcher.run_table import RunTable
 from symphonyd.launcher.sandboxing import AgentSandbox, AgentSandboxes, SandboxedHookRunner
 from symphonyd.launcher.worker import WorkerDeps, run_worker_attempt
 from symphonyd.launcher.workspace import WorkspaceManager
 from symphonyd.runtime.logging import log_event
 
 log = logging.getLogger("symphonyd.launcher")
-
-# Finished runs nobody acknowledged yet. The dispatcher acknowledges each one within a moment
-# of its run_finished event, but a burst of thousands of runs ending at once can outpace it
-# for a while (bench/pipeline_throughput.py with 10 000 agents left ~9 000 waiting), and a
-# dropped outcome costs that issue a stall timeout. So the bound is far above any burst and
-# only bites when the dispatcher is gone for good: then the oldest outcomes are dropped
-# (their run_finished audit records stay; about 2 KiB each is what this bounds) and the
-# dispatcher's poll finds their issues again, as it does for retries lost in a restart.
-MAX_UNACKED_FINISHED = 50_000
-MAX_PAGE = 500
 
 
 class TrackerLink(Protocol):
@@ -124,18 +114,14 @@ def bind_config(
 class LauncherService:
     def __init__(self, deps: LauncherDeps) -> None:
         self.deps = deps
-        self._runs: dict[str, _Run] = {}  # in start order (seq ascending)
-        self._live_by_issue: dict[str, str] = {}  # issue id -> run id of its live run
-        self._finished: dict[str, None] = {}  # unacknowledged finished run ids, oldest first
-        self._seq = 0
-        self._over_bound = False  # warned about dropping outcomes; once per episode
+        self._runs: RunTable[_Run] = RunTable()
         self._subscribers: set[Subscriber] = set()
         self._latest_workflow: WorkflowSnapshot | None = None
 
     # ------------------------------------------------------------------ control API
 
     async def start_run(self, req: StartRun) -> StartRunResult:
-        live = self._live_by_issue.get(req.issue.id)
+        live = self._runs.live_run_id(req.issue.id)
         if live is not None:
             # The dispatcher's claim should prevent this; refusing keeps one run per issue
             # even if it is wrong (e.g. after a restart that lost its state).
@@ -149,10 +135,8 @@ class LauncherService:
             attempt=req.attempt,
             started_at=utc_now(),
         )
-        self._seq += 1
-        run = _Run(info, req.issue, req.workflow, seq=self._seq)
-        self._runs[req.run_id] = run
-        self._live_by_issue[req.issue.id] = req.run_id
+        run = _Run(info, req.issue, req.workflow, seq=self._runs.next_seq())
+        self._runs.add(run)
         log_event(
             log,
             "run",
@@ -180,49 +164,15 @@ class LauncherService:
 
     @property
     def live_count(self) -> int:
-        return len(self._live_by_issue)
+        return self._runs.live_count
 
     def list_runs(self, after: int = 0, limit: int | None = None) -> RunList:
         """Runs started after cursor ``after``, in start order; all of them without a limit."""
-        runs = (r for r in self._runs.values() if r.seq > after)
-        if limit is None:
-            return RunList([r.info for r in runs])
-        page: list[_Run] = []
-        for run in runs:
-            if len(page) == max(1, min(limit, MAX_PAGE)):
-                return RunList([r.info for r in page], next_after=page[-1].seq)
-            page.append(run)
-        return RunList([r.info for r in page])
+        page, next_after = self._runs.page(after, limit)
+        return RunList([r.info for r in page], next_after=next_after)
 
     def ack_runs(self, run_ids: list[str]) -> None:
-        for run_id in run_ids:
-            run = self._runs.get(run_id)
-            if run is not None and run.info.outcome is not None:
-                del self._runs[run_id]
-                self._finished.pop(run_id, None)
-
-    def _mark_finished(self, run: _Run) -> None:
-        """A run got its outcome: no longer live; bound what waits for acknowledgement."""
-        run_id = run.info.run_id
-        if self._live_by_issue.get(run.info.issue_id) == run_id:
-            del self._live_by_issue[run.info.issue_id]
-        if run_id not in self._runs or run_id in self._finished:
-            return
-        self._finished[run_id] = None
-        if len(self._finished) <= MAX_UNACKED_FINISHED:
-            self._over_bound = False
-            return
-        oldest = next(iter(self._finished))
-        del self._finished[oldest]
-        self._runs.pop(oldest, None)
-        if not self._over_bound:
-            self._over_bound = True
-            log.warning(
-                "more than %d finished runs unacknowledged (is the dispatcher running?); "
-                "forgetting the oldest outcomes, starting with %s",
-                MAX_UNACKED_FINISHED,
-                oldest,
-            )
+        self._runs.ack(run_ids)
 
     async def remove_workspace(
         self, identifier: str, workflow: WorkflowSnapshot | None
@@ -232,10 +182,7 @@ class LauncherService:
             raise SymphonyError(
                 "no workflow known yet to locate the workspace root", code="unavailable"
             )
-        if any(
-            self._runs[run_id].info.issue_identifier == identifier
-            for run_id in self._live_by_issue.values()
-        ):
+        if any(r.info.issue_identifier == identifier for r in self._runs.live()):
             raise SymphonyError(f"{identifier} has a live run", code="run_active")
         config = bind_config(snapshot, self.deps.env, self.deps.host)
         manager = self._workspaces(config)
@@ -269,7 +216,7 @@ class LauncherService:
 
     async def shutdown(self) -> None:
         """Stop every live run (after_run still runs) so nothing outlives the launcher."""
-        live = [r for r in self._runs.values() if r.task is not None and not r.task.done()]
+        live = [r for r in self._runs if r.task is not None and not r.task.done()]
         for run in live:
             run.stop_reason = "shutdown"
             assert run.task is not None
@@ -437,7 +384,7 @@ class LauncherService:
             )
         run.info = dataclasses.replace(info, **changes)
         if run.info.outcome is not None:
-            self._mark_finished(run)
+            self._runs.mark_finished(run)
         self._publish(event)
 
     def _task_done(self, run: _Run) -> None:

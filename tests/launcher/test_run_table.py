@@ -29,7 +29,7 @@ from symphonyd.core.messages import (
     WorkflowSnapshot,
 )
 from symphonyd.dispatcher.clients import LauncherClient, Link
-from symphonyd.launcher import service as service_mod
+from symphonyd.launcher import run_table
 from symphonyd.launcher.daemon import launcher_server
 from symphonyd.launcher.service import LauncherDeps, LauncherService
 from symphonyd.runtime.ipc_client import IpcClient
@@ -81,7 +81,7 @@ async def _test_list_runs_pages_past_the_frame_limit(tmp_path: Path) -> None:
     await server.start_path(sock)
     try:
         runs = await LauncherClient(Link(sock)).list_runs()
-        assert [r.run_id for r in runs] == [r.info.run_id for r in service._runs.values()]
+        assert [r.run_id for r in runs] == [r.run_id for r in service.list_runs().runs]
         assert len(runs) == 4000 and all(r.outcome is not None for r in runs)
         client = await IpcClient.connect(sock)
         try:
@@ -110,7 +110,7 @@ async def _test_page_cursor_survives_acknowledgements_between_pages(tmp_path: Pa
 async def _test_unacknowledged_finished_runs_are_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service_mod, "MAX_UNACKED_FINISHED", 50)
+    monkeypatch.setattr(run_table, "MAX_UNACKED_FINISHED", 50)
     service = make_service(tmp_path)
     await start_finished_runs(service, workflow(tmp_path), 120)
     runs = service.list_runs().runs
