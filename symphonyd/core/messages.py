@@ -312,6 +312,10 @@ TRACKER_TOOL_CALL = method(
 
 
 # --------------------------------------------------------------------------- dispatcher
+# dispatcher.snapshot of a large board (thousands of running or retrying issues) exceeds
+# 1 MiB: the control and dashboard sockets reply up to this size, and their clients
+# (symphonyctl, the dashboard) read it (IpcClient.connect(..., max_frame=SNAPSHOT_MAX_FRAME)).
+SNAPSHOT_MAX_FRAME = 16 << 20
 # Served by symphony-dispatcher. Clients: symphonyctl and the dashboard (control, snapshot).
 # Snapshot shapes follow SPEC 13.3 / 13.7.2 plus pause, budgets, holds and daemon health.
 # Control errors come back as error replies: issue_not_found, not_held, invalid_params.

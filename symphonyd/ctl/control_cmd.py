@@ -24,6 +24,7 @@ from symphonyd.core.messages import (
     DISPATCHER_RESUME,
     DISPATCHER_SNAPSHOT,
     DISPATCHER_STOP,
+    SNAPSHOT_MAX_FRAME,
     ControlResult,
     Empty,
     IssueRefParams,
@@ -91,7 +92,8 @@ def socket_path(args: argparse.Namespace) -> Path:
 
 def call(path: Path, spec: MethodSpec[P, R], params: P, timeout: float = 30.0) -> R:
     async def go() -> R:
-        async with await IpcClient.connect(path, timeout=timeout) as client:
+        connecting = IpcClient.connect(path, timeout=timeout, max_frame=SNAPSHOT_MAX_FRAME)
+        async with await connecting as client:
             return await client.call(spec, params, timeout=timeout)
 
     return asyncio.run(go())

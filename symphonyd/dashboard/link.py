@@ -21,6 +21,7 @@ from symphonyd.core.messages import (
     DISPATCHER_SNAPSHOT,
     DISPATCHER_STATE_CHANGED,
     DISPATCHER_SUBSCRIBE,
+    SNAPSHOT_MAX_FRAME,
     Empty,
     MethodSpec,
     StateChanged,
@@ -138,7 +139,7 @@ class DispatcherLink:
             delay = min(delay * 2, self.retry_max_s)
 
     async def _follow(self) -> None:
-        client = await IpcClient.connect(self.path, timeout=5.0)
+        client = await IpcClient.connect(self.path, timeout=5.0, max_frame=SNAPSHOT_MAX_FRAME)
         try:
             await client.call(DISPATCHER_SUBSCRIBE, Empty(), timeout=10.0)
             snapshot = await client.call(DISPATCHER_SNAPSHOT, Empty(), timeout=10.0)

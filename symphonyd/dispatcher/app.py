@@ -15,12 +15,12 @@ import os
 import pwd
 import shutil
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from symphonyd import __version__
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import TRACKER_MAX_FRAME
+from symphonyd.core.messages import SNAPSHOT_MAX_FRAME, TRACKER_MAX_FRAME
 from symphonyd.dispatcher.clients import (
     AuditClient,
     LauncherClient,
@@ -35,6 +35,7 @@ from symphonyd.dispatcher.ports import SystemClock
 from symphonyd.dispatcher.store import StateStore
 from symphonyd.runtime.activation import listen_fds
 from symphonyd.runtime.hostconfig_file import load_host_config
+from symphonyd.runtime.ipc_connection import ServerLimits
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.logging import setup_logging
 from symphonyd.runtime.notify import Notifier
@@ -149,19 +150,27 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def control_server(
+    name: str, *, allowed_uids: Iterable[int], allow_root: bool = False
+) -> IpcServer:
+    """A server for symphonyctl or the dashboard: its snapshot replies may exceed 1 MiB."""
+    limits = ServerLimits(max_reply=SNAPSHOT_MAX_FRAME)
+    return IpcServer(name, allowed_uids=allowed_uids, allow_root=allow_root, limits=limits)
+
+
 async def _start_servers(service: DispatcherService, args: argparse.Namespace) -> list[IpcServer]:
     servers: list[IpcServer] = []
     if args.ctl_socket:
-        ctl = IpcServer("dispatcher-ctl", allowed_uids={os.getuid()}, allow_root=True)
+        ctl = control_server("dispatcher-ctl", allowed_uids={os.getuid()}, allow_root=True)
         service.register(ctl)
         await ctl.start_path(args.ctl_socket)
         return [ctl]
     fds = listen_fds()
     for name, socks in fds.items():
         if name == "ctl":
-            server = IpcServer("dispatcher-ctl", allowed_uids=(), allow_root=True)
+            server = control_server("dispatcher-ctl", allowed_uids=(), allow_root=True)
         elif name == "dashboard":
-            server = IpcServer("dispatcher-dashboard", allowed_uids=_dashboard_uid())
+            server = control_server("dispatcher-dashboard", allowed_uids=_dashboard_uid())
         else:
             log.warning("ignoring activated socket %r", name)
             continue

@@ -16,10 +16,9 @@ from typing import Any
 
 from symphonyd.core.messages import RunEvent, RunOutcome
 from symphonyd.ctl.main import main as ctl_main
-from symphonyd.dispatcher.app import assemble, run_until
+from symphonyd.dispatcher.app import assemble, control_server, run_until
 from symphonyd.dispatcher.config_source import WorkflowConfigSource
 from symphonyd.dispatcher.orchestrator import Orchestrator
-from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.notify import Notifier
 from tests.dispatcher.doubles import issue, run_async
 from tests.dispatcher.socket_doubles import SocketWorld, eventually, socket_world
@@ -53,7 +52,7 @@ async def dispatcher(world: SocketWorld) -> AsyncIterator[Orchestrator]:
     orch, service = assemble(world.root, world.root / "state", source)
     service.watch_interval_s = 0.05
     await orch.start()
-    ctl = IpcServer("dispatcher-ctl", allowed_uids={os.getuid()}, allow_root=True)
+    ctl = control_server("dispatcher-ctl", allowed_uids={os.getuid()}, allow_root=True)
     service.register(ctl)
     await ctl.start_path(world.root / "ctl.sock")
     stop = asyncio.Event()
@@ -206,3 +205,22 @@ async def test_audit_outage_pauses_dispatch_until_it_returns() -> None:
         assert world.launcher.started == []
         await world.start_audit()
         await eventually(lambda: len(world.launcher.started) == 1, "dispatch after recovery")
+
+
+@run_async
+async def test_status_of_a_board_larger_than_one_frame() -> None:
+    # A busy board's snapshot is over 1 MiB (the default frame); symphonyctl still shows it.
+    async with socket_world() as world, dispatcher(world) as orch:
+        world.tracker.put(issue(1), issue(2))
+        await eventually(lambda: len(world.launcher.started) == 2, "two runs")
+        for run in world.launcher.started:
+            message = f"{run.issue.identifier} " + "x" * 700_000
+            world.emit(RunEvent(run.run_id, run.issue.id, "notification", "2026-03-01T12:00:00Z",
+                                message=message))  # fmt: skip
+        await eventually(
+            lambda: all(e.last_message and len(e.last_message) > 700_000
+                        for e in orch.running.values()), "messages applied"
+        )  # fmt: skip
+        snap = await status(world)
+        rows = snap["running"]
+        assert sorted(len(r["last_message"]) for r in rows) == [700_005, 700_005]
