@@ -15,7 +15,9 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from symphonyd.core import audit_events
 from symphonyd.core.config import ServiceConfig
@@ -93,6 +95,13 @@ class AgentSandboxes:
     async def start(self) -> None:
         """Reconcile what a crashed launcher left behind (rules, interfaces, processes)."""
         await self.manager.start()
+
+    def track_teardown(self, teardown: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+        """Run a teardown as its own task, which :meth:`settle` waits for."""
+        task = asyncio.ensure_future(teardown)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return task
 
     async def settle(self) -> None:
         """Wait for teardowns already under way (a cancelled run's, a finished hook's)."""
@@ -195,11 +204,15 @@ class AgentSandbox:
             return await bwrap.spawn(
                 self.handle, self.view, seeded, env=inner_env, cwd=cwd, **pipes
             )
-        argv_unit = self._unit_argv(seeded, {**inner_env, **self.handle.environment()})
-        return await asyncio.create_subprocess_exec(
-            *argv_unit,
-            env={"PATH": bwrap.BASE_PATH},
-            **pipes,  # type: ignore[arg-type]
+        return await systemd_unit.spawn(
+            self.handle,
+            self.view,
+            seeded,
+            unit=self.unit,
+            resources=self.config.sandbox.resources,
+            env=inner_env,
+            cwd=cwd,
+            **pipes,
         )
 
     def _unit_argv(self, command: list[str], environment: dict[str, str]) -> list[str]:
@@ -222,11 +235,7 @@ class AgentSandbox:
 
     async def close(self) -> None:
         """Remove the sandbox; runs to the end even if the caller is cancelled meanwhile."""
-        task = asyncio.ensure_future(self._close())
-        closing = self.owner._closing
-        closing.add(task)
-        task.add_done_callback(closing.discard)
-        await asyncio.shield(task)
+        await asyncio.shield(self.owner.track_teardown(self._close()))
 
     async def _close(self) -> None:
         if self.unit is not None:
