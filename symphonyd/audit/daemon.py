@@ -116,12 +116,17 @@ async def serve(config: AuditConfig) -> int:
     reader = AuditReader(config.directory)
     servers: list[IpcServer] = []
     try:
-        for name, socks in listen_fds().items():
-            for sock in socks:
-                owner = frozenset({_socket_owner(sock, name)})
-                server = _server(name, owner, service, committer, reader)
-                await server.start(sock)
-                servers.append(server)
+        # Every socket's owner is checked before any of them serves: a refused configuration
+        # must not have answered a single request first.
+        activated = [
+            (name, sock, frozenset({_socket_owner(sock, name)}))
+            for name, socks in listen_fds().items()
+            for sock in socks
+        ]
+        for name, sock, owner in activated:
+            server = _server(name, owner, service, committer, reader)
+            await server.start(sock)
+            servers.append(server)
         for name, path in config.listen.items():
             server = _server(name, config.allow_uids, service, committer, reader)
             await server.start_path(path)
