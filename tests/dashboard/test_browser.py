@@ -51,6 +51,16 @@ def browser() -> Iterator[webdriver.Chrome]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def _text(driver: webdriver.Chrome, element_id: str) -> str:
+    """Rendered text of an element, read in one script call: ``#live`` is re-rendered by every
+    Server-Sent Event, so a find_element handle can go stale between lookup and read."""
+    text = driver.execute_script(
+        "const e = document.getElementById(arguments[0]); return e ? e.innerText : '';",
+        element_id,
+    )
+    return str(text)
+
+
 def _busy_snapshot() -> StateSnapshot:
     snap = snapshot(running=6)
     rows = [
@@ -77,8 +87,8 @@ def test_overview_is_live_pauses_from_the_ui_and_looks_right(
     running.dispatcher.update(lambda _: _busy_snapshot())
     wait = WebDriverWait(browser, 30)
     browser.get(running.base + "/")
-    wait.until(lambda d: d.find_element(By.ID, "live-status").text == "live")
-    assert "MT-6" in browser.find_element(By.ID, "live").text
+    wait.until(lambda d: _text(d, "live-status") == "live")
+    assert "MT-6" in _text(browser, "live")
     browser.execute_script("window.__sameDocument = true;")
 
     def new_run(snap: StateSnapshot) -> StateSnapshot:
@@ -86,20 +96,20 @@ def test_overview_is_live_pauses_from_the_ui_and_looks_right(
         return dataclasses.replace(snap, running=[*snap.running, row])
 
     running.dispatcher.update(new_run)
-    wait.until(lambda d: "arrived over Server-Sent Events" in d.find_element(By.ID, "live").text)
+    wait.until(lambda d: "arrived over Server-Sent Events" in _text(d, "live"))
     assert browser.execute_script("return window.__sameDocument === true;")  # no reload
 
     reason = browser.find_element(By.CSS_SELECTOR, '#pause-form input[name="reason"]')
     reason.send_keys("deploy window")
     browser.find_element(By.CSS_SELECTOR, 'button[data-action="pause"]').click()
-    wait.until(lambda d: "Paused" in d.find_element(By.ID, "pause-state").text)
-    banner = browser.find_element(By.ID, "pause-state").text
+    wait.until(lambda d: "Paused" in _text(d, "pause-state"))
+    banner = _text(browser, "pause-state")
     assert "deploy window" in banner and "uid" in banner
     assert [c[:2] for c in running.dispatcher.calls] == [("pause", "deploy window")]
     assert browser.execute_script("return window.__sameDocument === true;")
 
     # The hostile message is text on the page, never a script that ran.
-    assert '<script>alert("title")</script>' in browser.find_element(By.ID, "live").text
+    assert '<script>alert("title")</script>' in _text(browser, "live")
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == [], errors  # e.g. a CSP violation would show here
 
