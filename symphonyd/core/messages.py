@@ -527,6 +527,8 @@ class PruneEntry:
 class PruneResult:
     removed: list[PruneEntry]  # with dry_run: what would have been removed
     kept: list[PruneEntry]
+    # Per-issue run data (the dispatcher's token totals) dropped; with dry_run: would be.
+    forgotten: list[PruneEntry]
 
 
 DISPATCHER_SNAPSHOT = method(

@@ -44,13 +44,14 @@ def parse_duration(text: str) -> int:
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "prune", help="remove old workspaces of finished issues (through the dispatcher)"
+        "prune",
+        help="remove old workspaces and run data of finished issues (through the dispatcher)",
     )
     parser.add_argument(
         "--older-than",
         required=True,
         metavar="DURATION",
-        help="only workspaces untouched this long: 90m, 12h, 30d, 2w",
+        help="only what is untouched this long: 90m, 12h, 30d, 2w",
     )
     parser.add_argument("--dry-run", action="store_true", help="say what would go; delete none")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -75,11 +76,18 @@ def run_prune(args: argparse.Namespace) -> int:
         print(json.dumps(encode(result), indent=2, sort_keys=True))
         return EXIT_OK
     verb = "would remove" if args.dry_run else "removed"
+    forget = "would forget" if args.dry_run else "forgot"
     for entry in result.removed:
         print(f"{verb} {_safe(entry.identifier)}: {_safe(entry.reason)}")
     for entry in result.kept:
         print(f"kept {_safe(entry.identifier)}: {_safe(entry.reason)}")
-    print(f"{len(result.removed)} {verb}, {len(result.kept)} kept")
+    for entry in result.forgotten:
+        print(f"{forget} the run data of {_safe(entry.identifier)}: {_safe(entry.reason)}")
+    forgotten = "would be forgotten" if args.dry_run else "forgotten"
+    print(
+        f"{len(result.removed)} {verb}, {len(result.kept)} kept, "
+        f"{len(result.forgotten)} run data {forgotten}"
+    )
     return EXIT_OK
 
 

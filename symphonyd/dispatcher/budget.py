@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from symphonyd.core.issue import parse_timestamp
 from symphonyd.core.messages import TokenTotals
 from symphonyd.dispatcher.state import iso, next_utc_midnight
 from symphonyd.dispatcher.store import PersistedState
@@ -49,11 +50,28 @@ class TokenLedger:
         self.roll(now)
         self._p.tokens_today += delta.total_tokens
         self._p.issue_tokens[issue_id] = self._p.issue_tokens.get(issue_id, 0) + delta.total_tokens
+        self._p.issue_tokens_at[issue_id] = iso(now)
         self.dirty = True
 
     def issue_total(self, issue_id: str) -> int:
         return self._p.issue_tokens.get(issue_id, 0)
 
+    def last_used(self, issue_id: str) -> datetime | None:
+        """When the issue's total last grew; None when it has no total."""
+        if issue_id not in self._p.issue_tokens:
+            return None
+        return parse_timestamp(self._p.issue_tokens_at.get(issue_id))
+
+    def stamp_unknown(self, now: datetime) -> None:
+        """Totals saved before their times were kept count as used now: never older than
+        they are, so prune cannot forget them early."""
+        for issue_id in self._p.issue_tokens.keys() - self._p.issue_tokens_at.keys():
+            self._p.issue_tokens_at[issue_id] = iso(now)
+            self.dirty = True
+        for issue_id in self._p.issue_tokens_at.keys() - self._p.issue_tokens.keys():
+            del self._p.issue_tokens_at[issue_id]
+
     def reset_issue(self, issue_id: str) -> None:
         self._p.issue_tokens.pop(issue_id, None)
+        self._p.issue_tokens_at.pop(issue_id, None)
         self.dirty = True

@@ -98,6 +98,24 @@ class Controls(Engine):
         self._changed()
         return f"{identifier} released from its {hold.kind} hold"
 
+    async def forget_tokens(self, issue_ids: list[str]) -> list[str]:
+        """Drop the per-issue token totals of finished issues (prune); the ids dropped.
+
+        Re-checked under the lock: an issue that started a run or got a hold since prune
+        looked keeps its total."""
+        async with self.lock:
+            dropped = [
+                i
+                for i in issue_ids
+                if i not in self.running and i not in self.claimed and self.holds.get(i) is None
+            ]
+            for issue_id in dropped:
+                self.ledger.reset_issue(issue_id)
+            if dropped:
+                self.ledger.dirty = False
+                self._persist()
+        return dropped
+
 
 def _clean_reason(reason: str) -> str:
     cleaned = "".join(ch if ch.isprintable() else " " for ch in reason).strip()

@@ -43,6 +43,7 @@ class Recovery(Engine):
             self.config_loaded_at = iso(self.clock.now())
             self._mark("workflow", True)
             self.ledger.roll(self.clock.now())
+            self.ledger.stamp_unknown(self.clock.now())
             await self._recover_runs()
             await self._startup_terminal_cleanup()
             # Fail closed from the first tick: no run starts before the audit writer answers.

@@ -55,6 +55,9 @@ class PersistedState:
     operator_pause: OperatorPause | None = None
     holds: dict[str, Hold] = field(default_factory=dict)
     issue_tokens: dict[str, int] = field(default_factory=dict)
+    # When each issue's total last grew (ISO 8601), so prune can forget totals of issues
+    # finished long ago; files written before this field have none (stamped at load).
+    issue_tokens_at: dict[str, str] = field(default_factory=dict)
     day: str = ""
     tokens_today: int = 0
 
@@ -68,6 +71,7 @@ class PersistedState:
             out["operator_pause"] = _drop_none(vars(self.operator_pause))
         out["holds"] = {k: _drop_none(vars(h)) for k, h in self.holds.items()}
         out["issue_tokens"] = dict(self.issue_tokens)
+        out["issue_tokens_at"] = dict(self.issue_tokens_at)
         return out
 
     @classmethod
@@ -98,10 +102,12 @@ class PersistedState:
                     baseline=_opt_str(raw.get("baseline")),
                 )
             tokens = {str(k): _int(v) for k, v in dict(data.get("issue_tokens", {})).items()}
+            tokens_at = {str(k): _str(v) for k, v in dict(data.get("issue_tokens_at", {})).items()}
             return cls(
                 operator_pause=pause,
                 holds=holds,
                 issue_tokens=tokens,
+                issue_tokens_at=tokens_at,
                 day=_str(data.get("day", "")),
                 tokens_today=_int(data.get("tokens_today", 0)),
             )

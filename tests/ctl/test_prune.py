@@ -73,6 +73,7 @@ async def _prune(params: PruneParams, peer: Peer) -> PruneResult:
     return PruneResult(
         removed=[PruneEntry("ABC-1", "terminal (Done), idle 40 days")],
         kept=[PruneEntry("ABC-2", "run in progress"), PruneEntry("ABC-3\x1b[2J", "young")],
+        forgotten=[PruneEntry("ABC-1", "token total 900, last used 40 days ago (2026-10-01)")],
     )
 
 
@@ -98,7 +99,8 @@ def test_prune_reports_removed_and_kept(dispatcher: FakeDispatcher) -> None:
     assert "removed ABC-1: terminal (Done), idle 40 days" in out.stdout
     assert "kept ABC-2: run in progress" in out.stdout
     assert "\x1b" not in out.stdout
-    assert out.stdout.rstrip().endswith("1 removed, 2 kept")
+    assert "forgot the run data of ABC-1: token total 900" in out.stdout
+    assert out.stdout.rstrip().endswith("1 removed, 2 kept, 1 run data forgotten")
 
 
 def test_dry_run_and_json(dispatcher: FakeDispatcher) -> None:
@@ -109,6 +111,8 @@ def test_dry_run_and_json(dispatcher: FakeDispatcher) -> None:
     assert [e["identifier"] for e in data["removed"]] == ["ABC-1"]
     text = prune(dispatcher.path, "--older-than", "12h", "--dry-run")
     assert "would remove ABC-1" in text.stdout
+    assert "would forget the run data of ABC-1" in text.stdout
+    assert [e["identifier"] for e in data["forgotten"]] == ["ABC-1"]
 
 
 @pytest.mark.parametrize("bad", ["0d", "-3d", "garbage", "99999999999w", "30"])

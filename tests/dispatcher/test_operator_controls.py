@@ -308,15 +308,25 @@ async def test_invalid_config_at_startup_fails_start(tmp_path: Path) -> None:
         await h.orch.start()
 
 
-@run_async
-async def test_unreadable_state_file_starts_paused(tmp_path: Path) -> None:
-    (tmp_path / STATE_FILE).write_text("format = 1\n[holds\n")
-    h = Harness(tmp_path)
-    h.tracker.put(issue(1))
-    await h.orch.start()
-    await h.orch.tick()
-    assert pause_codes(h) == ["state_unreadable"] and h.launcher.started == []
-    assert (tmp_path / "dispatcher-state.toml.unreadable").exists()
-    await h.orch.resume(uid=0)
-    await h.orch.tick()
-    assert len(h.launcher.started) == 1
+@pytest.mark.parametrize(
+    "content",
+    [
+        "format = 1\n[holds\n",  # not TOML
+        'format = 1\n[issue_tokens_at]\n"id-1" = 5\n',  # a time that is not a string
+    ],
+)
+def test_unreadable_state_file_starts_paused(tmp_path: Path, content: str) -> None:
+    @run_async
+    async def go() -> None:
+        (tmp_path / STATE_FILE).write_text(content)
+        h = Harness(tmp_path)
+        h.tracker.put(issue(1))
+        await h.orch.start()
+        await h.orch.tick()
+        assert pause_codes(h) == ["state_unreadable"] and h.launcher.started == []
+        assert (tmp_path / "dispatcher-state.toml.unreadable").exists()
+        await h.orch.resume(uid=0)
+        await h.orch.tick()
+        assert len(h.launcher.started) == 1
+
+    go()

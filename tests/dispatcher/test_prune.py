@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from symphonyd.core.messages import PruneParams
 from symphonyd.core.workspace_paths import workspace_key
 from symphonyd.dispatcher.daemon import DispatcherService
 from symphonyd.dispatcher.prune import prune
+from symphonyd.dispatcher.store import PersistedState, StateStore
 from symphonyd.runtime.peer import Peer
 from tests.dispatcher.doubles import issue, run_async
 from tests.dispatcher.socket_doubles import SocketWorld, eventually, socket_world
@@ -131,3 +133,60 @@ async def test_prune_is_refused_to_non_root_peers() -> None:
         with pytest.raises(SymphonyError) as info:
             await service._prune(PruneParams(DAY, dry_run=True), Peer(uid=1000, gid=1000, pid=1))
         assert info.value.error_code == "peer_not_allowed"
+
+
+def seed_tokens(world: SocketWorld, tokens: dict[str, tuple[int, str | None]]) -> Path:
+    """A state file as an earlier dispatcher left it: totals, and when each last grew."""
+    state = PersistedState(
+        issue_tokens={i: total for i, (total, _) in tokens.items()},
+        issue_tokens_at={i: at for i, (_, at) in tokens.items() if at is not None},
+    )
+    store = StateStore(world.root / "state")
+    store.save(state)
+    return store.path
+
+
+@run_async
+async def test_run_data_of_long_finished_issues_goes_once_their_workspace_is_gone() -> None:
+    old, recent = "2026-01-01T00:00:00Z", _ago(2 * DAY)
+    async with socket_world() as world:
+        write_workflow(world.root / "WORKFLOW.md", interval=3_600_000)
+        path = seed_tokens(
+            world,
+            {
+                "id-21": (900, old),  # Done, no workspace: forgotten
+                "id-22": (800, old),  # Done, old workspace: removed, then forgotten
+                "id-23": (700, old),  # Done, young workspace: kept, so its total stays
+                "id-24": (600, recent),  # Done, no workspace, used 2 days ago: stays
+                "id-25": (500, old),  # Todo: not terminal, stays
+                "id-26": (400, None),  # saved before times were kept: counts from now
+                "id-27": (300, old),  # Done but held by the operator: stays
+            },
+        )
+        world.tracker.put(*(issue(n, "Done") for n in (21, 22, 23, 24, 26, 27)))
+        world.tracker.put(issue(25, "Todo"))
+        async with dispatcher(world) as orch:
+            orch.holds.place(issue(27, "Done"), "stopped", "operator", orch.clock.now(), 0)
+            workspace(world, "MT-22", 40 * DAY)
+            workspace(world, "MT-23", 1 * DAY)
+
+            dry = await prune(orch, PruneParams(older_than_s=30 * DAY, dry_run=True))
+            assert sorted(e.identifier for e in dry.forgotten) == ["MT-21", "MT-22"]
+            assert orch.ledger.issue_total("id-21") == 900  # a dry run changes nothing
+
+            result = await prune(orch, PruneParams(older_than_s=30 * DAY, dry_run=False))
+            assert [e.identifier for e in result.removed] == ["MT-22"]
+            forgotten = {e.identifier: e.reason for e in result.forgotten}
+            assert sorted(forgotten) == ["MT-21", "MT-22"]
+            assert "token total 900" in forgotten["MT-21"] and "2026-01-01" in forgotten["MT-21"]
+
+        saved = StateStore(path.parent).load()
+        assert saved.issue_tokens == {
+            "id-23": 700, "id-24": 600, "id-25": 500, "id-26": 400, "id-27": 300,
+        }  # fmt: skip
+        assert saved.issue_tokens.keys() == saved.issue_tokens_at.keys()
+
+
+def _ago(seconds: float) -> str:
+    then = datetime.now(UTC) - timedelta(seconds=seconds)
+    return then.strftime("%Y-%m-%dT%H:%M:%SZ")
