@@ -29,6 +29,7 @@ EGRESS_ALLOW = "egress_allow"
 EGRESS_DENY = "egress_deny"
 PAUSE = "pause"
 RESUME = "resume"
+RELEASE = "release"  # one issue's hold lifted (operator or a tracker change)
 STOP = "stop"
 CONFIG_RELOAD = "config_reload"
 BUDGET_HIT = "budget_hit"
@@ -51,6 +52,7 @@ CLIENT_TYPES = frozenset(
         EGRESS_DENY,
         PAUSE,
         RESUME,
+        RELEASE,
         STOP,
         CONFIG_RELOAD,
         BUDGET_HIT,
@@ -211,8 +213,8 @@ def egress(
 def operator_action(
     kind: str, *, operator_uid: int | None, reason: str | None = None, issue_id: str | None = None
 ) -> AuditEventIn:
-    """pause, resume or stop; ``operator_uid`` is the peer uid the dispatcher saw."""
-    if kind not in (PAUSE, RESUME, STOP):
+    """pause, resume, release or stop; ``operator_uid`` is the peer uid the dispatcher saw."""
+    if kind not in (PAUSE, RESUME, RELEASE, STOP):
         raise ValueError(f"not an operator action: {kind}")
     return _event(kind, {"operator_uid": operator_uid, "reason": reason}, issue_id=issue_id)
 

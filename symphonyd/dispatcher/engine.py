@@ -167,10 +167,9 @@ class Engine:
         return True
 
     async def _audit_release(self, issue_id: str, reason: str, uid: int | None) -> None:
-        # The audit vocabulary has no "release": lifting a hold is a resume of one issue;
-        # no operator uid means the tracker change lifted it.
+        # No operator uid means a change of the issue in the tracker lifted it.
         await self._audit(
-            ae.operator_action(ae.RESUME, operator_uid=uid, reason=reason, issue_id=issue_id)
+            ae.operator_action(ae.RELEASE, operator_uid=uid, reason=reason, issue_id=issue_id)
         )
 
     async def _probe_audit(self) -> None:

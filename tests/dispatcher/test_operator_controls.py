@@ -157,7 +157,7 @@ async def test_stop_holds_issue_until_tracker_change(tmp_path: Path) -> None:
     h.tracker.put(issue(1, updated=T0 + timedelta(minutes=5)))  # someone edits the issue
     await h.orch.tick()
     assert len(h.launcher.started) == 2
-    lifted = [r for r in h.audit.records if r.type == "resume" and r.issue_id == "id-1"]
+    lifted = [r for r in h.audit.records if r.type == "release" and r.issue_id == "id-1"]
     assert lifted and "operator_uid" not in lifted[-1].payload  # no operator: the tracker
 
 
@@ -177,6 +177,9 @@ async def test_stop_a_retrying_issue_and_release_it(tmp_path: Path) -> None:
     await h.orch.release("MT-1", uid=5)
     await h.orch.tick()
     assert len(h.launcher.started) == 2
+    [released] = [r for r in h.audit.records if r.type == "release"]
+    assert released.issue_id == "id-1" and released.payload["operator_uid"] == 5
+    assert "resume" not in h.audit.types()  # one issue released, not dispatch resumed
 
 
 @run_async
