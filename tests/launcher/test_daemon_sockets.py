@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,20 @@ from symphonyd.core.messages import (
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer
-from tests.launcher.agents.conftest import codex_command
-from tests.launcher.agents.mock_models import MockServer, Reply, responses_call, responses_text
+from tests.launcher.agents.conftest import claude_bin, codex_command
+from tests.launcher.agents.mock_models import (
+    MockServer,
+    Reply,
+    anthropic_calls_once,
+    responses_call,
+    responses_text,
+)
 from tests.launcher.test_service import COMMENT_TOOL
 
 pytestmark = pytest.mark.agents
 UID = os.getuid()
+CLAUDE_MODEL = "claude-sonnet-4-5@20250929"
+CLAUDE_TOOL = "mcp__symphony__tracker_comment"
 
 
 def spawn(*args: str) -> subprocess.Popen[bytes]:
@@ -104,7 +113,38 @@ async def tracker_double(path: Path, issue: Issue) -> AsyncIterator[list[ToolCal
         await server.close()
 
 
-def test_dispatcher_drives_a_run_over_sockets_and_everything_is_audited(tmp_path: Path) -> None:
+def agent_settings(runtime: str, port: int) -> dict[str, Any]:
+    """The workflow's agent sections: the real CLI of ``runtime`` against the mock model."""
+    if runtime == "codex":
+        return {"codex": {"command": codex_command(), "approval_policy": "never"}}
+    vertex = (
+        "CLAUDE_CODE_USE_VERTEX=1 CLAUDE_CODE_SKIP_VERTEX_AUTH=1 "
+        f"ANTHROPIC_VERTEX_BASE_URL=http://127.0.0.1:{port}/v1 "
+        "ANTHROPIC_VERTEX_PROJECT_ID=offline-test CLOUD_ML_REGION=us-east5"
+    )
+    return {
+        "agent": {"runtime": "claude", "max_turns": 1},
+        "claude": {"command": f"{vertex} {shlex.quote(claude_bin())}", "model": CLAUDE_MODEL},
+    }
+
+
+def model_script(runtime: str) -> Callable[[int, dict[str, Any]], Reply]:
+    """Call the tracker tool once, then finish; in each model API's own shape."""
+
+    def codex(n: int, body: dict[str, Any]) -> Reply:
+        if n == 1:
+            return responses_call("tracker_comment", {"body": "done"})
+        return responses_text("all done")
+
+    if runtime == "codex":
+        return codex
+    return anthropic_calls_once(CLAUDE_TOOL, {"body": "done"}, "all done")
+
+
+@pytest.mark.parametrize("runtime", ["codex", "claude"])
+def test_dispatcher_drives_a_run_over_sockets_and_everything_is_audited(
+    tmp_path: Path, runtime: str
+) -> None:
     run_dir, audit_dir, ws_root = tmp_path / "run", tmp_path / "audit", tmp_path / "ws"
     run_dir.mkdir()
     agent_home = tmp_path / "agent"
@@ -123,26 +163,6 @@ def test_dispatcher_drives_a_run_over_sockets_and_everything_is_audited(tmp_path
         state="Todo",
         dispatchable=True,
     )
-    # The workflow names another root; the host config's root must win (launcher side).
-    workflow = WorkflowSnapshot(
-        str(tmp_path / "WORKFLOW.md"),
-        {
-            "tracker": {"kind": "memory", "active_states": ["Todo"]},
-            "workspace": {"root": str(tmp_path / "ignored")},
-            "codex": {"command": codex_command(), "approval_policy": "never"},
-            "agent": {"max_turns": 1},
-        },
-        "Do {{ issue.identifier }}",
-        "0" * 64,
-    )
-
-    def script(n: int, body: dict[str, Any]) -> Reply:
-        return (
-            responses_call("tracker_comment", {"body": "done"})
-            if n == 1
-            else (responses_text("all done"))
-        )
-
     audit = spawn(
         "symphonyd.audit",
         "--dir",
@@ -152,7 +172,19 @@ def test_dispatcher_drives_a_run_over_sockets_and_everything_is_audited(tmp_path
         "--allow-uid",
         str(UID),
     )
-    with MockServer(script) as mock:
+    with MockServer(model_script(runtime)) as mock:
+        # The workflow names another root; the host config's root must win (launcher side).
+        workflow = WorkflowSnapshot(
+            str(tmp_path / "WORKFLOW.md"),
+            {
+                "tracker": {"kind": "memory", "active_states": ["Todo"]},
+                "workspace": {"root": str(tmp_path / "ignored")},
+                "agent": {"max_turns": 1},
+                **agent_settings(runtime, mock.port),
+            },
+            "Do {{ issue.identifier }}",
+            "0" * 64,
+        )
         (agent_home / ".codex" / "config.toml").write_text(
             'model = "mock-model"\nmodel_provider = "mock"\n[model_providers.mock]\n'
             f'name = "mock"\nbase_url = "http://127.0.0.1:{mock.port}/v1"\n'

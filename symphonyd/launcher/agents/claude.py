@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from symphonyd.core.messages import TokenTotals
+from symphonyd import __version__
+from symphonyd.core.messages import TokenTotals, ToolResult, ToolSpec
+from symphonyd.launcher.agents import claude_mcp
 from symphonyd.launcher.agents.codex_protocol import as_dict, as_str
 from symphonyd.launcher.agents.process import (
     AgentProcess,
@@ -33,7 +35,10 @@ from symphonyd.launcher.agents.session import (
     ApprovalPolicy,
     EventSink,
     Timeouts,
+    ToolExecutor,
+    ToolInvocation,
     TurnResult,
+    execute_tool,
     short,
 )
 
@@ -71,8 +76,10 @@ class ClaudeConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     approvals: ApprovalPolicy = field(default_factory=ApprovalPolicy)
 
-    def shell_command(self) -> str:
+    def shell_command(self, *, host_tools: bool = False) -> str:
         args: list[str] = list(STREAM_FLAGS)
+        if host_tools:
+            args += ["--mcp-config", claude_mcp.mcp_config_arg()]
         if self.model:
             args += ["--model", self.model]
         if self.allowed_tools:
@@ -105,10 +112,15 @@ class ClaudeSession(AgentSession):
         env: dict[str, str],
         *,
         workspace_root: Path | None = None,
+        tools: Sequence[ToolSpec] = (),
+        tool_executor: ToolExecutor | None = None,
         on_event: EventSink | None = None,
         spawner: Spawner = local_spawn,
     ) -> None:
         self._spawner = spawner
+        # Host tools are offered only with something to run them.
+        self._tools = list(tools) if tool_executor is not None else []
+        self._executor = tool_executor
         self._workspace = workspace
         self._root = workspace_root
         self._config = config
@@ -144,9 +156,8 @@ class ClaudeSession(AgentSession):
 
     async def start(self) -> None:
         cwd = check_workspace_cwd(self._workspace, self._root)
-        self._proc = AgentProcess(
-            self._config.shell_command(), cwd, self._env, spawner=self._spawner
-        )
+        command = self._config.shell_command(host_tools=bool(self._tools))
+        self._proc = AgentProcess(command, cwd, self._env, spawner=self._spawner)
         await self._proc.spawn()
         # claude prints nothing until the first user line, so a quick exit is the only startup
         # failure visible here (127: the command is missing).
@@ -279,8 +290,21 @@ class ClaudeSession(AgentSession):
         assert self._proc is not None
         request_id = msg.get("request_id")
         request = as_dict(msg.get("request"))
-        if request.get("subtype") != "can_use_tool":
+        if request.get("subtype") == "mcp_message":
+            answer = await claude_mcp.answer(
+                request.get("server_name"),
+                request.get("message"),
+                self._tools,
+                self._call_tool,
+                __version__,
+            )
             reply: dict[str, Any] = {
+                "subtype": "success",
+                "request_id": request_id,
+                "response": {"mcp_response": answer},
+            }
+        elif request.get("subtype") != "can_use_tool":
+            reply = {
                 "subtype": "error",
                 "request_id": request_id,
                 "error": f"unsupported control request {short(str(request.get('subtype')), 60)}",
@@ -289,6 +313,8 @@ class ClaudeSession(AgentSession):
             tool = as_str(request.get("tool_name")) or "?"
             approvals = self._config.approvals
             decision = approvals.file_change if tool in FILE_TOOLS else approvals.command
+            if claude_mcp.is_host_tool(tool, self._tools):
+                decision = "accept"  # our own tracker tools, already scoped to this issue
             what = f"{tool}: {short(str(request.get('input')), 160)}"
             if decision == "accept":
                 self._emit("approval_auto_approved", message=f"tool approved {what}")
@@ -299,6 +325,13 @@ class ClaudeSession(AgentSession):
             reply = {"subtype": "success", "request_id": request_id, "response": body}
         with contextlib.suppress(AgentError):
             await self._proc.send({"type": "control_response", "response": reply})
+
+    async def _call_tool(self, name: str, arguments: Any) -> ToolResult:
+        assert self._executor is not None  # no tools are offered without one
+        invocation = ToolInvocation(name, arguments, None, self.session_id)
+        result = await execute_tool(self._executor, invocation, self._config.timeouts.tool)
+        self._emit("tool_call", message=f"tool {name} success={result.success}")
+        return result
 
     def _finish(self, result: TurnResult) -> TurnResult:
         name = result.event_name

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from symphonyd import __version__
-from symphonyd.core.messages import TokenTotals, ToolResult, ToolSpec
+from symphonyd.core.messages import TokenTotals, ToolSpec
 from symphonyd.launcher.agents import codex_protocol as cp
 from symphonyd.launcher.agents.process import (
     AgentProcess,
@@ -35,6 +35,7 @@ from symphonyd.launcher.agents.session import (
     ToolExecutor,
     ToolInvocation,
     TurnResult,
+    execute_tool,
     short,
 )
 from symphonyd.launcher.agents.stream import MAX_LINE
@@ -443,16 +444,7 @@ class CodexSession(AgentSession):
         invocation = ToolInvocation(
             tool, params.get("arguments"), cp.as_str(params.get("callId")), self.session_id
         )
-        try:
-            result = await asyncio.wait_for(self._executor(invocation), self._config.timeouts.tool)
-        except TimeoutError:
-            result = ToolResult(
-                False, {"error": {"code": "tool_timeout", "message": "tool timed out"}}
-            )
-        except Exception as exc:  # the executor is outside this module; its failure is data
-            result = ToolResult(
-                False, {"error": {"code": "tool_error", "message": exc.__class__.__name__}}
-            )
+        result = await execute_tool(self._executor, invocation, self._config.timeouts.tool)
         self._emit("tool_call", message=f"tool {tool} success={result.success}")
         return cp.tool_call_result(result)
 

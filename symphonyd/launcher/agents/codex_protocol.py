@@ -105,8 +105,13 @@ def approval_result(method: str, decision: Decision) -> dict[str, Any]:
     return {"decision": decision}
 
 
+def result_text(result: ToolResult) -> str:
+    """A tool result as the text the model reads (JSON unless it already is text)."""
+    return result.output if isinstance(result.output, str) else _json_text(result.output)
+
+
 def tool_call_result(result: ToolResult) -> dict[str, Any]:
-    text = result.output if isinstance(result.output, str) else _json_text(result.output)
+    text = result_text(result)
     return {"contentItems": [{"type": "inputText", "text": text}], "success": result.success}
 
 

@@ -6,6 +6,7 @@ tools or policies (SPEC 10.5).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def session_factory(
     policy = approvals or ApprovalPolicy()
     root = Path(config.workspace.root)
     extra = dict(env_extra or {})
+    # The runtime's session class with its config bound; the rest is the same for both.
+    bound: Callable[..., AgentSession]
     if config.agent.runtime == "claude":
         c = config.claude
         claude = ClaudeConfig(
@@ -57,36 +60,29 @@ def session_factory(
             timeouts=Timeouts.from_ms(c.read_timeout_ms, c.turn_timeout_ms, c.stall_timeout_ms),
             approvals=policy,
         )
+        bound = functools.partial(ClaudeSession, config=claude)
+    else:
+        x = config.codex
+        codex = CodexConfig(
+            command=x.command,
+            approval_policy=x.approval_policy,
+            thread_sandbox=x.thread_sandbox,
+            turn_sandbox_policy=(
+                EXTERNAL_SANDBOX_POLICY
+                if sandboxed and x.turn_sandbox_policy is None
+                else x.turn_sandbox_policy
+            ),
+            timeouts=Timeouts.from_ms(x.read_timeout_ms, x.turn_timeout_ms, x.stall_timeout_ms),
+            approvals=policy,
+        )
+        bound = functools.partial(CodexSession, config=codex)
+        extra.setdefault("CODEX_HOME", str(agent_home / ".codex"))
 
-        def open_claude(workspace: Path, sink: EventSink) -> AgentSession:
-            env = build_env(home=agent_home, tmpdir=tmpdir, extra=extra)
-            return ClaudeSession(
-                workspace, claude, env, workspace_root=root, on_event=sink, spawner=spawner
-            )
-
-        return open_claude
-
-    x = config.codex
-    codex = CodexConfig(
-        command=x.command,
-        approval_policy=x.approval_policy,
-        thread_sandbox=x.thread_sandbox,
-        turn_sandbox_policy=(
-            EXTERNAL_SANDBOX_POLICY
-            if sandboxed and x.turn_sandbox_policy is None
-            else x.turn_sandbox_policy
-        ),
-        timeouts=Timeouts.from_ms(x.read_timeout_ms, x.turn_timeout_ms, x.stall_timeout_ms),
-        approvals=policy,
-    )
-    extra.setdefault("CODEX_HOME", str(agent_home / ".codex"))
-
-    def open_codex(workspace: Path, sink: EventSink) -> AgentSession:
+    def open_session(workspace: Path, sink: EventSink) -> AgentSession:
         env = build_env(home=agent_home, tmpdir=tmpdir, extra=extra)
-        return CodexSession(
+        return bound(
             workspace,
-            codex,
-            env,
+            env=env,
             workspace_root=root,
             tools=tools,
             tool_executor=tool_executor,
@@ -94,7 +90,7 @@ def session_factory(
             spawner=spawner,
         )
 
-    return open_codex
+    return open_session
 
 
 def tracker_tool_executor(

@@ -8,6 +8,7 @@ launcher stamps the run and issue ids on them. Failures carry the SPEC 10.6 erro
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -147,6 +148,21 @@ class ToolInvocation:
 
 ToolExecutor = Callable[[ToolInvocation], Awaitable[ToolResult]]
 EventSink = Callable[[AgentEvent], None]
+
+
+async def execute_tool(
+    executor: ToolExecutor, invocation: ToolInvocation, limit_s: float
+) -> ToolResult:
+    """One host-side tool call, bounded; a timeout or an executor failure is a failed result
+    the agent reads, never an exception that ends its session."""
+    try:
+        return await asyncio.wait_for(executor(invocation), limit_s)
+    except TimeoutError:
+        return ToolResult(False, {"error": {"code": "tool_timeout", "message": "tool timed out"}})
+    except Exception as exc:  # the executor is outside this module; its failure is data
+        return ToolResult(
+            False, {"error": {"code": "tool_error", "message": exc.__class__.__name__}}
+        )
 
 
 @dataclass(frozen=True)

@@ -308,3 +308,23 @@ def anthropic_tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(content, list):
             found += [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
     return found
+
+
+def anthropic_offered_tools(body: dict[str, Any]) -> list[str]:
+    return [str(t.get("name")) for t in body.get("tools") or [] if isinstance(t, dict)]
+
+
+def anthropic_calls_once(
+    tool: str, tool_input: dict[str, Any], final: str
+) -> Callable[[int, dict[str, Any]], Reply]:
+    """A model script: call ``tool`` once in the conversation, then answer ``final``.
+
+    Claude Code also makes side requests that offer no tools; those get text, so the call
+    lands in the conversation whatever the order of requests."""
+
+    def script(n: int, body: dict[str, Any]) -> Reply:
+        if tool in anthropic_offered_tools(body) and not anthropic_tool_results(body):
+            return anthropic_tool(tool, tool_input)
+        return anthropic_text(final)
+
+    return script
