@@ -35,6 +35,7 @@ REQUIRED = (
     "test_git_metadata_is_read_only",
     "test_workspace_is_writable",
     "test_host_shared_memory_is_invisible",
+    "test_host_unix_sockets_under_run_are_out_of_reach",
     "test_other_agents_processes_are_out_of_reach",
     "test_agent_identity_is_unprivileged",
     "test_allowed_name_works_over_https_and_http",

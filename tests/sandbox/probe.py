@@ -229,6 +229,16 @@ def hog(megabytes: str) -> None:
     result(ok=True, allocated=int(megabytes))
 
 
+def unix(path: str) -> None:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(TIMEOUT)
+            s.connect(path)
+            result(ok=True)
+    except Exception as exc:
+        result(ok=False, error=err(exc))
+
+
 def identity() -> None:
     with open("/proc/self/status") as f:
         status = f.read()

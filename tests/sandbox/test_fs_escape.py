@@ -10,6 +10,7 @@ import asyncio
 import functools
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -280,3 +281,30 @@ def test_key_created_in_a_home_after_the_build_is_hidden(
         assert not probe_in(launcher, agent, view, "read", str(late))["ok"]
     finally:
         shutil.rmtree(home)
+
+
+def test_host_unix_sockets_under_run_are_out_of_reach(
+    launcher: Launcher, agent: SandboxHandle, world: World
+):
+    """/run holds sockets any local user may connect to (journald, D-Bus, varlink services);
+    one stands in for them here: world-writable, listening, reachable from the host."""
+    path = Path("/run") / f"symtest-{os.getpid()}.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.bind(str(path))
+        path.chmod(0o666)
+        server.listen(8)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
+            control.connect(str(path))  # the socket works outside the sandbox
+        r = run_probe(launcher, agent, world, "unix", str(path))
+        assert not r["ok"], r
+        # Nor the other sandboxes' files (bubblewrap: /run is empty; systemd: each entry of
+        # /run is inaccessible but its name, see systemd_unit.INACCESSIBLE_NODES).
+        others = run_probe(launcher, agent, world, "read", "/run/symphony-sandbox")
+        assert not others.get("entries"), others
+        # The agent's own resolver still answers: its resolv.conf is bound from /run.
+        resolv = run_probe(launcher, agent, world, "read", "/etc/resolv.conf")
+        assert resolv["ok"] and "nameserver" in resolv.get("data", ""), resolv
+    finally:
+        server.close()
+        path.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from symphonyd.launcher.sandbox import systemd_unit
 from symphonyd.launcher.sandbox.errors import SandboxError
 from symphonyd.launcher.sandbox.fs_view import FsView, build_fs_view
 from symphonyd.launcher.sandbox.systemd_unit import systemd_run_argv, unit_properties
@@ -180,3 +181,24 @@ def test_limits_probe_judges_v2_and_v1_reports() -> None:
     unlimited = {"memory": "9223372036854771712", "pids": "max", "cpu": "50000"}
     assert judge(unlimited).missing == ("memory", "pids")
     assert judge({}).missing == ("memory", "pids", "cpu")
+
+
+def test_run_is_hidden_around_systemds_inaccessible_nodes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    for d in ("dbus", "systemd/journal", "systemd/inaccessible", "systemd/resolve"):
+        (run / d).mkdir(parents=True)
+    (run / "docker.sock").write_text("")
+    (run / "shm").symlink_to("/dev/shm")
+    hidden = systemd_unit._hide_around(run, keep=run / "systemd" / "inaccessible")
+    assert hidden == [
+        run / "dbus",
+        run / "docker.sock",
+        run / "systemd" / "journal",
+        run / "systemd" / "resolve",
+    ]
+    # The real /run, as this host has it, goes into InaccessiblePaths= the same way.
+    _, props = props_of(tmp_path)
+    listed = " ".join(p for p in props if p.startswith("InaccessiblePaths="))
+    assert "-/run " not in listed + " " and "-/run/systemd/inaccessible" not in listed
+    for entry in systemd_unit._hide_around(Path("/run")):
+        assert f"-{entry}" in listed.split("=", 1)[1].split()

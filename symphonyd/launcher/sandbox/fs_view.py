@@ -32,6 +32,12 @@ class FsView:
     gid: int
 
 
+# Always hidden, whatever the deny list says. /run holds the host's world-connectable Unix
+# sockets (journald, D-Bus, systemd-resolved's and userdb's varlink): through them an agent
+# could forge journal entries, query host services, or resolve names past its DNS allowlist.
+ALWAYS_HIDDEN = (Path("/run"),)
+
+
 def _home_dirs() -> list[Path]:
     return [Path("/root"), *sorted(Path(p) for p in glob.glob("/home/*"))]
 
@@ -97,6 +103,7 @@ def build_fs_view(
     entries = fs_deny_entries() if deny_entries is None else list(deny_entries)
     candidates = expand(entries, _home_dirs() if homes is None else homes)
     candidates.extend(extra_hidden)
+    candidates.extend(ALWAYS_HIDDEN)
     dirs: dict[Path, None] = {}
     files: dict[Path, None] = {}
     for path in candidates:

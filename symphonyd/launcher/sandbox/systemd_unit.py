@@ -44,6 +44,27 @@ def _path(p: Path) -> str:
     return text
 
 
+# systemd mounts the nodes behind InaccessiblePaths= from here while it builds the namespace,
+# so a hidden directory on the way to it (/run, from fs_view.ALWAYS_HIDDEN) is hidden entry by
+# entry around it instead. It holds nothing but those inert nodes.
+INACCESSIBLE_NODES = Path("/run/systemd/inaccessible")
+
+
+def _hide_around(directory: Path, keep: Path = INACCESSIBLE_NODES) -> list[Path]:
+    """Every entry of ``directory`` except the way to ``keep``; symlinks are skipped (what
+    they point to is either hidden on its own or outside)."""
+    hidden: list[Path] = []
+    try:
+        children = sorted(directory.iterdir())
+    except OSError as exc:
+        raise SandboxError(f"cannot list {directory}: {exc.strerror}", code=SPAWN_FAILED) from None
+    for child in children:
+        if child == keep or child.is_symlink():
+            continue
+        hidden.extend(_hide_around(child, keep) if child in keep.parents else [child])
+    return hidden
+
+
 def unit_properties(
     view: FsView,
     *,
@@ -106,7 +127,13 @@ def unit_properties(
     for address in reachable:
         props.append(f"IPAddressAllow={ipaddress.ip_address(address)}")
     ancestors = [d for d in view.hidden_dirs if d in ws.parents]
-    inaccessible = [d for d in view.hidden_dirs if d not in ws.parents] + list(view.hidden_files)
+    inaccessible: list[Path] = []
+    for d in view.hidden_dirs:
+        if d in INACCESSIBLE_NODES.parents:
+            inaccessible.extend(_hide_around(d))
+        elif d not in ws.parents:
+            inaccessible.append(d)
+    inaccessible.extend(view.hidden_files)
     if inaccessible:
         props.append("InaccessiblePaths=" + " ".join(f"-{_path(p)}" for p in inaccessible))
     for d in [*ancestors, view.workspace_root]:
