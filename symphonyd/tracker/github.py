@@ -7,6 +7,7 @@ else in ``open_state``. The dispatch id is the issue number (stable inside the r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Mapping
@@ -14,9 +15,9 @@ from typing import Any
 
 import httpx
 
-from symphonyd.core.errors import ValidationError
-from symphonyd.core.issue import Issue, build_issue, state_key
-from symphonyd.tracker.adapter import TrackerAdapter
+from symphonyd.core.errors import TrackerError, ValidationError
+from symphonyd.core.issue import BlockerRef, Issue, build_issue, state_key
+from symphonyd.tracker.adapter import TrackerAdapter, blocked
 from symphonyd.tracker.credentials import resolve_secret, secret_reference
 from symphonyd.tracker.errors import PAGINATION, RESPONSE, config_error, tracker_error
 from symphonyd.tracker.http import JsonResponse, Sleep, make_client, request_json
@@ -158,7 +159,7 @@ class GitHubAdapter(TrackerAdapter):
                 log.warning("github: omitting malformed issue record (%s)", exc.message)
                 continue
             if state_key(issue.state) in keys:
-                out.append(issue)
+                out.append(await self._with_blockers(issue, record))
         return out
 
     async def _pages(self, url: str, params: dict[str, str]) -> list[Any]:
@@ -219,8 +220,53 @@ class GitHubAdapter(TrackerAdapter):
                 ) from None
             if issue.id != issue_id:
                 raise tracker_error(RESPONSE, "github answered with a different issue number")
-            out.append(issue)
+            out.append(await self._with_blockers(issue, resp.body))
         return out
+
+    async def _with_blockers(self, issue: Issue, record: Mapping[str, Any]) -> Issue:
+        """The issue with its open blockers (GitHub issue dependencies), fetched only when
+        the record's ``issue_dependencies_summary`` counts an open one; closed blockers
+        cannot block (SPEC 8.2), so they cost no request. A blocker list that cannot be read
+        counts as one blocker in an unknown state: the issue waits rather than runs early."""
+        summary = record.get("issue_dependencies_summary")
+        open_count = summary.get("blocked_by") if isinstance(summary, dict) else None
+        if isinstance(open_count, bool) or not isinstance(open_count, int) or open_count <= 0:
+            return issue
+        url = f"{self._repo_url}/issues/{int(issue.id)}/dependencies/blocked_by"
+        try:
+            records = await self._pages(url, {"per_page": "100"})
+            refs = tuple(self._blocker(r) for r in records) or (BlockerRef(),)
+        except TrackerError as exc:
+            log.warning(
+                "github: cannot read the blockers of %s (%s); holding it back",
+                issue.identifier,
+                exc.error_code,
+            )
+            refs = (BlockerRef(),)
+        held = blocked(refs, self.settings.terminal_states)
+        return dataclasses.replace(
+            issue, blocked_by=refs, dispatchable=issue.dispatchable and not held
+        )
+
+    def _blocker(self, record: Any) -> BlockerRef:
+        """One blocking issue, named like ours when it is in this repository."""
+        if not isinstance(record, dict):
+            return BlockerRef()
+        number = record.get("number")
+        if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
+            return BlockerRef()
+        repo_url = record.get("repository_url")
+        other = repo_url.rsplit("/repos/", 1)[-1] if isinstance(repo_url, str) else None
+        if other is None or other.lower() == self.repository.lower():
+            ident, ref_id = f"{self.prefix}-{number}", str(number)
+        else:
+            ident = f"{other}#{number}"
+            node = record.get("node_id")
+            ref_id = node if isinstance(node, str) else ident
+        state = self._state_of(record, _labels(record))
+        return BlockerRef(
+            id=ref_id, identifier=ident, state=state if isinstance(state, str) else None
+        )
 
     def _state_of(self, record: Mapping[str, Any], labels: tuple[str, ...]) -> Any:
         if record.get("state") == "closed":
@@ -239,31 +285,24 @@ class GitHubAdapter(TrackerAdapter):
         number = record.get("number")
         if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
             raise ValidationError("issue field 'number' must be a positive integer")
-        raw_labels = record.get("labels")
-        names = [
-            item.get("name") if isinstance(item, dict) else item
-            for item in (raw_labels if isinstance(raw_labels, list) else [])
-        ]
-        probe = build_issue(
-            id="x", identifier="x", title="x", state="x", dispatchable=False, labels=names
-        )
+        labels = _labels(record)
         assignee = record.get("assignee")
         login = assignee.get("login") if isinstance(assignee, dict) else None
         dispatchable = (
             (self.assignee is None or login == self.assignee)
-            and (self.blocked_label is None or self.blocked_label not in probe.labels)
+            and (self.blocked_label is None or self.blocked_label not in labels)
             and record.get("state") == "open"
         )
         return build_issue(
             id=str(number),
             identifier=f"{self.prefix}-{number}",
             title=record.get("title"),
-            state=self._state_of(record, probe.labels),
+            state=self._state_of(record, labels),
             dispatchable=dispatchable,
             description=record.get("body"),
             url=record.get("html_url"),
             assignee_id=login,
-            labels=probe.labels,
+            labels=labels,
             created_at=record.get("created_at"),
             updated_at=record.get("updated_at"),
             native_ref={
@@ -318,3 +357,16 @@ class GitHubAdapter(TrackerAdapter):
             "PATCH", self._issue_url(issue), body=patch, idempotent=False, absent=()
         )
         return {"state": self._normalise(resp.body).state}
+
+
+def _labels(record: Mapping[str, Any]) -> tuple[str, ...]:
+    """A record's label names, normalised as an Issue's labels are (SPEC 11.3)."""
+    raw = record.get("labels")
+    names = [
+        item.get("name") if isinstance(item, dict) else item
+        for item in (raw if isinstance(raw, list) else [])
+    ]
+    probe = build_issue(
+        id="x", identifier="x", title="x", state="x", dispatchable=False, labels=names
+    )
+    return probe.labels

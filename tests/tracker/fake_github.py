@@ -1,4 +1,5 @@
-"""A GitHub REST server for tests: issues of one repository with Link-header pagination."""
+"""A GitHub REST server for tests: issues of one repository with Link-header pagination, and
+issue dependencies (``issue_dependencies_summary`` on every record, the ``blocked_by`` list)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,19 @@ class FakeGitHub(FakeServer):
         self.issues: list[dict[str, Any]] = issues or []
         self.comments: list[tuple[int, str]] = []
         self.foreign_next = False
+        # issue number -> the records blocking it (this repository's or another's)
+        self.blocked_by: dict[int, list[dict[str, Any]]] = {}
+        self.fail_dependencies = False
+
+    def _shown(self, issue: dict[str, Any]) -> dict[str, Any]:
+        blockers = self.blocked_by.get(issue["number"], [])
+        summary = {
+            "blocked_by": sum(1 for b in blockers if b.get("state") == "open"),
+            "total_blocked_by": len(blockers),
+            "blocking": 0,
+            "total_blocking": 0,
+        }
+        return {**issue, "issue_dependencies_summary": summary}
 
     def answer(self, method, path, query, body, headers):
         if headers.get("Authorization") != f"Bearer {TOKEN}":
@@ -51,7 +65,11 @@ class FakeGitHub(FakeServer):
             return 404, {}, {"message": "Not Found"}
         issue = found[0]
         if method == "GET" and len(rest) == 1:
-            return 200, {}, issue
+            return 200, {}, self._shown(issue)
+        if method == "GET" and rest[1:] == ["dependencies", "blocked_by"]:
+            if self.fail_dependencies:
+                return 502, {}, {"message": "Bad Gateway"}
+            return 200, {}, self.blocked_by.get(issue["number"], [])
         if method == "POST" and rest[1:] == ["comments"]:
             self.comments.append((issue["number"], body["body"]))
             return 201, {}, {"id": len(self.comments), "html_url": "https://github.com/c"}
@@ -72,7 +90,7 @@ class FakeGitHub(FakeServer):
             match = [
                 i for i in match if (i.get("assignee") or {}).get("login") == query["assignee"][0]
             ]
-        chunk = match[(page - 1) * per_page : page * per_page]
+        chunk = [self._shown(i) for i in match[(page - 1) * per_page : page * per_page]]
         headers = {}
         if page * per_page < len(match):
             base = "https://evil.example" if self.foreign_next else self.base_url

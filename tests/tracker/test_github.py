@@ -114,6 +114,45 @@ def test_dispatchable_from_assignee_and_blocked_label() -> None:
     assert [i.dispatchable for i in everyone] == [True, False, True]
 
 
+def test_open_blockers_hold_an_issue_back_and_closed_ones_cost_nothing() -> None:
+    issues = [gh_issue(n) for n in range(1, 6)] + [gh_issue(6, state="closed")]
+    foreign = gh_issue(90, repository_url="https://api.github.com/repos/acme/infra")
+    with FakeGitHub(issues) as srv:
+        srv.blocked_by = {
+            2: [issues[0]],  # an open issue of this repository
+            3: [issues[5]],  # closed only: no request for the list
+            4: [issues[5], foreign],  # one open blocker in another repository
+            5: [gh_issue(7, labels=("Human Review",))],  # open, in a non-terminal state label
+        }
+        got = {i.id: i for i in call(adapter(srv), states=["Open"])}
+        dependency_calls = [r.path for r in srv.requests if r.path.endswith("/blocked_by")]
+        refreshed = call(adapter(srv), ids=["2"])
+    assert {k: i.dispatchable for k, i in got.items()} == {
+        "1": True, "2": False, "3": True, "4": False, "5": False,
+    }  # fmt: skip
+    assert got["2"].blocked_by[0].identifier == "widgets-1"
+    assert got["2"].blocked_by[0].state == "Open"
+    assert [(b.identifier, b.state) for b in got["4"].blocked_by] == [
+        ("widgets-6", "Closed"), ("acme/infra#90", "Open"),
+    ]  # fmt: skip
+    assert got["3"].blocked_by == ()  # closed blockers are not listed
+    assert sorted(dependency_calls) == [
+        f"/repos/{REPO}/issues/{n}/dependencies/blocked_by" for n in (2, 4, 5)
+    ]
+    assert refreshed[0].blocked_by == got["2"].blocked_by and not refreshed[0].dispatchable
+
+
+def test_an_unreadable_blocker_list_holds_the_issue_back(caplog: pytest.LogCaptureFixture) -> None:
+    issues = [gh_issue(1), gh_issue(2)]
+    with FakeGitHub(issues) as srv:
+        srv.blocked_by = {2: [issues[0]]}
+        srv.fail_dependencies = True
+        got = call(adapter(srv, max_attempts=1), states=["Open"])
+    assert [(i.id, i.dispatchable) for i in got] == [("1", True), ("2", False)]
+    assert got[1].blocked_by[0].state is None
+    assert "cannot read the blockers of widgets-2" in caplog.text
+
+
 def test_rate_limits_500s_timeouts_and_bad_bodies() -> None:
     sleep = SleepLog()
     with FakeGitHub([gh_issue(1)]) as srv:
