@@ -20,6 +20,7 @@ from symphonyd.core.issue import BlockerRef, Issue, build_issue, state_key
 from symphonyd.tracker.adapter import TrackerAdapter, blocked
 from symphonyd.tracker.credentials import resolve_secret, secret_reference
 from symphonyd.tracker.errors import PAGINATION, RESPONSE, config_error, tracker_error
+from symphonyd.tracker.github_blockers import BlockerCache
 from symphonyd.tracker.http import JsonResponse, Sleep, make_client, request_json
 from symphonyd.tracker.provider_config import (
     TrackerSettings,
@@ -95,6 +96,7 @@ class GitHubAdapter(TrackerAdapter):
         self._client = make_client(self.policy, transport)
         self._sleep = sleep
         self._repo_url = f"{self.endpoint}/repos/{self.repository}"
+        self._blockers = BlockerCache()
 
     def secret_environment_names(self) -> list[str]:
         return list(self._secret_names)
@@ -228,14 +230,22 @@ class GitHubAdapter(TrackerAdapter):
         the record's ``issue_dependencies_summary`` counts an open one; closed blockers
         cannot block (SPEC 8.2), so they cost no request. A blocker list that cannot be read
         counts as one blocker in an unknown state: the issue waits rather than runs early."""
-        summary = record.get("issue_dependencies_summary")
-        open_count = summary.get("blocked_by") if isinstance(summary, dict) else None
+        raw = record.get("issue_dependencies_summary")
+        summary: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+        open_count = summary.get("blocked_by")
         if isinstance(open_count, bool) or not isinstance(open_count, int) or open_count <= 0:
             return issue
-        url = f"{self._repo_url}/issues/{int(issue.id)}/dependencies/blocked_by"
+        number = int(issue.id)
+        key = (record.get("updated_at"), open_count, summary.get("total_blocked_by"))
+        cached = self._blockers.get(number, key)
         try:
-            records = await self._pages(url, {"per_page": "100"})
-            refs = tuple(self._blocker(r) for r in records) or (BlockerRef(),)
+            if cached is not None:
+                refs = cached
+            else:
+                url = f"{self._repo_url}/issues/{number}/dependencies/blocked_by"
+                records = await self._pages(url, {"per_page": "100"})
+                refs = tuple(self._blocker(r) for r in records) or (BlockerRef(),)
+                self._blockers.put(number, key, refs)
         except TrackerError as exc:
             log.warning(
                 "github: cannot read the blockers of %s (%s); holding it back",

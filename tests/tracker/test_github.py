@@ -10,6 +10,7 @@ import pytest
 from symphonyd.core.errors import TrackerError
 from symphonyd.core.issue import Issue
 from symphonyd.tracker.github import GitHubAdapter
+from symphonyd.tracker.github_blockers import BlockerCache
 from symphonyd.tracker.provider_config import TrackerSettings
 from tests.tracker.fake_github import REPO, TOKEN, FakeGitHub, gh_issue
 from tests.tracker.helpers import AuditLog, SleepLog, error_of, run
@@ -140,6 +141,40 @@ def test_open_blockers_hold_an_issue_back_and_closed_ones_cost_nothing() -> None
         f"/repos/{REPO}/issues/{n}/dependencies/blocked_by" for n in (2, 4, 5)
     ]
     assert refreshed[0].blocked_by == got["2"].blocked_by and not refreshed[0].dispatchable
+
+
+def test_blocker_lists_are_reused_until_the_counts_change_or_they_age() -> None:
+    issues = [gh_issue(1), gh_issue(2)]
+    now = [0.0]
+    with FakeGitHub(issues) as srv:
+        srv.blocked_by = {2: [issues[0]]}
+        a = adapter(srv)
+        a._blockers = BlockerCache(ttl_s=300, clock=lambda: now[0])
+
+        async def polls() -> list[list[Issue]]:
+            try:
+                seen = [await a.fetch_issues_by_states(["Open"]) for _ in range(3)]
+                issues[0]["state"] = "closed"  # the blocker closes: the counts change
+                seen.append(await a.fetch_issues_by_states(["Open"]))
+                issues[0]["state"] = "open"  # reopened: the same counts as the kept list
+                seen.append(await a.fetch_issues_by_states(["Open"]))
+                srv.blocked_by[2].append(issues[1] | {"number": 3})  # a second blocker
+                seen.append(await a.fetch_issues_by_states(["Open"]))
+                seen.append(await a.fetch_issues_by_states(["Open"]))
+                now[0] = 301.0  # past the TTL
+                seen.append(await a.fetch_issues_by_states(["Open"]))
+                return seen
+            finally:
+                await a.aclose()
+
+        seen = run(polls())
+        fetched = [r for r in srv.requests if r.path.endswith("/blocked_by")]
+    assert len(fetched) == 3  # first poll, a new blocker counted, past the TTL
+    held = [next(i for i in poll if i.id == "2").dispatchable for poll in seen]
+    assert held == [False, False, False, True, False, False, False, False]
+    assert [b.identifier for b in next(i for i in seen[-1] if i.id == "2").blocked_by] == [
+        "widgets-1", "widgets-3",
+    ]  # fmt: skip
 
 
 def test_an_unreadable_blocker_list_holds_the_issue_back(caplog: pytest.LogCaptureFixture) -> None:
