@@ -51,6 +51,9 @@ STREAM_FLAGS = (
     "--verbose",
     "--permission-prompt-tool",
     "stdio",
+    # MCP servers only from our --mcp-config: none from ~/.claude.json or a .mcp.json that an
+    # earlier run (or the repository) planted, which the CLI would otherwise start.
+    "--strict-mcp-config",
 )
 # Tools whose approval follows the file-change policy; every other tool follows the command one.
 FILE_TOOLS = frozenset({"Edit", "MultiEdit", "Write", "NotebookEdit"})

@@ -7,6 +7,10 @@ the tracker daemon (the outside world here); what is under test is the bridge.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import time
+
 import pytest
 
 from symphonyd.core.messages import ToolResult, ToolSpec
@@ -104,3 +108,27 @@ def test_without_an_executor_no_tools_are_offered(agent_dirs: AgentDirs) -> None
         names = [n for r in mock.requests for n in anthropic_offered_tools(r["body"])]
     assert result.ok, result
     assert "Bash" in names and not any(n.startswith("mcp__") for n in names)
+
+
+def test_mcp_servers_planted_in_home_are_never_started(agent_dirs: AgentDirs) -> None:
+    """A server in ~/.claude.json (which an earlier run sharing HOME could have written) is
+    started by a plain ``claude``; the launcher's flags keep it off."""
+    marker = agent_dirs.tmp / "planted-ran"
+    planted = {"type": "stdio", "command": "sh", "args": ["-c", f"touch {marker}; sleep 2"]}
+    (agent_dirs.home / ".claude.json").write_text(json.dumps({"mcpServers": {"planted": planted}}))
+    calls: list[ToolInvocation] = []
+    with MockServer(lambda n, body: anthropic_text("ok")) as mock:
+        env = vertex_env(agent_dirs, mock.port)
+        plain = subprocess.run(
+            [claude_bin(), "-p", "hi", "--output-format", "stream-json", "--verbose"],
+            cwd=agent_dirs.workspace, env=env, capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert marker.exists(), plain.stderr  # control: the plain CLI starts it
+        marker.unlink()
+        (result,) = run(turns(tool_session(agent_dirs, mock.port, calls), "hi"))
+        names = [n for r in mock.requests for n in anthropic_offered_tools(r["body"])]
+    assert result.ok, result
+    time.sleep(2.5)  # as long as the planted server would take to show itself
+    assert not marker.exists()
+    assert not any(n.startswith("mcp__planted") for n in names)
+    assert any(n.startswith("mcp__symphony__") for n in names)  # ours still offered
