@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from symphonyd.core.messages import ToolResult, ToolSpec
-from symphonyd.launcher.agents.codex_protocol import result_text
+from symphonyd.launcher.agents.session import result_text
 
 SERVER = "symphony"
 TOOL_PREFIX = f"mcp__{SERVER}__"

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from symphonyd.core.messages import TokenTotals, ToolResult, ToolSpec
-from symphonyd.launcher.agents.session import Decision, short
+from symphonyd.launcher.agents.session import Decision, result_text, short
 
 CLIENT_NAME = "symphonyd"
 
@@ -105,11 +105,6 @@ def approval_result(method: str, decision: Decision) -> dict[str, Any]:
     return {"decision": decision}
 
 
-def result_text(result: ToolResult) -> str:
-    """A tool result as the text the model reads (JSON unless it already is text)."""
-    return result.output if isinstance(result.output, str) else _json_text(result.output)
-
-
 def tool_call_result(result: ToolResult) -> dict[str, Any]:
     text = result_text(result)
     return {"contentItems": [{"type": "inputText", "text": text}], "success": result.success}
@@ -117,15 +112,6 @@ def tool_call_result(result: ToolResult) -> dict[str, Any]:
 
 def tool_failure(code: str, message: str) -> dict[str, Any]:
     return tool_call_result(ToolResult(False, {"error": {"code": code, "message": message}}))
-
-
-def _json_text(value: Any) -> str:
-    import json
-
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError, RecursionError):
-        return "null"
 
 
 # --------------------------------------------------------------------------- lenient reads

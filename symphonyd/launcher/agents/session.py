@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -148,6 +149,16 @@ class ToolInvocation:
 
 ToolExecutor = Callable[[ToolInvocation], Awaitable[ToolResult]]
 EventSink = Callable[[AgentEvent], None]
+
+
+def result_text(result: ToolResult) -> str:
+    """A tool result as the text the model reads (JSON unless it already is text)."""
+    if isinstance(result.output, str):
+        return result.output
+    try:
+        return json.dumps(result.output, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        return "null"
 
 
 async def execute_tool(
