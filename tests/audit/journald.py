@@ -1,0 +1,83 @@
+"""A real systemd-journald of the test's own, for hosts where systemd is not PID 1.
+
+journald runs in a private mount namespace whose ``/run`` is a fresh tmpfs: its socket
+directory and its journal directory are bind mounts of directories under the test's temp
+dir, so the test sees the socket and the journal files, and the host's ``/run`` and
+``/var/log/journal`` are never touched. Processes that must log to it (the audit writer)
+join the namespace with ``nsenter``, so they use the journal at its production path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+JOURNALD = "/lib/systemd/systemd-journald"
+
+_SETUP = """
+set -e
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/systemd/journal /run/log/journal
+mount --bind "$1" /run/systemd/journal
+mount --bind "$2" /run/log/journal
+if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
+exec "$3"
+"""
+
+
+@dataclass(frozen=True)
+class Journal:
+    pid: int
+    socket: Path  # the native socket, as seen from outside the namespace
+    directory: Path  # where the journal files are (journalctl --directory)
+
+    @property
+    def enter(self) -> tuple[str, ...]:
+        """argv prefix that runs a command in the journald's mount namespace."""
+        return ("nsenter", f"--mount=/proc/{self.pid}/ns/mnt", "--")
+
+
+@contextlib.contextmanager
+def own_journald(base: Path) -> Iterator[Journal]:
+    sock_dir, journal_dir = base / "journal-run", base / "journal-files"
+    sock_dir.mkdir()
+    journal_dir.mkdir()
+    proc = subprocess.Popen(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            _SETUP,
+            "sh",
+            str(sock_dir),
+            str(journal_dir),
+            JOURNALD,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (sock_dir / "socket").exists():
+            if proc.poll() is not None:
+                assert proc.stderr is not None
+                raise RuntimeError(f"journald exited {proc.returncode}: {proc.stderr.read()!r}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("journald did not create its socket")
+            time.sleep(0.05)
+        yield Journal(proc.pid, sock_dir / "socket", journal_dir)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
