@@ -29,6 +29,20 @@ exec "$3"
 """
 
 
+# argv prefix: run a command where /run is empty, so there is no journal socket at all.
+WITHOUT_JOURNAL = (
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "--",
+    "sh",
+    "-c",
+    'mount -t tmpfs tmpfs /run && exec "$@"',
+    "sh",
+)
+
+
 @dataclass(frozen=True)
 class Journal:
     pid: int
