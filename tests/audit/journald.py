@@ -25,22 +25,25 @@ mkdir -p /run/systemd/journal /run/log/journal
 mount --bind "$1" /run/systemd/journal
 mount --bind "$2" /run/log/journal
 if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
+# Neither read nor write the host's kernel log; only our config, no host drop-ins.
+mount --bind /dev/null /dev/kmsg
+mount --bind "$4" /etc/systemd/journald.conf
+if [ -d /etc/systemd/journald.conf.d ]; then mount -t tmpfs tmpfs /etc/systemd/journald.conf.d; fi
 exec "$3"
+"""
+_CONFIG = """[Journal]
+Storage=volatile
+ReadKMsg=no
+ForwardToSyslog=no
+ForwardToKMsg=no
+ForwardToConsole=no
+ForwardToWall=no
 """
 
 
+_PRIVATE_MOUNTS = ("unshare", "--mount", "--propagation", "private", "--", "sh", "-c")
 # argv prefix: run a command where /run is empty, so there is no journal socket at all.
-WITHOUT_JOURNAL = (
-    "unshare",
-    "--mount",
-    "--propagation",
-    "private",
-    "--",
-    "sh",
-    "-c",
-    'mount -t tmpfs tmpfs /run && exec "$@"',
-    "sh",
-)
+WITHOUT_JOURNAL = (*_PRIVATE_MOUNTS, 'mount -t tmpfs tmpfs /run && exec "$@"', "sh")
 
 
 @dataclass(frozen=True)
@@ -60,30 +63,28 @@ def own_journald(base: Path) -> Iterator[Journal]:
     sock_dir, journal_dir = base / "journal-run", base / "journal-files"
     sock_dir.mkdir()
     journal_dir.mkdir()
-    proc = subprocess.Popen(
-        [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            _SETUP,
-            "sh",
-            str(sock_dir),
-            str(journal_dir),
-            JOURNALD,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    config = base / "journald.conf"
+    config.write_text(_CONFIG)
+    log = base / "journald.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                *_PRIVATE_MOUNTS,
+                _SETUP,
+                "sh",
+                str(sock_dir),
+                str(journal_dir),
+                JOURNALD,
+                str(config),
+            ],
+            stdout=out,
+            stderr=out,
+        )
     try:
         deadline = time.monotonic() + 30
         while not (sock_dir / "socket").exists():
             if proc.poll() is not None:
-                assert proc.stderr is not None
-                raise RuntimeError(f"journald exited {proc.returncode}: {proc.stderr.read()!r}")
+                raise RuntimeError(f"journald exited {proc.returncode}: {log.read_text()!r}")
             if time.monotonic() > deadline:
                 raise RuntimeError("journald did not create its socket")
             time.sleep(0.05)
