@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from symphonyd.audit.anchor import Anchor  # noqa: E402
-from symphonyd.audit.anchor_read import read_anchors  # noqa: E402
-from tests.audit import journald  # noqa: E402
-from tests.audit.daemon_proc import short_dir  # noqa: E402
+from symphonyd.audit.anchor import Anchor
+from symphonyd.audit.anchor_read import read_anchors
+from tests.audit import journald
+from tests.audit.daemon_proc import short_dir
 
 DIRECTORY = "/var/lib/symphony/audit"
 # The bench sends as fast as it can; journald's per-sender rate limit would drop most of it.
