@@ -29,7 +29,7 @@ from symphonyd.dispatcher.clients import (
     follow_run_events,
 )
 from symphonyd.dispatcher.config_source import WorkflowConfigSource
-from symphonyd.dispatcher.daemon import DispatcherService
+from symphonyd.dispatcher.service import DispatcherService
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.ports import SystemClock
 from symphonyd.dispatcher.store import StateStore

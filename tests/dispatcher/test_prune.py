@@ -16,7 +16,7 @@ import pytest
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.messages import PruneParams
 from symphonyd.core.workspace_paths import workspace_key
-from symphonyd.dispatcher.daemon import DispatcherService
+from symphonyd.dispatcher.service import DispatcherService
 from symphonyd.dispatcher.prune import prune
 from symphonyd.dispatcher.store import PersistedState, StateStore
 from symphonyd.runtime.peer import Peer
