@@ -198,7 +198,7 @@ async def one_core(n: int, state_dir: Path) -> dict[str, float]:
 
 
 async def one_ipc(n: int, root: Path) -> dict[str, float]:
-    from symphonyd.dispatcher.app import assemble
+    from symphonyd.dispatcher.daemon import assemble
     from symphonyd.dispatcher.config_source import WorkflowConfigSource
 
     orch, _ = assemble(root, root / "state", WorkflowConfigSource(root / "WORKFLOW.md", env={}))

@@ -2,6 +2,6 @@
 
 import sys
 
-from symphonyd.dispatcher.app import main
+from symphonyd.dispatcher.daemon import main
 
 sys.exit(main())

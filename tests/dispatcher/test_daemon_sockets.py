@@ -16,7 +16,7 @@ from typing import Any
 
 from symphonyd.core.messages import RunEvent, RunOutcome
 from symphonyd.ctl.main import main as ctl_main
-from symphonyd.dispatcher.app import assemble, control_server, run_until
+from symphonyd.dispatcher.daemon import assemble, control_server, run_until
 from symphonyd.dispatcher.config_source import WorkflowConfigSource
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.runtime.notify import Notifier
