@@ -17,7 +17,7 @@ from aiohttp import web
 
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.hostconfig import HostConfig
-from symphonyd.dashboard.app import Dashboard
+from symphonyd.dashboard.service import Dashboard
 from symphonyd.dashboard.bind import Listener, bind_tcp, from_activation
 from symphonyd.dashboard.guard import Guard, allowed_hosts
 from symphonyd.dashboard.link import DispatcherLink

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from symphonyd.dashboard import openapi
-from symphonyd.dashboard.app import Dashboard
+from symphonyd.dashboard.service import Dashboard
 from symphonyd.dashboard.guard import Guard, allowed_hosts
 from symphonyd.dashboard.link import DispatcherLink
 from tests.audit.daemon_proc import AuditDaemon
