@@ -1,25 +1,27 @@
-"""The symphony-dispatcher process: object graph, startup, loops, control sockets.
+"""symphony-dispatcher wiring: the state lock, the object graph, loops and control sockets.
 
-Under systemd the control sockets arrive by socket activation (``ctl`` for root's
-symphonyctl, ``dashboard`` for the dashboard user); ``--ctl-socket`` binds one by hand for
-development. Client sockets default to ``<runtime_dir>/<server>-dispatcher.sock``.
+``startup`` runs under the shared run loop (``python -m symphonyd.dispatcher``). The first
+thing it does after reading the host config is take the exclusive lock on the state
+directory: a second dispatcher on the same state stops there (exit 75) before it has talked
+to the tracker, the launcher or the audit writer. Under systemd the control sockets arrive by
+socket activation (``ctl`` for root's symphonyctl, ``dashboard`` for the dashboard user);
+``--ctl-socket`` binds one by hand for development. Client sockets default to
+``<runtime_dir>/<server>-dispatcher.sock``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
-import pwd
 import shutil
-import signal
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
+from typing import Any
 
 from symphonyd import __version__
-from symphonyd.core.errors import SymphonyError
+from symphonyd.core.errors import ConfigError, SymphonyError
 from symphonyd.core.messages import SNAPSHOT_MAX_FRAME, TRACKER_MAX_FRAME
 from symphonyd.dispatcher.clients import (
     AuditClient,
@@ -29,16 +31,15 @@ from symphonyd.dispatcher.clients import (
     follow_run_events,
 )
 from symphonyd.dispatcher.config_source import WorkflowConfigSource
-from symphonyd.dispatcher.service import DispatcherService
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.ports import SystemClock
+from symphonyd.dispatcher.service import DispatcherService
 from symphonyd.dispatcher.store import StateStore
+from symphonyd.runtime import instance_lock
 from symphonyd.runtime.activation import listen_fds
-from symphonyd.runtime.hostconfig_file import load_host_config
+from symphonyd.runtime.daemon import Daemon, system_uid
 from symphonyd.runtime.ipc_connection import ServerLimits
 from symphonyd.runtime.ipc_server import IpcServer
-from symphonyd.runtime.logging import setup_logging
-from symphonyd.runtime.notify import Notifier
 
 log = logging.getLogger("symphonyd.dispatcher")
 DASHBOARD_USER = "symphony-dashboard"
@@ -53,20 +54,11 @@ class StatvfsDisk:
             return None  # not visible to this user: unknown, not "full"
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="symphony-dispatcher")
-    p.add_argument("--host-config", help="host config TOML (default /etc/symphony/symphonyd.toml)")
-    p.add_argument("--workflow", help="WORKFLOW.md path (overrides the host config)")
-    p.add_argument("--state-dir", help="where durable dispatcher state lives")
-    p.add_argument("--runtime-dir", help="directory of the daemons' sockets")
-    p.add_argument("--ctl-socket", help="bind this control socket instead of socket activation")
-    return p.parse_args(argv)
-
-
 def _dashboard_uid() -> list[int]:
+    # Optional: a host without the dashboard user serves symphonyctl only.
     try:
-        return [pwd.getpwnam(DASHBOARD_USER).pw_uid]
-    except KeyError:
+        return [system_uid(DASHBOARD_USER)]
+    except ConfigError:
         return []
 
 
@@ -89,7 +81,7 @@ def assemble(
     return orch, DispatcherService(orch, config_changed=source.changed, version=__version__)
 
 
-async def start_orchestrator(orch: Orchestrator, notifier: Notifier) -> None:
+async def start_orchestrator(orch: Orchestrator, daemon: Daemon) -> None:
     while True:
         try:
             await orch.start()
@@ -98,56 +90,42 @@ async def start_orchestrator(orch: Orchestrator, notifier: Notifier) -> None:
             if exc.error_code not in ("unavailable", "timeout"):
                 raise
             # Until the launcher can say what is running, starting could run an issue twice.
-            notifier.status(f"waiting for the launcher: {exc.message}")
+            daemon.status(f"waiting for the launcher: {exc.message}")
             await asyncio.sleep(STARTUP_RETRY_S)
 
 
-async def run_until(
-    stop: asyncio.Event, service: DispatcherService, runtime: Path, notifier: Notifier
-) -> None:
-    """Scheduler, workflow watch, launcher event stream and watchdog until ``stop``."""
+def loops(service: DispatcherService, runtime: Path) -> dict[str, Coroutine[Any, Any, None]]:
+    """The dispatcher's long-running work: scheduler, workflow watch, launcher events."""
     orch = service.orch
-    launcher_sock = runtime / "launcher-dispatcher.sock"
-    tasks = [
-        asyncio.create_task(service.run_scheduler()),
-        asyncio.create_task(service.run_watch()),
-        asyncio.create_task(
-            follow_run_events(launcher_sock, orch.handle_run_event, orch.resync_runs)
-        ),
-        asyncio.create_task(notifier.watchdog_loop()),
-    ]
-    try:
-        await stop.wait()
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    events = follow_run_events(
+        runtime / "launcher-dispatcher.sock", orch.handle_run_event, orch.resync_runs
+    )
+    return {"scheduler": service.run_scheduler(), "workflow-watch": service.run_watch(),
+            "launcher-events": events}  # fmt: skip
 
 
-async def serve(args: argparse.Namespace) -> int:
-    host = load_host_config(args.host_config).config
-    runtime = Path(args.runtime_dir or host.runtime_dir)
+async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
+    host = daemon.load_host_config(args.host_config)
     state_dir = Path(args.state_dir or Path(host.state_dir) / "dispatcher")
+    # Before anything else: one dispatcher per state, or two would dispatch the same issues.
+    # Held until the process exits (the kernel drops it then): never while a task still runs.
+    instance_lock.acquire(state_dir, "dispatcher")
+    runtime = Path(args.runtime_dir or host.runtime_dir)
     source = WorkflowConfigSource(args.workflow or host.workflow_path, host=host)
     orch, service = assemble(runtime, state_dir, source)
-    notifier = Notifier.from_env()
-    await start_orchestrator(orch, notifier)
+    await start_orchestrator(orch, daemon)
     # Served only once state is loaded: systemd queues early connections on the sockets.
     servers = await _start_servers(service, args)
-    notifier.ready("dispatching")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await run_until(stop, service, runtime, notifier)
-    finally:
-        notifier.stopping("stopping; runs in flight keep running under the launcher")
+
+    async def close() -> None:
+        daemon.status("stopping; runs in flight keep running under the launcher")
         for server in servers:
             await server.close()
-    return 0
+
+    daemon.on_shutdown("control-sockets", close)
+    for name, coro in loops(service, runtime).items():
+        daemon.spawn(coro, name)
+    daemon.status("dispatching")
 
 
 def control_server(
@@ -181,13 +159,3 @@ async def _start_servers(service: DispatcherService, args: argparse.Namespace) -
     if not servers:
         raise SymphonyError("no control socket: use socket activation or --ctl-socket")
     return servers
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    setup_logging("dispatcher")
-    args = parse_args(argv)
-    try:
-        return asyncio.run(serve(args))
-    except SymphonyError as exc:
-        log.error("dispatcher cannot start: %s", exc)  # noqa: TRY400 - the message says it all
-        return 1
