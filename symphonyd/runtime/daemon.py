@@ -88,6 +88,7 @@ class Daemon:
         self.notifier = notifier
         self.stop_reason: str | None = None
         self.exit_code = EXIT_OK
+        self.last_status: str | None = None  # what `systemctl status` shows once READY
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._hooks: list[tuple[str, ShutdownHook]] = []
@@ -102,6 +103,7 @@ class Daemon:
         await self._stop.wait()
 
     def status(self, text: str) -> None:
+        self.last_status = text
         self.notifier.status(text)
 
     def load_host_config(self, path: str | None) -> HostConfig:
@@ -208,7 +210,7 @@ async def _serve(
     log_event(log, "startup", outcome="starting")
     notifier.status("starting")
     if await _start(daemon, startup):
-        notifier.ready("running")
+        notifier.ready(daemon.last_status or "running")
         log_event(log, "startup", outcome="ready")
         await daemon.wait_stopping()
     reason = daemon.stop_reason or "startup_failed"

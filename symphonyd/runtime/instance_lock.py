@@ -3,7 +3,7 @@
 The lock lives on ``<state_dir>/<name>.lock`` and is held by an open descriptor for the
 life of the process; the kernel drops it when the process exits, however it exits, so a
 crash never leaves a stale lock behind. The holder writes its pid into the file so the
-refusal can name it. See docs/design/0255-daemon-shape-and-exit-codes.md.
+refusal can name it. See docs/design/0257-one-dispatcher-per-state-lock.md.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ import httpx
 
 from symphonyd.runtime.daemon import EXIT_OK
 from tests.dashboard.double import DispatcherDouble
-from tests.dashboard.harness import REPO, DashboardProcess, short_dir
+from tests.dashboard.harness import _TRAMPOLINE as TRAMPOLINE
+from tests.dashboard.harness import REPO, short_dir
 
 
 def free_port() -> int:
@@ -49,18 +50,44 @@ def serves(port: int) -> bool:
     return False
 
 
+class Started:
+    """A dashboard process, its log, and what it told the service manager (sd_notify)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path, notify: socket.socket) -> None:
+        self.proc, self.log, self._notify = proc, log, notify
+
+    def ready_status(self) -> str:
+        """The STATUS= sent with READY=1: what `systemctl status` shows."""
+        fields: list[str] = []
+        self._notify.settimeout(30)
+        while "READY=1" not in fields:
+            fields = self._notify.recv(65536).decode().split("\n")
+        return next(f.removeprefix("STATUS=") for f in fields if f.startswith("STATUS="))
+
+
 @contextlib.contextmanager
-def dashboard(d: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    """The dashboard binding its own socket (no LISTEN_FDS), stopped with SIGTERM."""
+def dashboard(d: Path, *args: str, activated: socket.socket | None = None) -> Iterator[Started]:
+    """The real dashboard, as systemd would start it: NOTIFY_SOCKET, and with ``activated``
+    the listening socket at fd 3 (LISTEN_FDS); without it the dashboard binds its own."""
     log = d / "dashboard.log"
-    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    cmd = [sys.executable, "-m", "symphonyd.dashboard", "--host-config", str(d / "symphonyd.toml"),
-           "--dispatcher-socket", str(d / "disp.sock"), "--audit-socket", "none",
-           *args]  # fmt: skip
-    with DispatcherDouble(d / "disp.sock"), log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=out)
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "NOTIFY_SOCKET": str(d / "n.sock")}
+    argv = ["--host-config", str(d / "symphonyd.toml"), "--dispatcher-socket",
+            str(d / "disp.sock"), "--audit-socket", "none", *args]  # fmt: skip
+    if activated is None:
+        cmd, fds = [sys.executable, "-m", "symphonyd.dashboard", *argv], ()
+    else:
+        fd = activated.fileno()
+        cmd, fds = [sys.executable, "-c", TRAMPOLINE, str(fd), *argv], (fd,)
+        env.update(LISTEN_FDS="1", LISTEN_FDNAMES="http")
+    with (
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify,
+        DispatcherDouble(d / "disp.sock"),
+        log.open("wb") as out,
+    ):
+        notify.bind(env["NOTIFY_SOCKET"])
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=out, pass_fds=fds)
         try:
-            yield proc, log
+            yield Started(proc, log, notify)
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -68,13 +95,13 @@ def dashboard(d: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], Pa
     assert code == EXIT_OK, log.read_text()
 
 
-def wait_serving(proc: subprocess.Popen[bytes], log: Path, port: int) -> str:
+def wait_serving(started: Started, port: int) -> str:
     deadline = time.monotonic() + 30
     while not serves(port):
-        assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, log.read_text()
+        assert started.proc.poll() is None, started.log.read_text()
+        assert time.monotonic() < deadline, started.log.read_text()
         time.sleep(0.1)
-    return log.read_text()
+    return started.log.read_text()
 
 
 def test_workflow_server_port_wins_over_the_host_config() -> None:
@@ -82,11 +109,12 @@ def test_workflow_server_port_wins_over_the_host_config() -> None:
         wanted, host_port = free_port(), free_port()
         workflow(d, wanted)
         host_config(d, host_port)
-        with dashboard(d) as (proc, log):
-            text = wait_serving(proc, log, wanted)
+        with dashboard(d) as started:
+            text = wait_serving(started, wanted)
             assert f"event=http_listen host=127.0.0.1 port={wanted} source=bound" in text
             assert "port_from=server.port" in text
             assert not serves(host_port)
+            assert started.ready_status() == f"serving http://127.0.0.1:{wanted}/ (server.port)"
 
 
 def test_cli_port_wins_over_workflow_server_port() -> None:
@@ -94,8 +122,8 @@ def test_cli_port_wins_over_workflow_server_port() -> None:
         cli, wanted = free_port(), free_port()
         workflow(d, wanted)
         host_config(d, free_port())
-        with dashboard(d, "--port", str(cli)) as (proc, log):
-            text = wait_serving(proc, log, cli)
+        with dashboard(d, "--port", str(cli)) as started:
+            text = wait_serving(started, cli)
             assert f"port={cli} source=bound port_from=--port" in text
             assert not serves(wanted)
 
@@ -105,8 +133,8 @@ def test_host_config_port_when_the_workflow_sets_none() -> None:
         host_port = free_port()
         workflow(d, None)
         host_config(d, host_port)
-        with dashboard(d) as (proc, log):
-            text = wait_serving(proc, log, host_port)
+        with dashboard(d) as started:
+            text = wait_serving(started, host_port)
             assert "port_from=dashboard.port" in text and "server_port" not in text
 
 
@@ -116,28 +144,30 @@ def test_unreadable_workflow_falls_back_to_the_host_config_and_says_why() -> Non
         host_port = free_port()
         (d / "WORKFLOW.md").write_text("---\nserver: [unclosed\n---\n")
         host_config(d, host_port)
-        with dashboard(d) as (proc, log):
-            text = wait_serving(proc, log, host_port)
+        with dashboard(d) as started:
+            text = wait_serving(started, host_port)
             assert "outcome=server_port_unread" in text
             assert "error_code=workflow_parse_error" in text
             assert "port_from=dashboard.port" in text
 
 
 def test_socket_activation_keeps_its_port_and_reports_the_ignored_server_port() -> None:
-    with short_dir() as d:
+    with short_dir() as d, socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        port = listener.getsockname()[1]
         wanted = free_port()
-        wf = workflow(d, wanted)
-        with (
-            DispatcherDouble(d / "disp.sock"),
-            DashboardProcess(
-                d / "disp.sock", None, d / "dashboard.log", extra=("--workflow", str(wf))
-            ) as dash,
-        ):
-            assert dash.port != wanted and serves(dash.port) and not serves(wanted)
-            text = dash.log()
-            assert f"outcome=server_port_ignored server_port={wanted} port={dash.port}" in text
+        workflow(d, wanted)
+        host_config(d, free_port())
+        with dashboard(d, activated=listener) as started:
+            text = wait_serving(started, port)
+            assert not serves(wanted)
+            assert f"outcome=server_port_ignored server_port={wanted} port={port}" in text
             assert "symphony-dashboard.socket" in text
             assert "--port over WORKFLOW.md server.port over host config dashboard.port" in text
-            assert f"port={dash.port} source=systemd" in text
-            code = dash.stop()
-        assert code == EXIT_OK, dash.log()
+            assert f"port={port} source=systemd port_from=" in text
+            status = started.ready_status()
+            assert status == (
+                f"serving http://127.0.0.1:{port}/ "
+                f"(symphony-dashboard.socket; server.port {wanted} ignored)"
+            )
