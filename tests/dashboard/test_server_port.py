@@ -73,8 +73,9 @@ def dashboard(d: Path, *args: str, activated: socket.socket | None = None) -> It
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "NOTIFY_SOCKET": str(d / "n.sock")}
     argv = ["--host-config", str(d / "symphonyd.toml"), "--dispatcher-socket",
             str(d / "disp.sock"), "--audit-socket", "none", *args]  # fmt: skip
+    fds: tuple[int, ...] = ()
     if activated is None:
-        cmd, fds = [sys.executable, "-m", "symphonyd.dashboard", *argv], ()
+        cmd = [sys.executable, "-m", "symphonyd.dashboard", *argv]
     else:
         fd = activated.fileno()
         cmd, fds = [sys.executable, "-c", TRAMPOLINE, str(fd), *argv], (fd,)

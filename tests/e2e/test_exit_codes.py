@@ -53,6 +53,7 @@ def test_one_dispatcher_and_config_errors_do_not_restart_loop(
     for daemon in daemons:
         name = f"symphony-{daemon}.service"
         state = {p: show(c, name, p) for p in ("ExecMainStatus", "NRestarts", "ActiveState")}
+        print(name, state, c.run(["journalctl", "--no-pager", "-o", "short-precise", "-n", "60", "-u", name], check=False).stdout)
         assert state == {"ExecMainStatus": "78", "NRestarts": "0", "ActiveState": "failed"}, (
             name,
             state,

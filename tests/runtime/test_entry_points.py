@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from symphonyd.runtime.daemon import EXIT_CONFIG, EXIT_OK
+from tests.audit.daemon_proc import AuditDaemon
 
 REPO = Path(__file__).resolve().parents[2]
 HOST_CONFIG_READERS = ("tracker", "dispatcher", "launcher", "dashboard")
@@ -156,17 +156,6 @@ def test_unknown_system_user_exits_78(tmp_path: Path) -> None:
     refused(done, "error_code=unknown_user", "symphony-dispatch")
 
 
-def _connectable(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
 @pytest.mark.parametrize("daemon", ("tracker", "launcher", "audit"))
 def test_sigterm_after_ready_exits_0(daemon: str, tmp_path: Path) -> None:
     (tmp_path / "WORKFLOW.md").write_text(GOOD_WORKFLOW)
@@ -183,7 +172,7 @@ def test_sigterm_after_ready_exits_0(daemon: str, tmp_path: Path) -> None:
         proc = subprocess.Popen(_argv(daemon, *args), cwd=REPO, env=_env(), stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 60
-        while not _connectable(sock):
+        while not AuditDaemon._connectable(sock):
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
