@@ -114,7 +114,7 @@ class Daemon:
         """
         loaded = load_host_config(path)
         if os.environ.get("SYMPHONY_LOG_LEVEL", "").strip().lower() not in LOG_LEVELS:
-            logging.getLogger().setLevel(LOG_LEVELS[loaded.config.log_level])
+            logging.getLogger().setLevel(LOG_LEVELS[loaded.config.log_level.lower()])
         for warning in loaded.warnings:
             log_event(log, "host_config", level=logging.WARNING, warning=warning)
         return loaded.config

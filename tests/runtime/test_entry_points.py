@@ -61,11 +61,11 @@ def dev_args(daemon: str, d: Path) -> list[str]:
     }[daemon]  # fmt: skip
 
 
-def host_config(d: Path, workflow: Path | None = None, extra: str = "") -> Path:
+def host_config(d: Path, workflow: Path | None = None, extra: str = "", top: str = "") -> Path:
     path = d / "symphonyd.toml"
     wf = workflow or d / "WORKFLOW.md"
     path.write_text(
-        f'workflow = "{wf}"\n[paths]\nruntime_dir = "{d}"\nstate_dir = "{d / "state"}"\n'
+        f'{top}workflow = "{wf}"\n[paths]\nruntime_dir = "{d}"\nstate_dir = "{d / "state"}"\n'
         f'audit_dir = "{d / "audit"}"\n{extra}'
     )
     return path
@@ -156,15 +156,15 @@ def test_unknown_system_user_exits_78(tmp_path: Path) -> None:
     refused(done, "error_code=unknown_user", "symphony-dispatch")
 
 
-@pytest.mark.parametrize("daemon", ("tracker", "launcher", "audit"))
-def test_sigterm_after_ready_exits_0(daemon: str, tmp_path: Path) -> None:
+def serve_and_stop(daemon: str, tmp_path: Path, host_top: str = "") -> str:
+    """Start the daemon in development mode, SIGTERM it once it serves; its log. Exit 0."""
     (tmp_path / "WORKFLOW.md").write_text(GOOD_WORKFLOW)
     if daemon == "audit":
         sock = tmp_path / "a.sock"
         args = ["--dir", str(tmp_path / "audit"), "--listen", f"dispatcher={sock}"]
     else:
         extra = "[sandbox]\nenabled = false\n" if daemon == "launcher" else ""
-        cfg = host_config(tmp_path, extra=extra)
+        cfg = host_config(tmp_path, extra=extra, top=host_top)
         args = ["--host-config", str(cfg), *dev_args(daemon, tmp_path)]
         sock = tmp_path / ("td.sock" if daemon == "tracker" else "l.sock")
     log = tmp_path / "daemon.log"
@@ -182,6 +182,18 @@ def test_sigterm_after_ready_exits_0(daemon: str, tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    text = log.read_text()
+    return log.read_text()
+
+
+@pytest.mark.parametrize("daemon", ("tracker", "launcher", "audit"))
+def test_sigterm_after_ready_exits_0(daemon: str, tmp_path: Path) -> None:
+    text = serve_and_stop(daemon, tmp_path)
     assert "event=startup outcome=ready" in text and "reason=SIGTERM" in text
     assert "event=shutdown outcome=completed exit_code=0" in text
+
+
+@pytest.mark.parametrize("daemon", ("tracker", "launcher"))
+def test_host_config_log_level_applies_once_read(daemon: str, tmp_path: Path) -> None:
+    text = serve_and_stop(daemon, tmp_path, host_top='log_level = "warning"\n')
+    assert "event=startup outcome=starting" in text  # logged before the host config is read
+    assert "outcome=ready" not in text and "outcome=completed" not in text  # info: filtered
