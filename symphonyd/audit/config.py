@@ -19,6 +19,7 @@ from symphonyd.audit.anchor import DEFAULT_INTERVAL, SINKS
 from symphonyd.audit.layout import DEFAULT_AUDIT_DIR
 from symphonyd.audit.shaping import DEFAULT_MAX_RECORD_BYTES
 from symphonyd.core.errors import ConfigError
+from symphonyd.runtime.daemon import DaemonArgumentParser
 
 _MAX_SECRET_BYTES = 64 * 1024
 MIN_SECRET_CHARS = 4
@@ -45,7 +46,13 @@ def _listen(text: str) -> tuple[str, Path]:
 
 
 def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> AuditConfig:
-    parser = argparse.ArgumentParser(prog="python -m symphonyd.audit")
+    """The command line and environment as one AuditConfig (SystemExit 78, ConfigError)."""
+    return audit_config(arguments(argv), environ)
+
+
+def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line alone; a malformed one exits 78 (it is the unit's configuration)."""
+    parser = DaemonArgumentParser(prog="python -m symphonyd.audit")
     parser.add_argument("--dir", type=Path, help="audit directory ($STATE_DIRECTORY)")
     parser.add_argument(
         "--listen", type=_listen, action="append", default=[], help="NAME=PATH to bind (dev)"
@@ -70,7 +77,11 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> AuditC
         default=DEFAULT_INTERVAL,
         help="seconds between head anchors while the head moves (default: 60)",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def audit_config(args: argparse.Namespace, environ: Mapping[str, str]) -> AuditConfig:
+    """Check values and read the environment; raises ConfigError (exit 78 at startup)."""
     directory = args.dir or Path(environ.get("STATE_DIRECTORY", str(DEFAULT_AUDIT_DIR)))
     secret_files = list(args.secret_file)
     creds = environ.get("CREDENTIALS_DIRECTORY")

@@ -25,6 +25,7 @@ from symphonyd.audit.anchor import MESSAGE_ID
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 AUDIT_DIR = "/var/lib/symphony/audit"
+DISPATCHER_SOCK = "/run/symphony/audit-dispatcher.sock"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -98,14 +99,21 @@ def test_packaged_audit_unit(booted: Container, deb: Path) -> None:
     c.run(["systemctl", "start", "symphony-audit.service"])
     _wait("the audit writer", lambda: _main_pid(c) not in ("", "0"))
 
-    first = _send(c, "symphony-dispatch", "/run/symphony/audit-dispatcher.sock")
+    first = _send(c, "symphony-dispatch", DISPATCHER_SOCK)
     assert first.get("result"), first
-    # Another daemon's user cannot use the dispatcher's socket.
+    # Another daemon's user cannot use the dispatcher's socket: the kernel refuses the
+    # connect, because the socket file is 0600 and owned by symphony-dispatch ...
     tracker_argv = ["runuser", "-u", "symphony-tracker", "--", "python3", "-I", "-c", _CLIENT]
     refused = c.run(
         [*tracker_argv, "/run/symphony/audit-dispatcher.sock", "symphony-tracker"], check=False
     )
-    assert refused.returncode != 0 or "peer_not_allowed" in refused.stdout
+    assert refused.returncode != 0, refused.stdout
+    assert "PermissionError: [Errno 13] Permission denied" in refused.stderr, refused.stderr
+    # ... and a peer the file mode lets through (root) is refused by the writer's own check:
+    # the one uid allowed on an activated socket is its file's owner.
+    as_root = json.loads(c.run(["python3", "-I", "-c", _CLIENT, DISPATCHER_SOCK, "root"]).stdout)
+    assert as_root["error"]["code"] == "peer_not_allowed", as_root
+    assert "uid 0 may not use audit-dispatcher" in as_root["error"]["message"], as_root
 
     pid = _main_pid(c)
     c.run(["kill", "-9", pid])
@@ -120,6 +128,7 @@ def test_packaged_audit_unit(booted: Container, deb: Path) -> None:
     assert (verify.returncode, verify.stdout.split()[0]) == (0, "ok"), verify.stdout
 
     senders = {r["payload"]["from"]: r["sender"] for r in _records(c) if r["type"] == "pause"}
+    assert set(senders) == {"symphony-dispatch", "symphony-dashboard"}  # the refused wrote nothing
     for user, socket_name in (
         ("symphony-dispatch", "dispatcher"),
         ("symphony-dashboard", "dashboard"),
