@@ -49,6 +49,7 @@ from symphonyd.dispatcher.state import (
     RetryEntry,
     RetryKind,
     RunningEntry,
+    SweepBook,
     iso,
 )
 from symphonyd.dispatcher.store import PersistedState, StateStore
@@ -99,6 +100,7 @@ class Engine:
         self.persisted = PersistedState()
         self.holds = HoldBook(self.persisted)
         self.ledger = TokenLedger(self.persisted)
+        self.sweep = SweepBook()  # workspace survey and age cleanup (workspace_sweep)
         # daemon -> (ok, detail, when); rows are built only when a snapshot asks.
         self.health: dict[str, tuple[bool, str | None, datetime]] = {}
         self._acks: list[str] = []
