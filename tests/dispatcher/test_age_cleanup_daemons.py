@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from symphonyd.core.issue import Issue, build_issue, state_key
 from symphonyd.core.messages import (
     TRACKER_FETCH_BY_IDS,
@@ -39,6 +41,7 @@ from symphonyd.core.messages import (
 )
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer
+from tests.dashboard.harness import DashboardProcess
 from tests.dispatcher.doubles import run_async
 
 UID = os.getuid()
@@ -210,6 +213,18 @@ def short_dir() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def dashboard_page(dispatcher_sock: Path, log: Path) -> str:
+    """The overview page of the real dashboard process once it shows the survey."""
+    with DashboardProcess(dispatcher_sock, None, log) as dash:
+        page = ""
+        for _ in range(100):
+            page = httpx.get(dash.base + "/", timeout=10).text
+            if 'id="workspaces"' in page:
+                break
+            time.sleep(0.1)
+        return page
+
+
 def orphan_names(snap: dict[str, Any]) -> dict[str, str]:
     return {o["name"]: o["reason"] for o in snap["workspaces"]["orphans"]}
 
@@ -274,6 +289,9 @@ async def scenario(base: Path) -> None:
             assert "orphans (" in text.stdout and "ORPHAN-5" in text.stdout, text.stdout
             journal = daemons.log("dispatcher")
             assert "event=workspace_orphans" in journal and "ORPHAN-5" in journal, journal
+            # ... and on the dashboard, which reads the dispatcher's control socket.
+            page = await asyncio.to_thread(dashboard_page, ctl_sock, base / "dash.log")
+            assert "Orphan workspaces" in page and "ORPHAN-5" in page and "bad name" in page
 
             # HOLD-2 is stopped by the operator (held), then closed in the tracker; the
             # other issues turn up Done. GONE-6 is listed Done but the fresh look by id no
