@@ -125,7 +125,7 @@ class PauseBook:
 class SweepBook:
     """What the last survey found, for the snapshot; ``due`` asks for the next one."""
 
-    due: bool = True
+    due: bool = False  # set when the launcher (re)connects, on a WORKFLOW.md change
     report_next: bool = True  # log the orphan report even if it did not change
     surveyed_at: str | None = None
     workspaces: int = 0

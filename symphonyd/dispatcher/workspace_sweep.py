@@ -52,10 +52,9 @@ class WorkspaceSweep(Engine):
             return
         owners = _owners(listed)
         self._record_survey(listing.entries, listing.omitted, owners)
-        if not cfg.max_age_days:
-            book.error = None
-            return
-        book.error = await self._age_cleanup(listing.entries, owners, cfg, cfg.max_age_days)
+        book.error = None
+        if cfg.max_age_days:
+            book.error = await self._age_cleanup(listing.entries, owners, cfg, cfg.max_age_days)
         self._changed()
 
     def _sweep_failed(self, error: str) -> None:
@@ -164,10 +163,12 @@ class WorkspaceSweep(Engine):
                 issue.identifier, min_idle_s=max_age_days * 86400.0
             )
             outcome = "removed" if removed else "kept"
-        except (SymphonyError, OSError) as exc:
+        except Exception as exc:  # the launcher refused (a live run) or is unreachable
             outcome, error = "failed", brief_error(exc)
+        finally:
+            async with self.lock:
+                self.claimed.discard(issue.id)
         async with self.lock:
-            self.claimed.discard(issue.id)
             done = ae.workspace_remove(
                 issue.id, issue.identifier, outcome, reason="age", detail={"error": error}
             )

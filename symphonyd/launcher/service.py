@@ -261,7 +261,9 @@ class LauncherService:
         now = time.time()
         entries = [
             RootEntry(
-                e.name,
+                # A name that is not UTF-8 is shown with U+FFFD; only valid keys (ASCII)
+                # are ever removed, and those by identifier.
+                os.fsencode(e.name).decode("utf-8", "replace"),
                 None if e.last_used is None else max(now - e.last_used, 0.0),
                 e.problem,
             )

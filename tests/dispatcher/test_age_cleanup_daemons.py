@@ -147,10 +147,12 @@ class Daemons:
     def log(self, name: str) -> str:
         return (self.base / f"{name}.log").read_text(errors="replace")
 
-    def stop(self) -> dict[str, int]:
-        """SIGTERM in reverse start order; the exit status of each."""
+    def stop(self, only: str | None = None) -> dict[str, int]:
+        """SIGTERM in reverse start order (or just ``only``); the exit status of each."""
         codes: dict[str, int] = {}
         for name, proc in reversed(self.procs):
+            if only is not None and name != only:
+                continue
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
             try:
@@ -158,7 +160,7 @@ class Daemons:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 codes[name] = proc.wait()
-        self.procs.clear()
+        self.procs = [(n, p) for n, p in self.procs if n not in codes]
         return codes
 
 
@@ -263,10 +265,11 @@ async def scenario(base: Path) -> None:
                 "--listen", f"dispatcher={run / 'audit-dispatcher.sock'}",
             )  # fmt: skip
             await wait_socket(run / "audit-dispatcher.sock", daemons)
-            daemons.spawn(
-                "launcher", "--host-config", str(host), "--agent-home", str(base / "agent"),
+            launcher_args = (
+                "--host-config", str(host), "--agent-home", str(base / "agent"),
                 "--socket", str(run / "launcher-dispatcher.sock"), "--dispatcher-uid", str(UID),
             )  # fmt: skip
+            daemons.spawn("launcher", *launcher_args)
             await wait_socket(run / "launcher-dispatcher.sock", daemons)
             daemons.spawn(
                 "dispatcher", "--host-config", str(host), "--workflow", str(workflow),
@@ -319,6 +322,14 @@ async def scenario(base: Path) -> None:
             survivors = {p.name for p in ws.iterdir()}
             assert survivors == {"RUN-1", "HOLD-2", "YOUNG-4", "GONE-6", "ORPHAN-5", "bad name"}
             assert orphan_names(snap).keys() >= {"ORPHAN-5", "bad name"}
+
+            # Every launcher start is followed by a survey (no hourly wait).
+            (ws / "LATE-7").mkdir()
+            assert daemons.stop("launcher") == {"launcher": 0}, daemons.log("launcher")
+            daemons.spawn("launcher", *launcher_args)
+            await wait_status(
+                ctl_sock, lambda s: "LATE-7" in orphan_names(s), "survey after a launcher restart"
+            )
         finally:
             codes = daemons.stop()
     assert codes["dispatcher"] == 0, daemons.log("dispatcher")
