@@ -12,13 +12,11 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,7 +39,7 @@ from symphonyd.core.messages import (
 )
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer
-from tests.dashboard.harness import DashboardProcess
+from tests.dashboard.harness import DashboardProcess, short_dir
 from tests.dispatcher.doubles import run_async
 
 UID = os.getuid()
@@ -203,16 +201,6 @@ async def wait_status(sock: Path, pred: Any, what: str) -> dict[str, Any]:
 def age(path: Path, seconds: float) -> None:
     then = time.time() - seconds
     os.utime(path, (then, then))
-
-
-@contextlib.contextmanager
-def short_dir() -> Iterator[Path]:
-    # AF_UNIX paths are limited to 108 bytes; pytest's tmp_path can be longer.
-    base = Path(tempfile.mkdtemp(prefix="syage"))
-    try:
-        yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def dashboard_page(dispatcher_sock: Path, log: Path) -> str:
