@@ -139,7 +139,13 @@ class Launcher:
     async def ack_runs(self, run_ids: list[str]) -> None:
         return None
 
-    async def remove_workspace(self, identifier: str, *, min_idle_s: float | None = None) -> bool:
+    async def remove_workspace(
+        self,
+        identifier: str,
+        *,
+        min_idle_s: float | None = None,
+        workflow: WorkflowSnapshot | None = None,
+    ) -> bool:
         return True
 
     async def list_workspaces(self, workflow: WorkflowSnapshot | None) -> WorkspaceListing:

@@ -127,8 +127,14 @@ class LauncherClient:
     async def ack_runs(self, run_ids: list[str]) -> None:
         await self.link.call(LAUNCHER_ACK_RUNS, AckRuns(run_ids))
 
-    async def remove_workspace(self, identifier: str, *, min_idle_s: float | None = None) -> bool:
-        req = RemoveWorkspace(identifier, min_idle_s=min_idle_s)
+    async def remove_workspace(
+        self,
+        identifier: str,
+        *,
+        min_idle_s: float | None = None,
+        workflow: WorkflowSnapshot | None = None,
+    ) -> bool:
+        req = RemoveWorkspace(identifier, workflow, min_idle_s=min_idle_s)
         return (await self.link.call(LAUNCHER_REMOVE_WORKSPACE, req)).removed
 
     async def list_workspaces(self, workflow: WorkflowSnapshot | None) -> WorkspaceListing:

@@ -338,7 +338,10 @@ class Engine:
 
     async def _remove_workspace(self, identifier: str) -> None:
         try:
-            await self.launcher.remove_workspace(identifier)
+            # With the workflow: a launcher that has started no run yet (fresh after a
+            # restart) would not know the workspace root and hooks otherwise.
+            workflow = self.cfg.workflow if self.cfg else None
+            await self.launcher.remove_workspace(identifier, workflow=workflow)
             self._mark("launcher", True)
         except Exception as exc:
             self._mark("launcher", False, brief_error(exc))

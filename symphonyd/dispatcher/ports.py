@@ -41,7 +41,11 @@ class LauncherPort(Protocol):
     async def ack_runs(self, run_ids: list[str]) -> None: ...
 
     async def remove_workspace(
-        self, identifier: str, *, min_idle_s: float | None = None
+        self,
+        identifier: str,
+        *,
+        min_idle_s: float | None = None,
+        workflow: WorkflowSnapshot | None = None,
     ) -> bool: ...
 
     async def list_workspaces(self, workflow: WorkflowSnapshot | None) -> WorkspaceListing: ...

@@ -159,8 +159,9 @@ class WorkspaceSweep(Engine):
             self.claimed.add(issue.id)
         error: str | None = None
         try:
+            workflow = self.cfg.workflow if self.cfg else None
             removed = await self.launcher.remove_workspace(
-                issue.identifier, min_idle_s=max_age_days * 86400.0
+                issue.identifier, min_idle_s=max_age_days * 86400.0, workflow=workflow
             )
             outcome = "removed" if removed else "kept"
         except Exception as exc:  # the launcher refused (a live run) or is unreachable

@@ -207,7 +207,13 @@ class MemoryLauncher:
                 del self.runs[rid]
                 self.acked.append(rid)
 
-    async def remove_workspace(self, identifier: str, *, min_idle_s: float | None = None) -> bool:
+    async def remove_workspace(
+        self,
+        identifier: str,
+        *,
+        min_idle_s: float | None = None,
+        workflow: WorkflowSnapshot | None = None,
+    ) -> bool:
         if self.fail:
             raise SymphonyError("launcher down", code="unavailable")
         path = (self.workspace_root or Path("/nonexistent")) / workspace_key(identifier)

@@ -240,8 +240,11 @@ async def scenario(base: Path) -> None:
     for name in ("ORPHAN-5", "DONE-3", "YOUNG-4", "GONE-6", "bad name"):
         (ws / name).mkdir()
         age(ws / name, 30 * DAY)
+    # Already Done when the dispatcher starts: SPEC 8.6 startup cleanup removes it, through
+    # a launcher that has not started any run yet.
+    (ws / "DONE-0").mkdir()
     tracker = Tracker()
-    tracker.put(issue("RUN-1", "Todo"), issue("HOLD-2", "Todo"))
+    tracker.put(issue("RUN-1", "Todo"), issue("HOLD-2", "Todo"), issue("DONE-0", "Done"))
 
     daemons = Daemons(base)
     ctl_sock = run / "ctl.sock"
@@ -271,6 +274,7 @@ async def scenario(base: Path) -> None:
                 lambda s: s["workspaces"]["surveyed_at"] and s["counts"]["running"] == 2,
                 "first survey and two runs",
             )
+            assert not (ws / "DONE-0").exists()
             orphans = orphan_names(snap)
             assert orphans["ORPHAN-5"] == "no issue in the workflow's active or terminal states"
             assert orphans["bad name"] == "not a valid workspace key"
@@ -323,8 +327,8 @@ async def scenario(base: Path) -> None:
     assert codes["dispatcher"] == 0, daemons.log("dispatcher")
     assert codes["launcher"] == 0, daemons.log("launcher")
 
-    # before_remove ran for the one removal, with the issue's identifier.
-    assert hook_log.read_text().split() == ["DONE-3"]
+    # before_remove ran for each removal, with the issue's identifier.
+    assert hook_log.read_text().split() == ["DONE-0", "DONE-3"]
     shown = ctl("audit", "show", "--dir", str(audit_dir), "--type", "workspace_remove", "--json")
     assert shown.returncode == 0, shown.stderr
     records = [json.loads(line) for line in shown.stdout.splitlines() if line.strip()]
