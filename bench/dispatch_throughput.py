@@ -71,6 +71,7 @@ from symphonyd.core.messages import (
     StopRun,
     StopRunResult,
     WorkflowSnapshot,
+    WorkspaceListing,
 )
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.ports import DispatchSettings, LoadedConfig, SystemClock
@@ -138,8 +139,17 @@ class Launcher:
     async def ack_runs(self, run_ids: list[str]) -> None:
         return None
 
-    async def remove_workspace(self, identifier: str) -> bool:
+    async def remove_workspace(
+        self,
+        identifier: str,
+        *,
+        min_idle_s: float | None = None,
+        workflow: WorkflowSnapshot | None = None,
+    ) -> bool:
         return True
+
+    async def list_workspaces(self, workflow: WorkflowSnapshot | None) -> WorkspaceListing:
+        return WorkspaceListing("/nonexistent", [])
 
     async def workspace_ages(self, identifiers: list[str]) -> dict[str, float | None]:
         return dict.fromkeys(identifiers)

@@ -90,7 +90,7 @@ class AuditConfig:
 
 @dataclass(frozen=True, slots=True)
 class CleanupConfig:
-    """Workspace garbage collection; None disables the age rule."""
+    """Workspace garbage collection; None (0 or null in WORKFLOW.md) disables the age rule."""
 
     max_age_days: int | None = None
     min_free_disk_mb: int = 1024
@@ -204,7 +204,9 @@ def parse_audit(raw: Mapping[Any, Any]) -> AuditConfig:
 def parse_cleanup(workspace: Mapping[Any, Any]) -> CleanupConfig:
     value = section(workspace, "cleanup", "workspace.cleanup")
     return CleanupConfig(
-        max_age_days=opt_int(value, "max_age_days", "workspace.cleanup.max_age_days", minimum=1),
+        # 0 and null both turn the age rule off (docs/design/0655-age-cleanup.md).
+        max_age_days=opt_int(value, "max_age_days", "workspace.cleanup.max_age_days", minimum=0)
+        or None,
         min_free_disk_mb=req_int(
             value, "min_free_disk_mb", "workspace.cleanup.min_free_disk_mb", 1024, minimum=0
         ),

@@ -83,6 +83,8 @@ class Recovery(Engine):
 
     async def resync_runs(self) -> None:
         """After (re)subscribing to run events: settle what happened while we were away."""
+        # A (re)started launcher: survey its workspace root and report orphans (seed 001).
+        self.sweep.request(report=True)
         async with self.lock:
             try:
                 runs = await self.launcher.list_runs()

@@ -114,6 +114,7 @@ class Scheduler(Engine):
         self._mark("workflow", True)
         if self.cfg is None or new.workflow.fingerprint != self.cfg.workflow.fingerprint:
             self.cfg = new
+            self.sweep.request()  # e.g. a new workspace.cleanup.max_age_days applies now
             self.config_loaded_at = iso(self.clock.now())
             log.info("WORKFLOW.md loaded (%s)", new.workflow.fingerprint[:12])
             await self._audit(ae.config_reload(new.workflow.path, new.workflow.fingerprint, True))

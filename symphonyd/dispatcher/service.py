@@ -41,11 +41,13 @@ from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.prune import prune
 from symphonyd.dispatcher.snapshot import build_issue_view, build_snapshot
 from symphonyd.dispatcher.state import iso
+from symphonyd.dispatcher.workspace_sweep import SWEEP_INTERVAL_S
 from symphonyd.runtime.ipc_server import EventSink, IpcServer
 from symphonyd.runtime.peer import Peer
 
 log = logging.getLogger("symphonyd.dispatcher")
 PUSH_DEBOUNCE_S = 0.2
+SWEEP_POLL_S = 0.5  # how often the sweep loop looks for a request
 
 
 class DispatcherService:
@@ -56,10 +58,12 @@ class DispatcherService:
         config_changed: Callable[[], bool] | None = None,
         watch_interval_s: float = 1.0,
         version: str = "0",
+        sweep_interval_s: float = SWEEP_INTERVAL_S,
     ) -> None:
         self.orch = orch
         self.config_changed = config_changed
         self.watch_interval_s = watch_interval_s
+        self.sweep_interval_s = sweep_interval_s
         self.version = version
         self._refresh = asyncio.Event()
         self._wake = asyncio.Event()
@@ -145,7 +149,28 @@ class DispatcherService:
     # ------------------------------------------------------------------ loops
 
     async def run_scheduler(self) -> None:
-        """Ticks every polling.interval_ms (or on refresh), retry timers when due."""
+        """Ticks every polling.interval_ms (or on refresh), retry timers when due; the
+        workspace sweep runs beside it so a slow tracker listing never delays a tick."""
+        sweeper = asyncio.get_running_loop().create_task(self.run_workspace_sweep())
+        try:
+            await self._schedule()
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def run_workspace_sweep(self) -> None:
+        """Survey and age cleanup when asked (launcher start, WORKFLOW.md change) or hourly."""
+        clock = self.orch.clock
+        last = clock.monotonic_ms()
+        while True:
+            due = clock.monotonic_ms() - last >= self.sweep_interval_s * 1000
+            if self.orch.sweep.due or due:
+                last = clock.monotonic_ms()
+                await _guard("workspace sweep", self.orch.sweep_workspaces)
+            await asyncio.sleep(SWEEP_POLL_S)
+
+    async def _schedule(self) -> None:
         clock = self.orch.clock
         next_tick = clock.monotonic_ms()
         while True:

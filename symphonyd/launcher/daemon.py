@@ -29,6 +29,7 @@ from symphonyd.core.messages import (
     HEALTH,
     LAUNCHER_ACK_RUNS,
     LAUNCHER_LIST_RUNS,
+    LAUNCHER_LIST_WORKSPACES,
     LAUNCHER_REMOVE_WORKSPACE,
     LAUNCHER_START_RUN,
     LAUNCHER_STOP_RUN,
@@ -44,6 +45,7 @@ from symphonyd.core.messages import (
     FetchByIds,
     Health,
     ListRuns,
+    ListWorkspaces,
     RemoveWorkspace,
     RemoveWorkspaceResult,
     RunList,
@@ -56,6 +58,7 @@ from symphonyd.core.messages import (
     ToolSpecList,
     WorkspaceAges,
     WorkspaceAgesResult,
+    WorkspaceListing,
 )
 from symphonyd.launcher.child_watch import use_pidfd_child_watcher
 from symphonyd.launcher.hooks import RunAs
@@ -213,10 +216,13 @@ def launcher_server(service: LauncherService, uids: Iterable[int]) -> IpcServer:
         return Empty()
 
     async def remove_workspace(req: RemoveWorkspace, peer: Peer) -> RemoveWorkspaceResult:
-        return await service.remove_workspace(req.identifier, req.workflow)
+        return await service.remove_workspace(req.identifier, req.workflow, req.min_idle_s)
 
     async def workspace_ages(req: WorkspaceAges, peer: Peer) -> WorkspaceAgesResult:
         return WorkspaceAgesResult(service.workspace_ages(req.identifiers))
+
+    async def list_workspaces(req: ListWorkspaces, peer: Peer) -> WorkspaceListing:
+        return await asyncio.to_thread(service.list_workspaces, req.workflow)
 
     async def subscribe(_: Empty, peer: Peer, sink: EventSink) -> Empty:
         service.subscribe(sink)
@@ -229,6 +235,7 @@ def launcher_server(service: LauncherService, uids: Iterable[int]) -> IpcServer:
     server.handle(LAUNCHER_ACK_RUNS, ack_runs)
     server.handle(LAUNCHER_REMOVE_WORKSPACE, remove_workspace, timeout=120.0)
     server.handle(LAUNCHER_WORKSPACE_AGES, workspace_ages)
+    server.handle(LAUNCHER_LIST_WORKSPACES, list_workspaces)
     server.subscription(LAUNCHER_SUBSCRIBE, subscribe)
     return server
 

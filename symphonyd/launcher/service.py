@@ -31,6 +31,7 @@ from symphonyd.core.messages import (
     LAUNCHER_RUN_EVENT,
     AuditEventIn,
     RemoveWorkspaceResult,
+    RootEntry,
     RunEvent,
     RunInfo,
     RunList,
@@ -43,6 +44,7 @@ from symphonyd.core.messages import (
     ToolResult,
     ToolSpecList,
     WorkflowSnapshot,
+    WorkspaceListing,
 )
 from symphonyd.core.template import compile_prompt
 from symphonyd.core.tracker_kinds import state_rules
@@ -58,6 +60,9 @@ from symphonyd.launcher.workspace import WorkspaceManager
 from symphonyd.runtime.logging import log_event
 
 log = logging.getLogger("symphonyd.launcher")
+# Entries per list_workspaces reply: names are at most 128 bytes, so the reply stays far
+# below the 1 MiB frame; the oldest come first, which are the ones age cleanup looks at.
+MAX_LISTED = 2000
 
 
 class TrackerLink(Protocol):
@@ -99,6 +104,17 @@ class _Run:
     cleanup_on_stop: bool = False
     sandbox: AgentSandbox | None = None
     seq: int = 0  # start order; the list_runs cursor
+
+
+def _idle_seconds(path: Path) -> float | None:
+    """Seconds since a workspace directory changed; None when there is no directory."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISDIR(st.st_mode):
+        return None
+    return max(time.time() - st.st_mtime, 0.0)
 
 
 def bind_config(
@@ -175,7 +191,7 @@ class LauncherService:
         self._runs.ack(run_ids)
 
     async def remove_workspace(
-        self, identifier: str, workflow: WorkflowSnapshot | None
+        self, identifier: str, workflow: WorkflowSnapshot | None, min_idle_s: float | None = None
     ) -> RemoveWorkspaceResult:
         snapshot = workflow or self._latest_workflow
         if snapshot is None:
@@ -186,30 +202,76 @@ class LauncherService:
             raise SymphonyError(f"{identifier} has a live run", code="run_active")
         config = bind_config(snapshot, self.deps.env, self.deps.host)
         manager = self._workspaces(config)
+        if min_idle_s is not None:
+            # Age cleanup decided on an age the dispatcher saw a moment ago; a workspace
+            # used since then is kept (checked here, right before before_remove).
+            idle = _idle_seconds(manager.path_for(identifier))
+            if idle is None or idle < min_idle_s:
+                log_event(
+                    log,
+                    "workspace_cleanup",
+                    outcome="kept",
+                    issue_identifier=identifier,
+                    reason="used since the cleanup decision" if idle is not None else "gone",
+                )
+                return RemoveWorkspaceResult(False)
         removed = await manager.remove(identifier)
         return RemoveWorkspaceResult(bool(removed))
 
-    def workspace_ages(self, identifiers: list[str]) -> dict[str, float | None]:
-        """Seconds since each workspace changed; None for none; unsafe ones left out."""
+    def _root(self, workflow: WorkflowSnapshot | None = None) -> str:
         root = self.deps.host.workspace_root if self.deps.host else None
-        if root is None and self._latest_workflow is not None:
-            root = bind_config(self._latest_workflow, self.deps.env, self.deps.host).workspace.root
+        snapshot = workflow or self._latest_workflow
+        if root is None and snapshot is not None:
+            root = bind_config(snapshot, self.deps.env, self.deps.host).workspace.root
         if root is None:
             raise SymphonyError("no workspace root known yet", code="unavailable")
-        manager = WorkspaceManager(root)
-        now = time.time()
+        return root
+
+    def workspace_ages(self, identifiers: list[str]) -> dict[str, float | None]:
+        """Seconds since each workspace changed; None for none; unsafe ones left out."""
+        manager = WorkspaceManager(self._root())
         ages: dict[str, float | None] = {}
         for identifier in identifiers:
             try:
-                st = os.lstat(manager.path_for(identifier))
+                path = manager.path_for(identifier)
+                st = os.lstat(path)
             except FileNotFoundError:
                 ages[identifier] = None
                 continue
             except (OSError, SymphonyError):
                 continue
             if stat.S_ISDIR(st.st_mode):
-                ages[identifier] = max(now - st.st_mtime, 0.0)
+                ages[identifier] = max(time.time() - st.st_mtime, 0.0)
         return ages
+
+    def list_workspaces(self, workflow: WorkflowSnapshot | None) -> WorkspaceListing:
+        """Every entry under the root with its age, the oldest first, at most MAX_LISTED.
+
+        An unreadable root is an error, never an empty listing: the dispatcher must not take
+        "cannot look" for "nothing there".
+        """
+        manager = WorkspaceManager(self._root(workflow))
+        try:
+            survey = manager.survey()
+        except OSError as exc:
+            raise SymphonyError(
+                f"cannot list the workspace root {manager.root}: {exc.strerror}",
+                code="workspace_root_unreadable",
+            ) from None
+        now = time.time()
+        entries = [
+            RootEntry(
+                # A name that is not UTF-8 is shown with U+FFFD; only valid keys (ASCII)
+                # are ever removed, and those by identifier.
+                os.fsencode(e.name).decode("utf-8", "replace"),
+                None if e.last_used is None else max(now - e.last_used, 0.0),
+                e.problem,
+            )
+            for e in survey[:MAX_LISTED]
+        ]
+        return WorkspaceListing(
+            str(manager.root), entries, omitted=max(len(survey) - MAX_LISTED, 0)
+        )
 
     def subscribe(self, sink: Subscriber) -> None:
         self._subscribers.add(sink)
