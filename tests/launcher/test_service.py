@@ -20,8 +20,10 @@ from symphonyd.core.messages import (
     ToolResult,
     ToolSpec,
     ToolSpecList,
+    TrackerProfile,
     WorkflowSnapshot,
 )
+from symphonyd.core.redact import Redactor
 from symphonyd.launcher.service import LauncherDeps, LauncherService
 from tests.launcher.agents.conftest import codex_command
 from tests.launcher.agents.mock_models import MockServer, Reply, responses_call, responses_text
@@ -54,6 +56,12 @@ class TrackerDouble:
         issue = self.issues[call.issue.id]
         self.issues[issue.id] = dataclasses.replace(issue, state="Human Review")
         return ToolResult(True, {"comment_id": "c1"})
+
+    async def profile(self) -> TrackerProfile:
+        return TrackerProfile("memory", ["Todo"], ["Done"], [], "fp-1")
+
+    async def redact(self, text: str) -> str:
+        return Redactor().text(text)
 
 
 class Sink:
