@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from symphonyd.core.issue import Issue
+from symphonyd.core.issue import Issue, cap_text
 from symphonyd.core.redact import NO_SECRETS, Redactor
 
 PREAMBLE = (
@@ -73,17 +73,11 @@ def truncation_marker(removed: int) -> str:
     return f"[... truncated {removed} characters]"
 
 
-def _cap(text: str, cap: int) -> str:
-    if len(text) <= cap:
-        return text
-    return text[:cap] + "\n" + truncation_marker(len(text) - cap)
-
-
 def wrap_untrusted(name: str, text: str | None, limit: int | None = None) -> str:
     """``text`` inside ``<untrusted-NAME>`` ... ``</untrusted-NAME>``, capped and defused."""
     label = _label(name)
     cap = limit if limit is not None else DEFAULT_LIMITS.get(label, FALLBACK_LIMIT)
-    body = _cap((text or "").replace("\x00", ""), cap)
+    body = cap_text((text or "").replace("\x00", ""), cap)
     return f"<untrusted-{label}>\n{_defuse(body)}\n</untrusted-{label}>"
 
 
@@ -91,7 +85,7 @@ def _short(text: str | None, cap: int) -> str | None:
     """A short tracker string a template prints bare: no NUL, capped, no fence tags."""
     if text is None:
         return None
-    return _defuse(_cap(text.replace("\x00", ""), cap))
+    return _defuse(cap_text(text.replace("\x00", ""), cap))
 
 
 def _bounded_json(value: Any) -> Any:

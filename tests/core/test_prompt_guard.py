@@ -8,7 +8,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from symphonyd.core.issue import build_issue
+from symphonyd.core.issue import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, build_issue
 from symphonyd.core.prompt_guard import (
     MAX_PROMPT_CHARS,
     PREAMBLE,
@@ -132,8 +132,8 @@ def test_template_fields_are_capped_and_defused() -> None:
             url="https://x/" + "u" * 10_000,
         )
     )
-    assert "[... truncated 4500 characters]" in data["title"]
-    assert len(data["description"]) < 20_200 and "truncated 4980000 characters" in data["description"]
+    assert re.search(r"\[\.\.\. truncated \d+ characters\]\n</untrusted-title>$", data["title"])
+    assert len(data["description"]) < 20_200 and "characters]" in data["description"][-60:]
     assert len(data["labels"]) == 100
     assert "<untrusted" not in data["branch_name"] and len(data["branch_name"]) < 400
     assert len(data["url"]) < 2_100
@@ -141,3 +141,12 @@ def test_template_fields_are_capped_and_defused() -> None:
 
 def test_lone_surrogates_become_replacement_characters() -> None:
     assert guarded_prompt("a\ud800b") == "a\ufffdb"
+
+
+def test_normalised_issue_text_is_bounded_at_the_source() -> None:
+    big = issue(title="t" * 10_000, description="d" * 5_000_000)
+    assert len(big.title) < MAX_TITLE_CHARS + 50 and big.title.endswith("characters]")
+    assert big.description is not None and len(big.description) < MAX_DESCRIPTION_CHARS + 50
+    assert big.description.endswith(
+        f"[... truncated {5_000_000 - MAX_DESCRIPTION_CHARS} characters]"
+    )

@@ -14,7 +14,7 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ from symphonyd.core.messages import (
     LAUNCHER_START_RUN,
     LAUNCHER_SUBSCRIBE,
     TRACKER_FETCH_BY_IDS,
+    TRACKER_PROFILE,
+    TRACKER_REDACT,
     TRACKER_TOOL_CALL,
     TRACKER_TOOL_SPECS,
     AckRuns,
@@ -36,12 +38,16 @@ from symphonyd.core.messages import (
     FetchByIds,
     IssueList,
     ListRuns,
+    RedactedText,
+    RedactText,
     StartRun,
     ToolCall,
     ToolResult,
     ToolSpecList,
+    TrackerProfile,
     WorkflowSnapshot,
 )
+from symphonyd.core.redact import Redactor
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer
@@ -61,12 +67,12 @@ CLAUDE_MODEL = "claude-sonnet-4-5@20250929"
 CLAUDE_TOOL = "mcp__symphony__tracker_comment"
 
 
-def spawn(*args: str) -> subprocess.Popen[bytes]:
+def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        env={**os.environ, **(env or {}), "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
 
 
@@ -89,12 +95,23 @@ def stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
 
 
 @asynccontextmanager
-async def tracker_double(path: Path, issue: Issue) -> AsyncIterator[list[ToolCall]]:
+async def tracker_double(
+    path: Path, *issues: Issue, declared: Sequence[str] = (), secrets: Sequence[str] = ()
+) -> AsyncIterator[list[ToolCall]]:
+    """The tracker daemon's launcher socket; ``declared``/``secrets``: its secret env names
+    and the values it scrubs from ``tracker.redact`` text, as the real daemon would."""
     calls: list[ToolCall] = []
     server = IpcServer("tracker-launcher", allowed_uids={UID}, allow_root=UID == 0)
+    redactor = Redactor(secrets)
 
     async def fetch(req: FetchByIds, peer: Peer) -> IssueList:
-        return IssueList([issue] if issue.id in req.ids else [])
+        return IssueList([i for i in issues if i.id in req.ids])
+
+    async def profile(_: Empty, peer: Peer) -> TrackerProfile:
+        return TrackerProfile("memory", ["Todo"], ["Done"], list(declared), "fp-1")
+
+    async def redact(req: RedactText, peer: Peer) -> RedactedText:
+        return RedactedText(redactor.text(req.text))
 
     async def specs(_: Empty, peer: Peer) -> ToolSpecList:
         return ToolSpecList([COMMENT_TOOL])
@@ -106,6 +123,8 @@ async def tracker_double(path: Path, issue: Issue) -> AsyncIterator[list[ToolCal
     server.handle(TRACKER_FETCH_BY_IDS, fetch)
     server.handle(TRACKER_TOOL_SPECS, specs)
     server.handle(TRACKER_TOOL_CALL, call)
+    server.handle(TRACKER_PROFILE, profile)
+    server.handle(TRACKER_REDACT, redact)
     await server.start_path(path)
     try:
         yield calls
