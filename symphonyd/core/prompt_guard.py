@@ -142,7 +142,9 @@ def guarded_issue_data(issue: Issue) -> dict[str, Any]:
     """
     data = issue.to_dict()
     data["title"] = wrap_untrusted("title", issue.title)
-    data["description"] = wrap_untrusted("description", issue.description)
+    # No description stays falsy, so `{% if issue.description %}` still means what it says.
+    if issue.description:
+        data["description"] = wrap_untrusted("description", issue.description)
     for key, cap in SHORT_FIELD_LIMITS.items():
         data[key] = _short(data[key], cap)
     data["labels"] = [_short(label, LABEL_LIMIT) for label in issue.labels[:MAX_LIST_ITEMS]]
