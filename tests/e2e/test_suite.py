@@ -52,6 +52,10 @@ def issue_state(c: Container, identifier: str) -> str:
     return str(next(i["state"] for i in issues if i["identifier"] == identifier))
 
 
+def handed_off(c: Container, identifier: str) -> Callable[[], bool]:
+    return lambda: issue_state(c, identifier) == "Human Review"
+
+
 def journal_dump(c: Container) -> str:
     return c.run(["journalctl", "--no-pager", "-n", "200", "-u", "symphony*"], check=False).stdout
 
@@ -102,7 +106,7 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
         for identifier in ("DEMO-1", hostile_issue.IDENTIFIER):
             wait_until(
                 f"the agent to hand {identifier} off",
-                lambda i=identifier: issue_state(c, i) == "Human Review",
+                handed_off(c, identifier),
                 timeout=180,
             )
     except AssertionError:
