@@ -90,6 +90,13 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
+def audit_records(c: Container, identifier: str) -> tuple[str, list[dict[str, Any]]]:
+    """``symphonyctl audit show --issue`` as text and as records."""
+    argv = ["symphonyctl", "audit", "show", "--dir", "/var/lib/symphony/audit", "--json"]
+    shown = c.run([*argv, "--issue", identifier]).stdout
+    return shown, [json.loads(line) for line in shown.splitlines() if line.strip()]
+
+
 def check(c: Container) -> None:
     """After HOSTILE-1 was handed off."""
     # 1. The exact request Codex sent: preamble, fenced and capped tracker text.
@@ -111,19 +118,7 @@ def check(c: Container) -> None:
     assert len(sent) < 25_000, len(sent)
 
     # 2. The audit preview of that prompt: redacted whole, neither canary nor half of one.
-    shown = c.run(
-        [
-            "symphonyctl",
-            "audit",
-            "show",
-            "--dir",
-            "/var/lib/symphony/audit",
-            "--issue",
-            IDENTIFIER,
-            "--json",
-        ]
-    ).stdout
-    records = [json.loads(line) for line in shown.splitlines() if line.strip()]
+    shown, records = audit_records(c, IDENTIFIER)
     previews = [r["payload"]["preview"] for r in records if r["type"] == "prompt_sent"]
     assert previews and previews[0].startswith(PREAMBLE[:200]), records[:3]
     assert "The agent key is [REDACTED:" in previews[0], previews[0][:3000]

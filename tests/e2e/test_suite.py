@@ -138,19 +138,7 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
 
     verify = c.run(["symphonyctl", "audit", "verify", "--dir", "/var/lib/symphony/audit"])
     assert verify.stdout.startswith("ok ")
-    shown = c.run(
-        [
-            "symphonyctl",
-            "audit",
-            "show",
-            "--dir",
-            "/var/lib/symphony/audit",
-            "--issue",
-            "DEMO-1",
-            "--json",
-        ]
-    ).stdout
-    types = {json.loads(line)["type"] for line in shown.splitlines() if line.strip()}
+    types = {r["type"] for r in hostile_issue.audit_records(c, "DEMO-1")[1]}
     assert {"dispatch", "prompt_sent", "tool_call", "tracker_write", "run_finished"} <= types, types
 
 

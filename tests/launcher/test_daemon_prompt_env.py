@@ -38,7 +38,15 @@ from symphonyd.core.template import compile_prompt
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.launcher.agents.conftest import codex_command
 from tests.launcher.agents.mock_models import MockServer, Reply, responses_call, responses_text
-from tests.launcher.test_daemon_sockets import UID, spawn, stop, tracker_double, wait_for_socket
+from tests.launcher.test_daemon_sockets import (
+    codex_against,
+    launcher_layout,
+    spawn_audit,
+    spawn_launcher,
+    stop,
+    tracker_double,
+    wait_for_socket,
+)
 
 pytestmark = pytest.mark.agents
 
@@ -80,15 +88,7 @@ def user_texts(body: dict[str, Any]) -> list[str]:
 def test_hostile_issue_is_fenced_capped_redacted_and_declared_secrets_stay_out(
     tmp_path: Path,
 ) -> None:
-    run_dir, audit_dir, ws_root = tmp_path / "run", tmp_path / "audit", tmp_path / "ws"
-    run_dir.mkdir()
-    agent_home = tmp_path / "agent"
-    (agent_home / ".codex").mkdir(parents=True)
-    host_config = tmp_path / "symphonyd.toml"
-    host_config.write_text(
-        f'[paths]\nstate_dir = "{tmp_path}"\nruntime_dir = "{run_dir}"\n'
-        f'workspace_root = "{ws_root}"\n[sandbox]\nenabled = false\n'
-    )
+    run_dir, audit_dir, ws_root, agent_home, host_config = launcher_layout(tmp_path)
     # The forwarded key comes first, then the tracker's credential; the preview is cut in
     # the middle of the latter, where a cut-then-redact preview would keep half of it.
     description = (
@@ -108,22 +108,9 @@ def test_hostile_issue_is_fenced_capped_redacted_and_declared_secrets_stay_out(
     launcher_side = Redactor([FORWARDED_SECRET]).text(prompt)
     cut = launcher_side.index(TRACKER_SECRET) + len(TRACKER_SECRET) // 2
 
-    audit = spawn(
-        "symphonyd.audit",
-        "--dir",
-        str(audit_dir),
-        "--listen",
-        f"launcher={run_dir / 'audit-launcher.sock'}",
-        "--allow-uid",
-        str(UID),
-    )
+    audit = spawn_audit(audit_dir, run_dir)
     with MockServer(script) as mock:
-        (agent_home / ".codex" / "config.toml").write_text(
-            'model = "mock-model"\nmodel_provider = "mock"\n[model_providers.mock]\n'
-            f'name = "mock"\nbase_url = "http://127.0.0.1:{mock.port}/v1"\n'
-            'wire_api = "responses"\nrequest_max_retries = 0\nstream_max_retries = 0\n'
-            "supports_websockets = false\n"
-        )
+        codex_against(agent_home, mock.port)
         allowed = workflow(
             tmp_path,
             mock.port,
@@ -149,18 +136,7 @@ def test_hostile_issue_is_fenced_capped_redacted_and_declared_secrets_stay_out(
                 declared=DECLARED,
                 secrets=[TRACKER_SECRET],
             ):
-                launcher = spawn(
-                    "symphonyd.launcher",
-                    "--host-config",
-                    str(host_config),
-                    "--socket",
-                    str(run_dir / "launcher.sock"),
-                    "--agent-home",
-                    str(agent_home),
-                    "--dispatcher-uid",
-                    str(UID),
-                    env=launcher_env,
-                )
+                launcher = spawn_launcher(host_config, run_dir, agent_home, launcher_env)
                 try:
                     await wait_for_socket(run_dir / "launcher.sock", launcher)
                     client = await IpcClient.connect(run_dir / "launcher.sock")

@@ -76,6 +76,65 @@ def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[byt
     )
 
 
+def launcher_layout(tmp_path: Path) -> tuple[Path, Path, Path, Path, Path]:
+    """Runtime, audit, workspace and agent-home directories and a host config naming them.
+
+    The sandbox is off: these tests are about the launcher's wiring; the sandboxed path has
+    its own tests.
+    """
+    run_dir, audit_dir, ws_root = tmp_path / "run", tmp_path / "audit", tmp_path / "ws"
+    run_dir.mkdir()
+    agent_home = tmp_path / "agent"
+    (agent_home / ".codex").mkdir(parents=True)
+    host_config = tmp_path / "symphonyd.toml"
+    host_config.write_text(
+        f'[paths]\nstate_dir = "{tmp_path}"\nruntime_dir = "{run_dir}"\n'
+        f'workspace_root = "{ws_root}"\n[sandbox]\nenabled = false\n'
+    )
+    return run_dir, audit_dir, ws_root, agent_home, host_config
+
+
+def spawn_audit(audit_dir: Path, run_dir: Path) -> subprocess.Popen[bytes]:
+    """The real audit writer, serving the launcher's socket in ``run_dir``."""
+    return spawn(
+        "symphonyd.audit",
+        "--dir",
+        str(audit_dir),
+        "--listen",
+        f"launcher={run_dir / 'audit-launcher.sock'}",
+        "--allow-uid",
+        str(UID),
+    )
+
+
+def spawn_launcher(
+    host_config: Path, run_dir: Path, agent_home: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``python -m symphonyd.launcher`` as its unit runs it, on a socket in ``run_dir``."""
+    return spawn(
+        "symphonyd.launcher",
+        "--host-config",
+        str(host_config),
+        "--socket",
+        str(run_dir / "launcher.sock"),
+        "--agent-home",
+        str(agent_home),
+        "--dispatcher-uid",
+        str(UID),
+        env=env,
+    )
+
+
+def codex_against(agent_home: Path, port: int) -> None:
+    """Codex's config in the agents' home: the mock Responses API on ``port``."""
+    (agent_home / ".codex" / "config.toml").write_text(
+        'model = "mock-model"\nmodel_provider = "mock"\n[model_providers.mock]\n'
+        f'name = "mock"\nbase_url = "http://127.0.0.1:{port}/v1"\n'
+        'wire_api = "responses"\nrequest_max_retries = 0\nstream_max_retries = 0\n'
+        "supports_websockets = false\n"
+    )
+
+
 async def wait_for_socket(path: Path, proc: subprocess.Popen[bytes]) -> None:
     async with asyncio.timeout(30):
         while not path.exists():
@@ -164,17 +223,7 @@ def model_script(runtime: str) -> Callable[[int, dict[str, Any]], Reply]:
 def test_dispatcher_drives_a_run_over_sockets_and_everything_is_audited(
     tmp_path: Path, runtime: str
 ) -> None:
-    run_dir, audit_dir, ws_root = tmp_path / "run", tmp_path / "audit", tmp_path / "ws"
-    run_dir.mkdir()
-    agent_home = tmp_path / "agent"
-    (agent_home / ".codex").mkdir(parents=True)
-    host_config = tmp_path / "symphonyd.toml"
-    host_config.write_text(
-        f'[paths]\nstate_dir = "{tmp_path}"\nruntime_dir = "{run_dir}"\n'
-        f'workspace_root = "{ws_root}"\n'
-        # This test is about the launcher's IPC; the sandboxed path has its own tests.
-        "[sandbox]\nenabled = false\n"
-    )
+    run_dir, audit_dir, ws_root, agent_home, host_config = launcher_layout(tmp_path)
     issue = build_issue(
         id="i-7",
         identifier="ABC-7",
@@ -182,15 +231,7 @@ def test_dispatcher_drives_a_run_over_sockets_and_everything_is_audited(
         state="Todo",
         dispatchable=True,
     )
-    audit = spawn(
-        "symphonyd.audit",
-        "--dir",
-        str(audit_dir),
-        "--listen",
-        f"launcher={run_dir / 'audit-launcher.sock'}",
-        "--allow-uid",
-        str(UID),
-    )
+    audit = spawn_audit(audit_dir, run_dir)
     with MockServer(model_script(runtime)) as mock:
         # The workflow names another root; the host config's root must win (launcher side).
         workflow = WorkflowSnapshot(
@@ -204,27 +245,12 @@ def test_dispatcher_drives_a_run_over_sockets_and_everything_is_audited(
             "Do {{ issue.identifier }}",
             "0" * 64,
         )
-        (agent_home / ".codex" / "config.toml").write_text(
-            'model = "mock-model"\nmodel_provider = "mock"\n[model_providers.mock]\n'
-            f'name = "mock"\nbase_url = "http://127.0.0.1:{mock.port}/v1"\n'
-            'wire_api = "responses"\nrequest_max_retries = 0\nstream_max_retries = 0\n'
-            "supports_websockets = false\n"
-        )
+        codex_against(agent_home, mock.port)
 
         async def scenario() -> tuple[list[str], Any, Any]:
             await wait_for_socket(run_dir / "audit-launcher.sock", audit)
             async with tracker_double(run_dir / "tracker-launcher.sock", issue) as calls:
-                launcher = spawn(
-                    "symphonyd.launcher",
-                    "--host-config",
-                    str(host_config),
-                    "--socket",
-                    str(run_dir / "launcher.sock"),
-                    "--agent-home",
-                    str(agent_home),
-                    "--dispatcher-uid",
-                    str(UID),
-                )
+                launcher = spawn_launcher(host_config, run_dir, agent_home)
                 try:
                     await wait_for_socket(run_dir / "launcher.sock", launcher)
                     client = await IpcClient.connect(run_dir / "launcher.sock")
