@@ -19,8 +19,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from symphonyd.core.errors import SymphonyError
+from symphonyd.core.messages import TrackerProfile
 from symphonyd.launcher.agents.process import FORBIDDEN_PREFIXES
 
 log = logging.getLogger("symphonyd.launcher")
@@ -40,6 +42,27 @@ class EnvPolicy:
     @property
     def secret_values(self) -> list[str]:
         return [v for v in self.forwarded.values() if v.strip()]
+
+
+class ProfileSource(Protocol):
+    async def profile(self) -> TrackerProfile: ...
+
+
+async def policy_for_run(
+    tracker: ProfileSource,
+    forward: Iterable[str],
+    launcher_env: Mapping[str, str],
+    operator_env: Mapping[str, str] | None = None,
+) -> EnvPolicy:
+    """The policy of a run starting now, from the tracker's current declared names."""
+    profile = await tracker.profile()
+    if profile.config_error is not None:
+        # Without a usable tracker config its secret names are unknown: fail closed.
+        raise SymphonyError(
+            f"tracker config unusable: {profile.config_error.get('message', '')}",
+            code=str(profile.config_error.get("code") or "tracker_unavailable"),
+        )
+    return env_policy(profile.secret_env_names, forward, launcher_env, operator_env)
 
 
 def env_policy(

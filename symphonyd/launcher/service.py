@@ -56,7 +56,7 @@ from symphonyd.launcher.agents.session import ApprovalPolicy, ToolInvocation, sh
 from symphonyd.launcher.hooks import HookRunner, RunAs, RunsHooks
 from symphonyd.launcher.run_table import RunTable
 from symphonyd.launcher.sandboxing import AgentSandbox, AgentSandboxes, SandboxedHookRunner
-from symphonyd.launcher.secret_env import env_policy
+from symphonyd.launcher.secret_env import policy_for_run
 from symphonyd.launcher.worker import WorkerDeps, run_worker_attempt
 from symphonyd.launcher.workspace import WorkspaceManager
 from symphonyd.runtime.logging import log_event
@@ -299,15 +299,8 @@ class LauncherService:
         offered = await self.deps.tracker.tool_specs()
         tools = offered.tools
         rules = state_rules(config.tracker)
-        profile = await self.deps.tracker.profile()
-        if profile.config_error is not None:
-            # Without a usable tracker config its secret names are unknown: fail closed.
-            raise SymphonyError(
-                f"tracker config unusable: {profile.config_error.get('message', '')}",
-                code=str(profile.config_error.get("code") or "tracker_unavailable"),
-            )
-        env = env_policy(
-            profile.secret_env_names, config.agent.forward_env, self.deps.env, self.deps.agent_env
+        env = await policy_for_run(
+            self.deps.tracker, config.agent.forward_env, self.deps.env, self.deps.agent_env
         )
         workspaces = self._workspaces(config, env.declared)
         workspaces.ensure_root()
