@@ -26,6 +26,11 @@ from symphonyd.core.config_values import (
 )
 from symphonyd.core.errors import ConfigError
 
+# audit.prompt_preview_chars at most: below the audit writer's 8 KiB string cap, so a
+# redacted preview is never cut again (symphonyd.audit.shaping keeps no more).
+MAX_PREVIEW_CHARS = 8_000
+PREVIEW_CHARS = 500
+
 EGRESS_MODES = ("allowlist", "block", "open")
 # A DNS name, optionally with one leading "*." wildcard label; IP literals are refused on
 # purpose so an allowlist cannot be turned into "any host at this address".
@@ -85,7 +90,7 @@ class BudgetsConfig:
 
 @dataclass(frozen=True, slots=True)
 class AuditConfig:
-    prompt_preview_chars: int = 500
+    prompt_preview_chars: int = PREVIEW_CHARS
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +200,17 @@ def parse_budgets(raw: Mapping[Any, Any]) -> BudgetsConfig:
 def parse_audit(raw: Mapping[Any, Any]) -> AuditConfig:
     s = section(raw, "audit")
     return AuditConfig(
-        prompt_preview_chars=req_int(
-            s, "prompt_preview_chars", "audit.prompt_preview_chars", 500, minimum=0
+        prompt_preview_chars=_or(
+            int_in_range(
+                s, "prompt_preview_chars", "audit.prompt_preview_chars", 0, MAX_PREVIEW_CHARS
+            ),
+            PREVIEW_CHARS,
         )
     )
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def parse_cleanup(workspace: Mapping[Any, Any]) -> CleanupConfig:

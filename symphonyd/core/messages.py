@@ -311,6 +311,23 @@ TRACKER_TOOL_CALL = method(
 )
 
 
+@dataclass(frozen=True)
+class RedactText:
+    text: str
+
+
+@dataclass(frozen=True)
+class RedactedText:
+    text: str
+
+
+# The launcher's prompt previews are scrubbed where the secrets live: the tracker daemon
+# removes its credential and `$NAME` provider secrets (docs/design/0552-prompt-secrets-and-env.md).
+TRACKER_REDACT = method(
+    "tracker.redact", RedactText, RedactedText, "Text with the tracker's secrets scrubbed out."
+)
+
+
 # --------------------------------------------------------------------------- dispatcher
 # dispatcher.snapshot of a large board (thousands of running or retrying issues) exceeds
 # 1 MiB: the control and dashboard sockets reply up to this size, and their clients

@@ -36,6 +36,8 @@ from symphonyd.core.messages import (
     LAUNCHER_SUBSCRIBE,
     LAUNCHER_WORKSPACE_AGES,
     TRACKER_FETCH_BY_IDS,
+    TRACKER_PROFILE,
+    TRACKER_REDACT,
     TRACKER_TOOL_CALL,
     TRACKER_TOOL_SPECS,
     AckRuns,
@@ -46,6 +48,7 @@ from symphonyd.core.messages import (
     Health,
     ListRuns,
     ListWorkspaces,
+    RedactText,
     RemoveWorkspace,
     RemoveWorkspaceResult,
     RunList,
@@ -56,6 +59,7 @@ from symphonyd.core.messages import (
     ToolCall,
     ToolResult,
     ToolSpecList,
+    TrackerProfile,
     WorkspaceAges,
     WorkspaceAgesResult,
     WorkspaceListing,
@@ -98,6 +102,12 @@ class TrackerClient:
 
     async def tool_call(self, call: ToolCall) -> ToolResult:
         return await self._client.call(TRACKER_TOOL_CALL, call, timeout=300.0)
+
+    async def profile(self) -> TrackerProfile:
+        return await self._client.call(TRACKER_PROFILE, Empty())
+
+    async def redact(self, text: str) -> str:
+        return (await self._client.call(TRACKER_REDACT, RedactText(text))).text
 
     async def close(self) -> None:
         await self._client.close()

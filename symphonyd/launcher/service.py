@@ -43,18 +43,22 @@ from symphonyd.core.messages import (
     ToolCall,
     ToolResult,
     ToolSpecList,
+    TrackerProfile,
     WorkflowSnapshot,
     WorkspaceListing,
 )
+from symphonyd.core.prompt_guard import guarded_issue_data
+from symphonyd.core.redact import Redactor
 from symphonyd.core.template import compile_prompt
 from symphonyd.core.tracker_kinds import state_rules
 from symphonyd.core.workflow import WorkflowDefinition
 from symphonyd.launcher.agents.factory import session_factory
 from symphonyd.launcher.agents.process import Spawner, local_spawn
 from symphonyd.launcher.agents.session import ApprovalPolicy, ToolInvocation, short, utc_now
-from symphonyd.launcher.hooks import RunAs
+from symphonyd.launcher.hooks import HookRunner, RunAs, RunsHooks
 from symphonyd.launcher.run_table import RunTable
 from symphonyd.launcher.sandboxing import AgentSandbox, AgentSandboxes, SandboxedHookRunner
+from symphonyd.launcher.secret_env import policy_for_run
 from symphonyd.launcher.worker import WorkerDeps, run_worker_attempt
 from symphonyd.launcher.workspace import WorkspaceManager
 from symphonyd.runtime.logging import log_event
@@ -71,6 +75,8 @@ class TrackerLink(Protocol):
     async def fetch_by_ids(self, ids: list[str]) -> list[Issue]: ...
     async def tool_specs(self) -> ToolSpecList: ...
     async def tool_call(self, call: ToolCall) -> ToolResult: ...
+    async def profile(self) -> TrackerProfile: ...  # its declared secret names
+    async def redact(self, text: str) -> str: ...  # scrubbed of the secrets it holds
 
 
 class Subscriber(Protocol):
@@ -290,17 +296,21 @@ class LauncherService:
         if self.deps.sandboxes is not None:
             await self.deps.sandboxes.settle()  # cancelled runs' teardowns finish first
 
-    def _workspaces(self, config: ServiceConfig) -> WorkspaceManager:
-        """Workspaces of this config; with the sandbox on, every hook runs in one of its own."""
+    def _workspaces(
+        self, config: ServiceConfig, drop_env: frozenset[str] = frozenset()
+    ) -> WorkspaceManager:
+        """Workspaces of this config; with the sandbox on, every hook runs in one of its own.
+
+        ``drop_env``: the tracker's declared secret names, kept out of every hook's env.
+        """
         sandboxes = self.deps.sandboxes
-        if sandboxes is None:
-            return WorkspaceManager(config.workspace.root, config.hooks, owner=self.deps.run_as)
-        return WorkspaceManager(
-            config.workspace.root,
-            config.hooks,
-            SandboxedHookRunner(sandboxes, config),
-            owner=self.deps.run_as,
+        run_as = self.deps.run_as
+        runner: RunsHooks = (
+            HookRunner(run_as=run_as, drop_env=drop_env)
+            if sandboxes is None
+            else SandboxedHookRunner(sandboxes, config, drop_env)
         )
+        return WorkspaceManager(config.workspace.root, config.hooks, runner, owner=run_as)
 
     # ------------------------------------------------------------------ one run
 
@@ -351,7 +361,10 @@ class LauncherService:
         offered = await self.deps.tracker.tool_specs()
         tools = offered.tools
         rules = state_rules(config.tracker)
-        workspaces = self._workspaces(config)
+        env = await policy_for_run(
+            self.deps.tracker, config.agent.forward_env, self.deps.env, self.deps.agent_env
+        )
+        workspaces = self._workspaces(config, env.declared)
         workspaces.ensure_root()
         run.info = dataclasses.replace(
             run.info, workspace_path=str(workspaces.path_for(run.issue.identifier))
@@ -374,7 +387,8 @@ class LauncherService:
         open_session = session_factory(
             config,
             agent_home=self.deps.agent_home,
-            env_extra=self.deps.agent_env,
+            env_extra={**env.strip(self.deps.agent_env), **env.forwarded},
+            drop_env=env.declared,
             tools=tools,
             tool_executor=call_tool,
             approvals=self.deps.approvals,
@@ -391,7 +405,9 @@ class LauncherService:
 
         deps = WorkerDeps(
             workspaces=workspaces,
-            render=template.render,
+            # Tracker text reaches the template fenced and capped (0502); the worker caps
+            # the whole prompt and adds the preamble when a fence is in it.
+            render=lambda issue, attempt: template.render(guarded_issue_data(issue), attempt),
             open_session=open_session,
             refresh_issue=refresh,
             is_active=rules.is_active,
@@ -399,6 +415,9 @@ class LauncherService:
             max_turns=config.agent.max_turns,
             stall_timeout=config.codex.stall_timeout_ms / 1000,
             audit=lambda kind, payload: self._audit(run, kind, payload),
+            redactor=Redactor(env.secret_values),
+            scrub=self.deps.tracker.redact,
+            preview_chars=config.audit.prompt_preview_chars,
         )
         await run_worker_attempt(run.info.run_id, run.issue, run.info.attempt, deps)
 

@@ -25,6 +25,7 @@ from symphonyd.core.messages import (
     TRACKER_FETCH_BY_STATES,
     TRACKER_MAX_FRAME,
     TRACKER_PROFILE,
+    TRACKER_REDACT,
     TRACKER_TOOL_CALL,
     TRACKER_TOOL_SPECS,
     AuditAppend,
@@ -96,6 +97,8 @@ def launcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer:
     server.handle(TRACKER_FETCH_BY_IDS, _peerless(service.fetch_by_ids), timeout=REQUEST_TIMEOUT_S)
     server.handle(TRACKER_TOOL_SPECS, _peerless(service.tool_specs))
     server.handle(TRACKER_TOOL_CALL, _peerless(service.tool_call), timeout=REQUEST_TIMEOUT_S)
+    # Prompt previews are scrubbed here, where the credential is (launcher only).
+    server.handle(TRACKER_REDACT, _peerless(service.redact))
     return server
 
 
