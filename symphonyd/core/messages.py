@@ -857,6 +857,8 @@ class AuditCounts:
     by_type: dict[str, int]
     failures_by_reason: dict[str, int]
     unreadable_lines: int
+    # Finished runs by outcome (succeeded, failed, ...), each run counted once.
+    runs_by_outcome: dict[str, int] = field(default_factory=dict)
 
 
 AUDIT_QUERY = method("audit.query", AuditQuery, AuditRecords, "Read records back, newest first.")
