@@ -1,7 +1,8 @@
 """``symphonyctl workflow``: check a WORKFLOW.md and preview its prompt, offline.
 
 ``check`` runs what the dispatcher runs before dispatching (parse, typed config, SPEC 6.3
-preflight, template compile) against the caller's environment, so ``$NAME`` references
+preflight, template compile) on the named file or, by default, on the installed workflow
+(the host config's ``workflow``), against the caller's environment, so ``$NAME`` references
 resolve as they would for a daemon started with the same variables.
 """
 
@@ -23,6 +24,7 @@ from symphonyd.core.errors import SymphonyError, ValidationError
 from symphonyd.core.issue import Issue
 from symphonyd.core.template import compile_prompt
 from symphonyd.ctl.main import EXIT_OK, EXIT_USAGE
+from symphonyd.runtime.hostconfig_file import load_host_config
 from symphonyd.runtime.workflow_file import LoadedWorkflow, load_workflow, resolve_workflow_path
 
 MAX_ISSUE_FILE_BYTES = 1 << 20
@@ -32,8 +34,20 @@ def register(subparsers: Any) -> None:
     group = subparsers.add_parser("workflow", help="check or preview a WORKFLOW.md")
     sub = group.add_subparsers(dest="workflow_command", metavar="ACTION", required=True)
 
-    check = sub.add_parser("check", help="validate a workflow file (default ./WORKFLOW.md)")
-    check.add_argument("path", nargs="?", help="workflow file (default: ./WORKFLOW.md)")
+    check = sub.add_parser(
+        "check", help="validate a workflow file (default: the installed one the daemons run)"
+    )
+    check.add_argument(
+        "path",
+        nargs="?",
+        help="workflow file (default: the host config's workflow, /etc/symphony/WORKFLOW.md)",
+    )
+    check.add_argument(
+        "--host-config",
+        metavar="FILE",
+        help="host config naming the installed workflow "
+        "(default $SYMPHONY_CONFIG, else /etc/symphony/symphonyd.toml)",
+    )
     check.set_defaults(func=run_check)
 
     render = sub.add_parser("render", help="print the prompt a workflow renders for an issue")
@@ -56,7 +70,11 @@ def validate_workflow(path: str | None) -> tuple[LoadedWorkflow, ServiceConfig]:
 
 def run_check(args: argparse.Namespace) -> int:
     try:
-        loaded, config = validate_workflow(args.path)
+        # The installed workflow, not ./WORKFLOW.md: an operator checking "the workflow"
+        # from any directory means the one the daemons load.
+        host_config = args.host_config or os.environ.get("SYMPHONY_CONFIG") or None
+        path = args.path or load_host_config(host_config).config.workflow_path
+        loaded, config = validate_workflow(path)
     except SymphonyError as exc:
         return _fail(exc)
     prompt = loaded.definition.prompt_template
