@@ -14,15 +14,11 @@ import os
 import sys
 from typing import Any
 
-from symphonyd.core.config import (
-    BUILTIN_TRACKER_KINDS,
-    ServiceConfig,
-    build_service_config,
-    validate_for_dispatch,
-)
+from symphonyd.core.config import ServiceConfig
 from symphonyd.core.errors import SymphonyError, ValidationError
 from symphonyd.core.issue import Issue
 from symphonyd.core.template import compile_prompt
+from symphonyd.core.workflow_accept import accepted_service_config
 from symphonyd.ctl.main import EXIT_OK, EXIT_USAGE
 from symphonyd.runtime.hostconfig_file import load_host_config
 from symphonyd.runtime.workflow_file import LoadedWorkflow, load_workflow, resolve_workflow_path
@@ -60,11 +56,9 @@ def register(subparsers: Any) -> None:
 def validate_workflow(path: str | None) -> tuple[LoadedWorkflow, ServiceConfig]:
     """Everything the dispatcher checks before dispatching; raises SymphonyError."""
     loaded = load_workflow(resolve_workflow_path(path))
-    config = _service_config(loaded)
-    errors = validate_for_dispatch(config, BUILTIN_TRACKER_KINDS)
-    if errors:
-        raise errors[0]
-    compile_prompt(loaded.definition.prompt_template)
+    config = accepted_service_config(
+        loaded.definition, env=dict(os.environ), workflow_dir=loaded.directory
+    )
     return loaded, config
 
 
@@ -96,12 +90,6 @@ def run_render(args: argparse.Namespace) -> int:
         return _fail(exc)
     sys.stdout.write(prompt if prompt.endswith("\n") else prompt + "\n")
     return EXIT_OK
-
-
-def _service_config(loaded: LoadedWorkflow) -> ServiceConfig:
-    return build_service_config(
-        loaded.definition, env=dict(os.environ), workflow_dir=loaded.directory
-    )
 
 
 def _read_issue(path: str) -> Any:
