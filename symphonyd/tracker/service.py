@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,6 +59,8 @@ class TrackerSource:
     # Set while the file on disk holds an edit that was refused; this source is then the
     # last good one, still in force.
     rejected: SymphonyError | None = None
+    # Called once the service builds an adapter from this source (keeps a copy on disk).
+    adopted: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
 # Returns the current tracker section or raises SymphonyError (e.g. workflow_parse_error).
@@ -158,12 +160,23 @@ class TrackerService:
         self._retire(self._adapter)
         self._adapter, self._fingerprint, self._last_source = adapter, fp, source
         self._refused = None
+        self._keep_copy(source)
         log.info(
             "tracker adapter ready: kind=%s workflow=%s",
             adapter.kind,
             (source.workflow_sha256 or "?")[:12],
         )
         self._set_error(source.rejected)
+
+    @staticmethod
+    def _keep_copy(source: TrackerSource) -> None:
+        if source.adopted is None:
+            return
+        try:
+            source.adopted()
+        except OSError as exc:
+            # Serving goes on; only a restart during a bad edit loses its fallback.
+            log.warning("could not save a copy of the workflow in force: %s", exc)
 
     @property
     def workflow_sha256(self) -> str | None:

@@ -10,6 +10,7 @@ its profile, and a good edit afterwards is adopted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import signal
@@ -92,23 +93,21 @@ class Tracker:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-@pytest.fixture
-def tracker(tmp_path: Path) -> Iterator[Tracker]:
-    LocalStore(tmp_path / "issues").create("L-1", title="first", state="Todo")
-    wf = tmp_path / "WORKFLOW.md"
-    wf.write_text(GOOD)
-    host = tmp_path / "symphonyd.toml"
-    host.write_text(f'workflow = "{wf}"\n[paths]\nruntime_dir = "{tmp_path}"\n')
-    rig = Tracker(tmp_path / "d.sock", tmp_path / "l.sock", tmp_path / "tracker.log", wf)
+@contextlib.contextmanager
+def running(rig: Tracker, host: Path, state: Path) -> Iterator[Tracker]:
     uid = str(os.getuid())
-    with rig.log.open("wb") as out:
+    for sock in (rig.dispatcher, rig.launcher):
+        sock.unlink(missing_ok=True)
+    # As under systemd: StateDirectory=symphony/tracker symphony/issues sets this.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "STATE_DIRECTORY": f"{state}:{state}-issues"}
+    with rig.log.open("ab") as out:
         proc = subprocess.Popen(
             [
                 sys.executable, "-m", "symphonyd.tracker", "--host-config", str(host),
                 "--dispatcher-socket", str(rig.dispatcher), "--launcher-socket", str(rig.launcher),
                 "--audit-socket", "none", "--dispatcher-uid", uid, "--launcher-uid", uid,
             ],
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -125,6 +124,32 @@ def tracker(tmp_path: Path) -> Iterator[Tracker]:
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+@dataclass
+class Setup:
+    rig: Tracker
+    host: Path
+    state: Path
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Setup:
+    LocalStore(tmp_path / "issues").create("L-1", title="first", state="Todo")
+    wf = tmp_path / "WORKFLOW.md"
+    wf.write_text(GOOD)
+    host = tmp_path / "symphonyd.toml"
+    host.write_text(f'workflow = "{wf}"\n[paths]\nruntime_dir = "{tmp_path}"\n')
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    rig = Tracker(tmp_path / "d.sock", tmp_path / "l.sock", tmp_path / "tracker.log", wf)
+    return Setup(rig, host, state)
+
+
+@pytest.fixture
+def tracker(setup: Setup) -> Iterator[Tracker]:
+    with running(setup.rig, setup.host, setup.state) as rig:
+        yield rig
 
 
 def dispatcher_refuses(wf: Path) -> str:
@@ -191,3 +216,35 @@ def test_an_edit_only_the_adapter_refuses_keeps_the_old_adapter(tracker: Tracker
     assert "keeps serving the last good workflow" in tracker.log.read_text()
     tracker.edit(GOOD)  # the old file back: the refusal is over
     assert tracker.profile().config_error is None
+
+
+def test_a_restart_during_a_refused_edit_serves_the_saved_last_good(setup: Setup) -> None:
+    good_sha = hashlib.sha256(GOOD.encode()).hexdigest()
+    with running(setup.rig, setup.host, setup.state) as rig:
+        assert rig.todo() == ["L-1"]
+    saved = setup.state / "last-good-workflow.json"
+    assert saved.stat().st_mode & 0o777 == 0o600
+    rig.edit(BAD_KIND)  # refused while the tracker is down
+    with running(setup.rig, setup.host, setup.state) as rig:
+        assert rig.todo() == ["L-1"]  # up, on the saved copy
+        profile = rig.profile()
+        assert profile.workflow_sha256 == good_sha
+        assert profile.config_error is not None
+        assert profile.config_error["code"] == "unsupported_tracker_kind"
+        assert rig.health().detail["workflow_refused"] is True
+        assert "keeps serving the last good workflow" in rig.log.read_text()
+        next_sha = rig.edit(NEXT_GOOD)  # a good edit is adopted as usual
+        assert rig.profile().workflow_sha256 == next_sha
+        assert rig.profile().config_error is None
+    # The copy follows: the next restart comes up on the version adopted last.
+    assert next_sha in saved.read_text()
+
+    # Control: without the copy, a start on a refused file serves nothing (what it did
+    # before, and still does outside systemd where there is no state directory).
+    saved.unlink()
+    rig.edit(BAD_KIND)
+    with running(setup.rig, setup.host, setup.state) as rig:
+        with pytest.raises(SymphonyError) as caught:
+            rig.todo()
+        assert caught.value.error_code == "unsupported_tracker_kind"
+        assert rig.health().ok is False
