@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -63,6 +64,19 @@ class Tracker:
     launcher: Path
     log: Path
     wf: Path
+    host: Path
+
+    def doctor(self) -> dict[str, str]:
+        """``symphonyctl doctor``'s tracker-workflow check, as root runs it."""
+        out = subprocess.run(
+            [sys.executable, "-m", "symphonyd.ctl", "doctor", "--host-config", str(self.host),
+             "--json"],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        checks = json.loads(out.stdout)
+        (check,) = [c for c in checks if c["name"] == "tracker-workflow"]
+        return dict(check)
 
     def call(self, method: object, params: object, sock: Path | None = None) -> object:
         async def go() -> object:
@@ -142,7 +156,9 @@ def setup(tmp_path: Path) -> Setup:
     host.write_text(f'workflow = "{wf}"\n[paths]\nruntime_dir = "{tmp_path}"\n')
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
-    rig = Tracker(tmp_path / "d.sock", tmp_path / "l.sock", tmp_path / "tracker.log", wf)
+    # The sockets' production names in the host's runtime_dir, where doctor looks for them.
+    socks = (tmp_path / "tracker-dispatcher.sock", tmp_path / "tracker-launcher.sock")
+    rig = Tracker(*socks, tmp_path / "tracker.log", wf, host)
     return Setup(rig, host, state)
 
 
@@ -186,6 +202,11 @@ def test_refused_edits_keep_the_last_good_workflow_serving(tracker: Tracker) -> 
             assert health.detail["error"] == code
             assert health.detail["workflow_sha256"] == good_sha
 
+    seen = tracker.doctor()  # the operator's view of the same status
+    assert seen["status"] == "warn", seen
+    assert f"last good workflow {good_sha[:12]}" in seen["detail"]
+    assert "workflow_parse_error" in seen["detail"]
+
     log = tracker.log.read_text()
     assert log.count("keeps serving the last good workflow") == 3, log
     assert "unusable" not in log
@@ -199,6 +220,8 @@ def test_refused_edits_keep_the_last_good_workflow_serving(tracker: Tracker) -> 
     health = tracker.health()
     assert health.ok and "error" not in health.detail and "workflow_refused" not in health.detail
     assert "tracker config usable again" in tracker.log.read_text()
+    seen = tracker.doctor()
+    assert seen["status"] == "ok" and next_sha[:12] in seen["detail"], seen
 
 
 def test_an_edit_only_the_adapter_refuses_keeps_the_old_adapter(tracker: Tracker) -> None:
