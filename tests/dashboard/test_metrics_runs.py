@@ -27,13 +27,19 @@ from symphonyd.core.messages import (
     AuditAppend,
     AuditEventIn,
     Empty,
+    RunEvent,
+    RunOutcome,
     StartRun,
+    TokenTotals,
     WorkflowSnapshot,
 )
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.audit.daemon_proc import AuditDaemon
 from tests.dashboard.double import DispatcherDouble
 from tests.dashboard.harness import DashboardProcess, short_dir
+from tests.dispatcher.doubles import issue, run_async
+from tests.dispatcher.socket_doubles import eventually, socket_world
+from tests.dispatcher.test_daemon_sockets import dispatcher
 from tests.launcher.agents.mock_models import MockServer
 from tests.launcher.test_daemon_sockets import (
     agent_settings,
@@ -199,3 +205,49 @@ def test_records_written_by_older_launchers_count_by_their_status(tmp_path: Path
     assert _series(text, "symphony_run_failures_total") == {'{reason="stalled"}': 1}, text
     finished = _series(text, "symphony_runs_finished_total")
     assert finished == {'{outcome="stalled"}': 1, '{outcome="succeeded"}': 1}, text
+
+
+@run_async
+async def test_snapshot_series_follow_a_real_dispatchers_runs() -> None:
+    # The gauges and token counters come from the dispatcher's snapshot: here the real
+    # orchestrator and control server (tests/dispatcher/test_daemon_sockets.py's wiring),
+    # its launcher and tracker as socket doubles, and the real dashboard process reading it.
+    async with socket_world() as world, dispatcher(world) as orch:
+        world.tracker.put(issue(1), issue(2))
+        await eventually(lambda: len(world.launcher.started) == 2, "two runs")
+        runs = {r.issue.identifier: r.run_id for r in world.launcher.started}
+        at = "2026-03-01T12:00:00Z"
+        world.emit(RunEvent(runs["MT-1"], "id-1", "tokens", at, tokens=TokenTotals(100, 20, 120)))
+        world.emit(RunEvent(runs["MT-2"], "id-2", "tokens", at, tokens=TokenTotals(10, 5, 15)))
+        await eventually(
+            lambda: sum(e.tokens.total_tokens for e in orch.running.values()) == 135, "tokens"
+        )
+        dash = DashboardProcess(world.root / "ctl.sock", None, world.root / "dash.log")
+        await asyncio.to_thread(dash.start)
+        try:
+
+            async def metrics() -> str:
+                reply = await asyncio.to_thread(httpx.get, dash.base + "/metrics")
+                return reply.text
+
+            during = await metrics()
+            assert "symphony_dashboard_dispatcher_up 1" in during
+            assert "symphony_running 2" in during and "symphony_retrying 0" in during
+            world.launcher.finish(runs["MT-1"], RunOutcome("succeeded"))
+            world.launcher.finish(runs["MT-2"], RunOutcome("failed", "turn_failed", "boom"))
+            world.emit_pending()
+            await eventually(lambda: not orch.running, "both runs ended")
+            after = ""
+            for _ in range(100):  # the dashboard's copy follows the dispatcher's events
+                after = await metrics()
+                if "symphony_running 0" in after:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await asyncio.to_thread(dash.stop)
+    assert "symphony_running 0" in after, after
+    # The success waits for its continuation turn, the failure for its backoff retry.
+    assert "symphony_retrying 2" in after, after
+    tokens = _series(after, "symphony_tokens_total")
+    assert tokens == {'{kind="input"}': 110, '{kind="output"}': 25, '{kind="total"}': 135}, after
+    assert _series(after, "symphony_tokens_today")[""] == 135
