@@ -7,7 +7,7 @@ the dispatcher records the exits (continuation retries queued). Two set-ups:
 
 - ``core``: the real orchestrator with in-process tracker/launcher/audit stand-ins, i.e. the
   scheduler's own cost;
-- ``ipc``: the real dispatcher object graph (``app.assemble``: IPC clients, WORKFLOW.md
+- ``ipc``: the real dispatcher object graph (``daemon.assemble``: IPC clients, WORKFLOW.md
   loading) against tracker/launcher/audit servers in a separate process over Unix sockets.
   Only 1 000 here: ``tracker.fetch_by_states`` has no paging, and 10 000 issues exceed the
   1 MiB frame limit.
@@ -198,8 +198,8 @@ async def one_core(n: int, state_dir: Path) -> dict[str, float]:
 
 
 async def one_ipc(n: int, root: Path) -> dict[str, float]:
-    from symphonyd.dispatcher.app import assemble
     from symphonyd.dispatcher.config_source import WorkflowConfigSource
+    from symphonyd.dispatcher.daemon import assemble
 
     orch, _ = assemble(root, root / "state", WorkflowConfigSource(root / "WORKFLOW.md", env={}))
     return await measure(orch, n, lambda: n)
