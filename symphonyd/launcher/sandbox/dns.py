@@ -22,12 +22,14 @@ from typing import Any, cast
 
 from symphonyd.core.egress_policy import EgressPolicy, classify_address, decide_name
 from symphonyd.launcher.sandbox import dns_wire
+from symphonyd.launcher.sandbox.dns_cache import MAX_TTL, AgentLookup
+from symphonyd.launcher.sandbox.egress_limits import EgressLimits
 from symphonyd.launcher.sandbox.errors import DNS_FAILED, SandboxError
 
 AuditSink = Callable[[dict[str, Any]], None]
-MAX_TTL = 300
-MAX_INFLIGHT = 64
 MAX_ANSWERS = 16  # keeps every reply well under 512 bytes
+TCP_QUERIES = 16  # pipelined queries per TCP connection, then it is closed
+TCP_READ_TIMEOUT = 5.0
 
 
 class UpstreamError(Exception):
@@ -89,6 +91,10 @@ class UpstreamResolver:
 class _Counters:
     answered: int = 0
     refused: int = 0
+    # Past this agent's caps (EgressLimits): queries answered REFUSED at once, TCP
+    # connections closed at once.
+    over_pending: int = 0
+    over_tcp: int = 0
 
 
 class AgentResolver:
@@ -103,18 +109,27 @@ class AgentResolver:
         audit: AuditSink,
         on_answer: Callable[[str, list[tuple[ipaddress.IPv4Address, int]]], None] | None = None,
         port: int = 53,
+        *,
+        limits: EgressLimits | None = None,
+        lookup: AgentLookup | None = None,
     ) -> None:
         self.agent_id = agent_id
         self.bind_ip = bind_ip
         self.policy = policy
-        self.upstream = upstream
+        self.limits = limits or EgressLimits()
+        # The agent's own cache and upstream queue, shared with its proxy (dns_cache.py).
+        self.lookup = lookup or AgentLookup(
+            upstream,
+            inflight=self.limits.dns_upstream_inflight,
+            cache_entries=self.limits.dns_cache_entries,
+        )
         self.audit = audit
         self.on_answer = on_answer
         self.port = port
         self.counters = _Counters()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
-        self._inflight = asyncio.Semaphore(MAX_INFLIGHT)
+        self._tcp_open = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -145,6 +160,17 @@ class AgentResolver:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def busy(self) -> bool:
+        """Too many of this agent's queries are waiting: answer the next one REFUSED."""
+        return len(self._tasks) >= self.limits.dns_pending
+
+    def over_limit(self, what: str) -> None:
+        if what == "dns_tcp_limit":
+            self.counters.over_tcp += 1
+        else:
+            self.counters.over_pending += 1
+        self.audit({"type": "egress_deny", "agent_id": self.agent_id, "via": "dns", "reason": what})
+
     async def answer(self, data: bytes) -> bytes | None:
         try:
             query = dns_wire.parse_query(data)
@@ -167,12 +193,11 @@ class AgentResolver:
         if query.qtype != dns_wire.TYPE_A:
             self.audit({"type": "egress_allow", **record, "answers": 0})
             return dns_wire.build_response(query, dns_wire.RCODE_OK)
-        async with self._inflight:
-            try:
-                rcode, answers = await self.upstream.resolve_a(decision.host)
-            except UpstreamError:
-                self.audit({"type": "egress_deny", **record, "reason": "upstream_failed"})
-                return dns_wire.build_response(query, dns_wire.RCODE_SERVFAIL)
+        try:
+            rcode, answers = await self.lookup.resolve_a(decision.host)
+        except UpstreamError:
+            self.audit({"type": "egress_deny", **record, "reason": "upstream_failed"})
+            return dns_wire.build_response(query, dns_wire.RCODE_SERVFAIL)
         kept = [
             (a, min(ttl, MAX_TTL))
             for a, ttl in answers
@@ -192,13 +217,21 @@ class AgentResolver:
         return dns_wire.build_response(query, rcode if not kept else dns_wire.RCODE_OK, kept)
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._tcp_open >= self.limits.dns_tcp_connections:
+            # Closed before reading anything: a connection past the cap costs the launcher
+            # its descriptor for this one callback, not for the agent's chosen lifetime.
+            self.over_limit("dns_tcp_limit")
+            writer.transport.abort()
+            return
+        self._tcp_open += 1
         try:
-            for _ in range(16):  # a few pipelined queries per connection, then close
-                head = await asyncio.wait_for(reader.readexactly(2), 5)
+            for _ in range(TCP_QUERIES):
+                head = await asyncio.wait_for(reader.readexactly(2), TCP_READ_TIMEOUT)
                 size = int.from_bytes(head, "big")
                 if size > dns_wire.MAX_MESSAGE:
                     break
-                reply = await self.answer(await asyncio.wait_for(reader.readexactly(size), 5))
+                body = await asyncio.wait_for(reader.readexactly(size), TCP_READ_TIMEOUT)
+                reply = await self.answer(body)
                 if reply is None:
                     break
                 writer.write(len(reply).to_bytes(2, "big") + reply)
@@ -206,6 +239,7 @@ class AgentResolver:
         except (TimeoutError, asyncio.IncompleteReadError, OSError):
             pass
         finally:
+            self._tcp_open -= 1
             writer.close()
 
 
@@ -218,6 +252,13 @@ class _UdpServer(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.resolver.busy():
+            # No task, no upstream query: the flood is answered from here, and counted.
+            self.resolver.over_limit("dns_query_limit")
+            reply = dns_wire.build_error(data, dns_wire.RCODE_REFUSED)
+            if reply is not None and self.transport is not None:
+                self.transport.sendto(reply, addr)
+            return
         self.resolver.spawn(self._reply(data, addr))
 
     async def _reply(self, data: bytes, addr: Any) -> None:
