@@ -42,7 +42,7 @@ _TOP_KEYS = ("workflow", "log_level")
 _EGRESS_LIMITS: dict[str, tuple[int, int]] = {
     "max_proxy_connections": (1, 4096),
     "tunnel_idle_timeout": (5, 86_400),
-    "tunnel_max_lifetime": (60, 7 * 86_400),
+    "tunnel_max_lifetime": (10, 7 * 86_400),
     "max_dns_tcp_connections": (1, 1024),
     "dns_upstream_inflight": (1, 256),
     "dns_cache_entries": (0, 100_000),

@@ -138,7 +138,14 @@ class AgentResolver:
             self._udp, _ = await loop.create_datagram_endpoint(
                 lambda: _UdpServer(self), local_addr=(self.bind_ip, self.port)
             )
-            self._tcp = await asyncio.start_server(self._serve_tcp, self.bind_ip, self.port)
+            # The backlog is also how many connections asyncio accepts per wake-up: at the cap
+            # it bounds the descriptors a connection flood holds for an instant.
+            self._tcp = await asyncio.start_server(
+                self._serve_tcp,
+                self.bind_ip,
+                self.port,
+                backlog=self.limits.dns_tcp_connections,
+            )
         except OSError as exc:
             await self.stop()
             raise SandboxError(f"agent resolver could not listen: {exc}", code=DNS_FAILED) from exc

@@ -70,7 +70,8 @@ class AgentLookup:
                 self._cache.move_to_end(key)
                 self.counters.cache_hits += 1
                 age = int(now - entry.stored)
-                return entry.rcode, [(a, max(ttl - age, 1)) for a, ttl in entry.answers]
+                left = int(entry.expires - now)
+                return entry.rcode, [(a, max(min(ttl - age, left), 1)) for a, ttl in entry.answers]
             del self._cache[key]
         task = self._pending.get(key)
         if task is None:

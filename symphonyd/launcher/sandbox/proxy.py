@@ -96,8 +96,14 @@ class EgressProxy:
 
     async def start(self) -> None:
         try:
+            # backlog: connections accepted per wake-up, so a flood past the cap holds at
+            # most this many extra descriptors at once (dns.py does the same).
             self._server = await asyncio.start_server(
-                self._handle, self.bind_ip, self.port, limit=MAX_HEAD
+                self._handle,
+                self.bind_ip,
+                self.port,
+                limit=MAX_HEAD,
+                backlog=self.limits.proxy_connections,
             )
         except OSError as exc:
             raise SandboxError(f"egress proxy could not listen: {exc}", code=PROXY_FAILED) from exc
