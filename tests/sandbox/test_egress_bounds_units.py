@@ -26,7 +26,7 @@ class Clock:
 
 def total(records: list[dict[str, Any]]) -> int:
     full = sum(1 for r in records if r["type"] != "egress_summary")
-    return full + sum(r["total"] for r in records if r["type"] == "egress_summary")
+    return full + sum(int(r["total"]) for r in records if r["type"] == "egress_summary")
 
 
 def test_repeats_are_counted_and_every_decision_is_accounted_for() -> None:
