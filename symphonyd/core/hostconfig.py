@@ -45,6 +45,7 @@ _EGRESS_LIMITS: dict[str, tuple[int, int]] = {
     "tunnel_max_lifetime": (10, 7 * 86_400),
     "max_dns_tcp_connections": (1, 1024),
     "dns_upstream_inflight": (1, 256),
+    "dns_queries_per_s": (1, 100_000),
     "dns_cache_entries": (0, 100_000),
     "audit_interval": (1, 3600),
     "audit_full_records": (1, 100_000),
@@ -92,6 +93,7 @@ class SandboxHost:
     tunnel_max_lifetime: int = 3600  # seconds, busy or not
     max_dns_tcp_connections: int = 8
     dns_upstream_inflight: int = 8
+    dns_queries_per_s: int = 200
     dns_cache_entries: int = 512
     audit_interval: int = 60  # seconds per egress audit summary
     audit_full_records: int = 60  # full egress records per agent per interval

@@ -152,38 +152,43 @@ def dns(server: str, name: str, qtype: str = "1", proto: str = "udp") -> None:
 
 def flood_tcp(seconds: str, count: str, *targets: str) -> None:
     """Keep ``count`` connections open to each ``host:port`` for ``seconds``, replacing
-    every one the server closes; count the ones closed (or answered 503) within 1 s."""
+    every one the server closes; count refusals (a 503 or a reset) and plain closes."""
     import select
 
     print(json.dumps({"started": True}), flush=True)
     end = time.monotonic() + float(seconds)
-    opened = refused = failed = 0
-    live: dict[socket.socket, tuple[str, float]] = {}
+    opened = refused = closed = failed = 0
+    live: dict[socket.socket, str] = {}
     while time.monotonic() < end:
         for target in targets:
             host, port = target.rsplit(":", 1)
-            for _ in range(int(count) - sum(t == target for t, _ in live.values())):
+            for _ in range(int(count) - sum(t == target for t in live.values())):
                 try:
                     conn = socket.create_connection((host, int(port)), timeout=TIMEOUT)
                 except OSError:
                     failed += 1
                     continue
-                live[conn] = (target, time.monotonic())
+                live[conn] = target
                 opened += 1
         ready, _, _ = select.select(list(live), [], [], 0.05)
         for conn in ready:
             try:
                 data = conn.recv(64)
+            except ConnectionResetError:
+                data = b"reset"
             except OSError:
                 data = b""
-            if not data or data.startswith(b"HTTP/1.1 503"):
-                if time.monotonic() - live[conn][1] < 1.0:
-                    refused += 1
-                conn.close()
-                del live[conn]
+            if data in (b"reset",) or data.startswith(b"HTTP/1.1 503"):
+                refused += 1
+            elif not data:
+                closed += 1
+            else:
+                continue
+            conn.close()
+            del live[conn]
     for conn in live:
         conn.close()
-    result(ok=True, opened=opened, refused=refused, failed=failed)
+    result(ok=True, opened=opened, refused=refused, closed=closed, failed=failed)
 
 
 def udp_flood(server: str, count: str) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from symphonyd.core import audit_events
@@ -52,7 +52,7 @@ class AgentAuditLimiter:
         self._clock = clock
         self._window_end = clock() + interval_s
         self._full = 0
-        self._seen: dict[str, tuple[dict[str, Any], int]] = {}  # key -> (record, repeats)
+        self._seen: dict[Hashable, tuple[dict[str, Any], int]] = {}  # key -> (record, repeats)
         self._coarse: dict[tuple[str, str, str], tuple[str, int]] = {}  # -> (first host, n)
         self._timer: asyncio.TimerHandle | None = None
         self.written = 0  # full records and summaries handed to the sink
@@ -61,7 +61,7 @@ class AgentAuditLimiter:
     def __call__(self, record: dict[str, Any]) -> None:
         if self._clock() >= self._window_end:
             self.flush()
-        key = json.dumps(record, sort_keys=True, default=str)
+        key = _key(record)
         seen = self._seen.get(key)
         if seen is not None:
             self._seen[key] = (seen[0], seen[1] + 1)
@@ -126,3 +126,11 @@ class AgentAuditLimiter:
 
     def close(self) -> None:
         self.flush()
+
+
+def _key(record: dict[str, Any]) -> Hashable:
+    """Identical records, identical keys (cheap: this runs for every decision of a flood)."""
+    try:
+        return frozenset(record.items())
+    except TypeError:  # a list or dict among the values
+        return json.dumps(record, sort_keys=True, default=str)

@@ -25,6 +25,7 @@ from symphonyd.launcher.sandbox import dns_wire
 from symphonyd.launcher.sandbox.dns_cache import MAX_TTL, AgentLookup
 from symphonyd.launcher.sandbox.egress_limits import EgressLimits
 from symphonyd.launcher.sandbox.errors import DNS_FAILED, SandboxError
+from symphonyd.launcher.sandbox.listener import CappedListener
 
 AuditSink = Callable[[dict[str, Any]], None]
 MAX_ANSWERS = 16  # keeps every reply well under 512 bytes
@@ -95,6 +96,7 @@ class _Counters:
     # connections closed at once.
     over_pending: int = 0
     over_tcp: int = 0
+    over_rate: int = 0  # dropped unanswered: past dns_queries_per_s
 
 
 class AgentResolver:
@@ -128,9 +130,13 @@ class AgentResolver:
         self.port = port
         self.counters = _Counters()
         self._udp: asyncio.DatagramTransport | None = None
-        self._tcp: asyncio.Server | None = None
-        self._tcp_open = 0
+        self._tcp = CappedListener(
+            bind_ip, port, self.limits.dns_tcp_connections, self._serve_tcp, self._refuse_tcp
+        )
         self._tasks: set[asyncio.Task[None]] = set()
+        # Token bucket for UDP queries (dns_queries_per_s, burst of one second's worth).
+        self._tokens = float(self.limits.dns_queries_per_s)
+        self._refilled = 0.0
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -138,14 +144,7 @@ class AgentResolver:
             self._udp, _ = await loop.create_datagram_endpoint(
                 lambda: _UdpServer(self), local_addr=(self.bind_ip, self.port)
             )
-            # The backlog is also how many connections asyncio accepts per wake-up: at the cap
-            # it bounds the descriptors a connection flood holds for an instant.
-            self._tcp = await asyncio.start_server(
-                self._serve_tcp,
-                self.bind_ip,
-                self.port,
-                backlog=self.limits.dns_tcp_connections,
-            )
+            await self._tcp.start()
         except OSError as exc:
             await self.stop()
             raise SandboxError(f"agent resolver could not listen: {exc}", code=DNS_FAILED) from exc
@@ -154,11 +153,7 @@ class AgentResolver:
         if self._udp is not None:
             self._udp.close()
             self._udp = None
-        if self._tcp is not None:
-            self._tcp.close()
-            with contextlib.suppress(Exception):
-                await self._tcp.wait_closed()
-            self._tcp = None
+        await self._tcp.stop()
         for task in list(self._tasks):
             task.cancel()
 
@@ -171,9 +166,25 @@ class AgentResolver:
         """Too many of this agent's queries are waiting: answer the next one REFUSED."""
         return len(self._tasks) >= self.limits.dns_pending
 
+    def over_rate(self) -> bool:
+        """Past dns_queries_per_s: the query is dropped unread (a flood's cheapest path)."""
+        now = asyncio.get_running_loop().time()
+        rate = self.limits.dns_queries_per_s
+        self._tokens = min(rate, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return False
+        return True
+
+    def tcp_open(self) -> int:
+        return self._tcp.open
+
     def over_limit(self, what: str) -> None:
         if what == "dns_tcp_limit":
             self.counters.over_tcp += 1
+        elif what == "dns_rate_limit":
+            self.counters.over_rate += 1
         else:
             self.counters.over_pending += 1
         self.audit({"type": "egress_deny", "agent_id": self.agent_id, "via": "dns", "reason": what})
@@ -223,14 +234,12 @@ class AgentResolver:
             self.on_answer(decision.host, kept)
         return dns_wire.build_response(query, rcode if not kept else dns_wire.RCODE_OK, kept)
 
+    async def _refuse_tcp(self, _: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Closed before reading anything (listener.py bounds how often this can happen).
+        self.over_limit("dns_tcp_limit")
+        writer.transport.abort()
+
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._tcp_open >= self.limits.dns_tcp_connections:
-            # Closed before reading anything: a connection past the cap costs the launcher
-            # its descriptor for this one callback, not for the agent's chosen lifetime.
-            self.over_limit("dns_tcp_limit")
-            writer.transport.abort()
-            return
-        self._tcp_open += 1
         try:
             for _ in range(TCP_QUERIES):
                 head = await asyncio.wait_for(reader.readexactly(2), TCP_READ_TIMEOUT)
@@ -246,7 +255,6 @@ class AgentResolver:
         except (TimeoutError, asyncio.IncompleteReadError, OSError):
             pass
         finally:
-            self._tcp_open -= 1
             writer.close()
 
 
@@ -259,6 +267,9 @@ class _UdpServer(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.resolver.over_rate():
+            self.resolver.over_limit("dns_rate_limit")
+            return
         if self.resolver.busy():
             # No task, no upstream query: the flood is answered from here, and counted.
             self.resolver.over_limit("dns_query_limit")

@@ -29,6 +29,8 @@ class EgressLimits:
     dns_upstream_inflight: int = 8
     # Queries (UDP) waiting for an answer; past it a query gets REFUSED without a task.
     dns_pending: int = 128
+    # UDP queries per second (burst: as many); past it a query is dropped unanswered.
+    dns_queries_per_s: int = 200
     # Answers cached per agent (positive: the record's TTL capped at 300 s; negative: 30 s).
     dns_cache_entries: int = 512
     # Egress audit records written in full per agent per interval; repeats are counted.
@@ -43,6 +45,7 @@ class EgressLimits:
             tunnel_lifetime_s=float(host.tunnel_max_lifetime),
             dns_tcp_connections=host.max_dns_tcp_connections,
             dns_upstream_inflight=host.dns_upstream_inflight,
+            dns_queries_per_s=host.dns_queries_per_s,
             dns_cache_entries=host.dns_cache_entries,
             audit_interval_s=float(host.audit_interval),
             audit_full_records=host.audit_full_records,

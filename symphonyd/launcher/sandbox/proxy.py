@@ -38,6 +38,7 @@ from symphonyd.launcher.sandbox.dns import UpstreamError
 from symphonyd.launcher.sandbox.dns_cache import Lookup
 from symphonyd.launcher.sandbox.egress_limits import EgressLimits
 from symphonyd.launcher.sandbox.errors import PROXY_FAILED, SandboxError
+from symphonyd.launcher.sandbox.listener import CappedListener
 
 AuditSink = Callable[[dict[str, Any]], None]
 MAX_HEAD = 16 * 1024
@@ -91,58 +92,39 @@ class EgressProxy:
         self.connect_timeout = connect_timeout
         self.limits = limits or EgressLimits()
         self.counters = ProxyCounters()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._listener = CappedListener(
+            bind_ip,
+            port,
+            self.limits.proxy_connections,
+            self._serve,
+            self._refuse,
+            limit=MAX_HEAD,
+        )
 
     async def start(self) -> None:
         try:
-            # backlog: connections accepted per wake-up, so a flood past the cap holds at
-            # most this many extra descriptors at once (dns.py does the same).
-            self._server = await asyncio.start_server(
-                self._handle,
-                self.bind_ip,
-                self.port,
-                limit=MAX_HEAD,
-                backlog=self.limits.proxy_connections,
-            )
+            await self._listener.start()
         except OSError as exc:
             raise SandboxError(f"egress proxy could not listen: {exc}", code=PROXY_FAILED) from exc
 
     @property
     def bound_port(self) -> int:
         """The listening port (differs from ``port`` only when asked for port 0)."""
-        if self._server is None or not self._server.sockets:
-            return self.port
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._listener.bound_port
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for writer in list(self._writers):
-                writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
-            self._server = None
+        await self._listener.stop()
 
     def _record(self, kind: str, **fields: Any) -> None:
         self.audit({"type": kind, "agent_id": self.agent_id, **fields})
 
     def open_connections(self) -> int:
-        return len(self._writers)
+        return self._listener.open
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._writers) >= self.limits.proxy_connections:
-            self.counters.over_limit += 1
-            self._record("egress_deny", via="proxy", reason="proxy_connection_limit")
-            await _reply(writer, 503, "too_many_connections")
-            return
-        self._writers.add(writer)
-        try:
-            await self._serve(reader, writer)
-        except Exception:  # a client must never take the listener down
-            writer.close()
-        finally:
-            self._writers.discard(writer)
+    async def _refuse(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.counters.over_limit += 1
+        self._record("egress_deny", via="proxy", reason="proxy_connection_limit")
+        await _reply(writer, 503, "too_many_connections")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
