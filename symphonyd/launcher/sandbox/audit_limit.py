@@ -12,7 +12,7 @@ agent and per interval (``audit_interval_s``):
   chain as one ``egress_summary`` record, so every decision is either a record or a count.
 
 So an agent writes at most ``audit_full_records + 1`` egress records per interval, each
-bounded in size (docs/audit.md gives the bytes per hour). Design: docs/design/0852.
+bounded in size (docs/audit.md gives the bytes per hour). Design: docs/design/0856.
 """
 
 from __future__ import annotations

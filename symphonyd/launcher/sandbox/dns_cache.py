@@ -4,7 +4,7 @@ per-agent cap on queries in flight.
 The resolver and the proxy of an agent share one :class:`AgentLookup`, so an agent that
 floods either gets its own answers from the cache and waits in its own queue: it cannot fill
 the upstream servers or the launcher with queries and delay another agent's lookups
-(docs/design/0851). The cache is per agent, never shared: one agent cannot learn from the
+(docs/design/0855). The cache is per agent, never shared: one agent cannot learn from the
 timing of an answer which names another agent looked up, and each agent's policy filters the
 cached answers on the way out, as it filters fresh ones.
 """

@@ -4,7 +4,7 @@ One agent must not be able to exhaust what every agent shares: the launcher's de
 its event loop, the upstream DNS servers and the audit disk. Each bound is per agent (per
 sandbox), set in ``[sandbox]`` of the host config, and refused cleanly past the cap (the
 refusal is counted and audited through :mod:`audit_limit`). Defaults and reasons:
-docs/sandbox.md "Per-agent limits" and docs/design/0851-0853.
+docs/sandbox.md "Per-agent limits" and docs/design/0855-0858.
 """
 
 from __future__ import annotations

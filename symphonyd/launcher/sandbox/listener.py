@@ -7,7 +7,7 @@ resolver's close), at most ``refusals_per_s`` a second; past that budget the lis
 accepting until a connection ends or the budget refills, and further connections wait in the
 kernel's queue (backlog: the cap), where they cost the launcher nothing. So a flood costs a
 bounded number of descriptors and a bounded amount of the launcher's time per second, and a
-refusal is never silent (each one is counted and audited by the caller). docs/design/0851.
+refusal is never silent (each one is counted and audited by the caller). docs/design/0855.
 """
 
 from __future__ import annotations

@@ -146,7 +146,7 @@ class SandboxManager:
         cg: cgroups.Cgroup | None = None
         egress = self.egress_limits
         # Per agent: its bounded audit stream, and one cache and upstream queue that its
-        # resolver and proxy share (docs/design/0851, 0852).
+        # resolver and proxy share (docs/design/0855, 0856).
         egress_audit = AgentAuditLimiter(
             agent_id,
             self.audit,
