@@ -13,7 +13,9 @@ The upstream DNS server (2 ms per answer) and the echo server run in a child pro
 host address on ``lo`` (198.18.99.1). Also reported: the launcher's (this process's) peak open
 descriptors during the flood, A's audit records and bytes per second, and upstream queries.
 
-Each run measures two configurations in the same run: ``bounded`` (the shipped
+Each run measures three configurations in the same run: ``control`` (A floods ports that
+nftables drops, so nothing reaches the launcher: what A's load alone does to B on this
+machine), ``bounded`` (the shipped
 ``EgressLimits`` defaults) and ``unbounded`` (caps, rate, cache and audit aggregation off:
 close to the pre-issue-15 code, 256 proxy connections and 64 upstream queries per agent; the
 listener still accepts at most 20 refusals a second past a cap, which the old code did not
@@ -166,7 +168,8 @@ def client_b(resolver: str, proxy: str, seconds: float) -> dict[str, Any]:
     return {"dns_ms": dns_ms, "connect_ms": connect_ms, "failures": failures}
 
 
-def client_a_udp(resolver: str, seconds: float) -> dict[str, Any]:
+def client_a_udp(target: str, seconds: float) -> dict[str, Any]:
+    resolver, port = target.rsplit(":", 1)
     sent = errors = 0
     end = time.monotonic() + seconds
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -175,7 +178,7 @@ def client_a_udp(resolver: str, seconds: float) -> dict[str, Any]:
             r = random.getrandbits(32)
             name = f"r{r}.bench.test" if r & 1 else f"x{r}.denied.example"
             try:
-                s.sendto(dns_query(r & 0xFFFF, name), (resolver, 53))
+                s.sendto(dns_query(r & 0xFFFF, name), (resolver, int(port)))
                 sent += 1
             except BlockingIOError:
                 select.select([], [s], [], 0.01)
@@ -191,7 +194,7 @@ def client_a_udp(resolver: str, seconds: float) -> dict[str, Any]:
 
 def client_a_tcp(resolver: str, proxy: str, seconds: float, count: int) -> dict[str, Any]:
     resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
-    targets = [(resolver, 53), tuple(proxy.rsplit(":", 1))]
+    targets = [tuple(resolver.rsplit(":", 1)), tuple(proxy.rsplit(":", 1))]
     poll = select.epoll()
     live: dict[int, tuple[socket.socket, int]] = {}
     opened = 0
@@ -285,6 +288,7 @@ async def measure(
     upstream_port: int,
     seconds: float,
     resources: ResourcesConfig | None,
+    control: bool = False,
 ) -> Any:
     audit: list[tuple[float, str, int]] = []
 
@@ -305,7 +309,10 @@ async def measure(
         a = await manager.setup("bench-a", policy, resources)
         b = await manager.setup("bench-b", policy, resources)
         b_args = (str(b.lease.host_ip), f"{b.lease.host_ip}:{b.proxy.port}")
-        a_ip, a_proxy = str(a.lease.host_ip), f"{a.lease.host_ip}:{a.proxy.port}"
+        # The control run floods ports nftables drops: A's load on the machine without any
+        # of it reaching the launcher, the floor this machine sets for B's latency.
+        dns_port, proxy_port = (5353, a.proxy.port + 1) if control else (53, a.proxy.port)
+        a_dns, a_proxy = f"{a.lease.host_ip}:{dns_port}", f"{a.lease.host_ip}:{proxy_port}"
         result["b_idle"] = b_figures(await result_of(await in_netns(b, "b", *b_args, str(seconds))))
         base_fds = len(os.listdir("/proc/self/fd"))
         peak = [base_fds]
@@ -325,8 +332,8 @@ async def measure(
         t0 = time.monotonic()
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         floods = [
-            await in_netns(a, "a-udp", a_ip, str(flood_s)),
-            await in_netns(a, "a-tcp", a_ip, a_proxy, str(flood_s)),
+            await in_netns(a, "a-udp", a_dns, str(flood_s)),
+            await in_netns(a, "a-tcp", a_dns, a_proxy, str(flood_s)),
         ]
         await asyncio.sleep(1)
         b_raw = await result_of(await in_netns(b, "b", *b_args, str(seconds)))
@@ -390,8 +397,9 @@ async def main(seconds: float, modes: list[str], cpu_quota: str) -> dict[str, An
         resources = ResourcesConfig(cpu_quota=cpu_quota) if cpu_quota else None
         out["agent_cpu_quota"] = cpu_quota or "none"
         for mode in modes:
-            limits = EgressLimits() if mode == "bounded" else UNBOUNDED
-            out[mode] = await measure(mode, limits, port, seconds, resources)
+            limits = UNBOUNDED if mode == "unbounded" else EgressLimits()
+            control = mode == "control"
+            out[mode] = await measure(mode, limits, port, seconds, resources, control)
         return out
     finally:
         if server is not None:
@@ -406,7 +414,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--serve")
     parser.add_argument("--client", nargs="+")
-    parser.add_argument("--modes", default="bounded,unbounded")
+    parser.add_argument("--modes", default="control,bounded,unbounded")
     # Each agent's sandbox.resources cpu_quota (its cgroup, as on the bubblewrap path);
     # "" runs the clients without a cgroup.
     parser.add_argument("--cpu-quota", default="50%")

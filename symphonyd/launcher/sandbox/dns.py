@@ -7,6 +7,12 @@ all subdomains, has no audit hook, and would be 50 more processes with 50 config
 step. Here a query for a name the policy refuses is answered NXDOMAIN locally; only names the
 policy allows are ever sent upstream, and only as a fresh A query built by us (the agent's own
 bytes never leave). AAAA and every other type get an empty answer, since IPv6 is off inside.
+
+Per agent (``EgressLimits``, docs/design/0855): lookups go through the agent's own cache and
+upstream queue (``dns_cache.AgentLookup``, shared with its proxy); UDP queries past
+``dns_queries_per_s`` are dropped unread, past ``dns_pending`` waiting ones answered REFUSED;
+DNS-over-TCP connections past ``dns_tcp_connections`` are closed (``listener.py``). Every such
+refusal is counted and audited.
 """
 
 from __future__ import annotations
