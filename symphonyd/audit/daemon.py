@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from symphonyd import __version__
+from symphonyd.audit.anchor import SINKS, Anchorer
 from symphonyd.audit.commit import GroupCommitter
 from symphonyd.audit.config import AuditConfig, load_secrets
 from symphonyd.audit.reader import DASHBOARD_SOCKET, AuditReader, register_reader
@@ -76,6 +77,7 @@ def _server(
     service: AuditService,
     committer: GroupCommitter,
     reader: AuditReader | None = None,
+    anchorer: Anchorer | None = None,
 ) -> IpcServer:
     server = IpcServer(f"audit-{name}", allowed_uids=uids, allow_root=0 in uids)
 
@@ -87,11 +89,15 @@ def _server(
         return service.head()
 
     async def healthz(_params: Empty, _peer: Peer) -> Health:
-        detail = {
+        detail: dict[str, Any] = {
             "head_seq": committer.head.seq,
             "batches": committer.batches,
             "records": committer.records,
         }
+        if anchorer is not None:
+            anchored = anchorer.anchored
+            detail["anchored_seq"] = None if anchored is None else anchored.seq
+            detail["anchor_failures"] = anchorer.failures
         ok = not committer.failed.is_set()
         return Health(daemon="audit", version=__version__, ok=ok, detail=detail)
 
@@ -106,16 +112,19 @@ def _server(
 async def serve(config: AuditConfig) -> int:
     redactor = Redactor(load_secrets(config.secret_files))
     me = Sender(uid=os.getuid(), pid=os.getpid(), unit=unit_of_pid(os.getpid()), socket=None)
-    committer = GroupCommitter(
-        AuditStore(config.directory, writer=me), max_batch_records=config.max_batch_records
-    )
+    store = AuditStore(config.directory, writer=me)
+    committer = GroupCommitter(store, max_batch_records=config.max_batch_records)
     written = await committer.start()
     for record in written:
         log_event(log, "audit_" + record["type"], seq=record["seq"], **_recovery(record))
+    anchorer = _anchorer(config, store, committer)
     service = AuditService(committer, redactor, max_record_bytes=config.max_record_bytes)
     reader = AuditReader(config.directory)
     servers: list[IpcServer] = []
     try:
+        if anchorer is not None:
+            committer.listeners.append(anchorer.observe)
+            await anchorer.start()
         # Every socket's owner is checked before any of them serves: a refused configuration
         # must not have answered a single request first.
         activated = [
@@ -124,11 +133,11 @@ async def serve(config: AuditConfig) -> int:
             for sock in socks
         ]
         for name, sock, owner in activated:
-            server = _server(name, owner, service, committer, reader)
+            server = _server(name, owner, service, committer, reader, anchorer)
             await server.start(sock)
             servers.append(server)
         for name, path in config.listen.items():
-            server = _server(name, config.allow_uids, service, committer, reader)
+            server = _server(name, config.allow_uids, service, committer, reader, anchorer)
             await server.start_path(path)
             servers.append(server)
         if not servers:
@@ -141,6 +150,22 @@ async def serve(config: AuditConfig) -> int:
         for server in servers:
             await server.close()
         await committer.close()
+        if anchorer is not None:
+            await anchorer.close()  # after the drain: the final head is on disk
+
+
+def _anchorer(config: AuditConfig, store: AuditStore, committer: GroupCommitter) -> Anchorer | None:
+    """The head anchor the configuration asks for (the journal unless ``--anchor none``)."""
+    if config.anchor == "none":
+        log_event(log, "audit_anchor", level=logging.WARNING, outcome="disabled")
+        return None
+    return Anchorer(
+        SINKS[config.anchor](),
+        directory=config.directory,
+        chain=store.chain_id,
+        head=lambda: committer.head,
+        interval=config.anchor_interval,
+    )
 
 
 def _recovery(record: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The packaged symphony-audit.service under a real systemd (booted nspawn container).
 
 Proves what only the real unit can: socket activation with per-client sockets, the private
-state directory, sender uids as the kernel reports them inside the unit's sandbox, and a
-SIGKILLed writer that systemd restarts with the chain intact.
+state directory, sender uids as the kernel reports them inside the unit's sandbox, a
+SIGKILLed writer that systemd restarts with the chain intact, and the head anchored in the
+system journal so that `symphonyctl audit verify` catches a cut or replaced log.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 from devtools.demo_setup import install_package as install
 from devtools.nspawn import Container
+from symphonyd.audit.anchor import MESSAGE_ID
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -126,3 +128,81 @@ def test_packaged_audit_unit(booted: Container, deb: Path) -> None:
         assert senders[user]["socket"] == socket_name
         # The uid the kernel reported, as the unit saw it: must be the real one.
         assert senders[user]["uid"] == uid, (user, senders[user])
+
+    _anchored_head_catches_cut_and_forged_logs(c)
+
+
+_FORGE = textwrap.dedent(
+    """
+    import sys
+    from symphonyd.core.audit_chain import GENESIS_PREVIOUS_HASH, record_line, seal
+    path, count, day = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    prev, lines = GENESIS_PREVIOUS_HASH, []
+    for seq in range(count):
+        record = seal({
+            "v": 1, "seq": seq, "ts": day + "T00:00:00.000000Z",
+            "type": "genesis" if seq == 0 else "pause",
+            "sender": {"uid": 0, "pid": 1, "unit": None, "socket": None},
+            "issue_id": None, "issue_identifier": None, "session_id": None,
+            "payload": {}, "previous_hash": prev,
+        })
+        lines.append(record_line(record))
+        prev = record["record_hash"]
+    open(path, "wb").write(b"".join(lines))
+    """
+)
+
+
+def _verify(c: Container, *extra: str) -> tuple[int, str]:
+    result = c.run(["symphonyctl", "audit", "verify", "--dir", AUDIT_DIR, *extra], check=False)
+    return result.returncode, result.stdout.strip()
+
+
+def _anchored_head_catches_cut_and_forged_logs(c: Container) -> None:
+    """The writer's head anchors in the system journal; verify holds the directory to them."""
+    c.run(["systemctl", "stop", "symphony-audit.service"])  # clean shutdown: final anchor
+    head = c.run(["symphonyctl", "audit", "head", "--dir", AUDIT_DIR]).stdout.strip()
+    journal = c.run(
+        ["journalctl", "--no-pager", "-q", "-o", "json", f"MESSAGE_ID={MESSAGE_ID}"]
+    ).stdout
+    anchors = [json.loads(line) for line in journal.splitlines()]
+    last = anchors[-1]
+    assert f"{last['SYMPHONY_AUDIT_SEQ']}:{last['SYMPHONY_AUDIT_HASH']}" == head, anchors
+    assert last["SYMPHONY_AUDIT_ANCHOR_REASON"] == "shutdown", anchors
+    assert {a["SYMPHONY_AUDIT_ANCHOR_REASON"] for a in anchors} >= {"start", "shutdown"}
+    writer_uid = c.run(["id", "-u", "symphony-audit"]).stdout.strip()
+    assert last["_UID"] == writer_uid and last["_SYSTEMD_UNIT"] == "symphony-audit.service"
+
+    code, out = _verify(c)
+    seq = int(last["SYMPHONY_AUDIT_SEQ"])
+    assert code == 0 and out.endswith(f"(seq {seq}) matches"), out
+    c.run(["cp", "-a", AUDIT_DIR, "/root/audit-kept"])
+    newest = c.run(["sh", "-c", f"ls {AUDIT_DIR}/*.ndjson | tail -n 1"]).stdout.strip()
+
+    # The newest record cut off (at a line boundary: the chain alone still holds).
+    c.run(["sh", "-c", f"head -n -1 {newest} > /root/cut && cat /root/cut > {newest}"])
+    assert _verify(c, "--no-anchor")[0] == 0
+    code, out = _verify(c)
+    assert code == 4 and out.startswith("truncated at "), out
+    assert f"chain ends at seq {seq - 1} but the journal anchor of " in out, out
+
+    # The newest day file deleted.
+    c.run(["rm", newest])
+    code, out = _verify(c)
+    assert code == 4 and out.startswith("truncated at "), out
+
+    # The whole directory replaced by a self-consistent forged chain, longer than the real one.
+    c.run(["rm", "-rf", AUDIT_DIR])
+    c.run(["install", "-d", "-m", "0700", "-o", "symphony-audit", AUDIT_DIR])
+    forged = f"{AUDIT_DIR}/2026-11-20.ndjson"
+    c.run(["python3", "-I", "-c", _FORGE, forged, str(seq + 10), "2026-11-20"])
+    assert _verify(c, "--no-anchor")[0] == 0
+    code, out = _verify(c)
+    assert code == 4 and out.startswith(f"rewritten at {forged}:1: genesis record differs"), out
+    assert "replaced by another chain" in out
+
+    # The real log back: it verifies against its anchor again.
+    c.run(["rm", "-rf", AUDIT_DIR])
+    c.run(["cp", "-a", "/root/audit-kept", AUDIT_DIR])
+    code, out = _verify(c)
+    assert code == 0 and out.endswith(f"(seq {seq}) matches"), out
