@@ -110,13 +110,16 @@ class CountsCache:
         self._by_type: Counter[str] = Counter()
         self._failures: Counter[str] = Counter()
         self._unreadable = 0
+        self._denies_counted = 0
         self._lock = threading.Lock()
 
     def counts(self) -> AuditCounts:
         with self._lock:
             for _day, path in day_files(self.directory):
                 self._consume(path)
-            return AuditCounts(dict(self._by_type), dict(self._failures), self._unreadable)
+            return AuditCounts(
+                dict(self._by_type), dict(self._failures), self._unreadable, self._denies_counted
+            )
 
     def _consume(self, path: Path) -> None:
         start = self._offsets.get(path, 0)
@@ -140,6 +143,12 @@ class CountsCache:
             if outcome != _SUCCESS:
                 reason = payload.get("error_code") or outcome or "unknown"
                 self._failures[str(reason)[:64]] += 1
+        elif kind == audit_events.EGRESS_SUMMARY and isinstance(payload, dict):
+            for entry in payload.get("counts") or []:
+                if not isinstance(entry, dict) or entry.get("type") != audit_events.EGRESS_DENY:
+                    continue
+                if isinstance(entry.get("count"), int):
+                    self._denies_counted += entry["count"]
 
 
 class AuditReader:

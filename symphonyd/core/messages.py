@@ -857,6 +857,9 @@ class AuditCounts:
     by_type: dict[str, int]
     failures_by_reason: dict[str, int]
     unreadable_lines: int
+    # egress_deny decisions carried as counts in egress_summary records (the launcher writes
+    # an agent's repeated decisions that way, docs/audit.md)
+    egress_denies_counted: int = 0
 
 
 AUDIT_QUERY = method("audit.query", AuditQuery, AuditRecords, "Read records back, newest first.")
