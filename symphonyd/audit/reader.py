@@ -112,6 +112,7 @@ class CountsCache:
         self._outcomes: Counter[str] = Counter()
         self._finished = _RecentRuns()
         self._unreadable = 0
+        self._denies_counted = 0
         self._lock = threading.Lock()
 
     def counts(self) -> AuditCounts:
@@ -123,6 +124,7 @@ class CountsCache:
                 dict(self._failures),
                 self._unreadable,
                 runs_by_outcome=dict(self._outcomes),
+                egress_denies_counted=self._denies_counted,
             )
 
     def _consume(self, path: Path) -> None:
@@ -144,6 +146,12 @@ class CountsCache:
         payload = record.get("payload")
         if kind == audit_events.RUN_FINISHED and isinstance(payload, dict):
             self._run_finished(payload)
+        elif kind == audit_events.EGRESS_SUMMARY and isinstance(payload, dict):
+            for entry in payload.get("counts") or []:
+                if not isinstance(entry, dict) or entry.get("type") != audit_events.EGRESS_DENY:
+                    continue
+                if isinstance(entry.get("count"), int):
+                    self._denies_counted += entry["count"]
 
     def _run_finished(self, payload: dict[str, Any]) -> None:
         # The launcher records every run's end; the dispatcher adds a second record for a

@@ -933,6 +933,9 @@ class AuditCounts:
     unreadable_lines: int
     # Finished runs by outcome (succeeded, failed, ...), each run counted once.
     runs_by_outcome: dict[str, int] = field(default_factory=dict)
+    # egress_deny decisions carried as counts in egress_summary records (the launcher writes
+    # an agent's repeated decisions that way, docs/audit.md)
+    egress_denies_counted: int = 0
 
 
 AUDIT_QUERY = method("audit.query", AuditQuery, AuditRecords, "Read records back, newest first.")

@@ -119,7 +119,7 @@ def _audit(out: _Out, counts: AuditCounts) -> None:
         "symphony_egress_denials_total",
         "counter",
         "Agent connections refused by the egress policy.",
-        by_type.get(audit_events.EGRESS_DENY, 0),
+        by_type.get(audit_events.EGRESS_DENY, 0) + counts.egress_denies_counted,
     )
     out.one(
         "symphony_audit_unreadable_lines",
