@@ -49,8 +49,12 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "upstream_dns",
         "address_pool",
         "require_resource_limits",
+        "shm_size",
     ),
 }
+# Each sandbox's own /dev/shm tmpfs (docs/design/0853); "256M", "1G", or bytes.
+DEFAULT_SHM_BYTES = 256 << 20
+_SIZE = re.compile(r"([1-9][0-9]{0,12})([KMG]?)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,7 @@ class SandboxHost:
     address_pool: str = "100.64.0.0/16"
     # Where systemd cannot apply sandbox.resources, refuse to start agents (docs/sandbox.md).
     require_resource_limits: bool = True
+    shm_bytes: int = DEFAULT_SHM_BYTES  # size of each sandbox's private /dev/shm
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +199,23 @@ def _sandbox(raw: Mapping[str, Any]) -> SandboxHost:
             raw, "require_resource_limits", "sandbox.require_resource_limits", True
         ),
         address_pool=pool,
+        shm_bytes=_shm_bytes(raw.get("shm_size")),
     )
+
+
+def _shm_bytes(value: Any) -> int:
+    """``sandbox.shm_size``: bytes, or a string with a K/M/G suffix (1K = 1024); 1M..64G."""
+    if value is None:
+        return DEFAULT_SHM_BYTES
+    text = str(value).strip() if isinstance(value, int | str) else ""
+    m = _SIZE.fullmatch(text) if not isinstance(value, bool) else None
+    size = int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2)] if m else 0
+    if not (1 << 20) <= size <= (64 << 30):
+        raise ConfigError(
+            f'sandbox.shm_size: {echo(value)} is not a size from 1M to 64G (e.g. "256M")',
+            field="sandbox.shm_size",
+        )
+    return size
 
 
 def _credential(raw: Mapping[str, Any]) -> str:

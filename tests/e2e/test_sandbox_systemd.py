@@ -27,6 +27,8 @@ ESCAPE_SUITE = (
     "test_fail_closed.py",
     "test_direct_ports.py",
     "test_resource_limits.py",
+    "test_instance_cleanup.py",
+    "test_sandbox_isolation.py",
 )
 # Tests that must have run (and passed) under systemd; a rename here must be deliberate.
 REQUIRED = (
@@ -48,7 +50,8 @@ REQUIRED = (
     "test_other_agents_proxy_and_resolver_are_unreachable",
     "test_host_services_are_unreachable",
     "test_teardown_removes_processes_rules_and_interfaces",
-    "test_reconcile_after_a_launcher_crash",
+    "test_restart_kills_a_crashed_launchers_agent_that_shed_its_environment",
+    "test_another_instances_agents_survive_startup_cleanup",
     "test_spawn_uses_the_agent_namespace",
     "test_fork_bomb_is_capped_by_tasks_max",
     "test_launcher_refuses_units_where_limits_do_not_hold",
