@@ -1,7 +1,8 @@
 """Running a command inside a sandbox where PID 1 is not systemd: nsenter + bubblewrap + setpriv.
 
-The launcher is root, so bubblewrap runs without a user namespace (a user namespace owned by
-root would map the agent's uid back to root outside). The chain is:
+The launcher is root, so bubblewrap makes no user namespace (one it made for root would map
+the agent's uid back to root outside); it runs in the gate's, whose uid map is the identity.
+The chain is:
 
 ``nsenter --net=/proc/self/fd/N``  join the agent's network namespace (fd inherited),
 ``python3 -c GATE``  a user namespace with the identity map in which no further user
