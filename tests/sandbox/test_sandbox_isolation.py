@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -143,7 +144,7 @@ def test_shared_memory_is_capped_per_sandbox_from_the_host_config(
         {},
     )
 
-    async def fill(sandbox: AgentSandbox, tag: str) -> tuple[asyncio.subprocess.Process, dict]:
+    async def fill(sandbox: AgentSandbox, tag: str) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
         cwd = sandbox.view.workspace
         proc = await sandbox.spawn(["/usr/bin/python3", "-c", FILL, tag], cwd, {})
         assert proc.stdout is not None
@@ -151,7 +152,7 @@ def test_shared_memory_is_capped_per_sandbox_from_the_host_config(
         assert line, (await proc.stderr.read()).decode() if proc.stderr else ""
         return proc, json.loads(line)
 
-    async def scenario() -> tuple[dict, dict]:
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
         first = await sandboxes.open("shm-first", world.workspace, config)
         second = await sandboxes.open("shm-second", world.sibling, config)
         procs = []
