@@ -144,7 +144,9 @@ def test_shared_memory_is_capped_per_sandbox_from_the_host_config(
         {},
     )
 
-    async def fill(sandbox: AgentSandbox, tag: str) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
+    async def fill(
+        sandbox: AgentSandbox, tag: str
+    ) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
         cwd = sandbox.view.workspace
         proc = await sandbox.spawn(["/usr/bin/python3", "-c", FILL, tag], cwd, {})
         assert proc.stdout is not None
