@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = "/src"
+VENDOR = "/srv/vendor"
 ESCAPE_SUITE = (
     "test_fs_escape.py",
     "test_network_escape.py",
@@ -67,6 +68,16 @@ def test_escape_suite_passes_through_transient_units(tmp_path: Path) -> None:
         c.run(
             ["useradd", *ids, "--no-create-home", "--shell", "/usr/sbin/nologin", "symtest-agent"]
         )
+        # python-liquid is not in Debian 12; the package vendors these wheels (debian/rules),
+        # and the launcher's own modules (service, __main__) import it.
+        c.run(
+            [
+                "sh",
+                "-c",
+                f"for w in {SRC}/packaging/vendor/*.whl; "
+                f'do python3 -m zipfile -e "$w" {VENDOR}; done',
+            ]
+        )
         run = c.run(
             [
                 "sh",
@@ -76,6 +87,7 @@ def test_escape_suite_passes_through_transient_units(tmp_path: Path) -> None:
                 "env",
                 "CI=true",
                 "PYTHONDONTWRITEBYTECODE=1",
+                f"PYTHONPATH={VENDOR}",
                 "SYMPHONY_SANDBOX_ENFORCERS=systemd",
                 "python3",
                 "-m",

@@ -9,6 +9,7 @@ never signal anything they did not start through a launcher.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ from tests.sandbox.conftest import AGENT_GID, AGENT_UID, Launcher, World, sh
 pytestmark = pytest.mark.root
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+PYTHONPATH = os.environ.get("PYTHONPATH", "")
 
 
 class Recorded(AuditQueue):
@@ -62,10 +64,10 @@ def environ(pid: int) -> bytes:
     return Path(f"/proc/{pid}/environ").read_bytes()
 
 
-def wait_for(predicate: object, timeout: float = 20) -> bool:
+def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if callable(predicate) and predicate():
+        if predicate():
             return True
         time.sleep(0.05)
     return False
@@ -108,7 +110,7 @@ def launcher_process(
         stderr=subprocess.STDOUT,
         text=True,
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), PYTHONPATH]))},
     )
 
 
@@ -141,8 +143,6 @@ def restart(state: Path, template: Path, pool: str, enforcer: str) -> list[Audit
     async def go() -> None:
         await sandboxes.start()
         await sandboxes.manager.close()
-
-    import asyncio
 
     asyncio.run(go())
     return audit.records
