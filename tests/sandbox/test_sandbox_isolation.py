@@ -70,8 +70,9 @@ def sandboxed(launcher: Launcher, handle: SandboxHandle, world: World, argv: lis
     return out.decode(errors="replace")
 
 
-def test_control_user_namespaces_work_outside() -> None:
-    """The same user, outside any sandbox, may make them: the refusal below is the sandbox's."""
+def test_control_user_namespaces_work_outside(launcher: Launcher) -> None:
+    """The same user, outside any sandbox, may make them: the refusal below is the sandbox's.
+    (Per enforcer, so it runs where the sandboxed variant runs: the host, the container.)"""
     as_agent = ("setpriv", f"--reuid={AGENT_UID}", f"--regid={AGENT_GID}", "--clear-groups")
     out = sh(*as_agent, "--", "/bin/sh", "-c", UNSHARE).stdout
     assert "userns+netns=0" in out and "userns=0" in out, out
