@@ -29,7 +29,7 @@ from __future__ import annotations
 import sys
 
 GATE = """\
-import ctypes, os, sys
+import os, sys
 def fail(what):
     sys.stderr.write("symphonyd: user namespace gate: " + what + "\\n")
     os._exit(125)
@@ -48,8 +48,16 @@ if pid == 0:
         os._exit(1)
     os._exit(0)
 os.close(r)
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.unshare(0x10000000) != 0:
+def unshare_user():
+    if hasattr(os, "unshare"):  # 3.12+: no ctypes (and no libffi) to load
+        try:
+            os.unshare(os.CLONE_NEWUSER)
+        except OSError:
+            return False
+        return True
+    import ctypes
+    return ctypes.CDLL(None, use_errno=True).unshare(0x10000000) == 0
+if not unshare_user():
     # Even root may not make one here (user.max_user_namespaces is 0 on the host, a seccomp
     # filter, no CONFIG_USER_NS), so neither may the agent; bwrap's assertion checks that.
     os.close(w)
