@@ -65,7 +65,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "loadavg_1m": os.getloadavg()[0],
     }
-    for name, argv in CASES.items():
+    for argv in CASES.values():
         measure(argv, 5)  # warm the page cache
     # Alternate the cases so a change in background load hits both alike.
     rounds = 4
