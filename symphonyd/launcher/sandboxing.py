@@ -117,10 +117,13 @@ class AgentSandboxes:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def close(self) -> None:
-        """Tear down every live sandbox, then the table: a stopped launcher leaves no rules."""
+        """Tear down every live sandbox, then the table and the slice: a stopped launcher
+        leaves no rules and no units."""
         await self.settle()
         await self.manager.close()
         await asyncio.to_thread(self.manager.firewall.remove_table)
+        if self.use_systemd:  # whatever a timed-out unit stop left, and the slice itself
+            await systemd_unit.stop_slice(self.unit_slice)
 
     def policy(self, config: ServiceConfig) -> EgressPolicy:
         return egress_policy(

@@ -7,8 +7,8 @@ launcher put it. Every sandbox of an instance lives in that instance's own place
 
 - bubblewrap path: cgroup ``symphony-sandbox/<instance>/symv<N>`` under the launcher's own
   cgroup (cgroups.py); the group's files are root's, so the agent cannot leave it;
-- systemd path: slice ``symphony-sandbox-<instance>.slice`` (:func:`slice_name`), which
-  systemd alone assigns;
+- systemd path: slice ``system-symphony_sandbox_<instance>.slice`` (:func:`slice_name`),
+  which systemd alone assigns;
 - per-sandbox files: ``/run/symphony-sandbox/<instance>/``.
 
 The id survives restarts (that is how a restarted launcher finds what its crashed
@@ -65,7 +65,11 @@ def load_or_create(directory: Path) -> str:
 
 
 def slice_name(instance: str) -> str:
-    """The systemd slice of every agent and hook unit of this instance."""
+    """The systemd slice of every agent and hook unit of this instance.
+
+    Under ``system.slice``, where the units ran before they had a slice of their own (the
+    dash is systemd's hierarchy separator, so none after it: no intermediate slices that
+    would stay behind once the launcher is gone)."""
     if not is_instance(instance):
         raise SandboxError(f"bad sandbox instance id {instance!r}", code=INVALID)
-    return f"symphony-sandbox-{instance}.slice"
+    return f"system-symphony_sandbox_{instance}.slice"
