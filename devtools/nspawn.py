@@ -32,8 +32,9 @@ PACKAGES = (
     # The sandbox escape suite runs inside too (tests/e2e/test_sandbox_systemd.py).
     # (debootstrap does not resolve virtual packages: cffi-backend provides the cffi API one)
     "python3-pytest,python3-cryptography,python3-cffi-backend,"
-    # The unit suite on Debian 13's Python 3.13 runs in a venv (tests/e2e/test_python313.py).
-    "python3-venv"
+    # The unit suite on Debian 13's Python 3.13 runs in a venv (tests/e2e/test_python313.py);
+    # its man page test renders with groff.
+    "python3-venv,groff-base"
 )
 
 

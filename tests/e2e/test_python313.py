@@ -25,7 +25,7 @@ BUILD = "/srv/symphonyd"
 # What the container cannot do: root tests (namespaces, nftables) and the agent CLIs run on
 # trixie through the package end-to-end tests instead; the browser test needs Chromium.
 SELECTION = "not root and not agents"
-EXCLUDES = ("--deselect", "tests/dashboard/test_browser.py")
+EXCLUDES = ("--ignore", "tests/dashboard/test_browser.py")
 
 
 def test_unit_suite_and_type_checks_pass_on_python_3_13(tmp_path: Path) -> None:
@@ -44,13 +44,19 @@ def test_unit_suite_and_type_checks_pass_on_python_3_13(tmp_path: Path) -> None:
             f"--exclude=.hypothesis -cf - . | tar -C {BUILD} -xf -"
         )
         c.run(["sh", "-c", copy])
-        c.run(["python3", "-m", "venv", "--system-site-packages", "/srv/venv"])
-        pip = ["/srv/venv/bin/pip", "install", "-q", "--no-index", "--disable-pip-version-check"]
+        # At the tree's .venv, where the tests look for tools (schemathesis), as after `make venv`.
+        c.run(["python3", "-m", "venv", "--system-site-packages", f"{BUILD}/.venv"])
+        pip = [f"{BUILD}/.venv/bin/pip", "install", "-q", "--no-index", "--disable-pip-version-check"]
         c.run([*pip, "--no-deps", *(f"{BUILD}/{p}" for p in vendor_wheels())], timeout=300)
         requirements = f"{BUILD}/devtools/test-requirements.txt"
         c.run([*pip, "--find-links", "/srv/wheels", "-r", requirements], timeout=300)
+        # The browser test's Selenium is not in the container; everything else is checked.
+        mypy_cmd = (
+            f"cd {BUILD} && {BUILD}/.venv/bin/python -m mypy --python-version 3.13 "
+            "--exclude tests/dashboard/test_browser.py"
+        )
         mypy = c.run(
-            ["sh", "-c", f"cd {BUILD} && /srv/venv/bin/python -m mypy --python-version 3.13"],
+            ["sh", "-c", mypy_cmd],
             check=False,
             timeout=900,
         )
@@ -59,7 +65,7 @@ def test_unit_suite_and_type_checks_pass_on_python_3_13(tmp_path: Path) -> None:
             [
                 "sh",
                 "-c",
-                f"cd {BUILD} && /srv/venv/bin/python -m pytest -q -p no:cacheprovider "
+                f"cd {BUILD} && {BUILD}/.venv/bin/python -m pytest -q -p no:cacheprovider "
                 f"-m '{SELECTION}' {' '.join(EXCLUDES)}",
             ],
             check=False,
