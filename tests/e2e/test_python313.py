@@ -46,7 +46,8 @@ def test_unit_suite_and_type_checks_pass_on_python_3_13(tmp_path: Path) -> None:
         c.run(["sh", "-c", copy])
         # At the tree's .venv, where the tests look for tools (schemathesis), as after `make venv`.
         c.run(["python3", "-m", "venv", "--system-site-packages", f"{BUILD}/.venv"])
-        pip = [f"{BUILD}/.venv/bin/pip", "install", "-q", "--no-index", "--disable-pip-version-check"]
+        pip = [f"{BUILD}/.venv/bin/pip", "install", "-q", "--no-index"]
+        pip.append("--disable-pip-version-check")
         c.run([*pip, "--no-deps", *(f"{BUILD}/{p}" for p in vendor_wheels())], timeout=300)
         requirements = f"{BUILD}/devtools/test-requirements.txt"
         c.run([*pip, "--find-links", "/srv/wheels", "-r", requirements], timeout=300)
