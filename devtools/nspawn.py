@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -76,6 +77,15 @@ def _archive_uris(text: str) -> list[str]:
     return uris
 
 
+def _has_route_out() -> bool:
+    """Whether this network namespace has any interface but loopback (else no mirror).
+
+    Asked of the kernel for the caller's namespace: /sys/class/net shows the namespace sysfs
+    was mounted in, not this one.
+    """
+    return any(name != "lo" for _, name in socket.if_nameindex())
+
+
 def release_from_env() -> str:
     """``SYMPHONY_E2E_RELEASE`` (bookworm or trixie), else bookworm."""
     release = os.environ.get("SYMPHONY_E2E_RELEASE", DEFAULT_RELEASE)
@@ -93,6 +103,12 @@ def rootfs_tarball(release: str = DEFAULT_RELEASE) -> Path:
     tarball = CACHE_DIR / f"rootfs-{release}-{key}.tar"
     if tarball.exists():
         return tarball
+    if not _has_route_out():
+        raise RuntimeError(
+            f"no cached {release} root filesystem ({tarball.name}) and no network here to "
+            "build one (root test runs have a network namespace of their own): run "
+            "`python3 -m devtools.nspawn` first (.ci/run does)"
+        )
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE_DIR) as tmp:
         root = Path(tmp) / "rootfs"
@@ -246,3 +262,21 @@ class Container:
             shutil.copytree(src, target, symlinks=True)
         else:
             shutil.copy2(src, target)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python3 -m devtools.nspawn [RELEASE...]``: build the cached root filesystems.
+
+    Provisioning (``.ci/run``) runs this with the network at hand; the tests then boot from
+    the cache, since a root test run has a network namespace of its own with no way out.
+    """
+    import sys
+
+    releases = list(argv if argv is not None else sys.argv[1:]) or list(RELEASES)
+    for release in releases:
+        print(rootfs_tarball(release))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
