@@ -29,7 +29,7 @@ unit: $(STAMP)
 	$(VPY) -m pytest -q -m "not root and not agents"
 
 test: lint typecheck
-	$(VPY) -m pytest -q
+	$(VPY) -m pytest -q --durations=30
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
