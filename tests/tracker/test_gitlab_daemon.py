@@ -73,9 +73,10 @@ def test_gitlab_through_the_daemon_process(tmp_path: Path) -> None:
             _wait_for([d_sock, l_sock], proc, log)
 
             async def go() -> list[bytes]:
+                active = {"states": ["Todo", "In Progress"]}
                 frames = [
                     await raw_call(d_sock, "tracker.profile", {}),
-                    await raw_call(d_sock, "tracker.fetch_by_states", {"states": ["Todo", "In Progress"]}),
+                    await raw_call(d_sock, "tracker.fetch_by_states", active),
                     await raw_call(d_sock, "tracker.fetch_by_ids", {"ids": ["2", "4", "99"]}),
                     await raw_call(d_sock, "tracker.fetch_by_ids", {"ids": []}),
                     await raw_call(l_sock, "tracker.tool_specs", {}),
