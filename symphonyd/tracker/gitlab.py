@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,19 +20,18 @@ from symphonyd.core.issue import BlockerRef, Issue, build_issue, cap_text, state
 from symphonyd.core.messages import ToolResult
 from symphonyd.tracker.adapter import TrackerAdapter, blocked
 from symphonyd.tracker.credentials import resolve_secret
-from symphonyd.tracker.errors import PAGINATION, RESPONSE, tracker_error
+from symphonyd.tracker.errors import RESPONSE, tracker_error
 from symphonyd.tracker.github_blockers import BlockerCache
 from symphonyd.tracker.gitlab_config import DEFAULT_SECRET, parse_gitlab_provider
 from symphonyd.tracker.http import JsonResponse, Sleep, make_client, request_json
 from symphonyd.tracker.provider_config import TrackerSettings
+from symphonyd.tracker.rest_pages import label_names, link_pages
 
 log = logging.getLogger(__name__)
 
-MAX_PAGES = 10_000
 ID_BATCH = 100  # GitLab's largest per_page, so one request per 100 refreshed ids
 NOTES_SHOWN = 50
 MAX_NOTE_CHARS = 10_000
-_LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
 
 
 class GitLabAdapter(TrackerAdapter):
@@ -145,40 +143,12 @@ class GitLabAdapter(TrackerAdapter):
             first += [("order_by", "created_at"), ("sort", "asc")]
             if self.cfg.pagination == "keyset":
                 first.append(("pagination", "keyset"))
-        query: list[tuple[str, str]] | None = first
-        records: list[Any] = []
-        next_url = url
-        seen: set[str] = set()
-        for _ in range(MAX_PAGES):
-            resp = await self._call("GET", next_url, params=query, absent=())
-            if not isinstance(resp.body, list):
-                raise tracker_error(
-                    RESPONSE,
-                    f"gitlab list answered HTTP {resp.status} without a JSON array",
-                    status=resp.status,
-                )
-            records.extend(resp.body)
-            following = self._next_link(resp.headers.get("link", ""))
-            if following is None:
-                return records
-            if following in seen:
-                raise tracker_error(PAGINATION, "gitlab pagination returned a page twice")
-            seen.add(following)
-            next_url, query = following, None  # the link carries the query and the cursor
-        raise tracker_error(PAGINATION, f"gitlab pagination exceeded {MAX_PAGES} pages")
 
-    def _next_link(self, header: str) -> str | None:
-        match = _LINK_NEXT.search(header)
-        if match is None:
-            return None
-        url = match.group(1)
-        # The token goes wherever this points, so it must stay on this project's API.
-        if not url.startswith(self.cfg.api + "/"):
-            raise tracker_error(
-                PAGINATION,
-                "gitlab pagination link leaves the configured project API; refusing to follow",
-            )
-        return url
+        async def get(page_url: str, query: Any) -> JsonResponse:
+            return await self._call("GET", page_url, params=query, absent=())
+
+        # The token follows the links, so they must stay on this project's API.
+        return await link_pages(get, url, first, base=self.cfg.api, name="gitlab")
 
     async def _with_blockers(self, issue: Issue) -> Issue:
         """The issue with its blockers from issue links (``is_blocked_by``), read only for an
@@ -223,7 +193,7 @@ class GitLabAdapter(TrackerAdapter):
             full = refs.get("full") if isinstance(refs, dict) else None
             ident = full[:300] if isinstance(full, str) and full else f"{project_id}#{iid}"
             ref_id = str(record["id"]) if isinstance(record.get("id"), int) else ident
-        state = self._state_of(record, _labels(record))
+        state = self._state_of(record, label_names(record))
         return BlockerRef(id=ref_id, identifier=ident, state=state)
 
     def _state_of(self, record: Mapping[str, Any], labels: tuple[str, ...]) -> str | None:
@@ -260,7 +230,7 @@ class GitLabAdapter(TrackerAdapter):
         project_id = record.get("project_id")
         if self._project_id is None and isinstance(project_id, int) and project_id > 0:
             self._project_id = project_id
-        labels = _labels(record)
+        labels = label_names(record)
         assignees = record.get("assignees")
         usernames = [
             a.get("username")
@@ -362,19 +332,6 @@ class GitLabAdapter(TrackerAdapter):
                 RESPONSE, f"gitlab kept the issue in {moved.state!r} after the update"
             )
         return {"state": moved.state}
-
-
-def _labels(record: Mapping[str, Any]) -> tuple[str, ...]:
-    """Label names (strings, or objects when ``with_labels_details`` is on), normalised."""
-    raw = record.get("labels")
-    names = [
-        item.get("name") if isinstance(item, dict) else item
-        for item in (raw if isinstance(raw, list) else [])
-    ]
-    probe = build_issue(
-        id="x", identifier="x", title="x", state="x", dispatchable=False, labels=names
-    )
-    return probe.labels
 
 
 def _note(record: Mapping[str, Any]) -> dict[str, Any]:
