@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from symphonyd.core.errors import TrackerError, ValidationError
-from symphonyd.core.issue import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, Issue
+from symphonyd.core.issue import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS
 from symphonyd.tracker.gitlab import GitLabAdapter
 from symphonyd.tracker.registry import build_adapter, settings_for
 from tests.tracker.fake_gitlab import PROJECT, PROJECT_ID, TOKEN, FakeGitLab, gl_issue, link
-from tests.tracker.helpers import AuditLog, SleepLog, error_of, run
+from tests.tracker.helpers import AuditLog, SleepLog, call, error_of, run
 
 STATES = {"Todo": "status::todo", "In Progress": "status::in-progress", "Review": "status::review"}
 
@@ -33,20 +33,6 @@ def adapter(srv: FakeGitLab, sleep: SleepLog | None = None, **provider: Any) -> 
     assert isinstance(built, GitLabAdapter)
     built._sleep = sleep or SleepLog()
     return built
-
-
-def call(
-    a: GitLabAdapter, states: list[str] | None = None, ids: list[str] | None = None
-) -> list[Issue]:
-    async def go() -> list[Issue]:
-        try:
-            if states is not None:
-                return await a.fetch_issues_by_states(states)
-            return await a.fetch_issues_by_ids(ids or [])
-        finally:
-            await a.aclose()
-
-    return run(go())
 
 
 def lists(srv: FakeGitLab) -> list[Any]:
