@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,9 @@ from symphonyd.tracker.rest_pages import label_names, link_pages
 
 log = logging.getLogger(__name__)
 
+# The canonical decimal form _normalise produces; "012" or non-ASCII digits would come back
+# under another id and fail the refresh.
+_IID = re.compile(r"^[1-9][0-9]{0,11}\Z")
 ID_BATCH = 100  # GitLab's largest per_page, so one request per 100 refreshed ids
 NOTES_SHOWN = 50
 MAX_NOTE_CHARS = 10_000
@@ -58,7 +62,7 @@ class GitLabAdapter(TrackerAdapter):
         self._blockers = BlockerCache()
         # Names blockers in this project like its own issues; learnt from the first record
         # when the project is configured by path.
-        self._project_id: int | None = int(cfg.project) if cfg.project.isdigit() else None
+        self._project_id = int(cfg.project) if "/" not in cfg.project else None
 
     def secret_environment_names(self) -> list[str]:
         return [self.cfg.secret_name]
@@ -117,12 +121,12 @@ class GitLabAdapter(TrackerAdapter):
         return out
 
     async def _fetch_by_ids(self, ids: list[str]) -> list[Issue]:
-        iids = [i for i in ids if i.isdigit() and len(i) <= 12 and int(i) > 0]
+        iids = [i for i in ids if _IID.match(i)]  # others are ids this adapter never gave
         out: list[Issue] = []
         for start in range(0, len(iids), ID_BATCH):
             batch = iids[start : start + ID_BATCH]
             params = [("state", "all"), ("per_page", str(ID_BATCH))]
-            params += [("iids[]", str(int(i))) for i in batch]
+            params += [("iids[]", i) for i in batch]
             for record in await self._pages(f"{self.cfg.api}/issues", params):
                 try:
                     issue = self._normalise(record)
@@ -272,7 +276,7 @@ class GitLabAdapter(TrackerAdapter):
     # ------------------------------------------------------------------ tools
 
     def _issue_url(self, issue: Issue) -> str:
-        if not issue.id.isdigit() or len(issue.id) > 12:
+        if not _IID.match(issue.id):
             raise tracker_error(RESPONSE, "the run's issue id is not a GitLab issue iid")
         return f"{self.cfg.api}/issues/{int(issue.id)}"
 

@@ -80,11 +80,11 @@ def parse_gitlab_provider(provider: Mapping[str, Any]) -> GitLabConfig:
     """Every check on the provider block; raises ``invalid_tracker_config``."""
     check_keys(provider, KEYS, KIND)
     raw_project = provider.get("project")
-    if isinstance(raw_project, int) and not isinstance(raw_project, bool) and raw_project > 0:
+    if type(raw_project) is int and 0 < raw_project < 10**18:
         project, ref, default_prefix = str(raw_project), str(raw_project), f"project{raw_project}"
     else:
         path = opt_str(provider, "project")
-        if path is not None and path.isdigit() and len(path) <= 18:
+        if path is not None and re.fullmatch(r"[1-9][0-9]{0,17}", path):
             project, ref, default_prefix = path, path, f"project{path}"
         elif path is None or not _PATH.match(path) or ".." in path:
             raise config_error(

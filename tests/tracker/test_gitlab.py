@@ -93,7 +93,8 @@ def test_empty_inputs_make_no_request() -> None:
     with FakeGitLab([gl_issue(1)]) as srv:
         assert call(adapter(srv), states=[]) == []
         assert call(adapter(srv), ids=[]) == []
-        assert call(adapter(srv), ids=["not-an-iid", "-3", "0"]) == []
+        never_given = ["not-an-iid", "-3", "0", "012", "\u0661\u0662", "1" * 13]
+        assert call(adapter(srv), ids=never_given) == []
         assert srv.requests == []
 
 
