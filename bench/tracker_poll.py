@@ -1,11 +1,16 @@
-"""Time and peak memory to poll and normalise 10 000 Linear issues across pages.
+"""Time and peak memory to poll and normalise 10 000 Linear or GitLab issues across pages.
 
 Starts the tests' local Linear GraphQL server in a separate process (so its JSON encoding is
 not counted), then runs the production LinearAdapter's ``fetch_issues_by_states`` over real
 HTTP on 127.0.0.1 for each page size. Timing runs are separate from the memory run because
 tracemalloc slows allocation-heavy code several-fold.
 
-    .venv/bin/python bench/tracker_poll.py [--issues 10000] [--repeat 3]
+    .venv/bin/python bench/tracker_poll.py [--kind linear|gitlab] [--issues 10000] [--repeat 3]
+
+``--kind gitlab`` runs the production GitLabAdapter against the tests' GitLab REST server
+(keyset pages announced by ``Link``) with ``blockers: none`` at two page sizes, then once
+more with the default ``blockers: links`` and a cold link cache (one links request per
+candidate issue, the worst poll).
 
 Last line: RESULT {json}.
 """
@@ -27,11 +32,15 @@ from typing import Any
 # Runnable as `python bench/tracker_poll.py` from a checkout without installing.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from symphonyd.tracker.gitlab import GitLabAdapter
 from symphonyd.tracker.linear import LinearAdapter
 from symphonyd.tracker.provider_config import TrackerSettings
+from tests.tracker import fake_gitlab
+from tests.tracker.fake_gitlab import FakeGitLab, gl_issue
 from tests.tracker.fake_linear import TOKEN, FakeLinear, linear_node
 
-PAGE_SIZES = (50, 250)
+PAGE_SIZES = {"linear": (50, 250), "gitlab": (50, 100)}
+GITLAB_STATES = {"Todo": "status::todo", "In Progress": "status::in-progress"}
 
 
 class StaticLinear(FakeLinear):
@@ -76,7 +85,62 @@ def _serve(count: int, port_out: Any, stop: Any) -> None:
         stop.wait()
 
 
-async def _poll(port: int, page_size: int) -> int:
+class StaticGitLab(FakeGitLab):
+    """The tests' GitLab server with lookups by iid and the filtered list memoised."""
+
+    def _matching(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+        key = json.dumps({k: v for k, v in query.items() if k in ("state", "iids[]")})
+        cache: dict[str, list[dict[str, Any]]] = self.__dict__.setdefault("_memo", {})
+        if key not in cache:
+            cache[key] = super()._matching(query)
+        return cache[key]
+
+    def answer(self, method, path, query, body, headers):
+        if path.endswith("/links"):  # skip the linear scan of the tests' server
+            if headers.get("PRIVATE-TOKEN") != fake_gitlab.TOKEN:
+                return 401, {}, {"message": "401 Unauthorized"}
+            iid = int(path.rsplit("/", 2)[1])
+            return 200, {}, self.links.get(iid, [])
+        return super().answer(method, path, query, body, headers)
+
+
+def _serve_gitlab(count: int, port_out: Any, stop: Any) -> None:
+    issues = []
+    links: dict[int, list[dict[str, Any]]] = {}
+    for n in range(1, count + 1):
+        label = "status::todo" if n % 3 else "status::in-progress"
+        issues.append(gl_issue(n, labels=(label, "backend", "priority::2")))
+        if n % 7 == 0:
+            links[n] = [{**issues[-2], "link_type": "is_blocked_by", "issue_link_id": n}]
+    with StaticGitLab(issues) as srv:
+        srv.links = links
+        port_out.send(srv.port)
+        stop.wait()
+
+
+async def _poll_gitlab(port: int, page_size: int, blockers: str = "none") -> int:
+    settings = TrackerSettings(
+        "gitlab",
+        {
+            "endpoint": f"http://127.0.0.1:{port}",
+            "project": fake_gitlab.PROJECT,
+            "state_labels": GITLAB_STATES,
+            "page_size": page_size,
+            "blockers": blockers,
+            "timeout_ms": 120_000,
+        },
+        ("Todo", "In Progress"),
+        ("Closed",),
+    )
+    adapter = GitLabAdapter(settings, {"GITLAB_TOKEN": fake_gitlab.TOKEN})
+    try:
+        issues = await adapter.fetch_issues_by_states(["Todo", "In Progress"])
+    finally:
+        await adapter.aclose()
+    return len(issues)
+
+
+async def _poll_linear(port: int, page_size: int) -> int:
     settings = TrackerSettings(
         "linear",
         {
@@ -96,43 +160,60 @@ async def _poll(port: int, page_size: int) -> int:
     return len(issues)
 
 
+def _measure(args: argparse.Namespace, poll: Any, label: str) -> dict[str, Any]:
+    times = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        got = asyncio.run(poll())
+        times.append(time.perf_counter() - start)
+        assert got == args.issues, got
+    tracemalloc.start()
+    asyncio.run(poll())
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    median = statistics.median(times)
+    print(
+        f"{label}: median {median:.2f}s, "
+        f"{args.issues / median:.0f} issues/s, peak {peak / 2**20:.1f} MiB traced"
+    )
+    return {
+        "seconds_median": round(median, 3),
+        "seconds_min": round(min(times), 3),
+        "issues_per_second": round(args.issues / median),
+        "peak_traced_mib": round(peak / 2**20, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--kind", choices=sorted(PAGE_SIZES), default="linear")
     parser.add_argument("--issues", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     ctx = multiprocessing.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
     stop = ctx.Event()
-    server = ctx.Process(target=_serve, args=(args.issues, send, stop), daemon=True)
+    serve = _serve_gitlab if args.kind == "gitlab" else _serve
+    server = ctx.Process(target=serve, args=(args.issues, send, stop), daemon=True)
     server.start()
     try:
         if not recv.poll(120):
-            raise SystemExit("fake Linear server did not start")
+            raise SystemExit(f"fake {args.kind} server did not start")
         port = recv.recv()
-        results: dict[str, Any] = {"issues": args.issues}
-        for page_size in PAGE_SIZES:
-            times = []
-            for _ in range(args.repeat):
-                start = time.perf_counter()
-                got = asyncio.run(_poll(port, page_size))
-                times.append(time.perf_counter() - start)
-                assert got == args.issues, got
-            tracemalloc.start()
-            asyncio.run(_poll(port, page_size))
-            _, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-            median = statistics.median(times)
-            results[f"page_{page_size}"] = {
-                "pages": -(-args.issues // page_size),
-                "seconds_median": round(median, 3),
-                "seconds_min": round(min(times), 3),
-                "issues_per_second": round(args.issues / median),
-                "peak_traced_mib": round(peak / 2**20, 1),
+        results: dict[str, Any] = {"kind": args.kind, "issues": args.issues}
+        for size in PAGE_SIZES[args.kind]:
+            if args.kind == "gitlab":
+                poll: Any = lambda size=size: _poll_gitlab(port, size)  # noqa: E731
+            else:
+                poll = lambda size=size: _poll_linear(port, size)  # noqa: E731
+            results[f"page_{size}"] = {
+                "pages": -(-args.issues // size),
+                **_measure(args, poll, f"page_size={size}"),
             }
-            print(
-                f"page_size={page_size}: median {median:.2f}s, "
-                f"{args.issues / median:.0f} issues/s, peak {peak / 2**20:.1f} MiB traced"
+        if args.kind == "gitlab":
+            size = PAGE_SIZES["gitlab"][-1]
+            results[f"page_{size}_links"] = _measure(
+                args, lambda: _poll_gitlab(port, size, "links"), f"page_size={size} links"
             )
         results["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     finally:

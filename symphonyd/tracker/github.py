@@ -19,7 +19,7 @@ from symphonyd.core.errors import TrackerError, ValidationError
 from symphonyd.core.issue import BlockerRef, Issue, build_issue, state_key
 from symphonyd.tracker.adapter import TrackerAdapter, blocked
 from symphonyd.tracker.credentials import resolve_secret, secret_reference
-from symphonyd.tracker.errors import PAGINATION, RESPONSE, config_error, tracker_error
+from symphonyd.tracker.errors import RESPONSE, config_error, tracker_error
 from symphonyd.tracker.github_blockers import BlockerCache
 from symphonyd.tracker.http import JsonResponse, Sleep, make_client, request_json
 from symphonyd.tracker.provider_config import (
@@ -31,12 +31,12 @@ from symphonyd.tracker.provider_config import (
     opt_str,
     opt_str_list,
 )
+from symphonyd.tracker.rest_pages import label_names, link_pages
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "https://api.github.com"
 DEFAULT_SECRET = "GITHUB_TOKEN"  # noqa: S105 (a variable name)
-MAX_PAGES = 10_000
 KEYS = (
     "endpoint",
     "api_key",
@@ -55,7 +55,6 @@ KEYS = (
 )
 _REPO = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
 
 
 class GitHubAdapter(TrackerAdapter):
@@ -165,41 +164,10 @@ class GitHubAdapter(TrackerAdapter):
         return out
 
     async def _pages(self, url: str, params: dict[str, str]) -> list[Any]:
-        records: list[Any] = []
-        next_url: str | None = url
-        query: dict[str, str] | None = params
-        seen: set[str] = set()
-        for _ in range(MAX_PAGES):
-            assert next_url is not None
-            resp = await self._call("GET", next_url, params=query)
-            if resp.status != 200 or not isinstance(resp.body, list):
-                raise tracker_error(
-                    RESPONSE,
-                    f"github issue list answered HTTP {resp.status} " "without a JSON array",
-                    status=resp.status,
-                )
-            records.extend(resp.body)
-            next_url = self._next_link(resp.headers.get("link", ""))
-            if next_url is None:
-                return records
-            if next_url in seen:
-                raise tracker_error(PAGINATION, "github pagination returned a page twice")
-            seen.add(next_url)
-            query = None  # the next link already carries the query
-        raise tracker_error(PAGINATION, f"github pagination exceeded {MAX_PAGES} pages")
+        async def get(page_url: str, query: Any) -> JsonResponse:
+            return await self._call("GET", page_url, params=query)
 
-    def _next_link(self, header: str) -> str | None:
-        match = _LINK_NEXT.search(header)
-        if match is None:
-            return None
-        url = match.group(1)
-        # The token goes wherever this points, so it must stay on the configured API host.
-        if not url.startswith(self.endpoint + "/"):
-            raise tracker_error(
-                PAGINATION,
-                "github pagination link leaves the configured " "endpoint; refusing to follow it",
-            )
-        return url
+        return await link_pages(get, url, params, base=self.endpoint, name="github issue")
 
     async def _fetch_by_ids(self, ids: list[str]) -> list[Issue]:
         out: list[Issue] = []
@@ -273,7 +241,7 @@ class GitHubAdapter(TrackerAdapter):
             ident = f"{other}#{number}"
             node = record.get("node_id")
             ref_id = node if isinstance(node, str) else ident
-        state = self._state_of(record, _labels(record))
+        state = self._state_of(record, label_names(record))
         return BlockerRef(
             id=ref_id, identifier=ident, state=state if isinstance(state, str) else None
         )
@@ -295,7 +263,7 @@ class GitHubAdapter(TrackerAdapter):
         number = record.get("number")
         if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
             raise ValidationError("issue field 'number' must be a positive integer")
-        labels = _labels(record)
+        labels = label_names(record)
         assignee = record.get("assignee")
         login = assignee.get("login") if isinstance(assignee, dict) else None
         dispatchable = (
@@ -367,16 +335,3 @@ class GitHubAdapter(TrackerAdapter):
             "PATCH", self._issue_url(issue), body=patch, idempotent=False, absent=()
         )
         return {"state": self._normalise(resp.body).state}
-
-
-def _labels(record: Mapping[str, Any]) -> tuple[str, ...]:
-    """A record's label names, normalised as an Issue's labels are (SPEC 11.3)."""
-    raw = record.get("labels")
-    names = [
-        item.get("name") if isinstance(item, dict) else item
-        for item in (raw if isinstance(raw, list) else [])
-    ]
-    probe = build_issue(
-        id="x", identifier="x", title="x", state="x", dispatchable=False, labels=names
-    )
-    return probe.labels

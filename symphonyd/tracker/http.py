@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 Sleep = Callable[[float], Awaitable[None]]
 # Rate-limit reset headers, in the units providers send them.
 _RESET_EPOCH_MS = ("x-ratelimit-requests-reset", "x-ratelimit-complexity-reset")
-_RESET_EPOCH_S = ("x-ratelimit-reset",)
+_RESET_EPOCH_S = ("x-ratelimit-reset", "ratelimit-reset")  # GitLab: RateLimit-Reset
 _REMAINING = ("x-ratelimit-remaining", "x-ratelimit-requests-remaining")
 
 

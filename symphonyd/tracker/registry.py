@@ -74,6 +74,10 @@ def build_adapter(
         from symphonyd.tracker.github import GitHubAdapter
 
         return GitHubAdapter(settings, env, transport=transport)
+    if settings.kind == "gitlab":
+        from symphonyd.tracker.gitlab import GitLabAdapter
+
+        return GitLabAdapter(settings, env, transport=transport)
     if settings.kind == "local":
         from symphonyd.tracker.local import LocalAdapter
 

@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from symphonyd.core.issue import Issue
 from symphonyd.core.messages import AuditEventIn
+from symphonyd.tracker.adapter import TrackerAdapter
 
 T = TypeVar("T")
 
@@ -16,6 +18,22 @@ def run(coro: Awaitable[T]) -> T:
         return await coro
 
     return asyncio.run(main())
+
+
+def call(
+    adapter: TrackerAdapter, states: list[str] | None = None, ids: list[str] | None = None
+) -> list[Issue]:
+    """One read on a fresh adapter (by states when given, else by ids), then close it."""
+
+    async def go() -> list[Issue]:
+        try:
+            if states is not None:
+                return await adapter.fetch_issues_by_states(states)
+            return await adapter.fetch_issues_by_ids(ids or [])
+        finally:
+            await adapter.aclose()
+
+    return run(go())
 
 
 class SleepLog:

@@ -13,7 +13,7 @@ from symphonyd.tracker.github import GitHubAdapter
 from symphonyd.tracker.github_blockers import BlockerCache
 from symphonyd.tracker.provider_config import TrackerSettings
 from tests.tracker.fake_github import REPO, TOKEN, FakeGitHub, gh_issue
-from tests.tracker.helpers import AuditLog, SleepLog, error_of, run
+from tests.tracker.helpers import AuditLog, SleepLog, call, error_of, run
 
 
 def adapter(srv: FakeGitHub, sleep: SleepLog | None = None, **provider: Any) -> GitHubAdapter:
@@ -29,20 +29,6 @@ def adapter(srv: FakeGitHub, sleep: SleepLog | None = None, **provider: Any) -> 
         terminal_states=("Closed",),
     )
     return GitHubAdapter(settings, {"GITHUB_TOKEN": TOKEN}, sleep=sleep or SleepLog())
-
-
-def call(
-    a: GitHubAdapter, states: list[str] | None = None, ids: list[str] | None = None
-) -> list[Issue]:
-    async def go() -> list[Issue]:
-        try:
-            if states is not None:
-                return await a.fetch_issues_by_states(states)
-            return await a.fetch_issues_by_ids(ids or [])
-        finally:
-            await a.aclose()
-
-    return run(go())
 
 
 def test_states_from_open_closed_and_labels_with_pagination_order() -> None:
