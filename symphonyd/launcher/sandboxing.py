@@ -21,13 +21,13 @@ from typing import Any
 
 from symphonyd.core import audit_events
 from symphonyd.core.config import ServiceConfig
-from symphonyd.core.egress_policy import EgressPolicy
 from symphonyd.core.hostconfig import SandboxHost
 from symphonyd.core.issue import Issue
 from symphonyd.launcher.agents.process import PIPE_LIMIT
 from symphonyd.launcher.hooks import CommandWrapper, HookResult, HookRunner, RunAs
 from symphonyd.launcher.sandbox import bwrap, systemd_unit
 from symphonyd.launcher.sandbox.config_policy import egress_policy
+from symphonyd.launcher.sandbox.egress_policy import EgressPolicy
 from symphonyd.launcher.sandbox.errors import RESOURCES_FAILED, SandboxError
 from symphonyd.launcher.sandbox.fs_view import FsView, build_fs_view
 from symphonyd.launcher.sandbox.instance import slice_name

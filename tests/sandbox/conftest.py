@@ -33,10 +33,10 @@ from typing import Any, TypeVar
 import pytest
 
 from symphonyd.core.config_extensions import ResourcesConfig
-from symphonyd.core.egress_policy import EgressPolicy, build_policy
 from symphonyd.launcher.sandbox import bwrap, systemd_unit
 from symphonyd.launcher.sandbox.addresses import AddressPool
 from symphonyd.launcher.sandbox.dns import UpstreamResolver
+from symphonyd.launcher.sandbox.egress_policy import EgressPolicy, build_policy
 from symphonyd.launcher.sandbox.fs_view import FsView, build_fs_view
 from symphonyd.launcher.sandbox.nft import Firewall
 from symphonyd.launcher.sandbox.sandbox import RUN_DIR, SandboxHandle, SandboxManager

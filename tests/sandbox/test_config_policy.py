@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from symphonyd.core.config_extensions import EgressConfig
-from symphonyd.core.egress_policy import decide
 from symphonyd.launcher.sandbox.config_policy import egress_policy
+from symphonyd.launcher.sandbox.egress_policy import decide
 
 
 def test_agent_gets_runtime_builtins_plus_operator_list() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from symphonyd.core.config_extensions import ResourcesConfig
-from symphonyd.core.egress_policy import EgressPolicy
 from symphonyd.launcher.sandbox import bwrap
+from symphonyd.launcher.sandbox.egress_policy import EgressPolicy
 from symphonyd.launcher.sandbox.fs_view import FsView
 from symphonyd.launcher.sandbox.sandbox import SandboxHandle, SandboxManager
 
