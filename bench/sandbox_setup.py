@@ -30,7 +30,7 @@ from symphonyd.core.config_extensions import ResourcesConfig
 from symphonyd.launcher.sandbox.addresses import AddressPool
 from symphonyd.launcher.sandbox.dns import UpstreamResolver
 from symphonyd.launcher.sandbox.egress_policy import build_policy
-from symphonyd.launcher.sandbox.sandbox import SandboxManager
+from symphonyd.launcher.sandbox.manager import SandboxManager
 
 ROUNDS = {1: 5, 10: 3, 50: 2}
 T = TypeVar("T")

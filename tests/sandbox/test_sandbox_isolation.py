@@ -19,8 +19,8 @@ import pytest
 from symphonyd.core.hostconfig import parse_host_config
 from symphonyd.core.messages import WorkflowSnapshot
 from symphonyd.launcher.hooks import RunAs
-from symphonyd.launcher.sandbox.sandbox import SandboxHandle
-from symphonyd.launcher.sandboxing import AgentSandbox, AgentSandboxes
+from symphonyd.launcher.sandbox.agent_sandbox import AgentSandbox, AgentSandboxes
+from symphonyd.launcher.sandbox.manager import SandboxHandle
 from symphonyd.launcher.service import bind_config
 from tests.sandbox.conftest import AGENT_GID, AGENT_UID, Launcher, World, agent_policy, sh
 

@@ -90,7 +90,7 @@ def check_workspace_cwd(workspace: Path, root: Path | None) -> Path:
 
 
 # Starts ``argv`` with piped stdio in its own session: plainly by default, inside the run's
-# kernel sandbox when the launcher supplies one (symphonyd.launcher.sandboxing).
+# kernel sandbox when the launcher supplies one (symphonyd.launcher.sandbox.agent_sandbox).
 Spawner = Callable[[list[str], Path, dict[str, str]], Awaitable[asyncio.subprocess.Process]]
 PIPE_LIMIT = 256 * 1024  # pipe buffering, not a line cap: lines are split by us
 

@@ -5,7 +5,7 @@ manager starts, so an agent interface is covered by "drop everything" from the i
 exists; each setup step then only *opens* the agent's own resolver and proxy. Any failure
 raises :class:`SandboxError` with the code of the failing step, is audited as
 ``sandbox_failed``, and undoes what was already built. Nothing is spawned by this module; the
-caller starts the agent only with a handle in hand.
+caller (``agent_sandbox.py``) starts the agent only with a handle in hand.
 """
 
 from __future__ import annotations
