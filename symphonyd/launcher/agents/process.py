@@ -1,7 +1,7 @@
 """Launching an agent CLI: environment from nothing, cwd checked, stdio pumped with bounds.
 
 The agent's environment is built from an allowlist, never copied from the launcher's own
-environment (which may hold tracker or host credentials, ARCHITECTURE invariant 8).
+environment (which may hold tracker or host credentials, ARCHITECTURE.md invariant 8).
 """
 
 from __future__ import annotations
