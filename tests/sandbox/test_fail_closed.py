@@ -12,18 +12,13 @@ from pathlib import Path
 import pytest
 
 from symphonyd.core.hostconfig import parse_host_config
-from symphonyd.core.messages import WorkflowSnapshot
-from symphonyd.launcher.hooks import RunAs
 from symphonyd.launcher.sandbox import procs
 from symphonyd.launcher.sandbox.addresses import AddressPool
-from symphonyd.launcher.sandbox.agent_sandbox import AgentSandboxes
 from symphonyd.launcher.sandbox.dns import UpstreamResolver
 from symphonyd.launcher.sandbox.errors import SandboxError
 from symphonyd.launcher.sandbox.manager import SandboxManager
-from symphonyd.launcher.service import bind_config
+from tests.sandbox.agent_sandboxes import agent_sandboxes, memory_workflow
 from tests.sandbox.conftest import (
-    AGENT_GID,
-    AGENT_UID,
     UPSTREAM,
     Launcher,
     World,
@@ -69,23 +64,8 @@ def test_broken_nftables_means_no_agent_process(
     marker = world.workspace / "agent-started"
     marker.unlink(missing_ok=True)
     host, _ = parse_host_config("[sandbox]\nrequire_resource_limits = false\n")
-    sandboxes = AgentSandboxes(
-        launcher.manager,
-        host.sandbox,
-        run_as=RunAs(AGENT_UID, AGENT_GID),
-        template_home=template,
-        hidden=[],
-        use_systemd=launcher.enforcer == "systemd",
-    )
-    config = bind_config(
-        WorkflowSnapshot(
-            str(world.root / "WORKFLOW.md"),
-            {"tracker": {"kind": "memory"}, "workspace": {"root": str(world.workspace_root)}},
-            "x",
-            "0" * 64,
-        ),
-        {},
-    )
+    sandboxes = agent_sandboxes(launcher, host.sandbox, template)
+    config = memory_workflow(world)
 
     async def start_agent() -> None:
         sandbox = await sandboxes.open("agent-nft", world.workspace, config, policy=agent_policy())
