@@ -51,11 +51,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from symphonyd.core.config_extensions import ResourcesConfig
-from symphonyd.core.egress_policy import build_policy
 from symphonyd.launcher.sandbox.addresses import AddressPool
 from symphonyd.launcher.sandbox.dns import UpstreamResolver
 from symphonyd.launcher.sandbox.egress_limits import EgressLimits
-from symphonyd.launcher.sandbox.sandbox import SandboxHandle, SandboxManager
+from symphonyd.launcher.sandbox.egress_policy import build_policy
+from symphonyd.launcher.sandbox.manager import SandboxHandle, SandboxManager
 
 ECHO_IP = "198.18.99.1"
 POOL = "100.127.96.0/22"

@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil  # type: ignore[import-untyped]
 
 from symphonyd.core.config_extensions import ResourcesConfig
-from symphonyd.core.egress_policy import build_policy
 from symphonyd.launcher.sandbox.addresses import AddressPool
 from symphonyd.launcher.sandbox.dns import UpstreamResolver
-from symphonyd.launcher.sandbox.sandbox import SandboxManager
+from symphonyd.launcher.sandbox.egress_policy import build_policy
+from symphonyd.launcher.sandbox.manager import SandboxManager
 
 ROUNDS = {1: 5, 10: 3, 50: 2}
 T = TypeVar("T")

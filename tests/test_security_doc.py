@@ -83,3 +83,17 @@ def test_every_cited_path_exists(prefix: str) -> None:
             if path.startswith(prefix) and "*" not in path and not (REPO / path).exists():
                 missing.append(f"docs/security.md:{line}: {path}")
     assert not missing, "paths cited that do not exist:\n" + "\n".join(missing)
+
+
+def test_every_cited_bare_file_name_exists() -> None:
+    # A row may shorten a path to its file name after naming the directory once
+    # (`symphonyd/launcher/sandbox/netns.py`, `nft.py`); a renamed or deleted file must not
+    # survive there either.
+    sources = {p.name for p in (REPO / "symphonyd").rglob("*.py")}
+    missing = [
+        f"docs/security.md:{line}: {word}"
+        for line, span in _citations()
+        for word in (w.rstrip(",;:") for w in span.split())
+        if word.endswith(".py") and "/" not in word and "*" not in word and word not in sources
+    ]
+    assert not missing, "source files cited that do not exist:\n" + "\n".join(missing)

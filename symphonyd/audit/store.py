@@ -24,10 +24,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from symphonyd.audit.layout import QUARANTINE, day_files
-from symphonyd.audit.shaping import ShapedEvent
-from symphonyd.core import audit_events
-from symphonyd.core.audit_chain import (
+from symphonyd.audit.chain import (
     GENESIS_PREVIOUS_HASH,
     RECORD_VERSION,
     ChainBreak,
@@ -37,6 +34,9 @@ from symphonyd.core.audit_chain import (
     record_line,
     seal,
 )
+from symphonyd.audit.layout import QUARANTINE, day_files
+from symphonyd.audit.shaping import ShapedEvent
+from symphonyd.core import audit_events
 from symphonyd.core.errors import SymphonyError
 
 _TAIL_CHUNK = 64 * 1024

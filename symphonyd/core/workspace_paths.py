@@ -1,4 +1,4 @@
-"""Workspace keys and path containment (SPEC 4.2, 9.1, 9.5, 15.2; ARCHITECTURE invariant 1).
+"""Workspace keys and path containment (SPEC 4.2, 9.1, 9.5, 15.2; ARCHITECTURE.md invariant 1).
 
 A workspace lives at ``<canonical root>/<key>``. The key is the issue identifier when that is
 already a plain, safe directory name; otherwise it is a sanitised stem plus a 64-bit hash of
@@ -185,7 +185,7 @@ def safe_key_path(root: str | os.PathLike[str], key: str) -> Path:
 
     The location may be missing (to be created) or an existing entry; a symlink there is
     refused even when it points inside the root, because it would hand one issue another
-    issue's workspace (ARCHITECTURE invariant 4).
+    issue's workspace (ARCHITECTURE.md invariant 4).
     """
     if not is_valid_key(key):
         raise WorkspaceError(

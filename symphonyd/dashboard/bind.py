@@ -2,7 +2,7 @@
 
 Either way the address is checked: a listener outside loopback is refused unless the host
 config sets ``dashboard.allow_remote_bind``, because the dashboard has no authentication of
-its own (ARCHITECTURE invariant 6, docs/dashboard.md).
+its own (ARCHITECTURE.md invariant 6, docs/dashboard.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 One small TOML file under the state directory, replaced atomically (write a temporary file,
 fsync it, rename over the old one, fsync the directory) so a crash leaves either the old or
 the new version, never a torn one. SPEC 14.3 keeps scheduling state in memory; these are the
-operator decisions and spend counters that must not be forgotten (seed 001, ARCHITECTURE
+operator decisions and spend counters that must not be forgotten (seed 001, ARCHITECTURE.md
 invariant 10).
 """
 

@@ -68,11 +68,11 @@ from symphonyd.launcher.child_watch import use_pidfd_child_watcher
 from symphonyd.launcher.hooks import RunAs
 from symphonyd.launcher.limits import raise_nofile_limit
 from symphonyd.launcher.sandbox.addresses import AddressPool
+from symphonyd.launcher.sandbox.agent_sandbox import AgentSandboxes
 from symphonyd.launcher.sandbox.dns import UpstreamResolver, system_upstreams
 from symphonyd.launcher.sandbox.egress_limits import EgressLimits
 from symphonyd.launcher.sandbox.instance import load_or_create
-from symphonyd.launcher.sandbox.sandbox import SandboxManager, audit_event
-from symphonyd.launcher.sandboxing import AgentSandboxes
+from symphonyd.launcher.sandbox.manager import SandboxManager, audit_event
 from symphonyd.launcher.service import LauncherDeps, LauncherService
 from symphonyd.runtime.activation import listen_fds
 from symphonyd.runtime.daemon import Daemon, system_uid

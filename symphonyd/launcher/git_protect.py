@@ -4,7 +4,7 @@ Host-side git (hooks such as ``git fetch`` in before_run, operators inspecting a
 reads ``config``, ``hooks`` and friends from the workspace's git metadata. An agent that can
 rewrite them can make the host run code (``core.hooksPath``, ``core.fsmonitor``, a hook
 script). The sandbox mounts every path listed here read-only; objects and refs stay
-writable so ``git add``/``git commit`` work. ARCHITECTURE invariant 4,
+writable so ``git add``/``git commit`` work. ARCHITECTURE.md invariant 4,
 docs/design/0604-git-metadata-protection.md.
 
 Discovery covers ``.git`` directories at any depth (nested repos), ``.git`` files and

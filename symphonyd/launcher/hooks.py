@@ -1,4 +1,4 @@
-"""Workspace hook runner (SPEC 5.3.4, 9.4, 15.4; ARCHITECTURE invariant 2).
+"""Workspace hook runner (SPEC 5.3.4, 9.4, 15.4; ARCHITECTURE.md invariant 2).
 
 A hook is a trusted shell script from WORKFLOW.md. It runs as
 ``bash --noprofile --norc -c <script>`` in the workspace, in its own session (so its whole

@@ -1,11 +1,12 @@
-"""The launcher's run table: start, stop, list and acknowledge runs, publish their events.
+"""The launcher's request handlers: start, stop, list and acknowledge runs, publish events.
 
-One ``LauncherService`` per launcher process. Each run is bound at start to the workflow
-snapshot the dispatcher sent (SPEC 10.5): its typed config, prompt template and tracker tool
-specs never change under it. Finished runs stay listed with their outcome until the
-dispatcher acknowledges them, so a dispatcher restart never loses how a run ended; at most
-``MAX_UNACKED_FINISHED`` of them are kept (the oldest go first), so a dispatcher that never
-acknowledges cannot grow the table without bound (symphonyd.launcher.run_table, 0606).
+One ``LauncherService`` per launcher process; the runs it knows are kept in its run table
+(``run_table.py``). Each run is bound at start to the workflow snapshot the dispatcher sent
+(SPEC 10.5): its typed config, prompt template and tracker tool specs never change under it.
+Finished runs stay listed with their outcome until the dispatcher acknowledges them, so a
+dispatcher restart never loses how a run ended; at most ``MAX_UNACKED_FINISHED`` of them are
+kept (the oldest go first), so a dispatcher that never acknowledges cannot grow the table
+without bound (symphonyd.launcher.run_table, 0606).
 """
 
 from __future__ import annotations
@@ -58,7 +59,11 @@ from symphonyd.launcher.agents.process import Spawner, local_spawn
 from symphonyd.launcher.agents.session import ApprovalPolicy, ToolInvocation, short, utc_now
 from symphonyd.launcher.hooks import HookRunner, RunAs, RunsHooks
 from symphonyd.launcher.run_table import RunTable
-from symphonyd.launcher.sandboxing import AgentSandbox, AgentSandboxes, SandboxedHookRunner
+from symphonyd.launcher.sandbox.agent_sandbox import (
+    AgentSandbox,
+    AgentSandboxes,
+    SandboxedHookRunner,
+)
 from symphonyd.launcher.secret_env import policy_for_run
 from symphonyd.launcher.worker import WorkerDeps, run_worker_attempt
 from symphonyd.launcher.workspace import WorkspaceManager

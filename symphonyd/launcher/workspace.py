@@ -1,6 +1,6 @@
 """Per-issue workspaces: create or reuse, hooks, removal, root survey, free disk.
 
-SPEC 9 and 17.2; ARCHITECTURE invariant 1. Every filesystem action on a workspace is preceded
+SPEC 9 and 17.2; ARCHITECTURE.md invariant 1. Every filesystem action on a workspace is preceded
 by :func:`safe_key_path`, which proves the path is ``<canonical root>/<key>``, inside the
 root, not the root and not a symlink. Removal uses the fd-based ``shutil.rmtree`` that never
 follows a symlink out of the tree (docs/design/0603-workspace-lifecycle.md).

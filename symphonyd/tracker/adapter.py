@@ -16,10 +16,10 @@ from typing import Any, ClassVar
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue
 from symphonyd.core.messages import ToolResult, ToolSpec
-from symphonyd.core.secret import Secret
 from symphonyd.tracker import tools
 from symphonyd.tracker.errors import RESPONSE, tracker_error
 from symphonyd.tracker.provider_config import TrackerSettings
+from symphonyd.tracker.secret import Secret
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from symphonyd.core.hostconfig import HostConfig
-from symphonyd.core.secret import Secret
 from symphonyd.tracker.errors import INVALID_CONFIG, MISSING_SECRET, tracker_error
+from symphonyd.tracker.secret import Secret
 
 _REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]{0,127})$")
 UNIT_CREDENTIAL_NAME = HostConfig().tracker_credential

@@ -33,13 +33,13 @@ from typing import Any, TypeVar
 import pytest
 
 from symphonyd.core.config_extensions import ResourcesConfig
-from symphonyd.core.egress_policy import EgressPolicy, build_policy
 from symphonyd.launcher.sandbox import bwrap, systemd_unit
 from symphonyd.launcher.sandbox.addresses import AddressPool
 from symphonyd.launcher.sandbox.dns import UpstreamResolver
+from symphonyd.launcher.sandbox.egress_policy import EgressPolicy, build_policy
 from symphonyd.launcher.sandbox.fs_view import FsView, build_fs_view
+from symphonyd.launcher.sandbox.manager import RUN_DIR, SandboxHandle, SandboxManager
 from symphonyd.launcher.sandbox.nft import Firewall
-from symphonyd.launcher.sandbox.sandbox import RUN_DIR, SandboxHandle, SandboxManager
 
 T = TypeVar("T")
 HERE = Path(__file__).resolve().parent
@@ -57,7 +57,7 @@ def _enforcers() -> list[str]:
     chosen = os.environ.get("SYMPHONY_SANDBOX_ENFORCERS")
     if chosen:
         return [e.strip() for e in chosen.split(",") if e.strip()]
-    # The launcher's own test (sandboxing.systemd_is_pid1), inlined to keep imports small.
+    # The launcher's own test (agent_sandbox.systemd_is_pid1), inlined to keep imports small.
     return ["systemd"] if os.path.isdir("/run/systemd/system") else ["bwrap"]
 
 

@@ -20,7 +20,7 @@ from symphonyd.core.config_extensions import ResourcesConfig
 from symphonyd.launcher.sandbox import bwrap, cgroups
 from symphonyd.launcher.sandbox.errors import SandboxError
 from symphonyd.launcher.sandbox.instance import new_instance
-from symphonyd.launcher.sandbox.sandbox import SandboxHandle
+from symphonyd.launcher.sandbox.manager import SandboxHandle
 from tests.sandbox.conftest import Launcher, World, agent_policy, sh
 
 pytestmark = [pytest.mark.root, pytest.mark.enforcer("bwrap")]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from symphonyd.core.config_extensions import EgressConfig
-from symphonyd.core.egress_policy import decide
 from symphonyd.launcher.sandbox.config_policy import egress_policy
+from symphonyd.launcher.sandbox.egress_policy import decide
 
 
 def test_agent_gets_runtime_builtins_plus_operator_list() -> None:
@@ -33,7 +33,7 @@ def test_modes_pass_through() -> None:
 
 def test_sandbox_records_become_audit_events() -> None:
     from symphonyd.core.codec import encode
-    from symphonyd.launcher.sandbox.sandbox import audit_event
+    from symphonyd.launcher.sandbox.manager import audit_event
 
     event = audit_event({"type": "egress_deny", "agent_id": "a", "host": "x.test", "port": 443})
     assert event.type == "egress_deny"

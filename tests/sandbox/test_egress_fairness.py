@@ -24,7 +24,7 @@ import pytest
 from symphonyd.core.hostconfig import parse_host_config
 from symphonyd.launcher.daemon import AuditQueue, sandboxes_for
 from symphonyd.launcher.hooks import RunAs
-from symphonyd.launcher.sandbox.sandbox import SandboxHandle
+from symphonyd.launcher.sandbox.manager import SandboxHandle
 from tests.launcher.test_daemon_sockets import spawn, stop, wait_for_socket
 from tests.sandbox.conftest import (
     AGENT_GID,

@@ -11,13 +11,21 @@ from pathlib import Path
 
 import pytest
 
+from symphonyd.core.hostconfig import parse_host_config
 from symphonyd.launcher.sandbox import procs
 from symphonyd.launcher.sandbox.addresses import AddressPool
 from symphonyd.launcher.sandbox.dns import UpstreamResolver
 from symphonyd.launcher.sandbox.errors import SandboxError
-from symphonyd.launcher.sandbox.launch import launch
-from symphonyd.launcher.sandbox.sandbox import SandboxManager
-from tests.sandbox.conftest import UPSTREAM, Launcher, World, agent_policy, run_probe, sh
+from symphonyd.launcher.sandbox.manager import SandboxManager
+from tests.sandbox.agent_sandboxes import agent_sandboxes, memory_workflow
+from tests.sandbox.conftest import (
+    UPSTREAM,
+    Launcher,
+    World,
+    agent_policy,
+    run_probe,
+    sh,
+)
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
@@ -50,22 +58,26 @@ def links() -> str:
     ids=["table_deleted", "drop_rules_flushed"],
 )
 def test_broken_nftables_means_no_agent_process(
-    launcher: Launcher, world: World, breakage: tuple[str, ...]
+    launcher: Launcher, world: World, template: Path, breakage: tuple[str, ...]
 ):
+    """Through the launcher's AgentSandboxes, the one way a run's process is started."""
     marker = world.workspace / "agent-started"
     marker.unlink(missing_ok=True)
+    host, _ = parse_host_config("[sandbox]\nrequire_resource_limits = false\n")
+    sandboxes = agent_sandboxes(launcher, host.sandbox, template)
+    config = memory_workflow(world)
+
+    async def start_agent() -> None:
+        sandbox = await sandboxes.open("agent-nft", world.workspace, config, policy=agent_policy())
+        try:  # reached only if the sandbox was built, which the broken firewall forbids
+            await sandbox.spawn(["/usr/bin/touch", str(marker)], world.workspace, {})
+        finally:
+            await sandbox.close()
+
     sh("nft", *breakage)
     try:
         with pytest.raises(SandboxError) as info:
-            launcher.loop.run(
-                launch(
-                    launcher.manager,
-                    "agent-nft",
-                    agent_policy(),
-                    world.view,
-                    ["/usr/bin/touch", str(marker)],
-                )
-            )
+            launcher.loop.run(start_agent())
         assert info.value.error_code == "sandbox_nft_failed"
         time.sleep(0.5)
         assert not marker.exists()

@@ -22,7 +22,7 @@ import pytest
 
 from symphonyd.launcher.sandbox import procs
 from symphonyd.launcher.sandbox.fs_view import FsView, build_fs_view
-from symphonyd.launcher.sandbox.sandbox import SandboxHandle
+from symphonyd.launcher.sandbox.manager import SandboxHandle
 from tests.sandbox.conftest import (
     AGENT_GID,
     AGENT_UID,

@@ -18,9 +18,9 @@ from symphonyd.core.hostconfig import SandboxHost
 from symphonyd.core.messages import AuditEventIn, StartRun, WorkflowSnapshot
 from symphonyd.launcher.hooks import RunAs
 from symphonyd.launcher.sandbox.addresses import AddressPool
+from symphonyd.launcher.sandbox.agent_sandbox import AgentSandboxes
 from symphonyd.launcher.sandbox.dns import UpstreamResolver
-from symphonyd.launcher.sandbox.sandbox import SandboxManager, audit_event
-from symphonyd.launcher.sandboxing import AgentSandboxes
+from symphonyd.launcher.sandbox.manager import SandboxManager, audit_event
 from symphonyd.launcher.service import LauncherDeps, LauncherService
 from tests.demo.test_model_server import MoveTracker
 from tests.launcher.test_service import issue, wait_finished

@@ -20,9 +20,9 @@ from symphonyd.core.hostconfig import SandboxHost
 from symphonyd.core.messages import AuditEventIn, StartRun
 from symphonyd.demo.model_server import DEMO_FILE, DemoServer
 from symphonyd.launcher.hooks import RunAs
+from symphonyd.launcher.sandbox.agent_sandbox import AgentSandboxes
 from symphonyd.launcher.sandbox.dns import UpstreamResolver
-from symphonyd.launcher.sandbox.sandbox import SandboxManager, audit_event
-from symphonyd.launcher.sandboxing import AgentSandboxes
+from symphonyd.launcher.sandbox.manager import SandboxManager, audit_event
 from symphonyd.launcher.service import LauncherDeps, LauncherService
 from tests.conftest import agent_binary
 from tests.demo.test_model_server import MoveTracker

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from symphonyd.launcher.sandbox.sandbox import SandboxHandle
+from symphonyd.launcher.sandbox.manager import SandboxHandle
 from tests.sandbox.conftest import (
     AGENT_UID,
     UPSTREAM,

@@ -11,9 +11,9 @@ import asyncio
 import ipaddress
 from typing import Any
 
-from symphonyd.core.egress_policy import build_policy
 from symphonyd.launcher.sandbox import dns_wire
 from symphonyd.launcher.sandbox.dns import UpstreamResolver
+from symphonyd.launcher.sandbox.egress_policy import build_policy
 from symphonyd.launcher.sandbox.proxy import MAX_HEAD, EgressProxy
 
 

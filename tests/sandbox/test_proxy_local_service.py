@@ -7,8 +7,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from symphonyd.core.egress_policy import build_policy
 from symphonyd.launcher.sandbox.dns import UpstreamResolver
+from symphonyd.launcher.sandbox.egress_policy import build_policy
 from symphonyd.launcher.sandbox.proxy import EgressProxy
 
 

@@ -25,10 +25,10 @@ from symphonyd.core.config_extensions import ResourcesConfig
 from symphonyd.core.hostconfig import SandboxHost
 from symphonyd.core.workflow import WorkflowDefinition
 from symphonyd.launcher.hooks import RunAs
+from symphonyd.launcher.sandbox.agent_sandbox import AgentSandboxes
 from symphonyd.launcher.sandbox.errors import RESOURCES_FAILED, SandboxError
-from symphonyd.launcher.sandbox.sandbox import SandboxHandle
+from symphonyd.launcher.sandbox.manager import SandboxHandle
 from symphonyd.launcher.sandbox.unit_limits import probe_unit_limits
-from symphonyd.launcher.sandboxing import AgentSandboxes
 from tests.sandbox.conftest import (
     AGENT_GID,
     AGENT_UID,

@@ -17,11 +17,9 @@ from typing import Any
 import pytest
 
 from symphonyd.core.hostconfig import parse_host_config
-from symphonyd.core.messages import WorkflowSnapshot
-from symphonyd.launcher.hooks import RunAs
-from symphonyd.launcher.sandbox.sandbox import SandboxHandle
-from symphonyd.launcher.sandboxing import AgentSandbox, AgentSandboxes
-from symphonyd.launcher.service import bind_config
+from symphonyd.launcher.sandbox.agent_sandbox import AgentSandbox
+from symphonyd.launcher.sandbox.manager import SandboxHandle
+from tests.sandbox.agent_sandboxes import agent_sandboxes, memory_workflow
 from tests.sandbox.conftest import AGENT_GID, AGENT_UID, Launcher, World, agent_policy, sh
 
 pytestmark = pytest.mark.root
@@ -127,23 +125,8 @@ def test_shared_memory_is_capped_per_sandbox_from_the_host_config(
     files (nor does the host)."""
     host, _ = parse_host_config('[sandbox]\nshm_size = "8M"\nrequire_resource_limits = false\n')
     assert host.sandbox.shm_bytes == 8 << 20
-    sandboxes = AgentSandboxes(
-        launcher.manager,
-        host.sandbox,
-        run_as=RunAs(AGENT_UID, AGENT_GID),
-        template_home=template,
-        hidden=[],
-        use_systemd=launcher.enforcer == "systemd",
-    )
-    config = bind_config(
-        WorkflowSnapshot(
-            str(world.root / "WORKFLOW.md"),
-            {"tracker": {"kind": "memory"}, "workspace": {"root": str(world.workspace_root)}},
-            "x",
-            "0" * 64,
-        ),
-        {},
-    )
+    sandboxes = agent_sandboxes(launcher, host.sandbox, template)
+    config = memory_workflow(world)
 
     async def fill(
         sandbox: AgentSandbox, tag: str

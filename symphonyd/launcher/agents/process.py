@@ -1,7 +1,7 @@
 """Launching an agent CLI: environment from nothing, cwd checked, stdio pumped with bounds.
 
 The agent's environment is built from an allowlist, never copied from the launcher's own
-environment (which may hold tracker or host credentials, ARCHITECTURE invariant 8).
+environment (which may hold tracker or host credentials, ARCHITECTURE.md invariant 8).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def check_workspace_cwd(workspace: Path, root: Path | None) -> Path:
 
 
 # Starts ``argv`` with piped stdio in its own session: plainly by default, inside the run's
-# kernel sandbox when the launcher supplies one (symphonyd.launcher.sandboxing).
+# kernel sandbox when the launcher supplies one (symphonyd.launcher.sandbox.agent_sandbox).
 Spawner = Callable[[list[str], Path, dict[str, str]], Awaitable[asyncio.subprocess.Process]]
 PIPE_LIMIT = 256 * 1024  # pipe buffering, not a line cap: lines are split by us
 

@@ -1,4 +1,4 @@
-"""Bounded parsing of an agent's stdout and stderr (ARCHITECTURE invariant 7, seed 000).
+"""Bounded parsing of an agent's stdout and stderr (ARCHITECTURE.md invariant 7, seed 000).
 
 An agent process is untrusted: its stdout may carry lines of any length, bytes that are not
 UTF-8, JSON of any shape or plain garbage. ``LineSplitter`` cuts a byte stream into lines

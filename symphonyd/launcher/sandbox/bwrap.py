@@ -32,7 +32,7 @@ from typing import Any
 
 from symphonyd.launcher.sandbox.errors import RESOURCES_FAILED, SPAWN_FAILED, SandboxError
 from symphonyd.launcher.sandbox.fs_view import FsView
-from symphonyd.launcher.sandbox.sandbox import RUN_DIR, SandboxHandle
+from symphonyd.launcher.sandbox.manager import RUN_DIR, SandboxHandle
 from symphonyd.launcher.sandbox.userns import gate_prefix
 
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from symphonyd.core.config_extensions import EgressConfig
-from symphonyd.core.egress_policy import EgressPolicy, EgressPolicyError, build_policy
+from symphonyd.launcher.sandbox.egress_policy import EgressPolicy, EgressPolicyError, build_policy
 from symphonyd.launcher.sandbox.errors import SandboxError
 from symphonyd.launcher.sandbox.policy_files import builtin_domains
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from symphonyd.core.egress_policy import EgressPolicy, classify_address, decide_name
 from symphonyd.launcher.sandbox import dns_wire
 from symphonyd.launcher.sandbox.dns_cache import MAX_TTL, AgentLookup
 from symphonyd.launcher.sandbox.egress_limits import EgressLimits
+from symphonyd.launcher.sandbox.egress_policy import EgressPolicy, classify_address, decide_name
 from symphonyd.launcher.sandbox.errors import DNS_FAILED, SandboxError
 from symphonyd.launcher.sandbox.listener import CappedListener
 

@@ -26,19 +26,19 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from symphonyd.core.egress_policy import (
+from symphonyd.launcher.sandbox.dns import UpstreamError
+from symphonyd.launcher.sandbox.dns_cache import Lookup
+from symphonyd.launcher.sandbox.egress_limits import EgressLimits
+from symphonyd.launcher.sandbox.egress_policy import (
     EgressPolicy,
     decide,
     decide_local,
     pick_address,
     sni_matches,
 )
-from symphonyd.core.tls_sni import MAX_HELLO, SniStatus, parse_client_hello
-from symphonyd.launcher.sandbox.dns import UpstreamError
-from symphonyd.launcher.sandbox.dns_cache import Lookup
-from symphonyd.launcher.sandbox.egress_limits import EgressLimits
 from symphonyd.launcher.sandbox.errors import PROXY_FAILED, SandboxError
 from symphonyd.launcher.sandbox.listener import CappedListener
+from symphonyd.launcher.sandbox.tls_sni import MAX_HELLO, SniStatus, parse_client_hello
 
 AuditSink = Callable[[dict[str, Any]], None]
 MAX_HEAD = 16 * 1024

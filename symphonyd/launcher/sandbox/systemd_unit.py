@@ -25,7 +25,7 @@ from symphonyd.core.config_extensions import ResourcesConfig
 from symphonyd.launcher.sandbox import bwrap
 from symphonyd.launcher.sandbox.errors import SPAWN_FAILED, SandboxError
 from symphonyd.launcher.sandbox.fs_view import FsView
-from symphonyd.launcher.sandbox.sandbox import SandboxHandle
+from symphonyd.launcher.sandbox.manager import SandboxHandle
 
 _UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\-]{1,200}")
 _SAFE_VALUE = re.compile(r"[^\x00-\x1f\x7f]*")

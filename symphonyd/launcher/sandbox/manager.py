@@ -5,7 +5,7 @@ manager starts, so an agent interface is covered by "drop everything" from the i
 exists; each setup step then only *opens* the agent's own resolver and proxy. Any failure
 raises :class:`SandboxError` with the code of the failing step, is audited as
 ``sandbox_failed``, and undoes what was already built. Nothing is spawned by this module; the
-caller starts the agent only with a handle in hand.
+caller (``agent_sandbox.py``) starts the agent only with a handle in hand.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 
 from symphonyd.core import audit_events
 from symphonyd.core.config_extensions import ResourcesConfig
-from symphonyd.core.egress_policy import EgressPolicy
 from symphonyd.core.messages import AuditEventIn
 from symphonyd.launcher.sandbox import cgroups, procs
 from symphonyd.launcher.sandbox import netns as netns_mod
@@ -30,6 +29,7 @@ from symphonyd.launcher.sandbox.audit_limit import AgentAuditLimiter
 from symphonyd.launcher.sandbox.dns import AgentResolver, UpstreamResolver
 from symphonyd.launcher.sandbox.dns_cache import AgentLookup
 from symphonyd.launcher.sandbox.egress_limits import EgressLimits
+from symphonyd.launcher.sandbox.egress_policy import EgressPolicy
 from symphonyd.launcher.sandbox.errors import SandboxError
 from symphonyd.launcher.sandbox.instance import new_instance
 from symphonyd.launcher.sandbox.nft import DirectElement, Firewall

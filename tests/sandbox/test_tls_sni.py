@@ -8,7 +8,7 @@ import ssl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symphonyd.core.tls_sni import MAX_HELLO, SniStatus, parse_client_hello
+from symphonyd.launcher.sandbox.tls_sni import MAX_HELLO, SniStatus, parse_client_hello
 
 
 def real_hello(server_name: str | None) -> bytes:

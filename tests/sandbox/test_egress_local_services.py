@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from symphonyd.core.egress_policy import (
+from symphonyd.launcher.sandbox.egress_policy import (
     EgressPolicyError,
     build_policy,
     decide_local,

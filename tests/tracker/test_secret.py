@@ -13,8 +13,8 @@ import pytest
 
 from symphonyd.core.codec import encode
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.secret import Secret
 from symphonyd.runtime.logging import log_event
+from symphonyd.tracker.secret import Secret
 
 CANARY = "canary-7f3a9c-sk-live-DO-NOT-LEAK"
 

@@ -1,6 +1,8 @@
-"""Each run's kernel sandbox, from the launcher's side: built before the agent, torn down after.
+"""The one way the launcher starts a process in a sandbox: build it first, then spawn.
 
-The agent process is started only with a sandbox handle in hand (fail closed): as a transient
+Each run's (and each hook's) kernel sandbox, from the launcher's side: ``manager.py`` builds
+the kernel pieces and spawns nothing; here the process is started only with a sandbox handle
+in hand (fail closed), and the run's ``close`` removes it again. It starts as a transient
 systemd unit when systemd is PID 1, under bubblewrap otherwise (docs/sandbox.md). Its HOME is
 a private tmpfs seeded from the read-only agent template (``<state>/agent``: the Codex config
 and sign-in), so concurrent agents never share session files and nothing lands in the
@@ -21,17 +23,17 @@ from typing import Any
 
 from symphonyd.core import audit_events
 from symphonyd.core.config import ServiceConfig
-from symphonyd.core.egress_policy import EgressPolicy
 from symphonyd.core.hostconfig import SandboxHost
 from symphonyd.core.issue import Issue
 from symphonyd.launcher.agents.process import PIPE_LIMIT
 from symphonyd.launcher.hooks import CommandWrapper, HookResult, HookRunner, RunAs
 from symphonyd.launcher.sandbox import bwrap, systemd_unit
 from symphonyd.launcher.sandbox.config_policy import egress_policy
+from symphonyd.launcher.sandbox.egress_policy import EgressPolicy
 from symphonyd.launcher.sandbox.errors import RESOURCES_FAILED, SandboxError
 from symphonyd.launcher.sandbox.fs_view import FsView, build_fs_view
 from symphonyd.launcher.sandbox.instance import slice_name
-from symphonyd.launcher.sandbox.sandbox import SandboxHandle, SandboxManager
+from symphonyd.launcher.sandbox.manager import SandboxHandle, SandboxManager
 from symphonyd.launcher.sandbox.unit_limits import LimitsReport, probe_unit_limits
 
 log = logging.getLogger("symphonyd.launcher")

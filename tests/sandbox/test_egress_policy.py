@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from symphonyd.core.egress_policy import (
+from symphonyd.launcher.sandbox.egress_policy import (
     EgressPolicyError,
     build_policy,
     classify_address,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from symphonyd.core.audit_chain import (
+from symphonyd.audit.chain import (
     GENESIS_PREVIOUS_HASH,
     ChainBreak,
     ChainHead,
