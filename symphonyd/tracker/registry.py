@@ -74,6 +74,10 @@ def build_adapter(
         from symphonyd.tracker.github import GitHubAdapter
 
         return GitHubAdapter(settings, env, transport=transport)
+    if settings.kind == "jira":
+        from symphonyd.tracker.jira import JiraAdapter
+
+        return JiraAdapter(settings, env, transport=transport)
     if settings.kind == "local":
         from symphonyd.tracker.local import LocalAdapter
 
