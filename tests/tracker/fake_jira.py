@@ -122,20 +122,17 @@ class FakeJira(FakeServer):
             if name == current.lower() or (name == "won't do" and current.lower() != "to do"):
                 continue
             label = name.title().replace("'T", "'t")
-            out.append(
-                {"id": str(11 + n), "name": f"Go {label}", "to": {"name": label, "statusCategory": {"key": cat}}}
-            )
+            target = {"name": label, "statusCategory": {"key": cat}}
+            out.append({"id": str(11 + n), "name": f"Go {label}", "to": target})
         return out
 
     def _search(self, body: dict[str, Any]):
         jql: str = body["jql"]
         self.jql.append(jql)
-        if self.static is not None:
-            match = self.static
-        else:
-            match = self._filter(jql)
-            if isinstance(match, tuple):
-                return match
+        found: Any = self.static if self.static is not None else self._filter(jql)
+        if isinstance(found, tuple):
+            return found  # an error answer
+        match: list[dict[str, Any]] = found
         size = min(int(body.get("maxResults", 50)), 5000)
         start = int(base64.b64decode(body["nextPageToken"])) if "nextPageToken" in body else 0
         page = match[start : start + size]
@@ -156,10 +153,8 @@ class FakeJira(FakeServer):
             wanted = [x.strip() for x in ids.group(1).split(",")]
             missing = [x for x in wanted if x not in {i["id"] for i in self.issues}]
             if missing:
-                return 400, {}, {
-                    "errorMessages": [f"An issue with key '{missing[0]}' does not exist for field 'id'."],
-                    "errors": {},
-                }  # fmt: skip
+                text = f"An issue with key '{missing[0]}' does not exist for field 'id'."
+                return 400, {}, {"errorMessages": [text], "errors": {}}
             match = [i for i in match if i["id"] in wanted]
         states = re.search(r"status in \(((?:\"(?:[^\"\\]|\\.)*\"(?:, )?)*)\)", jql)
         if states:
