@@ -71,9 +71,11 @@ def test_daemon_serves_jira_and_the_credential_never_leaves(tmp_path: Path) -> N
         uid = str(os.getuid())
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "symphonyd.tracker", "--host-config", str(host)]
-                + ["--dispatcher-socket", str(dsock), "--launcher-socket", str(lsock)]
-                + ["--dispatcher-uid", uid, "--launcher-uid", uid],
+                [
+                    *(sys.executable, "-m", "symphonyd.tracker", "--host-config", str(host)),
+                    *("--dispatcher-socket", str(dsock), "--launcher-socket", str(lsock)),
+                    *("--dispatcher-uid", uid, "--launcher-uid", uid),
+                ],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
