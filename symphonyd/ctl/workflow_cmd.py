@@ -23,6 +23,7 @@ from symphonyd.core.workflow_accept import accepted_service_config
 from symphonyd.ctl.main import EXIT_OK, EXIT_USAGE
 from symphonyd.runtime.hostconfig_file import load_host_config
 from symphonyd.runtime.workflow_file import LoadedWorkflow, load_workflow, resolve_workflow_path
+from symphonyd.tracker.provider_check import check_provider
 
 MAX_ISSUE_FILE_BYTES = 1 << 20
 
@@ -60,6 +61,7 @@ def validate_workflow(path: str | None) -> tuple[LoadedWorkflow, ServiceConfig]:
     config = accepted_service_config(
         loaded.definition, env=dict(os.environ), workflow_dir=loaded.directory
     )
+    check_provider(config.tracker, dict(os.environ))  # the adapter's own key rules
     return loaded, config
 
 
