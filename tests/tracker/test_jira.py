@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from symphonyd.core.errors import SymphonyError, ValidationError
 from symphonyd.core.messages import Empty, FetchByIds, FetchByStates, ToolCall
+from symphonyd.core.redact import Redactor
 from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME
 from symphonyd.tracker.jira import JiraAdapter
 from symphonyd.tracker.jira_format import adf_text
@@ -392,3 +393,10 @@ def test_normalise_is_total(fields: Any, issue_id: Any, key: Any) -> None:
         return
     json.dumps(issue.to_dict())
     assert issue.id == "10001" and issue.identifier == "ENG-1" and issue.title
+
+
+def test_an_atlassian_token_is_scrubbed_by_shape_without_being_told() -> None:
+    # The audit writer and log filter know the unit credential (email:token) as a whole;
+    # a bare token quoted on its own is caught by its shape.
+    out = Redactor([]).text(f"agent says {TOKEN} here")
+    assert TOKEN not in out and "agent says" in out
