@@ -85,7 +85,7 @@ def _serve(kind: str, count: int, port_out: Any, stop: Any) -> None:
 
 def _serve_jira(count: int, port_out: Any, stop: Any) -> None:
     """The same board shape in Jira's: two states, every 7th issue blocked by the one before."""
-    issues = []
+    issues: list[dict[str, Any]] = []
     for n in range(1, count + 1):
         issue = jira_issue(n, state="To Do" if n % 3 else "In Progress")
         if n % 7 == 0:
