@@ -23,7 +23,7 @@ from symphonyd.core.messages import ToolResult
 from symphonyd.core.secret import Secret
 from symphonyd.tracker.adapter import TrackerAdapter
 from symphonyd.tracker.credentials import resolve_secret, secret_reference
-from symphonyd.tracker.errors import PAGINATION, RESPONSE, config_error, tracker_error
+from symphonyd.tracker.errors import PAGINATION, RESPONSE, STATUS, config_error, tracker_error
 from symphonyd.tracker.http import JsonResponse, Sleep, make_client, request_json
 from symphonyd.tracker.jira_format import (
     adf_document,
@@ -210,11 +210,18 @@ class JiraAdapter(TrackerAdapter):
             body: dict[str, Any] = {"jql": jql, "maxResults": self.page_size, "fields": FIELDS}
             if token is not None:
                 body["nextPageToken"] = token
-            resp = await self._call(
-                "POST", f"{self._api}/search/jql", body=body, absent=(400,) if gone_ok else ()
-            )
-            if resp.status == 400:
+            resp = await self._call("POST", f"{self._api}/search/jql", body=body, absent=(400,))
+            if resp.status == 400 and gone_ok:
                 return None
+            if resp.status == 400:
+                # Jira refuses a JQL naming a status it does not have; say where to look.
+                raise tracker_error(
+                    STATUS,
+                    "jira refused the search (HTTP 400): every state asked for (active_states, "
+                    "terminal_states) must be a status of the project, and "
+                    "tracker.provider.jql must be valid JQL",
+                    status=400,
+                )
             page = resp.body if isinstance(resp.body, dict) else None
             issues = page.get("issues") if page is not None else None
             if page is None or not isinstance(issues, list):

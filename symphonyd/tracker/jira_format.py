@@ -123,7 +123,7 @@ def adf_document(text: str) -> dict[str, Any]:
     line breaks kept as ``hardBreak`` (ADF refuses empty text nodes)."""
     paragraphs: list[dict[str, Any]] = []
     for block in text.replace("\r\n", "\n").split("\n\n"):
-        lines = [line for line in block.split("\n")]
+        lines = block.split("\n")
         content: list[dict[str, Any]] = []
         for i, line in enumerate(lines):
             if i:

@@ -209,6 +209,7 @@ def test_rate_limits_5xx_and_bad_bodies_map_to_categories(tmp_path: Path) -> Non
         cases: list[tuple[tuple[Any, ...], str]] = [
             (("status", 429, {"Retry-After": "9999"}), "tracker_rate_limited"),
             (("status", 502), "tracker_status"),
+            (("status-body", 400, {}, {"errorMessages": ["no status 'X'"]}), "tracker_status"),
             (("status-body", 401, {}, {"errorMessages": ["auth"]}), "tracker_status"),
             (("sleep", 1.0), "tracker_request"),
             (("truncated",), "tracker_request"),

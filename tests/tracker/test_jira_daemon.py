@@ -8,7 +8,6 @@ import asyncio
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer
 from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME
 from tests.tracker.fake_jira import CREDENTIAL, TOKEN, FakeJira, jira_issue
-from tests.tracker.test_daemon import ROOT, _wait_for, raw_call
+from tests.tracker.test_daemon import ROOT, _wait_for, raw_call, stop_daemon
 
 
 class EchoingJira(FakeJira):
@@ -111,15 +110,7 @@ def test_daemon_serves_jira_and_the_credential_never_leaves(tmp_path: Path) -> N
 
             frames = asyncio.run(go())
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                assert proc.wait(timeout=30) == 0, log.read_text()
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                asyncio.run_coroutine_threadsafe(audit.close(), loop).result(10)
-                loop.call_soon_threadsafe(loop.stop)
-                thread.join(10)
+            stop_daemon(proc, log, audit, loop, thread)
         seen_auth = {r.headers.get("Authorization") for r in srv.requests}
     replies: list[Any] = [json.loads(f) for f in frames]
     assert replies[0]["result"]["kind"] == "jira"
