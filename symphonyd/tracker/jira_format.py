@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+from symphonyd.core.errors import SymphonyError
 from symphonyd.core.secret import Secret
 from symphonyd.tracker.errors import MISSING_SECRET, config_error, tracker_error
 
 MAX_ADF_NODES = 50_000
 MAX_TEXT_CHARS = 200_000
+_MAX_CREDENTIAL_BYTES = 8192  # as credentials.py reads them
 _BLOCKS = frozenset({"paragraph", "heading", "listItem", "codeBlock", "blockquote", "rule"})
 
 
@@ -35,6 +38,22 @@ def basic_credential(secret: Secret, name: str) -> tuple[str, Secret]:
         )
     raw = f"{email.strip()}:{token.strip()}".encode()
     return email.strip(), Secret("Basic " + base64.b64encode(raw).decode("ascii"))
+
+
+def jira_credential_usable(path: Path) -> bool:
+    """Whether a credential file holds a usable ``email:token`` (doctor; never shown)."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(_MAX_CREDENTIAL_BYTES + 1)
+    except OSError:
+        return False
+    if len(data) > _MAX_CREDENTIAL_BYTES:
+        return False
+    try:
+        basic_credential(Secret(data.decode("utf-8", "replace").strip()), "tracker")
+    except SymphonyError:
+        return False
+    return True
 
 
 def jql_string(value: str) -> str:
