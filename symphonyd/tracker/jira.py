@@ -30,8 +30,11 @@ from symphonyd.tracker.jira_format import (
     adf_text,
     basic_credential,
     check_jql_filter,
+    comment_view,
+    jira_timestamp,
     jql_list,
     jql_string,
+    status_of,
 )
 from symphonyd.tracker.provider_config import (
     TrackerSettings,
@@ -51,7 +54,6 @@ DEFAULT_PRIORITIES = ("Highest", "High", "Medium", "Low", "Lowest")
 MAX_PAGES = 10_000
 REFRESH_BATCH = 100
 READ_COMMENTS = 50
-MAX_COMMENT_TEXT = 8_000
 FIELDS = [
     "summary", "status", "labels", "priority", "issuelinks", "description",
     "assignee", "created", "updated",
@@ -71,7 +73,6 @@ KEYS = (
 )
 _PROJECT = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
 _ID = re.compile(r"^[0-9]{1,18}$")
-_TZ = re.compile(r"([+-]\d\d)(\d\d)$")
 
 
 class JiraAdapter(TrackerAdapter):
@@ -249,7 +250,7 @@ class JiraAdapter(TrackerAdapter):
         fields = record.get("fields")
         if not isinstance(fields, dict):
             raise ValidationError("issue field 'fields' must be an object")
-        state, category = _status(fields.get("status"))
+        state, category = status_of(fields.get("status"))
         blockers = self._blockers(fields.get("issuelinks"))
         terminal = {state_key(s) for s in self.settings.terminal_states}
         held = any(
@@ -269,8 +270,8 @@ class JiraAdapter(TrackerAdapter):
             assignee_id=assignee.get("accountId") if isinstance(assignee, dict) else None,
             labels=fields.get("labels") if isinstance(fields.get("labels"), list) else (),
             blocked_by=[b for b, _ in blockers],
-            created_at=_timestamp(fields.get("created")),
-            updated_at=_timestamp(fields.get("updated")),
+            created_at=jira_timestamp(fields.get("created")),
+            updated_at=jira_timestamp(fields.get("updated")),
             native_ref={"id": issue_id, "key": key, "project": self.project},
         )
 
@@ -296,7 +297,7 @@ class JiraAdapter(TrackerAdapter):
                 out.append((BlockerRef(), None))
                 continue
             fields = other.get("fields")
-            state, category = _status(fields.get("status") if isinstance(fields, dict) else None)
+            state, category = status_of(fields.get("status") if isinstance(fields, dict) else None)
             ref_id, ref_key = other.get("id"), other.get("key")
             out.append(
                 (
@@ -330,7 +331,7 @@ class JiraAdapter(TrackerAdapter):
         raw = resp.body.get("comments") if isinstance(resp.body, dict) else None
         if not isinstance(raw, list):
             raise tracker_error(RESPONSE, "jira comment list answered without 'comments'")
-        comments = [_comment_view(c) for c in raw[:READ_COMMENTS] if isinstance(c, dict)]
+        comments = [comment_view(c) for c in raw[:READ_COMMENTS] if isinstance(c, dict)]
         comments.reverse()  # oldest first, like a thread
         return ToolResult(True, {**result.output, "comments": comments})
 
@@ -375,29 +376,3 @@ class JiraAdapter(TrackerAdapter):
             "Jira workflow for this issue now",
             code="unknown_state",
         )
-
-
-def _status(raw: Any) -> tuple[Any, str | None]:
-    """(status name, status category key) of a status object."""
-    if not isinstance(raw, dict):
-        return None, None
-    category = raw.get("statusCategory")
-    key = category.get("key") if isinstance(category, dict) else None
-    return raw.get("name"), key if isinstance(key, str) else None
-
-
-def _timestamp(raw: Any) -> Any:
-    """Jira writes offsets as ``-0700``; RFC 3339 wants ``-07:00``."""
-    return _TZ.sub(r"\1:\2", raw) if isinstance(raw, str) else raw
-
-
-def _comment_view(raw: Mapping[str, Any]) -> dict[str, Any]:
-    author = raw.get("author")
-    name = author.get("displayName") if isinstance(author, dict) else None
-    text = adf_text(raw.get("body")) or ""
-    return {
-        "id": raw.get("id") if isinstance(raw.get("id"), str) else None,
-        "author": name[:200] if isinstance(name, str) else None,
-        "created": raw.get("created") if isinstance(raw.get("created"), str) else None,
-        "body": text[:MAX_COMMENT_TEXT],
-    }

@@ -1,4 +1,5 @@
-"""Jira Cloud wire formats: the email:token credential, JQL quoting, ADF text in and out.
+"""Jira Cloud wire formats: the email:token credential, JQL quoting, ADF text in and out, and
+the small field readers (status, timestamps, comments) the adapter normalises with.
 
 Kept apart from the adapter because each piece is pure and is where hostile provider data
 lands: ADF documents are walked iteratively with a node budget (no recursion on nesting a
@@ -8,7 +9,8 @@ provider controls), and JQL values are always quoted so a state name cannot chan
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from symphonyd.tracker.errors import MISSING_SECRET, config_error, tracker_error
 
 MAX_ADF_NODES = 50_000
 MAX_TEXT_CHARS = 200_000
+MAX_COMMENT_TEXT = 8_000
+_TZ = re.compile(r"([+-]\d\d)(\d\d)$")
 _MAX_CREDENTIAL_BYTES = 8192  # as credentials.py reads them
 _BLOCKS = frozenset({"paragraph", "heading", "listItem", "codeBlock", "blockquote", "rule"})
 
@@ -156,3 +160,29 @@ def adf_document(text: str) -> dict[str, Any]:
         if content:
             paragraphs.append({"type": "paragraph", "content": content})
     return {"type": "doc", "version": 1, "content": paragraphs}
+
+
+def status_of(raw: Any) -> tuple[Any, str | None]:
+    """(status name, status category key) of a status object."""
+    if not isinstance(raw, dict):
+        return None, None
+    category = raw.get("statusCategory")
+    key = category.get("key") if isinstance(category, dict) else None
+    return raw.get("name"), key if isinstance(key, str) else None
+
+
+def jira_timestamp(raw: Any) -> Any:
+    """Jira writes offsets as ``-0700``; RFC 3339 wants ``-07:00``."""
+    return _TZ.sub(r"\1:\2", raw) if isinstance(raw, str) else raw
+
+
+def comment_view(raw: Mapping[str, Any]) -> dict[str, Any]:
+    author = raw.get("author")
+    name = author.get("displayName") if isinstance(author, dict) else None
+    text = adf_text(raw.get("body")) or ""
+    return {
+        "id": raw.get("id") if isinstance(raw.get("id"), str) else None,
+        "author": name[:200] if isinstance(name, str) else None,
+        "created": raw.get("created") if isinstance(raw.get("created"), str) else None,
+        "body": text[:MAX_COMMENT_TEXT],
+    }
