@@ -1,7 +1,7 @@
 """Jira Cloud wire formats: the email:token credential, JQL quoting, ADF text in and out, and
 the small field readers (status, timestamps, comments) the adapter normalises with.
 
-Kept apart from the adapter because each piece is pure and is where hostile provider data
+Kept apart from the adapter because each piece is small and is where hostile provider data
 lands: ADF documents are walked iteratively with a node budget (no recursion on nesting a
 provider controls), and JQL values are always quoted so a state name cannot change a query.
 """
