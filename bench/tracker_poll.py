@@ -1,11 +1,11 @@
-"""Time and peak memory to poll and normalise 10 000 Linear or GitLab issues across pages.
+"""Time and peak memory to poll and normalise 10 000 Linear, GitLab or Jira issues across pages.
 
 Starts the tests' local Linear GraphQL server in a separate process (so its JSON encoding is
 not counted), then runs the production LinearAdapter's ``fetch_issues_by_states`` over real
 HTTP on 127.0.0.1 for each page size. Timing runs are separate from the memory run because
 tracemalloc slows allocation-heavy code several-fold.
 
-    .venv/bin/python bench/tracker_poll.py [--kind linear|gitlab] [--issues 10000] [--repeat 3]
+    .venv/bin/python bench/tracker_poll.py [--kind linear|gitlab|jira] [--issues 10000] [--repeat 3]
 
 ``--kind gitlab`` runs the production GitLabAdapter against the tests' GitLab REST server
 (keyset pages announced by ``Link``) with ``blockers: none`` at two page sizes, then once
@@ -33,13 +33,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from symphonyd.tracker.gitlab import GitLabAdapter
+from symphonyd.tracker.jira import JiraAdapter
 from symphonyd.tracker.linear import LinearAdapter
 from symphonyd.tracker.provider_config import TrackerSettings
 from tests.tracker import fake_gitlab
 from tests.tracker.fake_gitlab import FakeGitLab, gl_issue
+from tests.tracker.fake_jira import CREDENTIAL, FakeJira, blocked_by, jira_issue
 from tests.tracker.fake_linear import TOKEN, FakeLinear, linear_node
 
-PAGE_SIZES = {"linear": (50, 250), "gitlab": (50, 100)}
+# Jira's search/jql answers at most 100 issues with these fields.
+PAGE_SIZES = {"linear": (50, 250), "gitlab": (50, 100), "jira": (50, 100)}
 GITLAB_STATES = {"Todo": "status::todo", "In Progress": "status::in-progress"}
 
 
@@ -140,6 +143,60 @@ async def _poll_gitlab(port: int, page_size: int, blockers: str = "none") -> int
     return len(issues)
 
 
+def _serve_jira(count: int, port_out: Any, stop: Any) -> None:
+    """The same board shape in Jira's: two states, every 7th issue blocked by the one before."""
+    issues: list[dict[str, Any]] = []
+    for n in range(1, count + 1):
+        issue = jira_issue(n, state="To Do" if n % 3 else "In Progress")
+        if n % 7 == 0:
+            issue["fields"]["issuelinks"] = [blocked_by(issues[-1])]
+        issues.append(issue)
+    with FakeJira(issues) as srv:
+        srv.static = issues  # the board never changes here: skip the fake's JQL filtering
+        port_out.send(srv.port)
+        stop.wait()
+
+
+async def _poll_jira(port: int, page_size: int) -> int:
+    settings = TrackerSettings(
+        "jira",
+        {
+            "site": f"http://127.0.0.1:{port}",
+            "project": "ENG",
+            "page_size": page_size,
+            "timeout_ms": 120_000,
+        },
+        ("To Do", "In Progress"),
+        ("Done",),
+    )
+    adapter = JiraAdapter(settings, {"JIRA_API_TOKEN": CREDENTIAL})
+    try:
+        issues = await adapter.fetch_issues_by_states(["To Do", "In Progress"])
+    finally:
+        await adapter.aclose()
+    return len(issues)
+
+
+async def _poll(port: int, page_size: int) -> int:
+    settings = TrackerSettings(
+        "linear",
+        {
+            "endpoint": f"http://127.0.0.1:{port}/graphql",
+            "project_slug": "symph",
+            "page_size": page_size,
+            "timeout_ms": 120_000,
+        },
+        ("Todo", "In Progress"),
+        ("Done",),
+    )
+    adapter = LinearAdapter(settings, {"LINEAR_API_KEY": TOKEN})
+    try:
+        issues = await adapter.fetch_issues_by_states(["Todo", "In Progress"])
+    finally:
+        await adapter.aclose()
+    return len(issues)
+
+
 async def _poll_linear(port: int, page_size: int) -> int:
     settings = TrackerSettings(
         "linear",
@@ -193,7 +250,7 @@ def main() -> None:
     ctx = multiprocessing.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
     stop = ctx.Event()
-    serve = _serve_gitlab if args.kind == "gitlab" else _serve
+    serve = {"gitlab": _serve_gitlab, "jira": _serve_jira}.get(args.kind, _serve)
     server = ctx.Process(target=serve, args=(args.issues, send, stop), daemon=True)
     server.start()
     try:
@@ -204,6 +261,8 @@ def main() -> None:
         for size in PAGE_SIZES[args.kind]:
             if args.kind == "gitlab":
                 poll: Any = lambda size=size: _poll_gitlab(port, size)  # noqa: E731
+            elif args.kind == "jira":
+                poll = lambda size=size: _poll_jira(port, size)  # noqa: E731
             else:
                 poll = lambda size=size: _poll_linear(port, size)  # noqa: E731
             results[f"page_{size}"] = {

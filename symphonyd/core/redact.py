@@ -40,6 +40,7 @@ _SHAPES: tuple[tuple[str, str], ...] = (
     ("stripe_key", r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}"),
     ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"),
     ("gitlab_token", r"\bglpat-[A-Za-z0-9_\-]{20,}"),
+    ("atlassian_token", r"\bATATT3x[A-Za-z0-9_\-=]{20,}"),
     ("slack_token", r"\bxox[abposre]-[A-Za-z0-9\-]{10,}"),
     ("slack_webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/_\-]+"),
     ("aws_access_key", r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),

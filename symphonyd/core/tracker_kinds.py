@@ -28,6 +28,7 @@ KIND_DEFAULTS: dict[str, KindDefaults] = {
     ),
     "github": KindDefaults(("Open",), ("Closed",), ("api_key",)),
     "gitlab": KindDefaults(("Open",), ("Closed",), ("api_key",)),
+    "jira": KindDefaults(("To Do", "In Progress"), ("Done",), ("api_key",)),
     "local": KindDefaults(("Todo", "In Progress"), ("Done", "Cancelled")),
     "memory": KindDefaults(("Todo", "In Progress"), ("Done", "Cancelled")),
 }

@@ -47,6 +47,7 @@ from symphonyd.ctl.doctor_tracker import check_tracker_workflow
 from symphonyd.ctl.main import EXIT_CHECK_FAILED, EXIT_OK
 from symphonyd.ctl.workflow_cmd import validate_workflow
 from symphonyd.runtime.hostconfig_file import load_host_config
+from symphonyd.tracker.jira_format import jira_credential_usable
 
 DEFAULT_CREDENTIALS_DIR = "/etc/symphony/credentials"
 AUDIT_DIR_MODE = 0o700
@@ -290,6 +291,12 @@ def check_credential(ctx: Context) -> Iterator[Check]:
             "credential",
             f"{path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o})",
             f"chmod 0600 {path}",
+        )
+    elif kind == "jira" and not jira_credential_usable(path):
+        yield fail(
+            "credential",
+            f"{path} does not hold 'account-email:api-token' on one line (value not shown)",
+            fix.replace("the token", "account-email:api-token"),
         )
     else:
         yield ok("credential", f"{path} present ({st.st_size} bytes, value not shown)")

@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from symphonyd.core.config import ServiceConfig
@@ -24,15 +23,9 @@ from symphonyd.core.workflow_accept import accepted_service_config
 from symphonyd.ctl.main import EXIT_OK, EXIT_USAGE
 from symphonyd.runtime.hostconfig_file import load_host_config
 from symphonyd.runtime.workflow_file import LoadedWorkflow, load_workflow, resolve_workflow_path
-from symphonyd.tracker.gitlab_config import parse_gitlab_provider
-from symphonyd.tracker.registry import settings_for
+from symphonyd.tracker.provider_check import check_provider
 
 MAX_ISSUE_FILE_BYTES = 1 << 20
-# Provider blocks whose adapter can check them offline (no credential, no network); the
-# tracker daemon runs the same parser when it builds the adapter.
-OFFLINE_PROVIDER_CHECKS: dict[str, Callable[[Mapping[str, Any]], object]] = {
-    "gitlab": parse_gitlab_provider,
-}
 
 
 def register(subparsers: Any) -> None:
@@ -68,10 +61,7 @@ def validate_workflow(path: str | None) -> tuple[LoadedWorkflow, ServiceConfig]:
     config = accepted_service_config(
         loaded.definition, env=dict(os.environ), workflow_dir=loaded.directory
     )
-    tracker = config.tracker
-    provider_check = OFFLINE_PROVIDER_CHECKS.get(tracker.kind or "")
-    if provider_check is not None:
-        provider_check(settings_for(tracker.kind, tracker.provider, dict(os.environ)).provider)
+    check_provider(config.tracker, dict(os.environ))  # the adapter's own key rules
     return loaded, config
 
 

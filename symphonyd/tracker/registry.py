@@ -78,6 +78,10 @@ def build_adapter(
         from symphonyd.tracker.gitlab import GitLabAdapter
 
         return GitLabAdapter(settings, env, transport=transport)
+    if settings.kind == "jira":
+        from symphonyd.tracker.jira import JiraAdapter
+
+        return JiraAdapter(settings, env, transport=transport)
     if settings.kind == "local":
         from symphonyd.tracker.local import LocalAdapter
 

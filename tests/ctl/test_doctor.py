@@ -229,3 +229,22 @@ def test_real_codex_cli_is_found(host: Host) -> None:
     code, checks = host.checks()
     assert checks["agent codex"]["status"] == "ok", checks["agent codex"]
     assert code == 0
+
+
+def test_a_jira_credential_must_be_email_colon_token(host: Host) -> None:
+    host.bind_all()
+    (host.root / "WORKFLOW.md").write_text(
+        "---\ntracker:\n  kind: jira\n  provider:\n    site: https://acme.atlassian.net\n"
+        f"    project: ENG\nworkspace:\n  root: {host.root}/ws\n"
+        f"codex:\n  command: {host.agent} app-server\n---\nWork.\n"
+    )
+    token = host.creds / "tracker"
+    token.write_text("ATATT3xONLY_THE_TOKEN_no_email_0123456789\n")
+    token.chmod(0o600)
+    code, checks = host.checks()
+    assert code == 1 and checks["credential"]["status"] == "fail"
+    assert "account-email:api-token" in checks["credential"]["detail"]
+    token.write_text("bot@acme.com:ATATT3xSECRET_0123456789abcdef\n")
+    out = host.doctor()
+    assert "ok   credential:" in out.stdout, out.stdout
+    assert "ATATT3x" not in out.stdout + out.stderr

@@ -92,7 +92,7 @@ def test_check_missing_file(tmp_path: Path) -> None:
         ("---\ntracker: [oops\n---\n", "workflow_parse_error"),
         ("---\n- a\n---\n", "workflow_front_matter_not_a_map"),
         ("---\ntracker: {kind: memory}\nhooks: {timeout_ms: -1}\n---\n", "invalid_config"),
-        ("---\ntracker: {kind: jira}\n---\n", "unsupported_tracker_kind"),
+        ("---\ntracker: {kind: trello}\n---\n", "unsupported_tracker_kind"),
         ("no front matter at all", "missing_tracker_kind"),
         ("---\ntracker: {kind: memory}\n---\n{{ issue.title | shout }}", "template_render_error"),
         ("---\ntracker: {kind: memory}\n---\n{% if %}", "template_parse_error"),

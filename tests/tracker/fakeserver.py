@@ -89,7 +89,8 @@ class FakeServer:
                 status, headers, obj = owner.answer(
                     self.command, url.path, parse_qs(url.query), body, self.headers
                 )
-                self._send(status, headers, json.dumps(obj).encode())
+                # 204 (Jira's transition answer) carries no body at all.
+                self._send(status, headers, b"" if status == 204 else json.dumps(obj).encode())
 
             def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
                 self.send_response(status)

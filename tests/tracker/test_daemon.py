@@ -80,6 +80,25 @@ def _wait_for(paths: list[Path], proc: subprocess.Popen[bytes], log: Path) -> No
         time.sleep(0.05)
 
 
+def stop_daemon(
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    audit: IpcServer,
+    loop: asyncio.AbstractEventLoop,
+    thread: threading.Thread,
+) -> None:
+    """Stop the daemon this test started (it must exit 0) and the fake audit writer."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        asyncio.run_coroutine_threadsafe(audit.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
 async def raw_call(path: Path, method: str, params: dict[str, Any], req_id: int = 1) -> bytes:
     reader, writer = await asyncio.open_unix_connection(str(path), limit=1 << 21)
     try:
@@ -153,15 +172,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
             _wait_for([rig.dispatcher, rig.launcher], proc, log)
             yield rig
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                assert proc.wait(timeout=30) == 0, log.read_text()
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                asyncio.run_coroutine_threadsafe(audit.close(), loop).result(10)
-                loop.call_soon_threadsafe(loop.stop)
-                thread.join(10)
+            stop_daemon(proc, log, audit, loop, thread)
 
 
 def test_canary_token_never_leaves_the_daemon(rig: Rig) -> None:

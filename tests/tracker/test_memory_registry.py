@@ -37,7 +37,7 @@ def test_registry_defaults_kinds_and_env_refs() -> None:
     assert s.kind == "linear" and s.active_states == ("Todo", "In Progress")
     assert s.provider == {"project_slug": "symph", "api_key": "$KEY"}
     with pytest.raises(TrackerError) as err:
-        settings_for("jira", {}, {})
+        settings_for("trello", {}, {})
     assert err.value.error_code == "unsupported_tracker_kind"
     assert settings_for("github", {}, {}, active_states=("Todo",)).active_states == ("Todo",)
 

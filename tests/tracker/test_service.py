@@ -90,7 +90,7 @@ def test_unusable_config_is_reported_not_fatal(tmp_path: Path) -> None:
         with pytest.raises(SymphonyError) as err:
             await svc.fetch_by_states(FetchByStates(["Todo"]))
         out.append(err.value)
-        wf.write_text("---\ntracker: {kind: jira}\n---\n")
+        wf.write_text("---\ntracker: {kind: trello}\n---\n")
         with pytest.raises(SymphonyError) as err:
             await svc.tool_specs(Empty())
         out.append(err.value.error_code)

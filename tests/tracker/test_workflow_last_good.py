@@ -53,7 +53,7 @@ GOOD = workflow()
 # Refused by the dispatcher: the tracker section alone would be fine (new states!), but the
 # template does not compile, so the whole version is refused and the states must not apply.
 BAD_TEMPLATE = workflow(states="[Todo, Doing]", prompt="{% if %}")
-BAD_KIND = "---\ntracker: {kind: jira}\n---\nDo it\n"  # dispatcher: unsupported_tracker_kind
+BAD_KIND = "---\ntracker: {kind: trello}\n---\nDo it\n"  # dispatcher: unsupported_tracker_kind
 BAD_YAML = "---\ntracker: [oops\n---\n"
 NEXT_GOOD = workflow(states="[Todo, Doing]")
 
