@@ -32,8 +32,10 @@ CTL_MAY_IMPORT = {
     "symphonyd.audit.layout": "audit verify: where the day files are",
     "symphonyd.audit.verify": "audit verify: the chain check itself",
     "symphonyd.tracker.errors": "issue: the local tracker's typed errors",
+    "symphonyd.tracker.jira_format": "doctor: the shape of a Jira credential, never its value",
     "symphonyd.tracker.local": "issue: the local tracker's file format",
     "symphonyd.tracker.local_store": "issue: the local tracker's issue files",
+    "symphonyd.tracker.provider_check": "workflow check: each adapter's own provider rules",
     "symphonyd.tracker.provider_config": "issue: where the local tracker keeps its files",
 }
 
