@@ -33,7 +33,7 @@ class Controls(Engine):
             now = iso(self.clock.now())
             self.persisted.operator_pause = OperatorPause(reason, now, uid)
             self._persist()
-            log_event(log, "pause", outcome="raised", reason="operator", message=reason,
+            log_event(log, "pause", outcome="raised", reason="operator", detail=reason,
                       operator_uid=uid)  # fmt: skip
             await self._audit(ae.operator_action(ae.PAUSE, operator_uid=uid, reason=reason))
         self._changed()

@@ -116,7 +116,7 @@ class PauseBook:
             # A precaution that turned out true (the audit writer does not answer) is news.
             self._quiet.discard(code)
             log_event(log, "pause", level=logging.WARNING, outcome="raised", reason=code,
-                      message=message, until=until)  # fmt: skip
+                      detail=message, until=until)  # fmt: skip
         self._reasons[code] = PauseReasonRow(
             code=code,
             message=message,
