@@ -161,10 +161,16 @@ class Recovery(Engine):
         self._schedule_retry(issue, (entry.attempt or 0) + 1, "failure", error,
                              session_id=entry.session_id)  # fmt: skip
         await self._audit(
-            ae.run_finished(issue.id, issue.identifier, entry.run_id, "failed",
-                            error_code=LOST_RUN_CODE, session_id=entry.session_id,
-                            turns=entry.turn_count,
-                            total_tokens=entry.tokens.total_tokens)  # fmt: skip
+            ae.run_finished(
+                issue.id,
+                issue.identifier,
+                entry.run_id,
+                "failed",
+                error_code=LOST_RUN_CODE,
+                session_id=entry.session_id,
+                turns=entry.turn_count,
+                total_tokens=entry.tokens.total_tokens,
+            )  # fmt: skip
         )
         if self.ledger.dirty:
             self.ledger.dirty = False

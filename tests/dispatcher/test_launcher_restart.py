@@ -69,8 +69,8 @@ async def test_runs_a_restarted_launcher_lost_are_retried_once_with_backoff() ->
     assert types.index("run_finished") < len(types) - 1 - types[::-1].index("dispatch")
     [line] = journal.events("run_lost", ISSUE_IDENTIFIER="MT-1")
     assert line["SESSION_ID"] == "thread-1" and line["PRIORITY"] == "4"
-    [retry] = journal.events("retry", ISSUE_ID="id-1", KIND="failure")
-    assert retry["DUE_IN_MS"] == str(BACKOFF_MS) and retry["SESSION_ID"] == "thread-1"
+    [line] = journal.events("retry", ISSUE_ID="id-1", KIND="failure")
+    assert line["DUE_IN_MS"] == str(BACKOFF_MS) and line["SESSION_ID"] == "thread-1"
 
 
 @run_async
