@@ -82,15 +82,13 @@ class Recovery(Engine):
         for run in live:
             if run.issue_id in self.running or self.holds.get(run.issue_id) is not None:
                 # A duplicate or a run the operator already stopped: end it, never adopt it.
-                log_event(log, "orphan_stop", level=logging.WARNING, run_id=run.run_id,
-                          issue_id=run.issue_id, issue_identifier=run.issue_identifier,
-                          session_id=run.session_id,
-                          reason="held" if run.issue_id not in self.running
-                          else "second live run")  # fmt: skip
+                _log_orphan_stop(
+                    run, "second live run" if run.issue_id in self.running else "issue is held"
+                )
                 await self._send_stop(StopRun(run.run_id, "orphan"))
                 continue
             entry = self._adopt(run, issues.get(run.issue_id))
-            log_event(log, "run_adopted", **run_fields(entry))
+            log_event(log, "run_adopted", outcome="running", **run_fields(entry))
         for run in finished:
             assert run.outcome is not None
             free = run.issue_id not in self.running and run.issue_id not in self.retries
@@ -136,6 +134,7 @@ class Recovery(Engine):
                     self.pending_stops.pop(run.run_id, None)
                     await self._ack(run.run_id)
             elif entry is None and run.run_id not in self.pending_stops:
+                _log_orphan_stop(run, "a live run the dispatcher does not know")
                 await self._send_stop(StopRun(run.run_id, "orphan"))
         for entry in [e for e in self.running.values() if e.run_id not in listed]:
             await self._run_lost(entry)
@@ -151,7 +150,7 @@ class Recovery(Engine):
         the issue stays claimed (retry-queued) so nothing dispatches it before the retry."""
         issue = entry.issue
         error = "the launcher no longer has this run (it restarted); its agent is gone"
-        log_event(log, "run_lost", level=logging.WARNING, **run_fields(entry),
+        log_event(log, "run_lost", level=logging.WARNING, outcome="retrying", **run_fields(entry),
                   turns=entry.turn_count, error=error)  # fmt: skip
         self._remove_running(entry)
         hist = self._history(issue.id, issue.identifier)
@@ -219,8 +218,14 @@ class Recovery(Engine):
             self.holds.drop(issue.id)
             if await self._remove_workspace(issue.identifier):
                 removed += 1
-                log_event(log, "terminal_cleanup", issue_id=issue.id,
+                log_event(log, "terminal_cleanup", outcome="removed", issue_id=issue.id,
                           issue_identifier=issue.identifier, state=issue.state)  # fmt: skip
         # One summary line, not one per terminal issue: a board keeps thousands of them.
         log_event(log, "terminal_cleanup", outcome="startup", checked=len(terminal),
                   removed=removed)  # fmt: skip
+
+
+def _log_orphan_stop(run: RunInfo, why: str) -> None:
+    log_event(log, "orphan_stop", level=logging.WARNING, outcome="stopped", run_id=run.run_id,
+              issue_id=run.issue_id, issue_identifier=run.issue_identifier,
+              session_id=run.session_id, reason=why)  # fmt: skip

@@ -217,14 +217,20 @@ class Scheduler(Engine):
             if key in cfg.terminal_states:
                 self.claimed.discard(r.issue_id)
                 _log_released(issue.id, issue.identifier, f"terminal state {issue.state}")
-                await self._remove_workspace(issue.identifier)
-                log_event(log, "terminal_cleanup", issue_id=issue.id,
-                          issue_identifier=issue.identifier, state=issue.state)  # fmt: skip
+                removed = await self._remove_workspace(issue.identifier)
+                log_event(log, "terminal_cleanup", outcome="removed" if removed else "none",
+                          issue_id=issue.id, issue_identifier=issue.identifier,
+                          state=issue.state)  # fmt: skip
                 continue
             routable = issue_routable(issue, cfg.required_labels)
             if key not in cfg.active_states or not routable or issue.id in self.running:
                 self.claimed.discard(r.issue_id)
-                why = f"state {issue.state}" if routable else "no longer routable"
+                if issue.id in self.running:
+                    why = "already running"
+                elif key not in cfg.active_states:
+                    why = f"state {issue.state} is not active"
+                else:
+                    why = "no longer routable (labels or dispatchable)"
                 _log_released(issue.id, issue.identifier, why)
                 continue
             if slots <= 0 or not self._state_slot(key, reserved):
