@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from symphonyd.core.issue import state_key
 from symphonyd.core.errors import SymphonyError
+from symphonyd.core.issue import state_key
 from symphonyd.core.messages import RunEvent, RunOutcome, StartRun, StartRunResult
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from tests.dispatcher.doubles import T0, MemoryLauncher, issue, tokens
@@ -162,8 +162,13 @@ class DispatcherMachine(RuleBasedStateMachine):
         """The launcher's agents die with it and the new one has no runs (0750); the event
         stream reconnects (resync) only later, so ticks can come in between."""
         self.lost.extend(
-            RunEvent(r.info.run_id, r.info.issue_id, "run_finished", "2026-03-01T12:00:00Z",
-                     outcome=RunOutcome("cancelled"))  # fmt: skip
+            RunEvent(
+                r.info.run_id,
+                r.info.issue_id,
+                "run_finished",
+                "2026-03-01T12:00:00Z",
+                outcome=RunOutcome("cancelled"),
+            )  # fmt: skip
             for r in self.h.launcher.live()
         )
         self.h.launcher.runs.clear()
