@@ -168,7 +168,7 @@ class DispatcherMachine(RuleBasedStateMachine):
                 "run_finished",
                 "2026-03-01T12:00:00Z",
                 outcome=RunOutcome("cancelled"),
-            )  # fmt: skip
+            )
             for r in self.h.launcher.live()
         )
         self.h.launcher.runs.clear()
