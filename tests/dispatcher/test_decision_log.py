@@ -113,7 +113,7 @@ async def test_decisions_are_journal_lines_with_issue_fields_and_no_repeats() ->
 @run_async
 async def test_a_stall_is_a_warning_with_the_session() -> None:
     async with socket_world() as world:
-        codex = "codex:\n  stall_timeout_ms: 300\n"
+        codex = "codex:\n  stall_timeout_ms: 2000\n"  # room for the first event under load
         write_workflow(world.root / "WORKFLOW.md", interval=100, extra=codex)
         world.tracker.put(issue(3))
         with journal_capture() as journal:
@@ -122,7 +122,7 @@ async def test_a_stall_is_a_warning_with_the_session() -> None:
                 run_id = await session(world, "id-3", "thread-3")
                 stall = await one(journal, "stall", "stall", ISSUE_IDENTIFIER="MT-3")
                 assert stall["SESSION_ID"] == "thread-3" and stall["RUN_ID"] == run_id
-                assert stall["PRIORITY"] == WARNING and int(stall["IDLE_MS"]) > 300
+                assert stall["PRIORITY"] == WARNING and int(stall["IDLE_MS"]) > 2000
                 retry = await one(journal, "retry", "retry after stall", ISSUE_ID="id-3")
                 assert retry["KIND"] == "failure" and retry["REASON"].startswith("stalled")
                 assert retry["SESSION_ID"] == "thread-3"

@@ -19,7 +19,7 @@ from tests.dispatcher.test_daemon_sockets import dispatcher, started, status, wr
 
 # No stall detection: before the fix a lost run stayed "running" for good.
 NO_STALL = "codex:\n  stall_timeout_ms: 0\n"
-BACKOFF_MS = 1500
+BACKOFF_MS = 4000  # long enough to see the retries waiting, even on a loaded machine
 
 
 @run_async
