@@ -118,6 +118,13 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
     finished = [e for e in entries if "outcome=succeeded" in str(e.get("MESSAGE"))]
     assert finished and finished[0].get("ISSUE_ID") == "DEMO-1", entries[-5:]
     assert finished[0].get("_SYSTEMD_UNIT") == "symphony-launcher.service"
+    # So are the dispatcher's decisions about it (SPEC 13.1): the dispatch, and the
+    # continuation retry after the run, which names the agent's session.
+    decisions = [e for e in entries if e.get("_SYSTEMD_UNIT") == "symphony-dispatcher.service"]
+    events = [e.get("SYMPHONY_EVENT") for e in decisions]
+    assert "dispatch" in events and "retry" in events, entries[-5:]
+    retry = next(e for e in decisions if e.get("SYMPHONY_EVENT") == "retry")
+    assert retry.get("KIND") == "continuation" and retry.get("SESSION_ID"), retry
 
     # The dashboard starts on its first connection and shows the dispatcher's state.
     state = json.loads(c.run(["python3", "-c", FETCH, STATE_URL]).stdout)
