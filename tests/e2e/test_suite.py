@@ -1,9 +1,10 @@
 """The whole suite, installed from the .deb, under a real systemd (PID 1) in a container.
 
 A local-files issue is picked up, a real Codex agent edits its workspace and hands the issue
-off through the tracker tool; pause survives a dispatcher restart; the journal carries issue
-fields; the audit chain verifies; every daemon comes back after kill -9; after all that,
-``apt purge`` leaves nothing behind.
+off through the tracker tool; pause survives a dispatcher restart; an issue held before
+dispatch stays out until released; the journal carries issue fields; the audit chain
+verifies; every daemon comes back after kill -9; after all that, ``apt purge`` leaves
+nothing behind.
 """
 
 from __future__ import annotations
@@ -163,6 +164,10 @@ def test_pause_survives_restart_and_daemons_survive_kill_9(
     assert status["pause"]["paused"] and [r["message"] for r in reasons] == ["maintenance"], status
     assert reasons[0]["by_uid"] == 0  # who paused: root, from SO_PEERCRED
     c.run(["symphonyctl", "issue", "new", "DEMO-2", "--title", "Not while paused"])
+    # An operator holds a Todo issue before it was ever dispatched (issue 22 item 4, 0751).
+    c.run(["symphonyctl", "issue", "new", "DEMO-3", "--title", "Held before dispatch"])
+    held = c.run(["symphonyctl", "stop", "DEMO-3"]).stdout
+    assert "DEMO-3 held before dispatch" in held, held
     time.sleep(8)  # more than one poll interval: nothing may start while paused
     assert issue_state(c, "DEMO-2") == "Todo"
     assert c.run(["test", "-e", "/var/lib/symphony/workspaces/DEMO-2"], check=False).returncode != 0
@@ -182,6 +187,17 @@ def test_pause_survives_restart_and_daemons_survive_kill_9(
     wait_until(
         "DEMO-2 handled after resume",
         lambda: issue_state(c, "DEMO-2") == "Human Review",
+        timeout=180,
+    )
+    # The hold outlived kill -9 of the dispatcher: DEMO-3 was not started on resume.
+    status = json.loads(c.run(["symphonyctl", "status", "--json"]).stdout)
+    assert [h["issue_identifier"] for h in status["held"]] == ["DEMO-3"], status
+    assert issue_state(c, "DEMO-3") == "Todo"
+    assert c.run(["test", "-e", "/var/lib/symphony/workspaces/DEMO-3"], check=False).returncode
+    c.run(["symphonyctl", "release", "DEMO-3"])
+    wait_until(
+        "DEMO-3 handled after release",
+        lambda: issue_state(c, "DEMO-3") == "Human Review",
         timeout=180,
     )
     c.run(["symphonyctl", "audit", "verify", "--dir", "/var/lib/symphony/audit"])
