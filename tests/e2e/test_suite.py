@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -205,3 +206,81 @@ def test_pause_survives_restart_and_daemons_survive_kill_9(
     # After the whole run (agents in sandboxes, kill -9 of every daemon): purge leaves
     # nothing of the package, down to the launcher's nftables table and veth ends.
     assert purge_leftovers(c) == []
+
+
+SLOW_FIRST_ATTEMPT = """\
+  before_run: |
+    # The first attempt waits here, so the launcher can be killed with the run in flight.
+    if [ ! -e .slow-once ]; then touch .slow-once; sleep 240; fi
+  timeout_ms: 600000
+"""
+
+
+def status_json(c: Container) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(c.run(["symphonyctl", "status", "--json"]).stdout)
+    return data
+
+
+def test_a_launcher_crash_mid_run_retries_the_issue_once(
+    container: Container, deb_file: Path
+) -> None:
+    """Issue 14 item 6 / note 0750: the run the crashed launcher lost is retried with backoff,
+    audited as run_lost, and the issue is never dispatched twice at once."""
+    c = container
+    start_suite(c, deb_file)
+    before = status_json(c)["config"]["fingerprint"]
+    workflow = c.run(["cat", "/etc/symphony/WORKFLOW.md"]).stdout
+    workflow = workflow.replace("hooks:\n", "hooks:\n" + SLOW_FIRST_ATTEMPT, 1)
+    c.run(["tee", "/etc/symphony/WORKFLOW.md"], input=workflow)
+    wait_until("slow workflow loaded", lambda: status_json(c)["config"]["fingerprint"] != before)
+
+    c.run(["symphonyctl", "issue", "new", "DEMO-4", "--title", "Survive a launcher crash"])
+
+    def running_run() -> str | None:
+        rows = [r for r in status_json(c)["running"] if r["issue_identifier"] == "DEMO-4"]
+        return str(rows[0]["run_id"]) if rows else None
+
+    wait_until("DEMO-4 running", lambda: running_run() is not None, timeout=60)
+    lost_run = running_run()
+    time.sleep(3)  # well inside the before_run hook's sleep
+    pid = main_pid(c, "symphony-launcher.service")
+    c.run(["kill", "-9", pid])
+    wait_until(
+        "launcher restarted",
+        lambda: unit_state(c, "symphony-launcher.service") == "running"
+        and main_pid(c, "symphony-launcher.service") not in (pid, "0"),
+    )
+
+    def retrying() -> list[dict[str, Any]]:
+        return [r for r in status_json(c)["retrying"] if r["issue_identifier"] == "DEMO-4"]
+
+    # The slot is freed and the issue waits for its backoff (10 s): not "running" for good.
+    wait_until("DEMO-4 retrying", lambda: bool(retrying()), timeout=60)
+    [row] = retrying()
+    assert row["kind"] == "failure" and row["attempt"] == 1, row
+    assert "launcher no longer has this run" in row["error"], row
+    try:
+        wait_until(
+            "DEMO-4 handled by its second attempt",
+            lambda: issue_state(c, "DEMO-4") == "Human Review",
+            timeout=180,
+        )
+    except AssertionError:
+        raise AssertionError(journal_dump(c)) from None
+
+    shown = c.run(
+        ["symphonyctl", "audit", "show", "--dir", "/var/lib/symphony/audit", "--issue",
+         "DEMO-4", "--json"]
+    ).stdout  # fmt: skip
+    records = [json.loads(line) for line in shown.splitlines() if line.strip()]
+    dispatches = [r["payload"].get("attempt") for r in records if r["type"] == "dispatch"]
+    assert dispatches[:2] == [None, 1], dispatches
+    lost = [r for r in records if r["type"] == "run_finished"
+            and r["payload"].get("error_code") == "run_lost"]  # fmt: skip
+    assert [r["payload"]["run_id"] for r in lost] == [lost_run], lost
+    journal = c.run(
+        ["journalctl", "--no-pager", "-o", "json", "ISSUE_IDENTIFIER=DEMO-4",
+         "SYMPHONY_EVENT=run_lost"]
+    ).stdout  # fmt: skip
+    [entry] = [json.loads(line) for line in journal.splitlines()]
+    assert entry["_SYSTEMD_UNIT"] == "symphony-dispatcher.service" and entry["PRIORITY"] == "4"
