@@ -7,7 +7,7 @@ the dispatcher records the exits (continuation retries queued). Two set-ups:
 
 - ``core``: the real orchestrator with in-process tracker/launcher/audit stand-ins, i.e. the
   scheduler's own cost;
-- ``ipc``: the real dispatcher object graph (``app.assemble``: IPC clients, WORKFLOW.md
+- ``ipc``: the real dispatcher object graph (``daemon.assemble``: IPC clients, WORKFLOW.md
   loading) against tracker/launcher/audit servers in a separate process over Unix sockets.
   Only 1 000 here: ``tracker.fetch_by_states`` has no paging, and 10 000 issues exceed the
   1 MiB frame limit.
@@ -74,6 +74,7 @@ from symphonyd.core.messages import (
     StopRun,
     StopRunResult,
     WorkflowSnapshot,
+    WorkspaceListing,
 )
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.ports import DispatchSettings, LoadedConfig, SystemClock
@@ -141,8 +142,17 @@ class Launcher:
     async def ack_runs(self, run_ids: list[str]) -> None:
         return None
 
-    async def remove_workspace(self, identifier: str) -> bool:
+    async def remove_workspace(
+        self,
+        identifier: str,
+        *,
+        min_idle_s: float | None = None,
+        workflow: WorkflowSnapshot | None = None,
+    ) -> bool:
         return True
+
+    async def list_workspaces(self, workflow: WorkflowSnapshot | None) -> WorkspaceListing:
+        return WorkspaceListing("/nonexistent", [])
 
     async def workspace_ages(self, identifiers: list[str]) -> dict[str, float | None]:
         return dict.fromkeys(identifiers)
@@ -201,8 +211,8 @@ async def one_core(n: int, state_dir: Path) -> dict[str, float]:
 
 
 async def one_ipc(n: int, root: Path) -> dict[str, float]:
-    from symphonyd.dispatcher.app import assemble
     from symphonyd.dispatcher.config_source import WorkflowConfigSource
+    from symphonyd.dispatcher.daemon import assemble
 
     orch, _ = assemble(root, root / "state", WorkflowConfigSource(root / "WORKFLOW.md", env={}))
     return await measure(orch, n, lambda: n)

@@ -89,6 +89,24 @@ def install_package(target: Target, deb: Path) -> None:
     target.run(["apt-get", "install", "-y", f"/root/{deb.name}"], timeout=600)
 
 
+DEMO_RECORD_FILE = "/var/lib/symphony-demo-model/requests.jsonl"
+DEMO_RECORD_DROPIN = f"""\
+# Added by the end-to-end tests: keep every request the agent CLI sends (0600, bounded).
+[Service]
+StateDirectory=symphony-demo-model
+ExecStart=
+ExecStart=/usr/bin/python3 -m symphonyd.demo.model_server --port 18080 --record {DEMO_RECORD_FILE}
+"""
+
+
+def record_demo_requests(target: Target) -> None:
+    """Make the demo endpoint record request bodies (before ``configure_demo`` starts it)."""
+    dropin = "/etc/systemd/system/symphony-demo-model.service.d"
+    target.run(["mkdir", "-p", dropin])
+    target.run(["tee", f"{dropin}/record.conf"], input=DEMO_RECORD_DROPIN)
+    target.run(["systemctl", "daemon-reload"])
+
+
 def configure_demo(target: Target, codex_bin: Path) -> None:
     """Codex in /opt/symphony-agents/bin, its demo config, the sandbox exception, started."""
     for name in CODEX_BINARIES:

@@ -32,6 +32,7 @@ EXIT_STATUS = (
     ("1", "A check failed or the daemon refused the request (unknown issue, broken chain)."),
     ("2", "Usage or validation error: bad arguments, invalid duration, invalid workflow."),
     ("3", "A daemon is unreachable (its socket is missing or nobody answers)."),
+    ("4", "audit verify: the chain holds but is cut short of, or differs from, its anchor."),
 )
 ENVIRONMENT = (
     ("SYMPHONY_DISPATCHER_SOCKET", "Dispatcher control socket; overrides the host config."),

@@ -8,8 +8,10 @@ is a broken promise, not a pass.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import subprocess
 from collections.abc import Generator
 from pathlib import Path
 
@@ -17,6 +19,28 @@ import pytest
 
 IN_CI = os.environ.get("CI") == "true"
 AGENTS_DIR = Path(os.environ.get("SYMPHONY_AGENTS_DIR", "/opt/symphony-agents"))
+CLONE_NEWNET = 0x40000000
+
+
+def _own_network_namespace() -> None:
+    """A root test run gets a network namespace of its own, made before any thread exists.
+
+    The sandbox tests build on "the host's" network what a launcher builds there: the
+    ``inet symphonyd`` nftables table, ``symv<N>`` veth ends, routes. In a namespace of this
+    run's own, two runs on one machine (CI beside a developer, two branches) cannot see or
+    delete each other's, and the machine's real firewall and interfaces are never touched.
+    Every later thread and child inherits it. ``SYMPHONY_TEST_HOST_NETWORK=1`` opts out.
+    """
+    if os.geteuid() != 0 or os.environ.get("SYMPHONY_TEST_HOST_NETWORK") == "1":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"cannot make the test run's network namespace: {os.strerror(err)}")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+
+_own_network_namespace()
 
 
 def agent_binary(name: str) -> str | None:

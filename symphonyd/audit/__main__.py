@@ -1,31 +1,25 @@
-"""``python -m symphonyd.audit``: run the audit writer (symphony-audit.service)."""
+"""``python -m symphonyd.audit``: run the audit writer (symphony-audit.service).
+
+Exit status: 0 after SIGTERM, 78 on invalid configuration (arguments, secret files, sockets),
+1 when the store cannot be trusted or written (systemd restarts; recovery repairs the tail).
+"""
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import os
 import sys
+from collections.abc import Sequence
 
-from symphonyd.audit.config import parse_args
-from symphonyd.audit.daemon import serve
-from symphonyd.audit.store import AuditStoreError
-from symphonyd.core.errors import ConfigError
-from symphonyd.runtime.logging import setup_logging
+from symphonyd.audit.config import arguments
+from symphonyd.audit.daemon import startup
+from symphonyd.runtime.daemon import run_daemon
 
 
-def main() -> int:
-    setup_logging("audit")
+def main(argv: Sequence[str] | None = None) -> int:
     os.umask(0o077)  # as the unit's UMask=; files get explicit 0600 modes anyway
-    try:
-        config = parse_args(sys.argv[1:], os.environ)
-        return asyncio.run(serve(config))
-    except ConfigError as exc:
-        print(f"symphony-audit: {exc}", file=sys.stderr)
-        return 2
-    except AuditStoreError as exc:
-        # The head cannot be trusted or the directory cannot be written: fail closed.
-        print(f"symphony-audit: {exc}", file=sys.stderr)
-        return 1
+    args = arguments(argv)
+    return run_daemon("audit", functools.partial(startup, args=args))
 
 
 if __name__ == "__main__":

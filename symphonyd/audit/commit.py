@@ -11,7 +11,7 @@ A request is never split across batches, so its records are contiguous in the ch
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,8 @@ class GroupCommitter:
 
     def __init__(self, store: AuditStore, *, max_batch_records: int = 4096) -> None:
         self._store = store
+        # Called on the event loop with each durable batch's records (the head anchorer).
+        self.listeners: list[Callable[[list[dict[str, Any]]], None]] = []
         self._max = max(1, max_batch_records)
         self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-fsync")
@@ -102,6 +104,8 @@ class GroupCommitter:
                 continue
             self.batches += 1
             self.records += len(records)
+            for listener in self.listeners:
+                listener(records)
             offset = 0
             for request in batch:
                 chunk = records[offset : offset + len(request.items)]

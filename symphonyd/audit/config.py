@@ -15,9 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from symphonyd.audit.anchor import DEFAULT_INTERVAL, SINKS
 from symphonyd.audit.layout import DEFAULT_AUDIT_DIR
 from symphonyd.audit.shaping import DEFAULT_MAX_RECORD_BYTES
 from symphonyd.core.errors import ConfigError
+from symphonyd.runtime.daemon import DaemonArgumentParser
 
 _MAX_SECRET_BYTES = 64 * 1024
 MIN_SECRET_CHARS = 4
@@ -32,6 +34,8 @@ class AuditConfig:
     secret_files: tuple[Path, ...] = ()
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     max_batch_records: int = 4096
+    anchor: str = "journal"  # where the chain head is anchored: a name in anchor.SINKS, or none
+    anchor_interval: float = DEFAULT_INTERVAL
 
 
 def _listen(text: str) -> tuple[str, Path]:
@@ -42,7 +46,13 @@ def _listen(text: str) -> tuple[str, Path]:
 
 
 def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> AuditConfig:
-    parser = argparse.ArgumentParser(prog="python -m symphonyd.audit")
+    """The command line and environment as one AuditConfig (SystemExit 78, ConfigError)."""
+    return audit_config(arguments(argv), environ)
+
+
+def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line alone; a malformed one exits 78 (it is the unit's configuration)."""
+    parser = DaemonArgumentParser(prog="python -m symphonyd.audit")
     parser.add_argument("--dir", type=Path, help="audit directory ($STATE_DIRECTORY)")
     parser.add_argument(
         "--listen", type=_listen, action="append", default=[], help="NAME=PATH to bind (dev)"
@@ -55,7 +65,23 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> AuditC
     parser.add_argument(
         "--max-batch-records", type=int, default=4096, help="1 = one fsync per record"
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--anchor",
+        choices=[*SINKS, "none"],
+        default="journal",
+        help="where to anchor the chain head outside the directory (default: journal)",
+    )
+    parser.add_argument(
+        "--anchor-interval",
+        type=float,
+        default=DEFAULT_INTERVAL,
+        help="seconds between head anchors while the head moves (default: 60)",
+    )
+    return parser.parse_args(argv)
+
+
+def audit_config(args: argparse.Namespace, environ: Mapping[str, str]) -> AuditConfig:
+    """Check values and read the environment; raises ConfigError (exit 78 at startup)."""
     directory = args.dir or Path(environ.get("STATE_DIRECTORY", str(DEFAULT_AUDIT_DIR)))
     secret_files = list(args.secret_file)
     creds = environ.get("CREDENTIALS_DIRECTORY")
@@ -63,6 +89,8 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> AuditC
         secret_files += sorted(p for p in Path(creds).iterdir() if p.is_file())
     if args.max_record_bytes < 4096:
         raise ConfigError("--max-record-bytes must be at least 4096")
+    if not 1 <= args.anchor_interval <= 86400:
+        raise ConfigError("--anchor-interval must be between 1 and 86400 seconds")
     return AuditConfig(
         directory=directory,
         listen=dict(args.listen),
@@ -70,6 +98,8 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> AuditC
         secret_files=tuple(secret_files),
         max_record_bytes=args.max_record_bytes,
         max_batch_records=max(1, args.max_batch_records),
+        anchor=args.anchor,
+        anchor_interval=args.anchor_interval,
     )
 
 

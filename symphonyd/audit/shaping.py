@@ -18,6 +18,7 @@ from typing import Any
 
 from symphonyd.core import audit_events
 from symphonyd.core.audit_chain import canonical_bytes
+from symphonyd.core.config_extensions import MAX_PREVIEW_CHARS
 from symphonyd.core.errors import ValidationError
 from symphonyd.core.messages import AuditEventIn
 from symphonyd.core.redact import Redactor
@@ -112,7 +113,7 @@ def shape(
         # Never store a raw prompt, whatever the sender did.
         payload.update(audit_events.prompt_digest(payload.pop("prompt"), redactor))
     if event.type == audit_events.PROMPT_SENT and isinstance(payload.get("preview"), str):
-        payload["preview"] = redactor.text(payload["preview"])[: audit_events.PREVIEW_CHARS]
+        payload["preview"] = redactor.text(payload["preview"])[:MAX_PREVIEW_CHARS]
     # Scrub before cutting so a secret straddling a cut is still recognised whole.
     clean = _plain(redactor.value(payload), 0)
     return ShapedEvent(

@@ -135,6 +135,21 @@ def _read_tail(path: Path) -> _Tail:
     return _Tail(keep, None, "; ".join(reasons) or None)
 
 
+def _genesis_hash(directory: Path) -> str | None:
+    """The chain's identity: its genesis record's hash, if the oldest file still starts with it."""
+    for _day, path in day_files(directory):
+        with path.open("rb") as fh:
+            first = fh.readline()
+        if not first:
+            continue
+        try:
+            record = parse_line(first.rstrip(b"\n"))
+        except ChainBreak:
+            return None
+        return str(record["record_hash"]) if record["seq"] == 0 else None
+    return None
+
+
 class AuditStore:
     """Append-only, fsynced, hash-chained day files in one private directory."""
 
@@ -152,6 +167,7 @@ class AuditStore:
         self._fd: int | None = None
         self._fd_day: str | None = None
         self._failed: str | None = None
+        self.chain_id: str | None = None  # record_hash of the genesis record, once known
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -171,6 +187,7 @@ class AuditStore:
                 break
         if self._head is None:
             written += self._append_records([self._genesis()])
+        self.chain_id = _genesis_hash(self.directory)
         for payload in reversed(recovered):
             written += self._append_records([self._writer_event(audit_events.RECOVERED, payload)])
         return written

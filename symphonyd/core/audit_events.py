@@ -37,6 +37,7 @@ SANDBOX_FAILURE = "sandbox_failure"
 SANDBOX_READY = "sandbox_ready"
 SANDBOX_TEARDOWN = "sandbox_teardown"
 SANDBOX_RECONCILED = "sandbox_reconciled"
+WORKSPACE_REMOVE = "workspace_remove"  # age cleanup: decided (before), then its outcome
 
 # Types only the writer itself produces; a client sending one is refused.
 WRITER_TYPES = frozenset({GENESIS, RECOVERED})
@@ -60,6 +61,7 @@ CLIENT_TYPES = frozenset(
         SANDBOX_READY,
         SANDBOX_TEARDOWN,
         SANDBOX_RECONCILED,
+        WORKSPACE_REMOVE,
     }
 )
 EVENT_TYPES = WRITER_TYPES | CLIENT_TYPES
@@ -237,6 +239,19 @@ def sandbox_failure(
     return _event(
         SANDBOX_FAILURE,
         {"stage": stage, "error": error, "run_id": run_id},
+        issue_id=issue_id,
+        issue_identifier=identifier,
+    )
+
+
+def workspace_remove(
+    issue_id: str, identifier: str, outcome: str, *, reason: str, detail: dict[str, Any]
+) -> AuditEventIn:
+    """One step of an automatic workspace removal: ``requested`` (written before anything
+    is deleted) and then ``removed``, ``kept`` or ``failed``."""
+    return _event(
+        WORKSPACE_REMOVE,
+        {"outcome": outcome, "reason": reason, **detail},
         issue_id=issue_id,
         issue_identifier=identifier,
     )

@@ -108,6 +108,9 @@ class AgentConfig:
     max_retry_backoff_ms: int = 300_000
     max_concurrent_agents_by_state: dict[str, int] = field(default_factory=dict)
     runtime: str = "codex"
+    # Names copied from the launcher's own environment into the agent's (the agent's model
+    # key); a tracker secret name here refuses the run (docs/design/0552).
+    forward_env: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +284,21 @@ def _agent(raw: Mapping[Any, Any]) -> AgentConfig:
         ),
         max_concurrent_agents_by_state=normalize_state_limits(by_state),
         runtime=choice(s, "runtime", "agent.runtime", d.runtime, AGENT_RUNTIMES),
+        forward_env=_env_names(s, "forward_env", "agent.forward_env"),
     )
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def _env_names(raw: Mapping[Any, Any], key: str, where: str) -> tuple[str, ...]:
+    names = str_list(raw, key, where) or ()
+    for name in names:
+        if not _ENV_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{where}: {echo(name)} is not an environment variable name", field=where
+            )
+    return tuple(dict.fromkeys(names))
 
 
 def _codex(raw: Mapping[Any, Any]) -> CodexConfig:

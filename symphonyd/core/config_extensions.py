@@ -26,6 +26,11 @@ from symphonyd.core.config_values import (
 )
 from symphonyd.core.errors import ConfigError
 
+# audit.prompt_preview_chars at most: below the audit writer's 8 KiB string cap, so a
+# redacted preview is never cut again (symphonyd.audit.shaping keeps no more).
+MAX_PREVIEW_CHARS = 8_000
+PREVIEW_CHARS = 500
+
 EGRESS_MODES = ("allowlist", "block", "open")
 # A DNS name, optionally with one leading "*." wildcard label; IP literals are refused on
 # purpose so an allowlist cannot be turned into "any host at this address".
@@ -85,12 +90,12 @@ class BudgetsConfig:
 
 @dataclass(frozen=True, slots=True)
 class AuditConfig:
-    prompt_preview_chars: int = 500
+    prompt_preview_chars: int = PREVIEW_CHARS
 
 
 @dataclass(frozen=True, slots=True)
 class CleanupConfig:
-    """Workspace garbage collection; None disables the age rule."""
+    """Workspace garbage collection; None (0 or null in WORKFLOW.md) disables the age rule."""
 
     max_age_days: int | None = None
     min_free_disk_mb: int = 1024
@@ -195,16 +200,25 @@ def parse_budgets(raw: Mapping[Any, Any]) -> BudgetsConfig:
 def parse_audit(raw: Mapping[Any, Any]) -> AuditConfig:
     s = section(raw, "audit")
     return AuditConfig(
-        prompt_preview_chars=req_int(
-            s, "prompt_preview_chars", "audit.prompt_preview_chars", 500, minimum=0
+        prompt_preview_chars=_or(
+            int_in_range(
+                s, "prompt_preview_chars", "audit.prompt_preview_chars", 0, MAX_PREVIEW_CHARS
+            ),
+            PREVIEW_CHARS,
         )
     )
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def parse_cleanup(workspace: Mapping[Any, Any]) -> CleanupConfig:
     value = section(workspace, "cleanup", "workspace.cleanup")
     return CleanupConfig(
-        max_age_days=opt_int(value, "max_age_days", "workspace.cleanup.max_age_days", minimum=1),
+        # 0 and null both turn the age rule off (docs/design/0655-age-cleanup.md).
+        max_age_days=opt_int(value, "max_age_days", "workspace.cleanup.max_age_days", minimum=0)
+        or None,
         min_free_disk_mb=req_int(
             value, "min_free_disk_mb", "workspace.cleanup.min_free_disk_mb", 1024, minimum=0
         ),

@@ -118,6 +118,20 @@ class Issue:
         )
 
 
+# Bounds applied when a provider's issue is normalised, so one issue always fits the 1 MiB
+# IPC frames it travels in (dispatcher -> launcher, launcher <-> tracker) even when every
+# character needs a JSON escape. The prompt caps it far lower again (docs/design/0502).
+MAX_TITLE_CHARS = 2_000
+MAX_DESCRIPTION_CHARS = 100_000
+
+
+def cap_text(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with a visible marker saying how much went."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... truncated {len(text) - limit} characters]"
+
+
 def build_issue(
     *,
     id: Any,
@@ -151,10 +165,12 @@ def build_issue(
     return Issue(
         id=id,
         identifier=identifier,
-        title=title,
+        title=cap_text(title, MAX_TITLE_CHARS),
         state=state.strip(),
         dispatchable=dispatchable,
-        description=description if isinstance(description, str) else None,
+        description=(
+            cap_text(description, MAX_DESCRIPTION_CHARS) if isinstance(description, str) else None
+        ),
         priority=normalize_priority(priority),
         branch_name=branch_name if isinstance(branch_name, str) and branch_name else None,
         url=url if isinstance(url, str) and url else None,

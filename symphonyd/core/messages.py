@@ -311,6 +311,23 @@ TRACKER_TOOL_CALL = method(
 )
 
 
+@dataclass(frozen=True)
+class RedactText:
+    text: str
+
+
+@dataclass(frozen=True)
+class RedactedText:
+    text: str
+
+
+# The launcher's prompt previews are scrubbed where the secrets live: the tracker daemon
+# removes its credential and `$NAME` provider secrets (docs/design/0552-prompt-secrets-and-env.md).
+TRACKER_REDACT = method(
+    "tracker.redact", RedactText, RedactedText, "Text with the tracker's secrets scrubbed out."
+)
+
+
 # --------------------------------------------------------------------------- dispatcher
 # dispatcher.snapshot of a large board (thousands of running or retrying issues) exceeds
 # 1 MiB: the control and dashboard sockets reply up to this size, and their clients
@@ -457,6 +474,28 @@ class SnapshotCounts:
 
 
 @dataclass(frozen=True)
+class OrphanRow:
+    """An entry under the workspace root that belongs to no issue the tracker lists."""
+
+    name: str
+    reason: str
+    idle_s: float | None  # seconds since it last changed; None when not a directory
+
+
+@dataclass(frozen=True)
+class WorkspaceStatus:
+    """The last workspace survey and age cleanup (docs/design/0655-age-cleanup.md)."""
+
+    surveyed_at: str | None  # last complete survey; None: none yet
+    workspaces: int  # workspace directories under the root
+    orphan_count: int
+    orphans: list[OrphanRow]  # the oldest first, at most 50
+    max_age_days: int | None  # None: age cleanup is off
+    removed: int  # workspaces age cleanup removed since the dispatcher started
+    error: str | None  # why the last survey or cleanup pass did not complete
+
+
+@dataclass(frozen=True)
 class StateSnapshot:
     generated_at: str
     counts: SnapshotCounts
@@ -471,6 +510,7 @@ class StateSnapshot:
     config: ConfigStatus
     poll_interval_ms: int
     max_concurrent_agents: int
+    workspaces: WorkspaceStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -673,6 +713,8 @@ class RemoveWorkspace:
     identifier: str
     # Where the workspace root and hooks come from; None: the last workflow a run used.
     workflow: WorkflowSnapshot | None = None
+    # Age cleanup: remove only if the workspace is still untouched for this many seconds.
+    min_idle_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -755,6 +797,35 @@ LAUNCHER_WORKSPACE_AGES = method(
     WorkspaceAges,
     WorkspaceAgesResult,
     "How long ago each issue's workspace last changed (for prune).",
+)
+
+
+@dataclass(frozen=True)
+class ListWorkspaces:
+    # Where the workspace root comes from; None: the last workflow a run used.
+    workflow: WorkflowSnapshot | None = None
+
+
+@dataclass(frozen=True)
+class RootEntry:
+    name: str  # the entry's name under the workspace root
+    idle_s: float | None  # seconds since it last changed; None when not a directory
+    # None: a workspace (a real directory with a valid key); otherwise why it is not one.
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkspaceListing:
+    root: str
+    entries: list[RootEntry]  # the oldest first
+    omitted: int = 0  # younger entries left out to keep the reply small
+
+
+LAUNCHER_LIST_WORKSPACES = method(
+    "launcher.list_workspaces",
+    ListWorkspaces,
+    WorkspaceListing,
+    "Every entry under the workspace root with its age (age cleanup, orphan report).",
 )
 LAUNCHER_SUBSCRIBE = method(
     "launcher.subscribe", Empty, Empty, "Subscribe: the server then pushes launcher.run_event."

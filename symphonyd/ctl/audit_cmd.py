@@ -1,7 +1,9 @@
 """``symphonyctl audit``: verify the chain, show records, print the head for checkpoints.
 
 These read the day files directly (root can, the audit writer need not be running), so
-verification works on a copy of the directory on another host just as well.
+verification works on a copy of the directory on another host just as well. ``verify`` also
+compares the chain with the furthest head the writer anchored in the journal
+(``symphonyd.audit.anchor``), which is what catches a cut or replaced log.
 """
 
 from __future__ import annotations
@@ -15,9 +17,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from symphonyd.audit.anchor import anchor_directory
+from symphonyd.audit.anchor_read import AnchorReadError, read_anchors
 from symphonyd.audit.layout import DEFAULT_AUDIT_DIR, day_files
-from symphonyd.audit.verify import Checkpoint, iter_records, verify_dir
+from symphonyd.audit.verify import BROKEN, Checkpoint, VerifyResult, iter_records, verify_dir
 from symphonyd.ctl.main import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE
+
+# The chain itself holds but does not reach, or does not contain, a head kept outside it
+# (journal anchor or --checkpoint): newest records cut, or history rewritten.
+EXIT_ANCHOR_MISMATCH = 4
 
 _RELATIVE = re.compile(r"(\d+)([smhd])\Z")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -57,7 +65,11 @@ def register(subparsers: Any) -> None:
     audit = subparsers.add_parser("audit", help="verify and read the audit log")
     sub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True)
 
-    verify = sub.add_parser("verify", help="check the hash chain; exit 1 at the first break")
+    verify = sub.add_parser(
+        "verify",
+        help="check the hash chain (exit 1 at the first break) and that it still reaches the "
+        "head anchored in the journal (exit 4 if truncated or rewritten)",
+    )
     verify.add_argument("--dir", type=Path, default=None, help="audit directory")
     verify.add_argument("--from", dest="from_day", type=_day, help="first day (YYYY-MM-DD)")
     verify.add_argument("--to", dest="to_day", type=_day, help="last day (YYYY-MM-DD)")
@@ -65,6 +77,27 @@ def register(subparsers: Any) -> None:
         "--checkpoint",
         type=_checkpoint,
         help="SEQ:HASH of an earlier head kept off-host; the chain must still contain it",
+    )
+    anchors = verify.add_mutually_exclusive_group()
+    anchors.add_argument(
+        "--no-anchor", action="store_true", help="do not compare with the journal's head anchor"
+    )
+    anchors.add_argument(
+        "--anchor-journal",
+        type=Path,
+        metavar="PATH",
+        help="read anchors from this journal directory or file (a copy) instead of the system's",
+    )
+    verify.add_argument(
+        "--anchor-dir",
+        metavar="DIR",
+        help="the directory the anchors were written for, when verifying a copy elsewhere "
+        "(default: --dir)",
+    )
+    verify.add_argument(
+        "--require-anchor",
+        action="store_true",
+        help="fail (exit 4) when no journal anchor could be compared",
     )
     verify.set_defaults(func=cmd_verify)
 
@@ -96,15 +129,65 @@ def _directory(args: argparse.Namespace) -> Path | None:
     return directory
 
 
+def _journal_anchor(directory: Path, args: argparse.Namespace) -> tuple[Checkpoint | None, str]:
+    """The furthest journal anchor for ``directory`` as a checkpoint, or None and why not."""
+    name = args.anchor_dir or anchor_directory(directory)
+    owner = directory.stat().st_uid
+    try:
+        scan = read_anchors(name, owner, args.anchor_journal)
+    except AnchorReadError as exc:
+        return None, f"cannot read journal anchors: {exc}"
+    if scan.malformed:
+        print(f"warning: ignored {scan.malformed} malformed journal anchor(s)", file=sys.stderr)
+    if scan.best is None:
+        return None, (
+            f"no journal anchor for {name} (uid {owner}) yet: the end of the chain is not "
+            "confirmed. The writer anchors its head at start, every 60 s while it moves, at "
+            "each new day file and at shutdown"
+        )
+    best = scan.best
+    return Checkpoint(best.seq, best.hash, source=best.source, chain=best.chain), ""
+
+
+def _anchor_status(anchor: Checkpoint, result: VerifyResult, to_day: str | None) -> str | None:
+    """How the anchor was used in a passing verification, or None if it could not be."""
+    if result.first_seq is not None and anchor.seq < result.first_seq:
+        return None
+    if to_day is not None and (result.head is None or anchor.seq > result.head.seq):
+        return None
+    return f"{anchor.source} (seq {anchor.seq}) matches"
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     directory = _directory(args)
     if directory is None:
         return EXIT_USAGE
+    anchor, why = (None, "anchor check skipped (--no-anchor)")
+    if not args.no_anchor:
+        anchor, why = _journal_anchor(directory, args)
+        if anchor is None and args.anchor_journal is not None:
+            print(f"error: {why}", file=sys.stderr)
+            return EXIT_USAGE
     result = verify_dir(
-        directory, from_day=args.from_day, to_day=args.to_day, checkpoint=args.checkpoint
+        directory,
+        from_day=args.from_day,
+        to_day=args.to_day,
+        checkpoint=args.checkpoint,
+        checkpoints=[anchor] if anchor is not None else [],
     )
-    print(result.summary())
-    return EXIT_OK if result.ok else EXIT_CHECK_FAILED
+    if not result.ok:
+        print(result.summary())
+        return EXIT_CHECK_FAILED if result.kind == BROKEN else EXIT_ANCHOR_MISMATCH
+    status = None if anchor is None else _anchor_status(anchor, result, args.to_day)
+    if anchor is not None and status is None:
+        why = f"{anchor.source} (seq {anchor.seq}) lies outside the verified range"
+    print(result.summary() + (f"; {status}" if status else ""))
+    if status is None:
+        print(f"note: {why}", file=sys.stderr)
+        if args.require_anchor:
+            print("no journal anchor compared (--require-anchor)")
+            return EXIT_ANCHOR_MISMATCH
+    return EXIT_OK
 
 
 def _printable(text: str) -> str:

@@ -32,6 +32,7 @@ from symphonyd.core.messages import (
     MethodSpec,
     PauseParams,
     StateSnapshot,
+    WorkspaceStatus,
 )
 from symphonyd.ctl.main import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 from symphonyd.runtime.hostconfig_file import load_host_config
@@ -221,7 +222,31 @@ def render_status(s: StateSnapshot) -> str:
             ["ISSUE", "KIND", "SINCE", "REASON"],
             [[h.issue_identifier, h.kind, h.since, h.reason] for h in s.held],
         )
+    if s.workspaces is not None:
+        out += render_workspaces(s.workspaces)
     return "\n".join(out)
+
+
+def render_workspaces(w: WorkspaceStatus) -> list[str]:
+    """The last workspace survey: orphans and age cleanup (docs/workspaces.md)."""
+    age = f"after {w.max_age_days} days" if w.max_age_days else "off"
+    seen = f"surveyed {w.surveyed_at}" if w.surveyed_at else "not surveyed yet"
+    out = [f"workspaces: {w.workspaces} ({seen}); age cleanup {age}, {w.removed} removed"]
+    if w.error:
+        out.append(f"  last sweep incomplete: {_safe(w.error)}")
+    out.append(f"orphans ({w.orphan_count}):")
+    if w.orphans:
+        out += _table(
+            ["NAME", "IDLE", "WHY"],
+            [[o.name, _days(o.idle_s), o.reason] for o in w.orphans],
+        )
+        if w.orphan_count > len(w.orphans):
+            out.append(f"  ... and {w.orphan_count - len(w.orphans)} more")
+    return out
+
+
+def _days(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 86400:.1f}d"
 
 
 def render_issue(v: IssueView) -> str:

@@ -21,6 +21,7 @@ from symphonyd.core.config import (
 )
 from symphonyd.core.errors import SymphonyError, ValidationError
 from symphonyd.core.issue import Issue
+from symphonyd.core.prompt_guard import guarded_issue_data, guarded_prompt
 from symphonyd.core.template import compile_prompt
 from symphonyd.ctl.main import EXIT_OK, EXIT_USAGE
 from symphonyd.runtime.workflow_file import LoadedWorkflow, load_workflow, resolve_workflow_path
@@ -73,7 +74,9 @@ def run_render(args: argparse.Namespace) -> int:
     try:
         loaded = load_workflow(resolve_workflow_path(args.path))
         issue = Issue.from_dict(_read_issue(args.issue))
-        prompt = compile_prompt(loaded.definition.prompt_template).render(issue, args.attempt)
+        # Exactly what the launcher sends: fenced, capped fields and the preamble (0502).
+        template = compile_prompt(loaded.definition.prompt_template)
+        prompt = guarded_prompt(template.render(guarded_issue_data(issue), args.attempt))
     except SymphonyError as exc:
         return _fail(exc)
     sys.stdout.write(prompt if prompt.endswith("\n") else prompt + "\n")

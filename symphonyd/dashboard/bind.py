@@ -10,9 +10,11 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
+from symphonyd.core.config_extensions import parse_server
 from symphonyd.core.errors import ConfigError
 from symphonyd.core.hostconfig import is_loopback_host
 from symphonyd.runtime.activation import SocketSetupError
+from symphonyd.runtime.workflow_file import load_workflow
 
 FDNAME = "http"
 REMOTE_BIND_REFUSED = (
@@ -81,3 +83,8 @@ def bind_tcp(host: str, port: int, *, allow_remote: bool, backlog: int = 128) ->
         raise SocketSetupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     bound_host, bound_port = _address(sock)
     return Listener(sock, bound_host, bound_port, activated=False)
+
+
+def workflow_port(path: str) -> int | None:
+    """WORKFLOW.md's ``server.port`` (SPEC 13.7), None when unset; WorkflowError/ConfigError."""
+    return parse_server(load_workflow(path).definition.config).port

@@ -19,6 +19,7 @@ from symphonyd.core.messages import (
     RetryRow,
     RunningRow,
     StateSnapshot,
+    WorkspaceStatus,
 )
 from symphonyd.dashboard.html import esc, external_link, issue_link, num, table, when
 
@@ -126,6 +127,29 @@ def _health(snap: StateSnapshot, now: datetime, extra: list[tuple[str, bool, str
     )
 
 
+def _workspaces(w: WorkspaceStatus | None, now: datetime) -> str:
+    """Orphan workspaces and age cleanup, from the dispatcher's last survey."""
+    if w is None:
+        return ""
+    age = f"after {w.max_age_days} days" if w.max_age_days else "off"
+    line = (
+        f"{num(w.workspaces)} workspaces, surveyed {when(w.surveyed_at, now=now)}; "
+        f"age cleanup {esc(age)}, {num(w.removed)} removed"
+    )
+    if w.error:
+        line += f' &mdash; <span class="bad">{esc(w.error)}</span>'
+    rows = [
+        f"<tr><td>{esc(o.name)}</td><td>{esc(o.reason)}</td>"
+        f"<td>{'&mdash;' if o.idle_s is None else num(round(o.idle_s / 86400, 1))}</td></tr>"
+        for o in w.orphans
+    ]
+    return (
+        f'</section><section id="workspaces"><h2>Orphan workspaces ({num(w.orphan_count)})</h2>'
+        f'<p class="muted">{line}</p>'
+        + table(["Name", "Why", "Idle (days)"], rows, "No orphan workspaces.")
+    )
+
+
 def overview_fragment(
     snap: StateSnapshot | None,
     *,
@@ -157,6 +181,7 @@ def overview_fragment(
         + table(["Issue", "Attempt", "Kind", "Due", "Error"], retrying, "Nothing waiting.")
         + "</section><section><h2>Blocked and held runs</h2>"
         + table(["Issue", "Kind", "Reason", "Since", "By", ""], held, "Nothing held.")
+        + _workspaces(snap.workspaces, now)
         + '</section><section class="split"><div><h2>Health</h2>'
         + _health(snap, now, extra_health)
         + "</div><div><h2>Rate limits</h2>"

@@ -4,6 +4,12 @@ It is not a model: every issue gets the same three steps, chosen from what the a
 already sent back (so the server keeps no state): (1) create ``symphony-demo.md`` in the
 workspace with ``apply_patch``, (2) call the tracker tool ``tracker_move`` to hand the issue
 off, (3) answer with a short summary. It binds loopback only and says loudly what it is.
+
+``--record FILE`` (off by default; the end-to-end tests use it) appends every request body,
+exactly as the agent CLI sent it, as one JSON line to ``FILE`` (created 0600, never
+followed through a symlink), up to ``--record-max-bytes`` in total; later requests are
+answered but not kept. Only whoever can read that file sees the prompts: nothing about the
+recording is served over HTTP, where every agent sandbox could ask for another's prompts.
 """
 
 from __future__ import annotations
@@ -12,13 +18,16 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
+import threading
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 log = logging.getLogger("symphonyd.demo")
 MAX_BODY = 8 << 20
+RECORD_MAX_BYTES = 64 << 20
 BANNER = (
     "DEMO MODEL ENDPOINT: scripted answers, no real model. Agents using it create "
     "symphony-demo.md and hand the issue off; configure a real model for real work."
@@ -113,11 +122,14 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.path.endswith("/responses") or length > MAX_BODY:
             self._empty(404 if length <= MAX_BODY else 413)
             return
+        raw = self.rfile.read(length)
         try:
-            body = json.loads(self.rfile.read(length) or b"{}")
+            body = json.loads(raw or b"{}")
         except ValueError:
             self._empty(400)
             return
+        if self.server.recorder is not None:
+            self.server.recorder.add(self.path, raw)
         payload = sse(next_step(body if isinstance(body, dict) else {}, self.server.handoff))
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -131,25 +143,58 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
 
+class Recorder:
+    """Appends request bodies to a private file, bounded in total size."""
+
+    def __init__(self, path: str, max_bytes: int) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        self._fd = os.open(path, flags, 0o600)
+        self._left = max_bytes
+        self._lock = threading.Lock()
+
+    def add(self, path: str, raw: bytes) -> None:
+        line = json.dumps({"path": path, "body": raw.decode("utf-8", "replace")}) + "\n"
+        data = line.encode()
+        with self._lock:
+            if len(data) > self._left:
+                if self._left >= 0:
+                    log.warning("demo model: recording limit reached, later requests not kept")
+                    self._left = -1
+                return
+            self._left -= len(data)
+            os.write(self._fd, data)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
 class DemoServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, handoff: str) -> None:
+    def __init__(self, port: int, handoff: str, recorder: Recorder | None = None) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.handoff = handoff
+        self.recorder = recorder
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m symphonyd.demo.model_server")
     parser.add_argument("--port", type=int, default=18080)
     parser.add_argument("--handoff-state", default="Human Review")
+    parser.add_argument("--record", metavar="FILE", help="append every request body to FILE")
+    parser.add_argument("--record-max-bytes", type=int, default=RECORD_MAX_BYTES)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    server = DemoServer(args.port, args.handoff_state)
+    recorder = Recorder(args.record, args.record_max_bytes) if args.record else None
+    server = DemoServer(args.port, args.handoff_state, recorder)
     log.warning(BANNER)
     log.warning("listening on http://127.0.0.1:%d/v1", server.server_address[1])
+    if args.record:
+        log.warning("recording request bodies to %s", args.record)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
+    if recorder is not None:
+        recorder.close()
     return 0
 
 

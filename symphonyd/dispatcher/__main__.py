@@ -1,7 +1,34 @@
-"""``python -m symphonyd.dispatcher`` (ExecStart of symphony-dispatcher.service)."""
+"""``python -m symphonyd.dispatcher`` (ExecStart of symphony-dispatcher.service).
 
+Exit status: 0 after SIGTERM, 78 on invalid configuration (host config, WORKFLOW.md,
+arguments), 75 when another dispatcher holds the state directory, 1 on a runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
 import sys
+from collections.abc import Sequence
 
-from symphonyd.dispatcher.app import main
+from symphonyd.dispatcher.daemon import startup
+from symphonyd.runtime.daemon import DaemonArgumentParser, run_daemon
 
-sys.exit(main())
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = DaemonArgumentParser(prog="symphony-dispatcher", description=__doc__)
+    p.add_argument("--host-config", help="host config TOML (default /etc/symphony/symphonyd.toml)")
+    p.add_argument("--workflow", help="WORKFLOW.md path (overrides the host config)")
+    p.add_argument("--state-dir", help="where durable dispatcher state lives")
+    p.add_argument("--runtime-dir", help="directory of the daemons' sockets")
+    p.add_argument("--ctl-socket", help="bind this control socket instead of socket activation")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_daemon("dispatcher", functools.partial(startup, args=args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,6 +20,7 @@ from symphonyd.core.messages import (
     DEFAULT_MAX_FRAME,
     LAUNCHER_ACK_RUNS,
     LAUNCHER_LIST_RUNS,
+    LAUNCHER_LIST_WORKSPACES,
     LAUNCHER_REMOVE_WORKSPACE,
     LAUNCHER_RUN_EVENT,
     LAUNCHER_START_RUN,
@@ -35,6 +36,7 @@ from symphonyd.core.messages import (
     FetchByIds,
     FetchByStates,
     ListRuns,
+    ListWorkspaces,
     MethodSpec,
     RemoveWorkspace,
     RunEvent,
@@ -43,7 +45,9 @@ from symphonyd.core.messages import (
     StartRunResult,
     StopRun,
     StopRunResult,
+    WorkflowSnapshot,
     WorkspaceAges,
+    WorkspaceListing,
 )
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.logging import log_event
@@ -124,9 +128,18 @@ class LauncherClient:
     async def ack_runs(self, run_ids: list[str]) -> None:
         await self.link.call(LAUNCHER_ACK_RUNS, AckRuns(run_ids))
 
-    async def remove_workspace(self, identifier: str) -> bool:
-        res = await self.link.call(LAUNCHER_REMOVE_WORKSPACE, RemoveWorkspace(identifier))
-        return res.removed
+    async def remove_workspace(
+        self,
+        identifier: str,
+        *,
+        min_idle_s: float | None = None,
+        workflow: WorkflowSnapshot | None = None,
+    ) -> bool:
+        req = RemoveWorkspace(identifier, workflow, min_idle_s=min_idle_s)
+        return (await self.link.call(LAUNCHER_REMOVE_WORKSPACE, req)).removed
+
+    async def list_workspaces(self, workflow: WorkflowSnapshot | None) -> WorkspaceListing:
+        return await self.link.call(LAUNCHER_LIST_WORKSPACES, ListWorkspaces(workflow))
 
     async def workspace_ages(self, identifiers: list[str]) -> dict[str, float | None]:
         res = await self.link.call(LAUNCHER_WORKSPACE_AGES, WorkspaceAges(identifiers))

@@ -48,6 +48,7 @@ def dispatch_settings(cfg: ServiceConfig) -> DispatchSettings:
         tokens_per_day=cfg.budgets.tokens_per_day,
         workspace_root=cfg.workspace.root or None,
         min_free_disk_bytes=cfg.workspace.cleanup.min_free_disk_mb * 1024 * 1024,
+        max_age_days=cfg.workspace.cleanup.max_age_days,
     )
 
 

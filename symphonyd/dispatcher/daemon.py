@@ -1,190 +1,161 @@
-"""symphony-dispatcher wiring: control sockets, the scheduling loop, watches and pushes.
+"""symphony-dispatcher wiring: the state lock, the object graph, loops and control sockets.
 
-The orchestrator decides; this module decides when to ask it (poll ticks, retry timers,
-WORKFLOW.md changes, refresh requests, launcher events) and serves the control API that
-symphonyctl and the dashboard use.
+``startup`` runs under the shared run loop (``python -m symphonyd.dispatcher``). The first
+thing it does after reading the host config is take the exclusive lock on the state
+directory: a second dispatcher on the same state stops there (exit 75) before it has talked
+to the tracker, the launcher or the audit writer. Under systemd the control sockets arrive by
+socket activation (``ctl`` for root's symphonyctl, ``dashboard`` for the dashboard user);
+``--ctl-socket`` binds one by hand for development. Client sockets default to
+``<runtime_dir>/<server>-dispatcher.sock``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import os
+import shutil
+from collections.abc import Coroutine, Iterable
+from pathlib import Path
+from typing import Any
 
-from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import (
-    DISPATCHER_ISSUE,
-    DISPATCHER_PAUSE,
-    DISPATCHER_PRUNE,
-    DISPATCHER_REFRESH,
-    DISPATCHER_RELEASE,
-    DISPATCHER_RESUME,
-    DISPATCHER_SNAPSHOT,
-    DISPATCHER_STATE_CHANGED,
-    DISPATCHER_STOP,
-    DISPATCHER_SUBSCRIBE,
-    HEALTH,
-    ControlResult,
-    Empty,
-    Health,
-    IssueRefParams,
-    IssueView,
-    PauseParams,
-    PruneParams,
-    PruneResult,
-    RefreshResult,
-    StateChanged,
-    StateSnapshot,
+from symphonyd import __version__
+from symphonyd.core.errors import ConfigError, SymphonyError
+from symphonyd.core.messages import SNAPSHOT_MAX_FRAME, TRACKER_MAX_FRAME
+from symphonyd.dispatcher.clients import (
+    AuditClient,
+    LauncherClient,
+    Link,
+    TrackerClient,
+    follow_run_events,
 )
+from symphonyd.dispatcher.config_source import WorkflowConfigSource
 from symphonyd.dispatcher.orchestrator import Orchestrator
-from symphonyd.dispatcher.prune import prune
-from symphonyd.dispatcher.snapshot import build_issue_view, build_snapshot
-from symphonyd.dispatcher.state import iso
-from symphonyd.runtime.ipc_server import EventSink, IpcServer
-from symphonyd.runtime.peer import Peer
+from symphonyd.dispatcher.ports import SystemClock
+from symphonyd.dispatcher.service import DispatcherService
+from symphonyd.dispatcher.store import StateStore
+from symphonyd.runtime import instance_lock
+from symphonyd.runtime.activation import listen_fds
+from symphonyd.runtime.daemon import Daemon, system_uid
+from symphonyd.runtime.ipc_connection import ServerLimits
+from symphonyd.runtime.ipc_server import IpcServer
 
 log = logging.getLogger("symphonyd.dispatcher")
-PUSH_DEBOUNCE_S = 0.2
+DASHBOARD_USER = "symphony-dashboard"
+STARTUP_RETRY_S = 2.0
 
 
-class DispatcherService:
-    def __init__(
-        self,
-        orch: Orchestrator,
-        *,
-        config_changed: Callable[[], bool] | None = None,
-        watch_interval_s: float = 1.0,
-        version: str = "0",
-    ) -> None:
-        self.orch = orch
-        self.config_changed = config_changed
-        self.watch_interval_s = watch_interval_s
-        self.version = version
-        self._refresh = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._sinks: set[EventSink] = set()
-        self._push_task: asyncio.Task[None] | None = None
-        orch.add_listener(self._state_changed)
-
-    # ------------------------------------------------------------------ control API
-
-    def register(self, server: IpcServer) -> None:
-        server.handle(HEALTH, self._health)
-        server.handle(DISPATCHER_SNAPSHOT, self._snapshot)
-        server.handle(DISPATCHER_ISSUE, self._issue)
-        server.handle(DISPATCHER_PAUSE, self._pause)
-        server.handle(DISPATCHER_RESUME, self._resume)
-        server.handle(DISPATCHER_STOP, self._stop)
-        server.handle(DISPATCHER_RELEASE, self._release)
-        server.handle(DISPATCHER_REFRESH, self._request_refresh)
-        server.handle(DISPATCHER_PRUNE, self._prune)
-        server.subscription(DISPATCHER_SUBSCRIBE, self._subscribe)
-
-    async def _health(self, _: Empty, __: Peer) -> Health:
-        snap = build_snapshot(self.orch)
-        detail = {d.daemon: d.ok for d in snap.daemons}
-        return Health("dispatcher", self.version, True, {"paused": snap.pause.paused, **detail})
-
-    async def _snapshot(self, _: Empty, __: Peer) -> StateSnapshot:
-        return build_snapshot(self.orch)
-
-    async def _issue(self, p: IssueRefParams, _: Peer) -> IssueView:
-        return build_issue_view(self.orch, p.identifier)
-
-    async def _pause(self, p: PauseParams, peer: Peer) -> ControlResult:
-        return ControlResult(True, await self.orch.pause(p.reason, peer.uid))
-
-    async def _resume(self, _: Empty, peer: Peer) -> ControlResult:
-        message = await self.orch.resume(peer.uid)
-        self._wake.set()
-        return ControlResult(True, message)
-
-    async def _stop(self, p: IssueRefParams, peer: Peer) -> ControlResult:
-        return ControlResult(True, await self.orch.stop(p.identifier, peer.uid))
-
-    async def _release(self, p: IssueRefParams, peer: Peer) -> ControlResult:
-        message = await self.orch.release(p.identifier, peer.uid)
-        self.request_refresh()
-        return ControlResult(True, message)
-
-    async def _prune(self, p: PruneParams, peer: Peer) -> PruneResult:
-        # Both control sockets share these methods; deleting workspaces stays root's.
-        if peer.uid != 0:
-            raise SymphonyError("prune is for root (symphonyctl)", code="peer_not_allowed")
-        return await prune(self.orch, p)
-
-    async def _request_refresh(self, _: Empty, __: Peer) -> RefreshResult:
-        coalesced = self.request_refresh()
-        return RefreshResult(True, coalesced, iso(self.orch.clock.now()), ["poll", "reconcile"])
-
-    def request_refresh(self) -> bool:
-        """Queue an immediate tick; True when one was already queued (coalesced)."""
-        coalesced = self._refresh.is_set()
-        self._refresh.set()
-        self._wake.set()
-        return coalesced
-
-    async def _subscribe(self, _: Empty, __: Peer, sink: EventSink) -> Empty:
-        self._sinks.add(sink)
-        self._state_changed()
-        return Empty()
-
-    def _state_changed(self) -> None:
-        if self._sinks and (self._push_task is None or self._push_task.done()):
-            self._push_task = asyncio.get_running_loop().create_task(self._push())
-
-    async def _push(self) -> None:
-        # One snapshot per burst: a tick that changes 1 000 runs pushes once, not 1 000 times.
-        await asyncio.sleep(PUSH_DEBOUNCE_S)
-        data = StateChanged(build_snapshot(self.orch))
-        for sink in list(self._sinks):
-            if not sink.send(DISPATCHER_STATE_CHANGED, data):
-                self._sinks.discard(sink)
-
-    # ------------------------------------------------------------------ loops
-
-    async def run_scheduler(self) -> None:
-        """Ticks every polling.interval_ms (or on refresh), retry timers when due."""
-        clock = self.orch.clock
-        next_tick = clock.monotonic_ms()
-        while True:
-            self._wake.clear()
-            now = clock.monotonic_ms()
-            if self._refresh.is_set() or now >= next_tick:
-                self._refresh.clear()
-                await _guard("tick", self.orch.tick)
-                next_tick = clock.monotonic_ms() + max(self.orch.settings.poll_interval_ms, 100)
-            due = self.orch.next_retry_due_ms()
-            if due is not None and due <= clock.monotonic_ms():
-                await _guard("retry", self.orch.fire_due_retries)
-                continue
-            wake_at = next_tick if due is None else min(next_tick, due)
-            delay = max(wake_at - clock.monotonic_ms(), 0) / 1000
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
-
-    async def run_watch(self) -> None:
-        """WORKFLOW.md changes apply without waiting for the next tick (SPEC 6.2)."""
-        if self.config_changed is None:
-            return
-        while True:
-            await asyncio.sleep(self.watch_interval_s)
-            try:
-                changed = self.config_changed()
-            except SymphonyError as exc:
-                log.warning("workflow watch failed: %s", exc)
-                continue
-            if changed:
-                await _guard("reload", self.orch.reload_config)
-                self._wake.set()
+class StatvfsDisk:
+    def free_bytes(self, path: str) -> int | None:
+        try:
+            return shutil.disk_usage(path).free
+        except OSError:
+            return None  # not visible to this user: unknown, not "full"
 
 
-async def _guard(what: str, fn: Callable[[], Awaitable[None]]) -> None:
-    """A bug in one step is logged and the loop goes on: the daemon must not die of it."""
+def _dashboard_uid() -> list[int]:
+    # Optional: a host without the dashboard user serves symphonyctl only.
     try:
-        await fn()
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("dispatcher %s failed", what)
+        return [system_uid(DASHBOARD_USER)]
+    except ConfigError:
+        return []
+
+
+def assemble(
+    runtime: Path, state_dir: Path, source: WorkflowConfigSource
+) -> tuple[Orchestrator, DispatcherService]:
+    """The production object graph; tests build it the same way against their sockets."""
+    orch = Orchestrator(
+        # A board's issues come back in one frame; a page walk may take minutes.
+        tracker=TrackerClient(
+            Link(runtime / "tracker-dispatcher.sock", timeout=300.0, max_frame=TRACKER_MAX_FRAME)
+        ),
+        launcher=LauncherClient(Link(runtime / "launcher-dispatcher.sock")),
+        audit=AuditClient(Link(runtime / "audit-dispatcher.sock")),
+        config=source,
+        store=StateStore(state_dir),
+        clock=SystemClock(),
+        disk=StatvfsDisk(),
+    )
+    return orch, DispatcherService(orch, config_changed=source.changed, version=__version__)
+
+
+async def start_orchestrator(orch: Orchestrator, daemon: Daemon) -> None:
+    while True:
+        try:
+            await orch.start()
+            return
+        except SymphonyError as exc:
+            if exc.error_code not in ("unavailable", "timeout"):
+                raise
+            # Until the launcher can say what is running, starting could run an issue twice.
+            daemon.status(f"waiting for the launcher: {exc.message}")
+            await asyncio.sleep(STARTUP_RETRY_S)
+
+
+def loops(service: DispatcherService, runtime: Path) -> dict[str, Coroutine[Any, Any, None]]:
+    """The dispatcher's long-running work: scheduler, workflow watch, launcher events."""
+    orch = service.orch
+    events = follow_run_events(
+        runtime / "launcher-dispatcher.sock", orch.handle_run_event, orch.resync_runs
+    )
+    return {"scheduler": service.run_scheduler(), "workflow-watch": service.run_watch(),
+            "launcher-events": events}  # fmt: skip
+
+
+async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
+    host = daemon.load_host_config(args.host_config)
+    state_dir = Path(args.state_dir or Path(host.state_dir) / "dispatcher")
+    # Before anything else: one dispatcher per state, or two would dispatch the same issues.
+    # Held until the process exits (the kernel drops it then): never while a task still runs.
+    instance_lock.acquire(state_dir, "dispatcher")
+    runtime = Path(args.runtime_dir or host.runtime_dir)
+    source = WorkflowConfigSource(args.workflow or host.workflow_path, host=host)
+    orch, service = assemble(runtime, state_dir, source)
+    await start_orchestrator(orch, daemon)
+    # Served only once state is loaded: systemd queues early connections on the sockets.
+    servers = await _start_servers(service, args)
+
+    async def close() -> None:
+        daemon.status("stopping; runs in flight keep running under the launcher")
+        for server in servers:
+            await server.close()
+
+    daemon.on_shutdown("control-sockets", close)
+    for name, coro in loops(service, runtime).items():
+        daemon.spawn(coro, name)
+    daemon.status("dispatching")
+
+
+def control_server(
+    name: str, *, allowed_uids: Iterable[int], allow_root: bool = False
+) -> IpcServer:
+    """A server for symphonyctl or the dashboard: its snapshot replies may exceed 1 MiB."""
+    limits = ServerLimits(max_reply=SNAPSHOT_MAX_FRAME)
+    return IpcServer(name, allowed_uids=allowed_uids, allow_root=allow_root, limits=limits)
+
+
+async def _start_servers(service: DispatcherService, args: argparse.Namespace) -> list[IpcServer]:
+    servers: list[IpcServer] = []
+    if args.ctl_socket:
+        ctl = control_server("dispatcher-ctl", allowed_uids={os.getuid()}, allow_root=True)
+        service.register(ctl)
+        await ctl.start_path(args.ctl_socket)
+        return [ctl]
+    fds = listen_fds()
+    for name, socks in fds.items():
+        if name == "ctl":
+            server = control_server("dispatcher-ctl", allowed_uids=(), allow_root=True)
+        elif name == "dashboard":
+            server = control_server("dispatcher-dashboard", allowed_uids=_dashboard_uid())
+        else:
+            log.warning("ignoring activated socket %r", name)
+            continue
+        service.register(server)
+        for sock in socks:
+            await server.start(sock)
+        servers.append(server)
+    if not servers:
+        raise SymphonyError("no control socket: use socket activation or --ctl-socket")
+    return servers

@@ -50,6 +50,7 @@ from symphonyd.dispatcher.state import (
     RetryEntry,
     RetryKind,
     RunningEntry,
+    SweepBook,
     iso,
 )
 from symphonyd.dispatcher.store import PersistedState, StateStore
@@ -101,6 +102,7 @@ class Engine:
         self.persisted = PersistedState()
         self.holds = HoldBook(self.persisted)
         self.ledger = TokenLedger(self.persisted)
+        self.sweep = SweepBook()  # workspace survey and age cleanup (workspace_sweep)
         # daemon -> (ok, detail, when); rows are built only when a snapshot asks.
         self.health: dict[str, tuple[bool, str | None, datetime]] = {}
         self.episodes = FailureEpisodes()
@@ -371,7 +373,10 @@ class Engine:
     async def _remove_workspace(self, identifier: str) -> bool:
         """True when the launcher removed a workspace (False: none, or it failed)."""
         try:
-            removed = await self.launcher.remove_workspace(identifier)
+            # With the workflow: a launcher that has started no run yet (fresh after a
+            # restart) would not know the workspace root and hooks otherwise.
+            workflow = self.cfg.workflow if self.cfg else None
+            removed = await self.launcher.remove_workspace(identifier, workflow=workflow)
             self._mark("launcher", True)
         except Exception as exc:
             self._mark("launcher", False, brief_error(exc))

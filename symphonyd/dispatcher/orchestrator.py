@@ -12,10 +12,11 @@ from __future__ import annotations
 from symphonyd.dispatcher.controls import ControlError, Controls
 from symphonyd.dispatcher.recovery import Recovery
 from symphonyd.dispatcher.scheduler import Scheduler
+from symphonyd.dispatcher.workspace_sweep import WorkspaceSweep
 
 __all__ = ["ControlError", "Orchestrator"]
 
 
-class Orchestrator(Scheduler, Recovery, Controls):
-    """Engine state plus ticks (:mod:`scheduler`), startup (:mod:`recovery`) and operator
-    controls (:mod:`controls`)."""
+class Orchestrator(Scheduler, Recovery, Controls, WorkspaceSweep):
+    """Engine state plus ticks (:mod:`scheduler`), startup (:mod:`recovery`), operator
+    controls (:mod:`controls`) and workspace age cleanup (:mod:`workspace_sweep`)."""

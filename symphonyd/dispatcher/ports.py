@@ -21,6 +21,7 @@ from symphonyd.core.messages import (
     StopRun,
     StopRunResult,
     WorkflowSnapshot,
+    WorkspaceListing,
 )
 
 
@@ -39,7 +40,15 @@ class LauncherPort(Protocol):
 
     async def ack_runs(self, run_ids: list[str]) -> None: ...
 
-    async def remove_workspace(self, identifier: str) -> bool: ...
+    async def remove_workspace(
+        self,
+        identifier: str,
+        *,
+        min_idle_s: float | None = None,
+        workflow: WorkflowSnapshot | None = None,
+    ) -> bool: ...
+
+    async def list_workspaces(self, workflow: WorkflowSnapshot | None) -> WorkspaceListing: ...
 
     async def workspace_ages(self, identifiers: list[str]) -> dict[str, float | None]: ...
 
@@ -90,6 +99,7 @@ class DispatchSettings:
     tokens_per_day: int | None = None
     workspace_root: str | None = None
     min_free_disk_bytes: int = 0
+    max_age_days: int | None = None  # workspace.cleanup.max_age_days; None: age cleanup off
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,8 @@ class Recovery(Engine):
 
     async def resync_runs(self) -> None:
         """After (re)subscribing to run events: settle what happened while we were away."""
+        # A (re)started launcher: survey its workspace root and report orphans (seed 001).
+        self.sweep.request(report=True)
         async with self.lock:
             await self._resync_runs()
         self._changed()

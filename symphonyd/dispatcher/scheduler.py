@@ -121,6 +121,7 @@ class Scheduler(Engine):
         self._mark("workflow", True)
         if self.cfg is None or new.workflow.fingerprint != self.cfg.workflow.fingerprint:
             self.cfg = new
+            self.sweep.request()  # e.g. a new workspace.cleanup.max_age_days applies now
             self.config_loaded_at = iso(self.clock.now())
             log_event(log, "config", outcome="loaded", path=new.workflow.path,
                       fingerprint=new.workflow.fingerprint[:12])  # fmt: skip

@@ -99,6 +99,7 @@ def build_snapshot(orch: Orchestrator) -> StateSnapshot:
         ),
         poll_interval_ms=cfg.poll_interval_ms,
         max_concurrent_agents=cfg.max_concurrent_agents,
+        workspaces=orch.sweep.status(cfg.max_age_days),
     )
 
 

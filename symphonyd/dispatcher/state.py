@@ -12,12 +12,19 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from symphonyd.core.issue import Issue, format_timestamp
-from symphonyd.core.messages import PauseCode, PauseReasonRow, TokenTotals
+from symphonyd.core.messages import (
+    OrphanRow,
+    PauseCode,
+    PauseReasonRow,
+    TokenTotals,
+    WorkspaceStatus,
+)
 from symphonyd.runtime.logging import log_event
 
 log = logging.getLogger("symphonyd.dispatcher")
 
 RECENT_EVENTS = 20
+MAX_ORPHAN_ROWS = 50  # orphans in the snapshot and in one journal line
 RetryKind = Literal["continuation", "failure", "requeue"]
 
 
@@ -142,3 +149,33 @@ class PauseBook:
 
     def __bool__(self) -> bool:
         return bool(self._reasons)
+
+
+@dataclass
+class SweepBook:
+    """What the last survey found, for the snapshot; ``due`` asks for the next one."""
+
+    due: bool = False  # set when the launcher (re)connects, on a WORKFLOW.md change
+    report_next: bool = True  # log the orphan report even if it did not change
+    surveyed_at: str | None = None
+    workspaces: int = 0
+    orphans: list[OrphanRow] = field(default_factory=list)
+    orphan_count: int = 0
+    removed: int = 0
+    error: str | None = None
+    reported: frozenset[str] | None = None
+
+    def request(self, *, report: bool = False) -> None:
+        self.due = True
+        self.report_next = self.report_next or report
+
+    def status(self, max_age_days: int | None) -> WorkspaceStatus:
+        return WorkspaceStatus(
+            surveyed_at=self.surveyed_at,
+            workspaces=self.workspaces,
+            orphan_count=self.orphan_count,
+            orphans=self.orphans[:MAX_ORPHAN_ROWS],
+            max_age_days=max_age_days,
+            removed=self.removed,
+            error=self.error,
+        )

@@ -3,31 +3,41 @@
 The tracker (tool calls, issue refresh) and the audit writer are reached over their
 launcher-owned sockets. Audit records are queued and delivered in batches by one task so a
 slow or restarting audit writer never blocks a running agent; records are never dropped
-silently (an overflow is logged with its count).
+silently (an overflow is logged with its count). ``startup`` is the wiring
+``python -m symphonyd.launcher`` runs under the shared run loop: under systemd the
+dispatcher's socket comes from socket activation (FileDescriptorName ``dispatcher``); for
+development ``--socket PATH`` is bound here (mode 0600).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
+import os
+import pwd
 from collections.abc import Iterable
 from pathlib import Path
 
 from symphonyd import __version__
-from symphonyd.core.errors import SymphonyError
+from symphonyd.core.errors import ConfigError, SymphonyError
+from symphonyd.core.hostconfig import HostConfig
 from symphonyd.core.issue import Issue
 from symphonyd.core.messages import (
     AUDIT_APPEND,
     HEALTH,
     LAUNCHER_ACK_RUNS,
     LAUNCHER_LIST_RUNS,
+    LAUNCHER_LIST_WORKSPACES,
     LAUNCHER_REMOVE_WORKSPACE,
     LAUNCHER_START_RUN,
     LAUNCHER_STOP_RUN,
     LAUNCHER_SUBSCRIBE,
     LAUNCHER_WORKSPACE_AGES,
     TRACKER_FETCH_BY_IDS,
+    TRACKER_PROFILE,
+    TRACKER_REDACT,
     TRACKER_TOOL_CALL,
     TRACKER_TOOL_SPECS,
     AckRuns,
@@ -37,6 +47,8 @@ from symphonyd.core.messages import (
     FetchByIds,
     Health,
     ListRuns,
+    ListWorkspaces,
+    RedactText,
     RemoveWorkspace,
     RemoveWorkspaceResult,
     RunList,
@@ -47,16 +59,29 @@ from symphonyd.core.messages import (
     ToolCall,
     ToolResult,
     ToolSpecList,
+    TrackerProfile,
     WorkspaceAges,
     WorkspaceAgesResult,
+    WorkspaceListing,
 )
-from symphonyd.launcher.service import LauncherService
+from symphonyd.launcher.child_watch import use_pidfd_child_watcher
+from symphonyd.launcher.hooks import RunAs
+from symphonyd.launcher.limits import raise_nofile_limit
+from symphonyd.launcher.sandbox.addresses import AddressPool
+from symphonyd.launcher.sandbox.dns import UpstreamResolver, system_upstreams
+from symphonyd.launcher.sandbox.sandbox import SandboxManager, audit_event
+from symphonyd.launcher.sandboxing import AgentSandboxes
+from symphonyd.launcher.service import LauncherDeps, LauncherService
+from symphonyd.runtime.activation import listen_fds
+from symphonyd.runtime.daemon import Daemon, system_uid
 from symphonyd.runtime.ipc_client import ReconnectingClient
 from symphonyd.runtime.ipc_server import EventSink, IpcServer
 from symphonyd.runtime.logging import log_event
 from symphonyd.runtime.peer import Peer
 
 log = logging.getLogger("symphonyd.launcher")
+DISPATCHER_USER = "symphony-dispatch"
+AGENT_USER = "symphony-agent"
 AUDIT_QUEUE_MAX = 10_000
 # The writer refused the content itself; sending it again cannot succeed.
 REJECTED = frozenset({"invalid_params", "invalid_input", "record_too_large"})
@@ -77,6 +102,12 @@ class TrackerClient:
 
     async def tool_call(self, call: ToolCall) -> ToolResult:
         return await self._client.call(TRACKER_TOOL_CALL, call, timeout=300.0)
+
+    async def profile(self) -> TrackerProfile:
+        return await self._client.call(TRACKER_PROFILE, Empty())
+
+    async def redact(self, text: str) -> str:
+        return (await self._client.call(TRACKER_REDACT, RedactText(text))).text
 
     async def close(self) -> None:
         await self._client.close()
@@ -195,10 +226,13 @@ def launcher_server(service: LauncherService, uids: Iterable[int]) -> IpcServer:
         return Empty()
 
     async def remove_workspace(req: RemoveWorkspace, peer: Peer) -> RemoveWorkspaceResult:
-        return await service.remove_workspace(req.identifier, req.workflow)
+        return await service.remove_workspace(req.identifier, req.workflow, req.min_idle_s)
 
     async def workspace_ages(req: WorkspaceAges, peer: Peer) -> WorkspaceAgesResult:
         return WorkspaceAgesResult(service.workspace_ages(req.identifiers))
+
+    async def list_workspaces(req: ListWorkspaces, peer: Peer) -> WorkspaceListing:
+        return await asyncio.to_thread(service.list_workspaces, req.workflow)
 
     async def subscribe(_: Empty, peer: Peer, sink: EventSink) -> Empty:
         service.subscribe(sink)
@@ -211,5 +245,105 @@ def launcher_server(service: LauncherService, uids: Iterable[int]) -> IpcServer:
     server.handle(LAUNCHER_ACK_RUNS, ack_runs)
     server.handle(LAUNCHER_REMOVE_WORKSPACE, remove_workspace, timeout=120.0)
     server.handle(LAUNCHER_WORKSPACE_AGES, workspace_ages)
+    server.handle(LAUNCHER_LIST_WORKSPACES, list_workspaces)
     server.subscription(LAUNCHER_SUBSCRIBE, subscribe)
     return server
+
+
+def agent_identity() -> RunAs | None:
+    """Agents and hooks run as symphony-agent when the launcher is root and the user exists."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(AGENT_USER)
+    except KeyError:
+        return None
+    return RunAs(entry.pw_uid, entry.pw_gid)
+
+
+def sandboxes_for(
+    host: HostConfig, run_as: RunAs | None, agent_home: Path, audit: AuditQueue
+) -> AgentSandboxes | None:
+    """The kernel sandbox, or None when the host config turns it off; never half of one."""
+    if not host.sandbox.enabled:
+        return None
+    if run_as is None:
+        raise ConfigError(
+            f"the agent sandbox needs root and the {AGENT_USER} user; set [sandbox] "
+            "enabled = false in the host config only where agents may run unconfined",
+            code="invalid_config",
+        )
+    upstream = [(s, 53) for s in host.sandbox.upstream_dns] or system_upstreams()
+    manager = SandboxManager(
+        upstream=UpstreamResolver(upstream),
+        audit=lambda record: audit.put(audit_event(record)),
+        pool=AddressPool(host.sandbox.address_pool),
+    )
+    state = Path(host.state_dir)
+    # Everything of symphonyd an agent must not see; the shipped deny list adds the host's
+    # credential stores (policy/fs-deny.txt).
+    hidden = [
+        Path(host.audit_dir),
+        Path(host.runtime_dir),
+        Path("/etc/symphony"),
+        *(state / name for name in ("dispatcher", "tracker", "issues", "launcher")),
+    ]
+    return AgentSandboxes(
+        manager, host.sandbox, run_as=run_as, template_home=agent_home, hidden=hidden
+    )
+
+
+def build(
+    args: argparse.Namespace, host: HostConfig
+) -> tuple[LauncherService, AuditQueue, TrackerClient]:
+    runtime = Path(host.runtime_dir)
+    audit = AuditQueue(args.audit_socket or runtime / "audit-launcher.sock")
+    tracker = TrackerClient(args.tracker_socket or runtime / "tracker-launcher.sock")
+    agent_home = Path(args.agent_home or Path(host.state_dir) / "agent")
+    agent_home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    run_as = agent_identity()
+    if run_as is not None:
+        os.chown(agent_home, run_as.uid, run_as.gid)
+    deps = LauncherDeps(
+        tracker=tracker,
+        audit=audit.put,
+        agent_home=agent_home,
+        env=dict(os.environ),
+        run_as=run_as,
+        host=host,
+        sandboxes=sandboxes_for(host, run_as, agent_home, audit),
+    )
+    return LauncherService(deps), audit, tracker
+
+
+async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
+    host = daemon.load_host_config(args.host_config)
+    raise_nofile_limit()
+    use_pidfd_child_watcher()
+    service, audit, tracker = build(args, host)
+    uids = args.dispatcher_uid or [system_uid(DISPATCHER_USER)]
+    server = launcher_server(service, uids)
+    if args.socket:
+        await server.start_path(args.socket)
+    else:
+        socks = listen_fds().get("dispatcher", [])
+        if len(socks) != 1:
+            raise SymphonyError(
+                "expected one activated socket named 'dispatcher' (or pass --socket)",
+                code="socket_setup_failed",
+            )
+        await server.start(socks[0])
+    daemon.spawn(audit.run(), "audit-delivery")
+    if service.deps.sandboxes is not None:
+        await service.deps.sandboxes.start()
+
+    async def stop() -> None:
+        await server.close()
+        await service.shutdown()
+        if service.deps.sandboxes is not None:
+            await service.deps.sandboxes.close()
+        await audit.drain(10.0)
+        await audit.close()
+        await tracker.close()
+
+    daemon.on_shutdown("launcher", stop)

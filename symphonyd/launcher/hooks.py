@@ -21,7 +21,7 @@ import pwd
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -153,6 +153,7 @@ class HookRunner:
         command_wrapper: CommandWrapper | None = None,
         run_as: RunAs | None = None,
         output_tail_bytes: int = OUTPUT_TAIL_BYTES,
+        drop_env: Collection[str] = (),
     ) -> None:
         self.shell = tuple(shell)
         self.path = path
@@ -161,6 +162,7 @@ class HookRunner:
         self.command_wrapper = command_wrapper
         self.run_as = run_as
         self.output_tail_bytes = output_tail_bytes
+        self.drop_env = frozenset(drop_env)  # the tracker's declared secret names
 
     def environment(self, issue: Issue | None, identifier: str | None = None) -> dict[str, str]:
         uid = self.run_as.uid if self.run_as is not None else os.getuid()
@@ -170,7 +172,7 @@ class HookRunner:
             "LANG": self.lang,
         }
         env.update(issue_env(issue, identifier))
-        return env
+        return {k: v for k, v in env.items() if k not in self.drop_env}
 
     def argv(self, script: str, env: dict[str, str]) -> list[str]:
         """The command line; with a wrapper, the inner command carries its own env.

@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -252,9 +252,12 @@ class SandboxedHookRunner:
     that cannot be built means the hook does not run: it reports as failed to start.
     """
 
-    def __init__(self, sandboxes: AgentSandboxes, config: ServiceConfig) -> None:
+    def __init__(
+        self, sandboxes: AgentSandboxes, config: ServiceConfig, drop_env: Collection[str] = ()
+    ) -> None:
         self.sandboxes = sandboxes
         self.config = config
+        self.drop_env = frozenset(drop_env)  # the tracker's declared secret names
 
     async def run(
         self,
@@ -279,7 +282,11 @@ class SandboxedHookRunner:
             log.warning("hook %s not run: its sandbox failed: %s", name, exc.message)
             return HookResult(name, None, False, "", 0, 0, f"sandbox: {exc.message}")
         try:
-            runner = HookRunner(command_wrapper=sandbox.hook_wrapper(), home="/tmp")  # noqa: S108
+            runner = HookRunner(
+                command_wrapper=sandbox.hook_wrapper(),
+                home="/tmp",  # noqa: S108
+                drop_env=self.drop_env,
+            )
             return await runner.run(
                 name, script, cwd, timeout_ms=timeout_ms, issue=issue, identifier=identifier
             )

@@ -31,6 +31,7 @@ from symphonyd.core.messages import (
     LAUNCHER_RUN_EVENT,
     AuditEventIn,
     RemoveWorkspaceResult,
+    RootEntry,
     RunEvent,
     RunInfo,
     RunList,
@@ -42,22 +43,30 @@ from symphonyd.core.messages import (
     ToolCall,
     ToolResult,
     ToolSpecList,
+    TrackerProfile,
     WorkflowSnapshot,
+    WorkspaceListing,
 )
+from symphonyd.core.prompt_guard import guarded_issue_data
+from symphonyd.core.redact import Redactor
 from symphonyd.core.template import compile_prompt
 from symphonyd.core.tracker_kinds import state_rules
 from symphonyd.core.workflow import WorkflowDefinition
 from symphonyd.launcher.agents.factory import session_factory
 from symphonyd.launcher.agents.process import Spawner, local_spawn
 from symphonyd.launcher.agents.session import ApprovalPolicy, ToolInvocation, short, utc_now
-from symphonyd.launcher.hooks import RunAs
+from symphonyd.launcher.hooks import HookRunner, RunAs, RunsHooks
 from symphonyd.launcher.run_table import RunTable
 from symphonyd.launcher.sandboxing import AgentSandbox, AgentSandboxes, SandboxedHookRunner
+from symphonyd.launcher.secret_env import policy_for_run
 from symphonyd.launcher.worker import WorkerDeps, run_worker_attempt
 from symphonyd.launcher.workspace import WorkspaceManager
 from symphonyd.runtime.logging import log_event
 
 log = logging.getLogger("symphonyd.launcher")
+# Entries per list_workspaces reply: names are at most 128 bytes, so the reply stays far
+# below the 1 MiB frame; the oldest come first, which are the ones age cleanup looks at.
+MAX_LISTED = 2000
 
 
 class TrackerLink(Protocol):
@@ -66,6 +75,8 @@ class TrackerLink(Protocol):
     async def fetch_by_ids(self, ids: list[str]) -> list[Issue]: ...
     async def tool_specs(self) -> ToolSpecList: ...
     async def tool_call(self, call: ToolCall) -> ToolResult: ...
+    async def profile(self) -> TrackerProfile: ...  # its declared secret names
+    async def redact(self, text: str) -> str: ...  # scrubbed of the secrets it holds
 
 
 class Subscriber(Protocol):
@@ -99,6 +110,17 @@ class _Run:
     cleanup_on_stop: bool = False
     sandbox: AgentSandbox | None = None
     seq: int = 0  # start order; the list_runs cursor
+
+
+def _idle_seconds(path: Path) -> float | None:
+    """Seconds since a workspace directory changed; None when there is no directory."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISDIR(st.st_mode):
+        return None
+    return max(time.time() - st.st_mtime, 0.0)
 
 
 def bind_config(
@@ -175,7 +197,7 @@ class LauncherService:
         self._runs.ack(run_ids)
 
     async def remove_workspace(
-        self, identifier: str, workflow: WorkflowSnapshot | None
+        self, identifier: str, workflow: WorkflowSnapshot | None, min_idle_s: float | None = None
     ) -> RemoveWorkspaceResult:
         snapshot = workflow or self._latest_workflow
         if snapshot is None:
@@ -186,30 +208,76 @@ class LauncherService:
             raise SymphonyError(f"{identifier} has a live run", code="run_active")
         config = bind_config(snapshot, self.deps.env, self.deps.host)
         manager = self._workspaces(config)
+        if min_idle_s is not None:
+            # Age cleanup decided on an age the dispatcher saw a moment ago; a workspace
+            # used since then is kept (checked here, right before before_remove).
+            idle = _idle_seconds(manager.path_for(identifier))
+            if idle is None or idle < min_idle_s:
+                log_event(
+                    log,
+                    "workspace_cleanup",
+                    outcome="kept",
+                    issue_identifier=identifier,
+                    reason="used since the cleanup decision" if idle is not None else "gone",
+                )
+                return RemoveWorkspaceResult(False)
         removed = await manager.remove(identifier)
         return RemoveWorkspaceResult(bool(removed))
 
-    def workspace_ages(self, identifiers: list[str]) -> dict[str, float | None]:
-        """Seconds since each workspace changed; None for none; unsafe ones left out."""
+    def _root(self, workflow: WorkflowSnapshot | None = None) -> str:
         root = self.deps.host.workspace_root if self.deps.host else None
-        if root is None and self._latest_workflow is not None:
-            root = bind_config(self._latest_workflow, self.deps.env, self.deps.host).workspace.root
+        snapshot = workflow or self._latest_workflow
+        if root is None and snapshot is not None:
+            root = bind_config(snapshot, self.deps.env, self.deps.host).workspace.root
         if root is None:
             raise SymphonyError("no workspace root known yet", code="unavailable")
-        manager = WorkspaceManager(root)
-        now = time.time()
+        return root
+
+    def workspace_ages(self, identifiers: list[str]) -> dict[str, float | None]:
+        """Seconds since each workspace changed; None for none; unsafe ones left out."""
+        manager = WorkspaceManager(self._root())
         ages: dict[str, float | None] = {}
         for identifier in identifiers:
             try:
-                st = os.lstat(manager.path_for(identifier))
+                path = manager.path_for(identifier)
+                st = os.lstat(path)
             except FileNotFoundError:
                 ages[identifier] = None
                 continue
             except (OSError, SymphonyError):
                 continue
             if stat.S_ISDIR(st.st_mode):
-                ages[identifier] = max(now - st.st_mtime, 0.0)
+                ages[identifier] = max(time.time() - st.st_mtime, 0.0)
         return ages
+
+    def list_workspaces(self, workflow: WorkflowSnapshot | None) -> WorkspaceListing:
+        """Every entry under the root with its age, the oldest first, at most MAX_LISTED.
+
+        An unreadable root is an error, never an empty listing: the dispatcher must not take
+        "cannot look" for "nothing there".
+        """
+        manager = WorkspaceManager(self._root(workflow))
+        try:
+            survey = manager.survey()
+        except OSError as exc:
+            raise SymphonyError(
+                f"cannot list the workspace root {manager.root}: {exc.strerror}",
+                code="workspace_root_unreadable",
+            ) from None
+        now = time.time()
+        entries = [
+            RootEntry(
+                # A name that is not UTF-8 is shown with U+FFFD; only valid keys (ASCII)
+                # are ever removed, and those by identifier.
+                os.fsencode(e.name).decode("utf-8", "replace"),
+                None if e.last_used is None else max(now - e.last_used, 0.0),
+                e.problem,
+            )
+            for e in survey[:MAX_LISTED]
+        ]
+        return WorkspaceListing(
+            str(manager.root), entries, omitted=max(len(survey) - MAX_LISTED, 0)
+        )
 
     def subscribe(self, sink: Subscriber) -> None:
         self._subscribers.add(sink)
@@ -228,17 +296,21 @@ class LauncherService:
         if self.deps.sandboxes is not None:
             await self.deps.sandboxes.settle()  # cancelled runs' teardowns finish first
 
-    def _workspaces(self, config: ServiceConfig) -> WorkspaceManager:
-        """Workspaces of this config; with the sandbox on, every hook runs in one of its own."""
+    def _workspaces(
+        self, config: ServiceConfig, drop_env: frozenset[str] = frozenset()
+    ) -> WorkspaceManager:
+        """Workspaces of this config; with the sandbox on, every hook runs in one of its own.
+
+        ``drop_env``: the tracker's declared secret names, kept out of every hook's env.
+        """
         sandboxes = self.deps.sandboxes
-        if sandboxes is None:
-            return WorkspaceManager(config.workspace.root, config.hooks, owner=self.deps.run_as)
-        return WorkspaceManager(
-            config.workspace.root,
-            config.hooks,
-            SandboxedHookRunner(sandboxes, config),
-            owner=self.deps.run_as,
+        run_as = self.deps.run_as
+        runner: RunsHooks = (
+            HookRunner(run_as=run_as, drop_env=drop_env)
+            if sandboxes is None
+            else SandboxedHookRunner(sandboxes, config, drop_env)
         )
+        return WorkspaceManager(config.workspace.root, config.hooks, runner, owner=run_as)
 
     # ------------------------------------------------------------------ one run
 
@@ -289,7 +361,10 @@ class LauncherService:
         offered = await self.deps.tracker.tool_specs()
         tools = offered.tools
         rules = state_rules(config.tracker)
-        workspaces = self._workspaces(config)
+        env = await policy_for_run(
+            self.deps.tracker, config.agent.forward_env, self.deps.env, self.deps.agent_env
+        )
+        workspaces = self._workspaces(config, env.declared)
         workspaces.ensure_root()
         run.info = dataclasses.replace(
             run.info, workspace_path=str(workspaces.path_for(run.issue.identifier))
@@ -312,7 +387,8 @@ class LauncherService:
         open_session = session_factory(
             config,
             agent_home=self.deps.agent_home,
-            env_extra=self.deps.agent_env,
+            env_extra={**env.strip(self.deps.agent_env), **env.forwarded},
+            drop_env=env.declared,
             tools=tools,
             tool_executor=call_tool,
             approvals=self.deps.approvals,
@@ -329,7 +405,9 @@ class LauncherService:
 
         deps = WorkerDeps(
             workspaces=workspaces,
-            render=template.render,
+            # Tracker text reaches the template fenced and capped (0502); the worker caps
+            # the whole prompt and adds the preamble when a fence is in it.
+            render=lambda issue, attempt: template.render(guarded_issue_data(issue), attempt),
             open_session=open_session,
             refresh_issue=refresh,
             is_active=rules.is_active,
@@ -337,6 +415,9 @@ class LauncherService:
             max_turns=config.agent.max_turns,
             stall_timeout=config.codex.stall_timeout_ms / 1000,
             audit=lambda kind, payload: self._audit(run, kind, payload),
+            redactor=Redactor(env.secret_values),
+            scrub=self.deps.tracker.redact,
+            preview_chars=config.audit.prompt_preview_chars,
         )
         await run_worker_attempt(run.info.run_id, run.issue, run.info.attempt, deps)
 

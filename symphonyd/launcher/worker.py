@@ -21,12 +21,18 @@ from typing import Any, Protocol, TypeVar
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue
 from symphonyd.core.messages import RunEvent, RunOutcome
-from symphonyd.core.prompt_guard import continuation_prompt, guarded_prompt, prompt_audit_fields
+from symphonyd.core.prompt_guard import (
+    PREVIEW_CHARS,
+    audit_fields_of_redacted,
+    continuation_prompt,
+    guarded_prompt,
+)
 from symphonyd.core.redact import NO_SECRETS, Redactor
 from symphonyd.launcher.agents.session import AgentEvent, AgentSession, EventSink, short, utc_now
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+SCRUB_TIMEOUT_S = 30.0
 
 
 class WorkspaceLike(Protocol):
@@ -53,7 +59,11 @@ class WorkerDeps:
     max_turns: int = 20
     stall_timeout: float = 300.0  # seconds without agent output; <= 0 disables
     audit: Callable[[str, dict[str, Any]], None] | None = None
-    redactor: Redactor = NO_SECRETS  # scrubs the audit preview of each prompt
+    redactor: Redactor = NO_SECRETS  # secrets the launcher holds (forwarded agent env)
+    # Secrets held elsewhere: the tracker daemon scrubs its own (tracker.redact). Both run on
+    # the whole prompt before the preview is cut; if this fails, no preview is kept.
+    scrub: Callable[[str], Awaitable[str]] | None = None
+    preview_chars: int = PREVIEW_CHARS  # audit.prompt_preview_chars
     continuation: Callable[[Issue, int, int], str] = field(default=continuation_prompt)
 
 
@@ -88,19 +98,36 @@ class WorkerAttempt:
             self.deps.emit(final)
         return outcome
 
-    def _audit_prompt(self, prompt: str, turn: int) -> None:
-        if self.deps.audit is None:
+    async def _audit_prompt(self, prompt: str, turn: int) -> None:
+        deps = self.deps
+        if deps.audit is None:
             return
+        payload: dict[str, Any] = {"run_id": self.run_id, "turn": turn, "at": utc_now()}
+        payload.update(await self._preview_fields(prompt))
         with contextlib.suppress(Exception):
-            self.deps.audit(
-                "prompt_sent",
-                {
-                    "run_id": self.run_id,
-                    "turn": turn,
-                    "at": utc_now(),
-                    **prompt_audit_fields(prompt),
-                },
-            )
+            deps.audit("prompt_sent", payload)
+
+    async def _preview_fields(self, prompt: str) -> dict[str, Any]:
+        """Hash and preview; the preview is redacted whole, with every configured secret.
+
+        Without the tracker's scrub (it failed or timed out) the preview is withheld rather
+        than kept with only the secrets the launcher knows.
+        """
+        deps = self.deps
+        chars = deps.preview_chars if deps.preview_chars > 0 else 0
+        redacted = deps.redactor.text(prompt) if chars else ""
+        withheld = False
+        if chars and deps.scrub is not None:
+            try:
+                redacted = await asyncio.wait_for(deps.scrub(redacted), SCRUB_TIMEOUT_S)
+            except Exception as exc:
+                log.warning("prompt preview withheld: %s", short(str(exc), 200))
+                redacted, withheld = "", True
+        fields: dict[str, Any] = dict(audit_fields_of_redacted(prompt, redacted, chars))
+        fields["chars"] = len(prompt)
+        if withheld:
+            fields["preview_withheld"] = True
+        return fields
 
     # ------------------------------------------------------------------ attempt
 
@@ -177,7 +204,7 @@ class WorkerAttempt:
                     prompt = deps.continuation(issue, turn, deps.max_turns)
                 except Exception as exc:
                     return _failure(exc, "template_render_error")
-            self._audit_prompt(prompt, turn)
+            await self._audit_prompt(prompt, turn)
             self.turns = turn
             result = await self._watched_turn(session, prompt, title)
             if result is not None:

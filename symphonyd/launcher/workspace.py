@@ -1,4 +1,4 @@
-"""Per-issue workspaces: create or reuse, hooks, removal, age cleanup, orphans, free disk.
+"""Per-issue workspaces: create or reuse, hooks, removal, root survey, free disk.
 
 SPEC 9 and 17.2; ARCHITECTURE invariant 1. Every filesystem action on a workspace is preceded
 by :func:`safe_key_path`, which proves the path is ``<canonical root>/<key>``, inside the
@@ -13,8 +13,6 @@ import logging
 import os
 import shutil
 import stat
-import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +44,13 @@ class Workspace:
     path: Path
     key: str
     created_now: bool
+
+
+@dataclass(frozen=True)
+class RootSurveyEntry:
+    name: str
+    last_used: float | None  # directory mtime; None for anything that is not a directory
+    problem: str | None  # None: a workspace; otherwise why the entry is not one
 
 
 @dataclass(frozen=True)
@@ -243,31 +248,34 @@ class WorkspaceManager:
                     entries.append(WorkspaceEntry(entry.name, Path(entry.path), st.st_mtime))
         return sorted(entries, key=lambda e: e.key)
 
-    def orphans(self, known_identifiers: Iterable[str]) -> list[WorkspaceEntry]:
-        """Workspaces whose key belongs to none of the known identifiers (seed 001)."""
-        known = {workspace_key(i) for i in known_identifiers}
-        return [e for e in self.list_workspaces() if e.key not in known]
+    def survey(self) -> list[RootSurveyEntry]:
+        """Every entry directly under the root, classified, the oldest first.
 
-    async def cleanup_older_than(
-        self, max_age_s: float, keep: Iterable[str] = (), *, now: float | None = None
-    ) -> list[str]:
-        """Remove workspaces unused for ``max_age_s`` seconds, except the ``keep`` keys.
-
-        "Used" means prepared or passed through before_run/after_run (each touches the
-        directory's mtime). Returns the removed keys.
+        Only ``lstat``: nothing is opened or followed. A missing root is empty; an
+        unreadable one raises (the caller must not mistake it for "no workspaces").
         """
-        keep_keys = set(keep)
-        cutoff = (time.time() if now is None else now) - max_age_s
-        removed: list[str] = []
-        for entry in self.list_workspaces():
-            if entry.key in keep_keys or entry.last_used > cutoff:
-                continue
-            try:
-                if await self.remove_key(entry.key):
-                    removed.append(entry.key)
-            except (WorkspaceError, OSError) as exc:
-                log.warning("age cleanup of %s failed: %s", entry.path, exc)
-        return removed
+        root = canonical_root(self.root) if os.path.lexists(self.root) else None
+        if root is None:
+            return []
+        entries: list[RootSurveyEntry] = []
+        with os.scandir(root) as it:
+            for entry in it:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # removed while we were listing
+                    continue
+                problem: str | None = None
+                if stat.S_ISLNK(st.st_mode):
+                    problem = "symlink"
+                elif not stat.S_ISDIR(st.st_mode):
+                    problem = "not a directory"
+                elif not is_valid_key(entry.name):
+                    problem = "not a valid workspace key"
+                is_dir = stat.S_ISDIR(st.st_mode)
+                entries.append(
+                    RootSurveyEntry(entry.name, st.st_mtime if is_dir else None, problem)
+                )
+        return sorted(entries, key=lambda e: (e.last_used is None, e.last_used or 0.0, e.name))
 
     def free_disk_bytes(self) -> int:
         """Bytes available to unprivileged writers on the root's filesystem."""
@@ -277,12 +285,6 @@ class WorkspaceManager:
     def disk_low(self, policy: CleanupConfig) -> bool:
         """True when dispatch should pause: free space under ``min_free_disk_mb``."""
         return self.free_disk_bytes() < policy.min_free_disk_mb * 1024 * 1024
-
-    async def apply_cleanup(self, policy: CleanupConfig, keep: Iterable[str] = ()) -> list[str]:
-        """Age rule of ``workspace.cleanup``; a no-op when ``max_age_days`` is unset."""
-        if policy.max_age_days is None:
-            return []
-        return await self.cleanup_older_than(policy.max_age_days * 86400, keep)
 
 
 def _touch(path: Path) -> None:

@@ -1,25 +1,33 @@
 """The run loop every daemon's ``__main__`` shares.
 
-    def main() -> int:
-        return run_daemon("tracker", startup)
+    def main(argv=None) -> int:
+        args = parse_args(argv)                     # DaemonArgumentParser: bad args exit 78
+        return run_daemon("tracker", functools.partial(startup, args=args))
 
-``startup(daemon)`` opens sockets and spawns the daemon's tasks, then returns; READY=1 is sent
-only after it returns, so systemd orders dependants after a daemon that can really serve.
-SIGTERM/SIGINT start a graceful stop (STOPPING=1, shutdown callbacks in reverse order, each
-bounded by ``stop_timeout``); a second signal abandons the graceful stop.
+``startup(daemon)`` (the package's ``daemon.py``) loads the host config, opens sockets and
+spawns the daemon's tasks, then returns; READY=1 is sent only after it returns, so systemd
+orders dependants after a daemon that can really serve. SIGTERM/SIGINT start a graceful stop
+(STOPPING=1, shutdown callbacks in reverse order, each bounded by ``stop_timeout``); a second
+signal abandons the graceful stop. Exit codes: docs/design/0201-logs-notify-exit-codes.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
 import os
+import pwd
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from symphonyd.core.errors import ConfigError, SymphonyError, WorkflowError
+from symphonyd.core.hostconfig import HostConfig
+from symphonyd.runtime.hostconfig_file import load_host_config
+from symphonyd.runtime.instance_lock import AlreadyRunning
 from symphonyd.runtime.logging import log_event, setup_logging
 from symphonyd.runtime.notify import Notifier
 
@@ -29,9 +37,47 @@ log = logging.getLogger("symphonyd.daemon")
 EXIT_OK = 0
 EXIT_FAILURE = 1  # a typed runtime failure, or the graceful stop did not finish in time
 EXIT_SOFTWARE = 70  # sysexits EX_SOFTWARE: an unexpected exception (a bug)
+EXIT_TEMPFAIL = 75  # sysexits EX_TEMPFAIL: another instance holds the state (retry later)
 EXIT_CONFIG = 78  # sysexits EX_CONFIG: refused to start on invalid configuration
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 ShutdownHook = Callable[[], Awaitable[None]]
+
+
+class DaemonArgumentParser(argparse.ArgumentParser):
+    """A daemon's command line is configuration (ExecStart=): a bad one exits 78, not 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_CONFIG, f"{self.prog}: invalid_arguments: {message}\n")
+
+
+def system_uid(user: str) -> int:
+    """The uid of a system user the package creates; a missing one is a config error."""
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise ConfigError(
+            f"system user {user!r} does not exist (the package creates it: "
+            "systemd-sysusers; or pass the uid explicitly)",
+            code="unknown_user",
+        ) from None
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The process exit code a failure means (the table in note 0201)."""
+    if isinstance(error, ConfigError | WorkflowError):
+        return EXIT_CONFIG
+    if isinstance(error, AlreadyRunning):
+        return EXIT_TEMPFAIL
+    if isinstance(error, SymphonyError):
+        return EXIT_FAILURE
+    return EXIT_SOFTWARE
 
 
 class Daemon:
@@ -42,10 +88,12 @@ class Daemon:
         self.notifier = notifier
         self.stop_reason: str | None = None
         self.exit_code = EXIT_OK
+        self.last_status: str | None = None  # what `systemctl status` shows once READY
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._hooks: list[tuple[str, ShutdownHook]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._health: list[Callable[[], bool]] = []
 
     @property
     def stopping(self) -> bool:
@@ -55,7 +103,28 @@ class Daemon:
         await self._stop.wait()
 
     def status(self, text: str) -> None:
+        self.last_status = text
         self.notifier.status(text)
+
+    def load_host_config(self, path: str | None) -> HostConfig:
+        """Read the host config (ConfigError: exit 78) and apply its ``log_level``.
+
+        ``SYMPHONY_LOG_LEVEL``, when set to a known level, still wins: it is the per-unit
+        override (``systemctl edit``) and the host config is the machine-wide default.
+        """
+        loaded = load_host_config(path)
+        if os.environ.get("SYMPHONY_LOG_LEVEL", "").strip().lower() not in LOG_LEVELS:
+            logging.getLogger().setLevel(LOG_LEVELS[loaded.config.log_level.lower()])
+        for warning in loaded.warnings:
+            log_event(log, "host_config", level=logging.WARNING, warning=warning)
+        return loaded.config
+
+    def add_health_check(self, healthy: Callable[[], bool]) -> None:
+        """While ``healthy()`` is false the watchdog ping is withheld (systemd restarts us)."""
+        self._health.append(healthy)
+
+    def healthy(self) -> bool:
+        return all(check() for check in self._health)
 
     def on_shutdown(self, name: str, hook: ShutdownHook) -> None:
         """Run ``hook`` on stop; hooks run in reverse registration order (like a stack)."""
@@ -80,14 +149,8 @@ class Daemon:
 
     def fail(self, error: BaseException) -> None:
         """Stop because something broke; the exit code says what kind of break."""
-        if isinstance(error, ConfigError | WorkflowError):
-            code = EXIT_CONFIG
-        elif isinstance(error, SymphonyError):
-            code = EXIT_FAILURE
-        else:
-            code = EXIT_SOFTWARE
         if self.exit_code == EXIT_OK:
-            self.exit_code = code
+            self.exit_code = exit_code_for(error)
         self.stop("failure")
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
@@ -130,9 +193,7 @@ def _log_level(explicit: int | None) -> tuple[int, bool]:
     if explicit is not None:
         return explicit, False
     name = os.environ.get("SYMPHONY_LOG_LEVEL", "info").strip().lower()
-    levels = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
-    levels["error"] = logging.ERROR
-    return levels.get(name, logging.INFO), name not in levels
+    return LOG_LEVELS.get(name, logging.INFO), name not in LOG_LEVELS
 
 
 async def _serve(
@@ -145,11 +206,11 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.stop, sig.name)
-    watchdog = asyncio.create_task(notifier.watchdog_loop(), name="watchdog")
+    watchdog = asyncio.create_task(notifier.watchdog_loop(daemon.healthy), name="watchdog")
     log_event(log, "startup", outcome="starting")
     notifier.status("starting")
     if await _start(daemon, startup):
-        notifier.ready("running")
+        notifier.ready(daemon.last_status or "running")
         log_event(log, "startup", outcome="ready")
         await daemon.wait_stopping()
     reason = daemon.stop_reason or "startup_failed"

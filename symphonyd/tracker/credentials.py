@@ -66,6 +66,13 @@ def resolve_secret(
     )
 
 
+def read_unit_credential(env: Mapping[str, str], unit_credential: str) -> list[str]:
+    """The unit's own credential (``LoadCredential=``) as a one-item list, or empty."""
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    value = _read_credential(Path(cred_dir) / unit_credential) if cred_dir else ""
+    return [value] if value else []
+
+
 def _read_credential(path: Path) -> str:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)

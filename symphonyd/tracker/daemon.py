@@ -3,12 +3,15 @@
 The dispatcher's socket offers reads (fetch by states / ids), the profile and health; the
 launcher's socket offers the agent tools, refresh by id, the profile and health. A
 compromised launcher cannot list the board and the dispatcher cannot write to the tracker.
-Tracker writes are sent to the audit writer (``audit.append``).
+Tracker writes are sent to the audit writer (``audit.append``). ``startup`` is the wiring
+``python -m symphonyd.tracker`` runs under the shared run loop.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import socket
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,17 +25,23 @@ from symphonyd.core.messages import (
     TRACKER_FETCH_BY_STATES,
     TRACKER_MAX_FRAME,
     TRACKER_PROFILE,
+    TRACKER_REDACT,
     TRACKER_TOOL_CALL,
     TRACKER_TOOL_SPECS,
     AuditAppend,
     AuditEventIn,
 )
+from symphonyd.runtime.activation import listen_fds
+from symphonyd.runtime.daemon import Daemon, system_uid
 from symphonyd.runtime.ipc_client import ReconnectingClient
 from symphonyd.runtime.ipc_server import IpcServer, ServerLimits
 from symphonyd.runtime.peer import Peer
+from symphonyd.tracker import tools
 from symphonyd.tracker.service import TrackerService
+from symphonyd.tracker.workflow_source import workflow_source
 
 log = logging.getLogger(__name__)
+DISPATCHER_USER = "symphony-dispatch"
 # Slower than the adapters' own HTTP timeouts times retries would be pointless; a page walk
 # over thousands of issues still fits.
 REQUEST_TIMEOUT_S = 300.0
@@ -88,6 +97,8 @@ def launcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer:
     server.handle(TRACKER_FETCH_BY_IDS, _peerless(service.fetch_by_ids), timeout=REQUEST_TIMEOUT_S)
     server.handle(TRACKER_TOOL_SPECS, _peerless(service.tool_specs))
     server.handle(TRACKER_TOOL_CALL, _peerless(service.tool_call), timeout=REQUEST_TIMEOUT_S)
+    # Prompt previews are scrubbed here, where the credential is (launcher only).
+    server.handle(TRACKER_REDACT, _peerless(service.redact))
     return server
 
 
@@ -128,3 +139,63 @@ class TrackerDaemon:
         for server in self.servers:
             await server.close()
         await self.service.close()
+
+
+class RedactingFilter(logging.Filter):
+    """Last line of defence: scrub the credential from every record this process emits."""
+
+    def __init__(self, service: TrackerService) -> None:
+        super().__init__()
+        self._service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self._service.redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+def _one(activated: dict[str, list[socket.socket]], name: str) -> socket.socket:
+    socks = activated.get(name, [])
+    if len(socks) != 1:
+        raise SymphonyError(
+            f"expected one activated socket named {name!r}; got {len(socks)} "
+            "(pass --dispatcher-socket/--launcher-socket outside systemd)",
+            code="socket_setup_failed",
+        )
+    return socks[0]
+
+
+async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
+    """Host config, service, both servers; a bad workflow or host config stops us with 78."""
+    host = daemon.load_host_config(args.host_config)
+    env = dict(os.environ)
+    audit_path = args.audit_socket or os.path.join(host.runtime_dir, "audit-tracker.sock")
+    forwarder = None if audit_path == "none" else AuditForwarder(audit_path)
+    service = TrackerService(
+        workflow_source(args.workflow or host.workflow_path, env),
+        env,
+        audit=forwarder or tools.log_only_audit,
+        unit_credential=host.tracker_credential,
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter(service))
+    tracker = TrackerDaemon(
+        service,
+        dispatcher_uids=args.dispatcher_uid or [system_uid(DISPATCHER_USER)],
+        launcher_uids=args.launcher_uid or [0],
+    )
+    activated = listen_fds()
+    dispatcher = args.dispatcher_socket or _one(activated, "dispatcher")
+    launcher = args.launcher_socket or _one(activated, "launcher")
+
+    async def close() -> None:
+        await tracker.close()
+        if forwarder is not None:
+            await forwarder.close()
+
+    daemon.on_shutdown("tracker", close)
+    await tracker.start(dispatcher, launcher)
+    daemon.status("serving tracker.*")
+    log.info("tracker daemon ready")

@@ -29,6 +29,8 @@ from symphonyd.core.messages import (
     FetchByStates,
     Health,
     IssueList,
+    RedactedText,
+    RedactText,
     ToolCall,
     ToolResult,
     ToolSpecList,
@@ -37,7 +39,7 @@ from symphonyd.core.messages import (
 from symphonyd.core.redact import Redactor
 from symphonyd.tracker import tools
 from symphonyd.tracker.adapter import TrackerAdapter
-from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME
+from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME, read_unit_credential
 from symphonyd.tracker.registry import build_adapter, settings_for
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,10 @@ class TrackerService:
         self._audit = audit
         self._transport = transport
         self._unit_credential = unit_credential
-        self._redactor = Redactor()
+        # The credential systemd loaded for this unit is a configured secret even when the
+        # current adapter needs none (the local tracker): it is scrubbed all the same.
+        self._unit_secret = read_unit_credential(env, unit_credential)
+        self._redactor = Redactor(self._unit_secret)
         self._adapter: TrackerAdapter | None = None
         self._fingerprint: str | None = None
         self._error: SymphonyError | None = None
@@ -136,7 +141,7 @@ class TrackerService:
             self._adapter = None
             return
         adapter.audit = self._audit
-        self._redactor = Redactor(s.reveal() for s in adapter.secrets)
+        self._redactor = Redactor([*(s.reveal() for s in adapter.secrets), *self._unit_secret])
         self._retire(self._adapter)
         self._adapter, self._fingerprint, self._last_source = adapter, fp, source
         if self._error is not None:
@@ -265,6 +270,15 @@ class TrackerService:
 
     def _secret_values(self) -> list[str]:
         return [s.reveal() for s in (self._adapter.secrets if self._adapter else ()) if s]
+
+    async def redact(self, params: RedactText) -> RedactedText:
+        """``tracker.redact``: the launcher's prompt text with every secret held here removed.
+
+        The launcher never holds the tracker's secrets, so it asks the one daemon that does
+        (docs/design/0552-prompt-secrets-and-env.md).
+        """
+        self.refresh()
+        return RedactedText(self._redact(params.text))
 
     def redact_text(self, text: str) -> str:
         """``text`` with the held credential (and known token shapes) scrubbed out."""

@@ -38,11 +38,13 @@ class AuditDaemon:
         *,
         allow_uids: tuple[int, ...] = (os.getuid(),),
         extra: tuple[str, ...] = (),
+        prefix: tuple[str, ...] = (),
     ) -> None:
         self.audit_dir = audit_dir
         self.sock_dir = sock_dir
         self.allow_uids = allow_uids
         self.extra = extra
+        self.prefix = prefix  # e.g. nsenter into a mount namespace with a test journald
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = sock_dir / "daemon.log"
 
@@ -59,7 +61,7 @@ class AuditDaemon:
         env.pop("NOTIFY_SOCKET", None)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [*args, *self.extra], cwd=REPO, env=env, stdout=log, stderr=log
+                [*self.prefix, *args, *self.extra], cwd=REPO, env=env, stdout=log, stderr=log
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

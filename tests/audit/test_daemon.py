@@ -70,7 +70,7 @@ def test_append_over_the_socket_is_durable_stamped_and_scrubbed(tmp_path: Path) 
             assert daemon.stop() == 0
     assert ack.seqs == [1, 2, 3] and head.seq == 3 and head.hash == ack.head_hash
     assert health.ok and health.daemon == "audit"
-    assert health.detail == {"head_seq": 3, "batches": 1, "records": 3}
+    assert {"head_seq": 3, "batches": 1, "records": 3}.items() <= health.detail.items()
     assert [r["type"] for r in records] == ["genesis", "dispatch", "prompt_sent", "egress_deny"]
     for record in records[1:]:
         assert record["sender"]["uid"] == os.getuid()

@@ -145,8 +145,8 @@ def test_forged_line_rechained_is_caught_by_checkpoint(
     assert _verify(capsys, "--dir", str(log)) == (0, "ok 16 records")
     code, out = _verify(capsys, "--dir", str(log), "--checkpoint", checkpoint)
     assert (code, out) == (
-        1,
-        f"broken at {path}:5: record 15 differs from the checkpoint (history rewritten)",
+        4,
+        f"rewritten at {path}:5: record 15 differs from the checkpoint (history rewritten)",
     )
 
 
@@ -159,8 +159,10 @@ def test_truncated_newest_records_caught_by_checkpoint(
     _rewrite(path, path.read_bytes().splitlines(keepends=True)[:2])
     assert _verify(capsys, "--dir", str(log))[0] == 0  # undetectable without a checkpoint
     code, out = _verify(capsys, "--dir", str(log), "--checkpoint", checkpoint)
-    assert code == 1
-    assert out.startswith(f"broken at {path}:3: chain ends at seq 12 but the checkpoint has seq 15")
+    assert code == 4
+    assert out.startswith(
+        f"truncated at {path}:3: chain ends at seq 12 but the checkpoint has seq 15"
+    )
 
 
 def test_day_file_renamed(log: Path, capsys: pytest.CaptureFixture[str]) -> None:

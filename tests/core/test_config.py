@@ -111,6 +111,11 @@ def test_full_front_matter_is_read() -> None:
     assert cfg.workspace.cleanup.max_age_days == 14
 
 
+def test_max_age_days_zero_turns_age_cleanup_off() -> None:
+    cleanup = build({"workspace": {"cleanup": {"max_age_days": 0}}}).workspace.cleanup
+    assert cleanup.max_age_days is None
+
+
 def test_numeric_strings_are_accepted_for_integers() -> None:
     assert build({"polling": {"interval_ms": " 1500 "}}).polling.interval_ms == 1500
 
@@ -236,7 +241,11 @@ def test_per_state_limits_are_normalised_and_invalid_entries_ignored() -> None:
         ({"sandbox": {"resources": {"tasks_max": 0}}}, "sandbox.resources.tasks_max"),
         ({"budgets": {"tokens_per_day": 0}}, "budgets.tokens_per_day"),
         ({"audit": {"prompt_preview_chars": -1}}, "audit.prompt_preview_chars"),
-        ({"workspace": {"cleanup": {"max_age_days": 0}}}, "workspace.cleanup.max_age_days"),
+        ({"workspace": {"cleanup": {"max_age_days": -1}}}, "workspace.cleanup.max_age_days"),
+        ({"audit": {"prompt_preview_chars": 8001}}, "audit.prompt_preview_chars"),
+        ({"agent": {"forward_env": "OPENAI_API_KEY"}}, "agent.forward_env"),
+        ({"agent": {"forward_env": ["OPENAI-API-KEY"]}}, "agent.forward_env"),
+        ({"agent": {"forward_env": ["A=B"]}}, "agent.forward_env"),
         ({"workspace": {"cleanup": []}}, "workspace.cleanup"),
         ({"sandbox": {"resources": "big"}}, "sandbox.resources"),
         ({"sandbox": {"egress": ["github.com"]}}, "sandbox.egress"),

@@ -8,9 +8,11 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from symphonyd.core.issue import build_issue
+from symphonyd.core.issue import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, build_issue
 from symphonyd.core.prompt_guard import (
+    MAX_PROMPT_CHARS,
     PREAMBLE,
+    cap_prompt,
     continuation_prompt,
     guard_issue,
     guarded_issue_data,
@@ -69,7 +71,7 @@ def test_guard_issue_wraps_every_free_text_field() -> None:
 
 
 def test_prompt_starts_with_preamble_and_continuation_does_not_resend_task() -> None:
-    full = guarded_prompt("Do the task: SECRET-TASK-BODY")
+    full = guarded_prompt("Do the task:\n" + wrap_untrusted("description", "SECRET-TASK-BODY"))
     assert full.startswith(PREAMBLE)
     cont = continuation_prompt(issue(description="SECRET-TASK-BODY"), 2, 5)
     assert "SECRET-TASK-BODY" not in cont and "turn 2 of 5" in cont and "ABC-1" in cont
@@ -100,3 +102,51 @@ def test_template_data_carries_fenced_fields_and_plain_label_list() -> None:
     assert data["description"].count("</untrusted-description>") == 1
     assert isinstance(data["labels"], list) and "</untrusted" not in data["labels"][0]
     assert data["identifier"] == "ABC-1"
+
+
+def test_preamble_only_when_the_prompt_holds_a_fence() -> None:
+    assert guarded_prompt("Work on the issue you were given.") == (
+        "Work on the issue you were given."
+    )
+    assert PREAMBLE not in guarded_prompt("no tracker text here")
+
+
+def test_whole_prompt_is_capped_and_an_open_block_is_closed_after_the_marker() -> None:
+    rendered = "Task:\n" + wrap_untrusted("description", "y" * 50_000, 60_000) * 3
+    prompt = guarded_prompt(rendered)
+    assert len(prompt) < MAX_PROMPT_CHARS + 200
+    assert "characters] (prompt size limit)" in prompt
+    assert prompt.endswith("</untrusted-description>")
+    opened = prompt.count("<untrusted-description>")
+    assert prompt.count("</untrusted-description>") == opened
+    assert cap_prompt("short") == "short"
+
+
+def test_template_fields_are_capped_and_defused() -> None:
+    data = guarded_issue_data(
+        issue(
+            title="t" * 5_000,
+            description="d" * 5_000_000,
+            labels=[f"l{i}" for i in range(500)],
+            branch_name="<untrusted-title>" + "b" * 10_000,
+            url="https://x/" + "u" * 10_000,
+        )
+    )
+    assert re.search(r"\[\.\.\. truncated \d+ characters\]\n</untrusted-title>$", data["title"])
+    assert len(data["description"]) < 20_200 and "characters]" in data["description"][-60:]
+    assert len(data["labels"]) == 100
+    assert "<untrusted" not in data["branch_name"] and len(data["branch_name"]) < 400
+    assert len(data["url"]) < 2_100
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    assert guarded_prompt("a\ud800b") == "a\ufffdb"
+
+
+def test_normalised_issue_text_is_bounded_at_the_source() -> None:
+    big = issue(title="t" * 10_000, description="d" * 5_000_000)
+    assert len(big.title) < MAX_TITLE_CHARS + 50 and big.title.endswith("characters]")
+    assert big.description is not None and len(big.description) < MAX_DESCRIPTION_CHARS + 50
+    assert big.description.endswith(
+        f"[... truncated {5_000_000 - MAX_DESCRIPTION_CHARS} characters]"
+    )

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from symphonyd.core.prompt_guard import PREAMBLE
+
 REPO = Path(__file__).resolve().parents[2]
 GOOD = """---
 tracker:
@@ -109,8 +111,10 @@ def test_render_prints_the_prompt_with_hostile_text_literal(workflow: Path, tmp_
     issue_file.write_text(json.dumps(ISSUE))
     first = ctl("render", str(workflow), "--issue", str(issue_file), cwd=tmp_path)
     assert first.returncode == 0, first.stderr
+    # What the launcher sends: the preamble, then the title fenced as tracker data.
     assert first.stdout == (
-        "# ABC-7: Title with {{ issue.id }} and {% raw %}\n- bug\n- ui\nFirst run.\n"
+        f"{PREAMBLE}\n# ABC-7: <untrusted-title>\nTitle with {{{{ issue.id }}}} and {{% raw %}}"
+        "\n</untrusted-title>\n- bug\n- ui\nFirst run.\n"
     )
     retry = ctl("render", str(workflow), "--issue", str(issue_file), "--attempt", "3", cwd=tmp_path)
     assert retry.returncode == 0

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from symphonyd.dashboard import openapi
-from symphonyd.dashboard.app import Dashboard
 from symphonyd.dashboard.guard import Guard, allowed_hosts
 from symphonyd.dashboard.link import DispatcherLink
+from symphonyd.dashboard.service import Dashboard
 from tests.audit.daemon_proc import AuditDaemon
 from tests.dashboard.double import DispatcherDouble
 from tests.dashboard.harness import REPO, DashboardProcess, short_dir

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from symphonyd.core.messages import StartRun, ToolSpec, ToolSpecList
-from symphonyd.demo.model_server import DEMO_FILE, DemoServer
+from symphonyd.demo.model_server import DEMO_FILE, DemoServer, Recorder
 from tests.launcher.test_service import TrackerDouble, issue, make_service, snapshot, wait_finished
 
 pytestmark = pytest.mark.agents
@@ -57,3 +59,28 @@ def test_demo_model_edits_the_workspace_and_hands_the_issue_off(tmp_path: Path) 
         ("tracker_move", {"state": "Human Review"})
     ]
     assert tracker.issues["i-1"].state == "Human Review"
+
+
+def test_recording_keeps_exact_bodies_privately_and_within_its_bound(tmp_path: Path) -> None:
+    record = tmp_path / "requests.jsonl"
+    first = json.dumps({"input": [{"type": "message", "content": "ü <untrusted-x>"}]}).encode()
+    recorder = Recorder(str(record), max_bytes=len(first) + 200)
+    server = DemoServer(0, "Human Review", recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1/responses"
+    try:
+        for body in (first, json.dumps({"input": "x" * 500}).encode()):
+            with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=10) as r:
+                assert r.status == 200  # answered whether or not it was kept
+    finally:
+        server.shutdown()
+        server.server_close()
+        recorder.close()
+    lines = record.read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["body"].encode() == first
+    assert record.stat().st_mode & 0o777 == 0o600
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OSError):
+        Recorder(str(link), 100)

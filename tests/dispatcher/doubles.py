@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import shutil
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,7 @@ from symphonyd.core.errors import SymphonyError, TrackerError, WorkflowError
 from symphonyd.core.issue import Issue, state_key
 from symphonyd.core.messages import (
     AuditEventIn,
+    RootEntry,
     RunEvent,
     RunInfo,
     RunOutcome,
@@ -31,9 +33,11 @@ from symphonyd.core.messages import (
     StopRunResult,
     TokenTotals,
     WorkflowSnapshot,
+    WorkspaceListing,
 )
 from symphonyd.core.workspace_paths import workspace_key
 from symphonyd.dispatcher.ports import DispatchSettings, LoadedConfig
+from symphonyd.launcher.workspace import WorkspaceManager
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -203,11 +207,35 @@ class MemoryLauncher:
                 del self.runs[rid]
                 self.acked.append(rid)
 
-    async def remove_workspace(self, identifier: str) -> bool:
+    async def remove_workspace(
+        self,
+        identifier: str,
+        *,
+        min_idle_s: float | None = None,
+        workflow: WorkflowSnapshot | None = None,
+    ) -> bool:
         if self.fail:
             raise SymphonyError("launcher down", code="unavailable")
+        path = (self.workspace_root or Path("/nonexistent")) / workspace_key(identifier)
+        # Like the launcher: a workspace used since the age cleanup decision is kept.
+        fresh = not path.is_dir() or time.time() - path.stat().st_mtime < (min_idle_s or 0)
+        if min_idle_s is not None and self.workspace_root is not None and fresh:
+            return False
         self.removed.append(identifier)
+        if self.workspace_root is not None and path.is_dir():
+            shutil.rmtree(path)
         return True
+
+    async def list_workspaces(self, workflow: WorkflowSnapshot | None) -> WorkspaceListing:
+        """The real directories under ``workspace_root``, as the launcher lists them."""
+        if self.fail:
+            raise SymphonyError("launcher down", code="unavailable")
+        root = self.workspace_root or Path("/nonexistent")
+        entries = []
+        for e in WorkspaceManager(root).survey():
+            idle = None if e.last_used is None else time.time() - e.last_used
+            entries.append(RootEntry(e.name, idle, e.problem))
+        return WorkspaceListing(str(root), entries)
 
     async def workspace_ages(self, identifiers: list[str]) -> dict[str, float | None]:
         ages: dict[str, float | None] = {}

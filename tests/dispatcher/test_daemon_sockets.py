@@ -16,10 +16,9 @@ from typing import Any
 
 from symphonyd.core.messages import RunEvent, RunOutcome
 from symphonyd.ctl.main import main as ctl_main
-from symphonyd.dispatcher.app import assemble, control_server, run_until
 from symphonyd.dispatcher.config_source import WorkflowConfigSource
+from symphonyd.dispatcher.daemon import assemble, control_server, loops
 from symphonyd.dispatcher.orchestrator import Orchestrator
-from symphonyd.runtime.notify import Notifier
 from tests.dispatcher.doubles import issue, run_async
 from tests.dispatcher.socket_doubles import SocketWorld, eventually, socket_world
 
@@ -61,13 +60,13 @@ async def dispatcher(world: SocketWorld) -> AsyncIterator[Orchestrator]:
     ctl = control_server("dispatcher-ctl", allowed_uids={os.getuid()}, allow_root=True)
     service.register(ctl)
     await ctl.start_path(world.root / "ctl.sock")
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_until(stop, service, world.root, Notifier(None)))
+    tasks = [asyncio.create_task(coro) for coro in loops(service, world.root).values()]
     try:
         yield orch
     finally:
-        stop.set()
-        await task
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await ctl.close()
 
 

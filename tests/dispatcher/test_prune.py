@@ -16,8 +16,8 @@ import pytest
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.messages import PruneParams
 from symphonyd.core.workspace_paths import workspace_key
-from symphonyd.dispatcher.daemon import DispatcherService
 from symphonyd.dispatcher.prune import prune
+from symphonyd.dispatcher.service import DispatcherService
 from symphonyd.dispatcher.store import PersistedState, StateStore
 from symphonyd.runtime.peer import Peer
 from tests.dispatcher.doubles import issue, run_async

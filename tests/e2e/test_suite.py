@@ -1,10 +1,12 @@
 """The whole suite, installed from the .deb, under a real systemd (PID 1) in a container.
 
 A local-files issue is picked up, a real Codex agent edits its workspace and hands the issue
-off through the tracker tool; pause survives a dispatcher restart; an issue held before
-dispatch stays out until released; the journal carries issue fields; the audit chain
-verifies; every daemon comes back after kill -9; after all that, ``apt purge`` leaves
-nothing behind.
+off through the tracker tool; a hostile issue beside it arrives fenced and capped, with no
+secret in its audit preview or its agent's environment (tests/e2e/hostile_issue.py); pause
+survives a dispatcher restart; an issue held before dispatch stays out until released; the
+journal carries issue fields; the audit chain verifies; every daemon comes back after
+kill -9; a launcher killed mid-run costs the issue one retry; after all that, ``apt purge``
+leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 
 from devtools.demo_setup import CODEX_VENDOR, configure_demo, install_package
 from devtools.nspawn import Container
+from tests.e2e import hostile_issue
 from tests.e2e.test_package import SOCKETS, purge_leftovers
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.agents]
@@ -52,12 +55,18 @@ def issue_state(c: Container, identifier: str) -> str:
     return str(next(i["state"] for i in issues if i["identifier"] == identifier))
 
 
+def handed_off(c: Container, identifier: str) -> Callable[[], bool]:
+    return lambda: issue_state(c, identifier) == "Human Review"
+
+
 def journal_dump(c: Container) -> str:
     return c.run(["journalctl", "--no-pager", "-n", "200", "-u", "symphony*"], check=False).stdout
 
 
-def start_suite(c: Container, deb: Path) -> None:
+def start_suite(c: Container, deb: Path, arm: Callable[[Container], None] | None = None) -> None:
     install_package(c, deb)
+    if arm is not None:
+        arm(c)  # set up before any daemon starts
     # The very setup the quick start uses (devtools/demo_setup.py).
     configure_demo(c, CODEX_VENDOR / "bin")
     try:
@@ -72,7 +81,7 @@ def start_suite(c: Container, deb: Path) -> None:
 
 def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) -> None:
     c = container
-    start_suite(c, deb_file)
+    start_suite(c, deb_file, hostile_issue.arm)
     for name, owner in SOCKETS.items():
         stat = c.run(["stat", "-c", "%a %U", f"/run/symphony/{name}"]).stdout.split()
         assert stat == ["600", owner], (name, stat)
@@ -95,14 +104,17 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
             "Write a greeting file.",
         ]
     )
+    hostile_issue.file_issues(c)  # worked on beside DEMO-1 (tests/e2e/hostile_issue.py)
     try:
-        wait_until(
-            "the agent to hand DEMO-1 off",
-            lambda: issue_state(c, "DEMO-1") == "Human Review",
-            timeout=180,
-        )
+        for identifier in ("DEMO-1", hostile_issue.IDENTIFIER):
+            wait_until(
+                f"the agent to hand {identifier} off",
+                handed_off(c, identifier),
+                timeout=180,
+            )
     except AssertionError:
         raise AssertionError(journal_dump(c)) from None
+    hostile_issue.check(c)
     demo = c.run(["cat", "/var/lib/symphony/workspaces/DEMO-1/symphony-demo.md"]).stdout
     assert "demo model" in demo
     # after_create ran in a transient unit of its own as the agent user, and the hostile
@@ -135,20 +147,10 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
     assert unit_state(c, "symphony-dashboard.service") == "running"
 
     verify = c.run(["symphonyctl", "audit", "verify", "--dir", "/var/lib/symphony/audit"])
-    assert verify.stdout.startswith("ok ")
-    shown = c.run(
-        [
-            "symphonyctl",
-            "audit",
-            "show",
-            "--dir",
-            "/var/lib/symphony/audit",
-            "--issue",
-            "DEMO-1",
-            "--json",
-        ]
-    ).stdout
-    types = {json.loads(line)["type"] for line in shown.splitlines() if line.strip()}
+    # ... and still reaches the head the writer anchored in the journal (docs/audit.md).
+    assert verify.stdout.startswith("ok ") and "journal anchor" in verify.stdout, verify.stdout
+    assert verify.stdout.rstrip().endswith(") matches"), verify.stdout
+    types = {r["type"] for r in hostile_issue.audit_records(c, "DEMO-1")[1]}
     assert {"dispatch", "prompt_sent", "tool_call", "tracker_write", "run_finished"} <= types, types
 
 
@@ -196,11 +198,7 @@ def test_pause_survives_restart_and_daemons_survive_kill_9(
     assert issue_state(c, "DEMO-3") == "Todo"
     assert c.run(["test", "-e", "/var/lib/symphony/workspaces/DEMO-3"], check=False).returncode
     c.run(["symphonyctl", "release", "DEMO-3"])
-    wait_until(
-        "DEMO-3 handled after release",
-        lambda: issue_state(c, "DEMO-3") == "Human Review",
-        timeout=180,
-    )
+    wait_until("DEMO-3 handled after release", handed_off(c, "DEMO-3"), timeout=180)
     c.run(["symphonyctl", "audit", "verify", "--dir", "/var/lib/symphony/audit"])
 
     # After the whole run (agents in sandboxes, kill -9 of every daemon): purge leaves
@@ -260,11 +258,7 @@ def test_a_launcher_crash_mid_run_retries_the_issue_once(
     assert row["kind"] == "failure" and row["attempt"] == 1, row
     assert "launcher no longer has this run" in row["error"], row
     try:
-        wait_until(
-            "DEMO-4 handled by its second attempt",
-            lambda: issue_state(c, "DEMO-4") == "Human Review",
-            timeout=180,
-        )
+        wait_until("DEMO-4 handled by its second attempt", handed_off(c, "DEMO-4"), timeout=180)
     except AssertionError:
         raise AssertionError(journal_dump(c)) from None
 

@@ -14,7 +14,7 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ from symphonyd.core.messages import (
     LAUNCHER_START_RUN,
     LAUNCHER_SUBSCRIBE,
     TRACKER_FETCH_BY_IDS,
+    TRACKER_PROFILE,
+    TRACKER_REDACT,
     TRACKER_TOOL_CALL,
     TRACKER_TOOL_SPECS,
     AckRuns,
@@ -36,12 +38,16 @@ from symphonyd.core.messages import (
     FetchByIds,
     IssueList,
     ListRuns,
+    RedactedText,
+    RedactText,
     StartRun,
     ToolCall,
     ToolResult,
     ToolSpecList,
+    TrackerProfile,
     WorkflowSnapshot,
 )
+from symphonyd.core.redact import Redactor
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer
@@ -61,12 +67,71 @@ CLAUDE_MODEL = "claude-sonnet-4-5@20250929"
 CLAUDE_TOOL = "mcp__symphony__tracker_comment"
 
 
-def spawn(*args: str) -> subprocess.Popen[bytes]:
+def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        env={**os.environ, **(env or {}), "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+
+
+def launcher_layout(tmp_path: Path) -> tuple[Path, Path, Path, Path, Path]:
+    """Runtime, audit, workspace and agent-home directories and a host config naming them.
+
+    The sandbox is off: these tests are about the launcher's wiring; the sandboxed path has
+    its own tests.
+    """
+    run_dir, audit_dir, ws_root = tmp_path / "run", tmp_path / "audit", tmp_path / "ws"
+    run_dir.mkdir()
+    agent_home = tmp_path / "agent"
+    (agent_home / ".codex").mkdir(parents=True)
+    host_config = tmp_path / "symphonyd.toml"
+    host_config.write_text(
+        f'[paths]\nstate_dir = "{tmp_path}"\nruntime_dir = "{run_dir}"\n'
+        f'workspace_root = "{ws_root}"\n[sandbox]\nenabled = false\n'
+    )
+    return run_dir, audit_dir, ws_root, agent_home, host_config
+
+
+def spawn_audit(audit_dir: Path, run_dir: Path) -> subprocess.Popen[bytes]:
+    """The real audit writer, serving the launcher's socket in ``run_dir``."""
+    return spawn(
+        "symphonyd.audit",
+        "--dir",
+        str(audit_dir),
+        "--listen",
+        f"launcher={run_dir / 'audit-launcher.sock'}",
+        "--allow-uid",
+        str(UID),
+    )
+
+
+def spawn_launcher(
+    host_config: Path, run_dir: Path, agent_home: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``python -m symphonyd.launcher`` as its unit runs it, on a socket in ``run_dir``."""
+    return spawn(
+        "symphonyd.launcher",
+        "--host-config",
+        str(host_config),
+        "--socket",
+        str(run_dir / "launcher.sock"),
+        "--agent-home",
+        str(agent_home),
+        "--dispatcher-uid",
+        str(UID),
+        env=env,
+    )
+
+
+def codex_against(agent_home: Path, port: int) -> None:
+    """Codex's config in the agents' home: the mock Responses API on ``port``."""
+    (agent_home / ".codex" / "config.toml").write_text(
+        'model = "mock-model"\nmodel_provider = "mock"\n[model_providers.mock]\n'
+        f'name = "mock"\nbase_url = "http://127.0.0.1:{port}/v1"\n'
+        'wire_api = "responses"\nrequest_max_retries = 0\nstream_max_retries = 0\n'
+        "supports_websockets = false\n"
     )
 
 
@@ -89,12 +154,23 @@ def stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
 
 
 @asynccontextmanager
-async def tracker_double(path: Path, issue: Issue) -> AsyncIterator[list[ToolCall]]:
+async def tracker_double(
+    path: Path, *issues: Issue, declared: Sequence[str] = (), secrets: Sequence[str] = ()
+) -> AsyncIterator[list[ToolCall]]:
+    """The tracker daemon's launcher socket; ``declared``/``secrets``: its secret env names
+    and the values it scrubs from ``tracker.redact`` text, as the real daemon would."""
     calls: list[ToolCall] = []
     server = IpcServer("tracker-launcher", allowed_uids={UID}, allow_root=UID == 0)
+    redactor = Redactor(secrets)
 
     async def fetch(req: FetchByIds, peer: Peer) -> IssueList:
-        return IssueList([issue] if issue.id in req.ids else [])
+        return IssueList([i for i in issues if i.id in req.ids])
+
+    async def profile(_: Empty, peer: Peer) -> TrackerProfile:
+        return TrackerProfile("memory", ["Todo"], ["Done"], list(declared), "fp-1")
+
+    async def redact(req: RedactText, peer: Peer) -> RedactedText:
+        return RedactedText(redactor.text(req.text))
 
     async def specs(_: Empty, peer: Peer) -> ToolSpecList:
         return ToolSpecList([COMMENT_TOOL])
@@ -106,6 +182,8 @@ async def tracker_double(path: Path, issue: Issue) -> AsyncIterator[list[ToolCal
     server.handle(TRACKER_FETCH_BY_IDS, fetch)
     server.handle(TRACKER_TOOL_SPECS, specs)
     server.handle(TRACKER_TOOL_CALL, call)
+    server.handle(TRACKER_PROFILE, profile)
+    server.handle(TRACKER_REDACT, redact)
     await server.start_path(path)
     try:
         yield calls
@@ -145,17 +223,7 @@ def model_script(runtime: str) -> Callable[[int, dict[str, Any]], Reply]:
 def test_dispatcher_drives_a_run_over_sockets_and_everything_is_audited(
     tmp_path: Path, runtime: str
 ) -> None:
-    run_dir, audit_dir, ws_root = tmp_path / "run", tmp_path / "audit", tmp_path / "ws"
-    run_dir.mkdir()
-    agent_home = tmp_path / "agent"
-    (agent_home / ".codex").mkdir(parents=True)
-    host_config = tmp_path / "symphonyd.toml"
-    host_config.write_text(
-        f'[paths]\nstate_dir = "{tmp_path}"\nruntime_dir = "{run_dir}"\n'
-        f'workspace_root = "{ws_root}"\n'
-        # This test is about the launcher's IPC; the sandboxed path has its own tests.
-        "[sandbox]\nenabled = false\n"
-    )
+    run_dir, audit_dir, ws_root, agent_home, host_config = launcher_layout(tmp_path)
     issue = build_issue(
         id="i-7",
         identifier="ABC-7",
@@ -163,15 +231,7 @@ def test_dispatcher_drives_a_run_over_sockets_and_everything_is_audited(
         state="Todo",
         dispatchable=True,
     )
-    audit = spawn(
-        "symphonyd.audit",
-        "--dir",
-        str(audit_dir),
-        "--listen",
-        f"launcher={run_dir / 'audit-launcher.sock'}",
-        "--allow-uid",
-        str(UID),
-    )
+    audit = spawn_audit(audit_dir, run_dir)
     with MockServer(model_script(runtime)) as mock:
         # The workflow names another root; the host config's root must win (launcher side).
         workflow = WorkflowSnapshot(
@@ -185,27 +245,12 @@ def test_dispatcher_drives_a_run_over_sockets_and_everything_is_audited(
             "Do {{ issue.identifier }}",
             "0" * 64,
         )
-        (agent_home / ".codex" / "config.toml").write_text(
-            'model = "mock-model"\nmodel_provider = "mock"\n[model_providers.mock]\n'
-            f'name = "mock"\nbase_url = "http://127.0.0.1:{mock.port}/v1"\n'
-            'wire_api = "responses"\nrequest_max_retries = 0\nstream_max_retries = 0\n'
-            "supports_websockets = false\n"
-        )
+        codex_against(agent_home, mock.port)
 
         async def scenario() -> tuple[list[str], Any, Any]:
             await wait_for_socket(run_dir / "audit-launcher.sock", audit)
             async with tracker_double(run_dir / "tracker-launcher.sock", issue) as calls:
-                launcher = spawn(
-                    "symphonyd.launcher",
-                    "--host-config",
-                    str(host_config),
-                    "--socket",
-                    str(run_dir / "launcher.sock"),
-                    "--agent-home",
-                    str(agent_home),
-                    "--dispatcher-uid",
-                    str(UID),
-                )
+                launcher = spawn_launcher(host_config, run_dir, agent_home)
                 try:
                     await wait_for_socket(run_dir / "launcher.sock", launcher)
                     client = await IpcClient.connect(run_dir / "launcher.sock")

@@ -26,6 +26,7 @@ from symphonyd.core.messages import (
     ToolCall,
     ToolResult,
     ToolSpecList,
+    TrackerProfile,
     WorkflowSnapshot,
 )
 from symphonyd.dispatcher.clients import LauncherClient, Link
@@ -43,6 +44,12 @@ class DownTracker:
         raise SymphonyError("tracker down", code="tracker_unavailable")
 
     async def tool_call(self, call: ToolCall) -> ToolResult:
+        raise AssertionError("no run gets this far")
+
+    async def profile(self) -> TrackerProfile:
+        raise AssertionError("no run gets this far")
+
+    async def redact(self, text: str) -> str:
         raise AssertionError("no run gets this far")
 
 

@@ -20,8 +20,10 @@ from symphonyd.core.messages import (
     ToolResult,
     ToolSpec,
     ToolSpecList,
+    TrackerProfile,
     WorkflowSnapshot,
 )
+from symphonyd.core.redact import Redactor
 from symphonyd.launcher.service import LauncherDeps, LauncherService
 from tests.launcher.agents.conftest import codex_command
 from tests.launcher.agents.mock_models import MockServer, Reply, responses_call, responses_text
@@ -54,6 +56,12 @@ class TrackerDouble:
         issue = self.issues[call.issue.id]
         self.issues[issue.id] = dataclasses.replace(issue, state="Human Review")
         return ToolResult(True, {"comment_id": "c1"})
+
+    async def profile(self) -> TrackerProfile:
+        return TrackerProfile("memory", ["Todo"], ["Done"], [], "fp-1")
+
+    async def redact(self, text: str) -> str:
+        return Redactor().text(text)
 
 
 class Sink:
@@ -207,3 +215,27 @@ def test_bad_workflow_config_fails_the_run_with_its_error(tmp_path: Path) -> Non
     (info,) = service.list_runs().runs
     assert info.outcome is not None and info.outcome.status == "failed"
     assert info.outcome.error_code == "invalid_config" and "max_turns" in (info.outcome.error or "")
+
+
+def test_run_fails_closed_when_the_tracker_cannot_name_its_secrets(tmp_path: Path) -> None:
+    """An unusable tracker config means unknown secret names: nothing runs (0552)."""
+
+    class Unusable(TrackerDouble):
+        async def profile(self) -> TrackerProfile:
+            error = {"code": "missing_tracker_secret", "message": "tracker secret $X is not set"}
+            return TrackerProfile(None, [], [], [], None, error)
+
+    service, audit = make_service(tmp_path, Unusable(issue()), 9)
+
+    async def scenario() -> None:
+        wf = snapshot(tmp_path, tmp_path / "ws")
+        assert (await service.start_run(StartRun("r1", issue(), None, wf))).accepted
+        await wait_finished(service, "r1")
+
+    asyncio.run(scenario())
+    (info,) = service.list_runs().runs
+    assert info.outcome is not None and info.outcome.error_code == "missing_tracker_secret"
+    assert not (tmp_path / "ws" / "ABC-1").exists()
+    assert [a.payload.get("error_code") for a in audit if a.type == "run_finished"] == [
+        "missing_tracker_secret"
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -332,29 +333,30 @@ def _age(path: Path, seconds_ago: float) -> None:
     os.utime(path, (t, t), follow_symlinks=False)
 
 
-def test_list_orphans_and_age_cleanup(root: Path, outside: Path) -> None:
+def test_survey_classifies_every_entry_oldest_first(root: Path, outside: Path) -> None:
     mgr = WorkspaceManager(root)
-    for ident in ("OLD-1", "OLD-2", "NEW-3", "team/odd 4"):
+    for ident in ("OLD-1", "NEW-3", "team/odd 4"):
         run(mgr.prepare(make_issue(ident)))
     (root / "stray-file").write_text("x")
     (root / "link-out").symlink_to(outside)
     (root / ".hidden").mkdir()
     _age(root / "OLD-1", 10 * 86400)
-    _age(root / "OLD-2", 10 * 86400)
 
-    keys = [e.key for e in mgr.list_workspaces()]
-    assert keys == sorted(["OLD-1", "OLD-2", "NEW-3", workspace_key("team/odd 4")])
-
-    orphans = [e.key for e in mgr.orphans(["NEW-3", "team/odd 4"])]
-    assert orphans == ["OLD-1", "OLD-2"]
-
-    removed = run(mgr.cleanup_older_than(7 * 86400, keep={"OLD-2"}))
-    assert removed == ["OLD-1"]
-    assert not (root / "OLD-1").exists()
-    assert (root / "OLD-2").is_dir()
-    assert (root / "NEW-3").is_dir()
-    assert (root / "stray-file").exists()
-    assert (root / "link-out").is_symlink()
+    survey = mgr.survey()
+    problems = {e.name: e.problem for e in survey}
+    assert problems == {
+        "OLD-1": None,
+        "NEW-3": None,
+        workspace_key("team/odd 4"): None,
+        "stray-file": "not a directory",
+        "link-out": "symlink",
+        ".hidden": "not a valid workspace key",
+    }
+    assert survey[0].name == "OLD-1"  # the oldest first
+    assert {e.name for e in survey if e.last_used is None} == {"stray-file", "link-out"}
+    assert [e.key for e in mgr.list_workspaces()] == sorted(
+        ["OLD-1", "NEW-3", workspace_key("team/odd 4")]
+    )
     assert_outside_intact(outside)
 
 
@@ -363,11 +365,13 @@ def test_use_refreshes_the_age(root: Path) -> None:
     ws = run(mgr.prepare(make_issue()))
     _age(ws.path, 10 * 86400)
     run(mgr.before_run(ws, make_issue()))
-    assert run(mgr.cleanup_older_than(7 * 86400)) == []
+    (entry,) = mgr.survey()
+    assert entry.last_used is not None and time.time() - entry.last_used < 3600
 
 
 def test_list_on_missing_root_is_empty(tmp_path: Path) -> None:
     assert WorkspaceManager(tmp_path / "nope").list_workspaces() == []
+    assert WorkspaceManager(tmp_path / "nope").survey() == []
 
 
 def test_free_disk_bytes_reports_the_root_filesystem(root: Path) -> None:
@@ -411,17 +415,6 @@ def test_owner_gets_the_new_workspace_and_hooks_run_as_owner(root: Path) -> None
     assert os.lstat(ws.path / "uid.txt").st_uid == 65534
 
 
-def test_cleanup_policy_from_workflow_config(root: Path) -> None:
-    mgr = WorkspaceManager(root)
-    for ident in ("OLD-1", "NEW-2"):
-        run(mgr.prepare(make_issue(ident)))
-    _age(root / "OLD-1", 40 * 86400)
-    assert run(mgr.apply_cleanup(CleanupConfig())) == []  # age rule off by default
-    assert run(mgr.apply_cleanup(CleanupConfig(max_age_days=30), keep={"OLD-1"})) == []
-    assert run(mgr.apply_cleanup(CleanupConfig(max_age_days=30))) == ["OLD-1"]
-    assert (root / "NEW-2").is_dir()
-
-
 def test_disk_low_compares_free_space_with_the_policy(root: Path) -> None:
     mgr = WorkspaceManager(root)
     free_mb = mgr.free_disk_bytes() // (1024 * 1024)
@@ -436,7 +429,7 @@ def test_before_remove_env_when_only_the_identifier_or_key_is_known(root: Path) 
     run(mgr.prepare(make_issue("ABC-1")))
     run(mgr.prepare(make_issue("OLD-2")))
     assert run(mgr.remove("ABC-1")) is True
-    _age(root / "OLD-2", 10 * 86400)
-    assert run(mgr.cleanup_older_than(86400)) == ["OLD-2"]
-    # Age cleanup knows only the directory, so the issue variables are empty.
+    assert run(mgr.remove_key("OLD-2")) is True
+    # Removal by identifier (terminal cleanup, prune, age cleanup) knows only the
+    # identifier; by key, nothing: the other issue variables are empty.
     assert log.read_text().splitlines() == ["[ABC-1][][]", "[][][]"]

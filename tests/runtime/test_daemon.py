@@ -109,6 +109,8 @@ def test_ready_after_startup_then_graceful_sigterm(manager: Manager) -> None:
     # READY comes after startup returned, so the socket is already serving.
     assert _health(manager.socket_path)
     assert "STATUS=serving" in manager.messages
+    # READY keeps the status startup set: it is what `systemctl status` shows from then on.
+    assert manager.messages[manager.messages.index("READY=1") + 1] == "STATUS=serving"
     manager.wait_for("WATCHDOG=1")
     proc.send_signal(signal.SIGTERM)
     code, err = manager.finish()

@@ -43,7 +43,8 @@ from symphonyd.launcher.sandbox.sandbox import RUN_DIR, SandboxHandle, SandboxMa
 
 T = TypeVar("T")
 HERE = Path(__file__).resolve().parent
-INET_NS = "symtest-inet"
+# Named namespaces live in /run/netns, shared by every run on the machine: one name a run.
+INET_NS = f"symtest-inet-{os.getpid()}"
 UPSTREAM = ("198.18.1.53", 53)
 AGENT_UID = 64123
 AGENT_GID = 64123

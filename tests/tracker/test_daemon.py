@@ -8,6 +8,7 @@ checks the raw IPC bytes, the audit traffic and the daemon's log for the token.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -306,3 +308,21 @@ def test_large_board_crosses_the_socket_with_the_tracker_frame_limit(tmp_path: P
     assert count == 10_000
     # The default 1 MiB frame cannot carry a big board: why clients need TRACKER_MAX_FRAME.
     assert small_outcome != "fit"
+
+
+def test_launcher_gets_prompt_text_back_scrubbed_of_the_credential(rig: Rig) -> None:
+    """``tracker.redact``: the launcher's preview redaction, done where the token lives."""
+    b64 = base64.b64encode(f"x:{TOKEN}".encode()).decode()
+    text = f"issue body quoting {TOKEN} and {b64} and {quote(TOKEN)} end"
+
+    async def go() -> list[bytes]:
+        return [
+            await raw_call(rig.launcher, "tracker.redact", {"text": text}),
+            await raw_call(rig.dispatcher, "tracker.redact", {"text": text}),
+        ]
+
+    launcher, dispatcher = (json.loads(f) for f in asyncio.run(go()))
+    clean = launcher["result"]["text"]
+    assert clean.startswith("issue body quoting [REDACTED:") and clean.endswith(" end")
+    assert TOKEN not in clean and TOKEN[:10] not in clean and b64 not in clean
+    assert dispatcher["error"]["code"] == "unknown_method"  # the launcher's socket only

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import Empty, FetchByIds, FetchByStates, ToolCall
+from symphonyd.core.messages import Empty, FetchByIds, FetchByStates, RedactText, ToolCall
 from symphonyd.tracker.local_store import LocalStore
 from symphonyd.tracker.service import TrackerService
 from symphonyd.tracker.workflow_source import workflow_source
@@ -145,3 +145,27 @@ def test_hostile_workflow_bytes_are_a_config_error(tmp_path: Path) -> None:
         return err.value.error_code, health.ok
 
     assert run(go()) == ("workflow_parse_error", False)
+
+
+def test_unit_credential_is_scrubbed_even_when_the_adapter_needs_none(tmp_path: Path) -> None:
+    """The local tracker holds no token, but the credential systemd loaded is still secret."""
+    wf = tmp_path / "WORKFLOW.md"
+    wf.write_text(LOCAL)
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "tracker").write_text("unit-canary-0b1c2d3e4f5a6b7c\n")
+    env = {"CREDENTIALS_DIRECTORY": str(creds)}
+
+    async def go() -> tuple[str, str]:
+        svc = TrackerService(workflow_source(wf, env), env)
+        text = "body: unit-canary-0b1c2d3e4f5a6b7c ok"
+        scrubbed = (await svc.redact(RedactText(text))).text
+        bare = TrackerService(workflow_source(wf, {}), {})
+        kept = (await bare.redact(RedactText(text))).text
+        await svc.close()
+        await bare.close()
+        return scrubbed, kept
+
+    scrubbed, kept = run(go())
+    assert scrubbed == "body: [REDACTED:secret] ok"
+    assert kept == "body: unit-canary-0b1c2d3e4f5a6b7c ok"  # nothing configured, nothing known

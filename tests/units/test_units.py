@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from symphonyd.core.sockets import SOCKET_MODE, SOCKETS, service_unit
+from symphonyd.runtime.daemon import EXIT_CONFIG, EXIT_TEMPFAIL
 
 UNITS = Path(__file__).resolve().parents[2] / "units"
 
@@ -84,3 +85,15 @@ def test_score_parser_sees_an_unhardened_unit(tmp_path: Path) -> None:
     bare = tmp_path / "bare.service"
     bare.write_text("[Service]\nExecStart=/bin/true\n")
     assert _exposure(bare) > 9.0
+
+
+def test_config_errors_stop_the_unit_and_lock_conflicts_retry() -> None:
+    # The exit codes of runtime/daemon.py (design note 0255) and what systemd does with them:
+    # 78 is never restarted; 75 (another instance holds the state) and 1 are.
+    daemons = sorted(p for p in UNITS.glob("symphony-*.service") if "demo" not in p.name)
+    assert len(daemons) == 5
+    for unit in daemons:
+        text = unit.read_text()
+        assert _unit_value(text, "Restart") == "on-failure", unit.name
+        assert re.findall(r"^RestartPreventExitStatus=(.*)$", text, re.M) == [str(EXIT_CONFIG)]
+    assert EXIT_TEMPFAIL != EXIT_CONFIG  # so a held lock is retried, not left failed

@@ -7,7 +7,7 @@ tools or policies (SPEC 10.5).
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from symphonyd.core.config import ServiceConfig
@@ -42,6 +42,7 @@ def session_factory(
     approvals: ApprovalPolicy | None = None,
     spawner: Spawner = local_spawn,
     sandboxed: bool = False,
+    drop_env: Collection[str] = (),
 ) -> SessionFactory:
     """A factory the worker calls with the prepared workspace path.
 
@@ -79,7 +80,7 @@ def session_factory(
         extra.setdefault("CODEX_HOME", str(agent_home / ".codex"))
 
     def open_session(workspace: Path, sink: EventSink) -> AgentSession:
-        env = build_env(home=agent_home, tmpdir=tmpdir, extra=extra)
+        env = build_env(home=agent_home, tmpdir=tmpdir, extra=extra, drop=drop_env)
         return bound(
             workspace,
             env=env,

@@ -13,7 +13,7 @@ import os
 import shlex
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,11 +41,14 @@ def build_env(
     tmpdir: Path | None = None,
     extra: Mapping[str, str] | None = None,
     parent: Mapping[str, str] | None = None,
+    drop: Collection[str] = (),
 ) -> dict[str, str]:
     """A fresh environment: PATH/LANG/... from ``parent`` plus HOME, TMPDIR and ``extra``.
 
     ``extra`` carries what the runtime needs (CODEX_HOME, a model endpoint, an agent
     credential the operator configured for the agent); tracker secrets have no way in.
+    Names in ``drop`` (the tracker's declared secret names) are removed last, whatever
+    added them.
     """
     source = os.environ if parent is None else parent
     env = {k: source[k] for k in PASSTHROUGH if k in source}
@@ -58,6 +61,8 @@ def build_env(
         if key.startswith(FORBIDDEN_PREFIXES):
             raise AgentError(f"refusing to pass {key} to an agent", code="invalid_config")
         env[key] = value
+    for key in drop:
+        env.pop(key, None)
     return env
 
 

@@ -7,6 +7,7 @@ template, the codex binary; only the model API is a local stand-in.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import threading
 from collections.abc import Callable
@@ -17,13 +18,15 @@ from typing import Any
 import pytest
 
 from symphonyd.core.config import HooksConfig
+from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue, build_issue
 from symphonyd.core.messages import RunEvent, RunOutcome
 from symphonyd.core.prompt_guard import guarded_issue_data
+from symphonyd.core.redact import Redactor
 from symphonyd.core.template import compile_prompt
 from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
 from symphonyd.launcher.agents.session import AgentSession, EventSink, Timeouts
-from symphonyd.launcher.worker import WorkerDeps, run_worker_attempt
+from symphonyd.launcher.worker import WorkerAttempt, WorkerDeps, run_worker_attempt
 from symphonyd.launcher.workspace import WorkspaceManager
 from tests.launcher.agents.conftest import AgentDirs, codex_command
 from tests.launcher.agents.mock_models import MockServer, Reply, responses_text
@@ -273,3 +276,30 @@ def test_prompt_hash_is_of_the_exact_prompt(harness: Harness) -> None:
     ]
     digest = harness.audits[0]["sha256"]
     assert any(hashlib.sha256(t.encode()).hexdigest() == digest for t in texts)
+
+
+def test_preview_is_withheld_when_the_tracker_cannot_scrub_it(harness: Harness) -> None:
+    """A preview scrubbed of only the launcher's own secrets is not kept (0552)."""
+
+    async def down(text: str) -> str:
+        raise SymphonyError("tracker down", code="tracker_unavailable")
+
+    async def scrub(text: str) -> str:
+        return text.replace("trk-secret-123456", "[REDACTED:secret]")
+
+    prompt = "pre trk-secret-123456 fwd-secret-654321 post"
+    results = []
+    for scrubber in (down, scrub):
+        deps = dataclasses.replace(
+            harness.deps(states()),
+            redactor=Redactor(["fwd-secret-654321"]),
+            scrub=scrubber,
+            preview_chars=30,
+        )
+        attempt = WorkerAttempt("run-1", ISSUE, None, deps)
+        results.append(asyncio.run(attempt._preview_fields(prompt)))
+    withheld, kept = results
+    assert withheld["preview"] == "" and withheld["preview_withheld"] is True
+    assert withheld["chars"] == len(prompt) and len(withheld["sha256"]) == 64
+    assert kept["preview"] == "pre [REDACTED:secret] [REDACTE"
+    assert "preview_withheld" not in kept
