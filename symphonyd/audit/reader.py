@@ -109,14 +109,23 @@ class CountsCache:
         self._offsets: dict[Path, int] = {}
         self._by_type: Counter[str] = Counter()
         self._failures: Counter[str] = Counter()
+        self._outcomes: Counter[str] = Counter()
+        self._finished = _RecentRuns()
         self._unreadable = 0
+        self._denies_counted = 0
         self._lock = threading.Lock()
 
     def counts(self) -> AuditCounts:
         with self._lock:
             for _day, path in day_files(self.directory):
                 self._consume(path)
-            return AuditCounts(dict(self._by_type), dict(self._failures), self._unreadable)
+            return AuditCounts(
+                dict(self._by_type),
+                dict(self._failures),
+                self._unreadable,
+                runs_by_outcome=dict(self._outcomes),
+                egress_denies_counted=self._denies_counted,
+            )
 
     def _consume(self, path: Path) -> None:
         start = self._offsets.get(path, 0)
@@ -136,10 +145,47 @@ class CountsCache:
         self._by_type[kind] += 1
         payload = record.get("payload")
         if kind == audit_events.RUN_FINISHED and isinstance(payload, dict):
-            outcome = payload.get("outcome")
-            if outcome != _SUCCESS:
-                reason = payload.get("error_code") or outcome or "unknown"
-                self._failures[str(reason)[:64]] += 1
+            self._run_finished(payload)
+        elif kind == audit_events.EGRESS_SUMMARY and isinstance(payload, dict):
+            for entry in payload.get("counts") or []:
+                if not isinstance(entry, dict) or entry.get("type") != audit_events.EGRESS_DENY:
+                    continue
+                if isinstance(entry.get("count"), int):
+                    self._denies_counted += entry["count"]
+
+    def _run_finished(self, payload: dict[str, Any]) -> None:
+        # The launcher records every run's end; the dispatcher adds a second record for a
+        # run it holds as blocked. One run is one outcome, whichever record comes first.
+        if not self._finished.first(payload.get("run_id")):
+            return
+        # "status" is how launchers before the shared payload named the outcome.
+        outcome = payload.get("outcome") or payload.get("status")
+        label = str(outcome)[:32] if outcome else "unknown"
+        self._outcomes[label] += 1
+        if outcome != _SUCCESS:
+            reason = payload.get("error_code") or outcome or "unknown"
+            self._failures[str(reason)[:64]] += 1
+
+
+class _RecentRuns:
+    """Run ids seen lately, bounded: a run's records are written seconds apart, not days."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._order: deque[str] = deque()
+        self._seen: set[str] = set()
+
+    def first(self, run_id: Any) -> bool:
+        """True the first time ``run_id`` is seen (always for a record without one)."""
+        if not isinstance(run_id, str) or not run_id:
+            return True
+        if run_id in self._seen:
+            return False
+        self._seen.add(run_id)
+        self._order.append(run_id)
+        if len(self._order) > self._size:
+            self._seen.discard(self._order.popleft())
+        return True
 
 
 class AuditReader:

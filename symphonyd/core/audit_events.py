@@ -27,6 +27,8 @@ FILE_CHANGE = "file_change"
 TRACKER_WRITE = "tracker_write"
 EGRESS_ALLOW = "egress_allow"
 EGRESS_DENY = "egress_deny"
+# Counts of an agent's repeated egress decisions per interval (launcher/sandbox/audit_limit.py).
+EGRESS_SUMMARY = "egress_summary"
 PAUSE = "pause"
 RESUME = "resume"
 RELEASE = "release"  # one issue's hold lifted (operator or a tracker change)
@@ -51,6 +53,7 @@ CLIENT_TYPES = frozenset(
         TRACKER_WRITE,
         EGRESS_ALLOW,
         EGRESS_DENY,
+        EGRESS_SUMMARY,
         PAUSE,
         RESUME,
         RELEASE,

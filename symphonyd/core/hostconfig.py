@@ -38,6 +38,19 @@ HOST_CONFIG_PARSE_ERROR = "host_config_parse_error"
 _CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
 
 _TOP_KEYS = ("workflow", "log_level")
+# Per-agent egress bounds under [sandbox] (launcher/sandbox/egress_limits.py): key, min, max.
+_EGRESS_LIMITS: dict[str, tuple[int, int]] = {
+    "max_proxy_connections": (1, 4096),
+    "tunnel_idle_timeout": (5, 86_400),
+    "tunnel_max_lifetime": (10, 7 * 86_400),
+    "max_dns_tcp_connections": (1, 1024),
+    "dns_upstream_inflight": (1, 256),
+    "dns_queries_per_s": (1, 100_000),
+    "dns_cache_entries": (0, 100_000),
+    "audit_interval": (1, 3600),
+    "audit_full_records": (1, 100_000),
+}
+_EGRESS_LIMIT_KEYS = tuple(_EGRESS_LIMITS)
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "paths": ("state_dir", "runtime_dir", "audit_dir", "workspace_root"),
     "dashboard": ("host", "port", "allow_remote_bind"),
@@ -49,6 +62,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "upstream_dns",
         "address_pool",
         "require_resource_limits",
+        *_EGRESS_LIMIT_KEYS,
     ),
 }
 
@@ -73,6 +87,16 @@ class SandboxHost:
     address_pool: str = "100.64.0.0/16"
     # Where systemd cannot apply sandbox.resources, refuse to start agents (docs/sandbox.md).
     require_resource_limits: bool = True
+    # Per-agent egress bounds (docs/sandbox.md "Per-agent limits").
+    max_proxy_connections: int = 64
+    tunnel_idle_timeout: int = 300  # seconds without a byte either way
+    tunnel_max_lifetime: int = 3600  # seconds, busy or not
+    max_dns_tcp_connections: int = 8
+    dns_upstream_inflight: int = 8
+    dns_queries_per_s: int = 200
+    dns_cache_entries: int = 512
+    audit_interval: int = 60  # seconds per egress audit summary
+    audit_full_records: int = 60  # full egress records per agent per interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +218,16 @@ def _sandbox(raw: Mapping[str, Any]) -> SandboxHost:
             raw, "require_resource_limits", "sandbox.require_resource_limits", True
         ),
         address_pool=pool,
+        **_egress_limits(raw, d),
     )
+
+
+def _egress_limits(raw: Mapping[str, Any], d: SandboxHost) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for key, (low, high) in _EGRESS_LIMITS.items():
+        value = int_in_range(raw, key, f"sandbox.{key}", low, high)
+        out[key] = getattr(d, key) if value is None else value
+    return out
 
 
 def _credential(raw: Mapping[str, Any]) -> str:

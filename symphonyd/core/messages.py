@@ -262,7 +262,10 @@ class TrackerProfile:
     terminal_states: list[str]
     secret_env_names: list[str]  # the launcher removes these from agent environments
     tracker_fingerprint: str | None  # changes whenever the tracker config changes
-    config_error: dict[str, Any] | None = None  # {"code", "message"} while config is unusable
+    # {"code", "message"} while the workflow on disk is unusable or refused; with an adapter
+    # (kind set) the last good version keeps serving.
+    config_error: dict[str, Any] | None = None
+    workflow_sha256: str | None = None  # the WORKFLOW.md version the adapter was built from
 
 
 @dataclass(frozen=True)
@@ -928,6 +931,11 @@ class AuditCounts:
     by_type: dict[str, int]
     failures_by_reason: dict[str, int]
     unreadable_lines: int
+    # Finished runs by outcome (succeeded, failed, ...), each run counted once.
+    runs_by_outcome: dict[str, int] = field(default_factory=dict)
+    # egress_deny decisions carried as counts in egress_summary records (the launcher writes
+    # an agent's repeated decisions that way, docs/audit.md)
+    egress_denies_counted: int = 0
 
 
 AUDIT_QUERY = method("audit.query", AuditQuery, AuditRecords, "Read records back, newest first.")

@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,13 @@ from symphonyd.audit.anchor_read import AnchorReadError, read_anchors
 from symphonyd.audit.layout import DEFAULT_AUDIT_DIR, day_files
 from symphonyd.audit.verify import BROKEN, Checkpoint, VerifyResult, iter_records, verify_dir
 from symphonyd.ctl.main import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE
+from symphonyd.ctl.since import HELP as SINCE_HELP
+from symphonyd.ctl.since import audit_timestamp
 
 # The chain itself holds but does not reach, or does not contain, a head kept outside it
 # (journal anchor or --checkpoint): newest records cut, or history rewritten.
 EXIT_ANCHOR_MISMATCH = 4
 
-_RELATIVE = re.compile(r"(\d+)([smhd])\Z")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _PAYLOAD_PREVIEW = 160
 
 
@@ -41,24 +40,6 @@ def _day(text: str) -> str:
         return date.fromisoformat(text).isoformat()
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
-def _since(text: str) -> str:
-    """A writer-style timestamp from YYYY-MM-DD, an RFC 3339 time, or 30m / 2h / 7d ago."""
-    match = _RELATIVE.match(text)
-    if match:
-        delta = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-        moment = datetime.now(UTC) - delta
-    else:
-        try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"not a date, time or duration (e.g. 2h): {text!r}"
-            ) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def register(subparsers: Any) -> None:
@@ -105,7 +86,7 @@ def register(subparsers: Any) -> None:
     show.add_argument("--dir", type=Path, default=None, help="audit directory")
     show.add_argument("--issue", help="issue id or identifier")
     show.add_argument("--type", dest="types", action="append", help="event type (repeatable)")
-    show.add_argument("--since", type=_since, help="YYYY-MM-DD, RFC 3339 time, or 30m/2h/7d")
+    show.add_argument("--since", type=audit_timestamp, metavar="TIME", help=SINCE_HELP)
     show.add_argument("--json", action="store_true", help="one JSON record per line")
     show.set_defaults(func=cmd_show)
 
@@ -220,12 +201,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     directory = _directory(args)
     if directory is None:
         return EXIT_USAGE
-    try:
-        damaged = _print_matching(directory, args)
-    except BrokenPipeError:
-        # `symphonyctl audit show | head`: the reader is gone, which is not an error.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+    # `audit show | head` closing the pipe is handled for every command in ctl/main.py.
+    damaged = _print_matching(directory, args)
     if damaged:
         print(
             f"warning: {damaged} damaged line(s); see `symphonyctl audit verify`", file=sys.stderr

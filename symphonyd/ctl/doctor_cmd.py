@@ -43,6 +43,7 @@ from symphonyd.ctl.doctor_base import (
     warn,
 )
 from symphonyd.ctl.doctor_sandbox import check_bwrap, check_nftables, check_resource_limits
+from symphonyd.ctl.doctor_tracker import check_tracker_workflow
 from symphonyd.ctl.main import EXIT_CHECK_FAILED, EXIT_OK
 from symphonyd.ctl.workflow_cmd import validate_workflow
 from symphonyd.runtime.hostconfig_file import load_host_config
@@ -91,6 +92,7 @@ def run_checks(ctx: Context) -> Iterator[Check]:
     steps: list[Callable[[Context], Iterator[Check]]] = [
         check_host_config,
         check_workflow,
+        check_tracker_workflow,
         check_users,
         check_units,
         check_sockets,

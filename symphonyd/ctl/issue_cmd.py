@@ -39,13 +39,27 @@ def register(subparsers: Any) -> None:
     )
     sub = parser.add_subparsers(dest="issue_command", metavar="ACTION", required=True)
 
-    new = sub.add_parser("new", help="create an issue file")
-    new.add_argument("identifier")
-    new.add_argument("--title", required=True)
-    new.add_argument("--state", default="Todo")
-    new.add_argument("--priority", type=int)
-    new.add_argument("--label", action="append", default=[])
-    new.add_argument("--blocked-by", action="append", default=[])
+    new = sub.add_parser(
+        "new",
+        help="create an issue file",
+        description="Create <dir>/IDENTIFIER.md; the tracker daemon sees it on its next poll.",
+    )
+    new.add_argument("identifier", help="issue key and file name, e.g. DEMO-7")
+    new.add_argument("--title", required=True, help="one-line title (required)")
+    new.add_argument(
+        "--state", default="Todo", help="initial state (default %(default)s; must be active to run)"
+    )
+    new.add_argument("--priority", type=int, help="integer, lower dispatches first")
+    new.add_argument(
+        "--label", action="append", default=[], help="label (repeatable; matched lowercase)"
+    )
+    new.add_argument(
+        "--blocked-by",
+        action="append",
+        default=[],
+        metavar="IDENTIFIER",
+        help="an issue that must reach a terminal state first (repeatable)",
+    )
     new.add_argument("--description", default="", help="Markdown body; '-' reads stdin")
     new.set_defaults(func=_new)
 

@@ -17,11 +17,12 @@ from typing import Any
 
 from symphonyd.core.sockets import SERVICES, service_unit
 from symphonyd.ctl.main import EXIT_UNAVAILABLE, EXIT_USAGE
+from symphonyd.ctl.since import HELP as SINCE_HELP
+from symphonyd.ctl.since import journal_timestamp
 from symphonyd.runtime.logging import journal_field_name
 
 JOURNAL_FIELD = journal_field_name("issue_identifier") or "ISSUE_IDENTIFIER"
 MAX_IDENTIFIER = 256
-MAX_SINCE = 64
 # Printable, no whitespace; a leading '-' is refused separately with a clearer message.
 _IDENTIFIER = re.compile(r"[^\s\x00-\x1f\x7f]+")
 
@@ -30,13 +31,11 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("logs", help="show one issue's journal entries")
     parser.add_argument("identifier", help="issue identifier, e.g. ABC-123")
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new entries")
-    parser.add_argument(
-        "--since",
-        metavar="TIME",
-        help="journalctl time, e.g. --since=-2h, --since=today, '2026-01-31 10:00'",
-    )
+    parser.add_argument("--since", type=journal_timestamp, metavar="TIME", help=SINCE_HELP)
     parser.add_argument("-n", "--lines", type=_lines, metavar="N", help="only the last N entries")
     parser.add_argument("--json", action="store_true", help="one journal JSON object per line")
+    # journalctl's own flag: accepted so habits carry over; output is never paged anyway.
+    parser.add_argument("--no-pager", action="store_true", help="accepted; output is never paged")
     parser.set_defaults(func=run_logs)
 
 
@@ -65,7 +64,7 @@ def journalctl_argv(
     for daemon in SERVICES:
         argv += ["--unit", service_unit(daemon)]
     if since is not None:
-        # One element with '=': a relative time such as '-2h' is a value, never an option.
+        # Already resolved by ctl/since.py; one element with '=' so it is never an option.
         argv.append(f"--since={since}")
     if lines is not None:
         argv.append(f"--lines={lines}")
@@ -80,10 +79,6 @@ def run_logs(args: argparse.Namespace) -> int:
         check_identifier(args.identifier)
     except ValueError as exc:
         print(f"error: invalid_identifier: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    since = args.since
-    if since is not None and (len(since) > MAX_SINCE or not since.isprintable() or not since):
-        print("error: invalid_since: --since must be a short printable time", file=sys.stderr)
         return EXIT_USAGE
     argv = journalctl_argv(
         args.identifier,

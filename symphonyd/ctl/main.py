@@ -6,13 +6,16 @@ namespace and returning the exit code. Modules are discovered, so adding a group
 touches this file; ``--help`` lists them alphabetically.
 
 Exit codes (docs/symphonyctl.md): 0 success, 1 a check failed (e.g. audit chain broken),
-2 usage or validation error, 3 a daemon is unreachable.
+2 usage or validation error, 3 a daemon is unreachable. A reader that closes the pipe early
+(``symphonyctl status | head``) ends the command quietly with 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -45,14 +48,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    code: int = func(args)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        code: int = func(args)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the handler, not at exit
+    except BrokenPipeError:
+        return _reader_went_away()
     return code
+
+
+def _reader_went_away() -> int:
+    """``symphonyctl status | head``: the reader has what it wanted, which is not an error.
+
+    Stop quietly (exit 0, so ``set -o pipefail`` scripts do not fail on it). Python ignores
+    SIGPIPE, so the write raised instead; point stdout at /dev/null so the interpreter's
+    final flush cannot print "Exception ignored ... BrokenPipeError" either.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """``symphonyctl workflow``: check a WORKFLOW.md and preview its prompt, offline.
 
 ``check`` runs what the dispatcher runs before dispatching (parse, typed config, SPEC 6.3
-preflight, template compile) against the caller's environment, so ``$NAME`` references
+preflight, template compile) on the named file or, by default, on the installed workflow
+(the host config's ``workflow``), against the caller's environment, so ``$NAME`` references
 resolve as they would for a daemon started with the same variables.
 """
 
@@ -13,17 +14,14 @@ import os
 import sys
 from typing import Any
 
-from symphonyd.core.config import (
-    BUILTIN_TRACKER_KINDS,
-    ServiceConfig,
-    build_service_config,
-    validate_for_dispatch,
-)
+from symphonyd.core.config import ServiceConfig
 from symphonyd.core.errors import SymphonyError, ValidationError
 from symphonyd.core.issue import Issue
 from symphonyd.core.prompt_guard import guarded_issue_data, guarded_prompt
 from symphonyd.core.template import compile_prompt
+from symphonyd.core.workflow_accept import accepted_service_config
 from symphonyd.ctl.main import EXIT_OK, EXIT_USAGE
+from symphonyd.runtime.hostconfig_file import load_host_config
 from symphonyd.runtime.workflow_file import LoadedWorkflow, load_workflow, resolve_workflow_path
 
 MAX_ISSUE_FILE_BYTES = 1 << 20
@@ -33,8 +31,20 @@ def register(subparsers: Any) -> None:
     group = subparsers.add_parser("workflow", help="check or preview a WORKFLOW.md")
     sub = group.add_subparsers(dest="workflow_command", metavar="ACTION", required=True)
 
-    check = sub.add_parser("check", help="validate a workflow file (default ./WORKFLOW.md)")
-    check.add_argument("path", nargs="?", help="workflow file (default: ./WORKFLOW.md)")
+    check = sub.add_parser(
+        "check", help="validate a workflow file (default: the installed one the daemons run)"
+    )
+    check.add_argument(
+        "path",
+        nargs="?",
+        help="workflow file (default: the host config's workflow, /etc/symphony/WORKFLOW.md)",
+    )
+    check.add_argument(
+        "--host-config",
+        metavar="FILE",
+        help="host config naming the installed workflow "
+        "(default $SYMPHONY_CONFIG, else /etc/symphony/symphonyd.toml)",
+    )
     check.set_defaults(func=run_check)
 
     render = sub.add_parser("render", help="print the prompt a workflow renders for an issue")
@@ -47,17 +57,19 @@ def register(subparsers: Any) -> None:
 def validate_workflow(path: str | None) -> tuple[LoadedWorkflow, ServiceConfig]:
     """Everything the dispatcher checks before dispatching; raises SymphonyError."""
     loaded = load_workflow(resolve_workflow_path(path))
-    config = _service_config(loaded)
-    errors = validate_for_dispatch(config, BUILTIN_TRACKER_KINDS)
-    if errors:
-        raise errors[0]
-    compile_prompt(loaded.definition.prompt_template)
+    config = accepted_service_config(
+        loaded.definition, env=dict(os.environ), workflow_dir=loaded.directory
+    )
     return loaded, config
 
 
 def run_check(args: argparse.Namespace) -> int:
     try:
-        loaded, config = validate_workflow(args.path)
+        # The installed workflow, not ./WORKFLOW.md: an operator checking "the workflow"
+        # from any directory means the one the daemons load.
+        host_config = args.host_config or os.environ.get("SYMPHONY_CONFIG") or None
+        path = args.path or load_host_config(host_config).config.workflow_path
+        loaded, config = validate_workflow(path)
     except SymphonyError as exc:
         return _fail(exc)
     prompt = loaded.definition.prompt_template
@@ -81,12 +93,6 @@ def run_render(args: argparse.Namespace) -> int:
         return _fail(exc)
     sys.stdout.write(prompt if prompt.endswith("\n") else prompt + "\n")
     return EXIT_OK
-
-
-def _service_config(loaded: LoadedWorkflow) -> ServiceConfig:
-    return build_service_config(
-        loaded.definition, env=dict(os.environ), workflow_dir=loaded.directory
-    )
 
 
 def _read_issue(path: str) -> Any:

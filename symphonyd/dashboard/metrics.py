@@ -104,16 +104,22 @@ def _audit(out: _Out, counts: AuditCounts) -> None:
         by_type.get(audit_events.DISPATCH, 0),
     )
     out.metric(
+        "symphony_runs_finished_total",
+        "counter",
+        "Runs that ended, by outcome (succeeded, failed, timed_out, stalled, cancelled, blocked).",
+        [({"outcome": k}, v) for k, v in sorted(counts.runs_by_outcome.items())],
+    )
+    out.metric(
         "symphony_run_failures_total",
         "counter",
-        "Runs that did not succeed, by reason.",
+        "Runs that did not succeed, by error code (else outcome).",
         [({"reason": k}, v) for k, v in sorted(counts.failures_by_reason.items())],
     )
     out.one(
         "symphony_egress_denials_total",
         "counter",
         "Agent connections refused by the egress policy.",
-        by_type.get(audit_events.EGRESS_DENY, 0),
+        by_type.get(audit_events.EGRESS_DENY, 0) + counts.egress_denies_counted,
     )
     out.one(
         "symphony_audit_unreadable_lines",

@@ -9,17 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from symphonyd.core.config import (
-    BUILTIN_TRACKER_KINDS,
-    ServiceConfig,
-    build_service_config,
-    validate_for_dispatch,
-)
-from symphonyd.core.hostconfig import HostConfig, apply_host_overrides
+from symphonyd.core.config import ServiceConfig
+from symphonyd.core.hostconfig import HostConfig
 from symphonyd.core.issue import state_key
 from symphonyd.core.messages import WorkflowSnapshot
-from symphonyd.core.template import compile_prompt
 from symphonyd.core.tracker_kinds import KIND_DEFAULTS
+from symphonyd.core.workflow_accept import accepted_service_config
 from symphonyd.dispatcher.ports import DispatchSettings, LoadedConfig
 from symphonyd.runtime.workflow_file import Change, LoadedWorkflow, WorkflowWatcher
 
@@ -55,15 +50,14 @@ def dispatch_settings(cfg: ServiceConfig) -> DispatchSettings:
 def loaded_config(
     workflow: LoadedWorkflow, *, env: Mapping[str, str], host: HostConfig | None = None
 ) -> LoadedConfig:
-    """Build and preflight-validate (SPEC 6.3); raises the first ConfigError."""
-    cfg = build_service_config(workflow.definition, env=env, workflow_dir=workflow.directory)
-    if host is not None:
-        cfg = apply_host_overrides(cfg, host)
-    errors = validate_for_dispatch(cfg, BUILTIN_TRACKER_KINDS)
-    if errors:
-        raise errors[0]
-    # A template that does not compile would fail every run: reject the edit up front.
-    compile_prompt(workflow.definition.prompt_template)
+    """Build and preflight-validate (SPEC 6.3); raises the first ConfigError.
+
+    The rule is core's, shared with the tracker daemon, so both keep the same last good
+    workflow when an edit is refused.
+    """
+    cfg = accepted_service_config(
+        workflow.definition, env=env, workflow_dir=workflow.directory, host=host
+    )
     snapshot = WorkflowSnapshot(
         path=str(workflow.path),
         config=workflow.definition.config,

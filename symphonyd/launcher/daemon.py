@@ -69,6 +69,7 @@ from symphonyd.launcher.hooks import RunAs
 from symphonyd.launcher.limits import raise_nofile_limit
 from symphonyd.launcher.sandbox.addresses import AddressPool
 from symphonyd.launcher.sandbox.dns import UpstreamResolver, system_upstreams
+from symphonyd.launcher.sandbox.egress_limits import EgressLimits
 from symphonyd.launcher.sandbox.sandbox import SandboxManager, audit_event
 from symphonyd.launcher.sandboxing import AgentSandboxes
 from symphonyd.launcher.service import LauncherDeps, LauncherService
@@ -278,6 +279,7 @@ def sandboxes_for(
         upstream=UpstreamResolver(upstream),
         audit=lambda record: audit.put(audit_event(record)),
         pool=AddressPool(host.sandbox.address_pool),
+        limits=EgressLimits.from_host(host.sandbox),
     )
     state = Path(host.state_dir)
     # Everything of symphonyd an agent must not see; the shipped deny list adds the host's

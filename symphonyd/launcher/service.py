@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from symphonyd.core import audit_events as ae
 from symphonyd.core.config import ServiceConfig, build_service_config
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.hostconfig import HostConfig, apply_host_overrides
@@ -460,10 +461,24 @@ class LauncherService:
                 issue_identifier=info.issue_identifier,
                 session_id=info.session_id,
             )
-            self._audit(
-                run, "run_finished", {"status": outcome.status, "error_code": outcome.error_code}
-            )
         run.info = dataclasses.replace(info, **changes)
+        if event.event == "run_finished" and event.outcome is not None:
+            # The shared builder, so /metrics and `audit show` read the shape every
+            # run_finished record has (a private {"status": ...} payload once made every
+            # successful run count as a failure with reason "unknown").
+            done = run.info
+            self._send_audit(
+                ae.run_finished(
+                    done.issue_id,
+                    done.issue_identifier,
+                    done.run_id,
+                    event.outcome.status,
+                    error_code=event.outcome.error_code,
+                    session_id=done.session_id,
+                    turns=done.turn_count,
+                    total_tokens=done.tokens.total_tokens,
+                )
+            )
         if run.info.outcome is not None:
             self._runs.mark_finished(run)
         self._publish(event)
@@ -501,7 +516,10 @@ class LauncherService:
             issue_identifier=run.info.issue_identifier,
             session_id=run.info.session_id,
         )
+        self._send_audit(record)
+
+    def _send_audit(self, record: AuditEventIn) -> None:
         try:
             self.deps.audit(record)
         except Exception:  # audit delivery problems are reported by the forwarder
-            log.exception("could not queue audit record %s", kind)
+            log.exception("could not queue audit record %s", record.type)

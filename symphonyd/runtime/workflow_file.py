@@ -13,7 +13,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -47,6 +47,9 @@ class LoadedWorkflow:
     sha256: str
     mtime_ns: int
     size: int
+    # The bytes this version was parsed from, for a daemon that keeps a copy of the version
+    # in force (the tracker, docs/design/0155-one-last-good-workflow.md).
+    raw: bytes = field(default=b"", repr=False, compare=False)
 
     @property
     def directory(self) -> Path:
@@ -105,6 +108,7 @@ def _parse(path: Path, snap: _Snapshot) -> LoadedWorkflow:
         sha256=snap.sha256,
         mtime_ns=snap.mtime_ns,
         size=len(snap.data),
+        raw=snap.data,
     )
 
 

@@ -4,7 +4,8 @@ Reads are fetched from the provider on request, not served from a cache: the dis
 once per tick (``polling.interval_ms``) and reconciliation needs current snapshots, so a
 cache would only add staleness (docs/design/0400-tracker-daemon.md). The tracker config is
 re-read from WORKFLOW.md before each request; a change rebuilds the adapter, a bad edit keeps
-the previous one. No reply leaves this class if it contains the credential.
+the previous one serving (and is reported: docs/design/0155-one-last-good-workflow.md). No
+reply leaves this class if it contains the credential.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,6 +57,12 @@ class TrackerSource:
     active_states: tuple[str, ...] | None
     terminal_states: tuple[str, ...] | None
     base_dir: Path | None = None
+    workflow_sha256: str | None = None  # the WORKFLOW.md version this section came from
+    # Set while the file on disk holds an edit that was refused; this source is then the
+    # last good one, still in force.
+    rejected: SymphonyError | None = None
+    # Called once the service builds an adapter from this source (keeps a copy on disk).
+    adopted: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
 # Returns the current tracker section or raises SymphonyError (e.g. workflow_parse_error).
@@ -94,7 +101,11 @@ class TrackerService:
         self._redactor = Redactor(self._unit_secret)
         self._adapter: TrackerAdapter | None = None
         self._fingerprint: str | None = None
+        # What is wrong with the workflow on disk: unusable (no adapter) or refused (the
+        # adapter of the last good version keeps serving).
         self._error: SymphonyError | None = None
+        # The newest version whose adapter could not be built, and why (not retried).
+        self._refused: tuple[str, SymphonyError] | None = None
         self._last_source: TrackerSource | None = None
         self._retired: set[asyncio.Task[None]] = set()
 
@@ -106,22 +117,31 @@ class TrackerService:
     # ------------------------------------------------------------------ config
 
     def refresh(self) -> None:
-        """Rebuild the adapter when the tracker config changed; keep the old one on errors."""
+        """Rebuild the adapter when the tracker config changed; keep the old one on errors.
+
+        A refused edit never takes the adapter away: the last good one keeps serving and the
+        refusal is logged and reported (health, profile) until the file is fixed.
+        """
         try:
             source = self._source()
         except SymphonyError as exc:
-            self._note_error(exc)
+            self._set_error(exc)
             return
         except Exception as exc:
             # A parser bug on a hostile WORKFLOW.md must not take the daemon down.
-            self._note_error(
+            self._set_error(
                 SymphonyError(
                     f"cannot load the workflow: {type(exc).__name__}", code="workflow_parse_error"
                 )
             )
             return
         fp = fingerprint(source)
-        if fp == self._fingerprint and (self._adapter is not None or self._error is not None):
+        if fp == self._fingerprint and self._adapter is not None:
+            self._set_error(source.rejected)  # None once the file is good again
+            return
+        if self._refused is not None and fp == self._refused[0]:
+            # This version's adapter already failed; an edit refused since is the newer news.
+            self._set_error(source.rejected or self._refused[1])
             return
         try:
             settings = settings_for(
@@ -135,24 +155,60 @@ class TrackerService:
                 settings, self._env, base_dir=source.base_dir, transport=self._transport
             )
         except SymphonyError as exc:
-            self._fingerprint, self._last_source = fp, source
-            self._note_error(exc)
-            self._retire(self._adapter)
-            self._adapter = None
+            self._refused = (fp, exc)
+            if self._adapter is None:
+                self._last_source = source
+            self._set_error(source.rejected or exc)
             return
         adapter.audit = self._audit
         self._redactor = Redactor([*(s.reveal() for s in adapter.secrets), *self._unit_secret])
         self._retire(self._adapter)
         self._adapter, self._fingerprint, self._last_source = adapter, fp, source
-        if self._error is not None:
-            log.info("tracker config usable again")
-        self._error = None
-        log.info("tracker adapter ready: kind=%s", adapter.kind)
+        self._refused = None
+        self._keep_copy(source)
+        log.info(
+            "tracker adapter ready: kind=%s workflow=%s",
+            adapter.kind,
+            (source.workflow_sha256 or "?")[:12],
+        )
+        self._set_error(source.rejected)
 
-    def _note_error(self, exc: SymphonyError) -> None:
+    @staticmethod
+    def _keep_copy(source: TrackerSource) -> None:
+        if source.adopted is None:
+            return
+        try:
+            source.adopted()
+        except OSError as exc:
+            # Serving goes on; only a restart during a bad edit loses its fallback.
+            log.warning("could not save a copy of the workflow in force: %s", exc)
+
+    @property
+    def workflow_sha256(self) -> str | None:
+        """SHA-256 of the WORKFLOW.md version the adapter in force was built from."""
+        return self._last_source.workflow_sha256 if self._adapter and self._last_source else None
+
+    def _set_error(self, exc: SymphonyError | None) -> None:
+        if exc is None:
+            if self._error is not None:
+                log.info("tracker config usable again: serving workflow %s", self._sha_text())
+            self._error = None
+            return
         if self._error is None or self._error.as_dict() != exc.as_dict():
-            log.error("tracker config unusable: %s", self._redact(str(exc)))
+            message = self._redact(str(exc))
+            if self._adapter is not None:
+                log.warning(
+                    "WORKFLOW.md edit refused; the tracker keeps serving the last good "
+                    "workflow %s: %s",
+                    self._sha_text(),
+                    message,
+                )
+            else:
+                log.error("tracker config unusable: %s", message)
         self._error = exc
+
+    def _sha_text(self) -> str:
+        return (self.workflow_sha256 or "?")[:12]
 
     def _retire(self, adapter: TrackerAdapter | None) -> None:
         # In-flight requests may still use it; close it once they have had time to finish.
@@ -250,13 +306,21 @@ class TrackerService:
             secret_env_names=adapter.secret_environment_names() if adapter else [],
             tracker_fingerprint=self._fingerprint,
             config_error=error,
+            workflow_sha256=self.workflow_sha256,
         )
 
     async def health(self, params: Empty) -> Health:
+        """ok while an adapter serves; a refused edit shows as ``workflow_refused`` beside it."""
         self.refresh()
-        detail: dict[str, Any] = {"kind": self._adapter.kind if self._adapter else None}
+        detail: dict[str, Any] = {
+            "kind": self._adapter.kind if self._adapter else None,
+            "workflow_sha256": self.workflow_sha256,
+        }
         if self._error is not None:
             detail["error"] = self._error.error_code
+            detail["error_message"] = self._redact(self._error.message)
+            if self._adapter is not None:
+                detail["workflow_refused"] = True  # serving the last good version
         return Health("tracker", __version__, self._adapter is not None, detail)
 
     # ------------------------------------------------------------------ secrets

@@ -194,3 +194,31 @@ def test_sandbox_section_is_host_only_and_validated() -> None:
     for bad in ('address_pool = "nope"', "enabled = 3", "local_services = 1"):
         with pytest.raises(ConfigError):
             parse_host_config(f"[sandbox]\n{bad}\n")
+
+
+def test_sandbox_egress_limits_are_read_and_bounded() -> None:
+    from symphonyd.core.hostconfig import parse_host_config
+    from symphonyd.launcher.sandbox.egress_limits import EgressLimits
+
+    default, _ = parse_host_config("")
+    assert EgressLimits.from_host(default.sandbox) == EgressLimits()
+    config, warnings = parse_host_config(
+        "[sandbox]\nmax_proxy_connections = 16\ntunnel_idle_timeout = 900\n"
+        "tunnel_max_lifetime = 14400\nmax_dns_tcp_connections = 2\ndns_upstream_inflight = 4\n"
+        "dns_cache_entries = 0\naudit_interval = 30\naudit_full_records = 10\n"
+    )
+    assert warnings == ()
+    assert EgressLimits.from_host(config.sandbox) == EgressLimits(
+        proxy_connections=16,
+        tunnel_idle_s=900.0,
+        tunnel_lifetime_s=14400.0,
+        dns_tcp_connections=2,
+        dns_upstream_inflight=4,
+        dns_cache_entries=0,
+        audit_interval_s=30.0,
+        audit_full_records=10,
+    )
+    for bad in ("max_proxy_connections = 0", 'tunnel_idle_timeout = "5m"', "audit_interval = 0"):
+        with pytest.raises(ConfigError) as info:
+            parse_host_config(f"[sandbox]\n{bad}\n")
+        assert info.value.message.startswith("sandbox." + bad.split(" ")[0]), info.value.message

@@ -66,14 +66,21 @@ def test_check_ok_with_explicit_path(workflow: Path, tmp_path: Path) -> None:
     assert result.stderr == ""
 
 
-def test_check_defaults_to_workflow_md_in_cwd(workflow: Path, tmp_path: Path) -> None:
-    result = ctl("check", cwd=tmp_path, env={"SYMPHONY_TEST_WS": "/srv/ws"})
+def test_check_defaults_to_the_host_configs_workflow(workflow: Path, tmp_path: Path) -> None:
+    # Not ./WORKFLOW.md (issue 22): the one the daemons load. More in test_cli_small.py.
+    config = tmp_path / "symphonyd.toml"
+    config.write_text(f'workflow = "{workflow}"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = ctl(
+        "check", "--host-config", str(config), cwd=elsewhere, env={"SYMPHONY_TEST_WS": "/srv/ws"}
+    )
     assert result.returncode == 0, result.stderr
-    assert "WORKFLOW.md" in result.stdout
+    assert result.stdout.startswith(f"ok: {workflow} ")
 
 
 def test_check_missing_file(tmp_path: Path) -> None:
-    result = ctl("check", cwd=tmp_path)
+    result = ctl("check", str(tmp_path / "WORKFLOW.md"), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("error: missing_workflow_file: ")
     assert result.stdout == ""
@@ -94,7 +101,7 @@ def test_check_missing_file(tmp_path: Path) -> None:
 )
 def test_check_reports_typed_errors(tmp_path: Path, text: str, code: str) -> None:
     (tmp_path / "WORKFLOW.md").write_text(text)
-    result = ctl("check", cwd=tmp_path)
+    result = ctl("check", str(tmp_path / "WORKFLOW.md"), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {code}: "), result.stderr
     assert len(result.stderr.splitlines()) == 1

@@ -12,7 +12,14 @@ import pytest
 from symphonyd.audit.reader import query
 from symphonyd.audit.store import AuditStore, Sender
 from symphonyd.core.errors import SymphonyError, ValidationError
-from symphonyd.core.messages import AUDIT_VERIFY, AuditQuery, Empty
+from symphonyd.core.messages import (
+    AUDIT_APPEND,
+    AUDIT_VERIFY,
+    AuditAppend,
+    AuditEventIn,
+    AuditQuery,
+    Empty,
+)
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.dashboard.conftest import WithAudit, append_records
 
@@ -67,6 +74,29 @@ def test_metrics_count_dispatches_failures_and_egress_denials(with_audit: WithAu
     append_records(with_audit.audit.sock("dispatcher"))  # counted incrementally, not from scratch
     text = httpx.get(with_audit.dashboard.base + "/metrics").text
     assert "symphony_dispatches_total 4" in text
+
+
+def test_metrics_count_egress_denials_carried_in_summaries(with_audit: WithAudit) -> None:
+    """An agent's repeated denials arrive as counts in egress_summary records (docs/audit.md)."""
+    summary = {
+        "agent_id": "r-9",
+        "interval_s": 60,
+        "seconds": 60,
+        "total": 46,
+        "counts": [
+            {"type": "egress_deny", "via": "dns", "host": "denied.test", "count": 41},
+            {"type": "egress_allow", "via": "dns", "host": "allowed.test", "count": 5},
+        ],
+    }
+
+    async def send() -> None:
+        async with await IpcClient.connect(with_audit.audit.sock("dispatcher")) as client:
+            record = AuditEventIn(type="egress_summary", payload=summary)
+            await client.call(AUDIT_APPEND, AuditAppend([record]))
+
+    asyncio.run(asyncio.wait_for(send(), 30))
+    text = httpx.get(with_audit.dashboard.base + "/metrics").text
+    assert "symphony_egress_denials_total 42" in text  # the one record and the 41 counted
 
 
 def test_read_methods_are_only_on_the_dashboard_socket(with_audit: WithAudit) -> None:

@@ -27,15 +27,20 @@ from symphonyd.core.issue import Issue, build_issue, state_key
 from symphonyd.core.messages import (
     TRACKER_FETCH_BY_IDS,
     TRACKER_FETCH_BY_STATES,
+    TRACKER_PROFILE,
+    TRACKER_REDACT,
     TRACKER_TOOL_CALL,
     TRACKER_TOOL_SPECS,
     Empty,
     FetchByIds,
     FetchByStates,
     IssueList,
+    RedactedText,
+    RedactText,
     ToolCall,
     ToolResult,
     ToolSpecList,
+    TrackerProfile,
 )
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer
@@ -104,6 +109,13 @@ class Tracker:
     async def call(self, _: ToolCall, __: Peer) -> ToolResult:
         return ToolResult(False, {"error": "no tools here"})
 
+    async def profile(self, _: Empty, __: Peer) -> TrackerProfile:
+        # What the launcher asks before each run: the declared secret names (none here).
+        return TrackerProfile("memory", ["Todo"], ["Done"], [], "fp-1")
+
+    async def redact(self, req: RedactText, __: Peer) -> RedactedText:
+        return RedactedText(req.text)
+
 
 @contextlib.asynccontextmanager
 async def tracker_sockets(run: Path, tracker: Tracker) -> AsyncIterator[None]:
@@ -116,6 +128,8 @@ async def tracker_sockets(run: Path, tracker: Tracker) -> AsyncIterator[None]:
         else:
             server.handle(TRACKER_TOOL_SPECS, tracker.specs)
             server.handle(TRACKER_TOOL_CALL, tracker.call)
+            server.handle(TRACKER_PROFILE, tracker.profile)
+            server.handle(TRACKER_REDACT, tracker.redact)
         await server.start_path(run / f"tracker-{name}.sock")
         servers.append(server)
     try:

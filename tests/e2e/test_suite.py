@@ -145,6 +145,12 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
     assert state["counts"]["running"] == 0 and "codex_totals" in state, state
     assert state["codex_totals"]["total_tokens"] > 0, state
     assert unit_state(c, "symphony-dashboard.service") == "running"
+    # Stopping the service leaves its socket listening: the next request starts it again.
+    c.run(["systemctl", "stop", "symphony-dashboard.service"])
+    listening = c.run(["systemctl", "is-active", "symphony-dashboard.socket"], check=False)
+    assert listening.stdout.strip() == "active", listening.stdout
+    again = json.loads(c.run(["python3", "-c", FETCH, STATE_URL]).stdout)
+    assert "codex_totals" in again and unit_state(c, "symphony-dashboard.service") == "running"
 
     verify = c.run(["symphonyctl", "audit", "verify", "--dir", "/var/lib/symphony/audit"])
     # ... and still reaches the head the writer anchored in the journal (docs/audit.md).

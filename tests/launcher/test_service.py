@@ -199,7 +199,7 @@ def test_stop_cancels_the_run_and_cleans_the_workspace(tmp_path: Path) -> None:
     assert info.outcome is not None and info.outcome.status == "cancelled"
     assert info.outcome.error == "stopped: operator"
     assert not (tmp_path / "ws" / "ABC-1").exists()
-    assert audit[-1].type == "run_finished" and audit[-1].payload["status"] == "cancelled"
+    assert audit[-1].type == "run_finished" and audit[-1].payload["outcome"] == "cancelled"
 
 
 def test_bad_workflow_config_fails_the_run_with_its_error(tmp_path: Path) -> None:

@@ -150,6 +150,108 @@ def dns(server: str, name: str, qtype: str = "1", proto: str = "udp") -> None:
     result(ok=True, rcode=flags & 0xF, answers=an, ips=ips)
 
 
+def flood_tcp(seconds: str, count: str, *targets: str) -> None:
+    """Keep ``count`` connections open to each ``host:port`` for ``seconds``, replacing
+    every one the server closes; count refusals (a 503 or a reset) and plain closes."""
+    import select
+
+    print(json.dumps({"started": True}), flush=True)
+    end = time.monotonic() + float(seconds)
+    opened = refused = closed = failed = 0
+    live: dict[socket.socket, str] = {}
+    while time.monotonic() < end:
+        for target in targets:
+            host, port = target.rsplit(":", 1)
+            for _ in range(int(count) - sum(t == target for t in live.values())):
+                try:
+                    conn = socket.create_connection((host, int(port)), timeout=TIMEOUT)
+                except OSError:
+                    failed += 1
+                    continue
+                live[conn] = target
+                opened += 1
+        ready, _, _ = select.select(list(live), [], [], 0.05)
+        for conn in ready:
+            try:
+                data = conn.recv(64)
+            except ConnectionResetError:
+                data = b"reset"
+            except OSError:
+                data = b""
+            if data in (b"reset",) or data.startswith(b"HTTP/1.1 503"):
+                refused += 1
+            elif not data:
+                closed += 1
+            else:
+                continue
+            conn.close()
+            del live[conn]
+    for conn in live:
+        conn.close()
+    result(ok=True, opened=opened, refused=refused, closed=closed, failed=failed)
+
+
+def udp_flood(server: str, count: str) -> None:
+    """``count`` queries for denied names (half of them the same name) as fast as possible."""
+    sent = answered = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setblocking(False)
+        for n in range(int(count)):
+            name = "denied.test" if n % 2 else f"x{n}.denied.test"
+            labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+            msg = struct.pack("!HHHHHH", n & 0xFFFF, 0x0100, 1, 0, 0, 0) + labels + b"\0"
+            try:
+                s.sendto(msg + struct.pack("!HH", 1, 1), (server, 53))
+                sent += 1
+            except BlockingIOError:
+                time.sleep(0.001)
+            while True:
+                try:
+                    s.recv(4096)
+                    answered += 1
+                except BlockingIOError:
+                    break
+        s.settimeout(2.0)
+        try:
+            while True:
+                s.recv(4096)
+                answered += 1
+        except OSError:
+            pass
+    result(ok=True, sent=sent, answered=answered)
+
+
+def hold_tunnel(proxy: str, target: str, sni: str, cafile: str, every: str) -> None:
+    """TLS through a CONNECT tunnel, then either silence (``every`` 0) or one byte every
+    ``every`` seconds, until the proxy closes it; report how long it stayed open."""
+    host, port = proxy.rsplit(":", 1)
+    start = time.monotonic()
+    try:
+        s = socket.create_connection((host, int(port)), timeout=TIMEOUT)
+        s.settimeout(PATIENCE)
+        s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(4096) or b"\r\n\r\n"
+        ctx = ssl.create_default_context(cafile=cafile)
+        tls = ctx.wrap_socket(s, server_hostname=sni)
+    except Exception as exc:
+        result(ok=False, stage="open", error=err(exc))
+        return
+    start = time.monotonic()
+    tls.settimeout(float(every) if float(every) > 0 else 120.0)
+    try:
+        while time.monotonic() - start < 120:
+            try:
+                if not tls.recv(1):
+                    break
+            except TimeoutError:
+                tls.sendall(b"x")
+    except (OSError, ssl.SSLError):
+        pass
+    result(ok=True, open_s=round(time.monotonic() - start, 1))
+
+
 def resolve(name: str) -> None:
     try:
         result(ok=True, ips=sorted({a[4][0] for a in socket.getaddrinfo(name, 80, socket.AF_INET)}))

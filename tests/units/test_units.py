@@ -97,3 +97,23 @@ def test_config_errors_stop_the_unit_and_lock_conflicts_retry() -> None:
         assert _unit_value(text, "Restart") == "on-failure", unit.name
         assert re.findall(r"^RestartPreventExitStatus=(.*)$", text, re.M) == [str(EXIT_CONFIG)]
     assert EXIT_TEMPFAIL != EXIT_CONFIG  # so a held lock is retried, not left failed
+
+
+def _deps(text: str, key: str) -> set[str]:
+    return {u for line in re.findall(rf"^{key}=(.*)$", text, re.M) for u in line.split()}
+
+
+def test_stopping_the_dashboard_service_leaves_its_socket_listening() -> None:
+    # Issue 22: `systemctl stop symphony-dashboard.service` used to take port 4000 down too
+    # (the socket was PartOf= the service), so the dashboard stayed off until the target was
+    # restarted. Only these dependencies carry a stop from the service to the socket
+    # (systemd.unit(5)); the e2e suite checks the behaviour in a booted container
+    # (tests/e2e/test_suite.py, the dashboard part of the first-issue test).
+    socket = (UNITS / "symphony-dashboard.socket").read_text()
+    service = (UNITS / "symphony-dashboard.service").read_text()
+    for key in ("PartOf", "BindsTo", "Requisite", "StopPropagatedFrom"):
+        assert "symphony-dashboard.service" not in _deps(socket, key), key
+    for key in ("PropagatesStopTo", "ConsistsOf"):
+        assert "symphony-dashboard.socket" not in _deps(service, key), key
+    # ... while stopping the suite still stops the listener.
+    assert "symphony.target" in _deps(socket, "PartOf")

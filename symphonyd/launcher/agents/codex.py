@@ -305,7 +305,10 @@ class CodexSession(AgentSession):
             self._emit("malformed", message=f"dropped {count} unusable lines from codex")
 
     def _notification(self, method: str, params: Any) -> None:
-        if method not in cp.KNOWN_NOTIFICATIONS:
+        if method in cp.IGNORED_NOTIFICATIONS:
+            assert self._proc is not None
+            self._proc.stats.ignored += 1
+        elif method not in cp.KNOWN_NOTIFICATIONS:
             self._unknown()
         elif method == "turn/completed":
             self._turn_completed(params)

@@ -54,6 +54,36 @@ KNOWN_NOTIFICATIONS = frozenset(
 )
 
 
+# The rest of 0.169.0's ServerNotification schema: documented protocol messages this client
+# does not act on. They are counted as ``ignored``, not as unusable lines: a sandboxed run's
+# turn/start (externalSandbox policy) always makes codex announce thread/settings/updated,
+# and calling that "malformed" taught operators to ignore the counter that flags real garbage.
+IGNORED_NOTIFICATIONS = frozenset(
+    """
+    account/gatewayOAuth/changed account/login/completed account/updated app/list/updated
+    autoApprovalReview/strictReviewRequired command/exec/outputDelta
+    externalAgentConfig/import/completed externalAgentConfig/import/progress fs/changed
+    fuzzyFileSearch/sessionCompleted fuzzyFileSearch/sessionUpdated guardianWarning
+    hook/completed hook/started item/autoApprovalReview/completed
+    item/autoApprovalReview/started item/commandExecution/terminalInteraction
+    item/fileChange/outputDelta item/mcpToolCall/progress item/plan/delta
+    mcpServer/event/stream/notification mcpServer/oauthLogin/completed model/rerouted
+    model/safetyBuffering/updated model/verification modelProvider/authRecoveryCompleted
+    modelProvider/authRecoveryStarted process/exited process/outputDelta project/changed
+    skills/changed thread/archived thread/attachment/updated thread/closed thread/compacted
+    thread/deleted thread/environment/connected thread/environment/disconnected
+    thread/goal/cleared thread/goal/updated thread/prediction/updated thread/project/updated
+    thread/queue/changed thread/realtime/closed thread/realtime/error
+    thread/realtime/item/completed thread/realtime/item/started
+    thread/realtime/item/transcript/delta thread/realtime/itemAdded
+    thread/realtime/outputAudio/delta thread/realtime/sdp thread/realtime/started
+    thread/realtime/transcript/delta thread/realtime/transcript/done thread/reverted
+    thread/section/changed thread/settings/updated thread/unarchived turn/moderationMetadata
+    windows/worldWritableWarning windowsSandbox/setupCompleted
+    """.split()
+)
+
+
 def initialize_params(version: str) -> dict[str, Any]:
     # experimentalApi is what lets thread/start carry dynamicTools.
     return {

@@ -29,6 +29,7 @@ class StreamStats:
     oversized: int = 0
     malformed: int = 0  # not JSON, or JSON that is not an object
     unknown: int = 0  # a JSON object of a shape the protocol client does not know
+    ignored: int = 0  # a documented protocol message the client has no use for (not an error)
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -37,6 +38,7 @@ class StreamStats:
             "oversized": self.oversized,
             "malformed": self.malformed,
             "unknown": self.unknown,
+            "ignored": self.ignored,
         }
 
 

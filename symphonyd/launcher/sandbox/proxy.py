@@ -8,7 +8,13 @@ lot); the proxy connects to that pinned address, never re-resolving. Through a C
 on a TLS port the first client bytes must be a ClientHello whose SNI equals the CONNECT host;
 on other ports a ClientHello, if one is sent, must match too. Plain HTTP is rewritten to
 origin form with ``Host`` set from the URL and ``Connection: close``, so one upstream
-connection carries exactly one decided request. Every allow and deny is handed to ``audit``.
+connection carries exactly one decided request. Each connection gets exactly one decision
+record, written once the last check has passed or failed (for a tunnel: after the client's
+first bytes), handed to ``audit``.
+
+Per agent (``EgressLimits``): at most ``proxy_connections`` at once (503 past it, counted and
+audited); a tunnel closes after ``tunnel_idle_s`` without a byte in either direction and
+after ``tunnel_lifetime_s`` in any case.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,16 +34,18 @@ from symphonyd.core.egress_policy import (
     sni_matches,
 )
 from symphonyd.core.tls_sni import MAX_HELLO, SniStatus, parse_client_hello
-from symphonyd.launcher.sandbox.dns import UpstreamError, UpstreamResolver
+from symphonyd.launcher.sandbox.dns import UpstreamError
+from symphonyd.launcher.sandbox.dns_cache import Lookup
+from symphonyd.launcher.sandbox.egress_limits import EgressLimits
 from symphonyd.launcher.sandbox.errors import PROXY_FAILED, SandboxError
+from symphonyd.launcher.sandbox.listener import CappedListener
 
 AuditSink = Callable[[dict[str, Any]], None]
 MAX_HEAD = 16 * 1024
 LOOPBACK = "127.0.0.1"
 HEAD_TIMEOUT = 10.0
 HELLO_TIMEOUT = 10.0
-IDLE_TIMEOUT = 600.0
-MAX_CONNECTIONS = 256
+CHUNK = 65536
 _HOP_HEADERS = {
     "connection",
     "proxy-connection",
@@ -54,6 +63,13 @@ class _Deny(Exception):
         self.status = status
 
 
+@dataclass(slots=True)
+class ProxyCounters:
+    over_limit: int = 0  # refused with 503: the agent had proxy_connections open
+    idle_closed: int = 0  # tunnels closed after tunnel_idle_s without a byte
+    lifetime_closed: int = 0  # tunnels closed at tunnel_lifetime_s
+
+
 class EgressProxy:
     def __init__(
         self,
@@ -61,9 +77,11 @@ class EgressProxy:
         bind_ip: str,
         port: int,
         policy: EgressPolicy,
-        upstream: UpstreamResolver,
+        upstream: Lookup,
         audit: AuditSink,
         connect_timeout: float = 5.0,
+        *,
+        limits: EgressLimits | None = None,
     ) -> None:
         self.agent_id = agent_id
         self.bind_ip = bind_ip
@@ -72,49 +90,41 @@ class EgressProxy:
         self.upstream = upstream
         self.audit = audit
         self.connect_timeout = connect_timeout
-        self._server: asyncio.Server | None = None
-        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
-        self._writers: set[asyncio.StreamWriter] = set()
+        self.limits = limits or EgressLimits()
+        self.counters = ProxyCounters()
+        self._listener = CappedListener(
+            bind_ip,
+            port,
+            self.limits.proxy_connections,
+            self._serve,
+            self._refuse,
+            limit=MAX_HEAD,
+        )
 
     async def start(self) -> None:
         try:
-            self._server = await asyncio.start_server(
-                self._handle, self.bind_ip, self.port, limit=MAX_HEAD
-            )
+            await self._listener.start()
         except OSError as exc:
             raise SandboxError(f"egress proxy could not listen: {exc}", code=PROXY_FAILED) from exc
 
     @property
     def bound_port(self) -> int:
         """The listening port (differs from ``port`` only when asked for port 0)."""
-        if self._server is None or not self._server.sockets:
-            return self.port
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._listener.bound_port
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for writer in list(self._writers):
-                writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
-            self._server = None
+        await self._listener.stop()
 
     def _record(self, kind: str, **fields: Any) -> None:
         self.audit({"type": kind, "agent_id": self.agent_id, **fields})
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._slots.locked():
-            await _reply(writer, 503, "too_many_connections")
-            return
-        self._writers.add(writer)
-        async with self._slots:
-            try:
-                await self._serve(reader, writer)
-            except Exception:  # a client must never take the listener down
-                writer.close()
-            finally:
-                self._writers.discard(writer)
+    def open_connections(self) -> int:
+        return self._listener.open
+
+    async def _refuse(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.counters.over_limit += 1
+        self._record("egress_deny", via="proxy", reason="proxy_connection_limit")
+        await _reply(writer, 503, "too_many_connections")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -146,31 +156,35 @@ class EgressProxy:
             self._record("egress_deny", **fields, reason=deny.reason)
             await _reply(writer, deny.status, deny.reason)
             return
-        self._record("egress_allow", **fields)
+        pipe = _Pipe(self.limits)
+        down: asyncio.Task[None] | None = None
         try:
-            down: asyncio.Task[None] | None = None
             if method == "CONNECT":
-                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                await writer.drain()
-                if port not in self.policy.tls_ports:
-                    # Server-speaks-first protocols (ssh) need the reply path open while we
-                    # wait for the client's first bytes.
-                    down = asyncio.get_running_loop().create_task(_copy(up_reader, writer))
                 try:
+                    writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    await writer.drain()
+                    if port not in self.policy.tls_ports:
+                        # Server-speaks-first protocols (ssh) need the reply path open while we
+                        # wait for the client's first bytes.
+                        down = asyncio.get_running_loop().create_task(pipe.copy(up_reader, writer))
                     first = await self._first_bytes(reader, host, port, fields)
-                except BaseException:
-                    if down is not None:
-                        down.cancel()
-                    raise
+                except OSError as exc:
+                    raise _Deny("client_closed") from exc
             else:
                 first = _origin_request(method, path, fields["host"], port, lines[1:])
+            # The last check has passed: this is the connection's one decision record.
+            self._record("egress_allow", **fields)
             up_writer.write(first)
-            if down is None:
-                down = asyncio.get_running_loop().create_task(_copy(up_reader, writer))
-            await asyncio.gather(_copy(reader, up_writer), down)
+            ended = await pipe.run(reader, writer, up_reader, up_writer, down)
+            if ended == "idle":
+                self.counters.idle_closed += 1
+            elif ended == "lifetime":
+                self.counters.lifetime_closed += 1
         except _Deny as deny:
             self._record("egress_deny", **fields, reason=deny.reason)
         finally:
+            if down is not None:
+                down.cancel()
             up_writer.close()
             writer.close()
 
@@ -217,7 +231,7 @@ class EgressProxy:
         must_be_tls = port in self.policy.tls_ports
         data = b""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (HELLO_TIMEOUT if must_be_tls else IDLE_TIMEOUT)
+        deadline = loop.time() + (HELLO_TIMEOUT if must_be_tls else self.limits.tunnel_idle_s)
         while True:
             remaining = deadline - loop.time()
             try:
@@ -286,17 +300,55 @@ async def _reply(writer: asyncio.StreamWriter, status: int, reason: str) -> None
     writer.close()
 
 
-async def _copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            chunk = await asyncio.wait_for(src.read(65536), IDLE_TIMEOUT)
-            if not chunk:
-                break
-            dst.write(chunk)
-            await dst.drain()
-    except (TimeoutError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(OSError, RuntimeError):
-            if dst.can_write_eof():
-                dst.write_eof()
+class _Pipe:
+    """Both directions of one connection, closed when it is idle or too old.
+
+    Idle means no byte in *either* direction: a model streaming its answer while the client
+    sends nothing is busy, and a half-closed request side must not end the download."""
+
+    def __init__(self, limits: EgressLimits) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.started = self.last = self._loop.time()
+        self.idle_s = limits.tunnel_idle_s
+        self.lifetime_s = limits.tunnel_lifetime_s
+
+    async def copy(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                chunk = await src.read(CHUNK)
+                if not chunk:
+                    break
+                self.last = self._loop.time()
+                dst.write(chunk)
+                await dst.drain()
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError, RuntimeError):
+                if dst.can_write_eof():
+                    dst.write_eof()
+
+    async def run(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+        down: asyncio.Task[None] | None = None,
+    ) -> str:
+        """Copy until both sides are done (``"closed"``), or ``"idle"`` / ``"lifetime"``."""
+        tasks = {self._loop.create_task(self.copy(reader, up_writer))}
+        tasks.add(down or self._loop.create_task(self.copy(up_reader, writer)))
+        try:
+            while True:
+                end_of_life = self.started + self.lifetime_s
+                deadline = min(self.last + self.idle_s, end_of_life)
+                now = self._loop.time()
+                if now >= deadline:
+                    return "lifetime" if now >= end_of_life else "idle"
+                await asyncio.wait(tasks, timeout=deadline - now)
+                if all(t.done() for t in tasks):
+                    return "closed"
+        finally:
+            for task in tasks:
+                task.cancel()

@@ -26,7 +26,10 @@ from symphonyd.core.messages import AuditEventIn
 from symphonyd.launcher.sandbox import cgroups, procs
 from symphonyd.launcher.sandbox import netns as netns_mod
 from symphonyd.launcher.sandbox.addresses import AddressPool, Lease
+from symphonyd.launcher.sandbox.audit_limit import AgentAuditLimiter
 from symphonyd.launcher.sandbox.dns import AgentResolver, UpstreamResolver
+from symphonyd.launcher.sandbox.dns_cache import AgentLookup
+from symphonyd.launcher.sandbox.egress_limits import EgressLimits
 from symphonyd.launcher.sandbox.errors import SandboxError
 from symphonyd.launcher.sandbox.nft import DirectElement, Firewall
 from symphonyd.launcher.sandbox.proxy import EgressProxy
@@ -57,6 +60,8 @@ class SandboxHandle:
     files: list[Path] = field(default_factory=list)
     # Resource limits on the bubblewrap path (None: the systemd unit carries them).
     cgroup: cgroups.Cgroup | None = None
+    # The agent's egress records go through this (first in full, repeats counted).
+    audit_limiter: AgentAuditLimiter | None = None
 
     @property
     def proxy_url(self) -> str:
@@ -92,12 +97,14 @@ class SandboxManager:
         pool: AddressPool | None = None,
         firewall: Firewall | None = None,
         proxy_port: int = PROXY_PORT,
+        limits: EgressLimits | None = None,
     ) -> None:
         self.pool = pool or AddressPool()
         self.firewall = firewall or Firewall()
         self.upstream = upstream
         self.audit = audit
         self.proxy_port = proxy_port
+        self.egress_limits = limits or EgressLimits()
         self.live: dict[str, SandboxHandle] = {}
 
     async def start(self) -> None:
@@ -137,6 +144,20 @@ class SandboxManager:
         proxy: EgressProxy | None = None
         rules = False
         cg: cgroups.Cgroup | None = None
+        egress = self.egress_limits
+        # Per agent: its bounded audit stream, and one cache and upstream queue that its
+        # resolver and proxy share (docs/design/0855, 0856).
+        egress_audit = AgentAuditLimiter(
+            agent_id,
+            self.audit,
+            interval_s=egress.audit_interval_s,
+            full_records=egress.audit_full_records,
+        )
+        lookup = AgentLookup(
+            self.upstream,
+            inflight=egress.dns_upstream_inflight,
+            cache_entries=egress.dns_cache_entries,
+        )
         try:
             lease = self.pool.allocate(agent_id)
             if resources is not None:
@@ -153,16 +174,25 @@ class SandboxManager:
                 str(lease.host_ip),
                 policy,
                 self.upstream,
-                self.audit,
+                egress_audit,
                 on_answer=self._direct_filler(lease, policy) if policy.direct_ports else None,
+                limits=egress,
+                lookup=lookup,
             )
             await resolver.start()
             proxy = EgressProxy(
-                agent_id, str(lease.host_ip), self.proxy_port, policy, self.upstream, self.audit
+                agent_id,
+                str(lease.host_ip),
+                self.proxy_port,
+                policy,
+                lookup,
+                egress_audit,
+                limits=egress,
             )
             await proxy.start()
         except SandboxError as exc:
             await self._undo(lease, ns, resolver, proxy, rules, cg)
+            egress_audit.close()
             self.audit(
                 {
                     "type": audit_events.SANDBOX_FAILURE,
@@ -174,8 +204,11 @@ class SandboxManager:
             raise
         except BaseException:
             await self._undo(lease, ns, resolver, proxy, rules, cg)
+            egress_audit.close()
             raise
-        handle = SandboxHandle(agent_id, lease, ns, resolver, proxy, policy, cgroup=cg)
+        handle = SandboxHandle(
+            agent_id, lease, ns, resolver, proxy, policy, cgroup=cg, audit_limiter=egress_audit
+        )
         self.live[agent_id] = handle
         self.audit(
             {
@@ -246,6 +279,8 @@ class SandboxManager:
         )
         for path in handle.files:
             path.unlink(missing_ok=True)
+        if handle.audit_limiter is not None:
+            handle.audit_limiter.close()  # the last counts, before the teardown record
         record: dict[str, Any] = {
             "type": audit_events.SANDBOX_TEARDOWN,
             "agent_id": handle.agent_id,

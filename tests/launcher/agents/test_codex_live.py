@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,7 +14,9 @@ from typing import Any, TypeVar
 import pytest
 
 from symphonyd.core.messages import ToolResult, ToolSpec
+from symphonyd.launcher.agents import codex_protocol as cp
 from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
+from symphonyd.launcher.agents.factory import EXTERNAL_SANDBOX_POLICY
 from symphonyd.launcher.agents.session import (
     AgentError,
     ApprovalPolicy,
@@ -21,7 +24,7 @@ from symphonyd.launcher.agents.session import (
     ToolInvocation,
     TurnResult,
 )
-from tests.launcher.agents.conftest import AgentDirs, codex_command
+from tests.launcher.agents.conftest import AgentDirs, codex_bin, codex_command
 from tests.launcher.agents.mock_models import (
     MockServer,
     Reply,
@@ -56,10 +59,12 @@ def session(
     executor: Callable[[ToolInvocation], Awaitable[ToolResult]] | None = None,
     timeouts: Timeouts | None = None,
     approval_policy: Any = "on-request",
+    turn_sandbox_policy: Any | None = None,
 ) -> CodexSession:
     config = CodexConfig(
         command=command or codex_command(),
         approval_policy=approval_policy,
+        turn_sandbox_policy=turn_sandbox_policy,
         approvals=approvals or ApprovalPolicy(),
         timeouts=timeouts or Timeouts(read=20, turn=60),
     )
@@ -105,6 +110,22 @@ def test_text_turn_reports_session_tokens_and_rate_limits(agent_dirs: AgentDirs)
     # the prompt reached the model verbatim
     sent = json.dumps(mock.requests[0]["body"]["input"])
     assert "Reply pong" in sent
+
+
+def test_documented_notifications_codex_always_sends_are_not_malformed(
+    agent_dirs: AgentDirs,
+) -> None:
+    # A sandboxed run's turn carries the launcher's externalSandbox policy; codex then always
+    # announces thread/settings/updated. That is protocol we do not use, not an unusable line.
+    with MockServer(script_first(responses_text("pong"))) as mock:
+        agent_dirs.write_codex_config(mock.port)
+        s = session(agent_dirs, turn_sandbox_policy=EXTERNAL_SANDBOX_POLICY)
+        result = run(one_turn(s, "Reply pong"))
+    assert result.ok, result
+    stats = s.stream_stats
+    assert stats["ignored"] >= 1, stats
+    assert (stats["unknown"], stats["malformed"]) == (0, 0), stats
+    assert "malformed" not in agent_dirs.event_names()
 
 
 def test_two_continuation_turns_share_one_thread_and_tokens_are_absolute(
@@ -331,3 +352,26 @@ def test_silent_process_is_response_timeout(agent_dirs: AgentDirs) -> None:
     with pytest.raises(AgentError) as err:
         run(one_turn(s))
     assert err.value.error_code == "response_timeout"
+
+
+def test_every_notification_of_the_real_schema_is_handled_or_ignored(tmp_path: Path) -> None:
+    # The lists in codex_protocol follow the binary's own schema: an upgrade that adds a
+    # notification shows up here instead of as "malformed" events in every run.
+    subprocess.run(
+        [
+            codex_bin(),
+            "app-server",
+            "generate-json-schema",
+            "--experimental",
+            "--out",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    schema = json.loads((tmp_path / "ServerNotification.json").read_text())
+    methods = {m for v in schema["oneOf"] for m in v["properties"]["method"]["enum"]}
+    handled = cp.KNOWN_NOTIFICATIONS | cp.IGNORED_NOTIFICATIONS
+    assert methods == handled, (methods - handled, handled - methods)
+    assert not cp.KNOWN_NOTIFICATIONS & cp.IGNORED_NOTIFICATIONS

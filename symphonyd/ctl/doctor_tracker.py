@@ -1,0 +1,66 @@
+"""``symphonyctl doctor``: which workflow version the tracker daemon is serving.
+
+A refused WORKFLOW.md edit does not stop the tracker (docs/design/0155-one-last-good-workflow.md):
+it keeps serving the last good version and reports the refusal in its ``health`` reply. Root
+may ask on the tracker's launcher socket, so doctor shows it instead of leaving the operator
+to find the warning in the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+from symphonyd.core.errors import SymphonyError
+from symphonyd.core.messages import HEALTH, Empty, Health
+from symphonyd.ctl.doctor_base import Check, Context, fail, ok, run_command, systemd_is_pid1, warn
+from symphonyd.runtime.ipc_client import IpcClient
+
+NAME = "tracker-workflow"
+SOCKET = "tracker-launcher.sock"  # root's socket on the tracker (core/sockets.py)
+UNIT = "symphony-tracker.service"
+FIX = "symphonyctl workflow check; fix and save (the tracker adopts it on its next request)"
+
+
+async def _health(path: Path) -> Health:
+    async with await IpcClient.connect(path) as client:
+        reply = await client.call(HEALTH, Empty())
+    assert isinstance(reply, Health)
+    return reply
+
+
+def check_tracker_workflow(ctx: Context) -> Iterator[Check]:
+    if ctx.host is None:
+        return
+    path = Path(ctx.host.runtime_dir) / SOCKET
+    if not path.exists():
+        return  # the socket check already says so
+    if systemd_is_pid1():
+        # The socket is activated: connecting would start a tracker someone stopped.
+        state = run_command(["systemctl", "is-active", UNIT])
+        if state is None or state.stdout.strip() != "active":
+            return  # the units check reports the stopped unit
+    try:
+        health = asyncio.run(asyncio.wait_for(_health(path), 10))
+    except (SymphonyError, OSError, TimeoutError) as exc:
+        yield warn(
+            NAME,
+            f"the tracker did not answer on {path}: {exc}",
+            "systemctl status symphony-tracker",
+        )
+        return
+    detail = health.detail
+    sha = str(detail.get("workflow_sha256") or "")[:12]
+    error = f"{detail.get('error')}: {detail.get('error_message', '')}"
+    if not health.ok:
+        yield fail(NAME, f"the tracker serves no workflow: {error}", FIX)
+    elif detail.get("workflow_refused"):
+        yield warn(
+            NAME,
+            f"the tracker keeps serving the last good workflow {sha}; the edit on disk is "
+            f"refused: {error}",
+            FIX,
+        )
+    else:
+        yield ok(NAME, f"the tracker serves workflow {sha} (kind {detail.get('kind')})")
