@@ -1,6 +1,6 @@
 """Scheduling decisions reach the journal (SPEC 13.1), once each, with the issue's fields.
 
-The dispatcher runs as production assembles it (``assemble`` + ``run_until``) against
+The dispatcher runs as production assembles it (``assemble`` + ``loops``) against
 tracker, launcher and audit doubles on real Unix sockets; its records go through the
 production ``JournalHandler``, so the fields asserted are the journal fields an operator
 filters on (``journalctl ISSUE_IDENTIFIER=MT-1``).

@@ -1,6 +1,6 @@
 """A launcher restart loses its run table; the dispatcher notices at resync (0750).
 
-Driven through the dispatcher's production wiring (``assemble`` + ``run_until``, its event
+Driven through the dispatcher's production wiring (``assemble`` + ``loops``, its event
 stream follower and IPC clients) against a launcher double on a real Unix socket that goes
 away and comes back, with or without its runs.
 """
