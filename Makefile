@@ -10,12 +10,10 @@ STAMP     = $(VENV)/.deps-stamp
 # versions the .deb depends on; pip adds only what Debian 12 lacks.
 # python-liquid comes from the same wheels the .deb vendors (packaging/vendor), installed
 # without dependencies so it runs on Debian's markupsafe, babel and dateutil as in production.
-$(STAMP): pyproject.toml $(wildcard packaging/vendor/*.whl)
+$(STAMP): pyproject.toml devtools/test-requirements.txt $(wildcard packaging/vendor/*.whl)
 	$(PY) -m venv --system-site-packages $(VENV)
 	$(VPY) -m pip install -q --disable-pip-version-check --no-deps packaging/vendor/*.whl
-	$(VPY) -m pip install -q --disable-pip-version-check \
-	    "pytest>=8" "pytest-subprocess>=1.5" "hypothesis>=6.100" \
-	    "ruff==0.8.6" "mypy==1.13.0" types-PyYAML "schemathesis==4.32.5"
+	$(VPY) -m pip install -q --disable-pip-version-check -r devtools/test-requirements.txt
 	touch $(STAMP)
 
 venv: $(STAMP)

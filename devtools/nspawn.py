@@ -1,9 +1,9 @@
-"""A throwaway Debian 12 machine with systemd as PID 1, for end-to-end tests.
+"""A throwaway Debian machine (12 or 13) with systemd as PID 1, for end-to-end tests.
 
-The root filesystem comes from debootstrap once and is cached as a tarball keyed by its
-package list; every container boots from a fresh copy with ``systemd-nspawn --boot
---private-network``, so tests never touch the host's systemd or network and leave nothing
-behind.
+The root filesystem comes from debootstrap once per release and is cached as a tarball keyed
+by its release and package list; every container boots from a fresh copy with
+``systemd-nspawn --boot --private-network``, so tests never touch the host's systemd or network
+and leave nothing behind.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -18,7 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 CACHE_DIR = Path(os.environ.get("SYMPHONY_E2E_CACHE", "/var/cache/symphony-e2e"))
-MIRROR = os.environ.get("SYMPHONY_E2E_MIRROR", "http://deb.debian.org/debian")
+# Debian 12 "bookworm" (oldstable) and Debian 13 "trixie" (stable): docs/install.md.
+RELEASES = ("bookworm", "trixie")
+DEFAULT_RELEASE = "bookworm"
 
 # Everything the package depends on is preinstalled: the container has no network, so
 # `apt install ./symphonyd_*.deb` must find every dependency already satisfied.
@@ -29,16 +32,83 @@ PACKAGES = (
     "python3-markupsafe,python3-aiohttp,ca-certificates,git,"
     # The sandbox escape suite runs inside too (tests/e2e/test_sandbox_systemd.py).
     # (debootstrap does not resolve virtual packages: cffi-backend provides the cffi API one)
-    "python3-pytest,python3-cryptography,python3-cffi-backend"
+    "python3-pytest,python3-cryptography,python3-cffi-backend,"
+    # The unit suite on Debian 13's Python 3.13 runs in a venv (tests/e2e/test_python313.py);
+    # its man page test renders with groff.
+    "python3-venv,groff-base"
 )
 
 
-def rootfs_tarball() -> Path:
-    """Build (once) and return the cached root filesystem tarball."""
-    key = hashlib.sha256(f"bookworm {MIRROR} {PACKAGES}".encode()).hexdigest()[:16]
-    tarball = CACHE_DIR / f"rootfs-bookworm-{key}.tar"
+def debian_mirror(sources: Path = Path("/etc/apt")) -> str:
+    """The Debian archive this host's apt uses (``SYMPHONY_E2E_MIRROR`` overrides it).
+
+    Taken from the host's own apt sources so that containers install exactly from where the
+    host does, and no archive address is written into the project.
+    """
+    explicit = os.environ.get("SYMPHONY_E2E_MIRROR")
+    if explicit:
+        return explicit
+    files = [
+        *sorted(sources.glob("sources.list.d/*.sources")),
+        sources / "sources.list",
+        *sorted(sources.glob("sources.list.d/*.list")),
+    ]
+    for path in files:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for uri in _archive_uris(text):
+            if uri.rstrip("/").endswith("/debian"):
+                return uri
+    raise RuntimeError("no Debian archive found in the host's apt sources; set SYMPHONY_E2E_MIRROR")
+
+
+def _archive_uris(text: str) -> list[str]:
+    uris: list[str] = []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("URIs:"):
+            uris.extend(line.removeprefix("URIs:").split())
+        elif line.startswith("deb "):
+            words = [w for w in line.split()[1:] if not w.startswith("[")]
+            if words:
+                uris.append(words[0])
+    return uris
+
+
+def _has_route_out() -> bool:
+    """Whether this network namespace has any interface but loopback (else no mirror).
+
+    Asked of the kernel for the caller's namespace: /sys/class/net shows the namespace sysfs
+    was mounted in, not this one.
+    """
+    return any(name != "lo" for _, name in socket.if_nameindex())
+
+
+def release_from_env() -> str:
+    """``SYMPHONY_E2E_RELEASE`` (bookworm or trixie), else bookworm."""
+    release = os.environ.get("SYMPHONY_E2E_RELEASE", DEFAULT_RELEASE)
+    if release not in RELEASES:
+        raise ValueError(f"SYMPHONY_E2E_RELEASE={release!r}: expected one of {RELEASES}")
+    return release
+
+
+def rootfs_tarball(release: str = DEFAULT_RELEASE) -> Path:
+    """Build (once) and return the cached root filesystem tarball of ``release``."""
+    if release not in RELEASES:
+        raise ValueError(f"unknown Debian release {release!r}; expected one of {RELEASES}")
+    mirror = debian_mirror()
+    key = hashlib.sha256(f"{release} {mirror} {PACKAGES}".encode()).hexdigest()[:16]
+    tarball = CACHE_DIR / f"rootfs-{release}-{key}.tar"
     if tarball.exists():
         return tarball
+    if not _has_route_out():
+        raise RuntimeError(
+            f"no cached {release} root filesystem ({tarball.name}) and no network here to "
+            "build one (root test runs have a network namespace of their own): run "
+            "`python3 -m devtools.nspawn` first (.ci/run does)"
+        )
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE_DIR) as tmp:
         root = Path(tmp) / "rootfs"
@@ -47,9 +117,9 @@ def rootfs_tarball() -> Path:
                 "debootstrap",
                 "--variant=minbase",
                 f"--include={PACKAGES}",
-                "bookworm",
+                release,
                 str(root),
-                MIRROR,
+                mirror,
             ],
             check=True,
             stdout=subprocess.DEVNULL,
@@ -63,16 +133,24 @@ def rootfs_tarball() -> Path:
 class Container:
     """One booted systemd container; use as a context manager."""
 
-    def __init__(self, workdir: Path, *, binds_ro: Sequence[tuple[Path, str]] = ()) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        binds_ro: Sequence[tuple[Path, str]] = (),
+        release: str = DEFAULT_RELEASE,
+    ) -> None:
         """``binds_ro``: host directories to mount read-only at the given container paths."""
         self.root = workdir / "rootfs"
         self.binds_ro = list(binds_ro)
+        self.release = release
         self._nspawn: subprocess.Popen[bytes] | None = None
         self.leader: int | None = None
 
     def __enter__(self) -> Container:
         self.root.mkdir(parents=True)
-        subprocess.run(["tar", "-C", str(self.root), "-xf", str(rootfs_tarball())], check=True)
+        tarball = rootfs_tarball(self.release)
+        subprocess.run(["tar", "-C", str(self.root), "-xf", str(tarball)], check=True)
         self._nspawn = subprocess.Popen(
             [
                 "systemd-nspawn",
@@ -184,3 +262,21 @@ class Container:
             shutil.copytree(src, target, symlinks=True)
         else:
             shutil.copy2(src, target)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python3 -m devtools.nspawn [RELEASE...]``: build the cached root filesystems.
+
+    Provisioning (``.ci/run``) runs this with the network at hand; the tests then boot from
+    the cache, since a root test run has a network namespace of its own with no way out.
+    """
+    import sys
+
+    releases = list(argv if argv is not None else sys.argv[1:]) or list(RELEASES)
+    for release in releases:
+        print(rootfs_tarball(release))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Quick start on a fresh Debian 12 machine, as root: build the .deb and run the whole suite
-# on the local-files tracker with a real Codex agent and a scripted demo model.
+# Quick start on a fresh Debian 12 or 13 machine, as root: build the .deb and run the whole
+# suite on the local-files tracker with a real Codex agent and a scripted demo model.
+# Options: --release trixie, --exec CMD..., --stop, --reset (python3 -m devtools.quickstart -h).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive

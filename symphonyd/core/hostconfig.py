@@ -63,8 +63,12 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "address_pool",
         "require_resource_limits",
         *_EGRESS_LIMIT_KEYS,
+        "shm_size",
     ),
 }
+# Each sandbox's own /dev/shm tmpfs (docs/design/0853); "256M", "1G", or bytes.
+DEFAULT_SHM_BYTES = 256 << 20
+_SIZE = re.compile(r"([1-9][0-9]{0,12})([KMG]?)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,7 @@ class SandboxHost:
     dns_cache_entries: int = 512
     audit_interval: int = 60  # seconds per egress audit summary
     audit_full_records: int = 60  # full egress records per agent per interval
+    shm_bytes: int = DEFAULT_SHM_BYTES  # size of each sandbox's private /dev/shm
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +224,7 @@ def _sandbox(raw: Mapping[str, Any]) -> SandboxHost:
         ),
         address_pool=pool,
         **_egress_limits(raw, d),
+        shm_bytes=_shm_bytes(raw.get("shm_size")),
     )
 
 
@@ -228,6 +234,21 @@ def _egress_limits(raw: Mapping[str, Any], d: SandboxHost) -> dict[str, int]:
         value = int_in_range(raw, key, f"sandbox.{key}", low, high)
         out[key] = getattr(d, key) if value is None else value
     return out
+
+
+def _shm_bytes(value: Any) -> int:
+    """``sandbox.shm_size``: bytes, or a string with a K/M/G suffix (1K = 1024); 1M..64G."""
+    if value is None:
+        return DEFAULT_SHM_BYTES
+    text = str(value).strip() if isinstance(value, int | str) else ""
+    m = _SIZE.fullmatch(text) if not isinstance(value, bool) else None
+    size = int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2)] if m else 0
+    if not (1 << 20) <= size <= (64 << 30):
+        raise ConfigError(
+            f'sandbox.shm_size: {echo(value)} is not a size from 1M to 64G (e.g. "256M")',
+            field="sandbox.shm_size",
+        )
+    return size
 
 
 def _credential(raw: Mapping[str, Any]) -> str:

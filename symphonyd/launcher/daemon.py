@@ -70,6 +70,7 @@ from symphonyd.launcher.limits import raise_nofile_limit
 from symphonyd.launcher.sandbox.addresses import AddressPool
 from symphonyd.launcher.sandbox.dns import UpstreamResolver, system_upstreams
 from symphonyd.launcher.sandbox.egress_limits import EgressLimits
+from symphonyd.launcher.sandbox.instance import load_or_create
 from symphonyd.launcher.sandbox.sandbox import SandboxManager, audit_event
 from symphonyd.launcher.sandboxing import AgentSandboxes
 from symphonyd.launcher.service import LauncherDeps, LauncherService
@@ -275,13 +276,16 @@ def sandboxes_for(
             code="invalid_config",
         )
     upstream = [(s, 53) for s in host.sandbox.upstream_dns] or system_upstreams()
+    state = Path(host.state_dir)
     manager = SandboxManager(
         upstream=UpstreamResolver(upstream),
         audit=lambda record: audit.put(audit_event(record)),
         pool=AddressPool(host.sandbox.address_pool),
         limits=EgressLimits.from_host(host.sandbox),
+        # Persisted: a restarted launcher finds its crashed predecessor's agents by it, and
+        # another symphonyd on this host (its own state directory) has another.
+        instance=load_or_create(state / "launcher"),
     )
-    state = Path(host.state_dir)
     # Everything of symphonyd an agent must not see; the shipped deny list adds the host's
     # credential stores (policy/fs-deny.txt).
     hidden = [

@@ -30,6 +30,7 @@ from symphonyd.launcher.sandbox import bwrap, systemd_unit
 from symphonyd.launcher.sandbox.config_policy import egress_policy
 from symphonyd.launcher.sandbox.errors import RESOURCES_FAILED, SandboxError
 from symphonyd.launcher.sandbox.fs_view import FsView, build_fs_view
+from symphonyd.launcher.sandbox.instance import slice_name
 from symphonyd.launcher.sandbox.sandbox import SandboxHandle, SandboxManager
 from symphonyd.launcher.sandbox.unit_limits import LimitsReport, probe_unit_limits
 
@@ -92,9 +93,16 @@ class AgentSandboxes:
                 code=RESOURCES_FAILED,
             )
 
+    @property
+    def unit_slice(self) -> str:
+        """Every agent and hook unit of this launcher instance runs in this slice."""
+        return slice_name(self.manager.instance)
+
     async def start(self) -> None:
-        """Reconcile what a crashed launcher left behind (rules, interfaces, processes)."""
-        await self.manager.start()
+        """Reconcile what a crashed launcher of this instance left behind (rules, interfaces,
+        processes): its units' slice is stopped (systemd), its cgroups emptied (bubblewrap)."""
+        stopped = await systemd_unit.stop_slice(self.unit_slice) if self.use_systemd else []
+        await self.manager.start(stopped)
 
     def track_teardown(self, teardown: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
         """Run a teardown as its own task, which :meth:`settle` waits for."""
@@ -109,10 +117,13 @@ class AgentSandboxes:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def close(self) -> None:
-        """Tear down every live sandbox, then the table: a stopped launcher leaves no rules."""
+        """Tear down every live sandbox, then the table and the slice: a stopped launcher
+        leaves no rules and no units."""
         await self.settle()
         await self.manager.close()
         await asyncio.to_thread(self.manager.firewall.remove_table)
+        if self.use_systemd:  # whatever a timed-out unit stop left, and the slice itself
+            await systemd_unit.stop_slice(self.unit_slice)
 
     def policy(self, config: ServiceConfig) -> EgressPolicy:
         return egress_policy(
@@ -159,7 +170,9 @@ class AgentSandboxes:
             )
             raise
         # The agent template sits under the hidden state directory: bound back read-only.
-        view = dataclasses.replace(view, readonly=(*view.readonly, self.template_home))
+        view = dataclasses.replace(
+            view, readonly=(*view.readonly, self.template_home), shm_bytes=self.host.shm_bytes
+        )
         # bubblewrap path: the launcher's own cgroup carries the limits (a unit does otherwise)
         limits = None if self.use_systemd else config.sandbox.resources
         handle = await self.manager.setup(run_id, policy or self.policy(config), limits)
@@ -212,6 +225,7 @@ class AgentSandbox:
             resources=self.config.sandbox.resources,
             env=inner_env,
             cwd=cwd,
+            unit_slice=self.owner.unit_slice,
             **pipes,
         )
 
@@ -224,6 +238,7 @@ class AgentSandbox:
             unit=self.unit,
             resources=self.config.sandbox.resources,
             env=environment,
+            unit_slice=self.owner.unit_slice,
         )
 
     def hook_wrapper(self) -> CommandWrapper:

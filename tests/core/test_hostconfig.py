@@ -222,3 +222,20 @@ def test_sandbox_egress_limits_are_read_and_bounded() -> None:
         with pytest.raises(ConfigError) as info:
             parse_host_config(f"[sandbox]\n{bad}\n")
         assert info.value.message.startswith("sandbox." + bad.split(" ")[0]), info.value.message
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [(None, 256 << 20), ('"64M"', 64 << 20), ('"1G"', 1 << 30), ("1048576", 1 << 20)],
+)
+def test_shm_size_is_a_size_with_a_default(value: str | None, size: int) -> None:
+    text = "" if value is None else f"[sandbox]\nshm_size = {value}\n"
+    config, warnings = parse_host_config(text)
+    assert config.sandbox.shm_bytes == size and warnings == ()
+
+
+@pytest.mark.parametrize("value", ['"0"', '"512K"', '"65G"', '"1T"', '"big"', "true", "-1"])
+def test_bad_shm_size_is_a_typed_error(value: str) -> None:
+    err = error(f"[sandbox]\nshm_size = {value}\n")
+    assert err.message.startswith("sandbox.shm_size"), err.message
+    assert err.error_code == "invalid_config"

@@ -9,6 +9,7 @@ import pytest
 
 from devtools.demo_setup import install_package
 from devtools.nspawn import Container
+from tests.units.test_units import EXPOSURE_BUDGET, exposure_score
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -50,6 +51,22 @@ def test_install_starts_nothing_and_sockets_are_0600_with_their_owner(
         stat = container.run(["stat", "-c", "%a %U %F", f"/run/symphony/{name}"]).stdout.split()
         assert stat[:2] == ["600", owner], (name, stat)
         assert stat[2] == "socket", (name, stat)
+
+
+def test_installed_units_verify_and_meet_their_exposure_budgets(
+    container: Container, deb_file: Path
+) -> None:
+    # The host's systemd-analyze is Debian 12's; each release's own systemd (252, 257) must
+    # accept the units and score them within the same budgets.
+    install_package(container, deb_file)
+    units = sorted(f"/lib/systemd/system/{name}" for name in EXPOSURE_BUDGET)
+    verify = container.run(["systemd-analyze", "verify", *units], check=False)
+    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+    for unit in units:
+        out = container.run(["systemd-analyze", "security", "--offline=true", unit], check=False)
+        name = Path(unit).name
+        score = exposure_score(name, out.stdout + out.stderr)
+        assert score <= EXPOSURE_BUDGET[name], f"{name} exposure {score} > {EXPOSURE_BUDGET[name]}"
 
 
 def purge_leftovers(c: Container) -> list[str]:

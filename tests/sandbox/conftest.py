@@ -410,7 +410,7 @@ def no_leftovers() -> Generator[None, None, None]:
     links = sh("ip", "-o", "link").stdout
     assert "symv" not in links, links
     assert sh("nft", "list", "table", "inet", "symphonyd", check=False).returncode != 0
-    assert not list(RUN_DIR.glob("symv*")) if RUN_DIR.exists() else True
+    assert not list(RUN_DIR.rglob("symv*")) if RUN_DIR.exists() else True
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from symphonyd.core import audit_events
 from symphonyd.core.config_extensions import ResourcesConfig
 from symphonyd.launcher.sandbox import bwrap, cgroups
 from symphonyd.launcher.sandbox.errors import SandboxError
+from symphonyd.launcher.sandbox.instance import new_instance
 from symphonyd.launcher.sandbox.sandbox import SandboxHandle
 from tests.sandbox.conftest import Launcher, World, agent_policy, sh
 
@@ -140,22 +141,36 @@ def _zombie(pid: int) -> bool:
 
 
 def test_crashed_launchers_cgroups_are_reconciled(launcher: Launcher) -> None:
-    """A group with a live process and no sandbox (what a crash leaves) is killed and removed."""
-    hierarchy = cgroups.prepare()
-    stray = cgroups.create(hierarchy, "symv9999", cgroups.Limits(None, 16, 100_000))
+    """A group of this instance with a live process and no sandbox (what a crash leaves) is
+    killed and removed; the same name under another instance (a second symphonyd beside
+    this one) is not touched."""
+    own = launcher.manager.instance
+    other = new_instance()
+    hierarchy = cgroups.prepare(own)
+    cgroups.prepare(other)
+    stray = cgroups.create(hierarchy, own, "symv9999", cgroups.Limits(None, 16, 100_000))
+    theirs = cgroups.create(hierarchy, other, "symv9999", cgroups.Limits(None, 16, 100_000))
     proc = subprocess.Popen([*stray.join_prefix(), "/bin/sleep", "300"])
+    survivor = subprocess.Popen([*theirs.join_prefix(), "/bin/sleep", "300"])
     try:
         deadline = time.monotonic() + 10
-        while str(proc.pid) not in stray.procs_files[0].read_text().split():
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        for p, cg in ((proc, stray), (survivor, theirs)):
+            while str(p.pid) not in cg.procs_files[0].read_text().split():
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
         keep = {h.lease.host_ifname for h in launcher.manager.live.values()}
-        assert cgroups.reconcile(keep) == ["symv9999"]
+        assert cgroups.reconcile(keep, own) == ["symv9999"]
         assert proc.wait(10) == -signal.SIGKILL
         assert not any(d.exists() for d in stray.dirs)
+        assert survivor.poll() is None
+        assert all(d.exists() for d in theirs.dirs)
     finally:
         proc.kill()
+        survivor.kill()
+        survivor.wait()
         cgroups.destroy(stray)
+        cgroups.destroy(theirs)
+        cgroups.release(other)
 
 
 def test_no_cgroup_means_no_sandbox_and_an_audit_record(

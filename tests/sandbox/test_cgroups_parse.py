@@ -42,7 +42,7 @@ def test_pure_v2_and_incomplete_v1() -> None:
 
 def test_no_usable_hierarchy_fails_closed() -> None:
     with pytest.raises(SandboxError) as info:
-        cgroups.prepare([])
+        cgroups.prepare("0123456789ab", [])
     assert info.value.error_code == "sandbox_resources_failed"
 
 
@@ -56,7 +56,7 @@ def test_v2_without_controllers_is_not_used() -> None:
         if set(cgroups.CONTROLLERS) <= offered:
             continue
         with pytest.raises(SandboxError) as info:
-            cgroups.prepare([h])
+            cgroups.prepare("0123456789ab", [h])
         assert "controllers not available" in info.value.message
         assert not h.bases[""].exists()
 

@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 
 from symphonyd.core.hostconfig import parse_host_config
-from symphonyd.launcher.daemon import sandboxes_for
-from symphonyd.launcher.daemon import AuditQueue
+from symphonyd.launcher.daemon import AuditQueue, sandboxes_for
 from symphonyd.launcher.hooks import RunAs
 from symphonyd.launcher.sandbox.sandbox import SandboxHandle
 from tests.launcher.test_daemon_sockets import spawn, stop, wait_for_socket

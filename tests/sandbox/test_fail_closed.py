@@ -6,9 +6,6 @@ import asyncio
 import os
 import signal
 import socket
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -19,7 +16,6 @@ from symphonyd.launcher.sandbox.addresses import AddressPool
 from symphonyd.launcher.sandbox.dns import UpstreamResolver
 from symphonyd.launcher.sandbox.errors import SandboxError
 from symphonyd.launcher.sandbox.launch import launch
-from symphonyd.launcher.sandbox.nft import Firewall
 from symphonyd.launcher.sandbox.sandbox import SandboxManager
 from tests.sandbox.conftest import UPSTREAM, Launcher, World, agent_policy, run_probe, sh
 
@@ -134,78 +130,6 @@ def test_teardown_removes_processes_rules_and_interfaces(launcher: Launcher, wor
     with pytest.raises(SandboxError):
         launcher.loop.run(launcher.spawn(handle, world.view(), ["/bin/true"]))
     launcher.teardown(handle)  # idempotent
-
-
-CRASHER = textwrap.dedent(
-    """
-    import asyncio, os, sys
-    from pathlib import Path
-    from symphonyd.core.config_extensions import ResourcesConfig
-    from symphonyd.launcher.sandbox import bwrap, systemd_unit
-    from symphonyd.launcher.sandbox.addresses import AddressPool
-    from symphonyd.launcher.sandbox.dns import UpstreamResolver
-    from symphonyd.launcher.sandbox.fs_view import build_fs_view
-    from symphonyd.launcher.sandbox.sandbox import SandboxManager
-    from symphonyd.core.egress_policy import build_policy
-
-    async def main():
-        m = SandboxManager(upstream=UpstreamResolver([("198.18.1.53", 53)]), audit=print,
-                           pool=AddressPool("100.127.12.0/30"))
-        await m.start()
-        h = await m.setup("crashy", build_policy(allowed_domains=["allowed.test"]))
-        view = build_fs_view(Path(sys.argv[1]), Path(sys.argv[2]), uid=64123, gid=64123)
-        # a process that would outlive the launcher if reconciliation did not find it
-        sleeper = ["/bin/sleep", "1000"]
-        if sys.argv[3] == "systemd":
-            quiet = {"stdout": asyncio.subprocess.DEVNULL, "stderr": asyncio.subprocess.DEVNULL}
-            await systemd_unit.spawn(h, view, sleeper, unit="symtest-crashy",
-                                     resources=ResourcesConfig(), **quiet)
-        else:
-            await bwrap.spawn(h, view, sleeper)
-        await asyncio.sleep(1)
-        print("READY", h.lease.host_ifname, flush=True)
-        os._exit(9)  # crash without any teardown
-
-    asyncio.run(main())
-    """
-)
-
-
-def test_reconcile_after_a_launcher_crash(launcher: Launcher, world: World):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            CRASHER,
-            str(world.workspace),
-            str(world.workspace_root),
-            launcher.enforcer,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        check=False,
-    )
-    assert "READY symv0" in out.stdout, out.stdout + out.stderr
-    # the crashed launcher's table is still there; whatever else survived, reconcile removes it
-    audit: list[dict[str, object]] = []
-    fresh = SandboxManager(
-        upstream=UpstreamResolver([UPSTREAM]),
-        audit=audit.append,
-        pool=AddressPool("100.127.12.0/30"),
-        firewall=Firewall(),
-    )
-    launcher.loop.run(fresh.start())
-    deadline = time.monotonic() + 10
-    while procs.pids_with_marker(set()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert procs.pids_with_marker(set()) == []
-    assert "symv" not in links()
-    assert launcher.manager.firewall.elements("agent_in") == []
-    # the session launcher's own table is back in its pristine state
-    assert launcher.manager.firewall.table_exists()
 
 
 def test_spawn_uses_the_agent_namespace(launcher: Launcher, world: World):

@@ -71,7 +71,8 @@ def test_core_hardening_properties(tmp_path: Path) -> None:
         # no PID namespace here: a user namespace keeps other agents' /proc out of reach
         "PrivateUsers=yes",
         "ProtectProc=ptraceable",
-        "TemporaryFileSystem=/dev/shm:rw,nosuid,nodev,noexec,mode=1777",
+        "TemporaryFileSystem=/dev/shm:rw,nosuid,nodev,noexec,mode=1777,size=268435456",
+        "RestrictNamespaces=yes",
     ]:
         assert expected in props, expected
 

@@ -1,12 +1,16 @@
 """Running a command inside a sandbox where PID 1 is not systemd: nsenter + bubblewrap + setpriv.
 
-The launcher is root, so bubblewrap runs without a user namespace (a user namespace owned by
-root would map the agent's uid back to root outside). The chain is:
+The launcher is root, so bubblewrap makes no user namespace (one it made for root would map
+the agent's uid back to root outside); it runs in the gate's, whose uid map is the identity.
+The chain is:
 
 ``nsenter --net=/proc/self/fd/N``  join the agent's network namespace (fd inherited),
+``python3 -c GATE``  a user namespace with the identity map in which no further user
+namespace can be made (userns.py),
 ``bwrap``  new mount/pid/ipc/uts namespaces, read-only root, tmpfs over every hidden
 directory and the workspace root, the one workspace bound read-write, its git metadata bound
-read-only, private /tmp, own /proc and /dev, the agent's resolv.conf; ``--die-with-parent``,
+read-only, private /tmp, own /proc and /dev, a private size-capped /dev/shm, the agent's
+resolv.conf; ``--die-with-parent``, ``--assert-userns-disabled``,
 ``setpriv``  switch to the unprivileged uid/gid, clear groups, empty every capability set
 including the bounding set, and set no_new_privs before exec'ing the command.
 
@@ -29,6 +33,7 @@ from typing import Any
 from symphonyd.launcher.sandbox.errors import RESOURCES_FAILED, SPAWN_FAILED, SandboxError
 from symphonyd.launcher.sandbox.fs_view import FsView
 from symphonyd.launcher.sandbox.sandbox import RUN_DIR, SandboxHandle
+from symphonyd.launcher.sandbox.userns import gate_prefix
 
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Private, empty temp directories inside the sandbox (bwrap mounts a fresh tmpfs on each).
@@ -44,11 +49,21 @@ def bwrap_argv(view: FsView, command: Sequence[str], resolv_conf: Path, cwd: Pat
         "--unshare-ipc",
         "--unshare-uts",
         "--unshare-cgroup-try",
+        # The user namespace gate (userns.py) ran just before; bwrap checks that it held.
+        "--assert-userns-disabled",
         "--ro-bind",
         "/",
         "/",
         "--dev",
         "/dev",
+        # --dev leaves /dev/shm root's: POSIX shared memory (multiprocessing, browsers)
+        # needs it writable. Its own tmpfs, capped, gone with the sandbox's mount namespace.
+        "--perms",
+        "1777",
+        "--size",
+        str(view.shm_bytes),
+        "--tmpfs",
+        "/dev/shm",  # noqa: S108 - the sandbox's own, private
         "--proc",
         "/proc",
     ]
@@ -84,8 +99,9 @@ def write_resolv_conf(handle: SandboxHandle) -> Path:
     if handle.files:
         return handle.files[0]
     RUN_DIR.mkdir(mode=0o755, exist_ok=True)
+    handle.run_dir.mkdir(mode=0o755, exist_ok=True)
     fd, name = tempfile.mkstemp(
-        prefix=f"{handle.lease.host_ifname}-", suffix=".resolv", dir=RUN_DIR
+        prefix=f"{handle.lease.host_ifname}-", suffix=".resolv", dir=handle.run_dir
     )
     with os.fdopen(fd, "w") as f:
         f.write(handle.resolv_conf())
@@ -117,6 +133,7 @@ def hook_wrapper(handle: SandboxHandle, view: FsView) -> Callable[[list[str]], l
             "nsenter",
             f"--net={handle.netns_path}",
             "--",
+            *gate_prefix(),
             *bwrap_argv(view, command, resolv, view.workspace),
         ]
 
@@ -162,6 +179,7 @@ async def spawn(
         "nsenter",
         f"--net=/proc/self/fd/{fd}",
         "--",
+        *gate_prefix(),
         *bwrap_argv(view, command, resolv, cwd or view.workspace),
     ]
     try:

@@ -7,13 +7,16 @@ launcher does the same by hand (docs/design/0808-cgroup-limits-without-systemd.m
   ``cpu`` at the launcher's own cgroup and they can be enabled for a child
   (``symphony-sandbox``); else cgroup v1 with those three controllers mounted. Groups are
   made under the launcher's *own* cgroup in each hierarchy, so agents stay inside whatever
-  limits the launcher itself runs under. Neither available: :class:`SandboxError`
+  limits the launcher itself runs under, and below this launcher instance's own group
+  (``symphony-sandbox/<instance>/symv<N>``, instance.py), so crash cleanup finds exactly
+  this instance's agents. Neither available: :class:`SandboxError`
   ``sandbox_resources_failed`` and no agent.
 - **Joining.** The sandboxed command is prefixed with a root ``sh`` that writes its own pid
   into every ``cgroup.procs`` and then execs nsenter/bwrap, so the first instruction of the
   agent already runs limited. A failed write exits 125 before anything else starts.
 - **Teardown** kills what is left in the group (``cgroup.kill`` on v2, SIGKILL until empty on
-  v1) and removes it; :func:`reconcile` does the same for groups a crashed launcher left.
+  v1) and removes it; :func:`reconcile` does the same for groups a crashed launcher of the same
+  instance left, and never looks at another instance's.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 
 from symphonyd.core.config_extensions import ResourcesConfig
 from symphonyd.launcher.sandbox.errors import RESOURCES_FAILED, SandboxError
+from symphonyd.launcher.sandbox.instance import is_instance
 
 GROUP = "symphony-sandbox"
 CONTROLLERS = ("memory", "pids", "cpu")
@@ -125,8 +129,9 @@ def _write(path: Path, value: str) -> None:
         f.write(value)
 
 
-def _ready_v2(h: Hierarchy) -> bool:
-    """Make ``symphony-sandbox`` with the three controllers delegated to its children."""
+def _ready_v2(h: Hierarchy, instance: str) -> bool:
+    """Make ``symphony-sandbox/<instance>`` with the three controllers delegated to its
+    children."""
     base = h.bases[""]
     enable = " ".join(f"+{c}" for c in CONTROLLERS)
     try:
@@ -136,18 +141,19 @@ def _ready_v2(h: Hierarchy) -> bool:
         # Fails with EBUSY where the launcher's own group holds processes (v2 forbids
         # controllers there); then v1 is the way, if it exists.
         _write(base.parent / "cgroup.subtree_control", enable)
-        base.mkdir(mode=0o755, exist_ok=True)
-        _write(base / "cgroup.subtree_control", enable)
+        for d in (base, base / instance):
+            d.mkdir(mode=0o755, exist_ok=True)
+            _write(d / "cgroup.subtree_control", enable)
     except OSError:
         return False
     return True
 
 
-def _ready_v1(h: Hierarchy) -> str | None:
-    """Make ``symphony-sandbox`` in each controller; a problem, or None when usable."""
+def _ready_v1(h: Hierarchy, instance: str) -> str | None:
+    """Make ``symphony-sandbox/<instance>`` in each controller; a problem, or None."""
     try:
         for base in h.bases.values():
-            base.mkdir(mode=0o755, exist_ok=True)
+            (base / instance).mkdir(mode=0o755, parents=True, exist_ok=True)
     except OSError as exc:
         return f"cgroup v1: {exc}"
     if not (h.bases["cpu"] / "cpu.cfs_quota_us").exists():
@@ -155,15 +161,22 @@ def _ready_v1(h: Hierarchy) -> str | None:
     return None
 
 
-def prepare(candidates: list[Hierarchy] | None = None) -> Hierarchy:
-    """The hierarchy to use, with its ``symphony-sandbox`` groups made; or SandboxError."""
+def _checked(instance: str) -> str:
+    if not is_instance(instance):
+        raise SandboxError(f"bad sandbox instance id {instance!r}", code=RESOURCES_FAILED)
+    return instance
+
+
+def prepare(instance: str, candidates: list[Hierarchy] | None = None) -> Hierarchy:
+    """The hierarchy to use, with this instance's groups made; or SandboxError."""
+    _checked(instance)
     problems = []
     for h in locate() if candidates is None else candidates:
         if h.version == 2:
-            if _ready_v2(h):
+            if _ready_v2(h, instance):
                 return h
             problems.append(f"cgroup v2 at {h.bases[''].parent}: controllers not available")
-        elif (problem := _ready_v1(h)) is None:
+        elif (problem := _ready_v1(h, instance)) is None:
             return h
         else:
             problems.append(problem)
@@ -174,11 +187,16 @@ def prepare(candidates: list[Hierarchy] | None = None) -> Hierarchy:
     )
 
 
-def create(h: Hierarchy, name: str, limits: Limits) -> Cgroup:
-    """A fresh group ``name`` with ``limits`` written; a leftover of that name is removed."""
+def _group_dirs(h: Hierarchy, instance: str, name: str) -> tuple[Path, ...]:
+    return tuple(dict.fromkeys(base / instance / name for base in h.bases.values()))
+
+
+def create(h: Hierarchy, instance: str, name: str, limits: Limits) -> Cgroup:
+    """A fresh group ``name`` of this instance with ``limits`` written; a leftover of that
+    name is removed."""
     if not _NAME.fullmatch(name):
         raise SandboxError(f"bad cgroup name {name!r}", code=RESOURCES_FAILED)
-    dirs = tuple(dict.fromkeys(base / name for base in h.bases.values()))
+    dirs = _group_dirs(h, _checked(instance), name)
     cg = Cgroup(name, h.version, dirs)
     destroy(cg)
     try:
@@ -192,10 +210,11 @@ def create(h: Hierarchy, name: str, limits: Limits) -> Cgroup:
             _write(d / "cpu.max", f"{limits.cpu_quota_us} {PERIOD_US}")
         else:
             _write(
-                h.bases["memory"] / name / "memory.limit_in_bytes", str(-1 if mem is None else mem)
+                h.bases["memory"] / instance / name / "memory.limit_in_bytes",
+                str(-1 if mem is None else mem),
             )
-            _write(h.bases["pids"] / name / "pids.max", str(limits.tasks))
-            cpu = h.bases["cpu"] / name
+            _write(h.bases["pids"] / instance / name / "pids.max", str(limits.tasks))
+            cpu = h.bases["cpu"] / instance / name
             _write(cpu / "cpu.cfs_period_us", str(PERIOD_US))
             _write(cpu / "cpu.cfs_quota_us", str(limits.cpu_quota_us))
     except OSError as exc:
@@ -244,16 +263,28 @@ def destroy(cg: Cgroup, timeout: float = 10.0) -> list[str]:
     return problems
 
 
-def reconcile(keep: set[str], candidates: list[Hierarchy] | None = None) -> list[str]:
-    """Remove ``symv*`` groups no live sandbox owns (a crashed launcher's); their names."""
+def reconcile(
+    keep: set[str], instance: str, candidates: list[Hierarchy] | None = None
+) -> list[str]:
+    """Kill and remove this instance's ``symv*`` groups no live sandbox owns (what a crashed
+    launcher left: every process in them, whatever it did to its environment); their names.
+    Other instances' groups, beside this one's, are never looked at."""
+    _checked(instance)
     removed: set[str] = set()
     for h in locate() if candidates is None else candidates:
         names: set[str] = set()
         for base in h.bases.values():
             with contextlib.suppress(OSError):
-                names.update(e.name for e in os.scandir(base) if _NAME.fullmatch(e.name))
+                names.update(e.name for e in os.scandir(base / instance) if _NAME.fullmatch(e.name))
         for name in sorted(names - keep):
-            dirs = tuple(dict.fromkeys(base / name for base in h.bases.values()))
-            if not destroy(Cgroup(name, h.version, dirs)):
+            if not destroy(Cgroup(name, h.version, _group_dirs(h, instance, name))):
                 removed.add(name)
     return sorted(removed)
+
+
+def release(instance: str, candidates: list[Hierarchy] | None = None) -> None:
+    """Remove this instance's (empty) group directory; a stopped launcher leaves none."""
+    for h in locate() if candidates is None else candidates:
+        for base in h.bases.values():
+            with contextlib.suppress(OSError):
+                (base / _checked(instance)).rmdir()

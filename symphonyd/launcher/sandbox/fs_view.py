@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from symphonyd.core.errors import WorkspaceError
+from symphonyd.core.hostconfig import DEFAULT_SHM_BYTES
 from symphonyd.launcher.git_protect import create_placeholders, scan_git_metadata
 from symphonyd.launcher.sandbox.errors import FS_FAILED, SandboxError
 from symphonyd.launcher.sandbox.policy_files import fs_deny_entries
@@ -30,6 +31,9 @@ class FsView:
     readonly: tuple[Path, ...]
     uid: int
     gid: int
+    # The agent's own /dev/shm (POSIX shared memory, semaphores): a fresh tmpfs of this size
+    # per sandbox, gone with it; [sandbox] shm_size in the host config (docs/design/0853).
+    shm_bytes: int = DEFAULT_SHM_BYTES
 
 
 # Always hidden, whatever the deny list says. /run holds the host's world-connectable Unix

@@ -1,4 +1,8 @@
-"""Finding the processes that belong to a sandbox, for teardown and crash reconciliation."""
+"""Finding the processes that belong to a live sandbox (by its network namespace), for teardown.
+
+Crash reconciliation does not look for processes at all: it empties the cgroups (bubblewrap
+path) and stops the slice (systemd path) of this launcher instance (instance.py).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import contextlib
 import os
 import signal
 
+# Tells the agent which sandbox it is in; informational only, never trusted for cleanup.
 MARKER = "SYMPHONY_SANDBOX_ID"
 
 
@@ -20,22 +25,6 @@ def pids_in_netns(inode: int) -> list[int]:
         with contextlib.suppress(OSError):
             if os.stat(f"/proc/{pid}/ns/net").st_ino == inode and pid != os.getpid():
                 found.append(pid)
-    return found
-
-
-def pids_with_marker(keep: set[str]) -> list[int]:
-    """Processes started in a sandbox (the marker is in their environment) no live sandbox owns."""
-    needle = MARKER.encode() + b"="
-    found = []
-    for pid in _pids():
-        with contextlib.suppress(OSError):
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = f.read(1 << 20)
-            for item in env.split(b"\0"):
-                if item.startswith(needle):
-                    if item[len(needle) :].decode(errors="replace") not in keep:
-                        found.append(pid)
-                    break
     return found
 
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import ipaddress
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from symphonyd.launcher.sandbox.dns import AgentResolver, UpstreamResolver
 from symphonyd.launcher.sandbox.dns_cache import AgentLookup
 from symphonyd.launcher.sandbox.egress_limits import EgressLimits
 from symphonyd.launcher.sandbox.errors import SandboxError
+from symphonyd.launcher.sandbox.instance import new_instance
 from symphonyd.launcher.sandbox.nft import DirectElement, Firewall
 from symphonyd.launcher.sandbox.proxy import EgressProxy
 
@@ -44,7 +45,8 @@ def audit_event(record: dict[str, Any]) -> AuditEventIn:
 
 
 PROXY_PORT = 3128
-# Per-sandbox files the launcher bind-mounts into the agent's view (its resolv.conf).
+# Per-sandbox files the launcher bind-mounts into the agent's view (its resolv.conf), in a
+# directory per launcher instance (instance.py).
 RUN_DIR = Path("/run/symphony-sandbox")
 
 
@@ -62,6 +64,7 @@ class SandboxHandle:
     cgroup: cgroups.Cgroup | None = None
     # The agent's egress records go through this (first in full, repeats counted).
     audit_limiter: AgentAuditLimiter | None = None
+    run_dir: Path = RUN_DIR  # this instance's directory for the files above
 
     @property
     def proxy_url(self) -> str:
@@ -98,7 +101,13 @@ class SandboxManager:
         firewall: Firewall | None = None,
         proxy_port: int = PROXY_PORT,
         limits: EgressLimits | None = None,
+        instance: str | None = None,
     ) -> None:
+        """``instance``: the launcher's persisted id (instance.py); crash cleanup finds this
+        instance's leftovers by it. Without one, a fresh id: nothing of earlier runs is
+        reconciled, and nothing of anyone else's is touched."""
+        self.instance = instance or new_instance()
+        self.run_dir = RUN_DIR / self.instance
         self.pool = pool or AddressPool()
         self.firewall = firewall or Firewall()
         self.upstream = upstream
@@ -107,28 +116,31 @@ class SandboxManager:
         self.egress_limits = limits or EgressLimits()
         self.live: dict[str, SandboxHandle] = {}
 
-    async def start(self) -> None:
-        """Reconcile after a crash: replace the table, kill strays, drop stray interfaces and
-        cgroups."""
+    async def start(self, stopped_units: Sequence[str] = ()) -> None:
+        """Reconcile after a crash: replace the table, drop stray interfaces, kill and remove
+        this instance's stray cgroups (bubblewrap path) and files.
+
+        Leftover processes are found by the cgroup the launcher put them in, never by
+        anything they carry (an agent can rewrite its environment) and never host-wide (a
+        second symphonyd's agents are not ours). ``stopped_units``: what the caller already
+        stopped of this instance's systemd slice, for the record."""
         await asyncio.to_thread(self.firewall.reconcile)
-        owned = set(self.live)
-        stray = procs.pids_with_marker(owned)
-        procs.kill_all(stray)
         keep = {h.lease.host_ifname for h in self.live.values()}
         removed = [n for n in netns_mod.leftover_host_links(keep) if netns_mod.delete_host_link(n)]
-        groups = await asyncio.to_thread(cgroups.reconcile, keep)
+        groups = await asyncio.to_thread(cgroups.reconcile, keep, self.instance)
         owned_files = {p for h in self.live.values() for p in h.files}
-        if RUN_DIR.is_dir():
-            for path in RUN_DIR.glob("symv*"):
+        if self.run_dir.is_dir():
+            for path in self.run_dir.glob("symv*"):
                 if path not in owned_files:
                     path.unlink(missing_ok=True)
-        if stray or removed or groups:
+        if removed or groups or stopped_units:
             self.audit(
                 {
                     "type": audit_events.SANDBOX_RECONCILED,
-                    "killed": len(stray),
+                    "instance": self.instance,
                     "interfaces": removed,
                     "cgroups": groups,
+                    "units": list(stopped_units),
                 }
             )
 
@@ -162,8 +174,10 @@ class SandboxManager:
             lease = self.pool.allocate(agent_id)
             if resources is not None:
                 limits = cgroups.limits_from(resources)
-                hierarchy = await asyncio.to_thread(cgroups.prepare)
-                cg = await asyncio.to_thread(cgroups.create, hierarchy, lease.host_ifname, limits)
+                hierarchy = await asyncio.to_thread(cgroups.prepare, self.instance)
+                cg = await asyncio.to_thread(
+                    cgroups.create, hierarchy, self.instance, lease.host_ifname, limits
+                )
             ns = await asyncio.to_thread(netns_mod.create_netns, lease)
             # Open the agent's two holes only after its interface is covered by the drop rules.
             await asyncio.to_thread(self.firewall.add_agent, lease, self.proxy_port)
@@ -207,7 +221,15 @@ class SandboxManager:
             egress_audit.close()
             raise
         handle = SandboxHandle(
-            agent_id, lease, ns, resolver, proxy, policy, cgroup=cg, audit_limiter=egress_audit
+            agent_id,
+            lease,
+            ns,
+            resolver,
+            proxy,
+            policy,
+            cgroup=cg,
+            audit_limiter=egress_audit,
+            run_dir=self.run_dir,
         )
         self.live[agent_id] = handle
         self.audit(
@@ -292,3 +314,6 @@ class SandboxManager:
     async def close(self) -> None:
         for handle in list(self.live.values()):
             await self.teardown(handle)
+        await asyncio.to_thread(cgroups.release, self.instance)
+        with contextlib.suppress(OSError):
+            self.run_dir.rmdir()

@@ -76,9 +76,12 @@ def unit_properties(
     environment: Mapping[str, str],
     reachable: Sequence[str] = (),
     cwd: Path | None = None,
+    unit_slice: str | None = None,
 ) -> list[str]:
     """Unit properties; ``reachable`` (the agent's host-side address) becomes a cgroup
-    ``IPAddressAllow=``, a second, independent layer under the nftables rules."""
+    ``IPAddressAllow=``, a second, independent layer under the nftables rules.
+    ``unit_slice``: the launcher instance's slice (instance.slice_name), which is how a
+    restarted launcher finds and stops what its crashed predecessor left, and only that."""
     ws = view.workspace
     props = [
         f"NetworkNamespacePath={_path(Path(netns_path))}",
@@ -126,6 +129,10 @@ def unit_properties(
     ]
     for address in reachable:
         props.append(f"IPAddressAllow={ipaddress.ip_address(address)}")
+    if unit_slice is not None:
+        if not _UNIT_NAME.fullmatch(unit_slice) or not unit_slice.endswith(".slice"):
+            raise SandboxError(f"bad slice name {unit_slice!r}", code=SPAWN_FAILED)
+        props.append(f"Slice={unit_slice}")
     ancestors = [d for d in view.hidden_dirs if d in ws.parents]
     inaccessible: list[Path] = []
     for d in view.hidden_dirs:
@@ -139,8 +146,10 @@ def unit_properties(
     for d in [*ancestors, view.workspace_root]:
         props.append(f"TemporaryFileSystem={_path(d)}:ro")
     # PrivateDevices= bind-mounts the host's /dev/shm into the private /dev: shared with the
-    # host and every other agent. A private one, like bubblewrap's --dev.
-    props.append("TemporaryFileSystem=/dev/shm:rw,nosuid,nodev,noexec,mode=1777")
+    # host and every other agent. A private one, size-capped like bubblewrap's.
+    props.append(
+        f"TemporaryFileSystem=/dev/shm:rw,nosuid,nodev,noexec,mode=1777,size={view.shm_bytes}"
+    )
     props.append(f"BindPaths={_path(ws)}")
     if view.readonly:
         props.append("BindReadOnlyPaths=" + " ".join(_path(p) for p in view.readonly))
@@ -179,6 +188,7 @@ def unit_argv(
     resources: ResourcesConfig,
     env: Mapping[str, str],
     cwd: Path | None = None,
+    unit_slice: str | None = None,
 ) -> list[str]:
     """The ``systemd-run`` command line for ``command`` in this sandbox, environment as given."""
     props = unit_properties(
@@ -191,6 +201,7 @@ def unit_argv(
         environment=env,
         reachable=[str(handle.lease.host_ip)],
         cwd=cwd,
+        unit_slice=unit_slice,
     )
     return systemd_run_argv(unit, props, command)
 
@@ -204,6 +215,7 @@ async def spawn(
     resources: ResourcesConfig,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    unit_slice: str | None = None,
     **kwargs: Any,
 ) -> asyncio.subprocess.Process:
     """Start ``command`` as transient unit ``unit`` in the agent's sandbox; the returned
@@ -215,7 +227,14 @@ async def spawn(
         raise SandboxError("the sandbox is torn down", code=SPAWN_FAILED)
     environment = bwrap.sandbox_environment(handle, env or {})
     argv = unit_argv(
-        handle, view, command, unit=unit, resources=resources, env=environment, cwd=cwd
+        handle,
+        view,
+        command,
+        unit=unit,
+        resources=resources,
+        env=environment,
+        cwd=cwd,
+        unit_slice=unit_slice,
     )
     try:
         return await asyncio.create_subprocess_exec(*argv, env={"PATH": bwrap.BASE_PATH}, **kwargs)
@@ -223,14 +242,61 @@ async def spawn(
         raise SandboxError(f"could not start systemd-run: {exc}", code=SPAWN_FAILED) from exc
 
 
-async def stop(unit: str) -> None:
-    """Stop the unit and everything in its cgroup (``KillMode=control-group``)."""
+async def _systemctl(*args: str) -> str:
+    """``systemctl`` with a bounded wait; its stdout ("" when it timed out)."""
     proc = await asyncio.create_subprocess_exec(
         "systemctl",
-        "stop",
-        f"{unit}.service",
-        stdout=asyncio.subprocess.DEVNULL,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
+        env={"PATH": bwrap.BASE_PATH, "SYSTEMD_PAGER": "", "LC_ALL": "C"},
     )
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), STOP_TIMEOUT)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        return ""
+    return out.decode(errors="replace")
+
+
+async def stop(unit: str) -> None:
+    """Stop the unit and everything in its cgroup (``KillMode=control-group``)."""
+    await _systemctl("stop", f"{unit}.service")
+
+
+async def units_in_slice(unit_slice: str) -> list[str]:
+    """The loaded service units whose slice is ``unit_slice``."""
+    listed = await _systemctl(
+        "list-units", "--all", "--plain", "--no-legend", "--full", "--type=service"
+    )
+    # The first word ending in .service (a failed unit's line starts with a bullet).
+    names = [
+        next(w for w in line.split() if w.endswith(".service"))
+        for line in listed.splitlines()
+        if any(w.endswith(".service") for w in line.split())
+    ]
+    if not names:
+        return []
+    shown = await _systemctl("show", "--property=Id", "--property=Slice", "--", *names)
+    found: list[str] = []
+    for block in shown.split("\n\n"):
+        fields = dict(line.partition("=")[::2] for line in block.splitlines() if "=" in line)
+        if fields.get("Slice") == unit_slice and fields.get("Id"):
+            found.append(fields["Id"])
+    return sorted(found)
+
+
+async def stop_slice(unit_slice: str) -> list[str]:
+    """Kill and stop every unit in ``unit_slice`` (a crashed launcher's agents and hooks,
+    whatever they did to their environment); the units that were there.
+
+    SIGKILL first: a leftover agent has no launcher to answer to, and waiting out an agent
+    that ignores SIGTERM would delay the launcher's start by the stop timeout. Stopping the
+    slice then takes anything the listing missed (every unit in it requires it)."""
+    units = await units_in_slice(unit_slice)
+    if units:
+        await _systemctl("kill", "--signal=SIGKILL", "--kill-who=all", "--", *units)
+    await _systemctl("stop", "--", unit_slice)
+    return units
