@@ -95,6 +95,14 @@ class Scheduler(Engine):
             new = self.config_source.load()
         except SymphonyError as exc:
             message = str(exc)
+            # The pause is raised before the audit append awaits, so a snapshot taken
+            # meanwhile never shows a rejected config without its pause reason.
+            self._mark("workflow", False, message)
+            self.pauses.set(
+                "invalid_config",
+                f"WORKFLOW.md rejected ({message}); runs in flight keep the last good config",
+                self.clock.now(),
+            )
             if message != self.config_error:
                 self.config_error = message
                 log_event(log, "config", level=logging.WARNING, outcome="rejected",
@@ -109,12 +117,6 @@ class Scheduler(Engine):
                         error=message,
                     )
                 )
-            self._mark("workflow", False, message)
-            self.pauses.set(
-                "invalid_config",
-                f"WORKFLOW.md rejected ({message}); runs in flight keep the last good config",
-                self.clock.now(),
-            )
             return
         self.config_error = None
         self.pauses.clear("invalid_config")
