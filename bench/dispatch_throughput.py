@@ -14,7 +14,10 @@ the dispatcher records the exits (continuation retries queued). Two set-ups:
 
 Each figure runs in its own child process so RSS is per case (ru_maxrss of the dispatcher).
 
-    .venv/bin/python bench/dispatch_throughput.py [--repeat 3]
+    .venv/bin/python bench/dispatch_throughput.py [--repeat 3] [--log]
+
+``--log``: the dispatcher logs at INFO as in production (``setup_logging``, one line per
+dispatch and per retry), written to /dev/null, so the figures include the decision lines.
 
 Last line: RESULT {json}.
 """
@@ -290,7 +293,11 @@ async def serve(root: Path, n: int) -> None:
     await asyncio.Event().wait()
 
 
-def child(mode: str, n: int, repeat: int) -> dict[str, Any]:
+def child(mode: str, n: int, repeat: int, log: bool = False) -> dict[str, Any]:
+    if log:
+        from symphonyd.runtime.logging import setup_logging
+
+        setup_logging("dispatcher", stream=open(os.devnull, "w"))  # noqa: SIM115
     ticks, exits = [], []
     for _ in range(repeat):
         root = Path(tempfile.mkdtemp(prefix="sybench"))
@@ -304,6 +311,7 @@ def child(mode: str, n: int, repeat: int) -> dict[str, Any]:
     return {
         "mode": mode,
         "issues": n,
+        "logging": log,
         "tick_s": round(tick, 4),
         "scheduled_per_s": round(n / tick),
         "exits_per_s": round(n / statistics.median(exits)),
@@ -317,17 +325,19 @@ def main() -> None:
     p.add_argument("--one", nargs=2, metavar=("MODE", "N"))
     p.add_argument("--serve")
     p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--log", action="store_true", help="log decisions at INFO to /dev/null")
     args = p.parse_args()
     if args.serve:
         asyncio.run(serve(Path(args.serve), args.n))
         return
     if args.one:
-        print(json.dumps(child(args.one[0], int(args.one[1]), args.repeat)))
+        print(json.dumps(child(args.one[0], int(args.one[1]), args.repeat, args.log)))
         return
     results = []
     for mode, n in (("core", 1000), ("core", 10000), ("ipc", 1000)):
         out = subprocess.run(
-            [sys.executable, __file__, "--one", mode, str(n), "--repeat", str(args.repeat)],
+            [sys.executable, __file__, "--one", mode, str(n), "--repeat", str(args.repeat)]
+            + (["--log"] if args.log else []),
             check=True,
             capture_output=True,
             text=True,

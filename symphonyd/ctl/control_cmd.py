@@ -65,12 +65,12 @@ def register(subparsers: Any) -> None:
     resume = add("resume", "lift the operator pause")
     resume.set_defaults(func=lambda a: _control(a, DISPATCHER_RESUME, Empty()))
 
-    stop = add("stop", "end one issue's run and keep it from being dispatched again")
-    stop.add_argument("identifier")
+    stop = add("stop", "end one issue's run (or hold one not yet dispatched) and keep it out")
+    stop.add_argument("identifier", help="the issue's identifier (MT-7) or its tracker id")
     stop.set_defaults(func=lambda a: _control(a, DISPATCHER_STOP, IssueRefParams(a.identifier)))
 
     release = add("release", "let a stopped, blocked or over-budget issue be dispatched again")
-    release.add_argument("identifier")
+    release.add_argument("identifier", help="the issue's identifier (MT-7) or its tracker id")
     release.set_defaults(
         func=lambda a: _control(a, DISPATCHER_RELEASE, IssueRefParams(a.identifier))
     )

@@ -50,6 +50,7 @@ from symphonyd.core.messages import (
     WorkspaceListing,
 )
 from symphonyd.runtime.ipc_client import IpcClient
+from symphonyd.runtime.logging import log_event
 
 # Keep every request and reply well under the 1 MiB frame limit, however many issues or
 # records one tick handles.
@@ -167,21 +168,30 @@ async def follow_run_events(
     """Subscribe to launcher.run_event forever, resubscribing after every drop.
 
     ``on_connected`` runs after each (re)subscription so the caller can resynchronise with
-    ``launcher.list_runs``: events sent while we were away are not replayed.
+    ``launcher.list_runs``: events sent while we were away are not replayed. A loss is
+    logged once, not once per reconnect attempt; the reconnect says how many attempts failed.
     """
+    failed_attempts = 0
     while True:
         client: IpcClient | None = None
         try:
             client = await IpcClient.connect(path)
             await client.call(LAUNCHER_SUBSCRIBE, Empty())
+            log_event(log, "launcher_events", outcome="subscribed",
+                      failed_attempts=failed_attempts or None)  # fmt: skip
+            failed_attempts = 0
             await on_connected()
             async for item in client.events():
                 if item.name == LAUNCHER_RUN_EVENT.name and isinstance(item.data, RunEvent):
                     await on_event(item.data)
+            raise ConnectionError("the launcher closed the event stream")  # noqa: TRY301
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("launcher event stream lost: %s", exc)
+            if failed_attempts == 0:
+                log_event(log, "launcher_events", level=logging.WARNING, outcome="lost",
+                          error=str(exc) or type(exc).__name__)  # fmt: skip
+            failed_attempts += 1
         finally:
             if client is not None:
                 with contextlib.suppress(Exception):

@@ -1,17 +1,21 @@
-"""Operator controls (seed 001): pause, resume, stop and release, each audited with the uid."""
+"""Operator controls (seed 001): pause, resume, stop and release, each audited with the uid.
+
+``stop`` and ``release`` take an issue's identifier (``MT-7``) or its tracker id. ``stop``
+ends a run, drops a waiting retry, or holds an issue the tracker lists as active before it
+was ever dispatched (0751).
+"""
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 from symphonyd.core import audit_events as ae
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue
-from symphonyd.dispatcher.engine import Engine
+from symphonyd.dispatcher.engine import Engine, brief_error, log
 from symphonyd.dispatcher.state import (
     iso,
 )
 from symphonyd.dispatcher.store import OperatorPause
+from symphonyd.runtime.logging import log_event
 
 MAX_REASON_CHARS = 500
 
@@ -29,6 +33,8 @@ class Controls(Engine):
             now = iso(self.clock.now())
             self.persisted.operator_pause = OperatorPause(reason, now, uid)
             self._persist()
+            log_event(log, "pause", outcome="raised", reason="operator", detail=reason,
+                      operator_uid=uid)  # fmt: skip
             await self._audit(ae.operator_action(ae.PAUSE, operator_uid=uid, reason=reason))
         self._changed()
         return f"dispatch paused by uid {uid}: {reason}; runs in flight continue"
@@ -39,49 +45,100 @@ class Controls(Engine):
             had |= self.pauses.clear("state_unreadable")
             self.persisted.operator_pause = None
             self._persist()
-            if had:
-                await self._audit(ae.operator_action(ae.RESUME, operator_uid=uid))
             remaining = [r.code for r in self.pauses.rows()]
+            if had:
+                log_event(log, "resume", outcome="lifted", reason="operator", operator_uid=uid,
+                          still_paused=",".join(remaining) or None)  # fmt: skip
+                await self._audit(ae.operator_action(ae.RESUME, operator_uid=uid))
         self._changed()
         message = "operator pause lifted" if had else "dispatch was not paused by an operator"
         if remaining:
             message += "; still paused automatically: " + ", ".join(remaining)
         return message
 
-    def _find_issue_id(self, identifier: str, sources: Iterable[tuple[str, str]]) -> str | None:
-        for issue_id, ident in sources:
-            if ident == identifier:
-                return issue_id
+    def _claimed_issue(self, ref: str) -> Issue | None:
+        """The running or retry-queued issue ``ref`` names (identifier or tracker id)."""
+        for issue_id, entry in self.running.items():
+            if ref in (issue_id, entry.issue.identifier):
+                return entry.issue
+        for issue_id, retry in self.retries.items():
+            if ref in (issue_id, retry.identifier):
+                return Issue(issue_id, retry.identifier, retry.identifier, "", True,
+                             url=retry.issue_url)  # fmt: skip
         return None
 
     async def stop(self, identifier: str, uid: int | None) -> str:
+        """End the issue's run or retry, or hold it before its first dispatch (0751)."""
         async with self.lock:
-            sources = [(k, e.issue.identifier) for k, e in self.running.items()]
-            sources += [(k, r.identifier) for k, r in self.retries.items()]
-            issue_id = self._find_issue_id(identifier, sources)
-            if issue_id is None:
-                raise ControlError(
-                    f"{identifier} is neither running nor waiting for a retry",
-                    code="issue_not_found",
-                )
-            entry = self.running.get(issue_id)
-            retry = self.retries.pop(issue_id, None)
-            self.claimed.discard(issue_id)
-            if entry is not None:
-                await self._terminate(entry, "operator", cleanup=False, release=True)
-                issue = entry.issue
-            else:
-                assert retry is not None
-                issue = Issue(issue_id, retry.identifier, retry.identifier, "", True)
-            self.holds.place(issue, "stopped", "stopped by operator", self.clock.now(), uid)
-            self._persist()
-            await self._audit(
-                ae.operator_action(
-                    ae.STOP, operator_uid=uid, reason=f"stop {identifier}", issue_id=issue_id
-                )
-            )
+            message = await self._stop_claimed(identifier, uid)
+        if message is None:
+            # Not ours yet: ask the tracker, without holding the lock over its round trip.
+            found = await self._find_candidate(identifier)
+            async with self.lock:
+                # A tick may have dispatched it meanwhile; then the run is what gets stopped.
+                message = await self._stop_claimed(identifier, uid)
+                if message is None:
+                    message = await self._hold_waiting(found, uid)
         self._changed()
-        return f"{identifier} stopped; it stays out of dispatch until it changes or is released"
+        return message
+
+    async def _stop_claimed(self, ref: str, uid: int | None) -> str | None:
+        held = self.holds.find(ref)
+        if held is not None:
+            return f"{held.identifier} is already held ({held.kind}): {held.reason}"
+        issue = self._claimed_issue(ref)
+        if issue is None:
+            return None
+        entry = self.running.get(issue.id)
+        self.retries.pop(issue.id, None)
+        self.claimed.discard(issue.id)
+        if entry is not None:
+            await self._terminate(entry, "operator", cleanup=False, release=True)
+        await self._place_stop(issue, "stopped by operator", uid, ran=entry is not None)
+        return (
+            f"{issue.identifier} stopped; it stays out of dispatch until it changes or is "
+            "released"
+        )
+
+    async def _find_candidate(self, ref: str) -> Issue:
+        """The issue among the tracker's active ones whose identifier or id is ``ref``."""
+        try:
+            issues = await self.tracker.fetch_by_states(list(self.settings.active_states_raw))
+        except Exception as exc:
+            raise ControlError(
+                f"cannot look {ref} up: the tracker did not answer ({brief_error(exc)})",
+                code="tracker_unavailable",
+            ) from exc
+        for issue in issues:
+            if ref in (issue.identifier, issue.id):
+                return issue
+        raise ControlError(
+            f"{ref} is not running, not waiting for a retry, and not among the tracker's "
+            "active issues",
+            code="issue_not_found",
+        )
+
+    async def _hold_waiting(self, issue: Issue, uid: int | None) -> str:
+        held = self.holds.get(issue.id)
+        if held is not None:
+            return f"{held.identifier} is already held ({held.kind}): {held.reason}"
+        await self._place_stop(issue, "held by operator before dispatch", uid, ran=False)
+        return (
+            f"{issue.identifier} held before dispatch; it stays out of dispatch until it "
+            "changes or is released"
+        )
+
+    async def _place_stop(self, issue: Issue, reason: str, uid: int | None, *, ran: bool) -> None:
+        self.holds.place(issue, "stopped", reason, self.clock.now(), uid)
+        self._persist()
+        log_event(log, "hold", outcome="placed", kind="stopped", issue_id=issue.id,
+                  issue_identifier=issue.identifier, reason=reason, operator_uid=uid,
+                  run_stopped=ran)  # fmt: skip
+        await self._audit(
+            ae.operator_action(
+                ae.STOP, operator_uid=uid, reason=f"stop {issue.identifier}", issue_id=issue.id
+            )
+        )
 
     async def release(self, identifier: str, uid: int | None) -> str:
         async with self.lock:
@@ -92,11 +149,14 @@ class Controls(Engine):
             if hold.kind == "budget":
                 self.ledger.reset_issue(hold.issue_id)
             self._persist()
+            log_event(log, "hold", outcome="lifted", kind=hold.kind, issue_id=hold.issue_id,
+                      issue_identifier=hold.identifier, by="operator",
+                      operator_uid=uid)  # fmt: skip
             await self._audit_release(
-                hold.issue_id, f"release {identifier} from its {hold.kind} hold", uid
+                hold.issue_id, f"release {hold.identifier} from its {hold.kind} hold", uid
             )
         self._changed()
-        return f"{identifier} released from its {hold.kind} hold"
+        return f"{hold.identifier} released from its {hold.kind} hold"
 
     async def forget_tokens(self, issue_ids: list[str]) -> list[str]:
         """Drop the per-issue token totals of finished issues (prune); the ids dropped.

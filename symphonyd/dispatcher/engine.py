@@ -33,6 +33,7 @@ from symphonyd.core.scheduling import (
 )
 from symphonyd.dispatcher.budget import TokenLedger
 from symphonyd.dispatcher.holds import HoldBook
+from symphonyd.dispatcher.journal import FailureEpisodes, run_fields
 from symphonyd.dispatcher.ports import (
     AuditPort,
     Clock,
@@ -53,6 +54,7 @@ from symphonyd.dispatcher.state import (
     iso,
 )
 from symphonyd.dispatcher.store import PersistedState, StateStore
+from symphonyd.runtime.logging import log_event
 
 log = logging.getLogger("symphonyd.dispatcher")
 
@@ -103,9 +105,11 @@ class Engine:
         self.sweep = SweepBook()  # workspace survey and age cleanup (workspace_sweep)
         # daemon -> (ok, detail, when); rows are built only when a snapshot asks.
         self.health: dict[str, tuple[bool, str | None, datetime]] = {}
+        self.episodes = FailureEpisodes()
         self._acks: list[str] = []
         self._ack_task: asyncio.Task[None] | None = None
         self.pending_stops: dict[str, StopRun] = {}
+        self.resync_due = False  # a resync with the launcher's run table failed (0750)
         self._pending_audit: list[AuditEventIn] = []
         self._dirty = False
         self._listeners: list[Callable[[], None]] = []
@@ -126,6 +130,12 @@ class Engine:
 
     def _mark(self, daemon: str, ok: bool, detail: str | None = None) -> None:
         self.health[daemon] = (ok, detail, self.clock.now())
+        if daemon == "workflow":
+            return  # a rejected edit is logged once by the reload itself
+        if ok:
+            self.episodes.ok(daemon, self.clock.monotonic_ms())
+        else:
+            self.episodes.failed(daemon, detail or "failed", self.clock.monotonic_ms())
 
     def health_row(self, daemon: str) -> DaemonHealthRow:
         entry = self.health.get(daemon)
@@ -152,20 +162,18 @@ class Engine:
             await self.audit.append([*self._pending_audit, *records])
         except Exception as exc:
             self._mark("audit", False, brief_error(exc))
-            if self.pauses.set(
+            self.pauses.set(
                 "audit_unavailable",
                 f"audit writer unreachable ({brief_error(exc)}); no run starts unaudited",
                 self.clock.now(),
-            ):
-                log.warning("audit writer unreachable; dispatch paused")
+            )
             if queue:
                 room = MAX_PENDING_AUDIT - len(self._pending_audit)
                 self._pending_audit.extend(records[: max(room, 0)])
             return False
         self._pending_audit.clear()
         self._mark("audit", True)
-        if self.pauses.clear("audit_unavailable"):
-            log.info("audit writer reachable again; audit pause lifted")
+        self.pauses.clear("audit_unavailable")
         return True
 
     async def _audit_release(self, issue_id: str, reason: str, uid: int | None) -> None:
@@ -190,8 +198,7 @@ class Engine:
             )
             return
         self._mark("audit", True)
-        if self.pauses.clear("audit_unavailable"):
-            log.info("audit writer reachable again; audit pause lifted")
+        self.pauses.clear("audit_unavailable")
 
     def _history(self, issue_id: str, identifier: str) -> IssueHistory:
         hist = self.history.get(issue_id)
@@ -245,6 +252,8 @@ class Engine:
             ae.dispatch(e.issue.id, e.issue.identifier, e.run_id, e.attempt) for e in entries
         ]
         if not await self._audit(*records, queue=False):
+            log_event(log, "dispatch", level=logging.WARNING, outcome="not_started",
+                      runs=len(entries), error="audit writer unreachable")  # fmt: skip
             for e in entries:
                 if e.attempt is not None:
                     self._schedule_retry(e.issue, e.attempt, "requeue", "audit writer unreachable")
@@ -266,7 +275,11 @@ class Engine:
                 error = f"failed to spawn agent: {res.error or 'rejected'}"
             else:
                 self.starts += 1
+                log_event(log, "dispatch", outcome="started", **run_fields(e),
+                          state=e.issue.state)  # fmt: skip
                 continue
+            log_event(log, "dispatch", level=logging.WARNING, outcome="failed", **run_fields(e),
+                      error=error)  # fmt: skip
             self._remove_running(e)
             self._history(e.issue.id, e.issue.identifier).last_error = error
             self._schedule_retry(e.issue, (e.attempt or 0) + 1, "failure", error)
@@ -291,14 +304,27 @@ class Engine:
         return results
 
     def _schedule_retry(
-        self, issue: Issue, attempt: int, kind: RetryKind, error: str | None
+        self,
+        issue: Issue,
+        attempt: int,
+        kind: RetryKind,
+        error: str | None,
+        *,
+        delay_ms: int | None = None,
+        session_id: str | None = None,
     ) -> None:
-        """SPEC 8.4: replace any existing retry; continuation 1 s, failures back off."""
-        if kind == "continuation":
+        """SPEC 8.4: replace any existing retry; continuation 1 s, failures back off.
+
+        Logged with why and when it is due, except a requeue for the reason the previous
+        entry already gave (a paused board re-queues its retries every poll interval)."""
+        if delay_ms is not None:
+            delay = delay_ms
+        elif kind == "continuation":
             delay = CONTINUATION_DELAY_MS
         else:
             delay = failure_backoff_ms(attempt, self.settings.max_retry_backoff_ms)
-        self.retries[issue.id] = RetryEntry(
+        old = self.retries.get(issue.id)
+        self.retries[issue.id] = entry = RetryEntry(
             issue_id=issue.id,
             identifier=issue.identifier,
             attempt=attempt,
@@ -309,6 +335,11 @@ class Engine:
             issue_url=issue.url,
         )
         self.claimed.add(issue.id)
+        if kind != "requeue" or old is None or old.error != error:
+            log_event(log, "retry", outcome="scheduled", issue_id=issue.id,
+                      issue_identifier=issue.identifier, session_id=session_id, kind=kind,
+                      attempt=attempt, due_in_ms=delay, due_at=iso(entry.due_at),
+                      reason=error or "the run succeeded; checking for more work")  # fmt: skip
 
     def next_retry_due_ms(self) -> int | None:
         return min((r.due_ms for r in self.retries.values()), default=None)
@@ -332,19 +363,25 @@ class Engine:
             self._mark("launcher", False, brief_error(exc))
             self.pending_stops[req.run_id] = req
 
+    async def _resync_if_due(self) -> None:
+        """Retry a failed resync with the launcher (recovery overrides this)."""
+
     async def _retry_pending_stops(self) -> None:
         for req in list(self.pending_stops.values()):
             await self._send_stop(req)
 
-    async def _remove_workspace(self, identifier: str) -> None:
+    async def _remove_workspace(self, identifier: str) -> bool:
+        """True when the launcher removed a workspace (False: none, or it failed)."""
         try:
             # With the workflow: a launcher that has started no run yet (fresh after a
             # restart) would not know the workspace root and hooks otherwise.
             workflow = self.cfg.workflow if self.cfg else None
-            await self.launcher.remove_workspace(identifier, workflow=workflow)
+            removed = await self.launcher.remove_workspace(identifier, workflow=workflow)
             self._mark("launcher", True)
         except Exception as exc:
             self._mark("launcher", False, brief_error(exc))
+            return False
+        return removed
 
     async def _ack(self, run_id: str) -> None:
         """Queue an acknowledgement; one background call sends all queued ones.
@@ -424,6 +461,8 @@ class Engine:
         used = self.ledger.issue_total(entry.issue.id)
         await self._terminate(entry, "budget", cleanup=False, release=True)
         reason = f"used {used} tokens, over tokens_per_issue {limit}"
+        log_event(log, "hold", level=logging.WARNING, outcome="placed", kind="budget",
+                  **run_fields(entry), reason=reason)  # fmt: skip
         self.holds.place(entry.issue, "budget", reason, self.clock.now())
         self._history(entry.issue.id, entry.issue.identifier).last_error = reason
         self._persist()
@@ -443,6 +482,8 @@ class Engine:
                 reason = f"{reason}: {outcome.error}"
             self.claimed.discard(issue.id)
             self.holds.place(issue, "blocked", reason, self.clock.now())
+            log_event(log, "hold", level=logging.WARNING, outcome="placed", kind="blocked",
+                      **run_fields(entry), reason=reason)  # fmt: skip
             hist.last_error = reason
             self._persist()
             await self._audit(
@@ -459,7 +500,7 @@ class Engine:
             )
         elif outcome.status == "succeeded":
             self.completed.add(issue.id)
-            self._schedule_retry(issue, 1, "continuation", None)
+            self._schedule_retry(issue, 1, "continuation", None, session_id=entry.session_id)
         else:
             hist.restart_count += 1
             error = f"worker exited: {outcome.status}"
@@ -467,7 +508,9 @@ class Engine:
                 error += f" ({outcome.error_code or ''}{': ' if outcome.error else ''}"
                 error += f"{outcome.error or ''})"
             hist.last_error = error
-            self._schedule_retry(issue, (entry.attempt or 0) + 1, "failure", error)
+            self._schedule_retry(
+                issue, (entry.attempt or 0) + 1, "failure", error, session_id=entry.session_id
+            )
         if self.ledger.dirty:
             self.ledger.dirty = False
             self._persist()

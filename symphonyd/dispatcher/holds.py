@@ -26,9 +26,13 @@ class HoldBook:
     def get(self, issue_id: str) -> Hold | None:
         return self._holds.get(issue_id)
 
-    def find(self, identifier: str) -> Hold | None:
+    def find(self, ref: str) -> Hold | None:
+        """The hold of the issue whose identifier or tracker id is ``ref``."""
+        hold = self._holds.get(ref)
+        if hold is not None:
+            return hold
         for hold in self._holds.values():
-            if hold.identifier == identifier:
+            if hold.identifier == ref:
                 return hold
         return None
 

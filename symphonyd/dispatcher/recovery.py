@@ -1,7 +1,14 @@
-"""Startup: durable state, config, re-adopting the launcher's runs, terminal cleanup (0704)."""
+"""Startup: durable state, config, re-adopting the launcher's runs, terminal cleanup (0704).
+
+After a reconnect of the launcher's event stream, :meth:`Recovery.resync_runs` settles what
+happened meanwhile, including runs a restarted launcher no longer has (0750).
+"""
 
 from __future__ import annotations
 
+import logging
+
+from symphonyd.core import audit_events as ae
 from symphonyd.core.issue import Issue, parse_timestamp
 from symphonyd.core.messages import (
     RunInfo,
@@ -10,11 +17,15 @@ from symphonyd.core.messages import (
 from symphonyd.dispatcher.budget import TokenLedger
 from symphonyd.dispatcher.engine import Engine, brief_error, log
 from symphonyd.dispatcher.holds import HoldBook
+from symphonyd.dispatcher.journal import run_fields
 from symphonyd.dispatcher.state import (
     RunningEntry,
     iso,
 )
 from symphonyd.dispatcher.store import PersistedState, StateFileError
+from symphonyd.runtime.logging import log_event
+
+LOST_RUN_CODE = "run_lost"
 
 
 class Recovery(Engine):
@@ -47,7 +58,9 @@ class Recovery(Engine):
             await self._recover_runs()
             await self._startup_terminal_cleanup()
             # Fail closed from the first tick: no run starts before the audit writer answers.
-            self.pauses.set("audit_unavailable", "audit writer not checked yet", self.clock.now())
+            self.pauses.set(
+                "audit_unavailable", "audit writer not checked yet", self.clock.now(), quiet=True
+            )
             await self._probe_audit()
             self._persist()
         await self.settle()
@@ -69,9 +82,13 @@ class Recovery(Engine):
         for run in live:
             if run.issue_id in self.running or self.holds.get(run.issue_id) is not None:
                 # A duplicate or a run the operator already stopped: end it, never adopt it.
+                _log_orphan_stop(
+                    run, "second live run" if run.issue_id in self.running else "issue is held"
+                )
                 await self._send_stop(StopRun(run.run_id, "orphan"))
                 continue
-            self._adopt(run, issues.get(run.issue_id))
+            entry = self._adopt(run, issues.get(run.issue_id))
+            log_event(log, "run_adopted", outcome="running", **run_fields(entry))
         for run in finished:
             assert run.outcome is not None
             free = run.issue_id not in self.running and run.issue_id not in self.retries
@@ -86,24 +103,79 @@ class Recovery(Engine):
         # A (re)started launcher: survey its workspace root and report orphans (seed 001).
         self.sweep.request(report=True)
         async with self.lock:
-            try:
-                runs = await self.launcher.list_runs()
-                self._mark("launcher", True)
-            except Exception as exc:
-                self._mark("launcher", False, brief_error(exc))
-                return
-            for run in runs:
-                issue_id = self.by_run.get(run.run_id)
-                entry = self.running.get(issue_id) if issue_id else None
-                if run.outcome is not None:
-                    if entry is not None:
-                        await self._worker_exit(entry, run.outcome)
-                    else:
-                        self.pending_stops.pop(run.run_id, None)
-                        await self._ack(run.run_id)
-                elif entry is None and run.run_id not in self.pending_stops:
-                    await self._send_stop(StopRun(run.run_id, "orphan"))
+            await self._resync_runs()
         self._changed()
+
+    async def _resync_if_due(self) -> None:
+        if self.resync_due:
+            await self._resync_runs()
+
+    async def _resync_runs(self) -> None:
+        """Compare the launcher's run table with ours; runs missing from it are lost (0750).
+
+        Runs under the one lock, as do dispatches, so no run can start between the listing
+        and the comparison: a running entry whose run the launcher does not list is a run it
+        no longer has (it restarted), never one it has not been told about yet.
+        """
+        try:
+            runs = await self.launcher.list_runs()
+            self._mark("launcher", True)
+        except Exception as exc:
+            self._mark("launcher", False, brief_error(exc))
+            self.resync_due = True  # the next tick tries again; the stream may stay up
+            return
+        self.resync_due = False
+        listed = {run.run_id for run in runs}
+        for run in runs:
+            issue_id = self.by_run.get(run.run_id)
+            entry = self.running.get(issue_id) if issue_id else None
+            if run.outcome is not None:
+                if entry is not None:
+                    await self._worker_exit(entry, run.outcome)
+                else:
+                    self.pending_stops.pop(run.run_id, None)
+                    await self._ack(run.run_id)
+            elif entry is None and run.run_id not in self.pending_stops:
+                _log_orphan_stop(run, "a live run the dispatcher does not know")
+                await self._send_stop(StopRun(run.run_id, "orphan"))
+        for entry in [e for e in self.running.values() if e.run_id not in listed]:
+            await self._run_lost(entry)
+        for run_id in [r for r in self.pending_stops if r not in listed]:
+            # Nothing left to stop: the launcher has no such run (any more).
+            del self.pending_stops[run_id]
+
+    async def _run_lost(self, entry: RunningEntry) -> None:
+        """SPEC 8.5/7.4 for a run the launcher lost: the worker is gone, so the slot is freed
+        and the issue retried with backoff like any failed run, audited as a failed run.
+
+        Its run id is forgotten, so a late ``run_finished`` for it is only acknowledged, and
+        the issue stays claimed (retry-queued) so nothing dispatches it before the retry."""
+        issue = entry.issue
+        error = "the launcher no longer has this run (it restarted); its agent is gone"
+        log_event(log, "run_lost", level=logging.WARNING, outcome="retrying", **run_fields(entry),
+                  turns=entry.turn_count, error=error)  # fmt: skip
+        self._remove_running(entry)
+        hist = self._history(issue.id, issue.identifier)
+        hist.workspace_path = entry.workspace_path or hist.workspace_path
+        hist.restart_count += 1
+        hist.last_error = error
+        self._schedule_retry(issue, (entry.attempt or 0) + 1, "failure", error,
+                             session_id=entry.session_id)  # fmt: skip
+        await self._audit(
+            ae.run_finished(
+                issue.id,
+                issue.identifier,
+                entry.run_id,
+                "failed",
+                error_code=LOST_RUN_CODE,
+                session_id=entry.session_id,
+                turns=entry.turn_count,
+                total_tokens=entry.tokens.total_tokens,
+            )  # fmt: skip
+        )
+        if self.ledger.dirty:
+            self.ledger.dirty = False
+            self._persist()
 
     def _adopt(self, run: RunInfo, issue: Issue | None) -> RunningEntry:
         if issue is None:
@@ -138,10 +210,24 @@ class Recovery(Engine):
             self._mark("tracker", True)
         except Exception as exc:
             self._mark("tracker", False, brief_error(exc))
-            log.warning("startup terminal cleanup skipped: %s", brief_error(exc))
+            log_event(log, "terminal_cleanup", level=logging.WARNING, outcome="skipped",
+                      error=brief_error(exc))  # fmt: skip
             return
+        removed = 0
         for issue in terminal:
             if issue.id in self.running:
                 continue
             self.holds.drop(issue.id)
-            await self._remove_workspace(issue.identifier)
+            if await self._remove_workspace(issue.identifier):
+                removed += 1
+                log_event(log, "terminal_cleanup", outcome="removed", issue_id=issue.id,
+                          issue_identifier=issue.identifier, state=issue.state)  # fmt: skip
+        # One summary line, not one per terminal issue: a board keeps thousands of them.
+        log_event(log, "terminal_cleanup", outcome="startup", checked=len(terminal),
+                  removed=removed)  # fmt: skip
+
+
+def _log_orphan_stop(run: RunInfo, why: str) -> None:
+    log_event(log, "orphan_stop", level=logging.WARNING, outcome="stopped", run_id=run.run_id,
+              issue_id=run.issue_id, issue_identifier=run.issue_identifier,
+              session_id=run.session_id, reason=why)  # fmt: skip

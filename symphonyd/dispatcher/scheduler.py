@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 from symphonyd.core import audit_events as ae
@@ -14,12 +15,15 @@ from symphonyd.core.scheduling import (
     sort_for_dispatch,
 )
 from symphonyd.dispatcher.engine import Engine, brief_error, log
+from symphonyd.dispatcher.journal import run_fields
 from symphonyd.dispatcher.ports import (
     DispatchSettings,
 )
 from symphonyd.dispatcher.state import (
+    RunningEntry,
     iso,
 )
+from symphonyd.runtime.logging import log_event
 
 
 class Scheduler(Engine):
@@ -28,6 +32,7 @@ class Scheduler(Engine):
     async def tick(self) -> None:
         """SPEC 16.2: reconcile, preflight, fetch, sort, dispatch while slots remain."""
         async with self.lock:
+            await self._resync_if_due()
             await self._retry_pending_stops()
             await self._reconcile()
             await self._preflight()
@@ -90,9 +95,19 @@ class Scheduler(Engine):
             new = self.config_source.load()
         except SymphonyError as exc:
             message = str(exc)
+            # The pause is raised before the audit append awaits, so a snapshot taken
+            # meanwhile never shows a rejected config without its pause reason.
+            self._mark("workflow", False, message)
+            self.pauses.set(
+                "invalid_config",
+                f"WORKFLOW.md rejected ({message}); runs in flight keep the last good config",
+                self.clock.now(),
+            )
             if message != self.config_error:
                 self.config_error = message
-                log.warning("WORKFLOW.md rejected, keeping the last good config: %s", message)
+                log_event(log, "config", level=logging.WARNING, outcome="rejected",
+                          error=message, kept=self.cfg.workflow.fingerprint[:12] if self.cfg
+                          else None)  # fmt: skip
                 good = self.cfg.workflow if self.cfg else None
                 await self._audit(
                     ae.config_reload(
@@ -102,12 +117,6 @@ class Scheduler(Engine):
                         error=message,
                     )
                 )
-            self._mark("workflow", False, message)
-            self.pauses.set(
-                "invalid_config",
-                f"WORKFLOW.md rejected ({message}); runs in flight keep the last good config",
-                self.clock.now(),
-            )
             return
         self.config_error = None
         self.pauses.clear("invalid_config")
@@ -116,7 +125,8 @@ class Scheduler(Engine):
             self.cfg = new
             self.sweep.request()  # e.g. a new workspace.cleanup.max_age_days applies now
             self.config_loaded_at = iso(self.clock.now())
-            log.info("WORKFLOW.md loaded (%s)", new.workflow.fingerprint[:12])
+            log_event(log, "config", outcome="loaded", path=new.workflow.path,
+                      fingerprint=new.workflow.fingerprint[:12])  # fmt: skip
             await self._audit(ae.config_reload(new.workflow.path, new.workflow.fingerprint, True))
 
     async def _poll_candidates(self) -> None:
@@ -133,6 +143,8 @@ class Scheduler(Engine):
         self.pauses.clear("tracker_unavailable")
         for issue in issues:
             if self.holds.observe(issue):
+                log_event(log, "hold", outcome="lifted", issue_id=issue.id,
+                          issue_identifier=issue.identifier, by="tracker_change")  # fmt: skip
                 await self._audit_release(
                     issue.id, f"{issue.identifier} changed in the tracker; hold lifted", None
                 )
@@ -179,9 +191,9 @@ class Scheduler(Engine):
             codes = ", ".join(sorted(self._pause_codes()))
             for r in due:
                 stub = Issue(r.issue_id, r.identifier, r.identifier, "", True, url=r.issue_url)
-                self._schedule_retry(stub, r.attempt, "requeue", f"dispatch paused ({codes})")
                 # A paused retry waits a poll interval rather than backing off further.
-                self.retries[r.issue_id].due_ms = now_ms + self.settings.poll_interval_ms
+                self._schedule_retry(stub, r.attempt, "requeue", f"dispatch paused ({codes})",
+                                     delay_ms=self.settings.poll_interval_ms)  # fmt: skip
             return
         try:
             refreshed = await self.tracker.fetch_by_ids([r.issue_id for r in due])
@@ -202,15 +214,27 @@ class Scheduler(Engine):
             issue = by_id.get(r.issue_id)
             if issue is None:
                 self.claimed.discard(r.issue_id)
+                _log_released(r.issue_id, r.identifier, "the tracker no longer lists it")
                 continue
             key = state_key(issue.state)
             if key in cfg.terminal_states:
                 self.claimed.discard(r.issue_id)
-                await self._remove_workspace(issue.identifier)
+                _log_released(issue.id, issue.identifier, f"terminal state {issue.state}")
+                removed = await self._remove_workspace(issue.identifier)
+                log_event(log, "terminal_cleanup", outcome="removed" if removed else "none",
+                          issue_id=issue.id, issue_identifier=issue.identifier,
+                          state=issue.state)  # fmt: skip
                 continue
             routable = issue_routable(issue, cfg.required_labels)
             if key not in cfg.active_states or not routable or issue.id in self.running:
                 self.claimed.discard(r.issue_id)
+                if issue.id in self.running:
+                    why = "already running"
+                elif key not in cfg.active_states:
+                    why = f"state {issue.state} is not active"
+                else:
+                    why = "no longer routable (labels or dispatchable)"
+                _log_released(issue.id, issue.identifier, why)
                 continue
             if slots <= 0 or not self._state_slot(key, reserved):
                 self._schedule_retry(issue, r.attempt + 1, "requeue", NO_SLOTS_ERROR)
@@ -241,18 +265,22 @@ class Scheduler(Engine):
             seen.add(issue.id)
             key = state_key(issue.state)
             if key in cfg.terminal_states:
+                _log_reconcile_stop(entry, "terminal", issue.state, cleanup=True)
                 await self._terminate(entry, "terminal", cleanup=True, release=True)
             elif key in cfg.active_states and issue_routable(issue, cfg.required_labels):
                 self.running_by_state[entry.state_key] -= 1
                 entry.issue = issue
                 self.running_by_state[entry.state_key] += 1
             elif key in cfg.active_states:
+                _log_reconcile_stop(entry, "unroutable", issue.state, cleanup=False)
                 await self._terminate(entry, "unroutable", cleanup=False, release=True)
             else:
+                _log_reconcile_stop(entry, "inactive", issue.state, cleanup=False)
                 await self._terminate(entry, "inactive", cleanup=False, release=True)
         for issue_id in set(ids) - seen:
             gone = self.running.get(issue_id)
             if gone is not None:
+                _log_reconcile_stop(gone, "inactive", None, cleanup=False)
                 await self._terminate(gone, "inactive", cleanup=False, release=True)
         for key in [k for k, v in self.running_by_state.items() if v <= 0]:
             del self.running_by_state[key]
@@ -267,6 +295,25 @@ class Scheduler(Engine):
             last = entry.last_event_ms if entry.last_event_ms is not None else entry.started_ms
             if now_ms - last > timeout:
                 error = f"stalled: no agent activity for {(now_ms - last) // 1000} s"
+                log_event(log, "stall", level=logging.WARNING, outcome="stopped",
+                          **run_fields(entry), idle_ms=now_ms - last,
+                          stall_timeout_ms=timeout)  # fmt: skip
                 await self._terminate(entry, "stalled", cleanup=False)
                 self._history(entry.issue.id, entry.issue.identifier).last_error = error
-                self._schedule_retry(entry.issue, (entry.attempt or 0) + 1, "failure", error)
+                self._schedule_retry(entry.issue, (entry.attempt or 0) + 1, "failure", error,
+                                     session_id=entry.session_id)  # fmt: skip
+
+
+def _log_reconcile_stop(
+    entry: RunningEntry, reason: str, state: str | None, *, cleanup: bool
+) -> None:
+    """SPEC 8.5 part B: the tracker says this run should end (state None: issue not found)."""
+    log_event(log, "reconcile_stop", outcome="stopped", **run_fields(entry), reason=reason,
+              state=state if state is not None else "not found",
+              cleanup_workspace=cleanup)  # fmt: skip
+
+
+def _log_released(issue_id: str, identifier: str, why: str) -> None:
+    """A due retry found the issue no longer eligible: its claim is released."""
+    log_event(log, "retry", outcome="released", issue_id=issue_id,
+              issue_identifier=identifier, reason=why)  # fmt: skip

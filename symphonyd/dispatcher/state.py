@@ -5,6 +5,7 @@ Only the orchestrator mutates these; the snapshot module reads them.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,6 +19,9 @@ from symphonyd.core.messages import (
     TokenTotals,
     WorkspaceStatus,
 )
+from symphonyd.runtime.logging import log_event
+
+log = logging.getLogger("symphonyd.dispatcher")
 
 RECENT_EVENTS = 20
 MAX_ORPHAN_ROWS = 50  # orphans in the snapshot and in one journal line
@@ -89,17 +93,37 @@ class PauseBook:
     """Automatic pause reasons, each raised and cleared by the condition that owns it.
 
     The operator pause lives in the persisted state instead, because it must survive a
-    restart; automatic reasons are re-derived from the world after a restart.
+    restart; automatic reasons are re-derived from the world after a restart. Raising and
+    lifting a reason are journal lines; an update of a raised reason's message is not.
     """
 
     def __init__(self) -> None:
         self._reasons: dict[PauseCode, PauseReasonRow] = {}
+        self._quiet: set[PauseCode] = set()
 
-    def set(self, code: PauseCode, message: str, since: datetime, until: str | None = None) -> bool:
-        """Raise or update a reason; True when it was not raised before."""
+    def set(
+        self,
+        code: PauseCode,
+        message: str,
+        since: datetime,
+        until: str | None = None,
+        *,
+        quiet: bool = False,
+    ) -> bool:
+        """Raise or update a reason; True when it was not raised before.
+
+        ``quiet``: a precaution, not news (the audit check at start), so neither its raising
+        nor its lifting is logged."""
         existing = self._reasons.get(code)
         if existing is not None and existing.message == message and existing.until == until:
             return False
+        if quiet and existing is None:
+            self._quiet.add(code)
+        elif not quiet and (existing is None or code in self._quiet):
+            # A precaution that turned out true (the audit writer does not answer) is news.
+            self._quiet.discard(code)
+            log_event(log, "pause", level=logging.WARNING, outcome="raised", reason=code,
+                      detail=message, until=until)  # fmt: skip
         self._reasons[code] = PauseReasonRow(
             code=code,
             message=message,
@@ -109,7 +133,13 @@ class PauseBook:
         return existing is None
 
     def clear(self, code: PauseCode) -> bool:
-        return self._reasons.pop(code, None) is not None
+        if self._reasons.pop(code, None) is None:
+            return False
+        if code in self._quiet:
+            self._quiet.discard(code)
+        else:
+            log_event(log, "resume", outcome="lifted", reason=code)
+        return True
 
     def has(self, code: PauseCode) -> bool:
         return code in self._reasons

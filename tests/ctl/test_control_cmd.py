@@ -67,3 +67,7 @@ async def test_usage_errors_and_refusals_have_their_own_exit_codes() -> None:
         code, out, _ = await ctl(world, "refresh")
         assert code == 0 and "refresh queued" in out
         assert os.path.exists(world.root / "ctl.sock")
+        # stop looks a waiting issue up in the tracker; when it cannot, it says so.
+        world.tracker.fail = True
+        code, _, err = await ctl(world, "stop", "MT-7")
+        assert code == 1 and "tracker_unavailable" in err and "tracker down" in err

@@ -64,10 +64,12 @@ class SocketWorld:
         self.tracker = MemoryTracker()
         self.launcher = MemoryLauncher()
         self.launcher.workspace_root = root / "ws"
+        self.old_launchers: list[MemoryLauncher] = []  # before restart_launcher()
         self.audit = MemoryAudit()
         self.sinks: set[EventSink] = set()
         self.servers: dict[str, IpcServer] = {}
         self.audit_at_start: list[int] = []  # audit record count seen by each start_run
+        self.subscriptions = 0  # launcher event stream subscriptions so far
 
     def path(self, name: str) -> Path:
         return self.root / f"{name}-dispatcher.sock"
@@ -76,6 +78,12 @@ class SocketWorld:
         tracker = _server("tracker")
         tracker.handle(TRACKER_FETCH_BY_STATES, self._by_states)
         tracker.handle(TRACKER_FETCH_BY_IDS, self._by_ids)
+        self.servers = {"tracker": tracker, "launcher": self._launcher_server()}
+        for name, server in self.servers.items():
+            await server.start_path(self.path(name))
+        await self.start_audit()
+
+    def _launcher_server(self) -> IpcServer:
         launcher = _server("launcher")
         launcher.handle(LAUNCHER_START_RUN, self._start)
         launcher.handle(LAUNCHER_STOP_RUN, self._stop)
@@ -84,10 +92,7 @@ class SocketWorld:
         launcher.handle(LAUNCHER_REMOVE_WORKSPACE, self._remove)
         launcher.handle(LAUNCHER_WORKSPACE_AGES, self._ages)
         launcher.subscription(LAUNCHER_SUBSCRIBE, self._subscribe)
-        self.servers = {"tracker": tracker, "launcher": launcher}
-        for name, server in self.servers.items():
-            await server.start_path(self.path(name))
-        await self.start_audit()
+        return launcher
 
     async def start_audit(self) -> None:
         audit = _server("audit")
@@ -95,6 +100,21 @@ class SocketWorld:
         audit.handle(AUDIT_HEAD, self._head)
         self.servers["audit"] = audit
         await audit.start_path(self.path("audit"))
+
+    async def restart_launcher(self, *, lose_runs: bool = True) -> None:
+        """The launcher process goes away (dropping every connection, the event stream
+        included) and a new one binds the same socket. A real launcher keeps its run table
+        in memory, so by default the new one has none of the old runs."""
+        await self.stop_server("launcher")
+        self.sinks.clear()
+        if lose_runs:
+            fresh = MemoryLauncher()
+            fresh.workspace_root = self.launcher.workspace_root
+            self.old_launchers.append(self.launcher)
+            self.launcher = fresh
+        launcher = self._launcher_server()
+        self.servers["launcher"] = launcher
+        await launcher.start_path(self.path("launcher"))
 
     async def stop_server(self, name: str) -> None:
         await self.servers.pop(name).close()
@@ -145,6 +165,7 @@ class SocketWorld:
 
     async def _subscribe(self, _: Empty, __: Peer, sink: EventSink) -> Empty:
         self.sinks.add(sink)
+        self.subscriptions += 1
         return Empty()
 
     async def _head(self, _: Empty, __: Peer) -> AuditHead:

@@ -31,15 +31,21 @@ polling:
   interval_ms: {interval}
 agent:
   max_concurrent_agents: {limit}
+  max_retry_backoff_ms: {backoff}
 workspace:
   root: {root}
----
+{extra}---
 Work on {{{{ issue.identifier }}}}.
 """
 
 
-def write_workflow(path: Path, *, limit: int = 2, interval: int = 200) -> None:
-    path.write_text(WORKFLOW.format(limit=limit, interval=interval, root=path.parent / "ws"))
+def write_workflow(
+    path: Path, *, limit: int = 2, interval: int = 200, backoff: int = 300_000, extra: str = ""
+) -> None:
+    """``backoff``: agent.max_retry_backoff_ms; ``extra``: more front matter (``codex:``)."""
+    root = path.parent / "ws"
+    text = WORKFLOW.format(limit=limit, interval=interval, backoff=backoff, root=root, extra=extra)
+    path.write_text(text)
 
 
 @contextlib.asynccontextmanager

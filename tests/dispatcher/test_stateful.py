@@ -1,4 +1,5 @@
-"""Random sequences of tracker changes, run exits, ticks, pauses and restarts.
+"""Random sequences of tracker changes, run exits, ticks, pauses, stops and restarts of the
+dispatcher and of the launcher.
 
 After every step: limits hold at each start, no issue has two live runs, every claim is
 running or retry-queued, nothing starts while paused or held.
@@ -16,8 +17,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import state_key
-from symphonyd.core.messages import RunOutcome, StartRun, StartRunResult
+from symphonyd.core.messages import RunEvent, RunOutcome, StartRun, StartRunResult
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from tests.dispatcher.doubles import T0, MemoryLauncher, issue, tokens
 from tests.dispatcher.harness import Harness
@@ -62,6 +64,8 @@ class DispatcherMachine(RuleBasedStateMachine):
         self.h.orch = self.h.new_orchestrator()
         self.launcher.orch = self.h.orch
         self.version = 0
+        self.lost: list[RunEvent] = []  # ends of runs a restarted launcher forgot
+        self.unsynced = False  # the launcher restarted and no resync has succeeded since
         self.run(self.h.orch.start())
 
     def run(self, coro: object) -> None:
@@ -86,7 +90,10 @@ class DispatcherMachine(RuleBasedStateMachine):
 
     @rule()
     def tick(self) -> None:
+        retrying_resync = self.h.orch.resync_due
         self.run(self.h.orch.tick())
+        if retrying_resync and not self.h.orch.resync_due:
+            self.unsynced = False
 
     @rule(ms=st.sampled_from([500, 1_000, 10_000, 60_000, 200_000]))
     def advance_and_fire_retries(self, ms: int) -> None:
@@ -123,14 +130,13 @@ class DispatcherMachine(RuleBasedStateMachine):
     def resume(self) -> None:
         self.run(self.h.orch.resume(uid=1000))
 
-    @precondition(lambda self: bool(self.h.orch.running or self.h.orch.retries))
-    @rule(data=st.data())
-    def stop(self, data: st.DataObject) -> None:
-        names = sorted(
-            [e.issue.identifier for e in self.h.orch.running.values()]
-            + [r.identifier for r in self.h.orch.retries.values()]
-        )
-        self.run(self.h.orch.stop(data.draw(st.sampled_from(names)), uid=1000))
+    @rule(n=ISSUES, by_id=st.booleans())
+    def stop(self, n: int, by_id: bool) -> None:
+        """Running, retry-queued, waiting in the tracker (0751) or unknown."""
+        try:
+            self.run(self.h.orch.stop(f"id-{n}" if by_id else f"MT-{n}", uid=1000))
+        except SymphonyError as exc:
+            assert exc.error_code in ("issue_not_found", "tracker_unavailable")
 
     @precondition(lambda self: len(self.h.orch.holds) > 0)
     @rule(data=st.data())
@@ -149,12 +155,50 @@ class DispatcherMachine(RuleBasedStateMachine):
         self.h.orch = self.h.new_orchestrator()
         self.launcher.orch = self.h.orch
         self.run(self.h.orch.start())
+        self.unsynced = False  # start() read the launcher's table
+
+    @rule()
+    def launcher_restart(self) -> None:
+        """The launcher's agents die with it and the new one has no runs (0750); the event
+        stream reconnects (resync) only later, so ticks can come in between."""
+        self.lost.extend(
+            RunEvent(
+                r.info.run_id,
+                r.info.issue_id,
+                "run_finished",
+                "2026-03-01T12:00:00Z",
+                outcome=RunOutcome("cancelled"),
+            )
+            for r in self.h.launcher.live()
+        )
+        self.h.launcher.runs.clear()
+        self.h.launcher.events.clear()
+        self.unsynced = True
+
+    @rule()
+    def resync(self) -> None:
+        self.run(self.h.orch.resync_runs())
+        if not self.h.orch.resync_due:
+            self.unsynced = False
+
+    @precondition(lambda self: bool(self.lost))
+    @rule()
+    def late_end_of_a_lost_run(self) -> None:
+        self.run(self.h.orch.handle_run_event(self.lost.pop(0)))
 
     @invariant()
     def claims_are_running_or_retrying(self) -> None:
         orch = self.h.orch
         assert orch.claimed == set(orch.running) | set(orch.retries)
         assert not (set(orch.running) & set(orch.retries))
+
+    @invariant()
+    def once_resynced_no_run_is_a_phantom(self) -> None:
+        """After a resync every running entry is a run the launcher has (0750): none is kept
+        "running" after the launcher forgot it."""
+        if not self.unsynced:
+            for entry in self.h.orch.running.values():
+                assert entry.run_id in self.h.launcher.runs, f"{entry.run_id} is a phantom"
 
     @invariant()
     def no_issue_runs_twice(self) -> None:

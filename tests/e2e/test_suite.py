@@ -3,8 +3,10 @@
 A local-files issue is picked up, a real Codex agent edits its workspace and hands the issue
 off through the tracker tool; a hostile issue beside it arrives fenced and capped, with no
 secret in its audit preview or its agent's environment (tests/e2e/hostile_issue.py); pause
-survives a dispatcher restart; the journal carries issue fields; the audit chain verifies;
-every daemon comes back after kill -9; after all that, ``apt purge`` leaves nothing behind.
+survives a dispatcher restart; an issue held before dispatch stays out until released; the
+journal carries issue fields; the audit chain verifies; every daemon comes back after
+kill -9; a launcher killed mid-run costs the issue one retry; after all that, ``apt purge``
+leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,6 +132,13 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
     finished = [e for e in entries if "outcome=succeeded" in str(e.get("MESSAGE"))]
     assert finished and finished[0].get("ISSUE_ID") == "DEMO-1", entries[-5:]
     assert finished[0].get("_SYSTEMD_UNIT") == "symphony-launcher.service"
+    # So are the dispatcher's decisions about it (SPEC 13.1): the dispatch, and the
+    # continuation retry after the run, which names the agent's session.
+    decisions = [e for e in entries if e.get("_SYSTEMD_UNIT") == "symphony-dispatcher.service"]
+    events = [e.get("SYMPHONY_EVENT") for e in decisions]
+    assert "dispatch" in events and "retry" in events, entries[-5:]
+    retry = next(e for e in decisions if e.get("SYMPHONY_EVENT") == "retry")
+    assert retry.get("KIND") == "continuation" and retry.get("SESSION_ID"), retry
 
     # The dashboard starts on its first connection and shows the dispatcher's state.
     state = json.loads(c.run(["python3", "-c", FETCH, STATE_URL]).stdout)
@@ -163,6 +173,10 @@ def test_pause_survives_restart_and_daemons_survive_kill_9(
     assert status["pause"]["paused"] and [r["message"] for r in reasons] == ["maintenance"], status
     assert reasons[0]["by_uid"] == 0  # who paused: root, from SO_PEERCRED
     c.run(["symphonyctl", "issue", "new", "DEMO-2", "--title", "Not while paused"])
+    # An operator holds a Todo issue before it was ever dispatched (issue 22 item 4, 0751).
+    c.run(["symphonyctl", "issue", "new", "DEMO-3", "--title", "Held before dispatch"])
+    held = c.run(["symphonyctl", "stop", "DEMO-3"]).stdout
+    assert "DEMO-3 held before dispatch" in held, held
     time.sleep(8)  # more than one poll interval: nothing may start while paused
     assert issue_state(c, "DEMO-2") == "Todo"
     assert c.run(["test", "-e", "/var/lib/symphony/workspaces/DEMO-2"], check=False).returncode != 0
@@ -184,8 +198,89 @@ def test_pause_survives_restart_and_daemons_survive_kill_9(
         lambda: issue_state(c, "DEMO-2") == "Human Review",
         timeout=180,
     )
+    # The hold outlived kill -9 of the dispatcher: DEMO-3 was not started on resume.
+    status = json.loads(c.run(["symphonyctl", "status", "--json"]).stdout)
+    assert [h["issue_identifier"] for h in status["held"]] == ["DEMO-3"], status
+    assert issue_state(c, "DEMO-3") == "Todo"
+    assert c.run(["test", "-e", "/var/lib/symphony/workspaces/DEMO-3"], check=False).returncode
+    c.run(["symphonyctl", "release", "DEMO-3"])
+    wait_until("DEMO-3 handled after release", handed_off(c, "DEMO-3"), timeout=180)
     c.run(["symphonyctl", "audit", "verify", "--dir", "/var/lib/symphony/audit"])
 
     # After the whole run (agents in sandboxes, kill -9 of every daemon): purge leaves
     # nothing of the package, down to the launcher's nftables table and veth ends.
     assert purge_leftovers(c) == []
+
+
+SLOW_FIRST_ATTEMPT = """\
+  before_run: |
+    # The first attempt waits here, so the launcher can be killed with the run in flight.
+    if [ ! -e .slow-once ]; then touch .slow-once; sleep 240; fi
+  timeout_ms: 600000
+"""
+
+
+def status_json(c: Container) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(c.run(["symphonyctl", "status", "--json"]).stdout)
+    return data
+
+
+def test_a_launcher_crash_mid_run_retries_the_issue_once(
+    container: Container, deb_file: Path
+) -> None:
+    """Issue 14 item 6 / note 0750: the run the crashed launcher lost is retried with backoff,
+    audited as run_lost, and the issue is never dispatched twice at once."""
+    c = container
+    start_suite(c, deb_file)
+    before = status_json(c)["config"]["fingerprint"]
+    workflow = c.run(["cat", "/etc/symphony/WORKFLOW.md"]).stdout
+    workflow = workflow.replace("hooks:\n", "hooks:\n" + SLOW_FIRST_ATTEMPT, 1)
+    c.run(["tee", "/etc/symphony/WORKFLOW.md"], input=workflow)
+    wait_until("slow workflow loaded", lambda: status_json(c)["config"]["fingerprint"] != before)
+
+    c.run(["symphonyctl", "issue", "new", "DEMO-4", "--title", "Survive a launcher crash"])
+
+    def running_run() -> str | None:
+        rows = [r for r in status_json(c)["running"] if r["issue_identifier"] == "DEMO-4"]
+        return str(rows[0]["run_id"]) if rows else None
+
+    wait_until("DEMO-4 running", lambda: running_run() is not None, timeout=60)
+    lost_run = running_run()
+    time.sleep(3)  # well inside the before_run hook's sleep
+    pid = main_pid(c, "symphony-launcher.service")
+    c.run(["kill", "-9", pid])
+    wait_until(
+        "launcher restarted",
+        lambda: unit_state(c, "symphony-launcher.service") == "running"
+        and main_pid(c, "symphony-launcher.service") not in (pid, "0"),
+    )
+
+    def retrying() -> list[dict[str, Any]]:
+        return [r for r in status_json(c)["retrying"] if r["issue_identifier"] == "DEMO-4"]
+
+    # The slot is freed and the issue waits for its backoff (10 s): not "running" for good.
+    wait_until("DEMO-4 retrying", lambda: bool(retrying()), timeout=60)
+    [row] = retrying()
+    assert row["kind"] == "failure" and row["attempt"] == 1, row
+    assert "launcher no longer has this run" in row["error"], row
+    try:
+        wait_until("DEMO-4 handled by its second attempt", handed_off(c, "DEMO-4"), timeout=180)
+    except AssertionError:
+        raise AssertionError(journal_dump(c)) from None
+
+    shown = c.run(
+        ["symphonyctl", "audit", "show", "--dir", "/var/lib/symphony/audit", "--issue",
+         "DEMO-4", "--json"]
+    ).stdout  # fmt: skip
+    records = [json.loads(line) for line in shown.splitlines() if line.strip()]
+    dispatches = [r["payload"].get("attempt") for r in records if r["type"] == "dispatch"]
+    assert dispatches[:2] == [None, 1], dispatches
+    lost = [r for r in records if r["type"] == "run_finished"
+            and r["payload"].get("error_code") == "run_lost"]  # fmt: skip
+    assert [r["payload"]["run_id"] for r in lost] == [lost_run], lost
+    journal = c.run(
+        ["journalctl", "--no-pager", "-o", "json", "ISSUE_IDENTIFIER=DEMO-4",
+         "SYMPHONY_EVENT=run_lost"]
+    ).stdout  # fmt: skip
+    [entry] = [json.loads(line) for line in journal.splitlines()]
+    assert entry["_SYSTEMD_UNIT"] == "symphony-dispatcher.service" and entry["PRIORITY"] == "4"
