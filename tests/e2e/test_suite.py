@@ -129,6 +129,10 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
     finished = [e for e in entries if "outcome=succeeded" in str(e.get("MESSAGE"))]
     assert finished and finished[0].get("ISSUE_ID") == "DEMO-1", entries[-5:]
     assert finished[0].get("_SYSTEMD_UNIT") == "symphony-launcher.service"
+    # symphonyctl logs shows the run's workspace and hook lines too (issue 22, item 6).
+    logs = c.run(["symphonyctl", "logs", "DEMO-1"]).stdout
+    for line in ("event=workspace outcome=created", "event=hook hook=after_create outcome=ok"):
+        assert line in logs, logs[-3000:]
 
     # The dashboard starts on its first connection and shows the dispatcher's state.
     state = json.loads(c.run(["python3", "-c", FETCH, STATE_URL]).stdout)
