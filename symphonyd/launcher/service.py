@@ -365,7 +365,12 @@ class LauncherService:
         async def spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> Process:
             # Built here, once the workspace exists; nothing runs unless this succeeds.
             if run.sandbox is None:
-                run.sandbox = await sandboxes.open(run.info.run_id, cwd, config)
+                run.sandbox = await sandboxes.open(
+                    run.info.run_id,
+                    cwd,
+                    config,
+                    description=f"symphony agent for {run.info.issue_identifier}",
+                )
             return await run.sandbox.spawn(argv, cwd, env)
 
         return spawn

@@ -28,7 +28,8 @@ _KEY = re.compile(r"[a-z][a-z0-9_]*")
 FIELDS_ATTR = "symphony_fields"
 # Fields bound by log_context(); copied into every task started under it (asyncio does so).
 _CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "symphony_log_context", default={}  # noqa: B039 - never mutated, only replaced
+    "symphony_log_context",
+    default={},  # noqa: B039 - never mutated, only replaced
 )
 
 

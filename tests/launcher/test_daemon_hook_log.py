@@ -18,7 +18,7 @@ from symphonyd.core.messages import (
     LAUNCHER_START_RUN,
     LAUNCHER_SUBSCRIBE,
     Empty,
-    RunOutcome,
+    RunEvent,
     StartRun,
     WorkflowSnapshot,
 )
@@ -41,16 +41,16 @@ def test_hook_failure_line_carries_the_issue_fields(tmp_path: Path) -> None:
     config = {
         "tracker": {"kind": "memory", "active_states": ["Todo"]},
         "codex": {"command": "false"},
-        "hooks": {"after_create": "true", "before_run": f"echo {MARKER}; exit 3"},
+        "hooks": {"after_create": "sleep 1", "before_run": f"echo {MARKER}; exit 3"},
     }
     snapshot = WorkflowSnapshot(str(tmp_path / "WORKFLOW.md"), config, "x", "0" * 64)
     audit = spawn_audit(audit_dir, run_dir)
 
-    async def scenario() -> tuple[RunOutcome | None, str]:
+    async def scenario() -> tuple[RunEvent | None, str]:
         await wait_for_socket(run_dir / "audit-launcher.sock", audit)
         async with tracker_double(run_dir / "tracker-launcher.sock", issue):
             launcher = spawn_launcher(host_config, run_dir, agent_home)
-            outcome = None
+            finished = None
             try:
                 await wait_for_socket(run_dir / "launcher.sock", launcher)
                 client = await IpcClient.connect(run_dir / "launcher.sock")
@@ -62,17 +62,20 @@ def test_hook_failure_line_carries_the_issue_fields(tmp_path: Path) -> None:
                 async with asyncio.timeout(60):
                     async for ev in client.events():
                         if ev.data.event == "run_finished":
-                            outcome = ev.data.outcome
+                            finished = ev.data
                             break
                 await client.close()
             finally:
                 code, err = stop(launcher)
             assert code == 0, err
-            return outcome, err
+            return finished, err
 
-    outcome, log = asyncio.run(scenario())
+    finished, log = asyncio.run(scenario())
     stop(audit)
-    assert outcome is not None and outcome.error_code == "hook_failed", outcome
+    assert finished is not None and finished.outcome is not None, finished
+    assert finished.outcome.error_code == "hook_failed", finished
+    # A second of hooks and no agent: no agent time (symphony_agent_seconds_total).
+    assert finished.agent_seconds == 0.0, finished
 
     lines = log.splitlines()
     (failed,) = [line for line in lines if "event=hook" in line and "outcome=failed" in line]
