@@ -8,7 +8,7 @@ title cannot forge a second log line.
 ``log_context(issue_id=..., issue_identifier=...)`` binds fields to everything logged in the
 current task (and the tasks it starts), free-text lines included: a run's hook, workspace
 and sandbox lines carry the issue's fields without each call site passing them, so
-``symphonyctl logs ISSUE`` finds them (docs/design/0256-log-context.md).
+``symphonyctl logs ISSUE`` finds them (docs/design/0253-log-context-issue-fields.md).
 """
 
 from __future__ import annotations
