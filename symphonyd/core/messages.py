@@ -757,6 +757,8 @@ class RunEvent:
     message: str | None = None  # short, humanised; never a raw payload
     pid: int | None = None
     outcome: RunOutcome | None = None  # only on run_finished
+    # Only on run_finished: seconds the agent process ran (start to stop), hooks excluded.
+    agent_seconds: float | None = None
 
 
 LAUNCHER_START_RUN = method(

@@ -26,6 +26,7 @@ from symphonyd.core.messages import (
     DISPATCHER_STOP,
     SNAPSHOT_MAX_FRAME,
     ControlResult,
+    DaemonHealthRow,
     Empty,
     IssueRefParams,
     IssueView,
@@ -163,6 +164,17 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
             for r in cells]  # fmt: skip
 
 
+def _daemon_health(d: DaemonHealthRow) -> str:
+    """One daemon as the dispatcher last saw it; an error says when it was seen, so an old
+    one never reads as current, and a daemon not contacted yet is not called down."""
+    if d.checked_at is None:
+        return f"{d.daemon} not checked yet"
+    if d.ok:
+        return f"{d.daemon} ok"
+    detail = f"{_safe(d.detail)}; " if d.detail else ""
+    return f"{d.daemon} DOWN ({detail}as of {d.checked_at})"
+
+
 def render_status(s: StateSnapshot) -> str:
     out = [f"dispatch: {'PAUSED' if s.pause.paused else 'active'}"]
     for r in s.pause.reasons:
@@ -175,14 +187,7 @@ def render_status(s: StateSnapshot) -> str:
     else:
         out.append(f"config: REJECTED {_safe(c.error)}")
         out.append(f"  still using {(c.fingerprint or 'nothing')[:12]} loaded {c.loaded_at}")
-    out.append(
-        "daemons: "
-        + ", ".join(
-            f"{d.daemon} {'ok' if d.ok else 'DOWN'}"
-            + ("" if d.ok or not d.detail else f" ({_safe(d.detail)})")
-            for d in s.daemons
-        )
-    )
+    out.append("daemons: " + ", ".join(_daemon_health(d) for d in s.daemons))
     b = s.budgets
     out.append(
         f"budgets: {b.tokens_today} tokens today ({b.day}) of {b.tokens_per_day or 'unlimited'}"

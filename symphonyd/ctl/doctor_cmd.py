@@ -14,7 +14,6 @@ import pwd
 import shlex
 import shutil
 import stat
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +31,6 @@ from symphonyd.core.sockets import (
 )
 from symphonyd.core.tracker_kinds import KIND_DEFAULTS
 from symphonyd.ctl.doctor_base import (
-    COMMAND_TIMEOUT_S,
     Check,
     Context,
     fail,
@@ -44,6 +42,7 @@ from symphonyd.ctl.doctor_base import (
 )
 from symphonyd.ctl.doctor_sandbox import check_bwrap, check_nftables, check_resource_limits
 from symphonyd.ctl.doctor_tracker import check_tracker_workflow
+from symphonyd.ctl.doctor_units import systemctl_show, unit_check
 from symphonyd.ctl.main import EXIT_CHECK_FAILED, EXIT_OK
 from symphonyd.ctl.workflow_cmd import validate_workflow
 from symphonyd.runtime.hostconfig_file import load_host_config
@@ -167,33 +166,7 @@ def check_units(ctx: Context) -> Iterator[Check]:
     units = [TARGET_UNIT, *(service_unit(d) for d in SERVICES), *(s.unit for s in SOCKETS)]
     props = systemctl_show(units)
     for unit in units:
-        p = props.get(unit, {})
-        load, active = p.get("LoadState", "?"), p.get("ActiveState", "?")
-        detail = f"{load}, {active}/{p.get('SubState', '?')}"
-        if load != "loaded":
-            yield fail(unit, detail, "install the symphonyd package, then systemctl daemon-reload")
-        elif active == "failed":
-            yield fail(unit, detail, f"journalctl -u {unit} -n 50; then systemctl restart {unit}")
-        elif active != "active":
-            yield warn(unit, detail, "systemctl enable --now symphony.target")
-        else:
-            yield ok(unit, detail)
-
-
-def systemctl_show(units: list[str]) -> dict[str, dict[str, str]]:
-    out = subprocess.run(
-        ["systemctl", "show", "--property=Id,LoadState,ActiveState,SubState", "--", *units],
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT_S,
-        check=False,
-    ).stdout
-    result: dict[str, dict[str, str]] = {}
-    for block in out.strip().split("\n\n"):
-        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        if "Id" in fields:
-            result[fields["Id"]] = fields
-    return result
+        yield unit_check(unit, props.get(unit, {}))
 
 
 def check_sockets(ctx: Context) -> Iterator[Check]:
@@ -259,39 +232,49 @@ def check_agent(ctx: Context) -> Iterator[Check]:
 
 
 def check_credential(ctx: Context) -> Iterator[Check]:
+    """The tracker credential file: the tracker and audit units load it with
+    ``LoadCredential=``, so systemd refuses to start them without it (243/CREDENTIALS)
+    whatever the tracker kind; only its content depends on the kind."""
     if ctx.host is None or ctx.workflow is None:
         return
     kind = (ctx.workflow.tracker.kind or "").strip().lower()
     defaults = KIND_DEFAULTS.get(kind)
     path = ctx.credentials_dir / ctx.host.tracker_credential
-    if defaults is None or not defaults.secret_keys:
-        yield ok("credential", f"tracker kind {kind} needs no credential")
-        return
+    secret_keys = defaults.secret_keys if defaults is not None else ()
+    needs_token = bool(secret_keys)
     fix = f"write the token to {path} (mode 0600, root), then systemctl restart symphony-tracker"
     # A `$NAME` reference may also be satisfied from the tracker unit's environment, which
-    # this process cannot see: then a missing file is only a warning.
-    refs = [ctx.workflow.tracker.provider_env_refs[k] for k in defaults.secret_keys
+    # this process cannot see: then the file may stay empty, but it must exist.
+    refs = [ctx.workflow.tracker.provider_env_refs[k] for k in secret_keys
             if k in ctx.workflow.tracker.provider_env_refs]  # fmt: skip
     try:
         st = path.stat()
     except OSError:
         if refs:
-            yield warn(
-                "credential",
-                f"{path} does not exist; the tracker needs ${refs[0]} in its environment",
-                fix,
-            )
+            need = f"the tracker needs ${refs[0]} in its environment or the token here"
         else:
-            yield fail("credential", f"{path} does not exist (tracker kind {kind})", fix)
+            need = f"tracker kind {kind}" + ("" if needs_token else " needs no token")
+        yield fail(
+            "credential",
+            f"{path} does not exist ({need}); the tracker and audit units load it "
+            "(LoadCredential=) and cannot start without it",
+            fix if needs_token and not refs else f"install -m 0600 /dev/null {path}",
+        )
         return
-    if st.st_size == 0:
-        yield fail("credential", f"{path} is empty (tracker kind {kind})", fix)
-    elif stat.S_IMODE(st.st_mode) & 0o077:
+    if stat.S_IMODE(st.st_mode) & 0o077:
         yield fail(
             "credential",
             f"{path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o})",
             f"chmod 0600 {path}",
         )
+    elif not needs_token:
+        yield ok("credential", f"tracker kind {kind} needs no credential ({path} present)")
+    elif st.st_size == 0 and refs:
+        yield warn(
+            "credential", f"{path} is empty; the tracker needs ${refs[0]} in its environment", fix
+        )
+    elif st.st_size == 0:
+        yield fail("credential", f"{path} is empty (tracker kind {kind})", fix)
     elif kind == "jira" and not jira_credential_usable(path):
         yield fail(
             "credential",

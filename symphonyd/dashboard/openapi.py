@@ -12,6 +12,8 @@ from symphonyd import __version__
 from symphonyd.core.messages import AUDIT_QUERY_MAX_LIMIT
 
 MAX_REASON_CHARS = 200
+# What a pause from the dashboard says when its reason is absent or blank.
+DEFAULT_PAUSE_REASON = "paused from the dashboard"
 # Tracker identifiers look like ABC-123; the server accepts any, the document names the
 # common form so generated examples do not collide with fixed paths such as /api/v1/state.
 IDENTIFIER_PATTERN = r"^[A-Z][A-Z0-9]{0,9}-[1-9][0-9]{0,6}$"
@@ -283,7 +285,14 @@ PATHS: dict[str, Any] = {
         200,
         {
             "type": "object",
-            "properties": {"reason": {"type": "string", "maxLength": MAX_REASON_CHARS}},
+            "properties": {
+                "reason": {
+                    "type": "string",
+                    "maxLength": MAX_REASON_CHARS,
+                    "description": "Shown with the pause. Absent, or nothing printable but"
+                    f' spaces: "{DEFAULT_PAUSE_REASON}".',
+                }
+            },
             "additionalProperties": False,
         },
     ),

@@ -345,11 +345,15 @@ class Dashboard:
 
     async def api_pause(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
-        reason = body.get("reason", "paused from the dashboard")
+        reason = body.get("reason", "")
         if set(body) - {"reason"} or not isinstance(reason, str):
             raise ApiError(400, "invalid_params", 'body must be {"reason": "<text>"}')
         if len(reason) > openapi.MAX_REASON_CHARS:
             raise ApiError(400, "invalid_params", "reason is too long")
+        if not any(ch.isprintable() and not ch.isspace() for ch in reason):
+            # Nothing the dispatcher would keep (it drops unprintable characters and blanks):
+            # the same as no reason, as the page's own form does (docs/dashboard.md).
+            reason = openapi.DEFAULT_PAUSE_REASON
         result = await self._dispatcher(DISPATCHER_PAUSE, PauseParams(reason))
         return _json({"ok": result.ok, "message": result.message})
 

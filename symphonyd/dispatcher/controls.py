@@ -28,7 +28,7 @@ class Controls(Engine):
     """What symphonyctl and the dashboard may change."""
 
     async def pause(self, reason: str, uid: int | None) -> str:
-        reason = _clean_reason(reason)
+        reason = clean_reason(reason)
         async with self.lock:
             now = iso(self.clock.now())
             self.persisted.operator_pause = OperatorPause(reason, now, uid)
@@ -177,7 +177,7 @@ class Controls(Engine):
         return dropped
 
 
-def _clean_reason(reason: str) -> str:
+def clean_reason(reason: str) -> str:
     cleaned = "".join(ch if ch.isprintable() else " " for ch in reason).strip()
     if not cleaned:
         raise ControlError("a pause needs a reason", code="invalid_params")

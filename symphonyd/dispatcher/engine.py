@@ -51,6 +51,7 @@ from symphonyd.dispatcher.state import (
     RetryKind,
     RunningEntry,
     SweepBook,
+    agent_seconds,
     iso,
 )
 from symphonyd.dispatcher.store import PersistedState, StateStore
@@ -236,7 +237,7 @@ class Engine:
         self.running_by_state[entry.state_key] -= 1
         if self.running_by_state[entry.state_key] <= 0:
             del self.running_by_state[entry.state_key]
-        self.ended_seconds += max((self.clock.monotonic_ms() - entry.started_ms) / 1000, 0.0)
+        self.ended_seconds += agent_seconds(entry, self.clock.monotonic_ms())
 
     async def _launch(self, batch: list[tuple[Issue, int | None]]) -> None:
         """Audit first (fail closed), then start every run of the batch concurrently."""
@@ -426,6 +427,10 @@ class Engine:
         entry.last_event = ev.event
         entry.last_event_at = parse_timestamp(ev.at) or now
         entry.last_event_ms = self.clock.monotonic_ms()
+        if ev.event != "run_finished" and entry.agent_started_ms is None:
+            entry.agent_started_ms = entry.last_event_ms  # only the agent sends other events
+        if ev.agent_seconds is not None:
+            entry.agent_seconds = ev.agent_seconds
         entry.last_message = ev.message if ev.message is not None else entry.last_message
         entry.session_id = ev.session_id or entry.session_id
         entry.turn_count = ev.turn_count if ev.turn_count is not None else entry.turn_count

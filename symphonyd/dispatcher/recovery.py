@@ -199,6 +199,9 @@ class Recovery(Engine):
             last_message=run.last_message,
             tokens=run.tokens,
             workspace_path=run.workspace_path,
+            # Agent time before this dispatcher saw the run is not known here; the
+            # launcher's run_finished carries the whole of it.
+            agent_started_ms=self.clock.monotonic_ms() if run.last_event else None,
         )
         self._add_running(entry)
         return entry

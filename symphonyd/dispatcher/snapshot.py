@@ -19,7 +19,7 @@ from symphonyd.core.messages import (
     StateSnapshot,
 )
 from symphonyd.dispatcher.orchestrator import Orchestrator
-from symphonyd.dispatcher.state import RetryEntry, RunningEntry, iso
+from symphonyd.dispatcher.state import RetryEntry, RunningEntry, agent_seconds, iso
 
 DAEMONS = ("tracker", "launcher", "audit", "workflow")
 
@@ -66,7 +66,7 @@ def pause_status(orch: Orchestrator) -> PauseStatus:
 
 def build_snapshot(orch: Orchestrator) -> StateSnapshot:
     now_ms = orch.clock.monotonic_ms()
-    live = sum(max(now_ms - e.started_ms, 0) for e in orch.running.values()) / 1000
+    live = sum(agent_seconds(e, now_ms) for e in orch.running.values())
     cfg = orch.settings
     ledger = orch.ledger
     wf = orch.cfg.workflow if orch.cfg else None

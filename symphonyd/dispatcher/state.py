@@ -57,6 +57,10 @@ class RunningEntry:
     # repeated total is never counted twice (SPEC 13.5).
     tokens: TokenTotals = field(default_factory=TokenTotals)
     workspace_path: str | None = None
+    # Agent time (hooks excluded): from the first agent event; the launcher's own measure
+    # once the run has finished.
+    agent_started_ms: int | None = None
+    agent_seconds: float | None = None
 
     @property
     def state_key(self) -> str:
@@ -179,3 +183,13 @@ class SweepBook:
             removed=self.removed,
             error=self.error,
         )
+
+
+def agent_seconds(entry: RunningEntry, now_ms: int) -> float:
+    """The entry's agent time so far: hooks (before the agent's first event, after it
+    stopped) are not agent time."""
+    if entry.agent_seconds is not None:
+        return max(entry.agent_seconds, 0.0)
+    if entry.agent_started_ms is None:
+        return 0.0
+    return max((now_ms - entry.agent_started_ms) / 1000, 0.0)

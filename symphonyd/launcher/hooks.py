@@ -28,6 +28,7 @@ from typing import BinaryIO, Protocol
 
 from symphonyd.core.config import HOOK_NAMES, HooksConfig
 from symphonyd.core.issue import Issue
+from symphonyd.runtime.logging import log_event
 
 log = logging.getLogger("symphonyd.launcher.hooks")
 
@@ -207,7 +208,7 @@ class HookRunner:
     ) -> HookResult:
         """Run one hook to completion or timeout; never raises for hook failures."""
         ident = issue.identifier if issue is not None else identifier
-        log.info("hook %s starting for %r in %s", name, ident, cwd)
+        log_event(log, "hook", hook=name, outcome="starting", issue_identifier=ident, cwd=cwd)
         started = time.monotonic()
         tail = _Tail(self.output_tail_bytes)
         # Our own pipe rather than asyncio's: asyncio's wait() also waits for the pipe to
@@ -230,7 +231,7 @@ class HookRunner:
             # SubprocessError: the child failed between fork and exec (e.g. dropping to a uid).
             os.close(read_fd)
             result = HookResult(name, None, False, "", 0, _elapsed_ms(started), str(exc))
-            log.warning("%s", result.describe())
+            _log_result(result, ident)
             return result
         finally:
             os.close(write_fd)
@@ -260,17 +261,35 @@ class HookRunner:
             output_bytes=tail.total,
             duration_ms=_elapsed_ms(started),
         )
-        if result.ok:
-            log.info("hook %s finished for %r in %d ms", name, ident, result.duration_ms)
-        else:
-            log.warning(
-                "%s for %r; last %d bytes of output:\n%s",
-                result.describe(),
-                ident,
-                len(tail.buf),
-                result.output_tail,
-            )
+        _log_result(result, ident)
         return result
+
+
+def _log_result(result: HookResult, identifier: str | None) -> None:
+    """One line per finished hook; a failure carries why and the tail of its output."""
+    if result.ok:
+        log_event(
+            log,
+            "hook",
+            hook=result.name,
+            outcome="ok",
+            issue_identifier=identifier,
+            duration_ms=result.duration_ms,
+        )
+        return
+    log_event(
+        log,
+        "hook",
+        level=logging.WARNING,
+        hook=result.name,
+        outcome="timed_out" if result.timed_out else "failed",
+        issue_identifier=identifier,
+        exit_code=result.exit_code,
+        duration_ms=result.duration_ms,
+        error=result.describe(),
+        output_bytes=result.output_bytes,
+        output_tail=result.output_tail or None,
+    )
 
 
 class _PipeReader(asyncio.Protocol):

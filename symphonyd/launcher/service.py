@@ -67,7 +67,7 @@ from symphonyd.launcher.sandbox.agent_sandbox import (
 from symphonyd.launcher.secret_env import policy_for_run
 from symphonyd.launcher.worker import WorkerDeps, run_worker_attempt
 from symphonyd.launcher.workspace import WorkspaceManager
-from symphonyd.runtime.logging import log_event
+from symphonyd.runtime.logging import log_context, log_event
 
 log = logging.getLogger("symphonyd.launcher")
 # Entries per list_workspaces reply: names are at most 128 bytes, so the reply stays far
@@ -212,6 +212,12 @@ class LauncherService:
             )
         if any(r.info.issue_identifier == identifier for r in self._runs.live()):
             raise SymphonyError(f"{identifier} has a live run", code="run_active")
+        with log_context(issue_identifier=identifier):
+            return await self._remove_workspace(identifier, snapshot, min_idle_s)
+
+    async def _remove_workspace(
+        self, identifier: str, snapshot: WorkflowSnapshot, min_idle_s: float | None
+    ) -> RemoveWorkspaceResult:
         config = bind_config(snapshot, self.deps.env, self.deps.host)
         manager = self._workspaces(config)
         if min_idle_s is not None:
@@ -321,6 +327,14 @@ class LauncherService:
     # ------------------------------------------------------------------ one run
 
     async def _execute(self, run: _Run) -> None:
+        # Every line logged for this run (hooks, workspace, sandbox, agent) names its issue.
+        info = run.info
+        with log_context(
+            run_id=info.run_id, issue_id=info.issue_id, issue_identifier=info.issue_identifier
+        ):
+            await self._execute_run(run)
+
+    async def _execute_run(self, run: _Run) -> None:
         try:
             await self._attempt_in_sandbox(run)
         except asyncio.CancelledError:
@@ -356,7 +370,12 @@ class LauncherService:
         async def spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> Process:
             # Built here, once the workspace exists; nothing runs unless this succeeds.
             if run.sandbox is None:
-                run.sandbox = await sandboxes.open(run.info.run_id, cwd, config)
+                run.sandbox = await sandboxes.open(
+                    run.info.run_id,
+                    cwd,
+                    config,
+                    description=f"symphony agent for {run.info.issue_identifier}",
+                )
             return await run.sandbox.spawn(argv, cwd, env)
 
         return spawn

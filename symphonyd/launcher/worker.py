@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,7 @@ class WorkerAttempt:
         self.deps = deps
         self.session: AgentSession | None = None
         self.turns = 0
+        self.agent_seconds = 0.0  # the agent's own time: start to stop, hooks excluded
 
     # ------------------------------------------------------------------ events
 
@@ -93,7 +95,12 @@ class WorkerAttempt:
         pid = self.session.pid if self.session else None
         event = AgentEvent("run_finished", turn_count=self.turns, tokens=tokens, pid=pid)
         run_event = event.to_run_event(self.run_id, self.issue.id)
-        final = dataclasses.replace(run_event, outcome=outcome, message=outcome.error)
+        final = dataclasses.replace(
+            run_event,
+            outcome=outcome,
+            message=outcome.error,
+            agent_seconds=round(self.agent_seconds, 3),
+        )
         with contextlib.suppress(Exception):
             self.deps.emit(final)
         return outcome
@@ -181,6 +188,7 @@ class WorkerAttempt:
         except Exception as exc:
             return _failure(exc, "startup_failed")
         self.session = session
+        started = time.monotonic()
         try:
             try:
                 await session.start()
@@ -188,8 +196,11 @@ class WorkerAttempt:
                 return _failure(exc, "startup_failed")
             return await self._turns(session, first_prompt)
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(session.stop())
+            try:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(session.stop())
+            finally:
+                self.agent_seconds += time.monotonic() - started
 
     async def _turns(self, session: AgentSession, first_prompt: str) -> RunOutcome:
         deps = self.deps

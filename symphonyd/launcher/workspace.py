@@ -28,6 +28,7 @@ from symphonyd.core.workspace_paths import (
     workspace_key,
 )
 from symphonyd.launcher.hooks import HookResult, HookRunner, RunAs, RunsHooks, hook_script
+from symphonyd.runtime.logging import log_event
 
 log = logging.getLogger("symphonyd.launcher.workspace")
 
@@ -138,8 +139,13 @@ class WorkspaceManager:
             os.chown(path, self.owner.uid, self.owner.gid, follow_symlinks=False)
         _touch(path)
         ws = Workspace(path=path, key=key, created_now=created)
-        log.info(
-            "workspace %s for %s (%s)", path, issue.identifier, "created" if created else "reused"
+        log_event(
+            log,
+            "workspace",
+            outcome="created" if created else "reused",
+            issue_id=issue.id,
+            issue_identifier=issue.identifier,
+            path=path,
         )
 
         script = hook_script(self.hooks, "after_create")
@@ -177,7 +183,16 @@ class WorkspaceManager:
         try:
             self._checked_dir(ws.key)
         except WorkspaceError as exc:
-            log.warning("after_run skipped for %s: %s", issue.identifier, exc)
+            log_event(
+                log,
+                "hook",
+                level=logging.WARNING,
+                hook="after_run",
+                outcome="skipped",
+                issue_id=issue.id,
+                issue_identifier=issue.identifier,
+                error=exc.message,
+            )
             return None
         _touch(ws.path)
         script = hook_script(self.hooks, "after_run")
@@ -210,7 +225,7 @@ class WorkspaceManager:
                 return False
             raise
         await asyncio.to_thread(shutil.rmtree, path)
-        log.info("workspace %s removed", path)
+        log_event(log, "workspace", outcome="removed", path=path)
         return True
 
     async def _run_hook(

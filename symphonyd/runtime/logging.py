@@ -4,20 +4,52 @@
 ``event=dispatch outcome=started issue_id=...``. Values are quoted when they hold spaces,
 quotes or ``=``, and control characters (newlines included) are escaped, so a hostile issue
 title cannot forge a second log line.
+
+``log_context(issue_id=..., issue_identifier=...)`` binds fields to everything logged in the
+current task (and the tasks it starts), free-text lines included: a run's hook, workspace
+and sandbox lines carry the issue's fields without each call site passing them, so
+``symphonyctl logs ISSUE`` finds them (docs/design/0253-log-context-issue-fields.md).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 _BARE = re.compile(r"[A-Za-z0-9_.:/@+\-,]+")
 _KEY = re.compile(r"[a-z][a-z0-9_]*")
 FIELDS_ATTR = "symphony_fields"
+# Fields bound by log_context(); copied into every task started under it (asyncio does so).
+_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
+    "symphony_log_context",
+    default={},  # noqa: B039 - never mutated, only replaced
+)
+
+
+@contextlib.contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Add ``fields`` to every record logged in this context; ``None`` values are left out."""
+    present = {k: v for k, v in fields.items() if v is not None}
+    token = _CONTEXT.set({**_CONTEXT.get(), **present})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def context_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The record's bound context fields that its own fields do not already name."""
+    own = getattr(record, FIELDS_ATTR, {})
+    # Read when the record is handled: handlers here run in the logging call's own context.
+    bound = _CONTEXT.get()
+    return {k: v for k, v in bound.items() if k not in own}
 
 
 def _escape(text: str) -> str:
@@ -146,9 +178,11 @@ def message_of(record: logging.LogRecord) -> str:
         text = record.getMessage()
     except Exception:  # a broken %-format in some library must not lose the record
         text = f"{record.msg!r} {record.args!r}"
+    extra = context_fields(record)
+    tail = " " + format_kv(extra) if extra else ""
     if hasattr(record, FIELDS_ATTR):
-        return text
-    return "msg=" + format_value(text)
+        return text + tail
+    return "msg=" + format_value(text) + tail
 
 
 class JournalHandler(logging.Handler):
@@ -176,7 +210,8 @@ class JournalHandler(logging.Handler):
                 "CODE_LINE": record.lineno,
                 "CODE_FUNC": record.funcName,
             }
-            for key, value in getattr(record, FIELDS_ATTR, {}).items():
+            own = getattr(record, FIELDS_ATTR, {})
+            for key, value in {**context_fields(record), **own}.items():
                 name = journal_field_name(key)
                 if name is not None and value is not None:
                     fields["SYMPHONY_EVENT" if name == "EVENT" else name] = str(value)

@@ -71,3 +71,20 @@ async def test_usage_errors_and_refusals_have_their_own_exit_codes() -> None:
         world.tracker.fail = True
         code, _, err = await ctl(world, "stop", "MT-7")
         assert code == 1 and "tracker_unavailable" in err and "tracker down" in err
+
+
+@run_async
+async def test_daemon_errors_say_when_they_were_seen_and_clear_when_fixed(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    text = render_status(build_snapshot(h.orch))
+    # Nothing contacted yet: not an error (issue 22, item 7).
+    assert "tracker not checked yet" in text and "DOWN" not in text, text
+    h.tracker.fail = True
+    await h.orch.start()
+    await h.orch.tick()
+    text = render_status(build_snapshot(h.orch))
+    assert "tracker DOWN (tracker_transport: tracker down; as of 2026-" in text, text
+    h.tracker.fail = False
+    await h.orch.tick()
+    text = render_status(build_snapshot(h.orch))
+    assert "tracker ok" in text and "DOWN" not in text, text

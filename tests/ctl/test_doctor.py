@@ -78,6 +78,7 @@ class Host:
             f'runtime_dir = "{self.run}"\naudit_dir = "{self.audit}"\n'
         )
         self.workflow(kind="local")
+        (self.creds / "tracker").touch(mode=0o600)  # what the package's tmpfiles rule makes
 
     def workflow(
         self, *, kind: str, min_free: int = 1, agent: str | None = None, extra: str = ""
@@ -175,7 +176,7 @@ def test_credential_required_by_kind_and_never_printed(host: Host) -> None:
     host.workflow(kind="linear")
     code, checks = host.checks()
     assert code == 1 and checks["credential"]["status"] == "fail"
-    assert "does not exist" in checks["credential"]["detail"]
+    assert "is empty" in checks["credential"]["detail"]
 
     token = host.creds / "tracker"
     token.write_text("lin_api_SUPERSECRET")
@@ -183,7 +184,8 @@ def test_credential_required_by_kind_and_never_printed(host: Host) -> None:
     code, checks = host.checks()
     assert code == 1 and "readable by others" in checks["credential"]["detail"]
 
-    token.unlink()
+    token.write_text("")
+    token.chmod(0o600)
     host.workflow(kind="linear", extra="    api_key: $LINEAR_API_KEY\n")
     code, checks = host.checks()
     assert code == 0 and checks["credential"]["status"] == "warn"
@@ -195,6 +197,17 @@ def test_credential_required_by_kind_and_never_printed(host: Host) -> None:
     assert out.returncode == 0, out.stdout
     assert "SUPERSECRET" not in out.stdout + out.stderr
     assert "ok   credential:" in out.stdout
+
+
+def test_missing_credential_file_fails_whatever_the_kind(host: Host) -> None:
+    # Issue 22: the units' LoadCredential= needs the file even for a tracker without a
+    # token; doctor said "ok" while the tracker looped on 243/CREDENTIALS.
+    host.bind_all()
+    (host.creds / "tracker").unlink()
+    code, checks = host.checks()
+    assert code == 1 and checks["credential"]["status"] == "fail", checks["credential"]
+    assert "LoadCredential=" in checks["credential"]["detail"]
+    assert checks["credential"]["fix"] == f"install -m 0600 /dev/null {host.creds / 'tracker'}"
 
 
 def test_workflow_disk_agent_and_audit_dir_failures(host: Host) -> None:

@@ -48,6 +48,7 @@ from symphonyd.core.messages import (
     StateSnapshot,
     TokenTotals,
 )
+from symphonyd.dispatcher.controls import clean_reason
 from symphonyd.runtime.ipc_server import EventSink, IpcServer
 from symphonyd.runtime.peer import Peer
 
@@ -168,6 +169,7 @@ class DispatcherDouble:
             return Empty()
 
         async def pause(p: PauseParams, peer: Peer) -> ControlResult:
+            clean_reason(p.reason)  # refuses what the real dispatcher refuses (a blank reason)
             self.calls.append(("pause", p.reason, peer.uid))
             reason = PauseReasonRow("operator", p.reason, TS, peer.uid)
             self.snap = dataclasses.replace(self.snap, pause=PauseStatus(True, [reason]))

@@ -84,6 +84,9 @@ def test_controls_reach_the_dispatcher(running: Running) -> None:
         "operations": ["poll", "reconcile"],
     }
     assert httpx.post(running.base + "/api/v1/pause", headers=h, json={}).status_code == 200
+    # A blank reason is valid by the schema: the same as none (issue 22, item 10).
+    blank = httpx.post(running.base + "/api/v1/pause", headers=h, json={"reason": " \u200b"})
+    assert blank.status_code == 200, blank.text
     assert httpx.post(running.base + "/api/v1/resume", headers=h).status_code == 200
     stop = httpx.post(running.base + "/api/v1/stop", headers=h, json={"identifier": "MT-1"})
     assert stop.json() == {"ok": True, "message": "stopping MT-1"}
@@ -94,6 +97,7 @@ def test_controls_reach_the_dispatcher(running: Running) -> None:
     names = [(c[0], c[1]) for c in running.dispatcher.calls]
     assert names == [
         ("refresh", None),
+        ("pause", "paused from the dashboard"),
         ("pause", "paused from the dashboard"),
         ("resume", None),
         ("stop", "MT-1"),

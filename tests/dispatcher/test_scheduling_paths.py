@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from symphonyd.core.messages import TokenTotals
+from symphonyd.core.messages import RunOutcome, TokenTotals
 from symphonyd.core.scheduling import NO_SLOTS_ERROR
 from symphonyd.dispatcher.snapshot import build_snapshot
 from tests.dispatcher.doubles import T0, issue, run_async, tokens
@@ -306,3 +306,20 @@ async def test_startup_cleanup_failure_does_not_block_start(tmp_path: Path) -> N
     h.tracker.put(issue(1))
     await h.orch.tick()
     assert started_ids(h) == ["MT-1"]
+
+
+@run_async
+async def test_agent_time_leaves_out_hooks(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.tracker.put(issue(1), issue(2))
+    await h.orch.start()
+    await h.orch.tick()
+    h.clock.advance(7_000)  # after_create and before_run: no agent yet, no agent time
+    assert build_snapshot(h.orch).codex_totals.seconds_running == 0.0
+    await h.send("id-1", "session_started", session_id="t-1")
+    h.clock.advance(3_000)
+    assert build_snapshot(h.orch).codex_totals.seconds_running == 3.0  # live, id-1 only
+    # run_finished after after_run: the launcher's own measure of the agent replaces ours.
+    await h.send("id-1", "run_finished", agent_seconds=2.5, outcome=RunOutcome("succeeded"))
+    h.clock.advance(4_000)
+    assert build_snapshot(h.orch).codex_totals.seconds_running == 2.5

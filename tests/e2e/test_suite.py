@@ -124,7 +124,9 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
     owners = c.run(["stat", "-c", "%U", f"{ws}/ISSUE.md", f"{ws}/.git/config"]).stdout.split()
     assert owners == ["symphony-agent", "symphony-agent"], owners
     systemd_log = c.run(["journalctl", "--no-pager", "-o", "cat", "_PID=1"]).stdout
-    assert "symphony-hook-" in systemd_log and "symphony-agent-" in systemd_log
+    # PID 1 names the units by their descriptions, not their command lines (issue 22).
+    for described in ("symphony hook after_create for DEMO-1", "symphony agent for DEMO-1"):
+        assert described in systemd_log, systemd_log[-3000:]
 
     # The run is in the journal with its issue fields (symphonyctl logs matches on them).
     journal = c.run(["journalctl", "--no-pager", "-o", "json", "ISSUE_IDENTIFIER=DEMO-1"]).stdout
@@ -139,6 +141,10 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
     assert "dispatch" in events and "retry" in events, entries[-5:]
     retry = next(e for e in decisions if e.get("SYMPHONY_EVENT") == "retry")
     assert retry.get("KIND") == "continuation" and retry.get("SESSION_ID"), retry
+    # symphonyctl logs shows the run's workspace and hook lines too (issue 22, item 6).
+    logs = c.run(["symphonyctl", "logs", "DEMO-1"]).stdout
+    for line in ("event=workspace outcome=created", "event=hook hook=after_create outcome=ok"):
+        assert line in logs, logs[-3000:]
 
     # The dashboard starts on its first connection and shows the dispatcher's state.
     state = json.loads(c.run(["python3", "-c", FETCH, STATE_URL]).stdout)

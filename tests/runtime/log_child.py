@@ -14,7 +14,7 @@ import os
 import socket
 import sys
 
-from symphonyd.runtime.logging import JOURNAL_SOCKET, log_event, setup_logging
+from symphonyd.runtime.logging import JOURNAL_SOCKET, log_context, log_event, setup_logging
 
 HOSTILE_TITLE = 'Fix it\nlevel=error event=forged outcome=pwned "quoted" \x1b[31m'
 
@@ -70,7 +70,10 @@ def main_journal() -> None:
     handler = setup_logging("dispatcher")
     log = logging.getLogger("symphonyd.dispatcher")
     log_samples(log)
-    received = [parse_native(journald.recv(1 << 20)) for _ in range(3)]
+    with log_context(issue_id="abc-4", issue_identifier="MT-8"):
+        log.warning("hook before_run exited with status 3")  # free text, fields bound
+        log_event(log, "hook", issue_identifier="MT-9")  # its own field wins
+    received = [parse_native(journald.recv(1 << 20)) for _ in range(5)]
     # Break the sink: nobody listens any more, then the socket disappears altogether.
     journald.close()
     log_event(log, "dispatch", outcome="retrying", issue_id="abc-2")

@@ -127,7 +127,7 @@ def test_journal_sink_fields_and_failure_fallback() -> None:
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["handler"] == "JournalHandler"
-    first, warning, failure = result["received"]
+    first, warning, failure, bound, own = result["received"]
     assert first["MESSAGE"].startswith("event=dispatch outcome=started issue_id=abc-1")
     assert "\n" not in first["MESSAGE"]
     assert first["SYMPHONY_EVENT"] == "dispatch"
@@ -142,6 +142,11 @@ def test_journal_sink_fields_and_failure_fallback() -> None:
     assert warning["PRIORITY"] == "4"
     assert failure["PRIORITY"] == "3"
     assert "boom" in failure["EXCEPTION_TEXT"]
+    assert "ISSUE_IDENTIFIER" not in warning  # nothing bound outside log_context
+    # log_context: a free-text line gets the bound issue fields (symphonyctl logs finds it).
+    assert (bound["ISSUE_ID"], bound["ISSUE_IDENTIFIER"]) == ("abc-4", "MT-8"), bound
+    assert bound["MESSAGE"].endswith("issue_id=abc-4 issue_identifier=MT-8"), bound
+    assert (own["ISSUE_ID"], own["ISSUE_IDENTIFIER"]) == ("abc-4", "MT-9"), own
     # After the journal broke: one warning, then the records, on stderr (SPEC 13.2).
     lines = proc.stderr.splitlines()
     assert len([ln for ln in lines if "event=log_sink_failed sink=journal" in ln]) == 1

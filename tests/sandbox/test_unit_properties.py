@@ -116,6 +116,20 @@ def test_hostile_values_never_reach_the_command_line(tmp_path: Path) -> None:
     assert argv[-3:] == ["--", "codex", "app-server"]
 
 
+def test_unit_description_is_readable_and_hostile_text_is_defused() -> None:
+    argv = systemd_run_argv("symphony-agent-1", [], ["true"], description="symphony agent for X-5")
+    assert "--description=symphony agent for X-5" in argv
+    # An issue identifier is tracker text: no specifier, variable, quote or line survives.
+    hostile = 'symphony hook before_run for A-1%n$HOME"\nExecStartPre=/bin/sh é' + "x" * 300
+    (desc,) = [a for a in systemd_run_argv("u", [], ["true"], description=hostile)
+               if a.startswith("--description=")]  # fmt: skip
+    assert desc.startswith("--description=symphony hook before_run for A-1_n_HOME__ExecStartPre=")
+    assert len(desc) == len("--description=") + 120
+    assert not set(desc) & set('%$"\\\n\x00é')
+    # Without one, the unit name (systemd-run would otherwise show the whole command line).
+    assert "--description=u" in systemd_run_argv("u", [], ["true"])
+
+
 def test_dollars_are_escaped_for_pid1_substitution() -> None:
     # PID 1 would replace ${HOME} in a hook script, or in an ISSUE_TITLE value, before bash ran.
     argv = systemd_run_argv("u", [], ["/bin/bash", "-c", 'echo "${X}" $Y', "ISSUE_TITLE=$$(id)"])

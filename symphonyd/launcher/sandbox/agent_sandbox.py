@@ -150,7 +150,10 @@ class AgentSandboxes:
         *,
         policy: EgressPolicy | None = None,
         unit_prefix: str = "symphony-agent",
+        description: str | None = None,
     ) -> AgentSandbox:
+        """``description``: the unit's, for systemctl and PID 1's journal lines
+        (``symphony agent for DEMO-5``); made safe by ``systemd_unit.unit_description``."""
         try:
             if self.use_systemd:
                 await self._require_unit_limits()
@@ -179,7 +182,7 @@ class AgentSandboxes:
         limits = None if self.use_systemd else config.sandbox.resources
         handle = await self.manager.setup(run_id, policy or self.policy(config), limits)
         unit = f"{unit_prefix}-{_UNIT_SAFE.sub('_', run_id)}" if self.use_systemd else None
-        return AgentSandbox(self, handle, view, config, unit)
+        return AgentSandbox(self, handle, view, config, unit, description)
 
 
 class AgentSandbox:
@@ -192,12 +195,14 @@ class AgentSandbox:
         view: FsView,
         config: ServiceConfig,
         unit: str | None,
+        description: str | None = None,
     ) -> None:
         self.owner = owner
         self.handle = handle
         self.view = view
         self.config = config
         self.unit = unit
+        self.description = description
 
     def _seeded(self, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         inner_env = {**env, "HOME": PRIVATE_HOME, "CODEX_HOME": f"{PRIVATE_HOME}/.codex"}
@@ -228,6 +233,7 @@ class AgentSandbox:
             env=inner_env,
             cwd=cwd,
             unit_slice=self.owner.unit_slice,
+            description=self.description,
             **pipes,
         )
 
@@ -241,6 +247,7 @@ class AgentSandbox:
             resources=self.config.sandbox.resources,
             env=environment,
             unit_slice=self.owner.unit_slice,
+            description=self.description,
         )
 
     def hook_wrapper(self) -> CommandWrapper:
@@ -287,6 +294,7 @@ class SandboxedHookRunner:
         identifier: str | None = None,
     ) -> HookResult:
         run_id = f"hook-{secrets.token_hex(6)}"
+        ident = issue.identifier if issue is not None else identifier
         try:
             sandbox = await self.sandboxes.open(
                 run_id,
@@ -294,6 +302,7 @@ class SandboxedHookRunner:
                 self.config,
                 policy=self.sandboxes.hook_policy(self.config),
                 unit_prefix="symphony-hook",
+                description=f"symphony hook {name} for {ident or 'a workspace'}",
             )
         except SandboxError as exc:
             log.warning("hook %s not run: its sandbox failed: %s", name, exc.message)

@@ -29,6 +29,18 @@ from symphonyd.launcher.sandbox.manager import SandboxHandle
 
 _UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\-]{1,200}")
 _SAFE_VALUE = re.compile(r"[^\x00-\x1f\x7f]*")
+# A unit description is shown by systemctl and PID 1's "Started ..." lines; it may hold
+# tracker text (an issue identifier), so only these characters pass: no "%" (a unit-file
+# specifier), no "$", quotes, backslashes, control or non-ASCII characters.
+_DESCRIPTION_UNSAFE = re.compile(r"[^A-Za-z0-9 _.:#/@+,=-]")
+MAX_DESCRIPTION = 120
+
+
+def unit_description(text: str) -> str:
+    """``text`` made safe for ``Description=``: unusual characters become ``_``, capped."""
+    return _DESCRIPTION_UNSAFE.sub("_", text)[:MAX_DESCRIPTION]
+
+
 STOP_TIMEOUT = 30.0  # seconds; systemd itself escalates to SIGKILL after TimeoutStopSec
 
 
@@ -161,12 +173,20 @@ def unit_properties(
     return props
 
 
-def systemd_run_argv(unit: str, properties: Sequence[str], command: Sequence[str]) -> list[str]:
+def systemd_run_argv(
+    unit: str,
+    properties: Sequence[str],
+    command: Sequence[str],
+    *,
+    description: str | None = None,
+) -> list[str]:
     if not _UNIT_NAME.fullmatch(unit):
         raise SandboxError(f"bad unit name {unit!r}", code=SPAWN_FAILED)
     argv = [
         "systemd-run",
         f"--unit={unit}",
+        # Without one, systemd-run describes the unit by its whole command line.
+        f"--description={unit_description(description or unit)}",
         "--service-type=exec",
         "--collect",
         "--quiet",
@@ -189,6 +209,7 @@ def unit_argv(
     env: Mapping[str, str],
     cwd: Path | None = None,
     unit_slice: str | None = None,
+    description: str | None = None,
 ) -> list[str]:
     """The ``systemd-run`` command line for ``command`` in this sandbox, environment as given."""
     props = unit_properties(
@@ -203,7 +224,7 @@ def unit_argv(
         cwd=cwd,
         unit_slice=unit_slice,
     )
-    return systemd_run_argv(unit, props, command)
+    return systemd_run_argv(unit, props, command, description=description)
 
 
 async def spawn(
@@ -216,6 +237,7 @@ async def spawn(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     unit_slice: str | None = None,
+    description: str | None = None,
     **kwargs: Any,
 ) -> asyncio.subprocess.Process:
     """Start ``command`` as transient unit ``unit`` in the agent's sandbox; the returned
@@ -235,6 +257,7 @@ async def spawn(
         env=environment,
         cwd=cwd,
         unit_slice=unit_slice,
+        description=description,
     )
     try:
         return await asyncio.create_subprocess_exec(*argv, env={"PATH": bwrap.BASE_PATH}, **kwargs)
