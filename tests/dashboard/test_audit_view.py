@@ -36,7 +36,7 @@ def test_records_filter_and_issue_page(with_audit: WithAudit) -> None:
     assert [r["issue_identifier"] for r in only["records"]] == ["MT-2"] and only["truncated"]
     assert httpx.get(base + "/api/v1/audit", params={"limit": 0}).status_code == 400
     page = httpx.get(base + "/issues/MT-1").text
-    assert "egress_deny" in page and "denied.test" in page
+    assert "egress denied" in page and "denied.test:443" in page
     assert "turn_failed" not in page  # MT-2's failure is not MT-1's record
     audit_page = httpx.get(base + "/audit", params={"type": "egress_deny"}).text
     assert "denied.test" in audit_page and "run-2" not in audit_page
