@@ -73,7 +73,7 @@ a:focus-visible, button:focus-visible, input:focus-visible, select:focus-visible
 summary:focus-visible, main:focus-visible { outline:3px solid #f5a623; outline-offset:2px; }
 main:focus:not(:focus-visible) { outline:none; }
 .title { color:var(--fg); }
-td .title { display:block; font-size:12px; max-width:420px; }
+td .title { display:block; max-width:420px; }
 .dot.unknown { background:#fff; border:2px solid var(--muted); }
 .banner.neutral { background:#eef1f6; border-color:var(--line); }
 .badge { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px;
@@ -85,12 +85,13 @@ section.run { background:var(--card); border:1px solid var(--line); border-radiu
   padding:4px 12px 12px; margin:12px 0; }
 section.run h3 { font-size:15px; margin:10px 0 8px; }
 section.run table { border-radius:0; }
-dl.run-facts { grid-template-columns:repeat(6, auto 1fr); border:0; padding:4px 0 10px; }
-.charts { display:grid; grid-template-columns:repeat(auto-fit, minmax(420px, 1fr)); gap:16px; }
+dl.run-facts { display:flex; flex-wrap:wrap; gap:4px 0; border:0; padding:4px 0 10px; }
+dl.run-facts dt { margin-right:6px; } dl.run-facts dd { margin-right:28px; white-space:nowrap; }
+.charts { display:grid; grid-template-columns:repeat(auto-fit, minmax(560px, 1fr)); gap:16px; }
 figure.chart { margin:0; background:var(--card); border:1px solid var(--line);
   border-radius:6px; padding:12px; }
 figure.chart svg { width:100%; height:auto; display:block; }
-figure.chart figcaption { font-weight:600; margin:6px 0; }
+figure.chart figcaption { font-weight:600; margin:0 0 8px; }
 details.chart-data summary { cursor:pointer; color:var(--accent); }
 """
 

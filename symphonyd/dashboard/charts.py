@@ -15,7 +15,7 @@ from symphonyd.dashboard.html import esc, num
 
 WIDTH = 640
 HEIGHT = 220
-_LEFT, _RIGHT, _TOP, _BOTTOM = 56, 12, 12, 40
+_LEFT, _RIGHT, _TOP, _BOTTOM = 64, 12, 12, 40
 BAR = "#2f5bd3"
 BAR_BAD = "#b3261e"
 AXIS = "#4a5263"
@@ -35,13 +35,13 @@ class Series:
 
 
 def _nice_max(value: int) -> int:
+    """The axis top: four equal whole-number steps of 1, 2 or 5 times a power of ten."""
     if value <= 0:
-        return 1
-    magnitude: int = 10 ** int(math.floor(math.log10(value)))
-    for step in (1, 2, 5, 10):
-        if value <= step * magnitude:
-            return step * magnitude
-    return 10 * magnitude  # pragma: no cover - the loop always returns
+        return 4
+    quarter = value / 4
+    magnitude: int = 10 ** max(int(math.floor(math.log10(quarter))), 0)
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= quarter)
+    return 4 * step
 
 
 def _summary(s: Series) -> str:
@@ -71,11 +71,11 @@ def _data_table(s: Series) -> str:
 def _frame(s: Series, body: str) -> str:
     tid, did = f"{s.key}-title", f"{s.key}-desc"
     return (
-        f'<figure class="chart" id="{esc(s.key)}">'
+        f'<figure class="chart" id="{esc(s.key)}"><figcaption>{esc(s.title)}</figcaption>'
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
         f'role="img" aria-labelledby="{tid} {did}" focusable="false">'
         f'<title id="{tid}">{esc(s.title)}</title><desc id="{did}">{esc(_summary(s))}</desc>'
-        f"{body}</svg><figcaption>{esc(s.title)}</figcaption>{_data_table(s)}</figure>"
+        f"{body}</svg>{_data_table(s)}</figure>"
     )
 
 
@@ -85,17 +85,17 @@ def column_chart(s: Series, *, colour: str = BAR) -> str:
     plot_w, plot_h = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM
     parts: list[str] = []
     for i in range(5):  # gridlines with their values
-        value = top * i // 4
+        value = top * i // 4  # exact: top is a multiple of 4
         y = _TOP + plot_h - plot_h * i / 4
         parts.append(
             f'<line x1="{_LEFT}" x2="{WIDTH - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
             f'stroke="{GRID if i else AXIS}"/>'
-            f'<text x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
+            f'<text x="{_LEFT - 6}" y="{y + 5:.1f}" text-anchor="end" font-size="13" '
             f'fill="{AXIS}">{value:,}</text>'
         )
     n = max(len(s.values), 1)
     slot = plot_w / n
-    every = max(1, math.ceil(n / 8))
+    every = max(1, math.ceil(n / 6))
     for i, (label, value) in enumerate(zip(s.labels, s.values, strict=True)):
         h = plot_h * value / top
         x = _LEFT + i * slot + slot * 0.15
@@ -106,7 +106,7 @@ def column_chart(s: Series, *, colour: str = BAR) -> str:
         )
         if i % every == 0:
             parts.append(
-                f'<text x="{x + slot * 0.35:.1f}" y="{HEIGHT - _BOTTOM + 16}" font-size="11" '
+                f'<text x="{x + slot * 0.35:.1f}" y="{HEIGHT - _BOTTOM + 16}" font-size="13" '
                 f'text-anchor="middle" fill="{AXIS}">{esc(label[-5:])}</text>'
             )
     return _frame(s, "".join(parts))
@@ -126,11 +126,11 @@ def bar_chart(s: Series, *, colour: str = BAR_BAD) -> str:
         short = label if len(label) <= 28 else label[:27] + "…"
         parts.append(
             f'<text x="{label_w - 8}" y="{y + row_h * 0.62:.1f}" text-anchor="end" '
-            f'font-size="12" fill="{AXIS}">{esc(short)}</text>'
+            f'font-size="14" fill="{AXIS}">{esc(short)}</text>'
             f'<rect x="{label_w}" y="{y + row_h * 0.15:.1f}" width="{w:.1f}" '
             f'height="{row_h * 0.7:.1f}" fill="{colour}"><title>{esc(label)}: {value:,} '
             f"{esc(s.unit)}</title></rect>"
-            f'<text x="{label_w + w + 6:.1f}" y="{y + row_h * 0.62:.1f}" font-size="12" '
+            f'<text x="{label_w + w + 6:.1f}" y="{y + row_h * 0.62:.1f}" font-size="14" '
             f'fill="{AXIS}">{value:,}</text>'
         )
     if not s.values:

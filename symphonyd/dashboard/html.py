@@ -33,7 +33,7 @@ def external_link(url: str | None, label: str = "tracker") -> str:
 def issue_cell(identifier: str, title: str | None = None, url: str | None = None) -> str:
     """The identifier (to the issue page), its title and a link to the tracker."""
     name = f'<span class="title">{esc(title)}</span>' if title else ""
-    return f"{issue_link(identifier)} {name} {external_link(url)}".rstrip()
+    return f"{issue_link(identifier)} {external_link(url)}{name}"
 
 
 def parse_ts(ts: str | None) -> datetime | None:

@@ -127,7 +127,7 @@ def _health(snap: StateSnapshot, now: datetime, extra: list[tuple[str, bool | No
     ]
     rows += [
         f"<tr><td>{esc(name)}</td><td>{_status(ok)}</td>"
-        f"<td>{esc('' if ok is None else detail)}</td><td></td></tr>"
+        f"<td>{esc('' if detail == 'not checked yet' else detail)}</td><td></td></tr>"
         for name, ok, detail in extra
     ]
     cfg = snap.config

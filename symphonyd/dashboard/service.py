@@ -127,7 +127,10 @@ class Dashboard:
         self.audit = audit
         self.guard = guard
         self.hub = hub or Hub()
-        self.audit_health: tuple[bool | None, str] = (None, "not checked yet")
+        # None: not known yet (shown neutral, not as a failure)
+        self.audit_health: tuple[bool | None, str] = (
+            (None, "not checked yet") if audit else (None, "no audit socket configured")
+        )
         self.names = IssueNames()
         self._fragment: str | None = None
         self._state_body: tuple[int, str] | None = None  # (link.updates, encoded state)

@@ -31,6 +31,7 @@ def test_state_has_the_spec_shape(running: Running) -> None:
     }  # fmt: skip
     assert spec_fields <= set(row)
     assert row["issue_identifier"] == "MT-1" and row["turn_count"] == 4
+    assert row["issue_title"] == "Parser drops the last line of CRLF files"
     assert row["tokens"] == {"input_tokens": 1201, "output_tokens": 801, "total_tokens": 2002}
     assert body["retrying"][0] == {
         "issue_id": "id-900",
