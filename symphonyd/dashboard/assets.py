@@ -87,7 +87,8 @@ section.run h3 { font-size:15px; margin:10px 0 8px; }
 section.run table { border-radius:0; }
 dl.run-facts { display:flex; flex-wrap:wrap; gap:4px 0; border:0; padding:4px 0 10px; }
 dl.run-facts dt { margin-right:6px; } dl.run-facts dd { margin-right:28px; white-space:nowrap; }
-.charts { display:grid; grid-template-columns:repeat(auto-fit, minmax(560px, 1fr)); gap:16px; }
+.charts { display:grid; grid-template-columns:repeat(auto-fit, minmax(560px, 1fr)); gap:16px;
+  align-items:start; }
 figure.chart { margin:0; background:var(--card); border:1px solid var(--line);
   border-radius:6px; padding:12px; }
 figure.chart svg { width:100%; height:auto; display:block; }

@@ -68,11 +68,11 @@ def _data_table(s: Series) -> str:
     )
 
 
-def _frame(s: Series, body: str) -> str:
+def _frame(s: Series, body: str, height: int = HEIGHT) -> str:
     tid, did = f"{s.key}-title", f"{s.key}-desc"
     return (
         f'<figure class="chart" id="{esc(s.key)}"><figcaption>{esc(s.title)}</figcaption>'
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
         f'role="img" aria-labelledby="{tid} {did}" focusable="false">'
         f'<title id="{tid}">{esc(s.title)}</title><desc id="{did}">{esc(_summary(s))}</desc>'
         f"{body}</svg>{_data_table(s)}</figure>"
@@ -118,7 +118,8 @@ def bar_chart(s: Series, *, colour: str = BAR_BAD) -> str:
     top = _nice_max(max(s.values, default=0))
     label_w = 190
     plot_w = WIDTH - label_w - 60
-    row_h = (HEIGHT - _TOP - 8) / max(rows, 5)
+    row_h = 32
+    height = _TOP + rows * row_h + 8
     parts: list[str] = []
     for i, (label, value) in enumerate(zip(s.labels, s.values, strict=True)):
         y = _TOP + i * row_h
@@ -135,7 +136,7 @@ def bar_chart(s: Series, *, colour: str = BAR_BAD) -> str:
         )
     if not s.values:
         parts.append(
-            f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle" font-size="13" '
+            f'<text x="{WIDTH / 2}" y="{height / 2 + 5}" text-anchor="middle" font-size="13" '
             f'fill="{AXIS}">none</text>'
         )
-    return _frame(s, "".join(parts))
+    return _frame(s, "".join(parts), height)

@@ -199,8 +199,13 @@ def test_issue_page_shows_runs_transcript_and_sandbox_records(
     started = runs[1].find_element(By.CSS_SELECTOR, "dl time").text
     assert len(started) == 19 and started[4] == "-" and started[13] == ":"
     assert "<script>alert('arg')</script>" in first  # a tool argument, shown as text
+    assert runs[0].text.count("egress denied") == 1  # a tagged record is not shown twice
     assert _severe(browser) == []
     _shot(browser, "issue")
+    # The audit page's issue filter finds the sandbox records that carry the issue.
+    browser.get(with_history.dashboard.base + "/audit?issue=MT-1&type=egress_deny")
+    listing = browser.find_element(By.TAG_NAME, "main").text
+    assert listing.count("pastebin.example") == 1 and "run-1b" in listing
 
 
 def test_activity_page_draws_accessible_charts(
