@@ -124,3 +124,13 @@ def test_since_includes_records_within_the_named_second(tmp_path: Path) -> None:
     found = query(tmp_path, AuditQuery(since="2026-11-22T06:00:00Z"))
     assert [r.type for r in found.records] == ["genesis"]
     assert query(tmp_path, AuditQuery(since="2026-11-22T06:00:01Z")).records == []
+
+
+def test_a_finished_issue_has_its_history_page(with_history: WithAudit) -> None:
+    base = with_history.dashboard.base
+    page = httpx.get(base + "/issues/MT-3")  # not live: the dispatcher double has no MT-3
+    assert page.status_code == 200
+    assert "nothing live for this issue" in page.text and "class='banner neutral'" in page.text
+    assert "Runs (1)" in page.text and "timed_out" in page.text and "turn_timeout" in page.text
+    unknown = httpx.get(base + "/issues/NOPE-1")
+    assert unknown.status_code == 404 and "No runs recorded for this issue." in unknown.text

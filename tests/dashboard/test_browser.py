@@ -21,11 +21,12 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.wait import WebDriverWait
 
-from symphonyd.core.messages import StateSnapshot
+from symphonyd.core.messages import DaemonHealthRow, StateSnapshot
 from tests.dashboard.conftest import Running, WithAudit
 from tests.dashboard.contrast import low_contrast
 from tests.dashboard.double import running_row, snapshot
 from tests.dashboard.harness import REPO
+from tests.dashboard.test_overview_page import LIMITS
 
 ARTIFACTS = Path(os.environ.get("SYMPHONY_ARTIFACTS") or REPO / "test-artifacts")
 CHROMIUM = "/usr/bin/chromium"
@@ -71,7 +72,7 @@ def _text(driver: webdriver.Chrome, element_id: str) -> str:
 def _shot(driver: webdriver.Chrome, name: str) -> Path:
     """A full-page screenshot: the window grows to the document's height first."""
     height = int(driver.execute_script("return document.documentElement.scrollHeight;"))
-    driver.set_window_size(1400, min(max(height, 1000), 6000))
+    driver.set_window_size(1400, min(max(height + 200, 1000), 6000))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / f"dashboard-{name}.png"
     assert driver.save_screenshot(str(shot))
@@ -100,7 +101,8 @@ def _busy_snapshot() -> StateSnapshot:
             strict=True,
         )
     ]
-    return dataclasses.replace(snap, running=rows)
+    daemons = [*snap.daemons, DaemonHealthRow("workflow", False, None, None)]  # unchecked
+    return dataclasses.replace(snap, running=rows, rate_limits=LIMITS, daemons=daemons)
 
 
 def test_overview_is_live_pauses_from_the_ui_and_looks_right(

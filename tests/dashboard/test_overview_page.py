@@ -13,8 +13,8 @@ from tests.dashboard.conftest import Running
 from tests.dashboard.harness import wait_for
 
 LIMITS = {
-    "primary": {"used_percent": 42.5, "window_minutes": 300, "resets_at": 1796000000},
-    "secondary": {"used_percent": 7, "window_minutes": 10080, "resets_at": 1796500000},
+    "primary": {"used_percent": 42.5, "window_minutes": 300, "resets_at": 1830000000},
+    "secondary": {"used_percent": 7, "window_minutes": 10080, "resets_at": 1830500000},
     "plan_type": "pro",
 }
 
