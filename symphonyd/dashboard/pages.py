@@ -266,10 +266,16 @@ def _payload(payload: dict[str, Any]) -> str:
     return f"<code>{esc(text)}</code>"
 
 
+def _record_issue(r: AuditRecordView) -> str:
+    if r.issue_identifier:
+        return issue_link(r.issue_identifier)
+    return f'<span class="muted">{esc(r.issue_id)}</span>' if r.issue_id else ""
+
+
 def _audit_table(records: list[AuditRecordView], empty: str) -> str:
     rows = [
         f"<tr><td class=n>{num(r.seq)}</td><td>{esc(r.ts)}</td><td>{esc(r.type)}</td>"
-        f"<td>{issue_link(r.issue_identifier) if r.issue_identifier else ''}</td>"
+        f"<td>{_record_issue(r)}</td>"
         f"<td>{esc(r.sender.get('unit') or r.sender.get('socket') or '')} "
         f"(uid {esc(r.sender.get('uid'))})</td><td>{_payload(r.payload)}</td></tr>"
         for r in records

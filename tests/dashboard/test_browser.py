@@ -272,6 +272,11 @@ def test_keyboard_skip_link_focus_ring_and_reachable_links(
         element = browser.switch_to.active_element
         if element.tag_name == "a" and element.get_attribute("href") in links:
             seen.append(element.get_attribute("href"))
+        if element.tag_name in ("a", "button", "input", "select", "summary"):
+            ring = browser.execute_script(
+                "return getComputedStyle(document.activeElement).outlineStyle;"
+            )
+            assert ring != "none", element.get_attribute("outerHTML")  # each stop shows it
     assert seen[: len(links)] == links and links
 
 
