@@ -115,7 +115,7 @@ def column_chart(s: Series, *, colour: str = BAR) -> str:
 def bar_chart(s: Series, *, colour: str = BAR_BAD) -> str:
     """Horizontal bars by category (failures by reason), largest first."""
     rows = max(len(s.values), 1)
-    top = _nice_max(max(s.values, default=0))
+    top = max(s.values, default=0) or 1  # the largest bar spans the plot; values are printed
     label_w = 190
     plot_w = WIDTH - label_w - 60
     row_h = 32
