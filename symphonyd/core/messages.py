@@ -381,6 +381,7 @@ class RunningRow:
     last_event_at: str | None
     tokens: TokenTotals
     workspace_path: str | None = None
+    issue_title: str | None = None  # the tracker's title, for people reading the dashboard
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 
 CSS = """
-:root { --bg:#f6f7f9; --fg:#1d2330; --muted:#6b7385; --line:#dde1e8; --card:#fff;
+:root { --bg:#f6f7f9; --fg:#1d2330; --muted:#5c6477; --line:#dde1e8; --card:#fff;
   --ok:#1f8a4c; --bad:#c0392b; --warn:#b7791f; --accent:#2f5bd3; }
 * { box-sizing: border-box; }
 body { margin:0; font:14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif;
@@ -65,6 +65,35 @@ pre { background:var(--card); border:1px solid var(--line); padding:8px; font-si
 dl.facts { display:grid; grid-template-columns:160px 1fr; gap:4px 12px; background:var(--card);
   border:1px solid var(--line); border-radius:6px; padding:12px; }
 dl.facts dt { color:var(--muted); } dl.facts dd { margin:0; }
+.skip { position:absolute; left:8px; top:-40px; background:#fff; color:#1d2330; padding:6px 10px;
+  border-radius:4px; z-index:10; }
+.skip:focus { top:8px; }
+a { color:var(--accent); }
+a:focus-visible, button:focus-visible, input:focus-visible, select:focus-visible,
+summary:focus-visible, main:focus-visible { outline:3px solid #f5a623; outline-offset:2px; }
+main:focus:not(:focus-visible) { outline:none; }
+.title { color:var(--fg); }
+td .title { display:block; max-width:420px; }
+.dot.unknown { background:#fff; border:2px solid var(--muted); }
+.banner.neutral { background:#eef1f6; border-color:var(--line); }
+.badge { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px;
+  font-weight:600; vertical-align:middle; border:1px solid var(--line); }
+.badge.good { background:#eaf7ef; color:#17663a; border-color:#bfe5cc; }
+.badge.bad { background:#fdecea; color:#a1271b; border-color:#f3b8b0; }
+.badge.neutral { background:#eef1f6; color:#3a4254; }
+section.run { background:var(--card); border:1px solid var(--line); border-radius:6px;
+  padding:4px 12px 12px; margin:12px 0; }
+section.run h3 { font-size:15px; margin:10px 0 8px; }
+section.run table { border-radius:0; }
+dl.run-facts { display:flex; flex-wrap:wrap; gap:4px 0; border:0; padding:4px 0 10px; }
+dl.run-facts dt { margin-right:6px; } dl.run-facts dd { margin-right:28px; white-space:nowrap; }
+.charts { display:grid; grid-template-columns:repeat(auto-fit, minmax(560px, 1fr)); gap:16px;
+  align-items:start; }
+figure.chart { margin:0; background:var(--card); border:1px solid var(--line);
+  border-radius:6px; padding:12px; }
+figure.chart svg { width:100%; height:auto; display:block; }
+figure.chart figcaption { font-weight:600; margin:0 0 8px; }
+details.chart-data summary { cursor:pointer; color:var(--accent); }
 """
 
 JS = """

@@ -30,6 +30,12 @@ def external_link(url: str | None, label: str = "tracker") -> str:
     return f'<a href="{esc(url)}" rel="noopener noreferrer" target="_blank">{esc(label)}</a>'
 
 
+def issue_cell(identifier: str, title: str | None = None, url: str | None = None) -> str:
+    """The identifier (to the issue page), its title and a link to the tracker."""
+    name = f'<span class="title">{esc(title)}</span>' if title else ""
+    return f"{issue_link(identifier)} {external_link(url)}{name}"
+
+
 def parse_ts(ts: str | None) -> datetime | None:
     if not ts:
         return None
@@ -62,6 +68,21 @@ def when(ts: str | None, *, now: datetime | None = None) -> str:
     return f'<time datetime="{esc(ts)}" title="{esc(ts)}" data-rel>{esc(label)}</time>'
 
 
+def at(ts: str | None) -> str:
+    """An absolute UTC time (``2026-11-22 06:00:05``), the ISO value kept in ``datetime``."""
+    moment = parse_ts(ts)
+    if moment is None:
+        return '<span class="muted">&mdash;</span>'
+    label = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f'<time datetime="{esc(ts)}">{label}</time>'
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return '<span class="muted">&mdash;</span>'
+    return esc(human_age(seconds)) if seconds >= 1 else f"{seconds:.1f}s"
+
+
 def num(value: int | float | None) -> str:
     if value is None:
         return '<span class="muted">&mdash;</span>'
@@ -80,7 +101,11 @@ def table(headers: list[str], rows: list[str], empty: str) -> str:
 def page(title: str, body: str, *, csrf: str, nav: str) -> str:
     links = "".join(
         f'<a href="{href}"{" class=active" if key == nav else ""}>{label}</a>'
-        for key, href, label in (("overview", "/", "Overview"), ("audit", "/audit", "Audit"))
+        for key, href, label in (
+            ("overview", "/", "Overview"),
+            ("activity", "/activity", "Activity"),
+            ("audit", "/audit", "Audit"),
+        )
     )
     return (
         "<!doctype html>\n"
@@ -92,7 +117,8 @@ def page(title: str, body: str, *, csrf: str, nav: str) -> str:
         f'<link rel="stylesheet" href="/static/dashboard.css?v={ASSET_VERSION}">'
         f'<script src="/static/dashboard.js?v={ASSET_VERSION}" defer></script>'
         "</head><body>"
+        '<a class="skip" href="#main">Skip to content</a>'
         f'<header><span class="brand">symphonyd</span><nav>{links}</nav>'
         '<span id="live-status" class="live-status">connecting…</span></header>'
-        f"<main>{body}</main></body></html>"
+        f'<main id="main" tabindex="-1">{body}</main></body></html>'
     )

@@ -61,6 +61,7 @@ SCHEMAS: dict[str, Any] = {
             "attempt": NINT,
             "run_id": STR,
             "workspace_path": NSTR,
+            "issue_title": NSTR,
         }
     ),
     "RetryRow": _obj(

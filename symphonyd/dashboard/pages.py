@@ -14,14 +14,14 @@ from typing import Any
 from symphonyd.core.messages import (
     AuditRecordView,
     HoldRow,
-    IssueView,
     PauseStatus,
     RetryRow,
     RunningRow,
     StateSnapshot,
     WorkspaceStatus,
 )
-from symphonyd.dashboard.html import esc, external_link, issue_link, num, table, when
+from symphonyd.dashboard.html import esc, issue_cell, issue_link, num, table, when
+from symphonyd.dashboard.names import IssueNames
 
 PAYLOAD_PREVIEW_CHARS = 400
 
@@ -77,8 +77,11 @@ def _cards(snap: StateSnapshot, now: datetime) -> str:
 
 def _running_row(r: RunningRow, now: datetime) -> str:
     message = f'<div class="msg">{esc(r.last_message)}</div>' if r.last_message else ""
+    workspace = (
+        f'<div class="msg"><code>{esc(r.workspace_path)}</code></div>' if r.workspace_path else ""
+    )
     return (
-        f"<tr><td>{issue_link(r.issue_identifier)} {external_link(r.issue_url)}</td>"
+        f"<tr><td>{issue_cell(r.issue_identifier, r.issue_title, r.issue_url)}{workspace}</td>"
         f"<td>{esc(r.state)}</td><td class=n>{num(r.turn_count)}</td>"
         f"<td class=n>{num(r.tokens.total_tokens)}</td>"
         f"<td>{esc(r.last_event or '—')}{message}</td>"
@@ -88,34 +91,43 @@ def _running_row(r: RunningRow, now: datetime) -> str:
     )
 
 
-def _retry_row(r: RetryRow, now: datetime) -> str:
+def _retry_row(r: RetryRow, now: datetime, names: IssueNames) -> str:
+    title, url = names.get(r.issue_identifier)
     return (
-        f"<tr><td>{issue_link(r.issue_identifier)} {external_link(r.issue_url)}</td>"
+        f"<tr><td>{issue_cell(r.issue_identifier, title, r.issue_url or url)}</td>"
         f"<td class=n>{num(r.attempt)}</td><td>{esc(r.kind)}</td>"
         f"<td>{when(r.due_at, now=now)}</td><td>{esc(r.error or '')}</td></tr>"
     )
 
 
-def _held_row(h: HoldRow, now: datetime) -> str:
+def _held_row(h: HoldRow, now: datetime, names: IssueNames) -> str:
     by = "" if h.by_uid is None else f"uid {esc(h.by_uid)}"
     return (
-        f"<tr><td>{issue_link(h.issue_identifier)}</td><td>{esc(h.kind)}</td>"
+        f"<tr><td>{issue_cell(h.issue_identifier, *names.get(h.issue_identifier))}</td>"
+        f"<td>{esc(h.kind)}</td>"
         f"<td>{esc(h.reason)}</td><td>{when(h.since, now=now)}</td><td>{by}</td>"
         f'<td><button data-action="release" '
         f'data-identifier="{esc(h.issue_identifier)}">Release</button></td></tr>'
     )
 
 
-def _health(snap: StateSnapshot, now: datetime, extra: list[tuple[str, bool, str]]) -> str:
+def _status(ok: bool | None) -> str:
+    """A health cell: ok, failing, or not checked yet (neutral, not an alarm)."""
+    if ok is None:
+        return '<span class="dot unknown"></span>not checked yet'
+    return f'<span class="dot {"up" if ok else "down"}"></span>{"ok" if ok else "failing"}'
+
+
+def _health(snap: StateSnapshot, now: datetime, extra: list[tuple[str, bool | None, str]]) -> str:
     rows = [
-        f'<tr><td>{esc(d.daemon)}</td><td><span class="dot {"up" if d.ok else "down"}"></span>'
-        f"{'ok' if d.ok else 'failing'}</td><td>{esc(d.detail or '')}</td>"
-        f"<td>{when(d.checked_at, now=now)}</td></tr>"
+        f"<tr><td>{esc(d.daemon)}</td>"
+        f"<td>{_status(d.ok if d.checked_at is not None or d.ok else None)}</td>"
+        f"<td>{esc(d.detail or '')}</td><td>{when(d.checked_at, now=now)}</td></tr>"
         for d in snap.daemons
     ]
     rows += [
-        f'<tr><td>{esc(name)}</td><td><span class="dot {"up" if ok else "down"}"></span>'
-        f"{'ok' if ok else 'failing'}</td><td>{esc(detail)}</td><td></td></tr>"
+        f"<tr><td>{esc(name)}</td><td>{_status(ok)}</td>"
+        f"<td>{esc('' if detail == 'not checked yet' else detail)}</td><td></td></tr>"
         for name, ok, detail in extra
     ]
     cfg = snap.config
@@ -150,24 +162,68 @@ def _workspaces(w: WorkspaceStatus | None, now: datetime) -> str:
     )
 
 
+def _limit_value(key: str, value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return esc(value)
+    if isinstance(value, int | float):
+        if "percent" in key:
+            return f"{value:g}&nbsp;%"
+        if key.endswith(("resets_at", "reset_at")) and value > 1e9:
+            stamp = datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return when(stamp)
+        return num(value)
+    if isinstance(value, dict | list):
+        return f"<code>{esc(json.dumps(value, ensure_ascii=False)[:200])}</code>"
+    return esc(str(value)[:200])
+
+
+def _label(key: str) -> str:
+    return esc(key.replace("_", " "))
+
+
+def rate_limits(data: dict[str, Any] | None) -> str:
+    """The agent's latest rate-limit payload as a table: one row per limit (``primary``,
+    ``secondary``...) with its fields as columns, or key/value rows for a flat payload."""
+    if not data:
+        return '<p class="empty">None reported yet.</p>'
+    groups = {k: v for k, v in data.items() if isinstance(v, dict)}
+    flat = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    html = ""
+    if groups:
+        columns: list[str] = []
+        for fields in groups.values():
+            columns += [c for c in fields if c not in columns]
+        rows = [
+            f"<tr><th scope=row>{_label(name)}</th>"
+            + "".join(f"<td>{_limit_value(c, fields.get(c))}</td>" for c in columns[:8])
+            + "</tr>"
+            for name, fields in list(groups.items())[:20]
+        ]
+        html += table(["Limit", *(c.replace("_", " ") for c in columns[:8])], rows, "")
+    if flat:
+        rows = [
+            f"<tr><th scope=row>{_label(k)}</th><td>{_limit_value(k, v)}</td></tr>"
+            for k, v in list(flat.items())[:20]
+        ]
+        html += table(["Field", "Value"], rows, "")
+    return html
+
+
 def overview_fragment(
     snap: StateSnapshot | None,
     *,
     error: str | None,
     since: str,
-    extra_health: list[tuple[str, bool, str]],
+    extra_health: list[tuple[str, bool | None, str]],
+    names: IssueNames,
 ) -> str:
     if snap is None:
         return unavailable_banner(error, since)
     now = datetime.now(UTC)
     running = [_running_row(r, now) for r in snap.running]
-    retrying = [_retry_row(r, now) for r in snap.retrying]
-    held = [_held_row(h, now) for h in snap.held]
-    limits = (
-        f"<pre>{esc(json.dumps(snap.rate_limits, indent=1)[:2000])}</pre>"
-        if snap.rate_limits
-        else '<p class="empty">none reported</p>'
-    )
+    retrying = [_retry_row(r, now, names) for r in snap.retrying]
+    held = [_held_row(h, now, names) for h in snap.held]
+    limits = rate_limits(snap.rate_limits)
     return (
         _pause_banner(snap.pause)
         + _cards(snap, now)
@@ -203,72 +259,6 @@ def overview_body(fragment: str) -> str:
     return controls + f'<div id="live" data-live="overview">{fragment}</div>'
 
 
-def issue_body(
-    view: IssueView | None, identifier: str, records: list[AuditRecordView] | None, note: str
-) -> str:
-    if view is None:
-        head = f"<h1>{esc(identifier)}</h1><p class='banner down'>{esc(note)}</p>"
-    else:
-        head = _issue_head(view)
-    audit = (
-        '<p class="empty">Audit records unavailable.</p>'
-        if records is None
-        else _audit_table(records, "No audit records for this issue.")
-    )
-    return head + f"<section><h2>Audit records</h2>{audit}</section>"
-
-
-def _issue_head(v: IssueView) -> str:
-    now = datetime.now(UTC)
-    facts = [
-        ("Status", esc(v.status)),
-        ("Issue id", esc(v.issue_id)),
-        ("Workspace", f"<code>{esc(v.workspace_path or '—')}</code>"),
-        ("Restarts", num(v.attempts.restart_count)),
-        ("Retry attempt", num(v.attempts.current_retry_attempt)),
-        ("Tokens used", num(v.tokens_used)),
-        ("Last error", f'<span class="bad">{esc(v.last_error)}</span>' if v.last_error else "—"),
-    ]
-    if v.running is not None:
-        r = v.running
-        facts += [
-            ("Session", esc(r.session_id or "—")),
-            ("Turns", num(r.turn_count)),
-            ("Started", when(r.started_at, now=now)),
-            ("Last event", f"{esc(r.last_event or '—')} {when(r.last_event_at, now=now)}"),
-        ]
-    if v.retry is not None:
-        facts.append(("Next retry", f"{when(v.retry.due_at, now=now)} ({esc(v.retry.error)})"))
-    if v.hold is not None:
-        facts.append(("Held", f"{esc(v.hold.kind)}: {esc(v.hold.reason)}"))
-    dl = "".join(f"<dt>{esc(k)}</dt><dd>{val}</dd>" for k, val in facts)
-    ident = esc(v.issue_identifier)
-    buttons = []
-    if v.running is not None:
-        buttons.append(
-            f'<button class="danger" data-action="stop" data-identifier="{ident}">Stop</button>'
-        )
-    if v.hold is not None:
-        buttons.append(f'<button data-action="release" data-identifier="{ident}">Release</button>')
-    actions = (
-        '<section class="controls">'
-        + "".join(buttons)
-        + '<span id="action-result" class="muted" role="status"></span></section>'
-        if buttons
-        else ""
-    )
-    events = [
-        f"<tr><td>{when(e.at, now=now)}</td><td>{esc(e.event)}</td><td>{esc(e.message)}</td></tr>"
-        for e in reversed(v.recent_events)
-    ]
-    return (
-        f"<h1>{ident}</h1>{actions}<section><dl class='facts'>{dl}</dl></section>"
-        "<section><h2>Timeline</h2>"
-        + table(["When", "Event", "Message"], events, "No events recorded yet.")
-        + "</section>"
-    )
-
-
 def _payload(payload: dict[str, Any]) -> str:
     text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
     if len(text) > PAYLOAD_PREVIEW_CHARS:
@@ -276,10 +266,16 @@ def _payload(payload: dict[str, Any]) -> str:
     return f"<code>{esc(text)}</code>"
 
 
+def _record_issue(r: AuditRecordView) -> str:
+    if r.issue_identifier:
+        return issue_link(r.issue_identifier)
+    return f'<span class="muted">{esc(r.issue_id)}</span>' if r.issue_id else ""
+
+
 def _audit_table(records: list[AuditRecordView], empty: str) -> str:
     rows = [
         f"<tr><td class=n>{num(r.seq)}</td><td>{esc(r.ts)}</td><td>{esc(r.type)}</td>"
-        f"<td>{issue_link(r.issue_identifier) if r.issue_identifier else ''}</td>"
+        f"<td>{_record_issue(r)}</td>"
         f"<td>{esc(r.sender.get('unit') or r.sender.get('socket') or '')} "
         f"(uid {esc(r.sender.get('uid'))})</td><td>{_payload(r.payload)}</td></tr>"
         for r in records

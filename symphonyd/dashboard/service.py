@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -33,17 +34,20 @@ from symphonyd.core.messages import (
     AuditCounts,
     AuditQuery,
     AuditRecords,
+    AuditRecordView,
     Empty,
     IssueRefParams,
     IssueView,
     MethodSpec,
     PauseParams,
 )
-from symphonyd.dashboard import metrics, openapi, pages
+from symphonyd.dashboard import activity_page, issue_page, metrics, openapi, pages
 from symphonyd.dashboard.assets import CSS, FAVICON, JS
 from symphonyd.dashboard.guard import CSRF_HEADER, MAX_BODY_BYTES, Guard, error_response, json_body
+from symphonyd.dashboard.history import SANDBOX_TYPES, runs_of
 from symphonyd.dashboard.html import page
 from symphonyd.dashboard.link import DispatcherLink, Hub
+from symphonyd.dashboard.names import IssueNames
 from symphonyd.dashboard.views import issue_json, state_json
 from symphonyd.runtime.ipc_client import ReconnectingClient
 
@@ -123,7 +127,11 @@ class Dashboard:
         self.audit = audit
         self.guard = guard
         self.hub = hub or Hub()
-        self.audit_health: tuple[bool, str] = (False, "not checked yet")
+        # None: not known yet (shown neutral, not as a failure)
+        self.audit_health: tuple[bool | None, str] = (
+            (None, "not checked yet") if audit else (None, "no audit socket configured")
+        )
+        self.names = IssueNames()
         self._fragment: str | None = None
         self._state_body: tuple[int, str] | None = None  # (link.updates, encoded state)
         link.on_change = self.state_changed
@@ -136,6 +144,7 @@ class Dashboard:
         routes: list[tuple[str, str, Handler]] = [
             ("/", get, self.overview_page),
             ("/audit", get, self.audit_page),
+            ("/activity", get, self.activity_page),
             ("/issues/{identifier}", get, self.issue_page),
             ("/static/dashboard.css", get, self.css),
             ("/static/dashboard.js", get, self.js),
@@ -171,15 +180,17 @@ class Dashboard:
                 error=self.link.error,
                 since=self.link.since,
                 extra_health=[("dashboard → audit", *self.audit_health)],
+                names=self.names,
             )
         return self._fragment
 
     def state_changed(self) -> None:
         self._fragment = None
+        self.names.learn(self.link.snapshot)
         if len(self.hub):
             self.hub.publish(_sse("overview", {"html": self.fragment()}))
 
-    def _set_audit_health(self, ok: bool, detail: str) -> None:
+    def _set_audit_health(self, ok: bool | None, detail: str) -> None:
         if (ok, detail) != self.audit_health:
             self.audit_health = (ok, detail)
             self.state_changed()
@@ -220,19 +231,68 @@ class Dashboard:
             view = found
         except ApiError as exc:
             note, status = exc.message, exc.status
-        records: AuditRecords | None = None
+            if exc.code == "issue_not_found":
+                note = "The dispatcher has nothing live for this issue; its history follows."
+        runs = None
+        loose: list[AuditRecordView] = []
         with contextlib.suppress(ApiError):
             query = AuditQuery(
                 issue_id=view.issue_id if view else None,
                 issue_identifier=None if view else identifier,
-                limit=200,
+                limit=AUDIT_QUERY_MAX_LIMIT,
             )
             listed: AuditRecords = await self._audit(AUDIT_QUERY, query)
-            records = listed
-        body = pages.issue_body(
-            view, identifier, None if records is None else records.records, note
+            records = listed.records + await self._sandbox_records(listed.records)
+            runs, loose = runs_of(records)
+        if runs and status == 404:
+            status = 200  # a finished issue: the history is the page
+        title, url = self.names.get(identifier)
+        if view is not None and view.running is not None:
+            title, url = view.running.issue_title or title, view.running.issue_url or url
+        live_run = view.running.run_id if view and view.running else None
+        body = issue_page.head(view, identifier, title, url, note) + issue_page.history(
+            runs, loose, live_run
         )
         return self._page(identifier, body, "overview", status)
+
+    async def _sandbox_records(self, records: list[AuditRecordView]) -> list[AuditRecordView]:
+        """Sandbox and egress records name the run (``agent_id``), not the issue: read the
+        newest since the issue's first run and keep those of its runs."""
+        run_ids = {r.payload.get("run_id") for r in records if r.type == audit_events.DISPATCH}
+        starts = [r.ts for r in records if r.type == audit_events.DISPATCH]
+        if not starts:
+            return []
+        found: AuditRecords = await self._audit(
+            AUDIT_QUERY, AuditQuery(since=min(starts), limit=AUDIT_QUERY_MAX_LIMIT)
+        )
+        return [
+            r
+            for r in found.records
+            if r.type in SANDBOX_TYPES
+            and r.issue_id is None
+            and r.payload.get("agent_id") in run_ids
+        ]
+
+    async def activity_page(self, _request: web.Request) -> web.StreamResponse:
+        error = None
+        dispatches = finished = None
+        counts: AuditCounts | None = None
+        try:
+            got: AuditRecords = await self._audit(
+                AUDIT_QUERY, AuditQuery(type=audit_events.DISPATCH, limit=AUDIT_QUERY_MAX_LIMIT)
+            )
+            ended: AuditRecords = await self._audit(
+                AUDIT_QUERY,
+                AuditQuery(type=audit_events.RUN_FINISHED, limit=AUDIT_QUERY_MAX_LIMIT),
+            )
+            totals: AuditCounts = await self._audit(AUDIT_COUNTS, Empty())
+            dispatches, finished, counts = got.records, ended.records, totals
+        except ApiError as exc:
+            error = exc.message
+        body = activity_page.activity_body(
+            dispatches, finished, counts, self.names, datetime.now(UTC), error
+        )
+        return self._page("Activity", body, "activity")
 
     async def audit_page(self, request: web.Request) -> web.StreamResponse:
         kind = request.query.get("type", "")[:64]

@@ -29,6 +29,7 @@ def _running(row: RunningRow) -> dict[str, Any]:
         "attempt": row.attempt,
         "run_id": row.run_id,
         "workspace_path": row.workspace_path,
+        "issue_title": row.issue_title,
     }
 
 

@@ -40,6 +40,7 @@ def running_row(e: RunningEntry) -> RunningRow:
         last_event_at=iso(e.last_event_at) if e.last_event_at else None,
         tokens=e.tokens,
         workspace_path=e.workspace_path,
+        issue_title=e.issue.title,
     )
 
 

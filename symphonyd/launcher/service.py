@@ -145,6 +145,22 @@ class LauncherService:
         self._runs: RunTable[_Run] = RunTable()
         self._subscribers: set[Subscriber] = set()
         self._latest_workflow: WorkflowSnapshot | None = None
+        if deps.sandboxes is not None:
+            # Sandbox and egress records name the agent (the run id); add the run's issue so
+            # the audit log finds them by issue too (docs/design/0955).
+            manager = deps.sandboxes.manager
+            sink = manager.audit
+            manager.audit = lambda record: sink(self._with_issue(record))
+
+    def _with_issue(self, record: dict[str, Any]) -> dict[str, Any]:
+        run = self._runs.get(str(record.get("agent_id")))
+        if run is None:
+            return record
+        return {
+            **record,
+            "issue_id": run.info.issue_id,
+            "issue_identifier": run.info.issue_identifier,
+        }
 
     # ------------------------------------------------------------------ control API
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from symphonyd.runtime.ipc_client import IpcClient
 from tests.audit.daemon_proc import AuditDaemon
 from tests.dashboard.double import DispatcherDouble
 from tests.dashboard.harness import DashboardProcess, short_dir
+from tests.dashboard.history_data import append_history
 
 
 @dataclass
@@ -74,8 +76,9 @@ def append_records(sock: Path) -> None:
     asyncio.run(asyncio.wait_for(send(), 30))
 
 
-@pytest.fixture
-def with_audit(tmp_path: Path) -> Iterator[WithAudit]:
+@contextlib.contextmanager
+def _audited(tmp_path: Path) -> Iterator[tuple[AuditDaemon, DashboardProcess, Path]]:
+    """The real audit daemon, a dispatcher double and the dashboard wired to both."""
     audit_dir = tmp_path / "audit"
     with short_dir() as d:
         dash_sock = d / "dashboard.sock"
@@ -85,5 +88,19 @@ def with_audit(tmp_path: Path) -> Iterator[WithAudit]:
             DispatcherDouble(d / "disp.sock"),
             DashboardProcess(d / "disp.sock", dash_sock, d / "dash.log") as dashboard,
         ):
-            append_records(audit.sock("dispatcher"))
-            yield WithAudit(audit, dashboard, audit_dir)
+            yield audit, dashboard, audit_dir
+
+
+@pytest.fixture
+def with_audit(tmp_path: Path) -> Iterator[WithAudit]:
+    with _audited(tmp_path) as (audit, dashboard, audit_dir):
+        append_records(audit.sock("dispatcher"))
+        yield WithAudit(audit, dashboard, audit_dir)
+
+
+@pytest.fixture
+def with_history(tmp_path: Path) -> Iterator[WithAudit]:
+    """Four runs of three issues, with transcripts and sandbox records (history_data.py)."""
+    with _audited(tmp_path) as (audit, dashboard, audit_dir):
+        append_history({name: audit.sock(name) for name in ("dispatcher", "launcher")})
+        yield WithAudit(audit, dashboard, audit_dir)

@@ -54,6 +54,15 @@ from symphonyd.runtime.peer import Peer
 
 T = TypeVar("T")
 TS = "2026-11-22T06:00:00Z"
+TITLES = [
+    "Retry webhook deliveries with backoff",
+    "Parser drops the last line of CRLF files",
+    "Add a --json flag to the export command",
+    "Flaky test: test_reconnect_after_timeout",
+    "Document the upgrade path from 1.x",
+    "Crash when the config file is empty",
+    "Speed up the cold start of the worker",
+]
 
 
 def running_row(
@@ -74,6 +83,7 @@ def running_row(
         last_event_at=TS,
         tokens=TokenTotals(1200 + i, 800 + i, 2000 + 2 * i),
         workspace_path=f"/var/lib/symphony/workspaces/MT-{i}",
+        issue_title=TITLES[i % len(TITLES)],
     )
 
 

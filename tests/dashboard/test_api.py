@@ -31,6 +31,7 @@ def test_state_has_the_spec_shape(running: Running) -> None:
     }  # fmt: skip
     assert spec_fields <= set(row)
     assert row["issue_identifier"] == "MT-1" and row["turn_count"] == 4
+    assert row["issue_title"] == "Parser drops the last line of CRLF files"
     assert row["tokens"] == {"input_tokens": 1201, "output_tokens": 801, "total_tokens": 2002}
     assert body["retrying"][0] == {
         "issue_id": "id-900",
@@ -188,6 +189,7 @@ def test_hostile_tracker_strings_render_inert(running: Running) -> None:
             running_row(5, message=HOSTILE, ident='MT-5"><script>x</script>'),
             state=HOSTILE,
             issue_url="javascript:alert(1)",
+            issue_title=HOSTILE,
         )
         return dataclasses.replace(snap, running=[row])
 
@@ -202,6 +204,9 @@ def test_hostile_tracker_strings_render_inert(running: Running) -> None:
     assert "/issues/MT-5%22%3E%3Cscript%3Ex%3C%2Fscript%3E" in html
     detail = httpx.get(running.base + "/issues/MT-5%22%3E%3Cscript%3Ex%3C%2Fscript%3E").text
     assert "<script>x" not in detail and "&lt;script&gt;x&lt;/script&gt;" in detail
+    for page in (html, detail):  # the title is shown, as text
+        assert page.count("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;") >= 1
+        assert "<script>alert" not in page and 'href="javascript:' not in page
 
 
 def test_metrics_in_prometheus_text_format(running: Running) -> None:

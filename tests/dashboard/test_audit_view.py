@@ -36,7 +36,7 @@ def test_records_filter_and_issue_page(with_audit: WithAudit) -> None:
     assert [r["issue_identifier"] for r in only["records"]] == ["MT-2"] and only["truncated"]
     assert httpx.get(base + "/api/v1/audit", params={"limit": 0}).status_code == 400
     page = httpx.get(base + "/issues/MT-1").text
-    assert "egress_deny" in page and "denied.test" in page
+    assert "egress denied" in page and "denied.test:443" in page
     assert "turn_failed" not in page  # MT-2's failure is not MT-1's record
     audit_page = httpx.get(base + "/audit", params={"type": "egress_deny"}).text
     assert "denied.test" in audit_page and "run-2" not in audit_page
@@ -124,3 +124,13 @@ def test_since_includes_records_within_the_named_second(tmp_path: Path) -> None:
     found = query(tmp_path, AuditQuery(since="2026-11-22T06:00:00Z"))
     assert [r.type for r in found.records] == ["genesis"]
     assert query(tmp_path, AuditQuery(since="2026-11-22T06:00:01Z")).records == []
+
+
+def test_a_finished_issue_has_its_history_page(with_history: WithAudit) -> None:
+    base = with_history.dashboard.base
+    page = httpx.get(base + "/issues/MT-3")  # not live: the dispatcher double has no MT-3
+    assert page.status_code == 200
+    assert "nothing live for this issue" in page.text and "class='banner neutral'" in page.text
+    assert "Runs (1)" in page.text and "timed_out" in page.text and "turn_timeout" in page.text
+    unknown = httpx.get(base + "/issues/NOPE-1")
+    assert unknown.status_code == 404 and "No runs recorded for this issue." in unknown.text

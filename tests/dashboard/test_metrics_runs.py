@@ -232,6 +232,11 @@ async def test_snapshot_series_follow_a_real_dispatchers_runs() -> None:
 
             during = await metrics()
             assert "symphony_dashboard_dispatcher_up 1" in during
+            # Titles and tracker links travel from the real dispatcher to the pages.
+            overview = (await asyncio.to_thread(httpx.get, dash.base + "/")).text
+            for n in (1, 2):
+                assert f'<span class="title">Issue {n}</span>' in overview, overview
+                assert f'href="https://tracker.test/MT-{n}"' in overview
             assert "symphony_running 2" in during and "symphony_retrying 0" in during
             world.launcher.finish(runs["MT-1"], RunOutcome("succeeded"))
             world.launcher.finish(runs["MT-2"], RunOutcome("failed", "turn_failed", "boom"))
@@ -243,6 +248,10 @@ async def test_snapshot_series_follow_a_real_dispatchers_runs() -> None:
                 if "symphony_running 0" in after:
                     break
                 await asyncio.sleep(0.1)
+            # Retry rows name no title; the dashboard remembers it from the running rows.
+            retries = (await asyncio.to_thread(httpx.get, dash.base + "/")).text
+            retries = retries[retries.index("<h2>Retry queue</h2>") :]
+            assert '<span class="title">Issue 1</span>' in retries.split("</section>")[0]
         finally:
             await asyncio.to_thread(dash.stop)
     assert "symphony_running 0" in after, after

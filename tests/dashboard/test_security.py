@@ -109,12 +109,14 @@ def test_security_headers_on_pages_and_api(running: Running) -> None:
 
 
 def test_pages_have_no_inline_script_and_no_remote_assets(running: Running) -> None:
-    html = httpx.get(running.base + "/").text
-    scripts = [part for part in html.split("<script")[1:]]
-    assert scripts and all(part.startswith(' src="/static/') for part in scripts)
-    for tag in html.split("<")[1:]:
-        if tag.startswith(("link", "script", "img")):
-            assert "http" not in tag and "//" not in tag, tag
+    for path in ("/", "/activity", "/issues/MT-1", "/audit"):
+        html = httpx.get(running.base + path).text
+        scripts = [part for part in html.split("<script")[1:]]
+        assert scripts and all(part.startswith(' src="/static/') for part in scripts), path
+        for tag in html.split("<")[1:]:
+            if tag.startswith(("link", "script", "img", "image", "use", "iframe")):
+                assert "http" not in tag and "//" not in tag, tag
+            assert not tag.startswith("style"), (path, tag)  # the CSP allows no inline style
 
 
 def test_a_proxy_name_is_accepted_only_when_configured() -> None:

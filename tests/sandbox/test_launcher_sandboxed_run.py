@@ -117,4 +117,9 @@ def test_sandboxed_run_edits_workspace_and_hands_off(tmp_path: Path, template: P
     assert "sandbox_ready" in types and "sandbox_teardown" in types, types
     allows = [a for a in audit if a.type == "egress_allow"]
     assert allows and all(a.payload.get("rule") == "local_service" for a in allows), allows
+    # The sandbox's records name the run's issue, so filtering the audit log by issue finds
+    # them (the dashboard's issue page and `/audit?issue=`).
+    sandbox = [a for a in audit if a.type.startswith(("sandbox_", "egress_"))]
+    assert sandbox and {(a.issue_id, a.issue_identifier) for a in sandbox} == {("i-1", "ABC-1")}
+    assert all("issue_id" not in a.payload for a in sandbox)
     assert not manager.live

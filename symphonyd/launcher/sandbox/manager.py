@@ -39,9 +39,19 @@ AuditSink = Callable[[dict[str, Any]], None]
 
 
 def audit_event(record: dict[str, Any]) -> AuditEventIn:
-    """A sandbox record (``{"type": ..., ...}``) as the audit writer's IPC record."""
-    payload = {k: v for k, v in record.items() if k != "type"}
-    return AuditEventIn(type=str(record["type"]), payload=payload)
+    """A sandbox record (``{"type": ..., ...}``) as the audit writer's IPC record; the
+    issue fields the launcher adds for a run's sandbox become the record's issue."""
+    payload = {k: v for k, v in record.items() if k not in _RECORD_FIELDS}
+    issue_id, identifier = record.get("issue_id"), record.get("issue_identifier")
+    return AuditEventIn(
+        type=str(record["type"]),
+        payload=payload,
+        issue_id=issue_id if isinstance(issue_id, str) else None,
+        issue_identifier=identifier if isinstance(identifier, str) else None,
+    )
+
+
+_RECORD_FIELDS = frozenset({"type", "issue_id", "issue_identifier"})
 
 
 PROXY_PORT = 3128

@@ -1,0 +1,165 @@
+"""The issue page: what the dispatcher knows now, then every run from the audit log.
+
+Runs are newest first, each with its absolute start and end, duration, outcome and reason,
+and its transcript: prompts, tool calls, file changes, tracker writes, sandbox and egress
+records, in the order the audit writer stored them.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from symphonyd.core import audit_events as ev
+from symphonyd.core.messages import AuditRecordView, IssueView
+from symphonyd.dashboard.history import Run
+from symphonyd.dashboard.html import at, duration, esc, external_link, num, table, when
+
+TEXT_CHARS = 300
+_OUTCOME_CLASS = {"succeeded": "good", "failed": "bad", "timed_out": "bad", "stalled": "bad"}
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS] + "…"
+
+
+def describe(r: AuditRecordView) -> tuple[str, str]:
+    """A readable kind and one line of what happened, from one audit record."""
+    p = r.payload
+    if r.type == ev.PROMPT_SENT:
+        turn = f" (turn {p['turn']})" if p.get("turn") is not None else ""
+        return "prompt" + turn, f"{p.get('prompt_chars', '?')} chars: {_short(p.get('preview'))}"
+    if r.type == ev.TOOL_CALL:
+        ok = "ok" if p.get("success") else "failed"
+        args = f" {_short(p['arguments'])}" if p.get("arguments") is not None else ""
+        return "tool call", f"{p.get('tool')} — {ok}{args}"
+    if r.type == ev.FILE_CHANGE:
+        return "file change", f"{p.get('change')} {p.get('path')}"
+    if r.type == ev.TRACKER_WRITE:
+        return "tracker write", str(p.get("operation"))
+    if r.type in (ev.EGRESS_ALLOW, ev.EGRESS_DENY):
+        verdict = "allowed" if r.type == ev.EGRESS_ALLOW else "denied"
+        port = f":{p['port']}" if p.get("port") is not None else ""
+        why = f" ({p['reason']})" if p.get("reason") else ""
+        return f"egress {verdict}", f"{p.get('host')}{port}{why}"
+    if r.type == ev.EGRESS_SUMMARY:
+        return "egress summary", f"{p.get('total')} repeated decisions in {p.get('seconds')}s"
+    if r.type == ev.SANDBOX_READY:
+        return "sandbox ready", f"{p.get('mode')} at {p.get('address')}"
+    if r.type == ev.SANDBOX_TEARDOWN:
+        problems = p.get("problems")
+        return "sandbox removed", _short(problems) if problems else "clean"
+    if r.type == ev.SANDBOX_FAILURE:
+        return "sandbox failed", f"{p.get('code')}: {_short(p.get('message'))}"
+    rest = {k: v for k, v in p.items() if k != "run_id"}
+    return r.type.replace("_", " "), _short(rest) if rest else ""
+
+
+def transcript(records: list[AuditRecordView], empty: str) -> str:
+    rows = []
+    for r in records:
+        kind, text = describe(r)
+        css = " class=bad" if r.type in (ev.EGRESS_DENY, ev.SANDBOX_FAILURE) else ""
+        rows.append(
+            f"<tr><td>{at(r.ts)}</td><td{css}>{esc(kind)}</td><td>{esc(text)}</td>"
+            f"<td class=n>#{num(r.seq)}</td></tr>"
+        )
+    return table(["Time (UTC)", "What", "Detail", "Seq"], rows, empty)
+
+
+def outcome_badge(outcome: str | None, *, running: bool = False) -> str:
+    if outcome is None:
+        label = "running" if running else "no end recorded"
+        return f'<span class="badge neutral">{label}</span>'
+    return f'<span class="badge {_OUTCOME_CLASS.get(outcome, "neutral")}">{esc(outcome)}</span>'
+
+
+def _run_section(run: Run, number: int, live_run: str | None) -> str:
+    reason = f" — {esc(run.reason)}" if run.reason else ""
+    facts = (
+        f"<dl class='facts run-facts'><dt>Started</dt><dd>{at(run.started)}</dd>"
+        f"<dt>Ended</dt><dd>{at(run.ended)}</dd>"
+        f"<dt>Duration</dt><dd>{duration(run.duration_s)}</dd>"
+        f"<dt>Attempt</dt><dd>{num(run.attempt)}</dd>"
+        f"<dt>Turns</dt><dd>{num(run.turns)}</dd>"
+        f"<dt>Tokens</dt><dd>{num(run.total_tokens)}</dd></dl>"
+    )
+    return (
+        f'<section class="run" aria-labelledby="run-{number}">'
+        f'<h3 id="run-{number}">Run {number} '
+        f"{outcome_badge(run.outcome, running=run.run_id == live_run)}{reason} "
+        f'<code class="muted">{esc(run.run_id)}</code></h3>{facts}'
+        + transcript(run.events, "No agent or sandbox records for this run.")
+        + "</section>"
+    )
+
+
+def history(runs: list[Run] | None, loose: list[AuditRecordView], live_run: str | None) -> str:
+    if runs is None:
+        return '<section><h2>Runs</h2><p class="empty">Audit log unavailable.</p></section>'
+    sections = [_run_section(run, len(runs) - i, live_run) for i, run in enumerate(runs)]
+    body = "".join(sections) or '<p class="empty">No runs recorded for this issue.</p>'
+    other = (
+        "<section><h2>Other records</h2>" + transcript(loose, "") + "</section>" if loose else ""
+    )
+    return f"<section><h2>Runs ({len(runs)})</h2>{body}</section>{other}"
+
+
+def head(
+    v: IssueView | None, identifier: str, title: str | None, url: str | None, note: str
+) -> str:
+    name = f'<span class="title">{esc(title)}</span>' if title else ""
+    link = external_link(url, "open in tracker")
+    h1 = f"<h1>{esc(identifier)} {name}</h1>" + (f"<p>{link}</p>" if link else "")
+    if v is None:
+        return h1 + f"<p class='banner neutral'>{esc(note)}</p>"
+    now = datetime.now(UTC)
+    facts = [
+        ("Status", esc(v.status)),
+        ("Issue id", esc(v.issue_id)),
+        ("Workspace", f"<code>{esc(v.workspace_path or '—')}</code>"),
+        ("Restarts", num(v.attempts.restart_count)),
+        ("Retry attempt", num(v.attempts.current_retry_attempt)),
+        ("Tokens used", num(v.tokens_used)),
+        ("Last error", f'<span class="bad">{esc(v.last_error)}</span>' if v.last_error else "—"),
+    ]
+    if v.running is not None:
+        r = v.running
+        facts += [
+            ("Session", esc(r.session_id or "—")),
+            ("Turns", num(r.turn_count)),
+            ("Started", f"{at(r.started_at)} ({when(r.started_at, now=now)})"),
+            ("Last event", f"{esc(r.last_event or '—')} {when(r.last_event_at, now=now)}"),
+        ]
+    if v.retry is not None:
+        facts.append(("Next retry", f"{at(v.retry.due_at)} ({esc(v.retry.error)})"))
+    if v.hold is not None:
+        facts.append(("Held", f"{esc(v.hold.kind)}: {esc(v.hold.reason)}"))
+    dl = "".join(f"<dt>{esc(k)}</dt><dd>{val}</dd>" for k, val in facts)
+    ident = esc(v.issue_identifier)
+    buttons = []
+    if v.running is not None:
+        buttons.append(
+            f'<button class="danger" data-action="stop" data-identifier="{ident}">Stop</button>'
+        )
+    if v.hold is not None:
+        buttons.append(f'<button data-action="release" data-identifier="{ident}">Release</button>')
+    actions = (
+        '<section class="controls">'
+        + "".join(buttons)
+        + '<span id="action-result" class="muted" role="status"></span></section>'
+        if buttons
+        else ""
+    )
+    events = [
+        f"<tr><td>{at(e.at)}</td><td>{esc(e.event)}</td><td>{esc(e.message)}</td></tr>"
+        for e in reversed(v.recent_events)
+    ]
+    return (
+        f"{h1}{actions}<section><dl class='facts'>{dl}</dl></section>"
+        "<section><h2>Timeline</h2>"
+        + table(["Time (UTC)", "Event", "Message"], events, "No events recorded yet.")
+        + "</section>"
+    )
