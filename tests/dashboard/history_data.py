@@ -14,7 +14,7 @@ from pathlib import Path
 
 from symphonyd.core import audit_events as ev
 from symphonyd.core.messages import AUDIT_APPEND, AuditAppend, AuditEventIn
-from symphonyd.launcher.sandbox.sandbox import audit_event
+from symphonyd.launcher.sandbox.manager import audit_event
 from symphonyd.runtime.ipc_client import IpcClient
 
 HOSTILE_ARG = "<script>alert('arg')</script>"
