@@ -20,7 +20,13 @@ from symphonyd.runtime.ipc_client import IpcClient
 NAME = "tracker-workflow"
 SOCKET = "tracker-launcher.sock"  # root's socket on the tracker (core/sockets.py)
 UNIT = "symphony-tracker.service"
+SOCKET_UNIT = "symphony-tracker-launcher.socket"
 FIX = "symphonyctl workflow check; fix and save (the tracker adopts it on its next request)"
+
+
+def _active(unit: str) -> bool:
+    state = run_command(["systemctl", "is-active", unit])
+    return state is not None and state.stdout.strip() == "active"
 
 
 async def _health(path: Path) -> Health:
@@ -36,11 +42,10 @@ def check_tracker_workflow(ctx: Context) -> Iterator[Check]:
     path = Path(ctx.host.runtime_dir) / SOCKET
     if not path.exists():
         return  # the socket check already says so
-    if systemd_is_pid1():
-        # The socket is activated: connecting would start a tracker someone stopped.
-        state = run_command(["systemctl", "is-active", UNIT])
-        if state is None or state.stdout.strip() != "active":
-            return  # the units check reports the stopped unit
+    if systemd_is_pid1() and not _active(UNIT) and _active(SOCKET_UNIT):
+        # systemd listens there for a stopped tracker: connecting would start it. (A tracker
+        # that bound the path itself, outside systemd, is asked like anywhere else.)
+        return  # the units check reports the stopped unit
     try:
         health = asyncio.run(asyncio.wait_for(_health(path), 10))
     except (SymphonyError, OSError, TimeoutError) as exc:
