@@ -153,6 +153,15 @@ def build_service_config(
 ) -> ServiceConfig:
     """Defaults, `$NAME` resolution, coercion and validation; raises ConfigError."""
     raw = definition.config
+    if "worker" in raw:
+        # Not ignored: an operator who configured SPEC Appendix A's worker hosts must not
+        # believe agents run elsewhere while they all run here (docs/design/1100).
+        raise ConfigError(
+            "worker: worker hosts (SPEC Appendix A) are not supported by this version; "
+            "every agent runs on this host",
+            code="worker_hosts_unsupported",
+            field="worker",
+        )
     workspace = section(raw, "workspace")
     return ServiceConfig(
         tracker=_tracker(raw),

@@ -93,6 +93,10 @@ def test_check_missing_file(tmp_path: Path) -> None:
         ("---\n- a\n---\n", "workflow_front_matter_not_a_map"),
         ("---\ntracker: {kind: memory}\nhooks: {timeout_ms: -1}\n---\n", "invalid_config"),
         ("---\ntracker: {kind: trello}\n---\n", "unsupported_tracker_kind"),
+        (
+            "---\ntracker: {kind: memory}\nworker: {ssh_hosts: [w1]}\n---\n",
+            "worker_hosts_unsupported",
+        ),
         ("no front matter at all", "missing_tracker_kind"),
         ("---\ntracker: {kind: memory}\n---\n{{ issue.title | shout }}", "template_render_error"),
         ("---\ntracker: {kind: memory}\n---\n{% if %}", "template_parse_error"),
