@@ -30,6 +30,7 @@ from symphonyd.core.config_values import (
     str_list,
 )
 from symphonyd.core.errors import ConfigError
+from symphonyd.core.worker_hosts import WORKER_KEYS, WorkerHosts, parse_worker
 
 DEFAULT_WORKFLOW_PATH = "/etc/symphony/WORKFLOW.md"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -65,6 +66,8 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         *_EGRESS_LIMIT_KEYS,
         "shm_size",
     ),
+    # Checked by core/worker_hosts.py, which also knows the [[worker.hosts]] tables.
+    "worker": WORKER_KEYS,
 }
 # Each sandbox's own /dev/shm tmpfs (docs/design/0853); "256M", "1G", or bytes.
 DEFAULT_SHM_BYTES = 256 << 20
@@ -116,6 +119,7 @@ class HostConfig:
     dashboard: DashboardBind = field(default_factory=DashboardBind)
     tracker_credential: str = "tracker"
     sandbox: SandboxHost = field(default_factory=SandboxHost)
+    worker: WorkerHosts = field(default_factory=WorkerHosts)
 
 
 def parse_host_config(text: str) -> tuple[HostConfig, tuple[str, ...]]:
@@ -131,9 +135,12 @@ def parse_host_config(text: str) -> tuple[HostConfig, tuple[str, ...]]:
         if key in _SECTIONS:
             if not isinstance(value, dict):
                 raise ConfigError(f"{key}: must be a table, got {echo(value)}", field=key)
-            warnings.extend(
-                f"{key}.{sub}: unknown key ignored" for sub in value if sub not in _SECTIONS[key]
-            )
+            if key != "worker":
+                warnings.extend(
+                    f"{key}.{sub}: unknown key ignored"
+                    for sub in value
+                    if sub not in _SECTIONS[key]
+                )
         elif key not in _TOP_KEYS:
             if isinstance(value, dict):
                 raise ConfigError(
@@ -145,6 +152,8 @@ def parse_host_config(text: str) -> tuple[HostConfig, tuple[str, ...]]:
     dash: Mapping[str, Any] = raw.get("dashboard", {})
     tracker: Mapping[str, Any] = raw.get("tracker", {})
     workspace_root = opt_str(paths, "workspace_root", "paths.workspace_root")
+    worker, worker_warnings = parse_worker(raw.get("worker", {}))
+    warnings.extend(worker_warnings)
     config = HostConfig(
         workflow_path=_abs_path(raw, "workflow", "workflow", defaults.workflow_path),
         log_level=choice(raw, "log_level", "log_level", defaults.log_level, LOG_LEVELS),
@@ -159,6 +168,7 @@ def parse_host_config(text: str) -> tuple[HostConfig, tuple[str, ...]]:
         dashboard=_dashboard(dash),
         tracker_credential=_credential(tracker),
         sandbox=_sandbox(raw.get("sandbox", {})),
+        worker=worker,
     )
     return config, tuple(warnings)
 

@@ -640,7 +640,15 @@ class StartRunResult:
 
 
 StopReason = Literal[
-    "operator", "terminal", "inactive", "unroutable", "stalled", "budget", "shutdown", "orphan"
+    "operator",
+    "terminal",
+    "inactive",
+    "unroutable",
+    "stalled",
+    "budget",
+    "shutdown",
+    "orphan",
+    "link_lost",  # a worker's link was gone for its lease (launcher/link_lease.py)
 ]
 
 

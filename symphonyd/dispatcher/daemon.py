@@ -106,6 +106,14 @@ def loops(service: DispatcherService, runtime: Path) -> dict[str, Coroutine[Any,
 
 async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
     host = daemon.load_host_config(args.host_config)
+    if host.worker.hosts:
+        # Until the dispatcher schedules onto worker hosts (docs/design/1100), starting would
+        # run every agent here while the operator believes they run on the workers.
+        raise ConfigError(
+            "[[worker.hosts]]: this dispatcher cannot schedule onto worker hosts yet; every "
+            "agent would run on this host. Remove the hosts to run locally",
+            code="worker_hosts_unsupported",
+        )
     state_dir = Path(args.state_dir or Path(host.state_dir) / "dispatcher")
     # Before anything else: one dispatcher per state, or two would dispatch the same issues.
     # Held until the process exits (the kernel drops it then): never while a task still runs.

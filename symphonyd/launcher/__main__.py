@@ -29,6 +29,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="append",
         help=f"uid allowed to connect (default: {DISPATCHER_USER})",
     )
+    p.add_argument(
+        "--link-socket", help="worker host: bind the link's socket here instead of activation"
+    )
+    p.add_argument(
+        "--link-uid",
+        type=int,
+        action="append",
+        help="worker host: uid the link may connect as (default: symphony-link)",
+    )
     return p.parse_args(argv)
 
 

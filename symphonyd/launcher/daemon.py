@@ -17,7 +17,7 @@ import contextlib
 import logging
 import os
 import pwd
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from symphonyd import __version__
@@ -67,6 +67,7 @@ from symphonyd.core.messages import (
 from symphonyd.launcher.child_watch import use_pidfd_child_watcher
 from symphonyd.launcher.hooks import RunAs
 from symphonyd.launcher.limits import raise_nofile_limit
+from symphonyd.launcher.link_lease import LinkLease
 from symphonyd.launcher.sandbox.addresses import AddressPool
 from symphonyd.launcher.sandbox.agent_sandbox import AgentSandboxes
 from symphonyd.launcher.sandbox.dns import UpstreamResolver, system_upstreams
@@ -83,6 +84,7 @@ from symphonyd.runtime.peer import Peer
 
 log = logging.getLogger("symphonyd.launcher")
 DISPATCHER_USER = "symphony-dispatch"
+LINK_USER = "symphony-link"  # on a worker host: the user the control host's key logs in as
 AGENT_USER = "symphony-agent"
 AUDIT_QUEUE_MAX = 10_000
 # The writer refused the content itself; sending it again cannot succeed.
@@ -207,15 +209,26 @@ class AuditQueue:
         await self._client.close()
 
 
-def launcher_server(service: LauncherService, uids: Iterable[int]) -> IpcServer:
+def launcher_server(
+    service: LauncherService,
+    uids: Iterable[int],
+    *,
+    name: str = "launcher-dispatcher",
+    on_started: Callable[[str], None] | None = None,
+) -> IpcServer:
+    """The launcher protocol for one client: the local dispatcher, or the link on a worker
+    (``on_started`` learns the runs the link started, for the lease)."""
     allowed = frozenset(uids)
-    server = IpcServer("launcher-dispatcher", allowed_uids=allowed, allow_root=0 in allowed)
+    server = IpcServer(name, allowed_uids=allowed, allow_root=0 in allowed)
 
     async def health(_: Empty, peer: Peer) -> Health:
         return Health("launcher", __version__, True, {"live_runs": service.live_count})
 
     async def start_run(req: StartRun, peer: Peer) -> StartRunResult:
-        return await service.start_run(req)
+        result = await service.start_run(req)
+        if result.accepted and on_started is not None:
+            on_started(req.run_id)
+        return result
 
     async def stop_run(req: StopRun, peer: Peer) -> StopRunResult:
         return await service.stop_run(req)
@@ -250,6 +263,42 @@ def launcher_server(service: LauncherService, uids: Iterable[int]) -> IpcServer:
     server.handle(LAUNCHER_LIST_WORKSPACES, list_workspaces)
     server.subscription(LAUNCHER_SUBSCRIBE, subscribe)
     return server
+
+
+async def _link_server(
+    service: LauncherService, host: HostConfig, args: argparse.Namespace
+) -> tuple[IpcServer, LinkLease] | None:
+    """On a worker host, the launcher protocol for the control host's link, with its lease.
+
+    Present only where the link's socket exists: ``--link-socket`` in development, or the
+    activated socket named ``link`` (symphony-launcher-link.socket) on a worker.
+    """
+    activated = [] if args.link_socket else listen_fds().get("link", [])
+    if not args.link_socket and not activated:
+        return None
+    lease: LinkLease | None = None
+
+    def started(run_id: str) -> None:
+        if lease is not None:
+            lease.started(run_id)
+
+    uids = args.link_uid or [system_uid(LINK_USER)]
+    server = launcher_server(service, uids, name="launcher-link", on_started=started)
+
+    async def stop_run(run_id: str) -> bool:
+        return (await service.stop_run(StopRun(run_id, "link_lost"))).stopped
+
+    lease = LinkLease(
+        host.worker.lease_seconds,
+        idle_since=lambda: server.idle_since,
+        live=service.is_live,
+        stop=stop_run,
+    )
+    if args.link_socket:
+        await server.start_path(args.link_socket)
+    else:
+        await server.start(activated[0])
+    return server, lease
 
 
 def agent_identity() -> RunAs | None:
@@ -339,11 +388,16 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
                 code="socket_setup_failed",
             )
         await server.start(socks[0])
+    link = await _link_server(service, host, args)
     daemon.spawn(audit.run(), "audit-delivery")
+    if link is not None:
+        daemon.spawn(link[1].watch(), "link-lease")
     if service.deps.sandboxes is not None:
         await service.deps.sandboxes.start()
 
     async def stop() -> None:
+        if link is not None:
+            await link[0].close()
         await server.close()
         await service.shutdown()
         if service.deps.sandboxes is not None:

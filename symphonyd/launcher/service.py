@@ -210,6 +210,10 @@ class LauncherService:
     def live_count(self) -> int:
         return self._runs.live_count
 
+    def is_live(self, run_id: str) -> bool:
+        run = self._runs.get(run_id)
+        return run is not None and run.task is not None and not run.task.done()
+
     def list_runs(self, after: int = 0, limit: int | None = None) -> RunList:
         """Runs started after cursor ``after``, in start order; all of them without a limit."""
         page, next_after = self._runs.page(after, limit)

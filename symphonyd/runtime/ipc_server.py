@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
@@ -52,6 +53,9 @@ class IpcServer:
         self._connections: set[Connection] = set()
         self._server: asyncio.AbstractServer | None = None
         self._owned_path: tuple[Path, int] | None = None
+        # Monotonic time since when no client has been connected (None while one is): a
+        # connection too short for any poll to see still counts (launcher/link_lease.py).
+        self.idle_since: float | None = time.monotonic()
 
     # ----------------------------------------------------------------- registration
 
@@ -141,10 +145,13 @@ class IpcServer:
             return
         conn = Connection(self.name, self._routes, self.limits, reader, writer, admitted)
         self._connections.add(conn)
+        self.idle_since = None
         try:
             await conn.run()
         finally:
             self._connections.discard(conn)
+            if not self._connections:
+                self.idle_since = time.monotonic()
 
     def _admit(self, writer: asyncio.StreamWriter) -> Peer | tuple[str, str]:
         """The peer, or the (code, message) it is refused with."""

@@ -1,0 +1,90 @@
+"""symphony-link: the control host's only way to its worker hosts (docs/design/1100).
+
+``startup`` is the wiring ``python -m symphonyd.link`` runs under the shared run loop: it
+reads the host config's ``[worker]`` section, checks the key credential and the pinned
+host keys exist, and binds one 0600 socket per worker for the dispatcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from pathlib import Path
+
+from symphonyd.core.errors import ConfigError
+from symphonyd.core.worker_hosts import WorkerHosts
+from symphonyd.link.service import LinkService
+from symphonyd.runtime.daemon import Daemon, system_uid
+
+DISPATCHER_USER = "symphony-dispatch"
+
+
+def key_path(worker: WorkerHosts, explicit: str | None) -> Path:
+    """The private key: ``--key`` for development, else the unit's systemd credential."""
+    if explicit:
+        path = Path(explicit)
+    else:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            raise ConfigError(
+                f"no key: the unit must load the {worker.ssh_key_credential!r} credential "
+                "(LoadCredential=) or pass --key",
+                code="missing_credential",
+            )
+        path = Path(directory) / worker.ssh_key_credential
+    if not path.is_file():
+        raise ConfigError(f"the link's key {path} does not exist", code="missing_credential")
+    return path
+
+
+def bind_host_socket(path: Path, owner_uid: int) -> socket.socket:
+    """A 0600 listening socket only ``owner_uid`` (the dispatcher) can connect to."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    if os.geteuid() == 0 and owner_uid != 0:
+        os.chown(path, owner_uid, -1)
+    sock.listen(64)
+    return sock
+
+
+async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
+    host = daemon.load_host_config(args.host_config)
+    worker = host.worker
+    if not worker.hosts:
+        raise ConfigError(
+            "no worker hosts: add [[worker.hosts]] to the host config", code="no_worker_hosts"
+        )
+    if not Path(worker.known_hosts).is_file():
+        raise ConfigError(
+            f"worker.known_hosts: {worker.known_hosts} does not exist; pin each worker's host "
+            "key there before starting the link",
+            code="missing_known_hosts",
+        )
+    key = key_path(worker, args.key)
+    uids = args.dispatcher_uid or [system_uid(DISPATCHER_USER)]
+    hosts_dir = Path(args.hosts_dir or Path(host.runtime_dir) / "hosts")
+    hosts_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    service = LinkService(worker, key=key, allowed_uids=uids, ssh=args.ssh)
+    listeners = {
+        h.name: bind_host_socket(hosts_dir / f"{h.name}.sock", uids[0]) for h in worker.hosts
+    }
+    tasks = [
+        daemon.spawn(service.serve(h, listeners[h.name]), f"serve-{h.name}") for h in worker.hosts
+    ]
+
+    async def shutdown() -> None:
+        for task in tasks:
+            task.cancel()
+        for name, sock in listeners.items():
+            sock.close()
+            (hosts_dir / f"{name}.sock").unlink(missing_ok=True)
+        await service.close()
+
+    daemon.on_shutdown("link", shutdown)
+    daemon.status(f"linking {len(worker.hosts)} worker host(s)")
