@@ -270,6 +270,12 @@ class SandboxManager:
         )
         return handle
 
+    def intercept_of(self, handle: SandboxHandle) -> Intercept | None:
+        """The redirect a live sandbox was set up with (to restore its elements)."""
+        if handle.interceptor is None:
+            return None
+        return Intercept(self.intercept_port, handle.policy.ports)
+
     def _on_answer(
         self, lease: Lease, policy: EgressPolicy, book: AnswerBook
     ) -> Callable[[str, list[tuple[ipaddress.IPv4Address, int]]], None]:
