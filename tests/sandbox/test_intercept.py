@@ -1,4 +1,4 @@
-"""Transparent interception: proxy-unaware clients in a real sandbox (docs/design/0862).
+"""Transparent interception: proxy-unaware clients in a real sandbox (docs/design/0867).
 
 Two real clients that ignore the proxy variables (``curl --noproxy '*'`` and Python's
 ``http.client``) reach an allowed name and fail for a denied one; the proxy decides by the TLS

@@ -1,6 +1,6 @@
 """Which addresses this agent's resolver gave it for which names, for intercepted connections.
 
-An intercepted connection (docs/design/0862) arrives with the address the agent chose and a
+An intercepted connection (docs/design/0867) arrives with the address the agent chose and a
 name it claims (TLS SNI or HTTP ``Host``). The proxy accepts the claim only if the agent's own
 resolver answered that name with that address, so a client cannot reach an allowed name's
 connection through an address it got for another name or hard-coded. The book is per agent,

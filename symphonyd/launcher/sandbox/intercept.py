@@ -1,7 +1,7 @@
 """Transparent interception: connections that skipped the proxy, decided as if they had not.
 
 nftables redirects an agent's TCP connection to an allowed port anywhere to this listener on
-the agent's own host-side address (nft.py, docs/design/0862). The kernel keeps the address and
+the agent's own host-side address (nft.py, docs/design/0867). The kernel keeps the address and
 port the agent aimed at (``SO_ORIGINAL_DST``). The name comes from the client's first bytes:
 the TLS ClientHello's server name, or on a non-TLS port the ``Host`` header of a plain HTTP
 request. Then the proxy's own checks run, exactly as for ``CONNECT name:port``: IP literals,

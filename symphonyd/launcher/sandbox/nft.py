@@ -8,7 +8,7 @@ filled from resolver answers, with a timeout). Keying every element by interface
 agent A's packets can never match agent B's elements, and adding or removing an agent is one
 element transaction that cannot leave a half-built chain.
 
-Transparent interception (docs/design/0862): a TCP connection from an agent interface to an
+Transparent interception (docs/design/0867): a TCP connection from an agent interface to an
 allowed port anywhere is redirected, before routing, to that agent's interception listener on
 its own host-side address (``intercept`` maps interface . port to the listener's port). Its
 own resolver and proxy, and ``direct_v4`` tuples, are never redirected. An agent without
