@@ -14,7 +14,8 @@ network namespace resolves ``api.bench.test`` through the agent's resolver once,
 The server (an echo server on 198.18.98.1, on ``lo``, and the upstream DNS) runs in a child
 process, the client in another; so this process's CPU time (user + system, getrusage) over a
 batch is the launcher's cost: accept, decide, pinned connect, one decision record, relay.
-Reported: microseconds of launcher CPU per connection for each way.
+Reported: microseconds of launcher CPU per connection for each way (user + system, and user
+alone: the Python work; system time includes the kernel's TCP work for both legs).
 
 Run: .venv/bin/python bench/intercept_cpu.py [--connections 500]    (last line: RESULT {json})
 """
@@ -159,10 +160,12 @@ async def batch(handle: SandboxHandle, way: str, count: int) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"client failed: {err.decode()[-500:]}")
     ok = json.loads(out.decode().strip().splitlines()[-1])["ok"]
-    busy = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
+    user = cpu1.ru_utime - cpu0.ru_utime
+    busy = user + cpu1.ru_stime - cpu0.ru_stime
     return {
         "ok": ok,
         "launcher_cpu_us_per_conn": round(busy / count * 1e6),
+        "launcher_user_us_per_conn": round(user / count * 1e6),
         "wall_ms_per_conn": round(wall / count * 1000, 2),
     }
 
