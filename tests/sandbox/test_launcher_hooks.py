@@ -47,6 +47,7 @@ def run_once(
     template: Path,
     pool: AddressPool | None = None,
     hooks: dict[str, str] | None = None,
+    agent_command: str = "/bin/false",
 ) -> tuple[LauncherService, list[AuditEventIn], list[str]]:
     os.chmod(tmp_path, 0o755)
     state = tmp_path / "secret-state"
@@ -79,7 +80,7 @@ def run_once(
     config: dict[str, Any] = {
         "tracker": {"kind": "memory"},
         "workspace": {"root": str(tmp_path / "ws")},
-        "codex": {"command": "/bin/false"},
+        "codex": {"command": agent_command},
         "hooks": hooks
         or {
             "after_create": hook("after_create", state / "token"),
@@ -179,7 +180,7 @@ def test_a_runs_refused_names_reach_its_issue_log_with_the_line_to_add(
     level = logger.level
     logger.setLevel(logging.INFO)
     try:
-        run_once(tmp_path, template, hooks={"before_run": script})
+        _, audit, _ = run_once(tmp_path, template, agent_command=f"{script}; exit 1")
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
@@ -192,3 +193,10 @@ def test_a_runs_refused_names_reach_its_issue_log_with_the_line_to_add(
     assert "pkg.example x2 (not_allowlisted)" in summary, summary
     assert "cdn.example x1 (not_allowlisted)" in summary, summary
     assert "allowed_domains: [cdn.example, pkg.example]" in summary, summary
+    # The same counts in the agent sandbox's teardown record: the dashboard's issue view.
+    (teardown,) = [a for a in audit if a.type == "sandbox_teardown" and "denied" in a.payload]
+    assert teardown.issue_identifier == "ABC-1"
+    assert teardown.payload["suggest"] == "allowed_domains: [cdn.example, pkg.example]"
+    assert {"host": "pkg.example", "reason": "not_allowlisted", "count": 2} in teardown.payload[
+        "denied"
+    ]

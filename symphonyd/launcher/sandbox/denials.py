@@ -4,7 +4,9 @@ The agent sees the hint in the proxy's 403 body; the operator sees it in the jou
 the first time a name is refused for a reason, bounded per agent) and, when the sandbox is
 torn down, one ``egress_denials`` line with every refused name and its count plus the one
 ``allowed_domains`` line that would have let the allowlisted-name refusals through. Both are
-logged inside the run's log context, so ``symphonyctl logs ISSUE`` shows them.
+logged inside the run's log context, so ``symphonyctl logs ISSUE`` shows them; the same
+counts and line go into the ``sandbox_teardown`` audit record, which the dashboard's issue
+view shows.
 """
 
 from __future__ import annotations
@@ -103,6 +105,20 @@ class DenialTally:
         text = ", ".join(f"{h} x{n} ({r})" for (h, r), n in ranked)
         rest = len(self.counts) - len(ranked)
         return text + (f", and {rest} more" if rest > 0 else "")
+
+    def teardown_fields(self) -> dict[str, Any]:
+        """For the ``sandbox_teardown`` audit record (the dashboard's issue view shows it)."""
+        if not self.counts:
+            return {}
+        ranked = self.counts.most_common(SUMMARY_NAMES)
+        fields: dict[str, Any] = {
+            "denied": [{"host": h, "reason": r, "count": n} for (h, r), n in ranked],
+            "denied_total": sum(self.counts.values()),
+        }
+        suggest = self.suggestion()
+        if suggest:
+            fields["suggest"] = suggest
+        return fields
 
     def log_summary(self) -> None:
         """One journal line for the run, if anything was refused."""

@@ -358,6 +358,8 @@ class SandboxManager:
         }
         if problems:
             record["problems"] = problems
+        if handle.denials is not None:
+            record.update(handle.denials.teardown_fields())
         self.audit(record)
 
     async def close(self) -> None:
