@@ -26,8 +26,6 @@ from typing import Any
 from symphonyd.launcher.sandbox.answer_book import AnswerBook
 from symphonyd.launcher.sandbox.denials import explain
 from symphonyd.launcher.sandbox.egress_policy import parse_ip_literal
-from symphonyd.launcher.sandbox.errors import PROXY_FAILED, SandboxError
-from symphonyd.launcher.sandbox.listener import CappedListener
 from symphonyd.launcher.sandbox.proxy import (
     HELLO_TIMEOUT,
     MAX_HEAD,
@@ -35,6 +33,7 @@ from symphonyd.launcher.sandbox.proxy import (
     EgressProxy,
     origin_request,
     reply,
+    start_listener,
 )
 from symphonyd.launcher.sandbox.tls_sni import (
     MAX_HELLO,
@@ -70,22 +69,10 @@ class Interceptor:
         self.answers = answers
         self.port = port
         self.refused = 0  # over the connection cap
-        self._listener = CappedListener(
-            proxy.bind_ip,
-            port,
-            proxy.limits.proxy_connections,
-            self._serve,
-            self._refuse,
-            limit=MAX_HEAD,
-        )
+        self._listener = proxy.listener(port, self._serve, self._refuse)
 
     async def start(self) -> None:
-        try:
-            await self._listener.start()
-        except OSError as exc:
-            raise SandboxError(
-                f"interception listener could not listen: {exc}", code=PROXY_FAILED
-            ) from exc
+        await start_listener(self._listener, "interception listener")
 
     async def stop(self) -> None:
         await self._listener.stop()

@@ -38,7 +38,7 @@ from symphonyd.launcher.sandbox.egress_policy import (
     sni_matches,
 )
 from symphonyd.launcher.sandbox.errors import PROXY_FAILED, SandboxError
-from symphonyd.launcher.sandbox.listener import CappedListener
+from symphonyd.launcher.sandbox.listener import CappedListener, Handler
 from symphonyd.launcher.sandbox.tls_sni import MAX_HELLO, SniStatus, parse_client_hello
 
 AuditSink = Callable[[dict[str, Any]], None]
@@ -93,20 +93,16 @@ class EgressProxy:
         self.connect_timeout = connect_timeout
         self.limits = limits or EgressLimits()
         self.counters = ProxyCounters()
-        self._listener = CappedListener(
-            bind_ip,
-            port,
-            self.limits.proxy_connections,
-            self._serve,
-            self._refuse,
-            limit=MAX_HEAD,
+        self._listener = self.listener(port, self._serve, self._refuse)
+
+    def listener(self, port: int, serve: Handler, refuse: Handler) -> CappedListener:
+        """A listener on this agent's address with its connection cap (also interception's)."""
+        return CappedListener(
+            self.bind_ip, port, self.limits.proxy_connections, serve, refuse, limit=MAX_HEAD
         )
 
     async def start(self) -> None:
-        try:
-            await self._listener.start()
-        except OSError as exc:
-            raise SandboxError(f"egress proxy could not listen: {exc}", code=PROXY_FAILED) from exc
+        await start_listener(self._listener, "egress proxy")
 
     @property
     def bound_port(self) -> int:
@@ -287,6 +283,13 @@ class EgressProxy:
                     return data
                 raise Deny("sni_mismatch")
             raise Deny(f"tls_{result.status.value}")
+
+
+async def start_listener(listener: CappedListener, what: str) -> None:
+    try:
+        await listener.start()
+    except OSError as exc:
+        raise SandboxError(f"{what} could not listen: {exc}", code=PROXY_FAILED) from exc
 
 
 def _target(method: str, target: str) -> tuple[str, int, str]:
