@@ -11,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from symphonyd.core.hostconfig import parse_host_config
+from symphonyd.launcher.sandbox.egress_policy import EgressPolicy
 from symphonyd.launcher.sandbox.manager import SandboxHandle
+from tests.sandbox.agent_sandboxes import agent_sandboxes, memory_workflow
 from tests.sandbox.conftest import (
     Internet,
     Launcher,
@@ -205,3 +209,26 @@ def test_teardown_logs_the_runs_denials_with_a_suggestion(
     assert "denied.test x2 (not_allowlisted)" in summary[0], summary
     assert "nope.denied.test x1 (not_allowlisted)" in summary[0], summary
     assert "allowed_domains: [denied.test, nope.denied.test]" in summary[0], summary
+
+
+@pytest.mark.parametrize(("line", "on"), [("", True), ("intercept = false\n", False)])
+def test_host_config_switches_interception_for_agents_and_hooks(
+    launcher: Launcher, world: World, template: Path, line: str, on: bool
+):
+    """Through the launcher's AgentSandboxes, as the daemon builds them from the host config."""
+    host, _ = parse_host_config(f"[sandbox]\nrequire_resource_limits = false\n{line}")
+    sandboxes = agent_sandboxes(launcher, host.sandbox, template)
+    config = memory_workflow(world)
+
+    async def build(policy: EgressPolicy | None) -> tuple[bool, list[Any]]:
+        sandbox = await sandboxes.open("agent-icpt-host", world.workspace, config, policy=policy)
+        try:
+            ifname = sandbox.handle.lease.host_ifname
+            mine = [k for k, _ in launcher.manager.firewall.redirects() if k[0] == ifname]
+            return sandbox.handle.interceptor is not None, sorted(p for _, p in mine)
+        finally:
+            await sandbox.close()
+
+    assert launcher.loop.run(build(None)) == (on, [80, 443] if on else [])
+    hooks = sandboxes.hook_policy(config)
+    assert launcher.loop.run(build(hooks)) == (on, [80, 443] if on else [])
