@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 
@@ -10,7 +11,7 @@ import pytest
 from symphonyd.launcher.sandbox.answer_book import AnswerBook
 from symphonyd.launcher.sandbox.denials import DenialTally, explain, hint
 from symphonyd.launcher.sandbox.egress_policy import build_policy
-from symphonyd.launcher.sandbox.intercept import _host_header, _rewrite_http
+from symphonyd.launcher.sandbox.intercept import _host_header, _rewrite_http, read_name
 from symphonyd.launcher.sandbox.proxy import Deny
 
 A = ipaddress.IPv4Address
@@ -109,3 +110,34 @@ def test_interception_follows_mode_and_switch() -> None:
     assert build_policy(mode="open").intercepts
     assert not build_policy(mode="block").intercepts
     assert not build_policy(intercept=False).intercepts
+
+
+def _read(data: bytes, tls_port: bool) -> tuple[bytes, str, bool] | str:
+    async def go() -> tuple[bytes, str, bool] | str:
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)  # no EOF: a refusal must not wait for the client to close
+        try:
+            return await read_name(reader, tls_port, {})
+        except Deny as deny:
+            return deny.reason
+
+    return asyncio.run(asyncio.wait_for(go(), 5))
+
+
+def test_read_name_takes_the_host_of_a_plain_request() -> None:
+    head = b"GET /x HTTP/1.1\r\nHost: a.test\r\n\r\nrest"
+    assert _read(head, tls_port=False) == (head, "a.test", False)
+
+
+@pytest.mark.parametrize(
+    ("data", "tls_port", "reason"),
+    [
+        (b"SSH-2.0-OpenSSH_9.2\r\n", False, "no_server_name"),  # at once, not at the timeout
+        (b"GET http://a.test/ HTTP/1.1\r\n", False, "no_server_name"),
+        (b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", True, "tls_not_tls"),
+    ],
+)
+def test_read_name_refuses_what_names_no_host_at_once(
+    data: bytes, tls_port: bool, reason: str
+) -> None:
+    assert _read(data, tls_port) == reason

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import struct
 from typing import Any
@@ -43,6 +44,7 @@ from symphonyd.launcher.sandbox.tls_sni import (
 )
 
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h
+_REQUEST_LINE = re.compile(rb"[A-Z]{1,16} /[^ \r\n]* HTTP/1\.[01]\r\n")
 INTERCEPT_PORT = 3129
 # TLS record: alert, TLS 1.2, length 2, fatal (2), access_denied (49).
 TLS_ACCESS_DENIED = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 49])
@@ -103,7 +105,7 @@ class Interceptor:
                 raise Deny("not_resolved_for_address")
 
         try:
-            first, host, is_tls = await self._first_bytes(reader, tls, fields)
+            first, host, is_tls = await read_name(reader, tls, fields)
             fields["host"] = host
             address = await self.proxy.admit(host, port, fields, check=bound)
             upstream = await self.proxy.connect(address, port, fields)
@@ -132,41 +134,46 @@ class Interceptor:
             await writer.drain()
         writer.close()
 
-    async def _first_bytes(
-        self, reader: asyncio.StreamReader, tls_port: bool, fields: dict[str, Any]
-    ) -> tuple[bytes, str, bool]:
-        """(client bytes so far, the name they claim, whether they are TLS)."""
-        data = b""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + HELLO_TIMEOUT
-        while True:
-            try:
-                chunk = await asyncio.wait_for(reader.read(MAX_HELLO), deadline - loop.time())
-            except (TimeoutError, ValueError) as exc:
-                raise Deny("hello_timeout") from exc
-            except OSError as exc:
-                raise Deny("client_closed") from exc
-            if not chunk:
-                raise Deny("client_closed")
-            data += chunk
-            if looks_like_tls(data):
-                result = parse_client_hello(data)
-                if result.status is SniStatus.NEED_MORE and len(data) <= MAX_HELLO + 64:
-                    continue
-                if result.status is SniStatus.FOUND and result.server_name is not None:
-                    fields["sni"] = result.server_name[:255]
-                    return data, result.server_name, True
-                if result.status is SniStatus.NO_SNI:
-                    raise Deny("tls_no_sni")
-                raise Deny(f"tls_{result.status.value}")
-            if tls_port:
-                raise Deny("tls_not_tls")
-            end = data.find(b"\r\n\r\n")
-            if end < 0:
-                if len(data) > MAX_HEAD:
-                    raise Deny("no_server_name", 400)
+
+async def read_name(
+    reader: asyncio.StreamReader, tls_port: bool, fields: dict[str, Any]
+) -> tuple[bytes, str, bool]:
+    """(client bytes so far, the name they claim, whether they are TLS)."""
+    data = b""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + HELLO_TIMEOUT
+    while True:
+        try:
+            chunk = await asyncio.wait_for(reader.read(MAX_HELLO), deadline - loop.time())
+        except (TimeoutError, ValueError) as exc:
+            raise Deny("hello_timeout") from exc
+        except OSError as exc:
+            raise Deny("client_closed") from exc
+        if not chunk:
+            raise Deny("client_closed")
+        data += chunk
+        if looks_like_tls(data):
+            result = parse_client_hello(data)
+            if result.status is SniStatus.NEED_MORE and len(data) <= MAX_HELLO + 64:
                 continue
-            return data, _host_header(data[: end + 4]), False
+            if result.status is SniStatus.FOUND and result.server_name is not None:
+                fields["sni"] = result.server_name[:255]
+                return data, result.server_name, True
+            if result.status is SniStatus.NO_SNI:
+                raise Deny("tls_no_sni")
+            raise Deny(f"tls_{result.status.value}")
+        if tls_port:
+            raise Deny("tls_not_tls")
+        line = data.find(b"\n")
+        if line >= 0 and not _REQUEST_LINE.fullmatch(data[: line + 1]):
+            # Not HTTP (an ssh banner, say): refused now, not after the head timeout.
+            raise Deny("no_server_name", 400)
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            if len(data) > MAX_HEAD:
+                raise Deny("no_server_name", 400)
+            continue
+        return data, _host_header(data[: end + 4]), False
 
 
 def _host_header(head: bytes) -> str:
