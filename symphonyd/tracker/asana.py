@@ -16,17 +16,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from symphonyd.core.errors import ValidationError
 from symphonyd.core.issue import BlockerRef, Issue, build_issue, cap_text, state_key
 from symphonyd.core.messages import ToolResult
 from symphonyd.tracker.adapter import blocked
 from symphonyd.tracker.asana_config import DEFAULT_SECRET, GID, parse_asana_provider
 from symphonyd.tracker.errors import PAGINATION, RATE_LIMITED, RESPONSE, STATUS, tracker_error
-from symphonyd.tracker.http import Sleep, retry_after_s
+from symphonyd.tracker.http import HttpPolicy, retry_after_s
 from symphonyd.tracker.http_adapter import HttpTrackerAdapter
-from symphonyd.tracker.provider_config import TrackerSettings
 from symphonyd.tracker.tools import ToolFailure
 
 log = logging.getLogger(__name__)
@@ -54,24 +51,10 @@ class AsanaAdapter(HttpTrackerAdapter):
     kind = "asana"
     default_secret = DEFAULT_SECRET
 
-    def __init__(
-        self,
-        settings: TrackerSettings,
-        env: Mapping[str, str],
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep | None = None,
-    ) -> None:
-        self.cfg = parse_asana_provider(settings.provider)
-        super().__init__(
-            settings,
-            env,
-            tool_states=self.cfg.tool_states,
-            policy=self.cfg.policy,
-            transport=transport,
-            sleep=sleep,
-        )
+    def _configure(self, p: Mapping[str, Any]) -> tuple[tuple[str, ...], HttpPolicy]:
+        self.cfg = parse_asana_provider(p)
         self._api = self.cfg.endpoint
+        return self.cfg.tool_states, self.cfg.policy
 
     def _headers(self) -> dict[str, str]:
         return {

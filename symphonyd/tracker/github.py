@@ -13,18 +13,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from symphonyd.core.errors import TrackerError, ValidationError
 from symphonyd.core.issue import BlockerRef, Issue, build_issue, state_key
 from symphonyd.tracker.adapter import blocked
 from symphonyd.tracker.errors import RESPONSE, config_error, tracker_error
 from symphonyd.tracker.github_blockers import BlockerCache
-from symphonyd.tracker.http import JsonResponse, Sleep
+from symphonyd.tracker.http import HttpPolicy, JsonResponse
 from symphonyd.tracker.http_adapter import HttpTrackerAdapter
 from symphonyd.tracker.provider_config import (
     HTTP_KEYS,
-    TrackerSettings,
     check_keys,
     http_endpoint,
     http_policy,
@@ -58,15 +55,7 @@ class GitHubAdapter(HttpTrackerAdapter):
     default_secret = DEFAULT_SECRET
     absent_statuses = (404, 410)
 
-    def __init__(
-        self,
-        settings: TrackerSettings,
-        env: Mapping[str, str],
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep | None = None,
-    ) -> None:
-        p = settings.provider
+    def _configure(self, p: Mapping[str, Any]) -> tuple[tuple[str, ...], HttpPolicy]:
         check_keys(p, KEYS, self.kind)
         tool_states = opt_str_list(p, "tool_states")
         self.endpoint = http_endpoint(p, "endpoint", DEFAULT_ENDPOINT)
@@ -86,16 +75,9 @@ class GitHubAdapter(HttpTrackerAdapter):
         self.assignee = opt_str(p, "assignee")
         self.blocked_label = (opt_str(p, "blocked_label") or "").lower() or None
         self.page_size = opt_int(p, "page_size", 50, 1, 100)
-        super().__init__(
-            settings,
-            env,
-            tool_states=tool_states,
-            policy=http_policy(p),
-            transport=transport,
-            sleep=sleep,
-        )
         self._repo_url = f"{self.endpoint}/repos/{self.repository}"
         self._blockers = BlockerCache()
+        return tool_states, http_policy(p)
 
     def _headers(self) -> dict[str, str]:
         return {

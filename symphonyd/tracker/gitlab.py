@@ -14,8 +14,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from symphonyd.core.errors import TrackerError, ValidationError
 from symphonyd.core.issue import BlockerRef, Issue, build_issue, cap_text, state_key
 from symphonyd.core.messages import ToolResult
@@ -23,9 +21,8 @@ from symphonyd.tracker.adapter import blocked
 from symphonyd.tracker.errors import RESPONSE, tracker_error
 from symphonyd.tracker.github_blockers import BlockerCache
 from symphonyd.tracker.gitlab_config import DEFAULT_SECRET, parse_gitlab_provider
-from symphonyd.tracker.http import JsonResponse, Sleep
+from symphonyd.tracker.http import HttpPolicy, JsonResponse
 from symphonyd.tracker.http_adapter import HttpTrackerAdapter
-from symphonyd.tracker.provider_config import TrackerSettings
 from symphonyd.tracker.rest_pages import label_names, link_pages
 
 log = logging.getLogger(__name__)
@@ -42,29 +39,15 @@ class GitLabAdapter(HttpTrackerAdapter):
     kind = "gitlab"
     default_secret = DEFAULT_SECRET
 
-    def __init__(
-        self,
-        settings: TrackerSettings,
-        env: Mapping[str, str],
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep | None = None,
-    ) -> None:
-        cfg = parse_gitlab_provider(settings.provider)
+    def _configure(self, p: Mapping[str, Any]) -> tuple[tuple[str, ...], HttpPolicy]:
+        cfg = parse_gitlab_provider(p)
         self.cfg = cfg
-        super().__init__(
-            settings,
-            env,
-            tool_states=cfg.tool_states,
-            policy=cfg.policy,
-            transport=transport,
-            sleep=sleep,
-        )
         self._labels_of_state = {state_key(s): label for s, label in cfg.state_labels}
         self._blockers = BlockerCache()
         # Names blockers in this project like its own issues; learnt from the first record
         # when the project is configured by path.
         self._project_id = int(cfg.project) if "/" not in cfg.project else None
+        return cfg.tool_states, cfg.policy
 
     def _headers(self) -> dict[str, str]:
         return {"PRIVATE-TOKEN": self._token.reveal(), "User-Agent": "symphonyd-tracker"}

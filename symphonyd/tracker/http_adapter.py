@@ -1,13 +1,14 @@
 """What every HTTP tracker adapter (linear, github, gitlab, jira, asana) holds the same way:
 its credential, one httpx client and the request wrapper over ``http.request_json``.
 
-A subclass checks its whole ``tracker.provider`` block first and only then calls this
-constructor, which resolves the secret: ``symphonyctl workflow check`` relies on every key
-being validated before a missing credential can stop the check (provider_check.py).
+The constructor asks the subclass to check its whole ``tracker.provider`` block
+(``_configure``) before it resolves the secret: ``symphonyctl workflow check`` relies on
+every key being validated before a missing credential can stop the check (provider_check.py).
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -30,11 +31,10 @@ class HttpTrackerAdapter(TrackerAdapter):
         settings: TrackerSettings,
         env: Mapping[str, str],
         *,
-        tool_states: tuple[str, ...],
-        policy: HttpPolicy,
-        transport: httpx.AsyncBaseTransport | None,
-        sleep: Sleep | None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep | None = None,
     ) -> None:
+        tool_states, policy = self._configure(settings.provider)
         super().__init__(settings, tool_states)
         p = settings.provider
         self.policy = policy
@@ -44,8 +44,17 @@ class HttpTrackerAdapter(TrackerAdapter):
             p, "api_key", self.default_secret, env, settings.unit_credential
         )
         self.secrets = (self._token,)
+        self._credential_ready()
         self._client = make_client(policy, transport)
         self._sleep = sleep
+
+    @abstractmethod
+    def _configure(self, p: Mapping[str, Any]) -> tuple[tuple[str, ...], HttpPolicy]:
+        """Check the whole provider block (no network, no secret) and keep what the adapter
+        needs; returns the tool states and the HTTP policy."""
+
+    def _credential_ready(self) -> None:
+        """Called once the credential is resolved (jira derives its Basic header here)."""
 
     def secret_environment_names(self) -> list[str]:
         return list(self._secret_names)

@@ -15,13 +15,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from symphonyd.core.errors import ValidationError
 from symphonyd.core.issue import BlockerRef, Issue, build_issue, state_key
 from symphonyd.core.messages import ToolResult
 from symphonyd.tracker.errors import PAGINATION, RESPONSE, STATUS, config_error, tracker_error
-from symphonyd.tracker.http import Sleep
+from symphonyd.tracker.http import HttpPolicy
 from symphonyd.tracker.http_adapter import HttpTrackerAdapter
 from symphonyd.tracker.jira_format import (
     adf_document,
@@ -36,7 +34,6 @@ from symphonyd.tracker.jira_format import (
 )
 from symphonyd.tracker.provider_config import (
     HTTP_KEYS,
-    TrackerSettings,
     check_keys,
     http_endpoint,
     http_policy,
@@ -74,15 +71,7 @@ class JiraAdapter(HttpTrackerAdapter):
     kind = "jira"
     default_secret = DEFAULT_SECRET
 
-    def __init__(
-        self,
-        settings: TrackerSettings,
-        env: Mapping[str, str],
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep | None = None,
-    ) -> None:
-        p = settings.provider
+    def _configure(self, p: Mapping[str, Any]) -> tuple[tuple[str, ...], HttpPolicy]:
         check_keys(p, KEYS, self.kind)
         tool_states = opt_str_list(p, "tool_states")
         if "site" not in p:
@@ -101,20 +90,15 @@ class JiraAdapter(HttpTrackerAdapter):
         )
         self.link_type = (opt_str(p, "blocks_link_type", "Blocks") or "Blocks").lower()
         self.page_size = opt_int(p, "page_size", 50, 1, 100)
-        super().__init__(
-            settings,
-            env,
-            tool_states=tool_states,
-            policy=http_policy(p),
-            transport=transport,
-            sleep=sleep,
-        )
+        self._api = f"{self.site}/rest/api/3"
+        return tool_states, http_policy(p)
+
+    def _credential_ready(self) -> None:
         raw = self._token
         self.email, self._auth = basic_credential(raw, self._secret_names[0])
         token = raw.reveal().rpartition(":")[2].strip()
         # The whole credential, the bare token and the header each count as the secret.
         self.secrets = (raw, Secret(token), self._auth)
-        self._api = f"{self.site}/rest/api/3"
 
     def _headers(self) -> dict[str, str]:
         return {

@@ -6,8 +6,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from symphonyd.core.errors import ValidationError
 from symphonyd.core.issue import BlockerRef, Issue, build_issue
 from symphonyd.core.messages import ToolResult, ToolSpec
@@ -15,11 +13,10 @@ from symphonyd.tracker import linear_queries as q
 from symphonyd.tracker import tools
 from symphonyd.tracker.adapter import blocked
 from symphonyd.tracker.errors import PAGINATION, RESPONSE, tracker_error
-from symphonyd.tracker.http import JsonResponse, RateLimited, Sleep
+from symphonyd.tracker.http import HttpPolicy, JsonResponse, RateLimited
 from symphonyd.tracker.http_adapter import HttpTrackerAdapter
 from symphonyd.tracker.provider_config import (
     HTTP_KEYS,
-    TrackerSettings,
     check_keys,
     http_endpoint,
     http_policy,
@@ -52,15 +49,7 @@ class LinearAdapter(HttpTrackerAdapter):
     default_secret = DEFAULT_SECRET
     absent_statuses = (404, 410)
 
-    def __init__(
-        self,
-        settings: TrackerSettings,
-        env: Mapping[str, str],
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep | None = None,
-    ) -> None:
-        p = settings.provider
+    def _configure(self, p: Mapping[str, Any]) -> tuple[tuple[str, ...], HttpPolicy]:
         check_keys(p, KEYS, self.kind)
         tool_states = opt_str_list(p, "tool_states")
         self.endpoint = http_endpoint(p, "endpoint", DEFAULT_ENDPOINT)
@@ -74,15 +63,8 @@ class LinearAdapter(HttpTrackerAdapter):
         self.page_size = opt_int(p, "page_size", 50, 1, 250)
         self.id_batch_size = opt_int(p, "id_batch_size", 50, 1, 250)
         self.graphql_tool = opt_bool(p, "graphql_tool", False)
-        super().__init__(
-            settings,
-            env,
-            tool_states=tool_states,
-            policy=http_policy(p),
-            transport=transport,
-            sleep=sleep,
-        )
         self._viewer_id: str | None = None
+        return tool_states, http_policy(p)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": self._token.reveal(), "Content-Type": "application/json"}
