@@ -62,9 +62,9 @@ class HttpTrackerAdapter(TrackerAdapter):
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    @abstractmethod
     def _headers(self) -> dict[str, str]:
         """The provider's auth and content headers for every request."""
-        raise NotImplementedError
 
     async def _call(
         self,
