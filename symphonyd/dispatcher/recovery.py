@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 
 from symphonyd.core import audit_events as ae
-from symphonyd.core.issue import Issue, parse_timestamp
+from symphonyd.core.issue import Issue, format_timestamp, parse_timestamp
 from symphonyd.core.messages import (
     RunInfo,
     StopRun,
 )
+from symphonyd.core.run_progress import RunProgress
 from symphonyd.dispatcher.budget import TokenLedger
 from symphonyd.dispatcher.engine import Engine, brief_error, log
 from symphonyd.dispatcher.holds import HoldBook
@@ -169,7 +170,7 @@ class Recovery:
                 error_code=LOST_RUN_CODE,
                 session_id=entry.session_id,
                 turns=entry.turn_count,
-                total_tokens=entry.tokens.total_tokens,
+                total_tokens=entry.progress.tokens.total_tokens,
             )  # fmt: skip
         )
         eng.persist_if_dirty()
@@ -182,21 +183,16 @@ class Recovery:
         started = parse_timestamp(run.started_at) or eng.clock.now()
         elapsed_ms = max(int((eng.clock.now() - started).total_seconds() * 1000), 0)
         last_at = parse_timestamp(run.last_event_at)
+        progress = RunProgress.of(run)
+        progress.last_event_at = format_timestamp(last_at)  # as this dispatcher records times
         entry = RunningEntry(
             run_id=run.run_id,
             issue=issue,
             attempt=run.attempt,
             started_at=started,
             started_ms=eng.clock.monotonic_ms() - elapsed_ms,
-            session_id=run.session_id,
-            turn_count=run.turn_count,
-            pid=run.pid,
-            last_event=run.last_event,
-            last_event_at=last_at,
+            progress=progress,
             last_event_ms=eng.clock.monotonic_ms() if last_at else None,
-            last_message=run.last_message,
-            tokens=run.tokens,
-            workspace_path=run.workspace_path,
             # Agent time before this dispatcher saw the run is not known here; the
             # launcher's run_finished carries the whole of it.
             agent_started_ms=eng.clock.monotonic_ms() if run.last_event else None,

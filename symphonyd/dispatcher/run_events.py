@@ -1,9 +1,10 @@
 """What the launcher's run events do to the dispatcher's state (SPEC 16.6 worker exit, 13.5).
 
-Progress goes into the run's entry and the issue's recent events; token totals feed the
-ledger and may end a run over its budget; ``run_finished`` frees the slot and schedules a
-continuation, a backoff retry or a hold. :mod:`recovery` uses :meth:`RunEvents.worker_exit`
-for runs that finished while no dispatcher was listening.
+Progress goes into the run's entry by the one rule both daemons share
+(:meth:`symphonyd.core.run_progress.RunProgress.apply`) and into the issue's recent events;
+the tokens an event adds feed the ledger and may end a run over its budget; ``run_finished``
+frees the slot and schedules a continuation, a backoff retry or a hold. :mod:`recovery`
+uses :meth:`RunEvents.worker_exit` for runs that finished while no dispatcher was listening.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import logging
 
 from symphonyd.core import audit_events as ae
 from symphonyd.core.issue import parse_timestamp
-from symphonyd.core.messages import RunEvent, RunOutcome, TokenTotals
+from symphonyd.core.messages import RunEvent, RunOutcome
 from symphonyd.dispatcher.engine import Engine, log
 from symphonyd.dispatcher.journal import run_fields
-from symphonyd.dispatcher.state import RunningEntry
+from symphonyd.dispatcher.state import RunningEntry, iso
 from symphonyd.runtime.logging import log_event
 
 # Error codes an agent run ends with when it needs a human: shown as a blocked hold, never
@@ -39,44 +40,24 @@ class RunEvents:
                 eng.pending_stops.pop(ev.run_id, None)
                 await eng.ack(ev.run_id)
             return
-        now = eng.clock.now()
-        entry.last_event = ev.event
-        entry.last_event_at = parse_timestamp(ev.at) or now
+        # The launcher's clock is taken as given unless unusable; then ours.
+        at = parse_timestamp(ev.at) or eng.clock.now()
+        added = entry.progress.apply(ev, at=iso(at))
         entry.last_event_ms = eng.clock.monotonic_ms()
         if ev.event != "run_finished" and entry.agent_started_ms is None:
             entry.agent_started_ms = entry.last_event_ms  # only the agent sends other events
-        if ev.agent_seconds is not None:
-            entry.agent_seconds = ev.agent_seconds
-        entry.last_message = ev.message if ev.message is not None else entry.last_message
-        entry.session_id = ev.session_id or entry.session_id
-        entry.turn_count = ev.turn_count if ev.turn_count is not None else entry.turn_count
-        entry.pid = ev.pid or entry.pid
         if ev.rate_limits is not None:
             eng.rate_limits = dict(ev.rate_limits)
         hist = eng.history_of(entry.issue.id, entry.issue.identifier)
-        hist.recent.append((entry.last_event_at, ev.event, ev.message))
+        hist.recent.append((at, ev.event, ev.message))
         if ev.tokens is not None:
-            self._count_tokens(entry, ev.tokens)
+            eng.ledger.add(entry.issue.id, added, eng.clock.now())
         if ev.event == "run_finished":
             await self.worker_exit(entry, ev.outcome or RunOutcome("failed", error="no outcome"))
             return
         limit = eng.settings.tokens_per_issue
         if limit is not None and eng.ledger.issue_total(entry.issue.id) >= limit:
             await self._budget_stop(entry, limit)
-
-    def _count_tokens(self, entry: RunningEntry, totals: TokenTotals) -> None:
-        old = entry.tokens
-        delta = TokenTotals(
-            max(totals.input_tokens - old.input_tokens, 0),
-            max(totals.output_tokens - old.output_tokens, 0),
-            max(totals.total_tokens - old.total_tokens, 0),
-        )
-        entry.tokens = TokenTotals(
-            max(totals.input_tokens, old.input_tokens),
-            max(totals.output_tokens, old.output_tokens),
-            max(totals.total_tokens, old.total_tokens),
-        )
-        self.engine.ledger.add(entry.issue.id, delta, self.engine.clock.now())
 
     async def _budget_stop(self, entry: RunningEntry, limit: int) -> None:
         eng = self.engine
@@ -117,7 +98,7 @@ class RunEvents:
                     error_code=outcome.error_code or "blocked",
                     session_id=entry.session_id,
                     turns=entry.turn_count,
-                    total_tokens=entry.tokens.total_tokens,
+                    total_tokens=entry.progress.tokens.total_tokens,
                 )  # fmt: skip
             )
         elif outcome.status == "succeeded":

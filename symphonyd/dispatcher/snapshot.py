@@ -33,15 +33,9 @@ def running_row(e: RunningEntry) -> RunningRow:
         state=e.issue.state,
         run_id=e.run_id,
         attempt=e.attempt,
-        session_id=e.session_id,
-        turn_count=e.turn_count,
-        last_event=e.last_event,
-        last_message=e.last_message,
         started_at=iso(e.started_at),
-        last_event_at=iso(e.last_event_at) if e.last_event_at else None,
-        tokens=e.tokens,
-        workspace_path=e.workspace_path,
         issue_title=e.issue.title,
+        **e.progress.fields_for(RunningRow),
     )
 
 
