@@ -22,20 +22,11 @@ from symphonyd.dispatcher.budget import TokenLedger
 from symphonyd.dispatcher.controls import ControlError, Controls
 from symphonyd.dispatcher.engine import Engine
 from symphonyd.dispatcher.holds import HoldBook
-from symphonyd.dispatcher.ports import (
-    AuditPort,
-    Clock,
-    ConfigSource,
-    DiskProbe,
-    DispatchSettings,
-    LauncherPort,
-    TrackerPort,
-)
+from symphonyd.dispatcher.ports import Clock, DispatchSettings, LauncherPort, TrackerPort
 from symphonyd.dispatcher.recovery import Recovery
 from symphonyd.dispatcher.run_events import RunEvents
 from symphonyd.dispatcher.scheduler import Scheduler
 from symphonyd.dispatcher.state import PauseBook, RetryEntry, RunningEntry, SweepBook
-from symphonyd.dispatcher.store import StateStore
 from symphonyd.dispatcher.workspace_sweep import WorkspaceSweep
 
 __all__ = ["ControlError", "Orchestrator"]
@@ -44,23 +35,9 @@ __all__ = ["ControlError", "Orchestrator"]
 class Orchestrator:
     """What the daemon and its service call; every state change goes through the lock."""
 
-    def __init__(
-        self,
-        *,
-        tracker: TrackerPort,
-        launcher: LauncherPort,
-        audit: AuditPort,
-        config: ConfigSource,
-        store: StateStore,
-        clock: Clock,
-        disk: DiskProbe | None = None,
-        run_prefix: str | None = None,
-    ) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.lock = asyncio.Lock()
-        self.engine = engine = Engine(
-            tracker=tracker, launcher=launcher, audit=audit, config=config, store=store,
-            clock=clock, disk=disk, run_prefix=run_prefix,
-        )  # fmt: skip
+        self.engine = engine
         self.scheduler = Scheduler(engine)
         self.run_events = RunEvents(engine)
         self.recovery = Recovery(engine, self.run_events)
