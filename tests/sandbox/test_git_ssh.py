@@ -123,29 +123,12 @@ def agent(launcher: Launcher) -> Generator[SandboxHandle, None, None]:
 def in_sandbox(
     launcher: Launcher, handle: SandboxHandle, world: World, *command: str
 ) -> tuple[int, str]:
-    async def go() -> tuple[int, str]:
-        proc = await launcher.spawn(
-            handle,
-            world.view(),
-            list(command),
-            cwd=Path("/tmp"),  # the sandbox's private tmpfs
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await asyncio.wait_for(proc.communicate(), 60)
-        return proc.returncode or 0, out.decode(errors="replace")
-
-    return launcher.loop.run(go())
+    # cwd: the sandbox's private tmpfs (the workspace's placeholder .git is no repository)
+    return launcher.output(handle, world.view(), list(command), cwd=Path("/tmp"))
 
 
 def records(launcher: Launcher, kind: str, **match: Any) -> list[dict[str, Any]]:
-    return [
-        a
-        for a in launcher.audit
-        if a["type"] == kind
-        and a.get("agent_id") == AGENT
-        and all(a.get(k) == v for k, v in match.items())
-    ]
+    return launcher.records(AGENT, kind, **match)
 
 
 def test_the_agent_uid_has_no_host_account() -> None:
@@ -196,12 +179,7 @@ def test_git_ls_remote_over_ssh_reaches_an_allowed_forge(
     rc, out = run_agent(launcher, world, template, forge_workflow(world), *git)
     assert rc == 0, out
     assert f"{forge.head}\trefs/heads/main" in out, out
-    allows = [
-        a
-        for a in launcher.audit
-        if a["type"] == "egress_allow" and a.get("agent_id") == f"{AGENT}-wired"
-    ]
-    (allow,) = [a for a in allows if a.get("port") == 22]
+    (allow,) = launcher.records(f"{AGENT}-wired", "egress_allow", port=22)
     assert allow["via"] == "connect" and allow["address"] == FORGE_IP, allow
     assert allow["host"] == "git.test", allow
     # The agent resolves its own uid; ssh's "~" is the agent's seeded private HOME.
