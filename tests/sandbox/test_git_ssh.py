@@ -191,6 +191,7 @@ def test_git_ls_remote_over_ssh_reaches_an_allowed_forge(
     off = forge_workflow(world, ssh_ports=[])
     rc, out = run_agent(launcher, world, template, off, *git)
     assert rc != 0 and "port_not_allowed" in out and forge.head not in out, out
+    assert "ssh_ports (default: 22)" in out, out
 
 
 def test_ssh_to_a_denied_name_fails_with_the_proxys_reason(
