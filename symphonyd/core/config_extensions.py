@@ -51,6 +51,8 @@ class EgressConfig:
     denied_domains: tuple[str, ...] = ()
     # Empty means "the launcher's default ports"; listing ports narrows or widens that set.
     allowed_ports: tuple[int, ...] = ()
+    # Ports reachable only through a CONNECT to the proxy (git over ssh); None: the default.
+    ssh_ports: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,21 +161,30 @@ def parse_sandbox(raw: Mapping[Any, Any]) -> SandboxConfig:
 def _parse_egress(sandbox: Mapping[Any, Any], name: str) -> EgressConfig:
     where = f"sandbox.{name}"
     value = section(sandbox, name, where)
-    ports_raw = value.get("allowed_ports")
-    ports: list[int] = []
-    if ports_raw is not None:
-        if not isinstance(ports_raw, list):
-            raise ConfigError(f"{where}.allowed_ports: must be a list of ports", field=where)
-        for item in ports_raw:
-            port = int_in_range({"port": item}, "port", f"{where}.allowed_ports", 1, 65535)
-            if port is not None and port not in ports:
-                ports.append(port)
+    ports = _ports(value, "allowed_ports", where) or []
+    ssh_ports = _ports(value, "ssh_ports", where)
     return EgressConfig(
         mode=choice(value, "mode", f"{where}.mode", "allowlist", EGRESS_MODES),
         allowed_domains=_domains(value, "allowed_domains", f"{where}.allowed_domains"),
         denied_domains=_domains(value, "denied_domains", f"{where}.denied_domains"),
         allowed_ports=tuple(ports),
+        ssh_ports=None if ssh_ports is None else tuple(ssh_ports),
     )
+
+
+def _ports(value: Mapping[Any, Any], key: str, where: str) -> list[int] | None:
+    """A list of distinct ports, or None when the key is absent."""
+    raw = value.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}.{key}: must be a list of ports", field=where)
+    ports: list[int] = []
+    for item in raw:
+        port = int_in_range({"port": item}, "port", f"{where}.{key}", 1, 65535)
+        if port is not None and port not in ports:
+            ports.append(port)
+    return ports
 
 
 def _domains(raw: Mapping[Any, Any], key: str, where: str) -> tuple[str, ...]:

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.messages import TrackerProfile
-from symphonyd.launcher.agents.process import FORBIDDEN_PREFIXES
+from symphonyd.launcher.agents.process import FORBIDDEN_NAMES_TEXT, FORBIDDEN_PREFIXES
 
 log = logging.getLogger("symphonyd.launcher")
 FORWARD_REFUSED = "secret_env_forward_refused"
@@ -78,8 +78,8 @@ def env_policy(
     if refused:
         raise SymphonyError(
             f"agent.forward_env asks to pass {', '.join(sorted(refused))} to the agent; "
-            "tracker secrets and SYMPHONY_/LINEAR_/GITHUB_TOKEN/GH_TOKEN names never reach "
-            "agents (remove them from agent.forward_env)",
+            f"tracker secrets and {FORBIDDEN_NAMES_TEXT} names never reach agents (remove "
+            "them from agent.forward_env)",
             code=FORWARD_REFUSED,
         )
     stripped = sorted(n for n in (operator_env or {}) if n in names)

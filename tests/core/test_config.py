@@ -232,6 +232,8 @@ def test_per_state_limits_are_normalised_and_invalid_entries_ignored() -> None:
             "sandbox.egress.allowed_domains",
         ),
         ({"sandbox": {"egress": {"allowed_ports": [0]}}}, "sandbox.egress.allowed_ports"),
+        ({"sandbox": {"egress": {"ssh_ports": [65536]}}}, "sandbox.egress.ssh_ports"),
+        ({"sandbox": {"hooks_egress": {"ssh_ports": 22}}}, "sandbox.hooks_egress.ssh_ports"),
         (
             {"sandbox": {"hooks_egress": {"allowed_ports": "443"}}},
             "sandbox.hooks_egress.allowed_ports",
@@ -285,6 +287,15 @@ def test_egress_domains_are_normalised_and_deduplicated() -> None:
     cfg = build({"sandbox": {"egress": egress}})
     assert cfg.sandbox.egress.allowed_domains == ("github.com", "*.example.org")
     assert cfg.sandbox.egress.allowed_ports == (443,)
+
+
+def test_ssh_ports_default_empty_and_listed() -> None:
+    # None is "the launcher's default" ([22]); an empty list turns the ssh path off.
+    assert build({}).sandbox.egress.ssh_ports is None
+    off = build({"sandbox": {"egress": {"ssh_ports": []}}})
+    assert off.sandbox.egress.ssh_ports == ()
+    both = build({"sandbox": {"hooks_egress": {"ssh_ports": [22, 2222, 22]}}})
+    assert both.sandbox.hooks_egress.ssh_ports == (22, 2222)
 
 
 def test_validate_for_dispatch_accepts_a_supported_kind() -> None:

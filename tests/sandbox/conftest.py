@@ -239,6 +239,35 @@ class Launcher:
         self.units[proc.pid] = unit
         return proc
 
+    def output(
+        self, handle: SandboxHandle, view: FsView, command: list[str], **kwargs: Any
+    ) -> tuple[int, str]:
+        """Run ``command`` in the sandbox to its end: (exit status, stdout and stderr)."""
+
+        async def go() -> tuple[int, str]:
+            proc = await self.spawn(
+                handle,
+                view,
+                command,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                **kwargs,
+            )
+            out, _ = await asyncio.wait_for(proc.communicate(), 60)
+            return proc.returncode or 0, out.decode(errors="replace")
+
+        return self.loop.run(go())
+
+    def records(self, agent_id: str, kind: str, **match: Any) -> list[dict[str, Any]]:
+        """This launcher's audit records of ``kind`` for one agent, matching ``match``."""
+        return [
+            a
+            for a in self.audit
+            if a["type"] == kind
+            and a.get("agent_id") == agent_id
+            and all(a.get(k) == v for k, v in match.items())
+        ]
+
     def agent_pid(self, proc: asyncio.subprocess.Process, timeout: float = 10) -> int:
         """The sandboxed process itself: bwrap's pid, or the unit's main process."""
         if self.enforcer == "bwrap":

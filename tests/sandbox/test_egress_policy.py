@@ -95,6 +95,18 @@ def test_ports_config() -> None:
         build_policy(ports=[0])
 
 
+def test_ssh_ports_are_for_connect_only() -> None:
+    p = build_policy(allowed_domains=["git.test"])
+    assert p.ssh_ports == {22} and 22 not in p.ports
+    assert decide(p, "git.test", 22, tunnel=True).allowed
+    assert decide(p, "git.test", 22).reason == "port_not_allowed"  # plain HTTP, interception
+    assert decide(p, "other.test", 22, tunnel=True).reason == "not_allowlisted"
+    off = build_policy(allowed_domains=["git.test"], ssh_ports=[])
+    assert decide(off, "git.test", 22, tunnel=True).reason == "port_not_allowed"
+    with pytest.raises(EgressPolicyError):
+        build_policy(ssh_ports=[70000])
+
+
 def test_dns_decision_ignores_ports() -> None:
     assert decide_name(POLICY, "a.cdn.test").allowed
     assert not decide_name(POLICY, "cdn.test").allowed

@@ -8,7 +8,6 @@ that the agent's resolver gave that name the address the client aimed at.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Generator
 from pathlib import Path
@@ -41,30 +40,12 @@ def agent(launcher: Launcher) -> Generator[SandboxHandle, None, None]:
 
 def curl(launcher: Launcher, handle: SandboxHandle, world: World, *args: str) -> tuple[int, str]:
     """Real curl in the sandbox, told to ignore the proxy; (exit status, stdout+stderr)."""
-
-    async def go() -> tuple[int, str]:
-        proc = await launcher.spawn(
-            handle,
-            world.view(),
-            ["/usr/bin/curl", "--noproxy", "*", "-sS", "--max-time", "10", *args],
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await asyncio.wait_for(proc.communicate(), 30)
-        return proc.returncode or 0, out.decode(errors="replace")
-
-    return launcher.loop.run(go())
+    argv = ["/usr/bin/curl", "--noproxy", "*", "-sS", "--max-time", "10", *args]
+    return launcher.output(handle, world.view(), argv)
 
 
 def records(launcher: Launcher, kind: str, **match: Any) -> list[dict[str, Any]]:
-    return [
-        a
-        for a in launcher.audit
-        if a["type"] == kind
-        and a.get("agent_id") == AGENT
-        and a.get("via") == "intercept"
-        and all(a.get(k) == v for k, v in match.items())
-    ]
+    return launcher.records(AGENT, kind, via="intercept", **match)
 
 
 def test_curl_without_proxy_reaches_an_allowed_name(

@@ -31,8 +31,19 @@ from symphonyd.launcher.agents.stream import (
 # Variables taken from the launcher's environment when present; everything else is dropped.
 PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "TERM", "TZ")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-# Names an operator may never forward, whatever the config says.
-FORBIDDEN_PREFIXES = ("SYMPHONY_", "LINEAR_", "GITHUB_TOKEN", "GH_TOKEN")
+# Names an operator may never forward, whatever the config says: symphonyd's own settings and
+# the conventional token variables of every tracker it has an adapter for (and Asana's), so a
+# tracker credential in the launcher's environment cannot be forwarded under its usual name.
+FORBIDDEN_PREFIXES = (
+    "SYMPHONY_",
+    "LINEAR_",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "GITLAB_",
+    "JIRA_",
+    "ASANA_",
+)
+FORBIDDEN_NAMES_TEXT = "SYMPHONY_*, LINEAR_*, GITHUB_TOKEN, GH_TOKEN, GITLAB_*, JIRA_*, ASANA_*"
 
 
 def build_env(

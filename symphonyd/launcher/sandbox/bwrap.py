@@ -10,7 +10,8 @@ namespace can be made (userns.py),
 ``bwrap``  new mount/pid/ipc/uts namespaces, read-only root, tmpfs over every hidden
 directory and the workspace root, the one workspace bound read-write, its git metadata bound
 read-only, private /tmp, own /proc and /dev, a private size-capped /dev/shm, the agent's
-resolv.conf; ``--die-with-parent``, ``--assert-userns-disabled``,
+resolv.conf, passwd, group and ssh_config (agent_etc.py); ``--die-with-parent``,
+``--assert-userns-disabled``,
 ``setpriv``  switch to the unprivileged uid/gid, clear groups, empty every capability set
 including the bounding set, and set no_new_privs before exec'ing the command.
 
@@ -30,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from symphonyd.launcher.sandbox.agent_etc import etc_binds
 from symphonyd.launcher.sandbox.errors import RESOURCES_FAILED, SPAWN_FAILED, SandboxError
 from symphonyd.launcher.sandbox.fs_view import FsView
 from symphonyd.launcher.sandbox.manager import RUN_DIR, SandboxHandle
@@ -40,7 +42,14 @@ BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 PRIVATE_TMP = ("/tmp", "/var/tmp")  # noqa: S108
 
 
-def bwrap_argv(view: FsView, command: Sequence[str], resolv_conf: Path, cwd: Path) -> list[str]:
+def bwrap_argv(
+    view: FsView,
+    command: Sequence[str],
+    resolv_conf: Path,
+    cwd: Path,
+    binds: Sequence[tuple[Path, Path]] = (),
+) -> list[str]:
+    """``binds``: the sandbox's own files over the agent's /etc (agent_etc.py)."""
     argv = [
         "bwrap",
         "--die-with-parent",
@@ -78,6 +87,8 @@ def bwrap_argv(view: FsView, command: Sequence[str], resolv_conf: Path, cwd: Pat
     for path in view.readonly:
         argv += ["--ro-bind", str(path), str(path)]
     argv += ["--ro-bind", str(resolv_conf), "/etc/resolv.conf"]
+    for source, target in binds:
+        argv += ["--ro-bind", str(source), str(target)]
     argv += ["--chdir", str(cwd)]
     argv += [
         "--",
@@ -96,8 +107,9 @@ def bwrap_argv(view: FsView, command: Sequence[str], resolv_conf: Path, cwd: Pat
 
 def write_resolv_conf(handle: SandboxHandle) -> Path:
     """The agent's resolv.conf (its own resolver only); one file per sandbox."""
-    if handle.files:
-        return handle.files[0]
+    for known in handle.files:
+        if known.suffix == ".resolv":
+            return known
     RUN_DIR.mkdir(mode=0o755, exist_ok=True)
     handle.run_dir.mkdir(mode=0o755, exist_ok=True)
     fd, name = tempfile.mkstemp(
@@ -125,6 +137,7 @@ def hook_wrapper(handle: SandboxHandle, view: FsView) -> Callable[[list[str]], l
     Use it with ``run_as=None`` (setpriv drops privileges inside) and ``home="/tmp"``.
     """
     resolv = write_resolv_conf(handle)
+    binds = etc_binds(handle, view)
 
     def wrap(inner: list[str]) -> list[str]:
         command = with_sandbox_env(inner, handle.environment())
@@ -134,7 +147,7 @@ def hook_wrapper(handle: SandboxHandle, view: FsView) -> Callable[[list[str]], l
             f"--net={handle.netns_path}",
             "--",
             *gate_prefix(),
-            *bwrap_argv(view, command, resolv, view.workspace),
+            *bwrap_argv(view, command, resolv, view.workspace, binds),
         ]
 
     return wrap
@@ -173,6 +186,8 @@ async def spawn(
     if handle.closed or handle.netns.fd < 0:
         raise SandboxError("the sandbox is torn down", code=SPAWN_FAILED)
     resolv = write_resolv_conf(handle)
+    environment = sandbox_environment(handle, env or {})
+    binds = etc_binds(handle, view, environment["HOME"])
     fd = handle.netns.fd
     argv = [
         *_join_cgroup(handle),
@@ -180,11 +195,11 @@ async def spawn(
         f"--net=/proc/self/fd/{fd}",
         "--",
         *gate_prefix(),
-        *bwrap_argv(view, command, resolv, cwd or view.workspace),
+        *bwrap_argv(view, command, resolv, cwd or view.workspace, binds),
     ]
     try:
         return await asyncio.create_subprocess_exec(
-            *argv, env=sandbox_environment(handle, env or {}), pass_fds=(fd,), **kwargs
+            *argv, env=environment, pass_fds=(fd,), **kwargs
         )
     except OSError as exc:
         raise SandboxError(

@@ -36,6 +36,7 @@ def egress_policy(
             direct_ports=direct_ports,
             local_services=local_services,
             intercept=intercept,
+            ssh_ports=config.ssh_ports,
         )
     except EgressPolicyError as exc:
         raise SandboxError(

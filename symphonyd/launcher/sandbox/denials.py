@@ -33,7 +33,10 @@ def hint(reason: str, host: str | None, port: int | None = None) -> str | None:
     if reason == "denied_domain":
         return f"{name} matches a rule in sandbox.egress.denied_domains"
     if reason == "port_not_allowed" and port is not None:
-        return f"port {port} is not in sandbox.egress.allowed_ports (default: 80, 443)"
+        return (
+            f"port {port} is not in sandbox.egress.allowed_ports (default: 80, 443), nor, "
+            "for ssh through the proxy, in ssh_ports (default: 22)"
+        )
     if reason == "mode_block":
         return "sandbox.egress.mode is block: no egress at all"
     if reason == "ip_literal":

@@ -24,6 +24,9 @@ from symphonyd.core.errors import ValidationError
 
 MODES = ("allowlist", "block", "open")
 DEFAULT_PORTS: frozenset[int] = frozenset({80, 443})
+# Ports an allowed name may be reached on only through a CONNECT to the proxy (the sandbox's
+# ssh ProxyCommand, ssh_config.py): never intercepted, never for plain HTTP (docs/design/0868).
+DEFAULT_SSH_PORTS: frozenset[int] = frozenset({22})
 MAX_NAME = 253
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 # inet_aton accepts "2130706433", "0x7f.1" and "0177.0.0.1"; any name whose last label looks
@@ -81,6 +84,8 @@ class EgressPolicy:
     # Connections that skip the proxy are redirected to it and decided by TLS server name or
     # HTTP Host (intercept.py); never in block mode, where there is nothing to allow.
     intercept: bool = True
+    # CONNECT-only ports (git over ssh through the sandbox's ProxyCommand), same name checks.
+    ssh_ports: frozenset[int] = DEFAULT_SSH_PORTS
 
     @property
     def intercepts(self) -> bool:
@@ -153,15 +158,18 @@ def build_policy(
     direct_ports: Iterable[int] = (),
     local_services: Iterable[str] = (),
     intercept: bool = True,
+    ssh_ports: Iterable[int] | None = None,
 ) -> EgressPolicy:
-    """Policy from config values: built-in names for the runtime plus the operator's list."""
+    """Policy from config values: built-in names for the runtime plus the operator's list.
+    ``ssh_ports`` None means :data:`DEFAULT_SSH_PORTS`; an empty list turns the path off."""
     if mode not in MODES:
         raise EgressPolicyError(f"unknown egress mode {mode!r}")
     allowed = _unique(parse_rule(r) for r in (*builtin_domains, *allowed_domains))
     denied = _unique(parse_rule(r) for r in denied_domains)
     port_set = frozenset(ports) or DEFAULT_PORTS
     direct = frozenset(direct_ports)
-    if any(not 0 < p < 65536 for p in port_set | direct):
+    ssh = DEFAULT_SSH_PORTS if ssh_ports is None else frozenset(ssh_ports)
+    if any(not 0 < p < 65536 for p in port_set | direct | ssh):
         raise EgressPolicyError("ports must be in 1..65535")
     nets: list[IPNetwork] = []
     for text in permitted_networks:
@@ -179,6 +187,7 @@ def build_policy(
         direct_ports=direct,
         local_services=local,
         intercept=intercept,
+        ssh_ports=ssh,
     )
 
 
@@ -233,12 +242,13 @@ def decide_name(policy: EgressPolicy, raw_host: str) -> Decision:
     return Decision(False, "not_allowlisted", host)
 
 
-def decide(policy: EgressPolicy, raw_host: str, port: int) -> Decision:
-    """The proxy's decision for ``host:port``, before any resolution."""
+def decide(policy: EgressPolicy, raw_host: str, port: int, *, tunnel: bool = False) -> Decision:
+    """The proxy's decision for ``host:port``, before any resolution. ``tunnel``: the request
+    is a CONNECT, for which :attr:`EgressPolicy.ssh_ports` are allowed too."""
     by_name = decide_name(policy, raw_host)
     if not by_name.allowed:
         return Decision(False, by_name.reason, by_name.host, port, by_name.rule)
-    if port not in policy.ports:
+    if port not in policy.ports and not (tunnel and port in policy.ssh_ports):
         return Decision(False, "port_not_allowed", by_name.host, port)
     return Decision(True, by_name.reason, by_name.host, port, by_name.rule)
 

@@ -227,7 +227,8 @@ class EgressProxy:
             fields["rule"] = "local_service"
             fields["address"] = LOOPBACK
             return LOOPBACK
-        decision = decide(self.policy, host, port)
+        # Only an explicit CONNECT may use the ssh ports: interception and plain HTTP never.
+        decision = decide(self.policy, host, port, tunnel=fields.get("via") == "connect")
         fields["host"] = decision.host
         if decision.rule:
             fields["rule"] = decision.rule

@@ -23,6 +23,7 @@ from typing import Any
 
 from symphonyd.core.config_extensions import ResourcesConfig
 from symphonyd.launcher.sandbox import bwrap
+from symphonyd.launcher.sandbox.agent_etc import DEFAULT_HOME, etc_binds
 from symphonyd.launcher.sandbox.errors import SPAWN_FAILED, SandboxError
 from symphonyd.launcher.sandbox.fs_view import FsView
 from symphonyd.launcher.sandbox.manager import SandboxHandle
@@ -89,9 +90,11 @@ def unit_properties(
     reachable: Sequence[str] = (),
     cwd: Path | None = None,
     unit_slice: str | None = None,
+    binds: Sequence[tuple[Path, Path]] = (),
 ) -> list[str]:
-    """Unit properties; ``reachable`` (the agent's host-side address) becomes a cgroup
-    ``IPAddressAllow=``, a second, independent layer under the nftables rules.
+    """Unit properties; ``binds`` are the sandbox's own /etc files (agent_etc.py);
+    ``reachable`` (the agent's host-side address) becomes a cgroup ``IPAddressAllow=``, a
+    second, independent layer under the nftables rules.
     ``unit_slice``: the launcher instance's slice (instance.slice_name), which is how a
     restarted launcher finds and stops what its crashed predecessor left, and only that."""
     ws = view.workspace
@@ -166,6 +169,8 @@ def unit_properties(
     if view.readonly:
         props.append("BindReadOnlyPaths=" + " ".join(_path(p) for p in view.readonly))
     props.append(f"BindReadOnlyPaths={_path(resolv_conf)}:/etc/resolv.conf")
+    for source, target in binds:
+        props.append(f"BindReadOnlyPaths={_path(source)}:{_path(target)}")
     for key, value in sorted(environment.items()):
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or not _SAFE_VALUE.fullmatch(value):
             raise SandboxError(f"environment entry {key!r} not usable in a unit", code=SPAWN_FAILED)
@@ -223,6 +228,7 @@ def unit_argv(
         reachable=[str(handle.lease.host_ip)],
         cwd=cwd,
         unit_slice=unit_slice,
+        binds=etc_binds(handle, view, env.get("HOME", DEFAULT_HOME)),
     )
     return systemd_run_argv(unit, props, command, description=description)
 
