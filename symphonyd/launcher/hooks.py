@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from symphonyd.core.config import HOOK_NAMES, HooksConfig
 from symphonyd.core.issue import Issue
@@ -216,8 +216,8 @@ class HookRunner:
         env = self.environment(issue, identifier)
         read_fd, write_fd = os.pipe()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.argv(script, env),
+            proc = await _start(
+                self.argv(script, env),
                 cwd=str(cwd),
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -225,7 +225,7 @@ class HookRunner:
                 stderr=write_fd,
                 start_new_session=True,
                 close_fds=True,
-                **self._identity_kwargs(),  # type: ignore[arg-type]
+                **self._identity_kwargs(),
             )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             # SubprocessError: the child failed between fork and exec (e.g. dropping to a uid).
@@ -233,6 +233,9 @@ class HookRunner:
             result = HookResult(name, None, False, "", 0, _elapsed_ms(started), str(exc))
             _log_result(result, ident)
             return result
+        except BaseException:  # stopped while starting: _start killed what it started
+            os.close(read_fd)
+            raise
         finally:
             os.close(write_fd)
 
@@ -324,6 +327,24 @@ class _PipeReader(asyncio.Protocol):
         if self.transport is not None and not self.eof.done():
             self.transport.close()
             await self.eof
+
+
+async def _start(argv: list[str], **kwargs: Any) -> asyncio.subprocess.Process:
+    """``create_subprocess_exec`` that a stop cannot cut in half.
+
+    Cancelled while the child is starting, asyncio kills only the child it forked, not its
+    process group, and the caller never learns its pid: a hook's background processes ran on
+    after the run was stopped. Here the start is finished first, then the whole group is
+    killed, then the cancellation goes on."""
+    task = asyncio.ensure_future(asyncio.create_subprocess_exec(*argv, **kwargs))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            proc = await task
+            _kill_group(proc.pid)
+            await proc.wait()
+        raise
 
 
 def _kill_group(pgid: int) -> None:

@@ -292,3 +292,47 @@ def test_cancelling_the_caller_kills_the_hook(tmp_path: Path) -> None:
     main_pid, bg_pid = run(scenario())
     assert _wait_gone(main_pid)
     assert _wait_gone(bg_pid)
+
+
+def _running_with(arg: str) -> list[int]:
+    """Live processes (not zombies) with ``arg`` on their command line (read only)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                if arg.encode() in argv and not _gone(int(entry)):
+                    found.append(int(entry))
+    return found
+
+
+def test_a_stop_while_the_hook_is_starting_leaves_no_process_and_no_fd(tmp_path: Path) -> None:
+    """Cancelled inside ``create_subprocess_exec`` (the first thing ``run`` waits for), asyncio
+    killed only bash: its children ran on, and the output pipe's read end leaked, once per
+    stop that landed there (issue 22.5, the soak's stops during hooks)."""
+    tag = f"299.{os.getpid()}{time.monotonic_ns() % 1000}"
+
+    async def scenario() -> None:
+        for _ in range(5):
+            task = asyncio.create_task(
+                HookRunner().run(
+                    "before_run",
+                    f"sleep {tag} &\nsleep {tag}\n",
+                    tmp_path,
+                    timeout_ms=120_000,
+                    issue=make_issue(),
+                )
+            )
+            await asyncio.sleep(0)  # run() up to its first wait: starting the child
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            assert task.cancelled()
+
+    fds = len(os.listdir("/proc/self/fd"))
+    run(scenario())
+    assert len(os.listdir("/proc/self/fd")) == fds, "a pipe end leaked per stop"
+    deadline = time.monotonic() + 10
+    while _running_with(tag) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _running_with(tag) == [], "the hook's processes outlived the stop"
