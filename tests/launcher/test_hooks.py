@@ -16,6 +16,7 @@ import pytest
 from symphonyd.core.config import HooksConfig
 from symphonyd.core.issue import Issue
 from symphonyd.launcher.hooks import HookResult, HookRunner, RunAs, hook_script
+from tests.sandbox.test_instance_cleanup import tagged
 
 T = TypeVar("T")
 BASH_OWN_VARS = {"PWD", "SHLVL", "_", "OLDPWD"}
@@ -294,16 +295,9 @@ def test_cancelling_the_caller_kills_the_hook(tmp_path: Path) -> None:
     assert _wait_gone(bg_pid)
 
 
-def _running_with(arg: str) -> list[int]:
-    """Live processes (not zombies) with ``arg`` on their command line (read only)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-                if arg.encode() in argv and not _gone(int(entry)):
-                    found.append(int(entry))
-    return found
+def _running_with(tag: str) -> list[int]:
+    """Live processes (not zombies) running ``sleep <tag>`` (read only)."""
+    return [pid for pid in tagged(tag) if not _gone(pid)]
 
 
 def test_a_stop_while_the_hook_is_starting_leaves_no_process_and_no_fd(tmp_path: Path) -> None:
