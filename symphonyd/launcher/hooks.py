@@ -18,16 +18,16 @@ import contextlib
 import logging
 import os
 import pwd
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 from symphonyd.core.config import HOOK_NAMES, HooksConfig
 from symphonyd.core.issue import Issue
+from symphonyd.launcher.child_watch import kill_group, start_process_group
 from symphonyd.runtime.logging import log_event
 
 log = logging.getLogger("symphonyd.launcher.hooks")
@@ -216,7 +216,7 @@ class HookRunner:
         env = self.environment(issue, identifier)
         read_fd, write_fd = os.pipe()
         try:
-            proc = await _start(
+            proc = await start_process_group(
                 self.argv(script, env),
                 cwd=str(cwd),
                 env=env,
@@ -233,7 +233,7 @@ class HookRunner:
             result = HookResult(name, None, False, "", 0, _elapsed_ms(started), str(exc))
             _log_result(result, ident)
             return result
-        except BaseException:  # stopped while starting: _start killed what it started
+        except BaseException:  # stopped while starting: nothing of it is left running
             os.close(read_fd)
             raise
         finally:
@@ -329,27 +329,8 @@ class _PipeReader(asyncio.Protocol):
             await self.eof
 
 
-async def _start(argv: list[str], **kwargs: Any) -> asyncio.subprocess.Process:
-    """``create_subprocess_exec`` that a stop cannot cut in half.
-
-    Cancelled while the child is starting, asyncio kills only the child it forked, not its
-    process group, and the caller never learns its pid: a hook's background processes ran on
-    after the run was stopped. Here the start is finished first, then the whole group is
-    killed, then the cancellation goes on."""
-    task = asyncio.ensure_future(asyncio.create_subprocess_exec(*argv, **kwargs))
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            proc = await task
-            _kill_group(proc.pid)
-            await proc.wait()
-        raise
-
-
 def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+    kill_group(pgid)
 
 
 def _elapsed_ms(started: float) -> int:
