@@ -1,4 +1,5 @@
-"""Agent exits through pidfds on the event loop instead of a waitpid thread per agent.
+"""Starting and watching the launcher's children: pidfds on the event loop instead of a
+waitpid thread per agent, and a start that a stop cannot cut in half.
 
 Python 3.11's default ``ThreadedChildWatcher`` starts one thread per child process that
 blocks in ``waitpid``: with hundreds of agents that is hundreds of threads, a thread start
@@ -12,9 +13,12 @@ default watcher stays.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import warnings
+from typing import Any
 
 log = logging.getLogger("symphonyd.launcher")
 
@@ -32,3 +36,28 @@ def use_pidfd_child_watcher() -> bool:
         warnings.simplefilter("ignore", DeprecationWarning)  # child watchers: deprecated in 3.12
         asyncio.set_child_watcher(watcher)
     return True
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL to a process group that may already be gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+async def start_process_group(argv: list[str], **kwargs: Any) -> asyncio.subprocess.Process:
+    """``create_subprocess_exec`` (with ``start_new_session=True`` in ``kwargs``) that a
+    cancellation cannot cut in half.
+
+    Cancelled while the child is starting, asyncio kills only the child it forked, not its
+    process group, and the caller never learns its pid: a hook's or an agent's background
+    processes ran on after the run was stopped (issue 22.5). Here the start is finished
+    first, then the whole group is killed, then the cancellation goes on."""
+    task = asyncio.ensure_future(asyncio.create_subprocess_exec(*argv, **kwargs))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            proc = await task
+            kill_group(proc.pid)
+            await proc.wait()
+        raise

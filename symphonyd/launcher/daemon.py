@@ -378,22 +378,27 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
     service, audit, tracker = build(args, host)
     uids = args.dispatcher_uid or [system_uid(DISPATCHER_USER)]
     server = launcher_server(service, uids)
+    socks = [] if args.socket else listen_fds().get("dispatcher", [])
+    if not args.socket and len(socks) != 1:
+        raise SymphonyError(
+            "expected one activated socket named 'dispatcher' (or pass --socket)",
+            code="socket_setup_failed",
+        )
+    daemon.spawn(audit.run(), "audit-delivery")
+    # What a crashed or restarted predecessor left is cleared before the first request is
+    # served: the reconcile kills every unit in this instance's slice and replaces the
+    # nftables table, so a run accepted earlier lost its hook units to SIGKILL and its rules
+    # (issue 22.5, tests/e2e/test_launcher_restart.py). Meanwhile the dispatcher's requests
+    # wait in the activated socket's backlog; the worker-host link starts after it too.
+    if service.deps.sandboxes is not None:
+        await service.deps.sandboxes.start()
     if args.socket:
         await server.start_path(args.socket)
     else:
-        socks = listen_fds().get("dispatcher", [])
-        if len(socks) != 1:
-            raise SymphonyError(
-                "expected one activated socket named 'dispatcher' (or pass --socket)",
-                code="socket_setup_failed",
-            )
         await server.start(socks[0])
     link = await _link_server(service, host, args)
-    daemon.spawn(audit.run(), "audit-delivery")
     if link is not None:
         daemon.spawn(link[1].watch(), "link-lease")
-    if service.deps.sandboxes is not None:
-        await service.deps.sandboxes.start()
 
     async def stop() -> None:
         if link is not None:

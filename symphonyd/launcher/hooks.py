@@ -18,7 +18,6 @@ import contextlib
 import logging
 import os
 import pwd
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -28,6 +27,7 @@ from typing import BinaryIO, Protocol
 
 from symphonyd.core.config import HOOK_NAMES, HooksConfig
 from symphonyd.core.issue import Issue
+from symphonyd.launcher.child_watch import kill_group, start_process_group
 from symphonyd.runtime.logging import log_event
 
 log = logging.getLogger("symphonyd.launcher.hooks")
@@ -216,8 +216,8 @@ class HookRunner:
         env = self.environment(issue, identifier)
         read_fd, write_fd = os.pipe()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.argv(script, env),
+            proc = await start_process_group(
+                self.argv(script, env),
                 cwd=str(cwd),
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -225,7 +225,7 @@ class HookRunner:
                 stderr=write_fd,
                 start_new_session=True,
                 close_fds=True,
-                **self._identity_kwargs(),  # type: ignore[arg-type]
+                **self._identity_kwargs(),
             )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             # SubprocessError: the child failed between fork and exec (e.g. dropping to a uid).
@@ -233,6 +233,9 @@ class HookRunner:
             result = HookResult(name, None, False, "", 0, _elapsed_ms(started), str(exc))
             _log_result(result, ident)
             return result
+        except BaseException:  # stopped while starting: nothing of it is left running
+            os.close(read_fd)
+            raise
         finally:
             os.close(write_fd)
 
@@ -327,8 +330,7 @@ class _PipeReader(asyncio.Protocol):
 
 
 def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+    kill_group(pgid)
 
 
 def _elapsed_ms(started: float) -> int:

@@ -16,6 +16,7 @@ import pytest
 from symphonyd.core.config import HooksConfig
 from symphonyd.core.issue import Issue
 from symphonyd.launcher.hooks import HookResult, HookRunner, RunAs, hook_script
+from tests.sandbox.test_instance_cleanup import tagged
 
 T = TypeVar("T")
 BASH_OWN_VARS = {"PWD", "SHLVL", "_", "OLDPWD"}
@@ -292,3 +293,40 @@ def test_cancelling_the_caller_kills_the_hook(tmp_path: Path) -> None:
     main_pid, bg_pid = run(scenario())
     assert _wait_gone(main_pid)
     assert _wait_gone(bg_pid)
+
+
+def _running_with(tag: str) -> list[int]:
+    """Live processes (not zombies) running ``sleep <tag>`` (read only)."""
+    return [pid for pid in tagged(tag) if not _gone(pid)]
+
+
+def test_a_stop_while_the_hook_is_starting_leaves_no_process_and_no_fd(tmp_path: Path) -> None:
+    """Cancelled inside ``create_subprocess_exec`` (the first thing ``run`` waits for), asyncio
+    killed only bash: its children ran on, and the output pipe's read end leaked, once per
+    stop that landed there (issue 22.5, the soak's stops during hooks)."""
+    tag = f"299.{os.getpid()}{time.monotonic_ns() % 1000}"
+
+    async def scenario() -> None:
+        for _ in range(5):
+            task = asyncio.create_task(
+                HookRunner().run(
+                    "before_run",
+                    f"sleep {tag} &\nsleep {tag}\n",
+                    tmp_path,
+                    timeout_ms=120_000,
+                    issue=make_issue(),
+                )
+            )
+            await asyncio.sleep(0)  # run() up to its first wait: starting the child
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            assert task.cancelled()
+
+    fds = len(os.listdir("/proc/self/fd"))
+    run(scenario())
+    assert len(os.listdir("/proc/self/fd")) == fds, "a pipe end leaked per stop"
+    deadline = time.monotonic() + 10
+    while _running_with(tag) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _running_with(tag) == [], "the hook's processes outlived the stop"

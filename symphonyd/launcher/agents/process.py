@@ -27,6 +27,7 @@ from symphonyd.launcher.agents.stream import (
     drain_stderr,
     read_lines,
 )
+from symphonyd.launcher.child_watch import start_process_group
 
 # Variables taken from the launcher's environment when present; everything else is dropped.
 PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "TERM", "TZ")
@@ -109,8 +110,8 @@ PIPE_LIMIT = 256 * 1024  # pipe buffering, not a line cap: lines are split by us
 async def local_spawn(
     argv: list[str], cwd: Path, env: dict[str, str]
 ) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        *argv,
+    return await start_process_group(
+        argv,
         cwd=str(cwd),
         env=env,
         stdin=asyncio.subprocess.PIPE,
