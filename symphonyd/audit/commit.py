@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from symphonyd.audit.chain import ChainHead
+from symphonyd.core.audit_chain import ChainHead
 from symphonyd.audit.store import AuditStore, AuditStoreError, Pending
 
 

@@ -24,7 +24,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from symphonyd.audit.chain import (
+from symphonyd.core.audit_chain import (
     GENESIS_PREVIOUS_HASH,
     RECORD_VERSION,
     ChainBreak,
@@ -34,7 +34,7 @@ from symphonyd.audit.chain import (
     record_line,
     seal,
 )
-from symphonyd.audit.layout import QUARANTINE, day_files
+from symphonyd.core.audit_layout import QUARANTINE, day_files
 from symphonyd.audit.shaping import ShapedEvent
 from symphonyd.core import audit_events
 from symphonyd.core.errors import SymphonyError

@@ -18,7 +18,7 @@ from typing import Any
 
 from symphonyd.audit.anchor import anchor_directory
 from symphonyd.audit.anchor_read import AnchorReadError, read_anchors
-from symphonyd.audit.layout import DEFAULT_AUDIT_DIR, day_files
+from symphonyd.core.audit_layout import DEFAULT_AUDIT_DIR, day_files
 from symphonyd.audit.verify import BROKEN, Checkpoint, VerifyResult, iter_records, verify_dir
 from symphonyd.ctl.main import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE
 from symphonyd.ctl.since import HELP as SINCE_HELP
