@@ -24,6 +24,8 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from symphonyd.audit.shaping import ShapedEvent
+from symphonyd.core import audit_events
 from symphonyd.core.audit_chain import (
     GENESIS_PREVIOUS_HASH,
     RECORD_VERSION,
@@ -35,8 +37,6 @@ from symphonyd.core.audit_chain import (
     seal,
 )
 from symphonyd.core.audit_layout import QUARANTINE, day_files
-from symphonyd.audit.shaping import ShapedEvent
-from symphonyd.core import audit_events
 from symphonyd.core.errors import SymphonyError
 
 _TAIL_CHUNK = 64 * 1024
