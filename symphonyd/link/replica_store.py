@@ -8,8 +8,8 @@ construction and a restart resumes from exactly what is on disk. A torn last lin
 died mid-write) was never counted, so it is cut off and fetched again.
 
 Every line is checked before it is written (``core/audit_chain.py``: canonical form, its own
-hash, seq and previous_hash continuing the head); a line that does not fit raises
-:class:`ReplicaBroken` and nothing of its page is written.
+hash, seq and previous_hash continuing the head); the lines before one that does not fit
+are kept, and the replicator stops the host there (:class:`ReplicaBroken`).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class ReplicaBroken(SymphonyError):
 class Verified:
     records: list[tuple[str, bytes]]  # (day, stored line with its newline) in chain order
     head: ChainHead | None  # after the page; None only for an empty page to an empty replica
+    broken: str | None = None  # why the line after ``records`` does not fit, if one did not
 
 
 def _private_dir(path: Path) -> None:
@@ -63,7 +64,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def verify_page(lines: list[bytes], head: ChainHead | None, held: bytes | None) -> Verified:
-    """Check a page of stored lines against the replica's head; raise ReplicaBroken.
+    """Check a page of stored lines against the replica's head, up to the first that breaks.
 
     ``held`` is the replica's own copy of its head record: a page asked from the head's seq
     starts with the worker's copy of that record, which must be the same bytes (a record the
@@ -71,11 +72,11 @@ def verify_page(lines: list[bytes], head: ChainHead | None, held: bytes | None) 
     """
     if held is not None:
         if not lines or lines[0] != held:
-            assert head is not None
-            raise ReplicaBroken(
-                f"record {head.seq} on the worker differs from the replicated copy "
-                "(changed after replication)"
+            seq = "the head" if head is None else f"record {head.seq}"
+            why = (
+                f"{seq} on the worker differs from the replicated copy (changed after replication)"
             )
+            return Verified([], head, why)
         lines = lines[1:]
     out: list[tuple[str, bytes]] = []
     for line in lines:
@@ -84,7 +85,7 @@ def verify_page(lines: list[bytes], head: ChainHead | None, held: bytes | None) 
             record = parse_line(line)
             head = check_link(record, head, day=None)
         except ChainBreak as exc:
-            raise ReplicaBroken(f"record {expected}: {exc.reason}") from None
+            return Verified(out, head, f"record {expected}: {exc.reason}")
         out.append((day_of(record["ts"]), line + b"\n"))
     return Verified(out, head)
 

@@ -161,6 +161,8 @@ class Replicator:
                     seq=status.head_seq,
                     records=len(verified.records),
                 )
+            if verified.broken is not None:
+                raise ReplicaBroken(verified.broken)  # after keeping what did verify
             if store.head is not None and store.head.seq >= page.head_seq:
                 return True
             if not verified.records:

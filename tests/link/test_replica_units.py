@@ -14,7 +14,7 @@ from symphonyd.audit.replication import PageReader
 from symphonyd.audit.verify import verify_dir
 from symphonyd.core.audit_layout import day_files, replica_dirs
 from symphonyd.core.errors import ValidationError
-from symphonyd.link.replica_store import ReplicaBroken, ReplicaStore, verify_page
+from symphonyd.link.replica_store import ReplicaStore, verify_page
 from tests.audit.helpers import fill
 
 DAYS = ["2026-11-20", "2026-11-21", "2026-11-22"]
@@ -92,8 +92,10 @@ def test_a_damaged_line_is_sent_as_stored_and_stops_the_replica(tmp_path: Path) 
     path.write_bytes(b"".join(lines))
     page = PageReader(tmp_path / "w", lambda: 5).page(-1, 100)
     assert page.lines[3].encode() == lines[3][:-1]
-    with pytest.raises(ReplicaBroken, match="record 3: record_hash does not match"):
-        verify_page([line.encode() for line in page.lines], None, None)
+    verified = verify_page([line.encode() for line in page.lines], None, None)
+    assert len(verified.records) == 3 and verified.head is not None and verified.head.seq == 2
+    assert verified.broken is not None
+    assert verified.broken.startswith("record 3: record_hash does not match")
 
 
 def test_a_record_changed_after_replication_is_named(tmp_path: Path) -> None:
@@ -101,8 +103,10 @@ def test_a_record_changed_after_replication_is_named(tmp_path: Path) -> None:
     _replicate(tmp_path / "w", tmp_path / "r", limit=100)
     store = ReplicaStore(tmp_path / "r")
     store.open()
-    with pytest.raises(ReplicaBroken, match="record 5 on the worker differs"):
-        verify_page([b'{"other":1}'], store.head, store.head_line)
+    verified = verify_page([b'{"other":1}'], store.head, store.head_line)
+    assert verified.records == [] and verified.head == store.head
+    assert verified.broken is not None
+    assert verified.broken.startswith("record 5 on the worker differs")
 
 
 @pytest.mark.parametrize(("after", "limit"), [(-2, 10), (0, 0), (0, 1001)])
