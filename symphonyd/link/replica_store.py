@@ -15,7 +15,6 @@ are kept, and the replicator stops the host there (:class:`ReplicaBroken`).
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -29,6 +28,7 @@ from symphonyd.core.audit_chain import (
 )
 from symphonyd.core.audit_layout import day_files
 from symphonyd.core.errors import SymphonyError
+from symphonyd.runtime.durable import fsync_dir, private_dir, write_all
 
 _TAIL_CHUNK = 64 * 1024
 
@@ -44,23 +44,6 @@ class Verified:
     records: list[tuple[str, bytes]]  # (day, stored line with its newline) in chain order
     head: ChainHead | None  # after the page; None only for an empty page to an empty replica
     broken: str | None = None  # why the line after ``records`` does not fit, if one did not
-
-
-def _private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = path.lstat()
-    if not stat.S_ISDIR(st.st_mode):
-        raise ReplicaBroken(f"{path} is not a directory")
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(path, 0o700)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def verify_page(lines: list[bytes], head: ChainHead | None, held: bytes | None) -> Verified:
@@ -100,7 +83,10 @@ class ReplicaStore:
 
     def open(self) -> ChainHead | None:
         """Create the directory or find the head; cut a torn last line."""
-        _private_dir(self.directory)
+        try:
+            private_dir(self.directory)
+        except NotADirectoryError as exc:
+            raise ReplicaBroken(str(exc)) from None
         for _day, path in reversed(day_files(self.directory)):
             line = self._tail(path)
             if line is None:
@@ -148,15 +134,12 @@ class ReplicaStore:
             created = not path.exists()
             fd = os.open(path, flags | os.O_CREAT, 0o600)
             try:
-                data = b"".join(line for _day, line in group)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, b"".join(line for _day, line in group))
                 os.fdatasync(fd)
             finally:
                 os.close(fd)
             if created:
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
         if page.records:
             self.head = page.head
             self.head_line = page.records[-1][1][:-1]

@@ -29,7 +29,7 @@ from symphonyd.core.messages import (
 )
 from symphonyd.core.worker_hosts import WorkerHost, WorkerHosts
 from symphonyd.link.replica_store import ReplicaBroken, ReplicaStore, verify_page
-from symphonyd.link.ssh_command import ssh_argv
+from symphonyd.link.ssh_command import spawn_ssh, ssh_argv
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.logging import log_event
 
@@ -91,13 +91,7 @@ class Replicator:
         ours, theirs = socket.socketpair()
         argv = ssh_argv(host, self.worker, key=self.key, purpose=PURPOSE_AUDIT, ssh=self.ssh)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=theirs.fileno(),
-                stdout=theirs.fileno(),
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
+            proc = await spawn_ssh(argv, theirs.fileno())
         except OSError as exc:
             ours.close()
             log_event(

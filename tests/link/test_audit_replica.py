@@ -36,6 +36,7 @@ from symphonyd.core.messages import (
     Empty,
 )
 from symphonyd.runtime.ipc_client import IpcClient
+from tests.audit.daemon_proc import AuditDaemon
 from tests.audit.helpers import fill
 from tests.link.conftest import REPO, Worker
 
@@ -71,35 +72,20 @@ class WorkerAudit:
 
 @pytest.fixture
 def worker_audit(worker: Worker, tmp_path: Path) -> Iterator[WorkerAudit]:
-    directory = tmp_path / "worker-audit"
-    client = worker.runtime / "audit-launcher.sock"
-    with (tmp_path / "audit.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "symphonyd.audit",
-                "--dir",
-                str(directory),
-                "--listen",
-                f"launcher={client}",
-                "--listen",
-                f"link={worker.runtime / 'audit-link.sock'}",
-                "--allow-uid",
-                "0",
-                "--anchor",
-                "none",
-            ],
-            env=ENV,
-            stdout=log,
-            stderr=log,
-        )
+    """The worker's writer: its client sockets, and the link's read-only one."""
+    link_sock = worker.runtime / "audit-link.sock"
+    daemon = AuditDaemon(
+        tmp_path / "worker-audit",
+        worker.runtime,
+        allow_uids=(0,),
+        extra=("--listen", f"link={link_sock}", "--anchor", "none"),
+    )
+    daemon.start()
     try:
-        _wait(lambda: (worker.runtime / "audit-link.sock").exists(), proc)
-        yield WorkerAudit(directory, client)
+        _wait(link_sock.exists, daemon.proc)
+        yield WorkerAudit(daemon.audit_dir, daemon.sock("launcher"))
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=60) == 0, (tmp_path / "audit.log").read_text()
+        assert daemon.stop() == 0, daemon.output()
 
 
 class Link:
