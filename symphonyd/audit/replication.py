@@ -8,9 +8,9 @@ instead of silently having a gap. Only records the writer has fsynced are sent, 
 that loses its page cache can never have told the control host about a record it then lacks.
 
 A page is bounded (``AUDIT_PAGE_MAX_RECORDS`` lines, about ``AUDIT_PAGE_MAX_BYTES``). The
-reader remembers where the last page ended, so a replica that keeps up costs one seek per
-page; any other start is found from the first line of each day file, then one scan of one
-file.
+reader remembers where the last page's last line is, so a replica that keeps up (it asks
+from its head record, to recheck it) costs one seek per page; any other start is found from
+the first line of each day file, then one scan of one file.
 """
 
 from __future__ import annotations
@@ -50,9 +50,12 @@ def _seq_of(line: bytes) -> int | None:
 
 @dataclass(frozen=True)
 class _Position:
-    next_seq: int
+    """Where the last page's last line is: a replica asks from it (to recheck it) or after it."""
+
+    seq: int
     path: Path
-    offset: int
+    start: int
+    end: int
 
 
 class PageReader:
@@ -83,8 +86,9 @@ class PageReader:
     def _start(self, after: int) -> tuple[list[Path], int]:
         files = [path for _day, path in day_files(self.directory)]
         hint = self._hint
-        if hint is not None and hint.next_seq == after + 1 and hint.path in files:
-            return files[files.index(hint.path) :], hint.offset
+        if hint is not None and hint.path in files and after + 1 in (hint.seq, hint.seq + 1):
+            offset = hint.start if after + 1 == hint.seq else hint.end
+            return files[files.index(hint.path) :], offset
         start = 0
         for index, path in enumerate(files):
             with path.open("rb") as fh:
@@ -101,6 +105,7 @@ class PageReader:
             with path.open("rb") as fh:
                 fh.seek(offset)
                 while len(lines) < limit and size < AUDIT_PAGE_MAX_BYTES:
+                    start = fh.tell()
                     raw = fh.readline()
                     if not raw.endswith(b"\n"):
                         if raw:
@@ -119,7 +124,7 @@ class PageReader:
                     lines.append(line)
                     size += len(raw)
                     if seq is not None:
-                        self._hint = _Position(seq + 1, path, fh.tell())
+                        self._hint = _Position(seq, path, start, fh.tell())
                 else:
                     return
             offset = 0
