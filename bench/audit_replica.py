@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,8 +48,7 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(ready: object, what: str, timeout: float = 600) -> None:
-    assert callable(ready)
+def _wait(ready: Callable[[], bool], what: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
         if time.monotonic() > deadline:
