@@ -211,23 +211,31 @@ def test_replication_resumes_after_a_link_kill_and_a_dropped_session_without_dup
     assert link.stop() == 0
 
 
+@pytest.mark.parametrize(
+    ("seq", "kept", "reason"),
+    [
+        (120, 119, "record 120: record_hash does not match"),  # not yet replicated
+        (100, 100, "record 100 on the worker differs from the replicated copy"),  # the head
+    ],
+)
 def test_a_tampered_worker_record_stops_replication_and_keeps_what_was_verified(
-    worker_audit: WorkerAudit, link: Link
+    worker_audit: WorkerAudit, link: Link, seq: int, kept: int, reason: str
 ) -> None:
     worker_audit.append(100)
     link.start()
     link.wait_head(100)
     assert link.stop() == 0
-    worker_audit.append(50)  # seqs 101..150 carry payload n = seq - 1
+    worker_audit.append(50)  # record seq carries payload n = seq - 1
     path = day_files(worker_audit.directory)[-1][1]
     data = path.read_bytes()
-    assert data.count(b'"n":119}') == 1
-    path.write_bytes(data.replace(b'"n":119}', b'"n":999}'))
+    field = b'"n":%d}' % (seq - 1)
+    assert data.count(field) == 1
+    path.write_bytes(data.replace(field, b'"n":999}'))
     link.start()
-    stopped = "event=audit_replica host=w1 outcome=stopped seq=119"
+    stopped = f"event=audit_replica host=w1 outcome=stopped seq={kept}"
     _wait(lambda: stopped in link.text(), link.proc, link.log)
-    assert "record 120: record_hash does not match" in link.text()
-    assert link.head() == 119
+    assert reason in link.text()
+    assert link.head() == kept
     assert verify_dir(link.replica).ok
     assert link.proc is not None and link.proc.poll() is None  # the link itself carries on
 
