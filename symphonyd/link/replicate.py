@@ -48,8 +48,6 @@ def replica_dir(state_dir: Path, host: str) -> Path:
 class ReplicaStatus:
     head_seq: int | None = None
     stopped: str | None = None  # why replication of this host stopped for good
-    sessions: int = 0
-    records: int = 0
 
 
 @dataclass
@@ -71,7 +69,6 @@ class Replicator:
             await asyncio.to_thread(store.open)
             status.head_seq = None if store.head is None else store.head.seq
             while True:
-                status.sessions += 1
                 await self._session(host, store, status)
                 await asyncio.sleep(self.interval)
         except ReplicaBroken as exc:
@@ -113,9 +110,9 @@ class Replicator:
             while True:
                 caught_up = await self._round(client, store, status, host.name)
                 await asyncio.sleep(self.interval if caught_up else 0)
+        except ReplicaBroken:
+            raise
         except SymphonyError as exc:
-            if isinstance(exc, ReplicaBroken):
-                raise
             log_event(
                 log,
                 "audit_replica",
@@ -144,7 +141,6 @@ class Replicator:
             verified = verify_page(lines, store.head, store.head_line)
             if verified.records:
                 await asyncio.to_thread(store.append, verified)
-                status.records += len(verified.records)
                 status.head_seq = None if store.head is None else store.head.seq
                 log_event(
                     log,
