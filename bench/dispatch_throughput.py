@@ -76,6 +76,7 @@ from symphonyd.core.messages import (
     WorkflowSnapshot,
     WorkspaceListing,
 )
+from symphonyd.dispatcher.engine import Engine
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.ports import DispatchSettings, LoadedConfig, SystemClock
 from symphonyd.dispatcher.store import StateStore
@@ -200,12 +201,14 @@ async def measure(orch: Orchestrator, n: int, started: Any) -> dict[str, float]:
 async def one_core(n: int, state_dir: Path) -> dict[str, float]:
     launcher = Launcher()
     orch = Orchestrator(
-        tracker=Tracker(make_issues(n)),
-        launcher=launcher,
-        audit=Audit(),
-        config=StaticConfig(n),
-        store=StateStore(state_dir),
-        clock=SystemClock(),
+        Engine(
+            tracker=Tracker(make_issues(n)),
+            launcher=launcher,
+            audit=Audit(),
+            config=StaticConfig(n),
+            store=StateStore(state_dir),
+            clock=SystemClock(),
+        )
     )
     return await measure(orch, n, lambda: len(launcher.started))
 

@@ -238,7 +238,7 @@ def measure(n: int, concurrency: int, poll_ms: int, base_dir: Path, keep: bool) 
     ts = [(datetime.fromisoformat(r["ts"].replace("Z", "+00:00")).timestamp(), r) for r in records]
     first = min(t for t, r in ts if r["type"] == "dispatch")
     last = max(t for t, r in ts if r["type"] == "run_finished")
-    outcomes = [r["payload"].get("status") for _, r in ts if r["type"] == "run_finished"]
+    outcomes = [r["payload"].get("outcome") for _, r in ts if r["type"] == "run_finished"]
     moved = sum(b"state: Human Review" in p.read_bytes() for p in tree.issues.glob("B-*.md"))
     workspaces = sum(1 for _ in tree.ws.iterdir())
     if not keep:

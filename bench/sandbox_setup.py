@@ -7,12 +7,17 @@ process's RSS against its RSS before any sandbox. No traffic leaves the host: th
 upstream is never queried. With ``--resources`` every sandbox also gets its cgroup with the
 default ``sandbox.resources`` limits (the bubblewrap path, ``cgroups.py``).
 
+Every round is run twice, alternating which goes first: with transparent interception off and
+on (the default; one more listener and the ``intercept`` map elements in the same nftables
+transaction, docs/design/0867), so one run shows what interception adds to setup.
+
 Run: .venv/bin/python bench/sandbox_setup.py [--resources]    (last line: RESULT {json})
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import statistics
@@ -27,12 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil  # type: ignore[import-untyped]
 
 from symphonyd.core.config_extensions import ResourcesConfig
-from symphonyd.launcher.sandbox.addresses import AddressPool
+from symphonyd.launcher.sandbox.addresses import AddressPool, Lease
 from symphonyd.launcher.sandbox.dns import UpstreamResolver
-from symphonyd.launcher.sandbox.egress_policy import build_policy
+from symphonyd.launcher.sandbox.egress_policy import EgressPolicy, build_policy
 from symphonyd.launcher.sandbox.manager import SandboxManager
+from symphonyd.launcher.sandbox.nft import Intercept
 
-ROUNDS = {1: 5, 10: 3, 50: 2}
+ROUNDS = {1: 10, 10: 4, 50: 2}
 T = TypeVar("T")
 
 
@@ -48,6 +54,62 @@ async def timed(coro: Awaitable[T], key: str, out: dict[str, float]) -> T:
     return value
 
 
+async def one_round(
+    manager: SandboxManager,
+    policy: EgressPolicy,
+    prefix: str,
+    n: int,
+    resources: ResourcesConfig | None,
+    into: dict[str, list[float]],
+) -> None:
+    """Set up ``n`` sandboxes at once, then tear them down; per-agent times into ``into``."""
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    handles = await asyncio.gather(
+        *(
+            timed(manager.setup(f"{prefix}-{i}", policy, resources), f"s{i}", times)
+            for i in range(n)
+        )
+    )
+    into["batch"].append((time.perf_counter() - t0) * 1000)
+    await asyncio.gather(
+        *(timed(manager.teardown(h), f"t{i}", times) for i, h in enumerate(handles))
+    )
+    into["setup"] += [v for k, v in times.items() if k.startswith("s")]
+    into["teardown"] += [v for k, v in times.items() if k.startswith("t")]
+
+
+async def firewall_steps(manager: SandboxManager, policy: EgressPolicy) -> dict[str, object]:
+    """The part of setup interception changes, without the kernel's namespace lock and the
+    machine's load in the way: with 50 live sandboxes, one agent's nftables transaction and
+    the drop-rule check, with and without the redirect elements (ms, median of 40)."""
+    handles = await asyncio.gather(*(manager.setup(f"fw-{i}", policy) for i in range(50)))
+    fw = manager.firewall
+    spare = Lease(4000, ipaddress.IPv4Network("100.127.250.0/30"), *_hosts("100.127.250.0/30"))
+    out: dict[str, object] = {}
+    try:
+        for label, intercept in (
+            ("off", None),
+            ("on", Intercept(manager.intercept_port, policy.ports)),
+        ):
+            times = []
+            for _ in range(40):
+                t0 = time.perf_counter()
+                fw.add_agent(spare, manager.proxy_port, intercept)
+                fw.verify()
+                times.append((time.perf_counter() - t0) * 1000)
+                fw.remove_agent(spare, manager.proxy_port)
+            out[f"firewall_step_ms_intercept_{label}_50_live"] = round(statistics.median(times), 2)
+    finally:
+        await asyncio.gather(*(manager.teardown(h) for h in handles))
+    return out
+
+
+def _hosts(cidr: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+    net = ipaddress.IPv4Network(cidr)
+    return net[1], net[2]
+
+
 async def main(resources: ResourcesConfig | None) -> dict[str, object]:
     audit: list[dict[str, object]] = []
     manager = SandboxManager(
@@ -57,37 +119,44 @@ async def main(resources: ResourcesConfig | None) -> dict[str, object]:
     )
     await manager.start()
     policy = build_policy(allowed_domains=["api.openai.com"])
+    policies = {
+        "intercept_off": build_policy(allowed_domains=["api.openai.com"], intercept=False),
+        "intercept_on": policy,
+    }
     results: dict[str, object] = {}
     try:
         for n, rounds in ROUNDS.items():
-            setup_ms: list[float] = []
-            teardown_ms: list[float] = []
-            batch_ms: list[float] = []
-            for r in range(rounds):
-                times: dict[str, float] = {}
-                t0 = time.perf_counter()
-                handles = await asyncio.gather(
-                    *(
-                        timed(
-                            manager.setup(f"bench-{n}-{r}-{i}", policy, resources), f"s{i}", times
-                        )
-                        for i in range(n)
-                    )
-                )
-                batch_ms.append((time.perf_counter() - t0) * 1000)
-                await asyncio.gather(
-                    *(timed(manager.teardown(h), f"t{i}", times) for i, h in enumerate(handles))
-                )
-                setup_ms += [v for k, v in times.items() if k.startswith("s")]
-                teardown_ms += [v for k, v in times.items() if k.startswith("t")]
-            results[f"agents_{n}"] = {
-                "setup_p50_ms": pct(setup_ms, 0.5),
-                "setup_p95_ms": pct(setup_ms, 0.95),
-                "teardown_p50_ms": pct(teardown_ms, 0.5),
-                "teardown_p95_ms": pct(teardown_ms, 0.95),
-                "all_ready_ms_median": round(statistics.median(batch_ms), 1),
-                "samples": len(setup_ms),
+            samples: dict[str, dict[str, list[float]]] = {
+                v: {"setup": [], "teardown": [], "batch": []} for v in policies
             }
+            for r in range(rounds):
+                order = list(policies) if r % 2 == 0 else list(reversed(policies))
+                for variant in order:
+                    await one_round(
+                        manager,
+                        policies[variant],
+                        f"{variant}-{n}-{r}",
+                        n,
+                        resources,
+                        samples[variant],
+                    )
+            for variant, got in samples.items():
+                results[f"agents_{n}_{variant}"] = {
+                    "setup_p50_ms": pct(got["setup"], 0.5),
+                    "setup_p95_ms": pct(got["setup"], 0.95),
+                    "teardown_p50_ms": pct(got["teardown"], 0.5),
+                    "teardown_p95_ms": pct(got["teardown"], 0.95),
+                    "all_ready_ms_median": round(statistics.median(got["batch"]), 1),
+                    "samples": len(got["setup"]),
+                }
+            off, on = samples["intercept_off"], samples["intercept_on"]
+            results[f"agents_{n}_intercept_setup_ratio"] = {
+                "p50": round(pct(on["setup"], 0.5) / pct(off["setup"], 0.5), 3),
+                "all_ready": round(
+                    statistics.median(on["batch"]) / statistics.median(off["batch"]), 3
+                ),
+            }
+        results.update(await firewall_steps(manager, policy))
         proc = psutil.Process()
         before = proc.memory_info().rss
         handles = await asyncio.gather(

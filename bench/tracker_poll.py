@@ -1,11 +1,12 @@
-"""Time and peak memory to poll and normalise 10 000 Linear, GitLab or Jira issues across pages.
+"""Time and peak memory to poll and normalise 10 000 Linear, GitLab, Jira or Asana issues.
 
 Starts the tests' local Linear GraphQL server in a separate process (so its JSON encoding is
 not counted), then runs the production LinearAdapter's ``fetch_issues_by_states`` over real
 HTTP on 127.0.0.1 for each page size. Timing runs are separate from the memory run because
 tracemalloc slows allocation-heavy code several-fold.
 
-    .venv/bin/python bench/tracker_poll.py [--kind linear|gitlab|jira] [--issues 10000] [--repeat 3]
+    .venv/bin/python bench/tracker_poll.py [--kind linear|gitlab|jira|asana] [--issues N]
+        [--repeat 3]
 
 ``--kind gitlab`` runs the production GitLabAdapter against the tests' GitLab REST server
 (keyset pages announced by ``Link``) with ``blockers: none`` at two page sizes, then once
@@ -32,17 +33,18 @@ from typing import Any
 # Runnable as `python bench/tracker_poll.py` from a checkout without installing.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from symphonyd.tracker.asana import AsanaAdapter
 from symphonyd.tracker.gitlab import GitLabAdapter
 from symphonyd.tracker.jira import JiraAdapter
 from symphonyd.tracker.linear import LinearAdapter
 from symphonyd.tracker.provider_config import TrackerSettings
-from tests.tracker import fake_gitlab
+from tests.tracker import fake_asana, fake_gitlab
 from tests.tracker.fake_gitlab import FakeGitLab, gl_issue
 from tests.tracker.fake_jira import CREDENTIAL, FakeJira, blocked_by, jira_issue
 from tests.tracker.fake_linear import TOKEN, FakeLinear, linear_node
 
 # Jira's search/jql answers at most 100 issues with these fields.
-PAGE_SIZES = {"linear": (50, 250), "gitlab": (50, 100), "jira": (50, 100)}
+PAGE_SIZES = {"linear": (50, 250), "gitlab": (50, 100), "jira": (50, 100), "asana": (50, 100)}
 GITLAB_STATES = {"Todo": "status::todo", "In Progress": "status::in-progress"}
 
 
@@ -177,6 +179,44 @@ async def _poll_jira(port: int, page_size: int) -> int:
     return len(issues)
 
 
+def _serve_asana(count: int, port_out: Any, stop: Any) -> None:
+    """The same board shape in Asana's: two sections, every 7th task depending on the one
+    before (its completion and section inline, as the adapter asks for them)."""
+    tasks: list[dict[str, Any]] = []
+    for n in range(1, count + 1):
+        task = fake_asana.asana_task(n, section="To do" if n % 3 else "Doing")
+        if n % 7 == 0:
+            prev = tasks[-1]
+            task["dependencies"] = [
+                {"gid": prev["gid"], "completed": False, "memberships": prev["memberships"]}
+            ]
+        tasks.append(task)
+    with fake_asana.FakeAsana(tasks) as srv:
+        port_out.send(srv.port)
+        stop.wait()
+
+
+async def _poll_asana(port: int, page_size: int) -> int:
+    settings = TrackerSettings(
+        "asana",
+        {
+            "endpoint": f"http://127.0.0.1:{port}/api/1.0",
+            "workspace": fake_asana.WORKSPACE,
+            "project": fake_asana.PROJECT,
+            "page_size": page_size,
+            "timeout_ms": 120_000,
+        },
+        ("To do", "Doing"),
+        ("Done",),
+    )
+    adapter = AsanaAdapter(settings, {"ASANA_TOKEN": fake_asana.TOKEN})
+    try:
+        issues = await adapter.fetch_issues_by_states(["To do", "Doing"])
+    finally:
+        await adapter.aclose()
+    return len(issues)
+
+
 async def _poll(port: int, page_size: int) -> int:
     settings = TrackerSettings(
         "linear",
@@ -250,7 +290,9 @@ def main() -> None:
     ctx = multiprocessing.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
     stop = ctx.Event()
-    serve = {"gitlab": _serve_gitlab, "jira": _serve_jira}.get(args.kind, _serve)
+    serve = {"gitlab": _serve_gitlab, "jira": _serve_jira, "asana": _serve_asana}.get(
+        args.kind, _serve
+    )
     server = ctx.Process(target=serve, args=(args.issues, send, stop), daemon=True)
     server.start()
     try:
@@ -263,6 +305,8 @@ def main() -> None:
                 poll: Any = lambda size=size: _poll_gitlab(port, size)  # noqa: E731
             elif args.kind == "jira":
                 poll = lambda size=size: _poll_jira(port, size)  # noqa: E731
+            elif args.kind == "asana":
+                poll = lambda size=size: _poll_asana(port, size)  # noqa: E731
             else:
                 poll = lambda size=size: _poll_linear(port, size)  # noqa: E731
             results[f"page_{size}"] = {

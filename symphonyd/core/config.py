@@ -55,7 +55,7 @@ WORKSPACE_DIRNAME = "symphony_workspaces"
 HOOK_NAMES = ("after_create", "before_run", "after_run", "before_remove")
 # Tracker kinds this project ships adapters for (ARCHITECTURE.md); the tracker daemon's
 # registry is the authority at run time, this list serves offline checks.
-BUILTIN_TRACKER_KINDS = ("linear", "github", "gitlab", "jira", "local", "memory")
+BUILTIN_TRACKER_KINDS = ("linear", "github", "gitlab", "jira", "asana", "local", "memory")
 _USER_HOME = re.compile(r"~[A-Za-z0-9._-]*")
 
 

@@ -58,6 +58,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "tracker": ("credential",),
     "sandbox": (
         "enabled",
+        "intercept",
         "local_services",
         "permitted_networks",
         "upstream_dns",
@@ -88,6 +89,9 @@ class SandboxHost:
     # Off means agents run unconfined: only for benchmarks or hosts without the kernel
     # features; the launcher logs a warning on every run.
     enabled: bool = True
+    # Agents' connections that skip the proxy are redirected to it and decided by name
+    # (docs/design/0867); off, they meet the drop rule as before.
+    intercept: bool = True
     local_services: tuple[str, ...] = ()  # NAME:PORT reached on 127.0.0.1 through the proxy
     permitted_networks: tuple[str, ...] = ()  # private networks names may resolve into
     upstream_dns: tuple[str, ...] = ()  # empty: the nameservers of /etc/resolv.conf
@@ -226,6 +230,7 @@ def _sandbox(raw: Mapping[str, Any]) -> SandboxHost:
         ) from None
     return SandboxHost(
         enabled=opt_bool(raw, "enabled", "sandbox.enabled", d.enabled),
+        intercept=opt_bool(raw, "intercept", "sandbox.intercept", d.intercept),
         local_services=str_list(raw, "local_services", "sandbox.local_services") or (),
         permitted_networks=str_list(raw, "permitted_networks", "sandbox.permitted_networks") or (),
         upstream_dns=str_list(raw, "upstream_dns", "sandbox.upstream_dns") or (),

@@ -29,6 +29,8 @@ KIND_DEFAULTS: dict[str, KindDefaults] = {
     "github": KindDefaults(("Open",), ("Closed",), ("api_key",)),
     "gitlab": KindDefaults(("Open",), ("Closed",), ("api_key",)),
     "jira": KindDefaults(("To Do", "In Progress"), ("Done",), ("api_key",)),
+    # Asana's board template sections; completed tasks report completed_state ("Done").
+    "asana": KindDefaults(("To do", "Doing"), ("Done",), ("api_key",)),
     "local": KindDefaults(("Todo", "In Progress"), ("Done", "Cancelled")),
     "memory": KindDefaults(("Todo", "In Progress"), ("Done", "Cancelled")),
 }

@@ -50,11 +50,26 @@ def describe(r: AuditRecordView) -> tuple[str, str]:
         return "sandbox ready", f"{p.get('mode')} at {p.get('address')}"
     if r.type == ev.SANDBOX_TEARDOWN:
         problems = p.get("problems")
-        return "sandbox removed", _short(problems) if problems else "clean"
+        text = _short(problems) if problems else "clean"
+        return "sandbox removed", text + _denials(p)
     if r.type == ev.SANDBOX_FAILURE:
         return "sandbox failed", f"{p.get('code')}: {_short(p.get('message'))}"
     rest = {k: v for k, v in p.items() if k != "run_id"}
     return r.type.replace("_", " "), _short(rest) if rest else ""
+
+
+def _denials(p: dict[str, Any]) -> str:
+    """The run's refused names with counts and the suggested line (launcher denials.py)."""
+    denied = p.get("denied")
+    if not isinstance(denied, list) or not denied:
+        return ""
+    names = ", ".join(
+        f"{d.get('host')} x{d.get('count')} ({d.get('reason')})"
+        for d in denied
+        if isinstance(d, dict)
+    )
+    suggest = p.get("suggest")
+    return f"; refused: {_short(names)}" + (f"; suggest: {_short(suggest)}" if suggest else "")
 
 
 def transcript(records: list[AuditRecordView], empty: str) -> str:

@@ -24,33 +24,38 @@ class ControlError(SymphonyError):
     code = "control_error"
 
 
-class Controls(Engine):
-    """What symphonyctl and the dashboard may change."""
+class Controls:
+    """What symphonyctl and the dashboard may change.
+
+    The caller (the orchestrator) holds the lock around every public method; ``stop`` is
+    split in two (:meth:`stop_claimed`, then :meth:`find_candidate` without the lock and
+    :meth:`hold_waiting`) so the tracker's round trip never holds it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     async def pause(self, reason: str, uid: int | None) -> str:
+        eng = self.engine
         reason = clean_reason(reason)
-        async with self.lock:
-            now = iso(self.clock.now())
-            self.persisted.operator_pause = OperatorPause(reason, now, uid)
-            self._persist()
-            log_event(log, "pause", outcome="raised", reason="operator", detail=reason,
-                      operator_uid=uid)  # fmt: skip
-            await self._audit(ae.operator_action(ae.PAUSE, operator_uid=uid, reason=reason))
-        self._changed()
+        now = iso(eng.clock.now())
+        eng.persisted.operator_pause = OperatorPause(reason, now, uid)
+        eng.persist()
+        log_event(log, "pause", outcome="raised", reason="operator", detail=reason,
+                  operator_uid=uid)  # fmt: skip
+        await eng.append_audit(ae.operator_action(ae.PAUSE, operator_uid=uid, reason=reason))
         return f"dispatch paused by uid {uid}: {reason}; runs in flight continue"
 
     async def resume(self, uid: int | None) -> str:
-        async with self.lock:
-            had = self.persisted.operator_pause is not None
-            had |= self.pauses.clear("state_unreadable")
-            self.persisted.operator_pause = None
-            self._persist()
-            remaining = [r.code for r in self.pauses.rows()]
-            if had:
-                log_event(log, "resume", outcome="lifted", reason="operator", operator_uid=uid,
-                          still_paused=",".join(remaining) or None)  # fmt: skip
-                await self._audit(ae.operator_action(ae.RESUME, operator_uid=uid))
-        self._changed()
+        eng = self.engine
+        had = eng.persisted.operator_pause is not None
+        had |= eng.pauses.clear("state_unreadable")
+        eng.persisted.operator_pause = None
+        eng.persist()
+        remaining = [r.code for r in eng.pauses.rows()]
+        if had:
+            log_event(log, "resume", outcome="lifted", reason="operator", operator_uid=uid,
+                      still_paused=",".join(remaining) or None)  # fmt: skip
+            await eng.append_audit(ae.operator_action(ae.RESUME, operator_uid=uid))
         message = "operator pause lifted" if had else "dispatch was not paused by an operator"
         if remaining:
             message += "; still paused automatically: " + ", ".join(remaining)
@@ -58,52 +63,41 @@ class Controls(Engine):
 
     def _claimed_issue(self, ref: str) -> Issue | None:
         """The running or retry-queued issue ``ref`` names (identifier or tracker id)."""
-        for issue_id, entry in self.running.items():
+        eng = self.engine
+        for issue_id, entry in eng.running.items():
             if ref in (issue_id, entry.issue.identifier):
                 return entry.issue
-        for issue_id, retry in self.retries.items():
+        for issue_id, retry in eng.retries.items():
             if ref in (issue_id, retry.identifier):
                 return Issue(issue_id, retry.identifier, retry.identifier, "", True,
                              url=retry.issue_url)  # fmt: skip
         return None
 
-    async def stop(self, identifier: str, uid: int | None) -> str:
-        """End the issue's run or retry, or hold it before its first dispatch (0751)."""
-        async with self.lock:
-            message = await self._stop_claimed(identifier, uid)
-        if message is None:
-            # Not ours yet: ask the tracker, without holding the lock over its round trip.
-            found = await self._find_candidate(identifier)
-            async with self.lock:
-                # A tick may have dispatched it meanwhile; then the run is what gets stopped.
-                message = await self._stop_claimed(identifier, uid)
-                if message is None:
-                    message = await self._hold_waiting(found, uid)
-        self._changed()
-        return message
-
-    async def _stop_claimed(self, ref: str, uid: int | None) -> str | None:
-        held = self.holds.find(ref)
+    async def stop_claimed(self, ref: str, uid: int | None) -> str | None:
+        """End the run or retry of the issue ``ref`` names; None when it is not claimed."""
+        eng = self.engine
+        held = eng.holds.find(ref)
         if held is not None:
             return f"{held.identifier} is already held ({held.kind}): {held.reason}"
         issue = self._claimed_issue(ref)
         if issue is None:
             return None
-        entry = self.running.get(issue.id)
-        self.retries.pop(issue.id, None)
-        self.claimed.discard(issue.id)
+        entry = eng.running.get(issue.id)
+        eng.retries.pop(issue.id, None)
+        eng.claimed.discard(issue.id)
         if entry is not None:
-            await self._terminate(entry, "operator", cleanup=False, release=True)
+            await eng.terminate(entry, "operator", cleanup=False, release=True)
         await self._place_stop(issue, "stopped by operator", uid, ran=entry is not None)
         return (
             f"{issue.identifier} stopped; it stays out of dispatch until it changes or is "
             "released"
         )
 
-    async def _find_candidate(self, ref: str) -> Issue:
+    async def find_candidate(self, ref: str) -> Issue:
         """The issue among the tracker's active ones whose identifier or id is ``ref``."""
+        eng = self.engine
         try:
-            issues = await self.tracker.fetch_by_states(list(self.settings.active_states_raw))
+            issues = await eng.tracker.fetch_by_states(list(eng.settings.active_states_raw))
         except Exception as exc:
             raise ControlError(
                 f"cannot look {ref} up: the tracker did not answer ({brief_error(exc)})",
@@ -118,8 +112,10 @@ class Controls(Engine):
             code="issue_not_found",
         )
 
-    async def _hold_waiting(self, issue: Issue, uid: int | None) -> str:
-        held = self.holds.get(issue.id)
+    async def hold_waiting(self, issue: Issue, uid: int | None) -> str:
+        """Hold an issue the tracker lists as active before its first dispatch (0751)."""
+        eng = self.engine
+        held = eng.holds.get(issue.id)
         if held is not None:
             return f"{held.identifier} is already held ({held.kind}): {held.reason}"
         await self._place_stop(issue, "held by operator before dispatch", uid, ran=False)
@@ -129,33 +125,33 @@ class Controls(Engine):
         )
 
     async def _place_stop(self, issue: Issue, reason: str, uid: int | None, *, ran: bool) -> None:
-        self.holds.place(issue, "stopped", reason, self.clock.now(), uid)
-        self._persist()
+        eng = self.engine
+        eng.holds.place(issue, "stopped", reason, eng.clock.now(), uid)
+        eng.persist()
         log_event(log, "hold", outcome="placed", kind="stopped", issue_id=issue.id,
                   issue_identifier=issue.identifier, reason=reason, operator_uid=uid,
                   run_stopped=ran)  # fmt: skip
-        await self._audit(
+        await eng.append_audit(
             ae.operator_action(
                 ae.STOP, operator_uid=uid, reason=f"stop {issue.identifier}", issue_id=issue.id
             )
         )
 
     async def release(self, identifier: str, uid: int | None) -> str:
-        async with self.lock:
-            hold = self.holds.find(identifier)
-            if hold is None:
-                raise ControlError(f"{identifier} is not held", code="not_held")
-            self.holds.drop(hold.issue_id)
-            if hold.kind == "budget":
-                self.ledger.reset_issue(hold.issue_id)
-            self._persist()
-            log_event(log, "hold", outcome="lifted", kind=hold.kind, issue_id=hold.issue_id,
-                      issue_identifier=hold.identifier, by="operator",
-                      operator_uid=uid)  # fmt: skip
-            await self._audit_release(
-                hold.issue_id, f"release {hold.identifier} from its {hold.kind} hold", uid
-            )
-        self._changed()
+        eng = self.engine
+        hold = eng.holds.find(identifier)
+        if hold is None:
+            raise ControlError(f"{identifier} is not held", code="not_held")
+        eng.holds.drop(hold.issue_id)
+        if hold.kind == "budget":
+            eng.ledger.reset_issue(hold.issue_id)
+        eng.persist()
+        log_event(log, "hold", outcome="lifted", kind=hold.kind, issue_id=hold.issue_id,
+                  issue_identifier=hold.identifier, by="operator",
+                  operator_uid=uid)  # fmt: skip
+        await eng.audit_release(
+            hold.issue_id, f"release {hold.identifier} from its {hold.kind} hold", uid
+        )
         return f"{hold.identifier} released from its {hold.kind} hold"
 
     async def forget_tokens(self, issue_ids: list[str]) -> list[str]:
@@ -163,17 +159,17 @@ class Controls(Engine):
 
         Re-checked under the lock: an issue that started a run or got a hold since prune
         looked keeps its total."""
-        async with self.lock:
-            dropped = [
-                i
-                for i in issue_ids
-                if i not in self.running and i not in self.claimed and self.holds.get(i) is None
-            ]
-            for issue_id in dropped:
-                self.ledger.reset_issue(issue_id)
-            if dropped:
-                self.ledger.dirty = False
-                self._persist()
+        eng = self.engine
+        dropped = [
+            i
+            for i in issue_ids
+            if i not in eng.running and i not in eng.claimed and eng.holds.get(i) is None
+        ]
+        for issue_id in dropped:
+            eng.ledger.reset_issue(issue_id)
+        if dropped:
+            eng.ledger.dirty = False
+            eng.persist()
         return dropped
 
 

@@ -31,6 +31,7 @@ from symphonyd.dispatcher.clients import (
     follow_run_events,
 )
 from symphonyd.dispatcher.config_source import WorkflowConfigSource
+from symphonyd.dispatcher.engine import Engine
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.ports import SystemClock
 from symphonyd.dispatcher.service import DispatcherService
@@ -67,16 +68,20 @@ def assemble(
 ) -> tuple[Orchestrator, DispatcherService]:
     """The production object graph; tests build it the same way against their sockets."""
     orch = Orchestrator(
-        # A board's issues come back in one frame; a page walk may take minutes.
-        tracker=TrackerClient(
-            Link(runtime / "tracker-dispatcher.sock", timeout=300.0, max_frame=TRACKER_MAX_FRAME)
-        ),
-        launcher=LauncherClient(Link(runtime / "launcher-dispatcher.sock")),
-        audit=AuditClient(Link(runtime / "audit-dispatcher.sock")),
-        config=source,
-        store=StateStore(state_dir),
-        clock=SystemClock(),
-        disk=StatvfsDisk(),
+        Engine(
+            # A board's issues come back in one frame; a page walk may take minutes.
+            tracker=TrackerClient(
+                Link(
+                    runtime / "tracker-dispatcher.sock", timeout=300.0, max_frame=TRACKER_MAX_FRAME
+                )
+            ),
+            launcher=LauncherClient(Link(runtime / "launcher-dispatcher.sock")),
+            audit=AuditClient(Link(runtime / "audit-dispatcher.sock")),
+            config=source,
+            store=StateStore(state_dir),
+            clock=SystemClock(),
+            disk=StatvfsDisk(),
+        )
     )
     return orch, DispatcherService(orch, config_changed=source.changed, version=__version__)
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 import logging
 
 from symphonyd.core import audit_events as ae
-from symphonyd.core.issue import Issue, parse_timestamp
+from symphonyd.core.issue import Issue, format_timestamp, parse_timestamp
 from symphonyd.core.messages import (
     RunInfo,
     StopRun,
 )
+from symphonyd.core.run_progress import RunProgress
 from symphonyd.dispatcher.budget import TokenLedger
 from symphonyd.dispatcher.engine import Engine, brief_error, log
 from symphonyd.dispatcher.holds import HoldBook
 from symphonyd.dispatcher.journal import run_fields
+from symphonyd.dispatcher.run_events import RunEvents
 from symphonyd.dispatcher.state import (
     RunningEntry,
     iso,
@@ -28,8 +30,13 @@ from symphonyd.runtime.logging import log_event
 LOST_RUN_CODE = "run_lost"
 
 
-class Recovery(Engine):
-    """Brings a fresh process in line with the launcher and the tracker before dispatching."""
+class Recovery:
+    """Brings a fresh process in line with the launcher and the tracker before dispatching.
+
+    The caller (the orchestrator) holds the lock around every public method."""
+
+    def __init__(self, engine: Engine, runs: RunEvents) -> None:
+        self.engine, self.runs = engine, runs
 
     async def start(self) -> None:
         """Load durable state and config, re-adopt the launcher's runs, clean terminal ones.
@@ -37,112 +44,105 @@ class Recovery(Engine):
         Raises when the config is invalid (SPEC 6.3) or the launcher cannot say what is
         running: starting blind could dispatch an issue twice.
         """
-        async with self.lock:
-            try:
-                self.persisted = self.store.load()
-            except StateFileError as exc:
-                moved = self.store.quarantine()
-                self.persisted = PersistedState()
-                self.pauses.set(
-                    "state_unreadable",
-                    f"{exc.message}; moved to {moved}; resume once you have checked it",
-                    self.clock.now(),
-                )
-            self.holds = HoldBook(self.persisted)
-            self.ledger = TokenLedger(self.persisted)
-            self.cfg = self.config_source.load()
-            self.config_loaded_at = iso(self.clock.now())
-            self._mark("workflow", True)
-            self.ledger.roll(self.clock.now())
-            self.ledger.stamp_unknown(self.clock.now())
-            await self._recover_runs()
-            await self._startup_terminal_cleanup()
-            # Fail closed from the first tick: no run starts before the audit writer answers.
-            self.pauses.set(
-                "audit_unavailable", "audit writer not checked yet", self.clock.now(), quiet=True
+        eng = self.engine
+        try:
+            eng.persisted = eng.store.load()
+        except StateFileError as exc:
+            moved = eng.store.quarantine()
+            eng.persisted = PersistedState()
+            eng.pauses.set(
+                "state_unreadable",
+                f"{exc.message}; moved to {moved}; resume once you have checked it",
+                eng.clock.now(),
             )
-            await self._probe_audit()
-            self._persist()
-        await self.settle()
-        self._changed()
+        eng.holds = HoldBook(eng.persisted)
+        eng.ledger = TokenLedger(eng.persisted)
+        eng.cfg = eng.config_source.load()
+        eng.config_loaded_at = iso(eng.clock.now())
+        eng.mark("workflow", True)
+        eng.ledger.roll(eng.clock.now())
+        eng.ledger.stamp_unknown(eng.clock.now())
+        await self._recover_runs()
+        await self._startup_terminal_cleanup()
+        # Fail closed from the first tick: no run starts before the audit writer answers.
+        eng.pauses.set(
+            "audit_unavailable", "audit writer not checked yet", eng.clock.now(), quiet=True
+        )
+        await eng.probe_audit()
+        eng.persist()
 
     async def _recover_runs(self) -> None:
-        runs = await self.launcher.list_runs()
-        self._mark("launcher", True)
+        eng = self.engine
+        runs = await eng.launcher.list_runs()
+        eng.mark("launcher", True)
         live = sorted((r for r in runs if r.outcome is None), key=lambda r: r.started_at)
         finished = [r for r in runs if r.outcome is not None]
         issues: dict[str, Issue] = {}
         if live:
             try:
-                fetched = await self.tracker.fetch_by_ids(sorted({r.issue_id for r in live}))
+                fetched = await eng.tracker.fetch_by_ids(sorted({r.issue_id for r in live}))
                 issues = {i.id: i for i in fetched}
-                self._mark("tracker", True)
+                eng.mark("tracker", True)
             except Exception as exc:
-                self._mark("tracker", False, brief_error(exc))
+                eng.mark("tracker", False, brief_error(exc))
         for run in live:
-            if run.issue_id in self.running or self.holds.get(run.issue_id) is not None:
+            if run.issue_id in eng.running or eng.holds.get(run.issue_id) is not None:
                 # A duplicate or a run the operator already stopped: end it, never adopt it.
                 _log_orphan_stop(
-                    run, "second live run" if run.issue_id in self.running else "issue is held"
+                    run, "second live run" if run.issue_id in eng.running else "issue is held"
                 )
-                await self._send_stop(StopRun(run.run_id, "orphan"))
+                await eng.send_stop(StopRun(run.run_id, "orphan"))
                 continue
             entry = self._adopt(run, issues.get(run.issue_id))
             log_event(log, "run_adopted", outcome="running", **run_fields(entry))
         for run in finished:
             assert run.outcome is not None
-            free = run.issue_id not in self.running and run.issue_id not in self.retries
-            if free and self.holds.get(run.issue_id) is None:
+            free = run.issue_id not in eng.running and run.issue_id not in eng.retries
+            if free and eng.holds.get(run.issue_id) is None:
                 entry = self._adopt(run, issues.get(run.issue_id))
-                await self._worker_exit(entry, run.outcome)
+                await self.runs.worker_exit(entry, run.outcome)
             else:
-                await self._ack(run.run_id)
+                await eng.ack(run.run_id)
+
+    async def resync_if_due(self) -> None:
+        """Retry a resync with the launcher that failed (every tick starts with this)."""
+        if self.engine.resync_due:
+            await self.resync_runs()
 
     async def resync_runs(self) -> None:
-        """After (re)subscribing to run events: settle what happened while we were away."""
-        # A (re)started launcher: survey its workspace root and report orphans (seed 001).
-        self.sweep.request(report=True)
-        async with self.lock:
-            await self._resync_runs()
-        self._changed()
-
-    async def _resync_if_due(self) -> None:
-        if self.resync_due:
-            await self._resync_runs()
-
-    async def _resync_runs(self) -> None:
         """Compare the launcher's run table with ours; runs missing from it are lost (0750).
 
         Runs under the one lock, as do dispatches, so no run can start between the listing
         and the comparison: a running entry whose run the launcher does not list is a run it
         no longer has (it restarted), never one it has not been told about yet.
         """
+        eng = self.engine
         try:
-            runs = await self.launcher.list_runs()
-            self._mark("launcher", True)
+            runs = await eng.launcher.list_runs()
+            eng.mark("launcher", True)
         except Exception as exc:
-            self._mark("launcher", False, brief_error(exc))
-            self.resync_due = True  # the next tick tries again; the stream may stay up
+            eng.mark("launcher", False, brief_error(exc))
+            eng.resync_due = True  # the next tick tries again; the stream may stay up
             return
-        self.resync_due = False
+        eng.resync_due = False
         listed = {run.run_id for run in runs}
         for run in runs:
-            issue_id = self.by_run.get(run.run_id)
-            entry = self.running.get(issue_id) if issue_id else None
+            issue_id = eng.by_run.get(run.run_id)
+            entry = eng.running.get(issue_id) if issue_id else None
             if run.outcome is not None:
                 if entry is not None:
-                    await self._worker_exit(entry, run.outcome)
+                    await self.runs.worker_exit(entry, run.outcome)
                 else:
-                    self.pending_stops.pop(run.run_id, None)
-                    await self._ack(run.run_id)
-            elif entry is None and run.run_id not in self.pending_stops:
+                    eng.pending_stops.pop(run.run_id, None)
+                    await eng.ack(run.run_id)
+            elif entry is None and run.run_id not in eng.pending_stops:
                 _log_orphan_stop(run, "a live run the dispatcher does not know")
-                await self._send_stop(StopRun(run.run_id, "orphan"))
-        for entry in [e for e in self.running.values() if e.run_id not in listed]:
+                await eng.send_stop(StopRun(run.run_id, "orphan"))
+        for entry in [e for e in eng.running.values() if e.run_id not in listed]:
             await self._run_lost(entry)
-        for run_id in [r for r in self.pending_stops if r not in listed]:
+        for run_id in [r for r in eng.pending_stops if r not in listed]:
             # Nothing left to stop: the launcher has no such run (any more).
-            del self.pending_stops[run_id]
+            del eng.pending_stops[run_id]
 
     async def _run_lost(self, entry: RunningEntry) -> None:
         """SPEC 8.5/7.4 for a run the launcher lost: the worker is gone, so the slot is freed
@@ -150,18 +150,18 @@ class Recovery(Engine):
 
         Its run id is forgotten, so a late ``run_finished`` for it is only acknowledged, and
         the issue stays claimed (retry-queued) so nothing dispatches it before the retry."""
+        eng = self.engine
         issue = entry.issue
         error = "the launcher no longer has this run (it restarted); its agent is gone"
         log_event(log, "run_lost", level=logging.WARNING, outcome="retrying", **run_fields(entry),
                   turns=entry.turn_count, error=error)  # fmt: skip
-        self._remove_running(entry)
-        hist = self._history(issue.id, issue.identifier)
-        hist.workspace_path = entry.workspace_path or hist.workspace_path
+        eng.remove_running(entry)
+        hist = eng.keep_workspace_path(entry)
         hist.restart_count += 1
         hist.last_error = error
-        self._schedule_retry(issue, (entry.attempt or 0) + 1, "failure", error,
-                             session_id=entry.session_id)  # fmt: skip
-        await self._audit(
+        eng.schedule_retry(issue, (entry.attempt or 0) + 1, "failure", error,
+                           session_id=entry.session_id)  # fmt: skip
+        await eng.append_audit(
             ae.run_finished(
                 issue.id,
                 issue.identifier,
@@ -170,58 +170,53 @@ class Recovery(Engine):
                 error_code=LOST_RUN_CODE,
                 session_id=entry.session_id,
                 turns=entry.turn_count,
-                total_tokens=entry.tokens.total_tokens,
+                total_tokens=entry.progress.tokens.total_tokens,
             )  # fmt: skip
         )
-        if self.ledger.dirty:
-            self.ledger.dirty = False
-            self._persist()
+        eng.persist_if_dirty()
 
     def _adopt(self, run: RunInfo, issue: Issue | None) -> RunningEntry:
+        eng = self.engine
         if issue is None:
             # Reconciliation on the first tick replaces this placeholder or ends the run.
             issue = Issue(run.issue_id, run.issue_identifier, run.issue_identifier, "", True)
-        started = parse_timestamp(run.started_at) or self.clock.now()
-        elapsed_ms = max(int((self.clock.now() - started).total_seconds() * 1000), 0)
+        started = parse_timestamp(run.started_at) or eng.clock.now()
+        elapsed_ms = max(int((eng.clock.now() - started).total_seconds() * 1000), 0)
         last_at = parse_timestamp(run.last_event_at)
+        progress = RunProgress.of(run)
+        progress.last_event_at = format_timestamp(last_at)  # as this dispatcher records times
         entry = RunningEntry(
             run_id=run.run_id,
             issue=issue,
             attempt=run.attempt,
             started_at=started,
-            started_ms=self.clock.monotonic_ms() - elapsed_ms,
-            session_id=run.session_id,
-            turn_count=run.turn_count,
-            pid=run.pid,
-            last_event=run.last_event,
-            last_event_at=last_at,
-            last_event_ms=self.clock.monotonic_ms() if last_at else None,
-            last_message=run.last_message,
-            tokens=run.tokens,
-            workspace_path=run.workspace_path,
+            started_ms=eng.clock.monotonic_ms() - elapsed_ms,
+            progress=progress,
+            last_event_ms=eng.clock.monotonic_ms() if last_at else None,
             # Agent time before this dispatcher saw the run is not known here; the
             # launcher's run_finished carries the whole of it.
-            agent_started_ms=self.clock.monotonic_ms() if run.last_event else None,
+            agent_started_ms=eng.clock.monotonic_ms() if run.last_event else None,
         )
-        self._add_running(entry)
+        eng.add_running(entry)
         return entry
 
     async def _startup_terminal_cleanup(self) -> None:
-        cfg = self.settings
+        eng = self.engine
+        cfg = eng.settings
         try:
-            terminal = await self.tracker.fetch_by_states(list(cfg.terminal_states_raw))
-            self._mark("tracker", True)
+            terminal = await eng.tracker.fetch_by_states(list(cfg.terminal_states_raw))
+            eng.mark("tracker", True)
         except Exception as exc:
-            self._mark("tracker", False, brief_error(exc))
+            eng.mark("tracker", False, brief_error(exc))
             log_event(log, "terminal_cleanup", level=logging.WARNING, outcome="skipped",
                       error=brief_error(exc))  # fmt: skip
             return
         removed = 0
         for issue in terminal:
-            if issue.id in self.running:
+            if issue.id in eng.running:
                 continue
-            self.holds.drop(issue.id)
-            if await self._remove_workspace(issue.identifier):
+            eng.holds.drop(issue.id)
+            if await eng.remove_workspace(issue.identifier):
                 removed += 1
                 log_event(log, "terminal_cleanup", outcome="removed", issue_id=issue.id,
                           issue_identifier=issue.identifier, state=issue.state)  # fmt: skip

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 
 from symphonyd.core import audit_events as ae
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue, state_key
+from symphonyd.core.messages import StartRun, StartRunResult, StopRun
 from symphonyd.core.scheduling import (
     NO_SLOTS_ERROR,
     candidate_eligible,
@@ -25,23 +27,26 @@ from symphonyd.dispatcher.state import (
 )
 from symphonyd.runtime.logging import log_event
 
+START_WINDOW = 64  # start_run calls in flight at once
 
-class Scheduler(Engine):
-    """Decides what starts, what retries and what stops, one tick or timer at a time."""
+
+class Scheduler:
+    """Decides what starts, what retries and what stops, one tick or timer at a time.
+
+    The caller (the orchestrator) holds the lock around every public method."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     async def tick(self) -> None:
         """SPEC 16.2: reconcile, preflight, fetch, sort, dispatch while slots remain."""
-        async with self.lock:
-            await self._resync_if_due()
-            await self._retry_pending_stops()
-            await self._reconcile()
-            await self._preflight()
-            if self.cfg is not None:
-                await self._poll_candidates()
-            if self._dirty or self.ledger.dirty:
-                self.ledger.dirty = False
-                self._persist()
-        self._changed()
+        eng = self.engine
+        await eng.retry_pending_stops()
+        await self._reconcile()
+        await self._preflight()
+        if eng.cfg is not None:
+            await self._poll_candidates()
+        eng.persist_if_dirty(failed_save=True)
 
     async def _preflight(self) -> None:
         """SPEC 6.3 plus seed 001: config reload, day rollover, disk, audit recovery.
@@ -49,67 +54,67 @@ class Scheduler(Engine):
         Each failed check raises its own pause reason; the candidate poll still runs while
         paused so holds see tracker changes and a tracker outage can clear itself.
         """
-        await self._reload_config()
-        now = self.clock.now()
-        self.ledger.roll(now)
-        cfg = self.settings
+        eng = self.engine
+        await self.reload_config()
+        now = eng.clock.now()
+        eng.ledger.roll(now)
+        cfg = eng.settings
         limit = cfg.tokens_per_day
-        if limit is not None and self.ledger.tokens_today >= limit:
-            newly = self.pauses.set(
+        if limit is not None and eng.ledger.tokens_today >= limit:
+            newly = eng.pauses.set(
                 "daily_budget",
-                f"{self.ledger.tokens_today} of {limit} tokens used today",
+                f"{eng.ledger.tokens_today} of {limit} tokens used today",
                 now,
-                until=self.ledger.resets_at(now),
+                until=eng.ledger.resets_at(now),
             )
             if newly:
-                await self._audit(ae.budget_hit("tokens_per_day", limit, self.ledger.tokens_today))
+                await eng.append_audit(
+                    ae.budget_hit("tokens_per_day", limit, eng.ledger.tokens_today)
+                )
         else:
-            self.pauses.clear("daily_budget")
+            eng.pauses.clear("daily_budget")
         self._check_disk(cfg)
-        if self.pauses.has("audit_unavailable"):
-            await self._probe_audit()
+        if eng.pauses.has("audit_unavailable"):
+            await eng.probe_audit()
 
     def _check_disk(self, cfg: DispatchSettings) -> None:
-        if self.disk is None or not cfg.workspace_root or cfg.min_free_disk_bytes <= 0:
-            self.pauses.clear("low_disk")
+        eng = self.engine
+        if eng.disk is None or not cfg.workspace_root or cfg.min_free_disk_bytes <= 0:
+            eng.pauses.clear("low_disk")
             return
-        free = self.disk.free_bytes(cfg.workspace_root)
+        free = eng.disk.free_bytes(cfg.workspace_root)
         if free is not None and free < cfg.min_free_disk_bytes:
-            self.pauses.set(
+            eng.pauses.set(
                 "low_disk",
                 f"{free} bytes free under {cfg.workspace_root}, "
                 f"below {cfg.min_free_disk_bytes}",
-                self.clock.now(),
+                eng.clock.now(),
             )
         else:
-            self.pauses.clear("low_disk")
+            eng.pauses.clear("low_disk")
 
     async def reload_config(self) -> None:
-        """Called by the WORKFLOW.md watcher; the tick also reloads defensively."""
-        async with self.lock:
-            await self._reload_config()
-        self._changed()
-
-    async def _reload_config(self) -> None:
+        """Load WORKFLOW.md again; a rejected edit pauses dispatch and keeps the last good one."""
+        eng = self.engine
         try:
-            new = self.config_source.load()
+            new = eng.config_source.load()
         except SymphonyError as exc:
             message = str(exc)
             # The pause is raised before the audit append awaits, so a snapshot taken
             # meanwhile never shows a rejected config without its pause reason.
-            self._mark("workflow", False, message)
-            self.pauses.set(
+            eng.mark("workflow", False, message)
+            eng.pauses.set(
                 "invalid_config",
                 f"WORKFLOW.md rejected ({message}); runs in flight keep the last good config",
-                self.clock.now(),
+                eng.clock.now(),
             )
-            if message != self.config_error:
-                self.config_error = message
+            if message != eng.config_error:
+                eng.config_error = message
                 log_event(log, "config", level=logging.WARNING, outcome="rejected",
-                          error=message, kept=self.cfg.workflow.fingerprint[:12] if self.cfg
+                          error=message, kept=eng.cfg.workflow.fingerprint[:12] if eng.cfg
                           else None)  # fmt: skip
-                good = self.cfg.workflow if self.cfg else None
-                await self._audit(
+                good = eng.cfg.workflow if eng.cfg else None
+                await eng.append_audit(
                     ae.config_reload(
                         good.path if good else "",
                         good.fingerprint if good else "",
@@ -118,47 +123,50 @@ class Scheduler(Engine):
                     )
                 )
             return
-        self.config_error = None
-        self.pauses.clear("invalid_config")
-        self._mark("workflow", True)
-        if self.cfg is None or new.workflow.fingerprint != self.cfg.workflow.fingerprint:
-            self.cfg = new
-            self.sweep.request()  # e.g. a new workspace.cleanup.max_age_days applies now
-            self.config_loaded_at = iso(self.clock.now())
+        eng.config_error = None
+        eng.pauses.clear("invalid_config")
+        eng.mark("workflow", True)
+        if eng.cfg is None or new.workflow.fingerprint != eng.cfg.workflow.fingerprint:
+            eng.cfg = new
+            eng.sweep.request()  # e.g. a new workspace.cleanup.max_age_days applies now
+            eng.config_loaded_at = iso(eng.clock.now())
             log_event(log, "config", outcome="loaded", path=new.workflow.path,
                       fingerprint=new.workflow.fingerprint[:12])  # fmt: skip
-            await self._audit(ae.config_reload(new.workflow.path, new.workflow.fingerprint, True))
+            await eng.append_audit(
+                ae.config_reload(new.workflow.path, new.workflow.fingerprint, True)
+            )
 
     async def _poll_candidates(self) -> None:
-        cfg = self.settings
+        eng = self.engine
+        cfg = eng.settings
         try:
-            issues = await self.tracker.fetch_by_states(list(cfg.active_states_raw))
+            issues = await eng.tracker.fetch_by_states(list(cfg.active_states_raw))
         except Exception as exc:
-            self._mark("tracker", False, brief_error(exc))
-            self.pauses.set(
-                "tracker_unavailable", f"tracker poll failed: {brief_error(exc)}", self.clock.now()
+            eng.mark("tracker", False, brief_error(exc))
+            eng.pauses.set(
+                "tracker_unavailable", f"tracker poll failed: {brief_error(exc)}", eng.clock.now()
             )
             return
-        self._mark("tracker", True)
-        self.pauses.clear("tracker_unavailable")
+        eng.mark("tracker", True)
+        eng.pauses.clear("tracker_unavailable")
         for issue in issues:
-            if self.holds.observe(issue):
+            if eng.holds.observe(issue):
                 log_event(log, "hold", outcome="lifted", issue_id=issue.id,
                           issue_identifier=issue.identifier, by="tracker_change")  # fmt: skip
-                await self._audit_release(
+                await eng.audit_release(
                     issue.id, f"{issue.identifier} changed in the tracker; hold lifted", None
                 )
-        if self.paused:
+        if eng.paused:
             return
-        slots = max(cfg.max_concurrent_agents - len(self.running), 0)
+        slots = max(cfg.max_concurrent_agents - len(eng.running), 0)
         batch: list[tuple[Issue, int | None]] = []
         reserved: Counter[str] = Counter()
         for issue in sort_for_dispatch(issues):
             if slots <= 0:
                 break
-            if issue.id in self.claimed or issue.id in self.running:
+            if issue.id in eng.claimed or issue.id in eng.running:
                 continue
-            if self.holds.get(issue.id) is not None:
+            if eng.holds.get(issue.id) is not None:
                 continue
             if not candidate_eligible(
                 issue,
@@ -167,7 +175,7 @@ class Scheduler(Engine):
                 required_labels=cfg.required_labels,
             ):
                 continue
-            if not self._state_slot(state_key(issue.state), reserved):
+            if not eng.state_slot(state_key(issue.state), reserved):
                 continue
             reserved[state_key(issue.state)] += 1
             batch.append((issue, None))
@@ -176,59 +184,55 @@ class Scheduler(Engine):
 
     async def fire_due_retries(self) -> None:
         """SPEC 16.6 on_retry_timer for every retry that is due, with one batched refresh."""
-        async with self.lock:
-            await self._fire_due_retries()
-        self._changed()
-
-    async def _fire_due_retries(self) -> None:
-        now_ms = self.clock.monotonic_ms()
+        eng = self.engine
+        now_ms = eng.clock.monotonic_ms()
         due = sorted(
-            (r for r in self.retries.values() if r.due_ms <= now_ms), key=lambda r: r.due_ms
+            (r for r in eng.retries.values() if r.due_ms <= now_ms), key=lambda r: r.due_ms
         )
         if not due:
             return
-        if self.paused or self.cfg is None:
-            codes = ", ".join(sorted(self._pause_codes()))
+        if eng.paused or eng.cfg is None:
+            codes = ", ".join(sorted(eng.pause_codes()))
             for r in due:
                 stub = Issue(r.issue_id, r.identifier, r.identifier, "", True, url=r.issue_url)
                 # A paused retry waits a poll interval rather than backing off further.
-                self._schedule_retry(stub, r.attempt, "requeue", f"dispatch paused ({codes})",
-                                     delay_ms=self.settings.poll_interval_ms)  # fmt: skip
+                eng.schedule_retry(stub, r.attempt, "requeue", f"dispatch paused ({codes})",
+                                   delay_ms=eng.settings.poll_interval_ms)  # fmt: skip
             return
         try:
-            refreshed = await self.tracker.fetch_by_ids([r.issue_id for r in due])
-            self._mark("tracker", True)
+            refreshed = await eng.tracker.fetch_by_ids([r.issue_id for r in due])
+            eng.mark("tracker", True)
         except Exception as exc:
-            self._mark("tracker", False, brief_error(exc))
+            eng.mark("tracker", False, brief_error(exc))
             for r in due:
                 stub = Issue(r.issue_id, r.identifier, r.identifier, "", True, url=r.issue_url)
-                self._schedule_retry(stub, r.attempt + 1, "failure", "retry refresh failed")
+                eng.schedule_retry(stub, r.attempt + 1, "failure", "retry refresh failed")
             return
         by_id = {i.id: i for i in refreshed}
-        cfg = self.settings
-        slots = max(cfg.max_concurrent_agents - len(self.running), 0)
+        cfg = eng.settings
+        slots = max(cfg.max_concurrent_agents - len(eng.running), 0)
         reserved: Counter[str] = Counter()
         batch: list[tuple[Issue, int | None]] = []
         for r in due:
-            del self.retries[r.issue_id]
+            del eng.retries[r.issue_id]
             issue = by_id.get(r.issue_id)
             if issue is None:
-                self.claimed.discard(r.issue_id)
+                eng.claimed.discard(r.issue_id)
                 _log_released(r.issue_id, r.identifier, "the tracker no longer lists it")
                 continue
             key = state_key(issue.state)
             if key in cfg.terminal_states:
-                self.claimed.discard(r.issue_id)
+                eng.claimed.discard(r.issue_id)
                 _log_released(issue.id, issue.identifier, f"terminal state {issue.state}")
-                removed = await self._remove_workspace(issue.identifier)
+                removed = await eng.remove_workspace(issue.identifier)
                 log_event(log, "terminal_cleanup", outcome="removed" if removed else "none",
                           issue_id=issue.id, issue_identifier=issue.identifier,
                           state=issue.state)  # fmt: skip
                 continue
             routable = issue_routable(issue, cfg.required_labels)
-            if key not in cfg.active_states or not routable or issue.id in self.running:
-                self.claimed.discard(r.issue_id)
-                if issue.id in self.running:
+            if key not in cfg.active_states or not routable or issue.id in eng.running:
+                eng.claimed.discard(r.issue_id)
+                if issue.id in eng.running:
                     why = "already running"
                 elif key not in cfg.active_states:
                     why = f"state {issue.state} is not active"
@@ -236,72 +240,140 @@ class Scheduler(Engine):
                     why = "no longer routable (labels or dispatchable)"
                 _log_released(issue.id, issue.identifier, why)
                 continue
-            if slots <= 0 or not self._state_slot(key, reserved):
-                self._schedule_retry(issue, r.attempt + 1, "requeue", NO_SLOTS_ERROR)
+            if slots <= 0 or not eng.state_slot(key, reserved):
+                eng.schedule_retry(issue, r.attempt + 1, "requeue", NO_SLOTS_ERROR)
                 continue
             slots -= 1
             reserved[key] += 1
             batch.append((issue, r.attempt))
         await self._launch(batch)
 
+    async def _launch(self, batch: list[tuple[Issue, int | None]]) -> None:
+        """Audit first (fail closed), then start every run of the batch concurrently."""
+        eng = self.engine
+        if not batch or eng.cfg is None:
+            return
+        workflow = eng.cfg.workflow
+        now, now_ms = eng.clock.now(), eng.clock.monotonic_ms()
+        entries = [
+            RunningEntry(eng.new_run_id(), issue, attempt, now, now_ms) for issue, attempt in batch
+        ]
+        records = [
+            ae.dispatch(e.issue.id, e.issue.identifier, e.run_id, e.attempt) for e in entries
+        ]
+        if not await eng.append_audit(*records, queue=False):
+            log_event(log, "dispatch", level=logging.WARNING, outcome="not_started",
+                      runs=len(entries), error="audit writer unreachable")  # fmt: skip
+            for e in entries:
+                if e.attempt is not None:
+                    eng.schedule_retry(e.issue, e.attempt, "requeue", "audit writer unreachable")
+            return
+        for e in entries:
+            eng.add_running(e)
+        results = await self._start_all(
+            [StartRun(e.run_id, e.issue, e.attempt, workflow) for e in entries]
+        )
+        if not all(isinstance(r, BaseException) for r in results):
+            eng.mark("launcher", True)
+        for e, res in zip(entries, results, strict=True):
+            if isinstance(res, BaseException):
+                eng.mark("launcher", False, brief_error(res))
+                # The launcher may have started it before failing to answer: make sure.
+                eng.pending_stops[e.run_id] = StopRun(e.run_id, "orphan")
+                error = f"failed to spawn agent: {brief_error(res)}"
+            elif not res.accepted:
+                error = f"failed to spawn agent: {res.error or 'rejected'}"
+            else:
+                eng.starts += 1
+                log_event(log, "dispatch", outcome="started", **run_fields(e),
+                          state=e.issue.state)  # fmt: skip
+                continue
+            log_event(log, "dispatch", level=logging.WARNING, outcome="failed", **run_fields(e),
+                      error=error)  # fmt: skip
+            eng.remove_running(e)
+            eng.history_of(e.issue.id, e.issue.identifier).last_error = error
+            eng.schedule_retry(e.issue, (e.attempt or 0) + 1, "failure", error)
+
+    async def _start_all(self, reqs: list[StartRun]) -> list[StartRunResult | BaseException]:
+        """start_run for each request with at most START_WINDOW in flight.
+
+        A small pool of workers instead of a task per run: the IPC connection pipelines
+        requests anyway, and 10 000 tasks would cost more than the calls themselves.
+        """
+        launcher = self.engine.launcher
+        results: list[StartRunResult | BaseException] = [RuntimeError("not started")] * len(reqs)
+        position = iter(range(len(reqs)))
+
+        async def worker() -> None:
+            for i in position:
+                try:
+                    results[i] = await launcher.start_run(reqs[i])
+                except Exception as exc:
+                    results[i] = exc
+
+        await asyncio.gather(*(worker() for _ in range(min(START_WINDOW, len(reqs)))))
+        return results
+
     async def _reconcile(self) -> None:
         """SPEC 16.3: stalls first, then a tracker refresh of every running issue."""
+        eng = self.engine
         await self._reconcile_stalls()
-        cfg = self.settings
-        if not self.running:
+        cfg = eng.settings
+        if not eng.running:
             return
-        ids = list(self.running)
+        ids = list(eng.running)
         try:
-            refreshed = await self.tracker.fetch_by_ids(ids)
-            self._mark("tracker", True)
+            refreshed = await eng.tracker.fetch_by_ids(ids)
+            eng.mark("tracker", True)
         except Exception as exc:
-            self._mark("tracker", False, brief_error(exc))
+            eng.mark("tracker", False, brief_error(exc))
             return
         seen: set[str] = set()
         for issue in refreshed:
-            entry = self.running.get(issue.id)
+            entry = eng.running.get(issue.id)
             if entry is None:
                 continue
             seen.add(issue.id)
             key = state_key(issue.state)
             if key in cfg.terminal_states:
                 _log_reconcile_stop(entry, "terminal", issue.state, cleanup=True)
-                await self._terminate(entry, "terminal", cleanup=True, release=True)
+                await eng.terminate(entry, "terminal", cleanup=True, release=True)
             elif key in cfg.active_states and issue_routable(issue, cfg.required_labels):
-                self.running_by_state[entry.state_key] -= 1
+                eng.running_by_state[entry.state_key] -= 1
                 entry.issue = issue
-                self.running_by_state[entry.state_key] += 1
+                eng.running_by_state[entry.state_key] += 1
             elif key in cfg.active_states:
                 _log_reconcile_stop(entry, "unroutable", issue.state, cleanup=False)
-                await self._terminate(entry, "unroutable", cleanup=False, release=True)
+                await eng.terminate(entry, "unroutable", cleanup=False, release=True)
             else:
                 _log_reconcile_stop(entry, "inactive", issue.state, cleanup=False)
-                await self._terminate(entry, "inactive", cleanup=False, release=True)
+                await eng.terminate(entry, "inactive", cleanup=False, release=True)
         for issue_id in set(ids) - seen:
-            gone = self.running.get(issue_id)
+            gone = eng.running.get(issue_id)
             if gone is not None:
                 _log_reconcile_stop(gone, "inactive", None, cleanup=False)
-                await self._terminate(gone, "inactive", cleanup=False, release=True)
-        for key in [k for k, v in self.running_by_state.items() if v <= 0]:
-            del self.running_by_state[key]
+                await eng.terminate(gone, "inactive", cleanup=False, release=True)
+        for key in [k for k, v in eng.running_by_state.items() if v <= 0]:
+            del eng.running_by_state[key]
 
     async def _reconcile_stalls(self) -> None:
         """SPEC 8.5 part A: no event for longer than stall_timeout_ms ends the run."""
-        timeout = self.settings.stall_timeout_ms
+        eng = self.engine
+        timeout = eng.settings.stall_timeout_ms
         if timeout <= 0:
             return
-        now_ms = self.clock.monotonic_ms()
-        for entry in list(self.running.values()):
+        now_ms = eng.clock.monotonic_ms()
+        for entry in list(eng.running.values()):
             last = entry.last_event_ms if entry.last_event_ms is not None else entry.started_ms
             if now_ms - last > timeout:
                 error = f"stalled: no agent activity for {(now_ms - last) // 1000} s"
                 log_event(log, "stall", level=logging.WARNING, outcome="stopped",
                           **run_fields(entry), idle_ms=now_ms - last,
                           stall_timeout_ms=timeout)  # fmt: skip
-                await self._terminate(entry, "stalled", cleanup=False)
-                self._history(entry.issue.id, entry.issue.identifier).last_error = error
-                self._schedule_retry(entry.issue, (entry.attempt or 0) + 1, "failure", error,
-                                     session_id=entry.session_id)  # fmt: skip
+                await eng.terminate(entry, "stalled", cleanup=False)
+                eng.history_of(entry.issue.id, entry.issue.identifier).last_error = error
+                eng.schedule_retry(entry.issue, (entry.attempt or 0) + 1, "failure", error,
+                                   session_id=entry.session_id)  # fmt: skip
 
 
 def _log_reconcile_stop(

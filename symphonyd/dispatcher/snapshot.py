@@ -18,6 +18,7 @@ from symphonyd.core.messages import (
     SnapshotCounts,
     StateSnapshot,
 )
+from symphonyd.dispatcher.engine import Engine
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.state import RetryEntry, RunningEntry, agent_seconds, iso
 
@@ -32,15 +33,9 @@ def running_row(e: RunningEntry) -> RunningRow:
         state=e.issue.state,
         run_id=e.run_id,
         attempt=e.attempt,
-        session_id=e.session_id,
-        turn_count=e.turn_count,
-        last_event=e.last_event,
-        last_message=e.last_message,
         started_at=iso(e.started_at),
-        last_event_at=iso(e.last_event_at) if e.last_event_at else None,
-        tokens=e.tokens,
-        workspace_path=e.workspace_path,
         issue_title=e.issue.title,
+        **e.progress.fields_for(RunningRow),
     )
 
 
@@ -56,59 +51,61 @@ def retry_row(r: RetryEntry) -> RetryRow:
     )
 
 
-def pause_status(orch: Orchestrator) -> PauseStatus:
+def pause_status(eng: Engine) -> PauseStatus:
     rows: list[PauseReasonRow] = []
-    op = orch.persisted.operator_pause
+    op = eng.persisted.operator_pause
     if op is not None:
         rows.append(PauseReasonRow("operator", op.reason, op.since, by_uid=op.by_uid))
-    rows.extend(orch.pauses.rows())
+    rows.extend(eng.pauses.rows())
     return PauseStatus(paused=bool(rows), reasons=rows)
 
 
 def build_snapshot(orch: Orchestrator) -> StateSnapshot:
-    now_ms = orch.clock.monotonic_ms()
-    live = sum(agent_seconds(e, now_ms) for e in orch.running.values())
-    cfg = orch.settings
-    ledger = orch.ledger
-    wf = orch.cfg.workflow if orch.cfg else None
-    retrying = sorted(orch.retries.values(), key=lambda r: r.due_ms)
-    held = orch.holds.rows()
+    eng = orch.engine
+    now_ms = eng.clock.monotonic_ms()
+    live = sum(agent_seconds(e, now_ms) for e in eng.running.values())
+    cfg = eng.settings
+    ledger = eng.ledger
+    wf = eng.cfg.workflow if eng.cfg else None
+    retrying = sorted(eng.retries.values(), key=lambda r: r.due_ms)
+    held = eng.holds.rows()
     return StateSnapshot(
-        generated_at=iso(orch.clock.now()),
-        counts=SnapshotCounts(len(orch.running), len(retrying), len(held)),
-        running=[running_row(e) for e in orch.running.values()],
+        generated_at=iso(eng.clock.now()),
+        counts=SnapshotCounts(len(eng.running), len(retrying), len(held)),
+        running=[running_row(e) for e in eng.running.values()],
         retrying=[retry_row(r) for r in retrying],
         held=held,
         codex_totals=CodexTotals(
             ledger.input_tokens,
             ledger.output_tokens,
             ledger.total_tokens,
-            round(orch.ended_seconds + live, 3),
+            round(eng.ended_seconds + live, 3),
         ),
-        rate_limits=dict(orch.rate_limits) if orch.rate_limits is not None else None,
-        pause=pause_status(orch),
+        rate_limits=dict(eng.rate_limits) if eng.rate_limits is not None else None,
+        pause=pause_status(eng),
         budgets=BudgetStatus(
             cfg.tokens_per_issue, cfg.tokens_per_day, ledger.day, ledger.tokens_today
         ),
-        daemons=[orch.health_row(name) for name in DAEMONS],
+        daemons=[eng.health_row(name) for name in DAEMONS],
         config=ConfigStatus(
-            ok=orch.config_error is None and orch.cfg is not None,
+            ok=eng.config_error is None and eng.cfg is not None,
             path=wf.path if wf else None,
             fingerprint=wf.fingerprint if wf else None,
-            loaded_at=orch.config_loaded_at,
-            error=orch.config_error,
+            loaded_at=eng.config_loaded_at,
+            error=eng.config_error,
         ),
         poll_interval_ms=cfg.poll_interval_ms,
         max_concurrent_agents=cfg.max_concurrent_agents,
-        workspaces=orch.sweep.status(cfg.max_age_days),
+        workspaces=eng.sweep.status(cfg.max_age_days),
     )
 
 
 def build_issue_view(orch: Orchestrator, identifier: str) -> IssueView:
     """SPEC 13.7.2 per-issue view; issue_not_found when nothing is known about it."""
-    entry = next((e for e in orch.running.values() if e.issue.identifier == identifier), None)
-    retry = next((r for r in orch.retries.values() if r.identifier == identifier), None)
-    hold = next((h for h in orch.holds.rows() if h.issue_identifier == identifier), None)
+    eng = orch.engine
+    entry = next((e for e in eng.running.values() if e.issue.identifier == identifier), None)
+    retry = next((r for r in eng.retries.values() if r.identifier == identifier), None)
+    hold = next((h for h in eng.holds.rows() if h.issue_identifier == identifier), None)
     issue_id: str | None = None
     if entry is not None:
         issue_id = entry.issue.id
@@ -117,10 +114,10 @@ def build_issue_view(orch: Orchestrator, identifier: str) -> IssueView:
     elif hold is not None:
         issue_id = hold.issue_id
     else:
-        issue_id = next((k for k, h in orch.history.items() if h.identifier == identifier), None)
+        issue_id = next((k for k, h in eng.history.items() if h.identifier == identifier), None)
     if issue_id is None:
         raise SymphonyError(f"{identifier} is unknown to the dispatcher", code="issue_not_found")
-    hist = orch.history.get(issue_id)
+    hist = eng.history.get(issue_id)
     status_value: IssueStatus
     if entry is not None:
         status_value = "running"
@@ -147,5 +144,5 @@ def build_issue_view(orch: Orchestrator, identifier: str) -> IssueView:
         if hist
         else [],
         last_error=(hist.last_error if hist else None) or (retry.error if retry else None),
-        tokens_used=orch.ledger.issue_total(issue_id),
+        tokens_used=eng.ledger.issue_total(issue_id),
     )

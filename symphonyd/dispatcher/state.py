@@ -19,6 +19,7 @@ from symphonyd.core.messages import (
     TokenTotals,
     WorkspaceStatus,
 )
+from symphonyd.core.run_progress import RunProgress
 from symphonyd.runtime.logging import log_event
 
 log = logging.getLogger("symphonyd.dispatcher")
@@ -46,25 +47,36 @@ class RunningEntry:
     attempt: int | None
     started_at: datetime
     started_ms: int
-    session_id: str | None = None
-    turn_count: int = 0
-    pid: int | None = None
-    last_event: str | None = None
-    last_event_at: datetime | None = None
-    last_event_ms: int | None = None
-    last_message: str | None = None
-    # Last absolute thread totals reported; deltas against these feed every counter so a
-    # repeated total is never counted twice (SPEC 13.5).
-    tokens: TokenTotals = field(default_factory=TokenTotals)
-    workspace_path: str | None = None
+    # What the run has done, folded from its events as the launcher folds them (one rule).
+    progress: RunProgress = field(default_factory=RunProgress)
+    last_event_ms: int | None = None  # this dispatcher's monotonic clock, for stalls
     # Agent time (hooks excluded): from the first agent event; the launcher's own measure
-    # once the run has finished.
+    # (``progress.agent_seconds``) once the run has finished.
     agent_started_ms: int | None = None
-    agent_seconds: float | None = None
 
     @property
     def state_key(self) -> str:
         return self.issue.state.strip().lower()
+
+    @property
+    def session_id(self) -> str | None:
+        return self.progress.session_id
+
+    @property
+    def turn_count(self) -> int:
+        return self.progress.turn_count
+
+    @property
+    def tokens(self) -> TokenTotals:
+        return self.progress.tokens
+
+    @property
+    def last_message(self) -> str | None:
+        return self.progress.last_message
+
+    @property
+    def workspace_path(self) -> str | None:
+        return self.progress.workspace_path
 
 
 @dataclass
@@ -188,8 +200,8 @@ class SweepBook:
 def agent_seconds(entry: RunningEntry, now_ms: int) -> float:
     """The entry's agent time so far: hooks (before the agent's first event, after it
     stopped) are not agent time."""
-    if entry.agent_seconds is not None:
-        return max(entry.agent_seconds, 0.0)
+    if entry.progress.agent_seconds is not None:
+        return max(entry.progress.agent_seconds, 0.0)
     if entry.agent_started_ms is None:
         return 0.0
     return max((now_ms - entry.agent_started_ms) / 1000, 0.0)

@@ -11,6 +11,7 @@ change, and every ``SWEEP_INTERVAL_S``. Any doubt keeps the workspace
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -28,22 +29,30 @@ SWEEP_INTERVAL_S = 3600.0
 NO_ISSUE = "no issue in the workflow's active or terminal states"
 
 
-class WorkspaceSweep(Engine):
-    """Survey the workspace root through the launcher; remove what age cleanup may."""
+class WorkspaceSweep:
+    """Survey the workspace root through the launcher; remove what age cleanup may.
+
+    Unlike the other collaborators it is called without the lock: a removal waits for the
+    launcher's ``before_remove`` hook, which must not stop ticks and run events. It takes the
+    orchestrator's lock (lent here, never its own) only around its checks and claims."""
+
+    def __init__(self, engine: Engine, lock: asyncio.Lock) -> None:
+        self.engine, self.lock = engine, lock
 
     async def sweep_workspaces(self) -> None:
-        book = self.sweep
+        eng = self.engine
+        book = eng.sweep
         book.due = False
-        if self.cfg is None:
+        if eng.cfg is None:
             return
-        cfg, workflow = self.settings, self.cfg.workflow
+        cfg, workflow = eng.settings, eng.cfg.workflow
         try:
-            listing = await self.launcher.list_workspaces(workflow)
+            listing = await eng.launcher.list_workspaces(workflow)
         except Exception as exc:
             self._sweep_failed(f"the launcher could not list the workspaces: {brief_error(exc)}")
             return
         try:
-            listed = await self.tracker.fetch_by_states(
+            listed = await eng.tracker.fetch_by_states(
                 [*cfg.active_states_raw, *cfg.terminal_states_raw]
             )
         except Exception as exc:
@@ -55,17 +64,19 @@ class WorkspaceSweep(Engine):
         book.error = None
         if cfg.max_age_days:
             book.error = await self._age_cleanup(listing.entries, owners, cfg, cfg.max_age_days)
-        self._changed()
+        eng.changed()
 
     def _sweep_failed(self, error: str) -> None:
-        self.sweep.error = error
+        eng = self.engine
+        eng.sweep.error = error
         log_event(log, "workspace_sweep", level=logging.WARNING, outcome="skipped", error=error)
-        self._changed()
+        eng.changed()
 
     def _record_survey(
         self, entries: list[RootEntry], omitted: int, owners: dict[str, dict[str, Issue]]
     ) -> None:
-        book = self.sweep
+        eng = self.engine
+        book = eng.sweep
         orphans = [OrphanRow(e.name, e.problem, e.idle_s) for e in entries if e.problem]
         orphans += [
             OrphanRow(e.name, NO_ISSUE, e.idle_s)
@@ -73,7 +84,7 @@ class WorkspaceSweep(Engine):
             if e.problem is None and e.name not in owners
         ]
         orphans.sort(key=lambda o: (o.idle_s is None, -(o.idle_s or 0.0), o.name))
-        book.surveyed_at = iso(self.clock.now())
+        book.surveyed_at = iso(eng.clock.now())
         book.workspaces = sum(1 for e in entries if e.problem is None)
         book.orphans, book.orphan_count = orphans[:MAX_ORPHAN_ROWS], len(orphans)
         names = frozenset(o.name for o in orphans)
@@ -98,6 +109,7 @@ class WorkspaceSweep(Engine):
         max_age_days: int,
     ) -> str | None:
         """Remove the old workspaces of finished issues; the reason a pass stopped, if any."""
+        eng = self.engine
         max_age_s = max_age_days * 86400.0
         candidates: list[tuple[Issue, float]] = []
         for e in entries:
@@ -110,12 +122,12 @@ class WorkspaceSweep(Engine):
                 candidates.append((issue, e.idle_s))
         if not candidates:
             return None
-        if self.pending_stops:
+        if eng.pending_stops:
             return "a stop the launcher has not confirmed yet; nothing removed this pass"
-        if self.pauses.has("audit_unavailable"):
+        if eng.pauses.has("audit_unavailable"):
             return "audit writer unavailable; nothing is removed unaudited"
         try:
-            refreshed = await self.tracker.fetch_by_ids([i.id for i, _ in candidates])
+            refreshed = await eng.tracker.fetch_by_ids([i.id for i, _ in candidates])
             fresh = {i.id: i for i in refreshed}
         except Exception as exc:
             return f"tracker unreachable: {brief_error(exc)}"
@@ -132,16 +144,18 @@ class WorkspaceSweep(Engine):
 
     def _busy(self, issue: Issue) -> bool:
         """Running, claimed, waiting for a retry or held, by id or by identifier."""
-        if issue.id in self.running or issue.id in self.claimed or issue.id in self.retries:
+        eng = self.engine
+        if issue.id in eng.running or issue.id in eng.claimed or issue.id in eng.retries:
             return True
-        if self.holds.get(issue.id) is not None or self.holds.find(issue.identifier):
+        if eng.holds.get(issue.id) is not None or eng.holds.find(issue.identifier):
             return True
-        return any(e.issue.identifier == issue.identifier for e in self.running.values()) or any(
-            r.identifier == issue.identifier for r in self.retries.values()
+        return any(e.issue.identifier == issue.identifier for e in eng.running.values()) or any(
+            r.identifier == issue.identifier for r in eng.retries.values()
         )
 
     async def _remove_old(self, issue: Issue, idle_s: float, max_age_days: int) -> bool:
         """Audit, then ask the launcher to remove; False when the audit record failed."""
+        eng = self.engine
         detail: dict[str, Any] = {
             "idle_days": round(idle_s / 86400, 1),
             "max_age_days": max_age_days,
@@ -153,14 +167,14 @@ class WorkspaceSweep(Engine):
             requested = ae.workspace_remove(
                 issue.id, issue.identifier, "requested", reason="age", detail=detail
             )
-            if not await self._audit(requested, queue=False):
+            if not await eng.append_audit(requested, queue=False):
                 return False
             # Claimed while the launcher works: no run of this issue starts meanwhile.
-            self.claimed.add(issue.id)
+            eng.claimed.add(issue.id)
         error: str | None = None
         try:
-            workflow = self.cfg.workflow if self.cfg else None
-            removed = await self.launcher.remove_workspace(
+            workflow = eng.cfg.workflow if eng.cfg else None
+            removed = await eng.launcher.remove_workspace(
                 issue.identifier, min_idle_s=max_age_days * 86400.0, workflow=workflow
             )
             outcome = "removed" if removed else "kept"
@@ -168,13 +182,13 @@ class WorkspaceSweep(Engine):
             outcome, error = "failed", brief_error(exc)
         finally:
             async with self.lock:
-                self.claimed.discard(issue.id)
+                eng.claimed.discard(issue.id)
         async with self.lock:
             done = ae.workspace_remove(
                 issue.id, issue.identifier, outcome, reason="age", detail={"error": error}
             )
-            await self._audit(done)
-        self.sweep.removed += outcome == "removed"
+            await eng.append_audit(done)
+        eng.sweep.removed += outcome == "removed"
         log_event(
             log,
             "workspace_cleanup",

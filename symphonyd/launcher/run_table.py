@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator
 from typing import Generic, Protocol, TypeVar
 
-from symphonyd.core.messages import RunInfo
+from symphonyd.core.run_progress import RunProgress
 
 log = logging.getLogger("symphonyd.launcher")
 
@@ -28,7 +28,9 @@ MAX_PAGE = 500
 
 
 class Entry(Protocol):
-    info: RunInfo
+    run_id: str
+    issue_id: str
+    progress: RunProgress  # its outcome says whether the run has finished
     seq: int
 
 
@@ -48,8 +50,8 @@ class RunTable(Generic[E]):
         return self._seq
 
     def add(self, run: E) -> None:
-        self._runs[run.info.run_id] = run
-        self._live_by_issue[run.info.issue_id] = run.info.run_id
+        self._runs[run.run_id] = run
+        self._live_by_issue[run.issue_id] = run.run_id
 
     def get(self, run_id: str) -> E | None:
         return self._runs.get(run_id)
@@ -86,15 +88,15 @@ class RunTable(Generic[E]):
     def ack(self, run_ids: list[str]) -> None:
         for run_id in run_ids:
             run = self._runs.get(run_id)
-            if run is not None and run.info.outcome is not None:
+            if run is not None and run.progress.outcome is not None:
                 del self._runs[run_id]
                 self._finished.pop(run_id, None)
 
     def mark_finished(self, run: E) -> None:
         """A run got its outcome: no longer live; bound what waits for acknowledgement."""
-        run_id = run.info.run_id
-        if self._live_by_issue.get(run.info.issue_id) == run_id:
-            del self._live_by_issue[run.info.issue_id]
+        run_id = run.run_id
+        if self._live_by_issue.get(run.issue_id) == run_id:
+            del self._live_by_issue[run.issue_id]
         if run_id not in self._runs or run_id in self._finished:
             return
         self._finished[run_id] = None

@@ -51,6 +51,7 @@ from symphonyd.core.messages import (
 )
 from symphonyd.core.prompt_guard import guarded_issue_data
 from symphonyd.core.redact import Redactor
+from symphonyd.core.run_progress import RunProgress
 from symphonyd.core.template import compile_prompt
 from symphonyd.core.tracker_kinds import state_rules
 from symphonyd.core.workflow import WorkflowDefinition
@@ -108,14 +109,30 @@ class LauncherDeps:
 
 @dataclass
 class _Run:
-    info: RunInfo
+    run_id: str
+    issue_id: str
+    issue_identifier: str  # as the run started; ``issue`` follows the tracker's refreshes
+    attempt: int | None
+    started_at: str
     issue: Issue
     workflow: WorkflowSnapshot
+    progress: RunProgress = field(default_factory=RunProgress)
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None
     cleanup_on_stop: bool = False
     sandbox: AgentSandbox | None = None
     seq: int = 0  # start order; the list_runs cursor
+
+    def info(self) -> RunInfo:
+        """The run as ``launcher.list_runs`` reports it."""
+        return RunInfo(
+            run_id=self.run_id,
+            issue_id=self.issue_id,
+            issue_identifier=self.issue_identifier,
+            attempt=self.attempt,
+            started_at=self.started_at,
+            **self.progress.fields_for(RunInfo),
+        )
 
 
 def _idle_seconds(path: Path) -> float | None:
@@ -158,8 +175,8 @@ class LauncherService:
             return record
         return {
             **record,
-            "issue_id": run.info.issue_id,
-            "issue_identifier": run.info.issue_identifier,
+            "issue_id": run.issue_id,
+            "issue_identifier": run.issue_identifier,
         }
 
     # ------------------------------------------------------------------ control API
@@ -172,14 +189,16 @@ class LauncherService:
             return StartRunResult(req.run_id, False, f"{live} is running")
         if req.run_id in self._runs:
             return StartRunResult(req.run_id, False, "run id already used")
-        info = RunInfo(
+        run = _Run(
             run_id=req.run_id,
             issue_id=req.issue.id,
             issue_identifier=req.issue.identifier,
             attempt=req.attempt,
             started_at=utc_now(),
+            issue=req.issue,
+            workflow=req.workflow,
+            seq=self._runs.next_seq(),
         )
-        run = _Run(info, req.issue, req.workflow, seq=self._runs.next_seq())
         self._runs.add(run)
         log_event(
             log,
@@ -217,7 +236,7 @@ class LauncherService:
     def list_runs(self, after: int = 0, limit: int | None = None) -> RunList:
         """Runs started after cursor ``after``, in start order; all of them without a limit."""
         page, next_after = self._runs.page(after, limit)
-        return RunList([r.info for r in page], next_after=next_after)
+        return RunList([r.info() for r in page], next_after=next_after)
 
     def ack_runs(self, run_ids: list[str]) -> None:
         self._runs.ack(run_ids)
@@ -230,7 +249,7 @@ class LauncherService:
             raise SymphonyError(
                 "no workflow known yet to locate the workspace root", code="unavailable"
             )
-        if any(r.info.issue_identifier == identifier for r in self._runs.live()):
+        if any(r.issue_identifier == identifier for r in self._runs.live()):
             raise SymphonyError(f"{identifier} has a live run", code="run_active")
         with log_context(issue_identifier=identifier):
             return await self._remove_workspace(identifier, snapshot, min_idle_s)
@@ -348,9 +367,8 @@ class LauncherService:
 
     async def _execute(self, run: _Run) -> None:
         # Every line logged for this run (hooks, workspace, sandbox, agent) names its issue.
-        info = run.info
         with log_context(
-            run_id=info.run_id, issue_id=info.issue_id, issue_identifier=info.issue_identifier
+            run_id=run.run_id, issue_id=run.issue_id, issue_identifier=run.issue_identifier
         ):
             await self._execute_run(run)
 
@@ -358,7 +376,7 @@ class LauncherService:
         try:
             await self._attempt_in_sandbox(run)
         except asyncio.CancelledError:
-            if run.info.outcome is None:
+            if run.progress.outcome is None:
                 # Stopped before the worker could report (e.g. while preparing the workspace):
                 # still publish and audit run_finished, or the dispatcher never acknowledges it.
                 self._finish(run, RunOutcome("cancelled", "turn_cancelled", "run stopped"))
@@ -368,7 +386,7 @@ class LauncherService:
         except SymphonyError as exc:
             self._finish(run, RunOutcome("failed", exc.error_code, short(exc.message, 300)))
         except Exception as exc:  # a bug must end this run, never the launcher
-            log.exception("run %s crashed", run.info.run_id)
+            log.exception("run %s crashed", run.run_id)
             self._finish(run, RunOutcome("failed", "internal_error", short(str(exc), 300)))
 
     async def _attempt_in_sandbox(self, run: _Run) -> None:
@@ -382,19 +400,17 @@ class LauncherService:
     def _spawner(self, run: _Run, config: ServiceConfig) -> Spawner:
         sandboxes = self.deps.sandboxes
         if sandboxes is None:
-            log.warning(
-                "run %s starts WITHOUT a sandbox (sandbox.enabled = false)", run.info.run_id
-            )
+            log.warning("run %s starts WITHOUT a sandbox (sandbox.enabled = false)", run.run_id)
             return local_spawn
 
         async def spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> Process:
             # Built here, once the workspace exists; nothing runs unless this succeeds.
             if run.sandbox is None:
                 run.sandbox = await sandboxes.open(
-                    run.info.run_id,
+                    run.run_id,
                     cwd,
                     config,
-                    description=f"symphony agent for {run.info.issue_identifier}",
+                    description=f"symphony agent for {run.issue_identifier}",
                 )
             return await run.sandbox.spawn(argv, cwd, env)
 
@@ -411,9 +427,7 @@ class LauncherService:
         )
         workspaces = self._workspaces(config, env.declared)
         workspaces.ensure_root()
-        run.info = dataclasses.replace(
-            run.info, workspace_path=str(workspaces.path_for(run.issue.identifier))
-        )
+        run.progress.workspace_path = str(workspaces.path_for(run.issue.identifier))
 
         async def call_tool(inv: ToolInvocation) -> ToolResult:
             result = await self.deps.tracker.tool_call(
@@ -464,35 +478,22 @@ class LauncherService:
             scrub=self.deps.tracker.redact,
             preview_chars=config.audit.prompt_preview_chars,
         )
-        await run_worker_attempt(run.info.run_id, run.issue, run.info.attempt, deps)
+        await run_worker_attempt(run.run_id, run.issue, run.attempt, deps)
 
     async def _cleanup(self, run: _Run) -> None:
         with contextlib.suppress(Exception):
             config = bind_config(run.workflow, self.deps.env, self.deps.host)
             manager = self._workspaces(config)
-            await asyncio.shield(manager.remove(run.info.issue_identifier))
+            await asyncio.shield(manager.remove(run.issue_identifier))
 
     # ------------------------------------------------------------------ events
 
     def _on_event(self, run: _Run, event: RunEvent) -> None:
-        info = run.info
-        changes: dict[str, Any] = {"last_event": event.event, "last_event_at": event.at}
-        if event.session_id is not None:
-            changes["session_id"] = event.session_id
-        if event.turn_count is not None:
-            changes["turn_count"] = event.turn_count
-        if event.tokens is not None:
-            changes["tokens"] = event.tokens
-        if event.message is not None:
-            changes["last_message"] = event.message
-        if event.pid is not None:
-            changes["pid"] = event.pid
-        if event.event == "run_finished" and event.outcome is not None:
-            outcome = event.outcome
+        outcome = event.outcome if event.event == "run_finished" else None
+        if outcome is not None:
             if run.stop_reason is not None and outcome.status == "cancelled":
                 outcome = dataclasses.replace(outcome, error=f"stopped: {run.stop_reason}")
-            changes["outcome"] = outcome
-            event = dataclasses.replace(event, outcome=outcome)
+                event = dataclasses.replace(event, outcome=outcome)
             log_event(
                 log,
                 "run",
@@ -500,37 +501,37 @@ class LauncherService:
                 outcome=outcome.status,
                 error_code=outcome.error_code,
                 error=outcome.error,
-                run_id=info.run_id,
-                issue_id=info.issue_id,
-                issue_identifier=info.issue_identifier,
-                session_id=info.session_id,
+                run_id=run.run_id,
+                issue_id=run.issue_id,
+                issue_identifier=run.issue_identifier,
+                session_id=run.progress.session_id,
             )
-        run.info = dataclasses.replace(info, **changes)
-        if event.event == "run_finished" and event.outcome is not None:
+        progress = run.progress
+        progress.apply(event)  # the rule the dispatcher folds the same event with
+        if outcome is not None:
             # The shared builder, so /metrics and `audit show` read the shape every
             # run_finished record has (a private {"status": ...} payload once made every
             # successful run count as a failure with reason "unknown").
-            done = run.info
             self._send_audit(
                 ae.run_finished(
-                    done.issue_id,
-                    done.issue_identifier,
-                    done.run_id,
-                    event.outcome.status,
-                    error_code=event.outcome.error_code,
-                    session_id=done.session_id,
-                    turns=done.turn_count,
-                    total_tokens=done.tokens.total_tokens,
+                    run.issue_id,
+                    run.issue_identifier,
+                    run.run_id,
+                    outcome.status,
+                    error_code=outcome.error_code,
+                    session_id=progress.session_id,
+                    turns=progress.turn_count,
+                    total_tokens=progress.tokens.total_tokens,
                 )
             )
-        if run.info.outcome is not None:
+        if progress.outcome is not None:
             self._runs.mark_finished(run)
         self._publish(event)
 
     def _task_done(self, run: _Run) -> None:
         # A task cancelled before its first step never ran _execute's handlers: without an
         # outcome the run would stay live forever and block its issue.
-        if run.info.outcome is None:
+        if run.progress.outcome is None:
             self._finish(run, RunOutcome("cancelled", "turn_cancelled", "run stopped"))
 
     def _finish(self, run: _Run, outcome: RunOutcome) -> None:
@@ -538,8 +539,8 @@ class LauncherService:
         self._on_event(
             run,
             RunEvent(
-                run_id=run.info.run_id,
-                issue_id=run.info.issue_id,
+                run_id=run.run_id,
+                issue_id=run.issue_id,
                 event="run_finished",
                 at=utc_now(),
                 message=outcome.error,
@@ -555,10 +556,10 @@ class LauncherService:
     def _audit(self, run: _Run, kind: str, payload: dict[str, Any]) -> None:
         record = AuditEventIn(
             type=kind,
-            payload={"run_id": run.info.run_id, **payload},
-            issue_id=run.info.issue_id,
-            issue_identifier=run.info.issue_identifier,
-            session_id=run.info.session_id,
+            payload={"run_id": run.run_id, **payload},
+            issue_id=run.issue_id,
+            issue_identifier=run.issue_identifier,
+            session_id=run.progress.session_id,
         )
         self._send_audit(record)
 

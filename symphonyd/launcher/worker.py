@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import inspect
 import logging
 import time
@@ -93,12 +92,16 @@ class WorkerAttempt:
     def _finish(self, outcome: RunOutcome) -> RunOutcome:
         tokens = self.session.tokens if self.session else None
         pid = self.session.pid if self.session else None
-        event = AgentEvent("run_finished", turn_count=self.turns, tokens=tokens, pid=pid)
-        run_event = event.to_run_event(self.run_id, self.issue.id)
-        final = dataclasses.replace(
-            run_event,
-            outcome=outcome,
+        final = RunEvent(
+            self.run_id,
+            self.issue.id,
+            "run_finished",
+            utc_now(),
+            turn_count=self.turns,
+            tokens=tokens,
+            pid=pid,
             message=outcome.error,
+            outcome=outcome,
             agent_seconds=round(self.agent_seconds, 3),
         )
         with contextlib.suppress(Exception):

@@ -13,17 +13,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from symphonyd.core.errors import TrackerError, ValidationError
 from symphonyd.core.issue import BlockerRef, Issue, build_issue, state_key
-from symphonyd.tracker.adapter import TrackerAdapter, blocked
-from symphonyd.tracker.credentials import resolve_secret, secret_reference
+from symphonyd.tracker.adapter import blocked
 from symphonyd.tracker.errors import RESPONSE, config_error, tracker_error
 from symphonyd.tracker.github_blockers import BlockerCache
-from symphonyd.tracker.http import JsonResponse, Sleep, make_client, request_json
+from symphonyd.tracker.http import HttpPolicy, JsonResponse
+from symphonyd.tracker.http_adapter import HttpTrackerAdapter
 from symphonyd.tracker.provider_config import (
-    TrackerSettings,
+    HTTP_KEYS,
     check_keys,
     http_endpoint,
     http_policy,
@@ -38,8 +36,8 @@ log = logging.getLogger(__name__)
 DEFAULT_ENDPOINT = "https://api.github.com"
 DEFAULT_SECRET = "GITHUB_TOKEN"  # noqa: S105 (a variable name)
 KEYS = (
+    *HTTP_KEYS,
     "endpoint",
-    "api_key",
     "repository",
     "identifier_prefix",
     "state_labels",
@@ -47,30 +45,19 @@ KEYS = (
     "closed_state",
     "assignee",
     "blocked_label",
-    "page_size",
-    "timeout_ms",
-    "max_attempts",
-    "max_retry_wait_ms",
-    "tool_states",
 )
 _REPO = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-class GitHubAdapter(TrackerAdapter):
+class GitHubAdapter(HttpTrackerAdapter):
     kind = "github"
+    default_secret = DEFAULT_SECRET
+    absent_statuses = (404, 410)
 
-    def __init__(
-        self,
-        settings: TrackerSettings,
-        env: Mapping[str, str],
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep | None = None,
-    ) -> None:
-        p = settings.provider
+    def _configure(self, p: Mapping[str, Any]) -> tuple[tuple[str, ...], HttpPolicy]:
         check_keys(p, KEYS, self.kind)
-        super().__init__(settings, opt_str_list(p, "tool_states"))
+        tool_states = opt_str_list(p, "tool_states")
         self.endpoint = http_endpoint(p, "endpoint", DEFAULT_ENDPOINT)
         repo = opt_str(p, "repository")
         if repo is None or not _REPO.match(repo) or ".." in repo:
@@ -88,49 +75,17 @@ class GitHubAdapter(TrackerAdapter):
         self.assignee = opt_str(p, "assignee")
         self.blocked_label = (opt_str(p, "blocked_label") or "").lower() or None
         self.page_size = opt_int(p, "page_size", 50, 1, 100)
-        self.policy = http_policy(p)
-        self._secret_names = [secret_reference(p, "api_key", DEFAULT_SECRET)]
-        self._token = resolve_secret(p, "api_key", DEFAULT_SECRET, env, settings.unit_credential)
-        self.secrets = (self._token,)
-        self._client = make_client(self.policy, transport)
-        self._sleep = sleep
         self._repo_url = f"{self.endpoint}/repos/{self.repository}"
         self._blockers = BlockerCache()
+        return tool_states, http_policy(p)
 
-    def secret_environment_names(self) -> list[str]:
-        return list(self._secret_names)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def _call(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: Any = None,
-        idempotent: bool = True,
-        absent: tuple[int, ...] = (404, 410),
-    ) -> JsonResponse:
-        kwargs: dict[str, Any] = {"sleep": self._sleep} if self._sleep else {}
-        return await request_json(
-            self._client,
-            method,
-            url,
-            policy=self.policy,
-            params=params,
-            json_body=body,
-            idempotent=idempotent,
-            absent_statuses=absent,
-            **kwargs,
-            headers={
-                "Authorization": f"Bearer {self._token.reveal()}",
-                "Accept": "application/vnd.github+json",
-                "X-GitHub-Api-Version": "2022-11-28",
-                "User-Agent": "symphonyd-tracker",
-            },
-        )
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self._token.reveal()}",
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "User-Agent": "symphonyd-tracker",
+        }
 
     # ------------------------------------------------------------------ reads
 

@@ -14,18 +14,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from symphonyd.core.errors import TrackerError, ValidationError
 from symphonyd.core.issue import BlockerRef, Issue, build_issue, cap_text, state_key
 from symphonyd.core.messages import ToolResult
-from symphonyd.tracker.adapter import TrackerAdapter, blocked
-from symphonyd.tracker.credentials import resolve_secret
+from symphonyd.tracker.adapter import blocked
 from symphonyd.tracker.errors import RESPONSE, tracker_error
 from symphonyd.tracker.github_blockers import BlockerCache
 from symphonyd.tracker.gitlab_config import DEFAULT_SECRET, parse_gitlab_provider
-from symphonyd.tracker.http import JsonResponse, Sleep, make_client, request_json
-from symphonyd.tracker.provider_config import TrackerSettings
+from symphonyd.tracker.http import HttpPolicy, JsonResponse
+from symphonyd.tracker.http_adapter import HttpTrackerAdapter
 from symphonyd.tracker.rest_pages import label_names, link_pages
 
 log = logging.getLogger(__name__)
@@ -38,61 +35,22 @@ NOTES_SHOWN = 50
 MAX_NOTE_CHARS = 10_000
 
 
-class GitLabAdapter(TrackerAdapter):
+class GitLabAdapter(HttpTrackerAdapter):
     kind = "gitlab"
+    default_secret = DEFAULT_SECRET
 
-    def __init__(
-        self,
-        settings: TrackerSettings,
-        env: Mapping[str, str],
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep | None = None,
-    ) -> None:
-        cfg = parse_gitlab_provider(settings.provider)
-        super().__init__(settings, cfg.tool_states)
+    def _configure(self, p: Mapping[str, Any]) -> tuple[tuple[str, ...], HttpPolicy]:
+        cfg = parse_gitlab_provider(p)
         self.cfg = cfg
-        self._token = resolve_secret(
-            settings.provider, "api_key", DEFAULT_SECRET, env, settings.unit_credential
-        )
-        self.secrets = (self._token,)
-        self._client = make_client(cfg.policy, transport)
-        self._sleep = sleep
         self._labels_of_state = {state_key(s): label for s, label in cfg.state_labels}
         self._blockers = BlockerCache()
         # Names blockers in this project like its own issues; learnt from the first record
         # when the project is configured by path.
         self._project_id = int(cfg.project) if "/" not in cfg.project else None
+        return cfg.tool_states, cfg.policy
 
-    def secret_environment_names(self) -> list[str]:
-        return [self.cfg.secret_name]
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def _call(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: Any = None,
-        body: Any = None,
-        idempotent: bool = True,
-        absent: tuple[int, ...] = (404,),
-    ) -> JsonResponse:
-        kwargs: dict[str, Any] = {"sleep": self._sleep} if self._sleep else {}
-        return await request_json(
-            self._client,
-            method,
-            url,
-            policy=self.cfg.policy,
-            params=params,
-            json_body=body,
-            idempotent=idempotent,
-            absent_statuses=absent,
-            headers={"PRIVATE-TOKEN": self._token.reveal(), "User-Agent": "symphonyd-tracker"},
-            **kwargs,
-        )
+    def _headers(self) -> dict[str, str]:
+        return {"PRIVATE-TOKEN": self._token.reveal(), "User-Agent": "symphonyd-tracker"}
 
     # ------------------------------------------------------------------ reads
 

@@ -15,6 +15,7 @@ from symphonyd.tracker.credentials import secret_reference
 from symphonyd.tracker.errors import config_error
 from symphonyd.tracker.http import HttpPolicy
 from symphonyd.tracker.provider_config import (
+    HTTP_KEYS,
     check_keys,
     http_endpoint,
     http_policy,
@@ -27,8 +28,8 @@ KIND = "gitlab"
 DEFAULT_ENDPOINT = "https://gitlab.com"
 DEFAULT_SECRET = "GITLAB_TOKEN"  # noqa: S105 (a variable name)
 KEYS = (
+    *HTTP_KEYS,
     "endpoint",
-    "api_key",
     "project",
     "identifier_prefix",
     "state_labels",
@@ -39,11 +40,6 @@ KEYS = (
     "priority_label_prefix",
     "blockers",
     "pagination",
-    "page_size",
-    "timeout_ms",
-    "max_attempts",
-    "max_retry_wait_ms",
-    "tool_states",
 )
 # A GitLab full path: namespaces and the project, each segment as GitLab allows them.
 _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}"

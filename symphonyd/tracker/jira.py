@@ -15,15 +15,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from symphonyd.core.errors import ValidationError
 from symphonyd.core.issue import BlockerRef, Issue, build_issue, state_key
 from symphonyd.core.messages import ToolResult
-from symphonyd.tracker.adapter import TrackerAdapter
-from symphonyd.tracker.credentials import resolve_secret, secret_reference
 from symphonyd.tracker.errors import PAGINATION, RESPONSE, STATUS, config_error, tracker_error
-from symphonyd.tracker.http import JsonResponse, Sleep, make_client, request_json
+from symphonyd.tracker.http import HttpPolicy
+from symphonyd.tracker.http_adapter import HttpTrackerAdapter
 from symphonyd.tracker.jira_format import (
     adf_document,
     adf_text,
@@ -36,7 +33,7 @@ from symphonyd.tracker.jira_format import (
     status_of,
 )
 from symphonyd.tracker.provider_config import (
-    TrackerSettings,
+    HTTP_KEYS,
     check_keys,
     http_endpoint,
     http_policy,
@@ -59,36 +56,24 @@ FIELDS = [
     "assignee", "created", "updated",
 ]  # fmt: skip
 KEYS = (
+    *HTTP_KEYS,
     "site",
-    "api_key",
     "project",
     "jql",
     "priorities",
     "blocks_link_type",
-    "page_size",
-    "timeout_ms",
-    "max_attempts",
-    "max_retry_wait_ms",
-    "tool_states",
 )
 _PROJECT = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
 _ID = re.compile(r"^[0-9]{1,18}$")
 
 
-class JiraAdapter(TrackerAdapter):
+class JiraAdapter(HttpTrackerAdapter):
     kind = "jira"
+    default_secret = DEFAULT_SECRET
 
-    def __init__(
-        self,
-        settings: TrackerSettings,
-        env: Mapping[str, str],
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep | None = None,
-    ) -> None:
-        p = settings.provider
+    def _configure(self, p: Mapping[str, Any]) -> tuple[tuple[str, ...], HttpPolicy]:
         check_keys(p, KEYS, self.kind)
-        super().__init__(settings, opt_str_list(p, "tool_states"))
+        tool_states = opt_str_list(p, "tool_states")
         if "site" not in p:
             raise config_error("jira needs tracker.provider.site, e.g. https://acme.atlassian.net")
         self.site = http_endpoint(p, "site", "")
@@ -105,52 +90,22 @@ class JiraAdapter(TrackerAdapter):
         )
         self.link_type = (opt_str(p, "blocks_link_type", "Blocks") or "Blocks").lower()
         self.page_size = opt_int(p, "page_size", 50, 1, 100)
-        self.policy = http_policy(p)
-        self._secret_names = [secret_reference(p, "api_key", DEFAULT_SECRET)]
-        raw = resolve_secret(p, "api_key", DEFAULT_SECRET, env, settings.unit_credential)
+        self._api = f"{self.site}/rest/api/3"
+        return tool_states, http_policy(p)
+
+    def _credential_ready(self) -> None:
+        raw = self._token
         self.email, self._auth = basic_credential(raw, self._secret_names[0])
         token = raw.reveal().rpartition(":")[2].strip()
         # The whole credential, the bare token and the header each count as the secret.
         self.secrets = (raw, Secret(token), self._auth)
-        self._client = make_client(self.policy, transport)
-        self._sleep = sleep
-        self._api = f"{self.site}/rest/api/3"
 
-    def secret_environment_names(self) -> list[str]:
-        return list(self._secret_names)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def _call(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: Any = None,
-        idempotent: bool = True,
-        ok: tuple[int, ...] = (200, 201),
-        absent: tuple[int, ...] = (404,),
-    ) -> JsonResponse:
-        kwargs: dict[str, Any] = {"sleep": self._sleep} if self._sleep else {}
-        return await request_json(
-            self._client,
-            method,
-            url,
-            policy=self.policy,
-            params=params,
-            json_body=body,
-            idempotent=idempotent,
-            ok_statuses=ok,
-            absent_statuses=absent,
-            **kwargs,
-            headers={
-                "Authorization": self._auth.reveal(),
-                "Accept": "application/json",
-                "User-Agent": "symphonyd-tracker",
-            },
-        )
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": self._auth.reveal(),
+            "Accept": "application/json",
+            "User-Agent": "symphonyd-tracker",
+        }
 
     # ------------------------------------------------------------------ reads
 

@@ -6,25 +6,17 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from symphonyd.core.errors import ValidationError
 from symphonyd.core.issue import BlockerRef, Issue, build_issue
 from symphonyd.core.messages import ToolResult, ToolSpec
 from symphonyd.tracker import linear_queries as q
 from symphonyd.tracker import tools
-from symphonyd.tracker.adapter import TrackerAdapter, blocked
-from symphonyd.tracker.credentials import resolve_secret, secret_reference
+from symphonyd.tracker.adapter import blocked
 from symphonyd.tracker.errors import PAGINATION, RESPONSE, tracker_error
-from symphonyd.tracker.http import (
-    JsonResponse,
-    RateLimited,
-    Sleep,
-    make_client,
-    request_json,
-)
+from symphonyd.tracker.http import HttpPolicy, JsonResponse, RateLimited
+from symphonyd.tracker.http_adapter import HttpTrackerAdapter
 from symphonyd.tracker.provider_config import (
-    TrackerSettings,
+    HTTP_KEYS,
     check_keys,
     http_endpoint,
     http_policy,
@@ -41,36 +33,25 @@ DEFAULT_SECRET = "LINEAR_API_KEY"  # noqa: S105 (a variable name)
 GRAPHQL_TOOL = "linear_graphql"
 MAX_PAGES = 10_000
 KEYS = (
+    *HTTP_KEYS,
     "endpoint",
-    "api_key",
     "project_slug",
     "team_key",
     "assignee",
-    "page_size",
     "id_batch_size",
-    "timeout_ms",
-    "max_attempts",
-    "max_retry_wait_ms",
-    "tool_states",
     "graphql_tool",
 )
 _TERMINAL_TYPES = ("completed", "canceled")
 
 
-class LinearAdapter(TrackerAdapter):
+class LinearAdapter(HttpTrackerAdapter):
     kind = "linear"
+    default_secret = DEFAULT_SECRET
+    absent_statuses = (404, 410)
 
-    def __init__(
-        self,
-        settings: TrackerSettings,
-        env: Mapping[str, str],
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep | None = None,
-    ) -> None:
-        p = settings.provider
+    def _configure(self, p: Mapping[str, Any]) -> tuple[tuple[str, ...], HttpPolicy]:
         check_keys(p, KEYS, self.kind)
-        super().__init__(settings, opt_str_list(p, "tool_states"))
+        tool_states = opt_str_list(p, "tool_states")
         self.endpoint = http_endpoint(p, "endpoint", DEFAULT_ENDPOINT)
         self.project_slug = opt_str(p, "project_slug")
         self.team_key = opt_str(p, "team_key")
@@ -81,37 +62,24 @@ class LinearAdapter(TrackerAdapter):
         self.assignee = opt_str(p, "assignee")
         self.page_size = opt_int(p, "page_size", 50, 1, 250)
         self.id_batch_size = opt_int(p, "id_batch_size", 50, 1, 250)
-        self.policy = http_policy(p)
         self.graphql_tool = opt_bool(p, "graphql_tool", False)
-        self._secret_names = [secret_reference(p, "api_key", DEFAULT_SECRET)]
-        self._token = resolve_secret(p, "api_key", DEFAULT_SECRET, env, settings.unit_credential)
-        self.secrets = (self._token,)
-        self._client = make_client(self.policy, transport)
-        self._sleep = sleep
         self._viewer_id: str | None = None
+        return tool_states, http_policy(p)
 
-    def secret_environment_names(self) -> list[str]:
-        return list(self._secret_names)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": self._token.reveal(), "Content-Type": "application/json"}
 
     # ------------------------------------------------------------------ transport
 
     async def _graphql(
         self, document: str, variables: dict[str, Any], *, idempotent: bool = True
     ) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"sleep": self._sleep} if self._sleep else {}
-        resp = await request_json(
-            self._client,
+        resp = await self._call(
             "POST",
             self.endpoint,
-            policy=self.policy,
-            headers={"Authorization": self._token.reveal(), "Content-Type": "application/json"},
-            json_body={"query": document, "variables": variables},
+            body={"query": document, "variables": variables},
             idempotent=idempotent,
             body_check=_graphql_rate_limit,
-            **kwargs,
         )
         body = resp.body
         if resp.status != 200 or not isinstance(body, dict):

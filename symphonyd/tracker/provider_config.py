@@ -15,6 +15,16 @@ from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME
 from symphonyd.tracker.errors import config_error
 from symphonyd.tracker.http import HttpPolicy
 
+# Keys every HTTP adapter reads the same way (credential, paging, http_policy, tools).
+HTTP_KEYS = (
+    "api_key",
+    "page_size",
+    "timeout_ms",
+    "max_attempts",
+    "max_retry_wait_ms",
+    "tool_states",
+)
+
 
 @dataclass(frozen=True)
 class TrackerSettings:

@@ -82,6 +82,10 @@ def build_adapter(
         from symphonyd.tracker.jira import JiraAdapter
 
         return JiraAdapter(settings, env, transport=transport)
+    if settings.kind == "asana":
+        from symphonyd.tracker.asana import AsanaAdapter
+
+        return AsanaAdapter(settings, env, transport=transport)
     if settings.kind == "local":
         from symphonyd.tracker.local import LocalAdapter
 

@@ -196,6 +196,15 @@ def test_sandbox_section_is_host_only_and_validated() -> None:
             parse_host_config(f"[sandbox]\n{bad}\n")
 
 
+def test_sandbox_intercept_is_on_by_default_and_can_be_turned_off() -> None:
+    from symphonyd.core.hostconfig import parse_host_config
+
+    assert parse_host_config("")[0].sandbox.intercept
+    assert not parse_host_config("[sandbox]\nintercept = false\n")[0].sandbox.intercept
+    with pytest.raises(ConfigError):
+        parse_host_config('[sandbox]\nintercept = "no"\n')
+
+
 def test_sandbox_egress_limits_are_read_and_bounded() -> None:
     from symphonyd.core.hostconfig import parse_host_config
     from symphonyd.launcher.sandbox.egress_limits import EgressLimits

@@ -158,7 +158,7 @@ def test_a_succeeded_and_a_failed_run_are_counted_as_what_they_were(tmp_path: Pa
             assert _series(text, "symphony_audit_records_total")['{type="run_finished"}'] == 2
 
             # A run the dispatcher then holds as blocked gets its own run_finished record
-            # (dispatcher/engine.py); the same run must not be counted twice.
+            # (dispatcher/run_events.py); the same run must not be counted twice.
             async def dispatcher_blocked_record() -> None:
                 async with await IpcClient.connect(audit.sock("dispatcher")) as client:
                     record = audit_events.run_finished(

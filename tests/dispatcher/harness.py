@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from symphonyd.core.messages import RunEvent, RunOutcome
+from symphonyd.dispatcher.engine import Engine
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.store import StateStore
 from tests.dispatcher.doubles import (
@@ -32,13 +33,15 @@ class Harness:
 
     def new_orchestrator(self) -> Orchestrator:
         return Orchestrator(
-            tracker=self.tracker,
-            launcher=self.launcher,
-            audit=self.audit,
-            config=self.config,
-            store=StateStore(self.state_dir),
-            clock=self.clock,
-            disk=self.disk,
+            Engine(
+                tracker=self.tracker,
+                launcher=self.launcher,
+                audit=self.audit,
+                config=self.config,
+                store=StateStore(self.state_dir),
+                clock=self.clock,
+                disk=self.disk,
+            )
         )
 
     async def restart(self) -> Orchestrator:

@@ -14,7 +14,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from symphonyd.core.messages import RunEvent, RunOutcome
+from symphonyd.core.codec import encode
+from symphonyd.core.messages import RunEvent, RunningRow, RunOutcome, TokenTotals
+from symphonyd.core.run_progress import RunProgress
 from symphonyd.ctl.main import main as ctl_main
 from symphonyd.dispatcher.config_source import WorkflowConfigSource
 from symphonyd.dispatcher.daemon import assemble, control_server, loops
@@ -121,6 +123,41 @@ async def test_dispatch_run_events_and_continuation_over_sockets() -> None:
         world.emit_pending()
         await eventually(lambda: ("MT-1", 1) in started(world), "continuation retry")
         assert run_id not in world.launcher.runs  # the finished run was acknowledged
+
+
+@run_async
+async def test_a_running_row_is_the_fold_of_its_run_events_by_the_shared_rule() -> None:
+    # The launcher folds the same stream by the same rule (core/run_progress.py), so
+    # `symphonyctl status` and the launcher's list_runs cannot disagree on what a run did.
+    async with socket_world() as world, dispatcher(world):
+        world.tracker.put(issue(1))
+        await eventually(lambda: started(world) == [("MT-1", None)], "first dispatch")
+        run_id = world.launcher.started[0].run_id
+        events = [
+            RunEvent(run_id, "id-1", "session_started", "2026-03-01T12:00:01Z",
+                     session_id="thread-1", pid=41, message="session started"),
+            RunEvent(run_id, "id-1", "turn_completed", "2026-03-01T12:00:02Z", turn_count=1,
+                     tokens=TokenTotals(10, 5, 15), message="turn 1 done"),
+            # A lower total and no message or session: nothing goes down or is forgotten.
+            RunEvent(run_id, "id-1", "notification", "2026-03-01T12:00:03Z",
+                     tokens=TokenTotals(2, 1, 3), session_id=""),
+        ]  # fmt: skip
+        for ev in events:
+            world.emit(ev)
+        snap = await wait_status(
+            world,
+            lambda s: [r["last_event"] for r in s["running"]] == ["notification"],
+            "every event applied",
+        )
+    folded = RunProgress()
+    for ev in events:
+        folded.apply(ev)
+    (row,) = snap["running"]
+    assert {k: row[k] for k in folded.fields_for(RunningRow)} == encode(
+        folded.fields_for(RunningRow)
+    )
+    assert row["tokens"]["total_tokens"] == 15 and row["last_message"] == "turn 1 done"
+    assert snap["codex_totals"]["total_tokens"] == 15  # each token counted once
 
 
 @run_async

@@ -45,6 +45,7 @@ REQUIRED = (
     "test_proxy_denies",
     "test_sni_must_equal_connect_host",
     "test_direct_connections_have_no_route",
+    "test_direct_connections_on_allowed_ports_reach_only_the_proxy",
     "test_direct_dns_to_upstream_is_dropped",
     "test_dns_answers_only_allowlisted_names",
     "test_ipv6_is_unusable",

@@ -5,8 +5,9 @@ off through the tracker tool; a hostile issue beside it arrives fenced and cappe
 secret in its audit preview or its agent's environment (tests/e2e/hostile_issue.py); pause
 survives a dispatcher restart; an issue held before dispatch stays out until released; the
 journal carries issue fields; the audit chain verifies; every daemon comes back after
-kill -9; a launcher killed mid-run costs the issue one retry; after all that, ``apt purge``
-leaves nothing behind.
+kill -9; a launcher killed mid-run costs the issue one retry; the running suite switched to
+a GitLab instance on the same host (a fake GitLab in the container) takes an issue filed there
+through to the hand-off; after all that, ``apt purge`` leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 
 from devtools.demo_setup import CODEX_VENDOR, configure_demo, install_package
 from devtools.nspawn import Container
-from tests.e2e import hostile_issue
+from tests.e2e import gitlab_tracker, hostile_issue
 from tests.e2e.test_package import SOCKETS, purge_leftovers
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.agents]
@@ -164,6 +165,23 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
     assert verify.stdout.rstrip().endswith(") matches"), verify.stdout
     types = {r["type"] for r in hostile_issue.audit_records(c, "DEMO-1")[1]}
     assert {"dispatch", "prompt_sent", "tool_call", "tracker_write", "run_finished"} <= types, types
+
+    # Issue 18: the same running suite, switched to a GitLab instance on this host (the
+    # tests' fake GitLab inside the container), takes one issue filed there through to the
+    # hand-off, which the fake sees (tests/e2e/gitlab_tracker.py).
+    gitlab_tracker.start_fake(c)
+    gitlab_tracker.switch_to_gitlab(c, lambda: str(status_json(c)["config"]["fingerprint"]))
+    gitlab_tracker.file_issue(c)
+    try:
+        wait_until(
+            "the agent to hand the GitLab issue off",
+            lambda: "status::review" in gitlab_tracker.labels(c),
+            timeout=180,
+        )
+    except AssertionError:
+        raise AssertionError(journal_dump(c)) from None
+    _, records = hostile_issue.audit_records(c, gitlab_tracker.IDENTIFIER)
+    gitlab_tracker.check(c, {r["type"] for r in records})
 
 
 def test_pause_survives_restart_and_daemons_survive_kill_9(

@@ -40,6 +40,8 @@ from symphonyd.core.messages import (
     ListRuns,
     RedactedText,
     RedactText,
+    RunEvent,
+    RunInfo,
     StartRun,
     ToolCall,
     ToolResult,
@@ -48,6 +50,7 @@ from symphonyd.core.messages import (
     WorkflowSnapshot,
 )
 from symphonyd.core.redact import Redactor
+from symphonyd.core.run_progress import RunProgress
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer
@@ -247,6 +250,8 @@ def test_dispatcher_drives_a_run_over_sockets_and_everything_is_audited(
         )
         codex_against(agent_home, mock.port)
 
+        events: list[RunEvent] = []
+
         async def scenario() -> tuple[list[str], Any, Any]:
             await wait_for_socket(run_dir / "audit-launcher.sock", audit)
             async with tracker_double(run_dir / "tracker-launcher.sock", issue) as calls:
@@ -265,6 +270,7 @@ def test_dispatcher_drives_a_run_over_sockets_and_everything_is_audited(
                     async with asyncio.timeout(90):
                         async for ev in client.events():
                             names.append(ev.data.event)
+                            events.append(ev.data)
                             if ev.data.event == "run_finished":
                                 break
                     runs = (await client.call(LAUNCHER_LIST_RUNS, ListRuns())).runs
@@ -287,6 +293,12 @@ def test_dispatcher_drives_a_run_over_sockets_and_everything_is_audited(
     assert (ws_root / "ABC-7").is_dir() and not (tmp_path / "ignored").exists()
     assert after_ack == []
     assert [c.tool for c in calls] == ["tracker_comment"] and calls[0].issue.id == "i-7"
+    # What list_runs reports is the fold of the events the launcher published, by the rule
+    # the dispatcher folds the same stream with (core/run_progress.py).
+    folded = RunProgress(workspace_path=info.workspace_path)
+    for event in events:
+        folded.apply(event)
+    assert folded.fields_for(RunInfo) == RunProgress.of(info).fields_for(RunInfo)
 
     ctl = [sys.executable, "-m", "symphonyd.ctl", "audit"]
     verify = subprocess.run(

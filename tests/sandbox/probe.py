@@ -60,6 +60,57 @@ def connect(host: str, port: str) -> None:
         result(ok=False, error=err(exc))
 
 
+def direct(url: str, cafile: str) -> None:
+    """GET ``url`` with http.client, which ignores every proxy variable: a proxy-unaware tool."""
+    import http.client
+    import urllib.parse
+
+    u = urllib.parse.urlsplit(url)
+    try:
+        if u.scheme == "https":
+            ctx = ssl.create_default_context(cafile=cafile)
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                u.hostname or "", u.port or 443, timeout=PATIENCE, context=ctx
+            )
+        else:
+            conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=PATIENCE)
+        conn.request("GET", u.path or "/")
+        resp = conn.getresponse()
+        body = resp.read().decode(errors="replace")
+        result(ok=resp.status == 200, status=resp.status, body=body)
+    except Exception as exc:
+        result(ok=False, error=err(exc))
+
+
+def direct_at(ip: str, port: str, name: str, cafile: str = "") -> None:
+    """Connect to ``ip:port`` itself and claim ``name``: as TLS server name when ``cafile`` is
+    given (no server name at all when ``name`` is "-"), else as the HTTP Host header."""
+    try:
+        s = socket.create_connection((ip, int(port)), timeout=PATIENCE)
+    except Exception as exc:
+        result(ok=False, stage="connect", error=err(exc))
+        return
+    request = f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode()
+    with s:
+        s.settimeout(PATIENCE)
+        try:
+            if cafile:
+                ctx = ssl.create_default_context(cafile=cafile)
+                ctx.check_hostname = name != "-"
+                with ctx.wrap_socket(s, server_hostname=None if name == "-" else name) as tls:
+                    tls.sendall(request)
+                    body = tls.recv(4096).decode(errors="replace")
+            else:
+                s.sendall(request)
+                raw = b""
+                while chunk := s.recv(4096):
+                    raw += chunk
+                body = raw.decode(errors="replace")
+            result(ok=body.startswith("HTTP/1.") and " 200 " in body[:16], body=body)
+        except Exception as exc:
+            result(ok=False, stage="talk", error=err(exc))
+
+
 def tunnel(proxy: str, target: str, sni: str, cafile: str) -> None:
     """CONNECT to ``target`` through ``proxy``, then TLS with ``sni``; report what happened."""
     host, port = proxy.rsplit(":", 1)

@@ -20,8 +20,10 @@ def test_direct_port_opens_only_after_resolving_an_allowed_name(launcher: Launch
         assert resolved == {"ok": True, "ips": ["198.18.1.10"]}
         after = run_probe(launcher, handle, world, "connect", "198.18.1.10", "2222")
         assert after["ok"] and after["banner"].startswith("SSH-2.0"), after
-        # only that port, only that address
-        assert not run_probe(launcher, handle, world, "connect", "198.18.1.10", "80")["ok"]
+        # only that port, only that address; port 80 leads to the proxy (interception), which
+        # decides by name, never to the server directly
+        r = run_probe(launcher, handle, world, "direct_at", "198.18.1.10", "80", "denied.test")
+        assert not r["ok"] and "symphonyd egress: not_allowlisted" in r["body"], r
         assert not run_probe(launcher, handle, world, "connect", "198.18.1.20", "2222")["ok"]
         elements = launcher.manager.firewall.elements("direct_v4")
         # nft names the protocol from /etc/protocols; a minimal system (the nspawn

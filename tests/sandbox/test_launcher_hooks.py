@@ -8,6 +8,7 @@ enough to run after_create, before_run and after_run through the launcher.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from symphonyd.launcher.sandbox.agent_sandbox import AgentSandboxes
 from symphonyd.launcher.sandbox.dns import UpstreamResolver
 from symphonyd.launcher.sandbox.manager import SandboxManager, audit_event
 from symphonyd.launcher.service import LauncherDeps, LauncherService
+from symphonyd.runtime.logging import context_fields
 from tests.demo.test_model_server import MoveTracker
 from tests.launcher.test_service import issue, wait_finished
 
@@ -41,7 +43,11 @@ def hook(name: str, secret: Path) -> str:
 
 
 def run_once(
-    tmp_path: Path, template: Path, pool: AddressPool | None = None
+    tmp_path: Path,
+    template: Path,
+    pool: AddressPool | None = None,
+    hooks: dict[str, str] | None = None,
+    agent_command: str = "/bin/false",
 ) -> tuple[LauncherService, list[AuditEventIn], list[str]]:
     os.chmod(tmp_path, 0o755)
     state = tmp_path / "secret-state"
@@ -74,8 +80,9 @@ def run_once(
     config: dict[str, Any] = {
         "tracker": {"kind": "memory"},
         "workspace": {"root": str(tmp_path / "ws")},
-        "codex": {"command": "/bin/false"},
-        "hooks": {
+        "codex": {"command": agent_command},
+        "hooks": hooks
+        or {
             "after_create": hook("after_create", state / "token"),
             "before_run": hook("before_run", state / "token"),
             "after_run": hook("after_run", state / "token"),
@@ -151,3 +158,45 @@ def test_hook_sandbox_failure_means_hook_and_agent_never_run(
     assert "sandbox" in (info.outcome.error or ""), info.outcome
     assert any(a.type == "sandbox_failure" for a in audit), [a.type for a in audit]
     assert not any(a.type == "sandbox_ready" for a in audit)
+
+
+def test_a_runs_refused_names_reach_its_issue_log_with_the_line_to_add(
+    tmp_path: Path, template: Path
+) -> None:
+    """What ``symphonyctl logs ABC-1`` shows: the launcher's lines bound to the run's issue
+    (the journal's ISSUE_IDENTIFIER field), here read from the same log records."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            # Handlers run in the logging call's context, as the journal handler does.
+            seen.append((record.getMessage(), {**context_fields(record)}))
+
+    lookup = "python3 -c \"import socket; socket.getaddrinfo('{}', 443, socket.AF_INET)\" || true"
+    script = "; ".join(lookup.format(n) for n in ("pkg.example", "pkg.example", "cdn.example"))
+    handler = Capture(logging.INFO)
+    logger = logging.getLogger("symphonyd.launcher")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        _, audit, _ = run_once(tmp_path, template, agent_command=f"{script}; exit 1")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    mine = [(m, ctx) for m, ctx in seen if "event=egress_deni" in m]
+    assert mine, [m for m, _ in seen]
+    assert all(ctx.get("issue_identifier") == "ABC-1" for _, ctx in mine), mine
+    hints = [m for m, _ in mine if "event=egress_denied " in m]
+    assert any("allowed_domains: [pkg.example]" in m for m in hints), hints
+    (summary,) = [m for m, _ in mine if "event=egress_denials " in m]
+    assert "pkg.example x2 (not_allowlisted)" in summary, summary
+    assert "cdn.example x1 (not_allowlisted)" in summary, summary
+    assert "allowed_domains: [cdn.example, pkg.example]" in summary, summary
+    # The same counts in the agent sandbox's teardown record: the dashboard's issue view.
+    (teardown,) = [a for a in audit if a.type == "sandbox_teardown" and "denied" in a.payload]
+    assert teardown.issue_identifier == "ABC-1"
+    assert teardown.payload["suggest"] == "allowed_domains: [cdn.example, pkg.example]"
+    assert {"host": "pkg.example", "reason": "not_allowlisted", "count": 2} in teardown.payload[
+        "denied"
+    ]

@@ -135,8 +135,8 @@ def test_sni_must_equal_connect_host(
 @pytest.mark.parametrize(
     "target",
     [
-        ("198.18.1.10", "443"),  # the allowed host itself, skipping the proxy
-        ("198.18.1.20", "80"),
+        ("198.18.1.10", "2222"),  # the allowed host itself, on a port that is not allowed
+        ("198.18.1.20", "8443"),
         ("198.18.1.53", "53"),  # upstream DNS over TCP
         ("198.18.0.1", "22"),  # the host's other address
     ],
@@ -155,6 +155,28 @@ def test_direct_connections_have_no_route(
     assert after > before
 
 
+@pytest.mark.parametrize(
+    ("target", "name", "tls"),
+    [
+        (("198.18.1.10", "443"), "allowed.test", False),  # the allowed host, skipping the proxy
+        (("198.18.1.20", "80"), "denied.test", False),
+        (("198.18.1.20", "443"), "allowed.test", True),  # an allowed name at another's address
+    ],
+)
+def test_direct_connections_on_allowed_ports_reach_only_the_proxy(
+    launcher: Launcher, agent: SandboxHandle, world: World, target, name, tls
+):
+    """Interception: the connection lands at this agent's proxy, which refuses it (plain
+    text on a TLS port, a denied name, an address the resolver never gave that name)."""
+    before = len(launcher.audit)
+    r = probe(launcher, agent, world, "direct_at", *target, name, *([world.ca] if tls else []))
+    assert not r["ok"], r
+    assert "hello from" not in r.get("body", ""), r
+    mine = [a for a in launcher.audit[before:] if a.get("agent_id") == "agent-a"]
+    assert [a["type"] for a in mine if a.get("via") == "intercept"] == ["egress_deny"], mine
+    assert not [a for a in mine if a["type"] == "egress_allow" and a.get("via") != "dns"]
+
+
 def test_control_direct_connection_works_without_the_firewall(
     launcher: Launcher, agent: SandboxHandle, world: World
 ):
@@ -166,10 +188,8 @@ def test_control_direct_connection_works_without_the_firewall(
         assert r["ok"] and r["banner"].startswith("SSH-2.0"), r
     finally:
         fw.reconcile()
-        fw.add_agent(agent.lease, agent.proxy.port)
         for h in launcher.manager.live.values():
-            if h is not agent:
-                fw.add_agent(h.lease, h.proxy.port)
+            fw.add_agent(h.lease, h.proxy.port, launcher.manager.intercept_of(h))
     r = probe(launcher, agent, world, "connect", "198.18.1.10", "2222")
     assert not r["ok"]
 

@@ -1,8 +1,9 @@
 """A GitLab REST v4 server for tests, written from GitLab's public API documentation: project
 issues with keyset (``pagination=keyset``, opaque ``cursor``) or offset (``page``) pagination
 announced in the ``Link`` header, the ``iids[]``, ``state`` and ``assignee_username`` filters,
-``PUT`` with ``state_event``/``add_labels``/``remove_labels`` (scoped labels replace their
-scope), notes, and issue links with ``link_type``. Auth is the ``PRIVATE-TOKEN`` header."""
+``POST`` of a new issue, ``PUT`` with ``state_event``/``add_labels``/``remove_labels`` (scoped
+labels replace their scope), notes, and issue links with ``link_type``. Auth is the
+``PRIVATE-TOKEN`` header."""
 
 from __future__ import annotations
 
@@ -42,8 +43,8 @@ def gl_issue(
 
 
 class FakeGitLab(FakeServer):
-    def __init__(self, issues: list[dict[str, Any]] | None = None) -> None:
-        super().__init__()
+    def __init__(self, issues: list[dict[str, Any]] | None = None, port: int = 0) -> None:
+        super().__init__(port)
         handler = self.httpd.RequestHandlerClass
         handler.do_PUT = handler.do_GET  # type: ignore[attr-defined]
         self.issues: list[dict[str, Any]] = issues or []
@@ -64,6 +65,13 @@ class FakeGitLab(FakeServer):
         parts = rest.split("/") if rest else []
         if method == "GET" and not parts:
             return self._list(query)
+        if method == "POST" and not parts:  # new issue: title, description, labels "a,b"
+            iid = 1 + max((i["iid"] for i in self.issues if isinstance(i, dict)), default=0)
+            labels = [x for x in str(body.get("labels", "")).split(",") if x]
+            issue = gl_issue(iid, labels=labels, title=body["title"])
+            issue["description"] = body.get("description")
+            self.issues.append(issue)
+            return 201, {}, issue
         found = [i for i in self.issues if isinstance(i, dict) and str(i.get("iid")) == parts[0]]
         if not found:
             return 404, {}, {"message": "404 Not found"}

@@ -30,7 +30,7 @@ class Seen:
 
 
 class FakeServer:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.faults: deque[tuple[Any, ...]] = deque()
         self.requests: list[Seen] = []
         self.lock = threading.Lock()
@@ -103,7 +103,7 @@ class FakeServer:
 
             do_GET = do_POST = do_PATCH = do_DELETE = _handle
 
-        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(

@@ -11,7 +11,7 @@ import abc
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -63,18 +63,11 @@ class AgentEvent:
     pid: int | None = None
 
     def to_run_event(self, run_id: str, issue_id: str) -> RunEvent:
-        return RunEvent(
-            run_id=run_id,
-            issue_id=issue_id,
-            event=self.event,
-            at=self.at,
-            session_id=self.session_id,
-            turn_count=self.turn_count,
-            tokens=self.tokens,
-            rate_limits=self.rate_limits,
-            message=self.message,
-            pid=self.pid,
-        )
+        """The IPC event: every field of this one, by name, plus the run and issue ids."""
+        return RunEvent(run_id, issue_id, **{name: getattr(self, name) for name in _FIELDS})
+
+
+_FIELDS = tuple(f.name for f in fields(AgentEvent))  # all of them are RunEvent fields too
 
 
 TurnStatus = Literal["completed", "failed", "cancelled", "input_required", "timed_out"]

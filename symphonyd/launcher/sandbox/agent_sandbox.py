@@ -133,6 +133,7 @@ class AgentSandboxes:
             runtime=config.agent.runtime,
             permitted_networks=self.host.permitted_networks,
             local_services=self.host.local_services,
+            intercept=self.host.intercept,
         )
 
     def hook_policy(self, config: ServiceConfig) -> EgressPolicy:
@@ -140,6 +141,7 @@ class AgentSandboxes:
             config.sandbox.hooks_egress,
             runtime=None,
             permitted_networks=self.host.permitted_networks,
+            intercept=self.host.intercept,
         )
 
     async def open(

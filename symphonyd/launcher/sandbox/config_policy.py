@@ -2,8 +2,8 @@
 
 Agents get the built-in names of their runtime (the model API) plus the operator's list;
 hooks get only the operator's ``hooks_egress`` list (usually the git remote), never the model
-API. ``permitted_networks`` and ``direct_ports`` are host configuration, not workflow
-configuration: a repository's WORKFLOW.md must not be able to open internal networks.
+API. ``permitted_networks``, ``direct_ports`` and ``intercept`` are host configuration, not
+workflow configuration: a repository's WORKFLOW.md must not be able to open internal networks.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ def egress_policy(
     permitted_networks: Iterable[str] = (),
     direct_ports: Iterable[int] = (),
     local_services: Iterable[str] = (),
+    intercept: bool = True,
 ) -> EgressPolicy:
     try:
         return build_policy(
@@ -34,6 +35,7 @@ def egress_policy(
             permitted_networks=permitted_networks,
             direct_ports=direct_ports,
             local_services=local_services,
+            intercept=intercept,
         )
     except EgressPolicyError as exc:
         raise SandboxError(

@@ -78,6 +78,13 @@ class EgressPolicy:
     # Host configuration only: (name, port) pairs the proxy connects to on 127.0.0.1, for a
     # model server on this host (the quick start's demo endpoint, a local inference server).
     local_services: frozenset[tuple[str, int]] = frozenset()
+    # Connections that skip the proxy are redirected to it and decided by TLS server name or
+    # HTTP Host (intercept.py); never in block mode, where there is nothing to allow.
+    intercept: bool = True
+
+    @property
+    def intercepts(self) -> bool:
+        return self.intercept and self.mode != "block"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +152,7 @@ def build_policy(
     permitted_networks: Iterable[str] = (),
     direct_ports: Iterable[int] = (),
     local_services: Iterable[str] = (),
+    intercept: bool = True,
 ) -> EgressPolicy:
     """Policy from config values: built-in names for the runtime plus the operator's list."""
     if mode not in MODES:
@@ -163,7 +171,14 @@ def build_policy(
             raise EgressPolicyError(f"permitted network {text!r} is not a network") from exc
     local = frozenset(parse_local_service(text) for text in local_services)
     return EgressPolicy(
-        mode, allowed, denied, port_set, tuple(nets), direct_ports=direct, local_services=local
+        mode,
+        allowed,
+        denied,
+        port_set,
+        tuple(nets),
+        direct_ports=direct,
+        local_services=local,
+        intercept=intercept,
     )
 
 

@@ -25,14 +25,17 @@ from symphonyd.core.messages import AuditEventIn
 from symphonyd.launcher.sandbox import cgroups, procs
 from symphonyd.launcher.sandbox import netns as netns_mod
 from symphonyd.launcher.sandbox.addresses import AddressPool, Lease
+from symphonyd.launcher.sandbox.answer_book import AnswerBook
 from symphonyd.launcher.sandbox.audit_limit import AgentAuditLimiter
+from symphonyd.launcher.sandbox.denials import DenialTally
 from symphonyd.launcher.sandbox.dns import AgentResolver, UpstreamResolver
 from symphonyd.launcher.sandbox.dns_cache import AgentLookup
 from symphonyd.launcher.sandbox.egress_limits import EgressLimits
 from symphonyd.launcher.sandbox.egress_policy import EgressPolicy
 from symphonyd.launcher.sandbox.errors import SandboxError
 from symphonyd.launcher.sandbox.instance import new_instance
-from symphonyd.launcher.sandbox.nft import DirectElement, Firewall
+from symphonyd.launcher.sandbox.intercept import INTERCEPT_PORT, Interceptor
+from symphonyd.launcher.sandbox.nft import DirectElement, Firewall, Intercept
 from symphonyd.launcher.sandbox.proxy import EgressProxy
 
 AuditSink = Callable[[dict[str, Any]], None]
@@ -75,6 +78,9 @@ class SandboxHandle:
     # The agent's egress records go through this (first in full, repeats counted).
     audit_limiter: AgentAuditLimiter | None = None
     run_dir: Path = RUN_DIR  # this instance's directory for the files above
+    # Connections that skip the proxy land here (None: interception off, or block mode).
+    interceptor: Interceptor | None = None
+    denials: DenialTally | None = None  # this agent's refused names, for the run's summary
 
     @property
     def proxy_url(self) -> str:
@@ -112,6 +118,7 @@ class SandboxManager:
         proxy_port: int = PROXY_PORT,
         limits: EgressLimits | None = None,
         instance: str | None = None,
+        intercept_port: int = INTERCEPT_PORT,
     ) -> None:
         """``instance``: the launcher's persisted id (instance.py); crash cleanup finds this
         instance's leftovers by it. Without one, a fresh id: nothing of earlier runs is
@@ -123,6 +130,7 @@ class SandboxManager:
         self.upstream = upstream
         self.audit = audit
         self.proxy_port = proxy_port
+        self.intercept_port = intercept_port
         self.egress_limits = limits or EgressLimits()
         self.live: dict[str, SandboxHandle] = {}
 
@@ -164,6 +172,7 @@ class SandboxManager:
         ns: netns_mod.AgentNetns | None = None
         resolver: AgentResolver | None = None
         proxy: EgressProxy | None = None
+        interceptor: Interceptor | None = None
         rules = False
         cg: cgroups.Cgroup | None = None
         egress = self.egress_limits
@@ -175,6 +184,9 @@ class SandboxManager:
             interval_s=egress.audit_interval_s,
             full_records=egress.audit_full_records,
         )
+        denials = DenialTally(agent_id, egress_audit)
+        answers = AnswerBook()
+        intercept = Intercept(self.intercept_port, policy.ports) if policy.intercepts else None
         lookup = AgentLookup(
             self.upstream,
             inflight=egress.dns_upstream_inflight,
@@ -190,7 +202,7 @@ class SandboxManager:
                 )
             ns = await asyncio.to_thread(netns_mod.create_netns, lease)
             # Open the agent's two holes only after its interface is covered by the drop rules.
-            await asyncio.to_thread(self.firewall.add_agent, lease, self.proxy_port)
+            await asyncio.to_thread(self.firewall.add_agent, lease, self.proxy_port, intercept)
             rules = True
             await asyncio.to_thread(self.firewall.verify)
             resolver = AgentResolver(
@@ -198,8 +210,8 @@ class SandboxManager:
                 str(lease.host_ip),
                 policy,
                 self.upstream,
-                egress_audit,
-                on_answer=self._direct_filler(lease, policy) if policy.direct_ports else None,
+                denials,
+                on_answer=self._on_answer(lease, policy, answers),
                 limits=egress,
                 lookup=lookup,
             )
@@ -210,12 +222,15 @@ class SandboxManager:
                 self.proxy_port,
                 policy,
                 lookup,
-                egress_audit,
+                denials,
                 limits=egress,
             )
             await proxy.start()
+            if intercept is not None:
+                interceptor = Interceptor(proxy, answers, self.intercept_port)
+                await interceptor.start()
         except SandboxError as exc:
-            await self._undo(lease, ns, resolver, proxy, rules, cg)
+            await self._undo(lease, ns, resolver, proxy, rules, cg, interceptor)
             egress_audit.close()
             self.audit(
                 {
@@ -227,7 +242,7 @@ class SandboxManager:
             )
             raise
         except BaseException:
-            await self._undo(lease, ns, resolver, proxy, rules, cg)
+            await self._undo(lease, ns, resolver, proxy, rules, cg, interceptor)
             egress_audit.close()
             raise
         handle = SandboxHandle(
@@ -240,6 +255,8 @@ class SandboxManager:
             cgroup=cg,
             audit_limiter=egress_audit,
             run_dir=self.run_dir,
+            interceptor=interceptor,
+            denials=denials,
         )
         self.live[agent_id] = handle
         self.audit(
@@ -248,14 +265,27 @@ class SandboxManager:
                 "agent_id": agent_id,
                 "address": str(lease.agent_ip),
                 "mode": policy.mode,
+                "intercept": interceptor is not None,
             }
         )
         return handle
 
-    def _direct_filler(
-        self, lease: Lease, policy: EgressPolicy
+    def intercept_of(self, handle: SandboxHandle) -> Intercept | None:
+        """The redirect a live sandbox was set up with (to restore its elements)."""
+        if handle.interceptor is None:
+            return None
+        return Intercept(self.intercept_port, handle.policy.ports)
+
+    def _on_answer(
+        self, lease: Lease, policy: EgressPolicy, book: AnswerBook
     ) -> Callable[[str, list[tuple[ipaddress.IPv4Address, int]]], None]:
-        def fill(_name: str, answers: list[tuple[ipaddress.IPv4Address, int]]) -> None:
+        """What the resolver's answers open: interception's name bindings, and with
+        ``direct_ports`` the nftables elements for direct connections."""
+
+        def fill(name: str, answers: list[tuple[ipaddress.IPv4Address, int]]) -> None:
+            book.record(name, answers)
+            if not policy.direct_ports:
+                return
             elements = [
                 DirectElement(address, port, timeout_s=max(ttl, 60))
                 for address, ttl in answers
@@ -274,13 +304,14 @@ class SandboxManager:
         proxy: EgressProxy | None,
         rules: bool,
         cg: cgroups.Cgroup | None = None,
+        interceptor: Interceptor | None = None,
     ) -> list[str]:
         problems: list[str] = []
         if cg is not None:
             problems += await asyncio.to_thread(cgroups.destroy, cg)
         if ns is not None:
             procs.kill_all(procs.pids_in_netns(os.fstat(ns.fd).st_ino) if ns.fd >= 0 else [])
-        for stop in (proxy, resolver):
+        for stop in (interceptor, proxy, resolver):
             if stop is not None:
                 try:
                     await stop.stop()
@@ -307,8 +338,16 @@ class SandboxManager:
         handle.closed = True
         self.live.pop(handle.agent_id, None)
         problems = await self._undo(
-            handle.lease, handle.netns, handle.resolver, handle.proxy, True, handle.cgroup
+            handle.lease,
+            handle.netns,
+            handle.resolver,
+            handle.proxy,
+            True,
+            handle.cgroup,
+            handle.interceptor,
         )
+        if handle.denials is not None:
+            handle.denials.log_summary()  # in the run's log context: symphonyctl logs shows it
         for path in handle.files:
             path.unlink(missing_ok=True)
         if handle.audit_limiter is not None:
@@ -319,6 +358,8 @@ class SandboxManager:
         }
         if problems:
             record["problems"] = problems
+        if handle.denials is not None:
+            record.update(handle.denials.teardown_fields())
         self.audit(record)
 
     async def close(self) -> None:

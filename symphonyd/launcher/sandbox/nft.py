@@ -8,6 +8,12 @@ filled from resolver answers, with a timeout). Keying every element by interface
 agent A's packets can never match agent B's elements, and adding or removing an agent is one
 element transaction that cannot leave a half-built chain.
 
+Transparent interception (docs/design/0867): a TCP connection from an agent interface to an
+allowed port anywhere is redirected, before routing, to that agent's interception listener on
+its own host-side address (``intercept`` maps interface . port to the listener's port). Its
+own resolver and proxy, and ``direct_v4`` tuples, are never redirected. An agent without
+entries in the map (``block`` mode, interception off) is not redirected and meets the drop.
+
 The table is rebuilt from scratch when the launcher starts (``reconcile``): ``add table;
 delete table; <table>`` in one transaction, so leftovers from a crash disappear and there is
 no instant without the drop rules once they exist.
@@ -45,6 +51,15 @@ table {FAMILY} {TABLE} {{
     type ifname . ipv4_addr . inet_proto . inet_service
     flags timeout
   }}
+  map intercept {{
+    type ifname . inet_service : inet_service
+  }}
+  chain prerouting {{
+    type nat hook prerouting priority dstnat - 10; policy accept;
+    iifname {wild} meta l4proto tcp {key} @agent_in accept
+    iifname {wild} meta l4proto tcp {key} @direct_v4 accept
+    iifname {wild} meta l4proto tcp redirect to : iifname . tcp dport map @intercept
+  }}
   chain input {{
     type filter hook input priority filter - 10; policy accept;
     iifname {wild} meta l4proto {{ tcp, udp }} {key} @agent_in accept
@@ -59,6 +74,14 @@ table {FAMILY} {TABLE} {{
   }}
 }}
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Intercept:
+    """Redirect an agent's TCP connections to ``ports`` to its listener on ``listener_port``."""
+
+    listener_port: int
+    ports: frozenset[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,26 +124,42 @@ class Firewall:
         return bool(rc == 0)
 
     @staticmethod
-    def _agent_elements(lease: Lease, proxy_port: int) -> str:
+    def _agent_elements(lease: Lease, proxy_port: int, intercept: Intercept | None) -> str:
         ifn, ip = lease.host_ifname, lease.host_ip
         items = [
             f'"{ifn}" . {ip} . udp . {DNS_PORT}',
             f'"{ifn}" . {ip} . tcp . {DNS_PORT}',
             f'"{ifn}" . {ip} . tcp . {proxy_port}',
         ]
+        if intercept is not None:
+            items.append(f'"{ifn}" . {ip} . tcp . {intercept.listener_port}')
         return ", ".join(items)
 
-    def add_agent(self, lease: Lease, proxy_port: int) -> None:
-        elements = self._agent_elements(lease, proxy_port)
-        self._run(f"add element {FAMILY} {TABLE} agent_in {{ {elements} }}", "add agent")
+    def add_agent(self, lease: Lease, proxy_port: int, intercept: Intercept | None = None) -> None:
+        """Open the agent's resolver and proxy; with ``intercept``, redirect its connections
+        to those ports (anywhere) to the interception listener, in the same transaction."""
+        elements = self._agent_elements(lease, proxy_port, intercept)
+        text = f"add element {FAMILY} {TABLE} agent_in {{ {elements} }}\n"
+        if intercept is not None and intercept.ports:
+            redirects = ", ".join(
+                f'"{lease.host_ifname}" . {port} : {intercept.listener_port}'
+                for port in sorted(intercept.ports)
+            )
+            text += f"add element {FAMILY} {TABLE} intercept {{ {redirects} }}\n"
+        self._run(text, "add agent")
 
     def remove_agent(self, lease: Lease, proxy_port: int) -> None:
         """Drop the agent's elements; tolerant of ones already gone (teardown is idempotent)."""
         ifn = lease.host_ifname
         text = ""
-        if any(e[0] == ifn for e in self._elements("agent_in")):
-            mine = self._agent_elements(lease, proxy_port)
-            text = f"delete element {FAMILY} {TABLE} agent_in {{ {mine} }}\n"
+        mine = [e for e in self._elements("agent_in") if e[0] == ifn]
+        if mine:
+            listed = ", ".join(f'"{i}" . {a} . {p} . {port}' for i, a, p, port in mine)
+            text = f"delete element {FAMILY} {TABLE} agent_in {{ {listed} }}\n"
+        redirects = [key for key, _ in self._map_elements("intercept") if key[0] == ifn]
+        if redirects:
+            listed = ", ".join(f'"{i}" . {port}' for i, port in redirects)
+            text += f"delete element {FAMILY} {TABLE} intercept {{ {listed} }}\n"
         stale = [e for e in self._elements("direct_v4") if e[0] == ifn]
         if stale:
             direct = ", ".join(f'"{i}" . {a} . {p} . {port}' for i, a, p, port in stale)
@@ -147,21 +186,49 @@ class Firewall:
                     found.append(list(concat))
         return found
 
+    def _map_elements(self, map_name: str) -> list[tuple[list[Any], Any]]:
+        out = self._run(f"list map {FAMILY} {TABLE} {map_name}", "list")
+        found: list[tuple[list[Any], Any]] = []
+        for item in json.loads(out).get("nftables", []):
+            for elem in item.get("map", {}).get("elem", []) or []:
+                if isinstance(elem, list) and len(elem) == 2 and isinstance(elem[0], dict):
+                    concat = elem[0].get("concat")
+                    if concat:
+                        found.append((list(concat), elem[1]))
+        return found
+
+    def redirects(self) -> list[tuple[list[Any], Any]]:
+        """The ``intercept`` map: ([interface, port], listener port) pairs (for tests)."""
+        return self._map_elements("intercept")
+
     def elements(self, set_name: str) -> list[list[Any]]:
         return self._elements(set_name)
 
     def verify(self) -> None:
         """The drop rules are in place (someone may have flushed a chain since the load)."""
+        counters = self._drop_counters()
         for comment in DROP_RULES:
-            self.counter(comment)
+            if comment not in counters:
+                raise SandboxError(f"no rule {comment!r} in table {TABLE}", code=NFT_FAILED)
 
     def counter(self, comment: str) -> int:
         """Packets counted by the drop rule with this comment (for tests and metrics)."""
-        out = self._run(f"list table {FAMILY} {TABLE}", "list")
-        for item in json.loads(out).get("nftables", []):
-            rule = item.get("rule")
-            if rule and rule.get("comment") == comment:
+        counters = self._drop_counters()
+        if comment not in counters:
+            raise SandboxError(f"no rule {comment!r} in table {TABLE}", code=NFT_FAILED)
+        return counters[comment]
+
+    def _drop_counters(self) -> dict[str, int]:
+        # The two filter chains only: listing the table would also list every agent's set and
+        # map elements, which made each agent's setup cost grow with the number of agents.
+        found: dict[str, int] = {}
+        for chain in ("input", "forward"):
+            out = self._run(f"list chain {FAMILY} {TABLE} {chain}", "list")
+            for item in json.loads(out).get("nftables", []):
+                rule = item.get("rule")
+                if not rule or "comment" not in rule:
+                    continue
                 for expr in rule.get("expr", []):
                     if "counter" in expr:
-                        return int(expr["counter"]["packets"])
-        raise SandboxError(f"no rule {comment!r} in table {TABLE}", code=NFT_FAILED)
+                        found[str(rule["comment"])] = int(expr["counter"]["packets"])
+        return found

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from symphonyd.launcher.sandbox.denials import explain
 from symphonyd.launcher.sandbox.dns import UpstreamError
 from symphonyd.launcher.sandbox.dns_cache import Lookup
 from symphonyd.launcher.sandbox.egress_limits import EgressLimits
@@ -37,7 +38,7 @@ from symphonyd.launcher.sandbox.egress_policy import (
     sni_matches,
 )
 from symphonyd.launcher.sandbox.errors import PROXY_FAILED, SandboxError
-from symphonyd.launcher.sandbox.listener import CappedListener
+from symphonyd.launcher.sandbox.listener import CappedListener, Handler
 from symphonyd.launcher.sandbox.tls_sni import MAX_HELLO, SniStatus, parse_client_hello
 
 AuditSink = Callable[[dict[str, Any]], None]
@@ -56,7 +57,7 @@ _HOP_HEADERS = {
 }
 
 
-class _Deny(Exception):
+class Deny(Exception):
     def __init__(self, reason: str, status: int = 403) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -92,20 +93,16 @@ class EgressProxy:
         self.connect_timeout = connect_timeout
         self.limits = limits or EgressLimits()
         self.counters = ProxyCounters()
-        self._listener = CappedListener(
-            bind_ip,
-            port,
-            self.limits.proxy_connections,
-            self._serve,
-            self._refuse,
-            limit=MAX_HEAD,
+        self._listener = self.listener(port, self._serve, self._refuse)
+
+    def listener(self, port: int, serve: Handler, refuse: Handler) -> CappedListener:
+        """A listener on this agent's address with its connection cap (also interception's)."""
+        return CappedListener(
+            self.bind_ip, port, self.limits.proxy_connections, serve, refuse, limit=MAX_HEAD
         )
 
     async def start(self) -> None:
-        try:
-            await self._listener.start()
-        except OSError as exc:
-            raise SandboxError(f"egress proxy could not listen: {exc}", code=PROXY_FAILED) from exc
+        await start_listener(self._listener, "egress proxy")
 
     @property
     def bound_port(self) -> int:
@@ -115,7 +112,7 @@ class EgressProxy:
     async def stop(self) -> None:
         await self._listener.stop()
 
-    def _record(self, kind: str, **fields: Any) -> None:
+    def record(self, kind: str, **fields: Any) -> None:
         self.audit({"type": kind, "agent_id": self.agent_id, **fields})
 
     def open_connections(self) -> int:
@@ -123,14 +120,14 @@ class EgressProxy:
 
     async def _refuse(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.counters.over_limit += 1
-        self._record("egress_deny", via="proxy", reason="proxy_connection_limit")
-        await _reply(writer, 503, "too_many_connections")
+        self.record("egress_deny", via="proxy", reason="proxy_connection_limit")
+        await reply(writer, 503, "too_many_connections")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
-            await _reply(writer, 400, "bad_request")
+            await reply(writer, 400, "bad_request")
             return
         text = head.decode("latin-1")
         lines = text.split("\r\n")
@@ -138,25 +135,25 @@ class EgressProxy:
         # Bare CR or LF inside the head would let a second Host header past our rewrite.
         bare = text.count("\n") != text.count("\r\n") or text.count("\r") != text.count("\r\n")
         if bare or len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            await _reply(writer, 400, "bad_request")
+            await reply(writer, 400, "bad_request")
             return
         method, target, _version = parts
         via = "connect" if method == "CONNECT" else "http"
         try:
             host, port, path = _target(method, target)
         except ValueError:
-            self._record("egress_deny", via=via, host=target[:255], reason="bad_target")
-            await _reply(writer, 400, "bad_target")
+            self.record("egress_deny", via=via, host=target[:255], reason="bad_target")
+            await reply(writer, 400, "bad_target")
             return
         fields: dict[str, Any] = {"via": via, "host": host, "port": port}
         try:
-            address = await self._admit(host, port, fields)
-            up_reader, up_writer = await self._connect(address, port, fields)
-        except _Deny as deny:
-            self._record("egress_deny", **fields, reason=deny.reason)
-            await _reply(writer, deny.status, deny.reason)
+            address = await self.admit(host, port, fields)
+            up_reader, up_writer = await self.connect(address, port, fields)
+        except Deny as deny:
+            self.record("egress_deny", **fields, reason=deny.reason)
+            await reply(writer, deny.status, explain(deny.reason, fields.get("host"), port))
             return
-        pipe = _Pipe(self.limits)
+        pipe = Pipe(self.limits)
         down: asyncio.Task[None] | None = None
         try:
             if method == "CONNECT":
@@ -169,31 +166,63 @@ class EgressProxy:
                         down = asyncio.get_running_loop().create_task(pipe.copy(up_reader, writer))
                     first = await self._first_bytes(reader, host, port, fields)
                 except OSError as exc:
-                    raise _Deny("client_closed") from exc
+                    raise Deny("client_closed") from exc
             else:
-                first = _origin_request(method, path, fields["host"], port, lines[1:])
-            # The last check has passed: this is the connection's one decision record.
-            self._record("egress_allow", **fields)
+                first = origin_request(method, path, fields["host"], port, lines[1:])
+        except Deny as deny:
+            self.record("egress_deny", **fields, reason=deny.reason)
+            if down is not None:
+                down.cancel()
+            up_writer.close()
+            writer.close()
+            return
+        await self.relay(reader, writer, (up_reader, up_writer), first, fields, pipe, down)
+
+    async def relay(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        first: bytes,
+        fields: dict[str, Any],
+        pipe: Pipe | None = None,
+        down: asyncio.Task[None] | None = None,
+    ) -> None:
+        """The last check has passed: write the connection's one decision record, send the
+        client's first bytes upstream and copy both ways until the connection ends."""
+        up_reader, up_writer = upstream
+        pipe = pipe or Pipe(self.limits)
+        self.record("egress_allow", **fields)
+        try:
             up_writer.write(first)
             ended = await pipe.run(reader, writer, up_reader, up_writer, down)
             if ended == "idle":
                 self.counters.idle_closed += 1
             elif ended == "lifetime":
                 self.counters.lifetime_closed += 1
-        except _Deny as deny:
-            self._record("egress_deny", **fields, reason=deny.reason)
         finally:
             if down is not None:
                 down.cancel()
             up_writer.close()
             writer.close()
 
-    async def _admit(self, host: str, port: int, fields: dict[str, Any]) -> str:
+    async def admit(
+        self,
+        host: str,
+        port: int,
+        fields: dict[str, Any],
+        check: Callable[[str], None] | None = None,
+    ) -> str:
+        """Decide ``host:port`` and return the address to connect to, pinned by our own
+        lookup. ``check``, given the canonical name once the policy allows it, may raise
+        :class:`Deny` (interception's resolver binding)."""
         local = decide_local(self.policy, host, port)
         if local is not None:
             fields["host"] = local.host
             if not local.allowed:
-                raise _Deny(local.reason)
+                raise Deny(local.reason)
+            if check is not None:
+                check(local.host)
             # Explicitly configured on the host: the only way an agent reaches loopback.
             fields["rule"] = "local_service"
             fields["address"] = LOOPBACK
@@ -203,18 +232,20 @@ class EgressProxy:
         if decision.rule:
             fields["rule"] = decision.rule
         if not decision.allowed:
-            raise _Deny(decision.reason)
+            raise Deny(decision.reason)
+        if check is not None:
+            check(decision.host)
         try:
             _rcode, answers = await self.upstream.resolve_a(decision.host)
         except UpstreamError as exc:
-            raise _Deny("resolve_failed", 502) from exc
+            raise Deny("resolve_failed", 502) from exc
         address, reason = pick_address((a for a, _ in answers), self.policy.permitted_networks)
         if address is None:
-            raise _Deny(reason or "no_address", 403 if reason != "no_address" else 502)
+            raise Deny(reason or "no_address", 403 if reason != "no_address" else 502)
         fields["address"] = str(address)
         return str(address)
 
-    async def _connect(
+    async def connect(
         self, address: str, port: int, fields: dict[str, Any]
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
@@ -222,7 +253,7 @@ class EgressProxy:
                 asyncio.open_connection(address, port), self.connect_timeout
             )
         except (TimeoutError, OSError) as exc:
-            raise _Deny("connect_failed", 502) from exc
+            raise Deny("connect_failed", 502) from exc
 
     async def _first_bytes(
         self, reader: asyncio.StreamReader, host: str, port: int, fields: dict[str, Any]
@@ -237,9 +268,9 @@ class EgressProxy:
             try:
                 chunk = await asyncio.wait_for(reader.read(MAX_HELLO), max(remaining, 0.01))
             except TimeoutError as exc:
-                raise _Deny("tls_hello_timeout") from exc
+                raise Deny("tls_hello_timeout") from exc
             if not chunk:
-                raise _Deny("client_closed")
+                raise Deny("client_closed")
             data += chunk
             result = parse_client_hello(data)
             if result.status is SniStatus.NOT_TLS and not must_be_tls:
@@ -250,8 +281,15 @@ class EgressProxy:
                 fields["sni"] = result.server_name[:255]
                 if sni_matches(host, result.server_name):
                     return data
-                raise _Deny("sni_mismatch")
-            raise _Deny(f"tls_{result.status.value}")
+                raise Deny("sni_mismatch")
+            raise Deny(f"tls_{result.status.value}")
+
+
+async def start_listener(listener: CappedListener, what: str) -> None:
+    try:
+        await listener.start()
+    except OSError as exc:
+        raise SandboxError(f"{what} could not listen: {exc}", code=PROXY_FAILED) from exc
 
 
 def _target(method: str, target: str) -> tuple[str, int, str]:
@@ -274,7 +312,7 @@ def _target(method: str, target: str) -> tuple[str, int, str]:
     return host, port, path
 
 
-def _origin_request(method: str, path: str, host: str, port: int, headers: list[str]) -> bytes:
+def origin_request(method: str, path: str, host: str, port: int, headers: list[str]) -> bytes:
     out = [f"{method} {path} HTTP/1.1", f"Host: {host}" + (f":{port}" if port != 80 else "")]
     for line in headers:
         if not line:
@@ -287,9 +325,12 @@ def _origin_request(method: str, path: str, host: str, port: int, headers: list[
     return ("\r\n".join(out) + "\r\n\r\n").encode("latin-1")
 
 
-async def _reply(writer: asyncio.StreamWriter, status: int, reason: str) -> None:
+async def reply(writer: asyncio.StreamWriter, status: int, message: str) -> None:
+    """A complete HTTP/1.1 response with ``message`` as its text body, then close."""
     text = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway", 503: "Busy"}.get(status, "")
-    body = f"symphonyd egress: {reason}\n".encode()
+    if not message.startswith("symphonyd egress:"):
+        message = f"symphonyd egress: {message}"
+    body = f"{message}\n".encode()
     with contextlib.suppress(OSError):
         writer.write(
             f"HTTP/1.1 {status} {text}\r\nContent-Type: text/plain\r\n"
@@ -300,7 +341,7 @@ async def _reply(writer: asyncio.StreamWriter, status: int, reason: str) -> None
     writer.close()
 
 
-class _Pipe:
+class Pipe:
     """Both directions of one connection, closed when it is idle or too old.
 
     Idle means no byte in *either* direction: a model streaming its answer while the client

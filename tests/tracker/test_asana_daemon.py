@@ -1,0 +1,128 @@
+"""The tracker daemon process serving an Asana workflow: the personal access token comes from a
+systemd-style credentials directory and never leaves the daemon (IPC replies, audit records,
+log), even when Asana echoes it back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from symphonyd.core.messages import AUDIT_APPEND, AuditAck, AuditAppend
+from symphonyd.runtime.ipc_server import IpcServer
+from symphonyd.runtime.peer import Peer
+from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME
+from tests.tracker.fake_asana import PROJECT, TOKEN, WORKSPACE, FakeAsana, asana_task, gid_of
+from tests.tracker.test_daemon import ROOT, _wait_for, raw_call, stop_daemon
+
+
+class EchoingAsana(FakeAsana):
+    """A hostile Asana: puts the Authorization it got into a task's notes."""
+
+    def answer(self, method, path, query, body, headers):
+        status, hdrs, obj = super().answer(method, path, query, body, headers)
+        items = obj.get("data", []) if isinstance(obj, dict) else []
+        for item in items if isinstance(items, list) else []:
+            task = item.get("body", {}).get("data", item) if "status_code" in item else item
+            if isinstance(task, dict) and task.get("gid") == gid_of(666):
+                task["notes"] = f"leaked {headers.get('Authorization', '')} {TOKEN}"
+        return status, hdrs, obj
+
+
+def test_daemon_serves_asana_and_the_credential_never_leaves(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir(mode=0o700)
+    (creds / UNIT_CREDENTIAL_NAME).write_text(TOKEN + "\n")
+    issues = [asana_task(1), asana_task(2, section="Doing"), asana_task(666)]
+    audit_frames: list[bytes] = []
+
+    async def on_append(req: AuditAppend, peer: Peer) -> AuditAck:
+        audit_frames.append(json.dumps([r.__dict__ for r in req.records]).encode())
+        return AuditAck(list(range(len(req.records))), "0" * 64)
+
+    with EchoingAsana(issues) as srv:
+        wf = tmp_path / "WORKFLOW.md"
+        wf.write_text(
+            "---\ntracker:\n  kind: asana\n  provider:\n"
+            f"    endpoint: {srv.base_url}/api/1.0\n    workspace: '{WORKSPACE}'\n"
+            f"    project: '{PROJECT}'\n    api_key: $ASANA_TOKEN\n"
+            "    tool_states: [Review]\n    max_attempts: 1\n---\nprompt\n"
+        )
+        host = tmp_path / "symphonyd.toml"
+        host.write_text(
+            f'workflow = "{wf}"\nlog_level = "debug"\n[paths]\nruntime_dir = "{tmp_path}"\n'
+        )
+        loop = asyncio.new_event_loop()
+        audit = IpcServer("audit-test", allowed_uids=[os.getuid()], allow_root=True)
+        audit.handle(AUDIT_APPEND, on_append)
+        loop.run_until_complete(audit.start_path(tmp_path / "audit-tracker.sock"))
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        dsock, lsock, log = tmp_path / "d.sock", tmp_path / "l.sock", tmp_path / "daemon.log"
+        env = {k: v for k, v in os.environ.items() if "ASANA" not in k}
+        env.update(CREDENTIALS_DIRECTORY=str(creds), PYTHONPATH=str(ROOT))
+        uid = str(os.getuid())
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "symphonyd.tracker", "--host-config", str(host)),
+                    *("--dispatcher-socket", str(dsock), "--launcher-socket", str(lsock)),
+                    *("--dispatcher-uid", uid, "--launcher-uid", uid),
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            _wait_for([dsock, lsock], proc, log)
+
+            async def go() -> list[bytes]:
+                frames = [
+                    await raw_call(dsock, "tracker.profile", {}),
+                    await raw_call(
+                        dsock, "tracker.fetch_by_states", {"states": ["To do", "Doing"]}
+                    ),
+                    await raw_call(dsock, "tracker.fetch_by_ids", {"ids": [gid_of(2)]}),
+                    await raw_call(dsock, "tracker.fetch_by_ids", {"ids": [gid_of(666)]}),
+                ]
+                issue = json.loads(frames[2])["result"]["issues"][0]
+                for tool, args in [
+                    ("tracker_comment", {"body": "hello"}),
+                    ("tracker_move", {"state": "Review"}),
+                    ("tracker_read_issue", {}),
+                ]:
+                    frames.append(
+                        await raw_call(
+                            lsock,
+                            "tracker.tool_call",
+                            {"issue": issue, "tool": tool, "arguments": args},
+                        )
+                    )
+                srv.faults.append(("status", 429, {"Retry-After": "9999"}))
+                frames.append(await raw_call(dsock, "tracker.fetch_by_ids", {"ids": [gid_of(1)]}))
+                return frames
+
+            frames = asyncio.run(go())
+        finally:
+            stop_daemon(proc, log, audit, loop, thread)
+        seen_auth = {r.headers.get("Authorization") for r in srv.requests}
+    replies: list[Any] = [json.loads(f) for f in frames]
+    assert replies[0]["result"]["kind"] == "asana"
+    assert replies[0]["result"]["secret_env_names"] == ["ASANA_TOKEN"]
+    got = [i["identifier"] for i in replies[1]["result"]["issues"]]
+    assert got == [f"ASANA-{gid_of(1)}", f"ASANA-{gid_of(2)}"]  # 666 echoes the token
+    assert replies[3]["error"]["code"] == "tracker_response"  # the echo in a requested issue
+    assert [r["result"]["success"] for r in replies[4:7]] == [True, True, True]
+    assert replies[6]["result"]["output"]["issue"]["state"] == "Review"
+    assert replies[7]["error"]["code"] == "tracker_rate_limited"
+    assert seen_auth == {f"Bearer {TOKEN}"}  # the canary did reach Asana
+    assert len(audit_frames) >= 2
+    time.sleep(0.2)
+    everything = b"".join(frames) + b"".join(audit_frames) + log.read_bytes()
+    assert TOKEN.encode() not in everything
