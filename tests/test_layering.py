@@ -29,7 +29,6 @@ CTL_MAY_IMPORT = {
     "symphonyd": "the version for --version",
     "symphonyd.audit.anchor": "audit verify: the head anchors in the journal",
     "symphonyd.audit.anchor_read": "audit verify: reading the anchors back",
-    "symphonyd.audit.layout": "audit verify: where the day files are",
     "symphonyd.audit.verify": "audit verify: the chain check itself",
     "symphonyd.tracker.errors": "issue: the local tracker's typed errors",
     "symphonyd.tracker.jira_format": "doctor: the shape of a Jira credential, never its value",

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from symphonyd.audit.chain import ChainHead, day_of
+from symphonyd.core.audit_chain import ChainHead, day_of
 from symphonyd.runtime.logging import JOURNAL_SOCKET, log_event
 
 log = logging.getLogger("symphonyd.audit.anchor")

@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from symphonyd.audit.chain import ChainHead
 from symphonyd.audit.store import AuditStore, AuditStoreError, Pending
+from symphonyd.core.audit_chain import ChainHead
 
 
 @dataclass

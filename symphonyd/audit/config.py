@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from symphonyd.audit.anchor import DEFAULT_INTERVAL, SINKS
-from symphonyd.audit.layout import DEFAULT_AUDIT_DIR
 from symphonyd.audit.shaping import DEFAULT_MAX_RECORD_BYTES
+from symphonyd.core.audit_layout import DEFAULT_AUDIT_DIR
 from symphonyd.core.errors import ConfigError
 from symphonyd.runtime.daemon import DaemonArgumentParser
 

@@ -2,7 +2,9 @@
 
 Under systemd every client daemon has its own activated socket (``FileDescriptorName=`` =
 the client's name, owned by the client's user); the only uid allowed on it is the socket
-file's owner, and the name is stamped into each record as ``sender.socket``. The uid and
+file's owner, and the name is stamped into each record as ``sender.socket``. On a worker
+host the socket named ``link`` (owned by the link user) serves only replication's read
+(``replication.py``): it cannot append. The uid and
 pid come from ``SO_PEERCRED`` through the runtime's ``Peer``, never from a message.
 
 ``startup`` runs under the shared run loop (``python -m symphonyd.audit``). Exit status: 0
@@ -26,6 +28,7 @@ from symphonyd.audit.anchor import SINKS, Anchorer
 from symphonyd.audit.commit import GroupCommitter
 from symphonyd.audit.config import AuditConfig, audit_config, load_secrets
 from symphonyd.audit.reader import DASHBOARD_SOCKET, AuditReader, register_reader
+from symphonyd.audit.replication import LINK_SOCKET, PageReader, register_replication
 from symphonyd.audit.service import AuditService
 from symphonyd.audit.store import AuditStore, AuditStoreError, Sender
 from symphonyd.core.errors import ConfigError
@@ -79,8 +82,14 @@ def _server(
     committer: GroupCommitter,
     reader: AuditReader | None = None,
     anchorer: Anchorer | None = None,
+    pages: PageReader | None = None,
 ) -> IpcServer:
     server = IpcServer(f"audit-{name}", allowed_uids=uids, allow_root=0 in uids)
+    if name == LINK_SOCKET:
+        # The link's socket reads the chain and does nothing else: no append, no head.
+        if pages is not None:
+            register_replication(server, pages)
+        return server
 
     async def append(params: AuditAppend, peer: Peer) -> AuditAck:
         sender = Sender(uid=peer.uid, pid=peer.pid, unit=peer.unit, socket=name)
@@ -130,6 +139,7 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
     anchorer = _anchorer(config, store, committer)
     service = AuditService(committer, redactor, max_record_bytes=config.max_record_bytes)
     reader = AuditReader(config.directory)
+    pages = PageReader(config.directory, lambda: committer.head.seq)
     servers: list[IpcServer] = []
 
     async def close_servers() -> None:
@@ -149,11 +159,11 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
         for sock in socks
     ]
     for name, sock, owner in activated:
-        server = _server(name, owner, service, committer, reader, anchorer)
+        server = _server(name, owner, service, committer, reader, anchorer, pages)
         await server.start(sock)
         servers.append(server)
     for name, path in config.listen.items():
-        server = _server(name, config.allow_uids, service, committer, reader, anchorer)
+        server = _server(name, config.allow_uids, service, committer, reader, anchorer, pages)
         await server.start_path(path)
         servers.append(server)
     if not servers:

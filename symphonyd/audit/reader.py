@@ -14,10 +14,10 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
-from symphonyd.audit.chain import ChainBreak, parse_stored_line
-from symphonyd.audit.layout import day_files
 from symphonyd.audit.verify import iter_records, verify_dir
 from symphonyd.core import audit_events
+from symphonyd.core.audit_chain import ChainBreak, parse_stored_line
+from symphonyd.core.audit_layout import day_files
 from symphonyd.core.errors import ValidationError
 from symphonyd.core.messages import (
     AUDIT_COUNTS,

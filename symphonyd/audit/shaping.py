@@ -16,8 +16,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from symphonyd.audit.chain import canonical_bytes
 from symphonyd.core import audit_events
+from symphonyd.core.audit_chain import canonical_bytes
 from symphonyd.core.config_extensions import MAX_PREVIEW_CHARS
 from symphonyd.core.errors import ValidationError
 from symphonyd.core.messages import AuditEventIn

@@ -16,7 +16,6 @@ import contextlib
 import errno
 import hashlib
 import os
-import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +23,9 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from symphonyd.audit.chain import (
+from symphonyd.audit.shaping import ShapedEvent
+from symphonyd.core import audit_events
+from symphonyd.core.audit_chain import (
     GENESIS_PREVIOUS_HASH,
     RECORD_VERSION,
     ChainBreak,
@@ -34,10 +35,9 @@ from symphonyd.audit.chain import (
     record_line,
     seal,
 )
-from symphonyd.audit.layout import QUARANTINE, day_files
-from symphonyd.audit.shaping import ShapedEvent
-from symphonyd.core import audit_events
+from symphonyd.core.audit_layout import QUARANTINE, day_files
 from symphonyd.core.errors import SymphonyError
+from symphonyd.runtime.durable import fsync_dir, private_dir, write_all
 
 _TAIL_CHUNK = 64 * 1024
 
@@ -71,28 +71,11 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
 def _private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = path.lstat()
-    if not stat.S_ISDIR(st.st_mode):
-        raise AuditStoreError(f"{path} is not a directory")
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(path, 0o700)
+    try:
+        private_dir(path)
+    except NotADirectoryError as exc:
+        raise AuditStoreError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -257,7 +240,7 @@ class AuditStore:
         try:
             for day, group in groupby(sealed, key=lambda r: day_of(r["ts"])):
                 fd = self._file_for(day)
-                _write_all(fd, b"".join(record_line(r) for r in group))
+                write_all(fd, b"".join(record_line(r) for r in group))
                 os.fdatasync(fd)
         except OSError as exc:
             # After a failed write or fsync the file state is unknown: refuse everything from
@@ -284,7 +267,7 @@ class AuditStore:
             created = False
         os.fchmod(fd, 0o600)
         if created:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         self._fd, self._fd_day = fd, day
         return fd
 
@@ -300,11 +283,11 @@ class AuditStore:
         target = qdir / f"{stamp}-{path.stem}.torn"
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            _write_all(fd, torn)
+            write_all(fd, torn)
             os.fsync(fd)
         finally:
             os.close(fd)
-        _fsync_dir(qdir)
+        fsync_dir(qdir)
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             os.ftruncate(fd, tail.keep)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from symphonyd.audit.chain import ChainBreak, ChainHead, check_link, parse_stored_line
-from symphonyd.audit.layout import day_files
+from symphonyd.core.audit_chain import ChainBreak, ChainHead, check_link, parse_stored_line
+from symphonyd.core.audit_layout import day_files
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 

@@ -7,5 +7,7 @@ nothing:
 
 - ``workspace_paths``: ``lstat``/``readlink`` walk (and ``getcwd`` for a relative path) to
   canonicalise a workspace path and check the root is a directory;
-- ``config``: ``abspath`` (the current directory) to make ``workspace.root`` absolute.
+- ``config``: ``abspath`` (the current directory) to make ``workspace.root`` absolute;
+- ``audit_layout``: lists an audit directory's day files (``scandir``), for the writer, the
+  link's replicas and ``symphonyctl audit verify``.
 """

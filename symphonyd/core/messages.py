@@ -952,3 +952,31 @@ class AuditCounts:
 AUDIT_QUERY = method("audit.query", AuditQuery, AuditRecords, "Read records back, newest first.")
 AUDIT_VERIFY = method("audit.verify", Empty, AuditVerifyResult, "Verify the whole hash chain.")
 AUDIT_COUNTS = method("audit.counts", Empty, AuditCounts, "Record counts for metrics.")
+
+
+# Replication (docs/design/1100), served alone and read-only on the link's socket of a
+# worker's writer (audit-link.sock): the stored lines after a seq, exactly as on disk, so the
+# control host rechecks every hash. Only durable records; at most ``limit`` lines and about
+# AUDIT_PAGE_MAX_BYTES of them (always one line when there is one). A line's bytes are
+# ``line.encode("utf-8", "surrogateescape")``: a damaged line travels unchanged too.
+AUDIT_PAGE_MAX_RECORDS = 1000
+AUDIT_PAGE_MAX_BYTES = 256 << 10
+# What a replicating client accepts: one line of the largest record, JSON-escaped, fits.
+AUDIT_PAGE_MAX_FRAME = 4 << 20
+
+
+@dataclass(frozen=True)
+class AuditPageAfter:
+    after: int  # the last seq the caller holds; -1 for the chain from its genesis
+    limit: int = AUDIT_PAGE_MAX_RECORDS  # 1..AUDIT_PAGE_MAX_RECORDS
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    lines: list[str]  # stored lines in chain order, without their newline
+    head_seq: int  # the writer's durable head when the page was read
+
+
+AUDIT_RECORDS_AFTER = method(
+    "audit.records_after", AuditPageAfter, AuditPage, "Stored records after a seq (replication)."
+)

@@ -18,8 +18,13 @@ from typing import Any
 
 from symphonyd.audit.anchor import anchor_directory
 from symphonyd.audit.anchor_read import AnchorReadError, read_anchors
-from symphonyd.audit.layout import DEFAULT_AUDIT_DIR, day_files
 from symphonyd.audit.verify import BROKEN, Checkpoint, VerifyResult, iter_records, verify_dir
+from symphonyd.core.audit_layout import (
+    DEFAULT_AUDIT_DIR,
+    DEFAULT_REPLICAS_DIR,
+    day_files,
+    replica_dirs,
+)
 from symphonyd.ctl.main import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE
 from symphonyd.ctl.since import HELP as SINCE_HELP
 from symphonyd.ctl.since import audit_timestamp
@@ -80,6 +85,16 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="fail (exit 4) when no journal anchor could be compared",
     )
+    replicas = verify.add_mutually_exclusive_group()
+    replicas.add_argument(
+        "--replicas",
+        type=Path,
+        metavar="DIR",
+        default=DEFAULT_REPLICAS_DIR,
+        help="also verify every worker host's replicated chain under DIR/<host>/audit "
+        f"(default: {DEFAULT_REPLICAS_DIR}; nothing if it does not exist)",
+    )
+    replicas.add_argument("--no-replicas", action="store_true", help="verify the local chain only")
     verify.set_defaults(func=cmd_verify)
 
     show = sub.add_parser("show", help="print records, oldest first")
@@ -143,6 +158,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
     directory = _directory(args)
     if directory is None:
         return EXIT_USAGE
+    codes = [_verify_local(directory, args)]
+    if codes[0] == EXIT_USAGE:
+        return EXIT_USAGE
+    if not args.no_replicas:
+        codes += [_verify_replica(host, path, args) for host, path in replica_dirs(args.replicas)]
+    # A broken chain anywhere outranks a cut or rewritten one.
+    for code in (EXIT_CHECK_FAILED, EXIT_ANCHOR_MISMATCH):
+        if code in codes:
+            return code
+    return EXIT_OK
+
+
+def _verify_replica(host: str, path: Path, args: argparse.Namespace) -> int:
+    """One worker host's replicated chain: the same check, one line naming the host."""
+    if not day_files(path):
+        print(f"host {host}: nothing replicated yet")
+        return EXIT_OK
+    result = verify_dir(path, from_day=args.from_day, to_day=args.to_day)
+    print(f"host {host}: {result.summary()}")
+    return EXIT_OK if result.ok else EXIT_CHECK_FAILED
+
+
+def _verify_local(directory: Path, args: argparse.Namespace) -> int:
     anchor, why = (None, "anchor check skipped (--no-anchor)")
     if not args.no_anchor:
         anchor, why = _journal_anchor(directory, args)

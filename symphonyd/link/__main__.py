@@ -21,6 +21,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--hosts-dir", help="where the per-worker sockets go (default <runtime>/hosts)")
     p.add_argument("--key", help="private key file instead of the systemd credential")
     p.add_argument("--ssh", default="ssh", help="the OpenSSH client (default: ssh on PATH)")
+    p.add_argument("--state-dir", help="where worker audit replicas go (default: paths.state_dir)")
+    p.add_argument(
+        "--replicate-interval",
+        type=float,
+        default=2.0,
+        help="seconds between audit polls of a worker that is caught up (default: 2)",
+    )
     p.add_argument(
         "--dispatcher-uid",
         type=int,

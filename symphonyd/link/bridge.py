@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 
 # SSH_ORIGINAL_COMMAND -> socket file name under the runtime directory.
-PURPOSES = {"launcher": "launcher-link.sock"}
+PURPOSES = {"launcher": "launcher-link.sock", "audit": "audit-link.sock"}
 EX_OK, EX_UNAVAILABLE, EX_NOPERM = 0, 69, 77
 _CHUNK = 1 << 16
 

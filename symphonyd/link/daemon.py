@@ -2,7 +2,8 @@
 
 ``startup`` is the wiring ``python -m symphonyd.link`` runs under the shared run loop: it
 reads the host config's ``[worker]`` section, checks the key credential and the pinned
-host keys exist, and binds one 0600 socket per worker for the dispatcher.
+host keys exist, binds one 0600 socket per worker for the dispatcher, and starts one audit
+replicator per worker (``replicate.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from symphonyd.core.errors import ConfigError
 from symphonyd.core.worker_hosts import WorkerHosts
+from symphonyd.link.replicate import Replicator
 from symphonyd.link.service import LinkService
 from symphonyd.runtime.daemon import Daemon, system_uid
 
@@ -77,6 +79,15 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
     tasks = [
         daemon.spawn(service.serve(h, listeners[h.name]), f"serve-{h.name}") for h in worker.hosts
     ]
+    # Each worker's audit chain, replicated under <state_dir>/link/hosts/<name>/audit.
+    replicator = Replicator(
+        worker,
+        key=key,
+        state_dir=Path(args.state_dir or host.state_dir),
+        ssh=args.ssh,
+        interval=args.replicate_interval,
+    )
+    tasks += [daemon.spawn(replicator.run(h), f"audit-{h.name}") for h in worker.hosts]
 
     async def shutdown() -> None:
         for task in tasks:

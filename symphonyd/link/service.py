@@ -17,7 +17,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from symphonyd.core.worker_hosts import WorkerHost, WorkerHosts
-from symphonyd.link.ssh_command import ssh_argv
+from symphonyd.link.ssh_command import spawn_ssh, ssh_argv
 from symphonyd.runtime.logging import log_event
 from symphonyd.runtime.peer import peer_of
 
@@ -76,13 +76,7 @@ class LinkService:
             )
             conn.setblocking(True)
             try:
-                proc = await asyncio.create_subprocess_exec(
-                    *argv,
-                    stdin=conn.fileno(),
-                    stdout=conn.fileno(),
-                    stderr=asyncio.subprocess.PIPE,
-                    start_new_session=True,
-                )
+                proc = await spawn_ssh(argv, conn.fileno())
             except OSError as exc:
                 log_event(
                     log,

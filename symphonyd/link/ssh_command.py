@@ -9,6 +9,7 @@ about 15 s instead of a connection that hangs until TCP gives up.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from symphonyd.core.worker_hosts import WorkerHost, WorkerHosts
@@ -42,3 +43,11 @@ def ssh_argv(
     # "--" so nothing from the config can be read as an option; the purpose is the request
     # the worker's forced command (symphonyd/link/bridge.py) checks against its fixed set.
     return [*argv, "-l", worker.ssh_user, "--", host.address, purpose]
+
+
+async def spawn_ssh(argv: list[str], fd: int) -> asyncio.subprocess.Process:
+    """Start ``ssh`` with the socket ``fd`` as its stdin and stdout (OpenSSH moves the bytes;
+    the link holds no copy loop), stderr piped for the journal, in its own session."""
+    return await asyncio.create_subprocess_exec(
+        *argv, stdin=fd, stdout=fd, stderr=asyncio.subprocess.PIPE, start_new_session=True
+    )

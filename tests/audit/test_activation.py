@@ -31,6 +31,8 @@ _CLIENT = textwrap.dedent(
         if not select.select([s], [], [], 0.5)[0]:
             req = {"v": 1, "id": 1, "method": "audit.append",
                    "params": {"records": [{"type": "pause", "payload": {"via": sys.argv[1]}}]}}
+            if len(sys.argv) > 2:
+                req = {"v": 1, "id": 1, **json.loads(sys.argv[2])}
             s.sendall(json.dumps(req).encode() + b"\\n")
         print(f.readline().decode())
     except ConnectionResetError:
@@ -39,9 +41,10 @@ _CLIENT = textwrap.dedent(
 )
 
 
-def _call(path: Path, user: int) -> dict[str, object]:
+def _call(path: Path, user: int, request: dict[str, object] | None = None) -> dict[str, object]:
+    extra = [] if request is None else [json.dumps(request)]
     out = subprocess.run(
-        ["/usr/bin/python3", "-I", "-c", _CLIENT, str(path)],
+        ["/usr/bin/python3", "-I", "-c", _CLIENT, str(path), *extra],
         user=user,
         capture_output=True,
         text=True,
@@ -52,13 +55,14 @@ def _call(path: Path, user: int) -> dict[str, object]:
     return reply
 
 
-def _activate(socks: Path, audit_dir: Path) -> subprocess.Popen[bytes]:
+def _activate(
+    socks: Path, audit_dir: Path, names: tuple[str, ...] = ("dispatcher", "launcher")
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             "systemd-socket-activate",
-            f"--listen={socks / 'audit-dispatcher.sock'}",
-            f"--listen={socks / 'audit-launcher.sock'}",
-            "--fdname=dispatcher:launcher",
+            *[f"--listen={socks / f'audit-{name}.sock'}" for name in names],
+            f"--fdname={':'.join(names)}",
             f"--setenv=PYTHONPATH={REPO}",
             f"--setenv=STATE_DIRECTORY={audit_dir}",
             sys.executable,
@@ -128,3 +132,38 @@ def test_sockets_owned_by_the_overflow_uid_refuse_to_start(tmp_path: Path) -> No
             output = proc.communicate(timeout=30)[0].decode(errors="replace")
     assert "result" not in probe.stdout
     assert "overflow uid" in output and "PrivateUsers" in output
+
+
+@pytest.mark.root
+def test_the_activated_link_socket_reads_the_chain_and_cannot_append(tmp_path: Path) -> None:
+    # On a worker host: symphony-audit-link.socket (FileDescriptorName=link, SocketUser= the
+    # link user) serves audit.records_after and nothing else (docs/design/1100).
+    audit_dir = tmp_path / "audit"
+    with short_dir() as socks:
+        socks.chmod(0o711)
+        dispatcher, link = socks / "audit-dispatcher.sock", socks / "audit-link.sock"
+        proc = _activate(socks, audit_dir, ("dispatcher", "link"))
+        try:
+            _wait_for(dispatcher, link)
+            os.chown(link, OTHER, OTHER)
+            link.chmod(0o600)
+            appended = _call(dispatcher, 0)
+            forged = _call(link, OTHER)
+            head = _call(link, OTHER, {"method": "audit.head", "params": {}})
+            page = _call(link, OTHER, {"method": "audit.records_after", "params": {"after": -1}})
+            root_on_link = _call(
+                link, 0, {"method": "audit.records_after", "params": {"after": -1}}
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            output = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert appended.get("result") is not None, output
+    for refused in (forged, head):
+        error = refused.get("error")
+        assert isinstance(error, dict) and error["code"] == "unknown_method", output
+    result = page.get("result")
+    assert isinstance(result, dict) and result["head_seq"] == 1, output
+    stored = b"".join(p.read_bytes() for p in sorted(audit_dir.glob("*.ndjson")))
+    assert "".join(line + "\n" for line in result["lines"]).encode() == stored
+    error = root_on_link.get("error")
+    assert isinstance(error, dict) and error["code"] in ("peer_not_allowed", "connection_reset")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from symphonyd.audit.chain import (
+from symphonyd.core.audit_chain import (
     GENESIS_PREVIOUS_HASH,
     ChainBreak,
     ChainHead,

@@ -10,10 +10,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from symphonyd.audit.chain import canonical_bytes
 from symphonyd.audit.shaping import shape
 from symphonyd.audit.store import Pending
 from symphonyd.audit.verify import verify_dir
+from symphonyd.core.audit_chain import canonical_bytes
 from symphonyd.core.messages import AuditEventIn
 from symphonyd.core.redact import Redactor
 from tests.audit.helpers import CLIENT, Clock, open_store

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from symphonyd.audit.chain import GENESIS_PREVIOUS_HASH
-from symphonyd.audit.layout import day_files
 from symphonyd.audit.store import AuditStore, AuditStoreError
 from symphonyd.audit.verify import verify_dir
+from symphonyd.core.audit_chain import GENESIS_PREVIOUS_HASH
+from symphonyd.core.audit_layout import day_files
 from tests.audit.helpers import WRITER, Clock, fill, open_store, pending
 
 

@@ -147,7 +147,7 @@ def test_packaged_audit_unit(booted: Container, deb: Path) -> None:
 _FORGE = textwrap.dedent(
     """
     import sys
-    from symphonyd.audit.chain import GENESIS_PREVIOUS_HASH, record_line, seal
+    from symphonyd.core.audit_chain import GENESIS_PREVIOUS_HASH, record_line, seal
     path, count, day = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     prev, lines = GENESIS_PREVIOUS_HASH, []
     for seq in range(count):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from symphonyd.audit.chain import record_line, seal
+from symphonyd.core.audit_chain import record_line, seal
 from symphonyd.ctl.main import main
 from tests.audit.helpers import fill
 

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.root
 def host_config(tmp_path: Path, worker: Worker, *, known_hosts: Path | None = None) -> Path:
     path = tmp_path / "link.toml"
     path.write_text(
-        f'[paths]\nruntime_dir = "{tmp_path}"\n'
+        f'[paths]\nruntime_dir = "{tmp_path}"\nstate_dir = "{tmp_path / "state"}"\n'
         f'[worker]\nssh_user = "root"\nknown_hosts = "{known_hosts or worker.known_hosts}"\n'
         f'[[worker.hosts]]\nname = "w1"\naddress = "127.0.0.1"\nport = {worker.port}\n'
     )
