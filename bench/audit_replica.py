@@ -30,8 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from symphonyd.core.api.audit import AUDIT_APPEND, AuditAppend, AuditEventIn  # noqa: E402
 from symphonyd.core.audit_layout import day_files  # noqa: E402
-from symphonyd.core.messages import AUDIT_APPEND, AuditAppend, AuditEventIn  # noqa: E402
 from symphonyd.runtime.ipc_client import IpcClient  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}

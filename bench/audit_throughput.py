@@ -35,8 +35,9 @@ from symphonyd.audit.commit import GroupCommitter
 from symphonyd.audit.shaping import shape
 from symphonyd.audit.store import AuditStore, Pending, Sender
 from symphonyd.audit.verify import verify_dir
+from symphonyd.core.api.audit import AUDIT_APPEND, AuditAppend
+from symphonyd.core.api.shared import HEALTH, Empty
 from symphonyd.core.audit_events import dispatch
-from symphonyd.core.messages import AUDIT_APPEND, HEALTH, AuditAppend, Empty
 from symphonyd.core.redact import Redactor
 from symphonyd.runtime.ipc_client import IpcClient
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 
-from symphonyd.core.messages import StateSnapshot
+from symphonyd.core.api.dispatcher import StateSnapshot
 from tests.dashboard.double import DispatcherDouble, snapshot
 from tests.dashboard.harness import DashboardProcess, short_dir
 

@@ -41,27 +41,22 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from symphonyd.core.issue import Issue
-from symphonyd.core.messages import (
+from symphonyd.core.api.audit import (
     AUDIT_APPEND,
     AUDIT_HEAD,
+    AuditAck,
+    AuditAppend,
+    AuditEventIn,
+    AuditHead,
+)
+from symphonyd.core.api.launcher import (
     LAUNCHER_ACK_RUNS,
     LAUNCHER_LIST_RUNS,
     LAUNCHER_REMOVE_WORKSPACE,
     LAUNCHER_START_RUN,
     LAUNCHER_STOP_RUN,
     LAUNCHER_SUBSCRIBE,
-    TRACKER_FETCH_BY_IDS,
-    TRACKER_FETCH_BY_STATES,
     AckRuns,
-    AuditAck,
-    AuditAppend,
-    AuditEventIn,
-    AuditHead,
-    Empty,
-    FetchByIds,
-    FetchByStates,
-    IssueList,
     ListRuns,
     RemoveWorkspace,
     RemoveWorkspaceResult,
@@ -76,6 +71,15 @@ from symphonyd.core.messages import (
     WorkflowSnapshot,
     WorkspaceListing,
 )
+from symphonyd.core.api.shared import Empty
+from symphonyd.core.api.tracker import (
+    TRACKER_FETCH_BY_IDS,
+    TRACKER_FETCH_BY_STATES,
+    FetchByIds,
+    FetchByStates,
+    IssueList,
+)
+from symphonyd.core.issue import Issue
 from symphonyd.dispatcher.engine import Engine
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.ports import DispatchSettings, LoadedConfig, SystemClock

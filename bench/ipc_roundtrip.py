@@ -24,14 +24,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from symphonyd.core.messages import (
-    HEALTH,
-    TRACKER_FETCH_BY_IDS,
-    Empty,
-    FetchByIds,
-    Health,
-    IssueList,
-)
+from symphonyd.core.api.shared import HEALTH, Empty, Health
+from symphonyd.core.api.tracker import TRACKER_FETCH_BY_IDS, FetchByIds, IssueList
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer

@@ -45,8 +45,9 @@ import psutil  # type: ignore[import-untyped]
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from symphonyd.core.api.dispatcher import DISPATCHER_SNAPSHOT  # noqa: E402
+from symphonyd.core.api.shared import Empty  # noqa: E402
 from symphonyd.core.errors import SymphonyError  # noqa: E402
-from symphonyd.core.messages import DISPATCHER_SNAPSHOT, Empty  # noqa: E402
 from symphonyd.runtime.ipc_client import IpcClient  # noqa: E402
 from symphonyd.tracker.local_store import render  # noqa: E402
 

@@ -31,17 +31,9 @@ from symphonyd.audit.reader import DASHBOARD_SOCKET, AuditReader, register_reade
 from symphonyd.audit.replication import LINK_SOCKET, PageReader, register_replication
 from symphonyd.audit.service import AuditService
 from symphonyd.audit.store import AuditStore, AuditStoreError, Sender
+from symphonyd.core.api.audit import AUDIT_APPEND, AUDIT_HEAD, AuditAck, AuditAppend, AuditHead
+from symphonyd.core.api.shared import HEALTH, Empty, Health
 from symphonyd.core.errors import ConfigError
-from symphonyd.core.messages import (
-    AUDIT_APPEND,
-    AUDIT_HEAD,
-    HEALTH,
-    AuditAck,
-    AuditAppend,
-    AuditHead,
-    Empty,
-    Health,
-)
 from symphonyd.core.redact import Redactor
 from symphonyd.runtime.activation import listen_fds
 from symphonyd.runtime.daemon import Daemon

@@ -16,10 +16,7 @@ from typing import Any
 
 from symphonyd.audit.verify import iter_records, verify_dir
 from symphonyd.core import audit_events
-from symphonyd.core.audit_chain import ChainBreak, parse_stored_line
-from symphonyd.core.audit_layout import day_files
-from symphonyd.core.errors import ValidationError
-from symphonyd.core.messages import (
+from symphonyd.core.api.audit import (
     AUDIT_COUNTS,
     AUDIT_QUERY,
     AUDIT_QUERY_MAX_LIMIT,
@@ -29,8 +26,11 @@ from symphonyd.core.messages import (
     AuditRecords,
     AuditRecordView,
     AuditVerifyResult,
-    Empty,
 )
+from symphonyd.core.api.shared import Empty
+from symphonyd.core.audit_chain import ChainBreak, parse_stored_line
+from symphonyd.core.audit_layout import day_files
+from symphonyd.core.errors import ValidationError
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer
 

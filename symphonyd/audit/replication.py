@@ -22,15 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from symphonyd.core.audit_layout import day_files
-from symphonyd.core.errors import ValidationError
-from symphonyd.core.messages import (
+from symphonyd.core.api.audit import (
     AUDIT_PAGE_MAX_BYTES,
     AUDIT_PAGE_MAX_RECORDS,
     AUDIT_RECORDS_AFTER,
     AuditPage,
     AuditPageAfter,
 )
+from symphonyd.core.audit_layout import day_files
+from symphonyd.core.errors import ValidationError
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from symphonyd.audit.commit import GroupCommitter
 from symphonyd.audit.shaping import DEFAULT_MAX_RECORD_BYTES, shape
 from symphonyd.audit.store import Pending, Sender
+from symphonyd.core.api.audit import AuditAck, AuditAppend, AuditHead
 from symphonyd.core.errors import ValidationError
-from symphonyd.core.messages import AuditAck, AuditAppend, AuditHead
 from symphonyd.core.redact import Redactor
 
 MAX_RECORDS_PER_REQUEST = 1000

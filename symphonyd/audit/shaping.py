@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from symphonyd.core import audit_events
+from symphonyd.core.api.audit import AuditEventIn
 from symphonyd.core.audit_chain import canonical_bytes
 from symphonyd.core.config_extensions import MAX_PREVIEW_CHARS
 from symphonyd.core.errors import ValidationError
-from symphonyd.core.messages import AuditEventIn
 from symphonyd.core.redact import Redactor
 
 DEFAULT_MAX_RECORD_BYTES = 64 * 1024

@@ -1,6 +1,6 @@
 """Audit event types and payload builders every daemon uses to describe a side effect.
 
-Daemons build :class:`~symphonyd.core.messages.AuditEventIn` values here and send them with
+Daemons build :class:`~symphonyd.core.api.audit.AuditEventIn` values here and send them with
 ``audit.append``; the audit writer stamps sequence, time and sender identity. Builders keep
 payloads small and uniform, and never carry a raw prompt: :func:`prompt_sent` stores the
 prompt's SHA-256 and a scrubbed preview. The writer enforces the same rules again, so a
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from symphonyd.core.messages import AuditEventIn
+from symphonyd.core.api.audit import AuditEventIn
 from symphonyd.core.redact import NO_SECRETS, Redactor
 
 PREVIEW_CHARS = 500

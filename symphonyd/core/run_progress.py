@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, fields
 from functools import cache
 from typing import Any
 
-from symphonyd.core.messages import RunEvent, RunInfo, RunOutcome, TokenTotals
+from symphonyd.core.api.launcher import RunEvent, RunInfo, RunOutcome
+from symphonyd.core.api.shared import TokenTotals
 
 NO_TOKENS = TokenTotals()
 

@@ -14,9 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
-from symphonyd.core.codec import encode
-from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import (
+from symphonyd.core.api.dispatcher import (
     DISPATCHER_ISSUE,
     DISPATCHER_PAUSE,
     DISPATCHER_REFRESH,
@@ -27,14 +25,16 @@ from symphonyd.core.messages import (
     SNAPSHOT_MAX_FRAME,
     ControlResult,
     DaemonHealthRow,
-    Empty,
     IssueRefParams,
     IssueView,
-    MethodSpec,
     PauseParams,
     StateSnapshot,
     WorkspaceStatus,
 )
+from symphonyd.core.api.shared import Empty
+from symphonyd.core.codec import encode
+from symphonyd.core.errors import SymphonyError
+from symphonyd.core.wire import MethodSpec
 from symphonyd.ctl.main import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 from symphonyd.runtime.hostconfig_file import load_host_config
 from symphonyd.runtime.ipc_client import IpcClient

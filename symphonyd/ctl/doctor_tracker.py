@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+from symphonyd.core.api.shared import HEALTH, Empty, Health
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import HEALTH, Empty, Health
 from symphonyd.ctl.doctor_base import Check, Context, fail, ok, run_command, systemd_is_pid1, warn
 from symphonyd.runtime.ipc_client import IpcClient
 

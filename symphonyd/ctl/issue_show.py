@@ -15,9 +15,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from symphonyd.core.api.dispatcher import DISPATCHER_ISSUE, IssueRefParams, IssueView
 from symphonyd.core.codec import encode
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import DISPATCHER_ISSUE, IssueRefParams, IssueView
 from symphonyd.ctl.control_cmd import TRANSPORT_CODES, _safe, call, render_issue, socket_path
 from symphonyd.ctl.main import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNAVAILABLE
 from symphonyd.tracker.errors import INVALID_IDENTIFIER

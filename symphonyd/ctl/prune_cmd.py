@@ -14,9 +14,9 @@ import re
 import sys
 from typing import Any
 
+from symphonyd.core.api.dispatcher import DISPATCHER_PRUNE, PruneParams
 from symphonyd.core.codec import encode
 from symphonyd.core.errors import SymphonyError, ValidationError
-from symphonyd.core.messages import DISPATCHER_PRUNE, PruneParams
 from symphonyd.ctl.control_cmd import _failed as report_failure
 from symphonyd.ctl.control_cmd import _safe, call, socket_path
 from symphonyd.ctl.main import EXIT_OK, EXIT_USAGE

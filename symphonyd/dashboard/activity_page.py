@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from symphonyd.core.messages import AuditCounts, AuditRecordView
+from symphonyd.core.api.audit import AuditCounts, AuditRecordView
 from symphonyd.dashboard.charts import Series, bar_chart, column_chart
 from symphonyd.dashboard.history import failures, hourly, runs_of
 from symphonyd.dashboard.html import at, duration, esc, issue_cell, num, table

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from symphonyd.core import audit_events as ev
-from symphonyd.core.messages import AuditRecordView
+from symphonyd.core.api.audit import AuditRecordView
 from symphonyd.dashboard.html import parse_ts
 
 SANDBOX_TYPES = frozenset(

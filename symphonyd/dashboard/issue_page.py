@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from symphonyd.core import audit_events as ev
-from symphonyd.core.messages import AuditRecordView, IssueView
+from symphonyd.core.api.audit import AuditRecordView
+from symphonyd.core.api.dispatcher import IssueView
 from symphonyd.dashboard.history import Run
 from symphonyd.dashboard.html import at, duration, esc, external_link, num, table, when
 

@@ -16,17 +16,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import (
+from symphonyd.core.api.dispatcher import (
     DISPATCHER_SNAPSHOT,
     DISPATCHER_STATE_CHANGED,
     DISPATCHER_SUBSCRIBE,
     SNAPSHOT_MAX_FRAME,
-    Empty,
-    MethodSpec,
     StateChanged,
     StateSnapshot,
 )
+from symphonyd.core.api.shared import Empty
+from symphonyd.core.errors import SymphonyError
+from symphonyd.core.wire import MethodSpec
 from symphonyd.runtime.ipc_client import IpcClient, unavailable
 from symphonyd.runtime.logging import log_event
 

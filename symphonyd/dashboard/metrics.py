@@ -8,7 +8,8 @@ of them. Either source may be away: its series are then left out and ``*_up`` sa
 from __future__ import annotations
 
 from symphonyd.core import audit_events
-from symphonyd.core.messages import AuditCounts, StateSnapshot
+from symphonyd.core.api.audit import AuditCounts
+from symphonyd.core.api.dispatcher import StateSnapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

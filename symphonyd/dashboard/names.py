@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from symphonyd.core.messages import StateSnapshot
+from symphonyd.core.api.dispatcher import StateSnapshot
 
 MAX_NAMES = 5000
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from symphonyd import __version__
-from symphonyd.core.messages import AUDIT_QUERY_MAX_LIMIT
+from symphonyd.core.api.audit import AUDIT_QUERY_MAX_LIMIT
 
 MAX_REASON_CHARS = 200
 # What a pause from the dashboard says when its reason is absent or blank.

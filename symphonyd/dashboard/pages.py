@@ -11,8 +11,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from symphonyd.core.messages import (
-    AuditRecordView,
+from symphonyd.core.api.audit import AuditRecordView
+from symphonyd.core.api.dispatcher import (
     HoldRow,
     PauseStatus,
     RetryRow,

@@ -18,29 +18,31 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from symphonyd.core import audit_events
-from symphonyd.core.codec import encode
-from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import (
+from symphonyd.core.api.audit import (
     AUDIT_COUNTS,
     AUDIT_QUERY,
     AUDIT_QUERY_MAX_LIMIT,
     AUDIT_VERIFY,
+    AuditCounts,
+    AuditQuery,
+    AuditRecords,
+    AuditRecordView,
+)
+from symphonyd.core.api.dispatcher import (
     DISPATCHER_ISSUE,
     DISPATCHER_PAUSE,
     DISPATCHER_REFRESH,
     DISPATCHER_RELEASE,
     DISPATCHER_RESUME,
     DISPATCHER_STOP,
-    AuditCounts,
-    AuditQuery,
-    AuditRecords,
-    AuditRecordView,
-    Empty,
     IssueRefParams,
     IssueView,
-    MethodSpec,
     PauseParams,
 )
+from symphonyd.core.api.shared import Empty
+from symphonyd.core.codec import encode
+from symphonyd.core.errors import SymphonyError
+from symphonyd.core.wire import MethodSpec
 from symphonyd.dashboard import activity_page, issue_page, metrics, openapi, pages
 from symphonyd.dashboard.assets import CSS, FAVICON, JS
 from symphonyd.dashboard.guard import CSRF_HEADER, MAX_BODY_BYTES, Guard, error_response, json_body

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from symphonyd.core.api.dispatcher import IssueView, RetryRow, RunningRow, StateSnapshot
 from symphonyd.core.codec import encode
-from symphonyd.core.messages import IssueView, RetryRow, RunningRow, StateSnapshot
 
 
 def _running(row: RunningRow) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from symphonyd.core.api.shared import TokenTotals
 from symphonyd.core.issue import parse_timestamp
-from symphonyd.core.messages import TokenTotals
 from symphonyd.dispatcher.state import iso, next_utc_midnight
 from symphonyd.dispatcher.store import PersistedState
 

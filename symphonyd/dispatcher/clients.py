@@ -13,11 +13,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from symphonyd.core.issue import Issue
-from symphonyd.core.messages import (
-    AUDIT_APPEND,
-    AUDIT_HEAD,
-    DEFAULT_MAX_FRAME,
+from symphonyd.core.api.audit import AUDIT_APPEND, AUDIT_HEAD, AuditAppend, AuditEventIn
+from symphonyd.core.api.launcher import (
     LAUNCHER_ACK_RUNS,
     LAUNCHER_LIST_RUNS,
     LAUNCHER_LIST_WORKSPACES,
@@ -27,17 +24,9 @@ from symphonyd.core.messages import (
     LAUNCHER_STOP_RUN,
     LAUNCHER_SUBSCRIBE,
     LAUNCHER_WORKSPACE_AGES,
-    TRACKER_FETCH_BY_IDS,
-    TRACKER_FETCH_BY_STATES,
     AckRuns,
-    AuditAppend,
-    AuditEventIn,
-    Empty,
-    FetchByIds,
-    FetchByStates,
     ListRuns,
     ListWorkspaces,
-    MethodSpec,
     RemoveWorkspace,
     RunEvent,
     RunInfo,
@@ -49,6 +38,15 @@ from symphonyd.core.messages import (
     WorkspaceAges,
     WorkspaceListing,
 )
+from symphonyd.core.api.shared import Empty
+from symphonyd.core.api.tracker import (
+    TRACKER_FETCH_BY_IDS,
+    TRACKER_FETCH_BY_STATES,
+    FetchByIds,
+    FetchByStates,
+)
+from symphonyd.core.issue import Issue
+from symphonyd.core.wire import DEFAULT_MAX_FRAME, MethodSpec
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.logging import log_event
 

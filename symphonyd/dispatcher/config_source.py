@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from symphonyd.core.api.launcher import WorkflowSnapshot
 from symphonyd.core.config import ServiceConfig
 from symphonyd.core.hostconfig import HostConfig
 from symphonyd.core.issue import state_key
-from symphonyd.core.messages import WorkflowSnapshot
 from symphonyd.core.tracker_kinds import KIND_DEFAULTS
 from symphonyd.core.workflow_accept import accepted_service_config
 from symphonyd.dispatcher.ports import DispatchSettings, LoadedConfig

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from symphonyd import __version__
+from symphonyd.core.api.dispatcher import SNAPSHOT_MAX_FRAME
+from symphonyd.core.api.tracker import TRACKER_MAX_FRAME
 from symphonyd.core.errors import ConfigError, SymphonyError
-from symphonyd.core.messages import SNAPSHOT_MAX_FRAME, TRACKER_MAX_FRAME
 from symphonyd.dispatcher.clients import (
     AuditClient,
     LauncherClient,

@@ -18,8 +18,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from symphonyd.core import audit_events as ae
+from symphonyd.core.api.audit import AuditEventIn
+from symphonyd.core.api.dispatcher import DaemonHealthRow
+from symphonyd.core.api.launcher import StopReason, StopRun
 from symphonyd.core.issue import Issue
-from symphonyd.core.messages import AuditEventIn, DaemonHealthRow, StopReason, StopRun
 from symphonyd.core.scheduling import CONTINUATION_DELAY_MS, failure_backoff_ms
 from symphonyd.dispatcher.budget import TokenLedger
 from symphonyd.dispatcher.holds import HoldBook

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from symphonyd.core.api.dispatcher import HoldKind, HoldRow
 from symphonyd.core.issue import Issue, format_timestamp, state_key
-from symphonyd.core.messages import HoldKind, HoldRow
 from symphonyd.dispatcher.state import iso
 from symphonyd.dispatcher.store import Hold, PersistedState
 

@@ -17,7 +17,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Mapping
 
-from symphonyd.core.messages import RunEvent, StopRun
+from symphonyd.core.api.launcher import RunEvent, StopRun
 from symphonyd.dispatcher.budget import TokenLedger
 from symphonyd.dispatcher.controls import ControlError, Controls
 from symphonyd.dispatcher.engine import Engine

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from symphonyd.core.issue import Issue
-from symphonyd.core.messages import (
-    AuditEventIn,
+from symphonyd.core.api.audit import AuditEventIn
+from symphonyd.core.api.launcher import (
     RunInfo,
     StartRun,
     StartRunResult,
@@ -23,6 +22,7 @@ from symphonyd.core.messages import (
     WorkflowSnapshot,
     WorkspaceListing,
 )
+from symphonyd.core.issue import Issue
 
 
 class TrackerPort(Protocol):

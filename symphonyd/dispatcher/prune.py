@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
+from symphonyd.core.api.dispatcher import PruneEntry, PruneParams, PruneResult
 from symphonyd.core.errors import SymphonyError, ValidationError
 from symphonyd.core.issue import Issue
-from symphonyd.core.messages import PruneEntry, PruneParams, PruneResult
 from symphonyd.dispatcher.budget import TokenLedger
 from symphonyd.dispatcher.holds import HoldBook
 from symphonyd.dispatcher.ports import Clock, DispatchSettings, LauncherPort, TrackerPort

@@ -9,11 +9,8 @@ from __future__ import annotations
 import logging
 
 from symphonyd.core import audit_events as ae
+from symphonyd.core.api.launcher import RunInfo, StopRun
 from symphonyd.core.issue import Issue, format_timestamp, parse_timestamp
-from symphonyd.core.messages import (
-    RunInfo,
-    StopRun,
-)
 from symphonyd.core.run_progress import RunProgress
 from symphonyd.dispatcher.budget import TokenLedger
 from symphonyd.dispatcher.engine import Engine, brief_error, log

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 
 from symphonyd.core import audit_events as ae
+from symphonyd.core.api.launcher import RunEvent, RunOutcome
 from symphonyd.core.issue import parse_timestamp
-from symphonyd.core.messages import RunEvent, RunOutcome
 from symphonyd.dispatcher.engine import Engine, log
 from symphonyd.dispatcher.journal import run_fields
 from symphonyd.dispatcher.state import RunningEntry, iso

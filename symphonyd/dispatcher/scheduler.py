@@ -7,9 +7,9 @@ import logging
 from collections import Counter
 
 from symphonyd.core import audit_events as ae
+from symphonyd.core.api.launcher import StartRun, StartRunResult, StopRun
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue, state_key
-from symphonyd.core.messages import StartRun, StartRunResult, StopRun
 from symphonyd.core.scheduling import (
     NO_SLOTS_ERROR,
     candidate_eligible,

@@ -12,8 +12,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import (
+from symphonyd.core.api.dispatcher import (
     DISPATCHER_ISSUE,
     DISPATCHER_PAUSE,
     DISPATCHER_PRUNE,
@@ -24,10 +23,7 @@ from symphonyd.core.messages import (
     DISPATCHER_STATE_CHANGED,
     DISPATCHER_STOP,
     DISPATCHER_SUBSCRIBE,
-    HEALTH,
     ControlResult,
-    Empty,
-    Health,
     IssueRefParams,
     IssueView,
     PauseParams,
@@ -37,6 +33,8 @@ from symphonyd.core.messages import (
     StateChanged,
     StateSnapshot,
 )
+from symphonyd.core.api.shared import HEALTH, Empty, Health
+from symphonyd.core.errors import SymphonyError
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.prune import prune
 from symphonyd.dispatcher.snapshot import build_issue_view, build_snapshot

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import (
+from symphonyd.core.api.dispatcher import (
     BudgetStatus,
     CodexTotals,
     ConfigStatus,
@@ -18,6 +17,7 @@ from symphonyd.core.messages import (
     SnapshotCounts,
     StateSnapshot,
 )
+from symphonyd.core.errors import SymphonyError
 from symphonyd.dispatcher.engine import Engine
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.state import RetryEntry, RunningEntry, agent_seconds, iso

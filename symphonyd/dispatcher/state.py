@@ -11,14 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from symphonyd.core.api.dispatcher import OrphanRow, PauseCode, PauseReasonRow, WorkspaceStatus
+from symphonyd.core.api.shared import TokenTotals
 from symphonyd.core.issue import Issue, format_timestamp
-from symphonyd.core.messages import (
-    OrphanRow,
-    PauseCode,
-    PauseReasonRow,
-    TokenTotals,
-    WorkspaceStatus,
-)
 from symphonyd.core.run_progress import RunProgress
 from symphonyd.runtime.logging import log_event
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import tomli_w
 
+from symphonyd.core.api.dispatcher import HoldKind
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import HoldKind
 
 STATE_FILE = "dispatcher-state.toml"
 _FORMAT = 1

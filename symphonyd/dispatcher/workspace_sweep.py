@@ -16,9 +16,10 @@ import logging
 from typing import Any
 
 from symphonyd.core import audit_events as ae
+from symphonyd.core.api.dispatcher import OrphanRow
+from symphonyd.core.api.launcher import RootEntry
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue, state_key
-from symphonyd.core.messages import OrphanRow, RootEntry
 from symphonyd.core.workspace_paths import workspace_key
 from symphonyd.dispatcher.engine import Engine, brief_error, log
 from symphonyd.dispatcher.ports import DispatchSettings

@@ -21,12 +21,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from symphonyd import __version__
-from symphonyd.core.errors import ConfigError, SymphonyError
-from symphonyd.core.hostconfig import HostConfig
-from symphonyd.core.issue import Issue
-from symphonyd.core.messages import (
-    AUDIT_APPEND,
-    HEALTH,
+from symphonyd.core.api.audit import AUDIT_APPEND, AuditAppend, AuditEventIn
+from symphonyd.core.api.launcher import (
     LAUNCHER_ACK_RUNS,
     LAUNCHER_LIST_RUNS,
     LAUNCHER_LIST_WORKSPACES,
@@ -35,20 +31,9 @@ from symphonyd.core.messages import (
     LAUNCHER_STOP_RUN,
     LAUNCHER_SUBSCRIBE,
     LAUNCHER_WORKSPACE_AGES,
-    TRACKER_FETCH_BY_IDS,
-    TRACKER_PROFILE,
-    TRACKER_REDACT,
-    TRACKER_TOOL_CALL,
-    TRACKER_TOOL_SPECS,
     AckRuns,
-    AuditAppend,
-    AuditEventIn,
-    Empty,
-    FetchByIds,
-    Health,
     ListRuns,
     ListWorkspaces,
-    RedactText,
     RemoveWorkspace,
     RemoveWorkspaceResult,
     RunList,
@@ -56,14 +41,27 @@ from symphonyd.core.messages import (
     StartRunResult,
     StopRun,
     StopRunResult,
-    ToolCall,
-    ToolResult,
-    ToolSpecList,
-    TrackerProfile,
     WorkspaceAges,
     WorkspaceAgesResult,
     WorkspaceListing,
 )
+from symphonyd.core.api.shared import HEALTH, Empty, Health
+from symphonyd.core.api.tracker import (
+    TRACKER_FETCH_BY_IDS,
+    TRACKER_PROFILE,
+    TRACKER_REDACT,
+    TRACKER_TOOL_CALL,
+    TRACKER_TOOL_SPECS,
+    FetchByIds,
+    RedactText,
+    ToolCall,
+    ToolResult,
+    ToolSpecList,
+    TrackerProfile,
+)
+from symphonyd.core.errors import ConfigError, SymphonyError
+from symphonyd.core.hostconfig import HostConfig
+from symphonyd.core.issue import Issue
 from symphonyd.launcher.child_watch import use_pidfd_child_watcher
 from symphonyd.launcher.hooks import RunAs
 from symphonyd.launcher.limits import raise_nofile_limit

@@ -21,8 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from symphonyd.core.api.tracker import TrackerProfile
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import TrackerProfile
 from symphonyd.launcher.agents.process import FORBIDDEN_NAMES_TEXT, FORBIDDEN_PREFIXES
 
 log = logging.getLogger("symphonyd.launcher")

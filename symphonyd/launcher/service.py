@@ -25,13 +25,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from symphonyd.core import audit_events as ae
-from symphonyd.core.config import ServiceConfig, build_service_config
-from symphonyd.core.errors import SymphonyError
-from symphonyd.core.hostconfig import HostConfig, apply_host_overrides
-from symphonyd.core.issue import Issue
-from symphonyd.core.messages import (
+from symphonyd.core.api.audit import AuditEventIn
+from symphonyd.core.api.launcher import (
     LAUNCHER_RUN_EVENT,
-    AuditEventIn,
     RemoveWorkspaceResult,
     RootEntry,
     RunEvent,
@@ -42,13 +38,14 @@ from symphonyd.core.messages import (
     StartRunResult,
     StopRun,
     StopRunResult,
-    ToolCall,
-    ToolResult,
-    ToolSpecList,
-    TrackerProfile,
     WorkflowSnapshot,
     WorkspaceListing,
 )
+from symphonyd.core.api.tracker import ToolCall, ToolResult, ToolSpecList, TrackerProfile
+from symphonyd.core.config import ServiceConfig, build_service_config
+from symphonyd.core.errors import SymphonyError
+from symphonyd.core.hostconfig import HostConfig, apply_host_overrides
+from symphonyd.core.issue import Issue
 from symphonyd.core.prompt_guard import guarded_issue_data
 from symphonyd.core.redact import Redactor
 from symphonyd.core.run_progress import RunProgress

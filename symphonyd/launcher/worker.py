@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from symphonyd.core.api.launcher import RunEvent, RunOutcome
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue
-from symphonyd.core.messages import RunEvent, RunOutcome
 from symphonyd.core.prompt_guard import (
     PREVIEW_CHARS,
     audit_fields_of_redacted,

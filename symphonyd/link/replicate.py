@@ -19,14 +19,14 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from symphonyd.core.audit_layout import REPLICA_SUBDIR
-from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import (
+from symphonyd.core.api.audit import (
     AUDIT_PAGE_MAX_FRAME,
     AUDIT_PAGE_MAX_RECORDS,
     AUDIT_RECORDS_AFTER,
     AuditPageAfter,
 )
+from symphonyd.core.audit_layout import REPLICA_SUBDIR
+from symphonyd.core.errors import SymphonyError
 from symphonyd.core.worker_hosts import WorkerHost, WorkerHosts
 from symphonyd.link.replica_store import ReplicaBroken, ReplicaStore, verify_page
 from symphonyd.link.ssh_command import spawn_ssh, ssh_argv

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import (
+from symphonyd.core.wire import (
     DEFAULT_MAX_FRAME,
     EVENTS,
     ErrorReply,

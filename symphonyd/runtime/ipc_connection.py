@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import (
+from symphonyd.core.wire import (
     DEFAULT_MAX_FRAME,
     MethodSpec,
     ProtocolError,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from symphonyd.core.messages import EventSpec, encode_event
+from symphonyd.core.wire import EventSpec, encode_event
 from symphonyd.runtime.logging import log_event
 from symphonyd.runtime.peer import Peer
 

@@ -1,6 +1,6 @@
 """Async Unix-socket IPC server: peer allowlist, bounded framing, typed errors, subscriptions.
 
-Wire format and error codes: ``symphonyd.core.messages`` and docs/design/0002-ipc.md; the
+Wire format and error codes: ``symphonyd.core.wire`` and docs/design/0002-ipc.md; the
 limits and the slow-subscriber policy are explained in docs/design/0200-runtime.md. The
 per-connection machinery is in ``ipc_connection``, subscriptions in ``ipc_events``.
 """
@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from symphonyd.core.messages import MethodSpec, encode_error
+from symphonyd.core.wire import MethodSpec, encode_error
 from symphonyd.runtime.activation import activated_socket, bind_unix
 from symphonyd.runtime.ipc_connection import Connection, Route, ServerLimits
 from symphonyd.runtime.ipc_events import Broadcast, EventSink

@@ -13,9 +13,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, ClassVar
 
+from symphonyd.core.api.tracker import ToolResult, ToolSpec
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue
-from symphonyd.core.messages import ToolResult, ToolSpec
 from symphonyd.tracker import tools
 from symphonyd.tracker.errors import RESPONSE, tracker_error
 from symphonyd.tracker.provider_config import TrackerSettings

@@ -16,9 +16,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from symphonyd.core.api.tracker import ToolResult
 from symphonyd.core.errors import ValidationError
 from symphonyd.core.issue import BlockerRef, Issue, build_issue, cap_text, state_key
-from symphonyd.core.messages import ToolResult
 from symphonyd.tracker.adapter import blocked
 from symphonyd.tracker.asana_config import DEFAULT_SECRET, GID, parse_asana_provider
 from symphonyd.tracker.errors import PAGINATION, RATE_LIMITED, RESPONSE, STATUS, tracker_error

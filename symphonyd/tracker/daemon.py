@@ -17,10 +17,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import (
-    AUDIT_APPEND,
-    HEALTH,
+from symphonyd.core.api.audit import AUDIT_APPEND, AuditAppend, AuditEventIn
+from symphonyd.core.api.shared import HEALTH
+from symphonyd.core.api.tracker import (
     TRACKER_FETCH_BY_IDS,
     TRACKER_FETCH_BY_STATES,
     TRACKER_MAX_FRAME,
@@ -28,9 +27,8 @@ from symphonyd.core.messages import (
     TRACKER_REDACT,
     TRACKER_TOOL_CALL,
     TRACKER_TOOL_SPECS,
-    AuditAppend,
-    AuditEventIn,
 )
+from symphonyd.core.errors import SymphonyError
 from symphonyd.runtime.activation import listen_fds
 from symphonyd.runtime.daemon import Daemon, system_uid
 from symphonyd.runtime.ipc_client import ReconnectingClient

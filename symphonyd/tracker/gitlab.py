@@ -14,9 +14,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from symphonyd.core.api.tracker import ToolResult
 from symphonyd.core.errors import TrackerError, ValidationError
 from symphonyd.core.issue import BlockerRef, Issue, build_issue, cap_text, state_key
-from symphonyd.core.messages import ToolResult
 from symphonyd.tracker.adapter import blocked
 from symphonyd.tracker.errors import RESPONSE, tracker_error
 from symphonyd.tracker.github_blockers import BlockerCache

@@ -15,9 +15,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from symphonyd.core.api.tracker import ToolResult
 from symphonyd.core.errors import ValidationError
 from symphonyd.core.issue import BlockerRef, Issue, build_issue, state_key
-from symphonyd.core.messages import ToolResult
 from symphonyd.tracker.errors import PAGINATION, RESPONSE, STATUS, config_error, tracker_error
 from symphonyd.tracker.http import HttpPolicy
 from symphonyd.tracker.http_adapter import HttpTrackerAdapter

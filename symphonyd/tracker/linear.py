@@ -6,9 +6,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from symphonyd.core.api.tracker import ToolResult, ToolSpec
 from symphonyd.core.errors import ValidationError
 from symphonyd.core.issue import BlockerRef, Issue, build_issue
-from symphonyd.core.messages import ToolResult, ToolSpec
 from symphonyd.tracker import linear_queries as q
 from symphonyd.tracker import tools
 from symphonyd.tracker.adapter import blocked

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from symphonyd.core.api.tracker import ToolResult
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import BlockerRef, Issue, build_issue, state_key
-from symphonyd.core.messages import ToolResult
 from symphonyd.tracker.adapter import TrackerAdapter, blocked
 from symphonyd.tracker.errors import RESPONSE, config_error, tracker_error
 from symphonyd.tracker.local_store import IDENTIFIER, LocalRecord, LocalStore

@@ -22,13 +22,10 @@ from typing import Any, TypeVar
 import httpx
 
 from symphonyd import __version__
-from symphonyd.core.codec import encode
-from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import (
-    Empty,
+from symphonyd.core.api.shared import Empty, Health
+from symphonyd.core.api.tracker import (
     FetchByIds,
     FetchByStates,
-    Health,
     IssueList,
     RedactedText,
     RedactText,
@@ -37,6 +34,8 @@ from symphonyd.core.messages import (
     ToolSpecList,
     TrackerProfile,
 )
+from symphonyd.core.codec import encode
+from symphonyd.core.errors import SymphonyError
 from symphonyd.core.redact import Redactor
 from symphonyd.tracker import tools
 from symphonyd.tracker.adapter import TrackerAdapter

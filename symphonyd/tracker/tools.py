@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from symphonyd.core import audit_events
+from symphonyd.core.api.audit import AuditEventIn
+from symphonyd.core.api.tracker import ToolResult, ToolSpec
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue, state_key
-from symphonyd.core.messages import AuditEventIn, ToolResult, ToolSpec
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from symphonyd.audit.shaping import shape
 from symphonyd.audit.store import AuditStore, Pending, Sender
-from symphonyd.core.messages import AuditEventIn
+from symphonyd.core.api.audit import AuditEventIn
 from symphonyd.core.redact import Redactor
 
 WRITER = Sender(uid=os.getuid(), pid=os.getpid(), unit="symphony-audit.service", socket=None)

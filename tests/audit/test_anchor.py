@@ -17,8 +17,8 @@ from symphonyd.audit.anchor import MESSAGE_ID, Anchor, Anchorer
 from symphonyd.audit.anchor_read import furthest
 from symphonyd.audit.commit import GroupCommitter
 from symphonyd.audit.config import parse_args
+from symphonyd.core.api.shared import HEALTH, Empty
 from symphonyd.core.errors import ConfigError
-from symphonyd.core.messages import HEALTH, Empty
 from symphonyd.ctl.main import main
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.audit.daemon_proc import AuditDaemon, short_dir

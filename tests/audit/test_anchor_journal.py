@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from symphonyd.audit.anchor import MESSAGE_ID
+from symphonyd.core.api.audit import AUDIT_APPEND, AuditAppend, AuditEventIn
 from symphonyd.core.audit_chain import GENESIS_PREVIOUS_HASH, record_line, seal
-from symphonyd.core.messages import AUDIT_APPEND, AuditAppend, AuditEventIn
 from symphonyd.ctl.main import main
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.audit.daemon_proc import AuditDaemon, short_dir

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from symphonyd.audit.verify import verify_dir
+from symphonyd.core.api.audit import AUDIT_APPEND, AuditAppend, AuditEventIn
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import AUDIT_APPEND, AuditAppend, AuditEventIn
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.audit.daemon_proc import CLIENT_NAMES, AuditDaemon, short_dir
 from tests.audit.helpers import records_in

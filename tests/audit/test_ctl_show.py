@@ -12,7 +12,7 @@ import pytest
 from symphonyd.audit.shaping import shape
 from symphonyd.audit.store import Pending
 from symphonyd.core import audit_events
-from symphonyd.core.messages import AuditEventIn
+from symphonyd.core.api.audit import AuditEventIn
 from symphonyd.core.redact import Redactor
 from symphonyd.ctl.main import main
 from tests.audit.helpers import CLIENT, Clock, fill, open_store

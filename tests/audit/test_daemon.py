@@ -14,15 +14,9 @@ import pytest
 
 from symphonyd.audit.verify import verify_dir
 from symphonyd.core import audit_events
+from symphonyd.core.api.audit import AUDIT_APPEND, AUDIT_HEAD, AuditAppend, AuditEventIn
+from symphonyd.core.api.shared import HEALTH, Empty
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import (
-    AUDIT_APPEND,
-    AUDIT_HEAD,
-    HEALTH,
-    AuditAppend,
-    AuditEventIn,
-    Empty,
-)
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.audit.daemon_proc import AuditDaemon, short_dir
 from tests.audit.helpers import records_in

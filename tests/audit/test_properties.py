@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from symphonyd.audit.shaping import shape
 from symphonyd.audit.store import Pending
 from symphonyd.audit.verify import verify_dir
+from symphonyd.core.api.audit import AuditEventIn
 from symphonyd.core.audit_chain import canonical_bytes
-from symphonyd.core.messages import AuditEventIn
 from symphonyd.core.redact import Redactor
 from tests.audit.helpers import CLIENT, Clock, open_store
 

@@ -14,8 +14,8 @@ from symphonyd.audit.service import AuditService
 from symphonyd.audit.store import AuditStore
 from symphonyd.audit.verify import verify_dir
 from symphonyd.core import audit_events
+from symphonyd.core.api.audit import AuditAppend, AuditEventIn
 from symphonyd.core.errors import ValidationError
-from symphonyd.core.messages import AuditAppend, AuditEventIn
 from symphonyd.core.redact import Redactor
 from tests.audit.helpers import CLIENT, WRITER, records_in
 

@@ -5,12 +5,11 @@ from typing import Any, Literal
 
 import pytest
 
+from symphonyd.core.api.shared import HEALTH, Empty
 from symphonyd.core.codec import decode, encode
 from symphonyd.core.errors import ValidationError
 from symphonyd.core.issue import Issue, build_issue
-from symphonyd.core.messages import (
-    HEALTH,
-    Empty,
+from symphonyd.core.wire import (
     ErrorReply,
     Event,
     ProtocolError,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from symphonyd.core.messages import RunEvent, RunInfo, RunningRow, RunOutcome, TokenTotals
+from symphonyd.core.api.dispatcher import RunningRow
+from symphonyd.core.api.launcher import RunEvent, RunInfo, RunOutcome
+from symphonyd.core.api.shared import TokenTotals
 from symphonyd.core.run_progress import RunProgress
 
 AT = "2026-03-01T12:00:00.000Z"

@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import (
+from symphonyd.core.api.dispatcher import (
     DISPATCHER_ISSUE,
     IssueAttempts,
     IssueRefParams,
     IssueView,
     RecentEvent,
 )
+from symphonyd.core.errors import SymphonyError
 from symphonyd.runtime.peer import Peer
 from tests.ctl.dispatcher_double import FakeDispatcher
 

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from symphonyd.core.api.dispatcher import DISPATCHER_PRUNE, PruneEntry, PruneParams, PruneResult
 from symphonyd.core.errors import ValidationError
-from symphonyd.core.messages import DISPATCHER_PRUNE, PruneEntry, PruneParams, PruneResult
 from symphonyd.ctl.prune_cmd import MAX_DURATION_S, UNIT_SECONDS, parse_duration
 from symphonyd.runtime.peer import Peer
 from tests.ctl.dispatcher_double import FakeDispatcher

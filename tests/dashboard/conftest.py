@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from symphonyd.core import audit_events
-from symphonyd.core.messages import AUDIT_APPEND, AuditAppend
+from symphonyd.core.api.audit import AUDIT_APPEND, AuditAppend
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.audit.daemon_proc import AuditDaemon
 from tests.dashboard.double import DispatcherDouble

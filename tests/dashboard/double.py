@@ -15,8 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import (
+from symphonyd.core.api.dispatcher import (
     DISPATCHER_ISSUE,
     DISPATCHER_PAUSE,
     DISPATCHER_REFRESH,
@@ -31,7 +30,6 @@ from symphonyd.core.messages import (
     ConfigStatus,
     ControlResult,
     DaemonHealthRow,
-    Empty,
     HoldRow,
     IssueAttempts,
     IssueRefParams,
@@ -46,8 +44,9 @@ from symphonyd.core.messages import (
     SnapshotCounts,
     StateChanged,
     StateSnapshot,
-    TokenTotals,
 )
+from symphonyd.core.api.shared import Empty, TokenTotals
+from symphonyd.core.errors import SymphonyError
 from symphonyd.dispatcher.controls import clean_reason
 from symphonyd.runtime.ipc_server import EventSink, IpcServer
 from symphonyd.runtime.peer import Peer

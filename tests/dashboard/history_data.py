@@ -13,7 +13,7 @@ import asyncio
 from pathlib import Path
 
 from symphonyd.core import audit_events as ev
-from symphonyd.core.messages import AUDIT_APPEND, AuditAppend, AuditEventIn
+from symphonyd.core.api.audit import AUDIT_APPEND, AuditAppend, AuditEventIn
 from symphonyd.launcher.sandbox.manager import audit_event
 from symphonyd.runtime.ipc_client import IpcClient
 

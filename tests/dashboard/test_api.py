@@ -8,7 +8,7 @@ import os
 
 import httpx
 
-from symphonyd.core.messages import StateSnapshot
+from symphonyd.core.api.dispatcher import StateSnapshot
 from tests.dashboard.conftest import Running
 from tests.dashboard.double import DispatcherDouble, running_row
 from tests.dashboard.harness import DashboardProcess, short_dir, wait_for

@@ -11,15 +11,15 @@ import pytest
 
 from symphonyd.audit.reader import query
 from symphonyd.audit.store import AuditStore, Sender
-from symphonyd.core.errors import SymphonyError, ValidationError
-from symphonyd.core.messages import (
+from symphonyd.core.api.audit import (
     AUDIT_APPEND,
     AUDIT_VERIFY,
     AuditAppend,
     AuditEventIn,
     AuditQuery,
-    Empty,
 )
+from symphonyd.core.api.shared import Empty
+from symphonyd.core.errors import SymphonyError, ValidationError
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.dashboard.conftest import WithAudit, append_records
 

@@ -21,7 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.wait import WebDriverWait
 
-from symphonyd.core.messages import DaemonHealthRow, StateSnapshot
+from symphonyd.core.api.dispatcher import DaemonHealthRow, StateSnapshot
 from tests.dashboard.conftest import Running, WithAudit
 from tests.dashboard.contrast import low_contrast
 from tests.dashboard.double import running_row, snapshot

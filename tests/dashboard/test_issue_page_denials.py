@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from symphonyd.core import audit_events as ev
-from symphonyd.core.messages import AuditRecordView
+from symphonyd.core.api.audit import AuditRecordView
 from symphonyd.dashboard.issue_page import describe, transcript
 
 

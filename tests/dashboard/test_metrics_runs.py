@@ -19,20 +19,17 @@ import httpx
 import pytest
 
 from symphonyd.core import audit_events
-from symphonyd.core.issue import build_issue
-from symphonyd.core.messages import (
-    AUDIT_APPEND,
+from symphonyd.core.api.audit import AUDIT_APPEND, AuditAppend, AuditEventIn
+from symphonyd.core.api.launcher import (
     LAUNCHER_START_RUN,
     LAUNCHER_SUBSCRIBE,
-    AuditAppend,
-    AuditEventIn,
-    Empty,
     RunEvent,
     RunOutcome,
     StartRun,
-    TokenTotals,
     WorkflowSnapshot,
 )
+from symphonyd.core.api.shared import Empty, TokenTotals
+from symphonyd.core.issue import build_issue
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.audit.daemon_proc import AuditDaemon
 from tests.dashboard.double import DispatcherDouble

@@ -8,7 +8,7 @@ import re
 
 import httpx
 
-from symphonyd.core.messages import DaemonHealthRow, StateSnapshot
+from symphonyd.core.api.dispatcher import DaemonHealthRow, StateSnapshot
 from tests.dashboard.conftest import Running
 from tests.dashboard.harness import wait_for
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from symphonyd.core.messages import StartRun, ToolSpec, ToolSpecList
+from symphonyd.core.api.launcher import StartRun
+from symphonyd.core.api.tracker import ToolSpec, ToolSpecList
 from symphonyd.demo.model_server import DEMO_FILE, DemoServer, Recorder
 from tests.launcher.test_service import TrackerDouble, issue, make_service, snapshot, wait_finished
 

@@ -18,11 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from symphonyd.core.audit_events import CLIENT_TYPES
-from symphonyd.core.errors import SymphonyError, TrackerError, WorkflowError
-from symphonyd.core.issue import Issue, state_key
-from symphonyd.core.messages import (
-    AuditEventIn,
+from symphonyd.core.api.audit import AuditEventIn
+from symphonyd.core.api.launcher import (
     RootEntry,
     RunEvent,
     RunInfo,
@@ -31,10 +28,13 @@ from symphonyd.core.messages import (
     StartRunResult,
     StopRun,
     StopRunResult,
-    TokenTotals,
     WorkflowSnapshot,
     WorkspaceListing,
 )
+from symphonyd.core.api.shared import TokenTotals
+from symphonyd.core.audit_events import CLIENT_TYPES
+from symphonyd.core.errors import SymphonyError, TrackerError, WorkflowError
+from symphonyd.core.issue import Issue, state_key
 from symphonyd.core.workspace_paths import workspace_key
 from symphonyd.dispatcher.ports import DispatchSettings, LoadedConfig
 from symphonyd.launcher.workspace import WorkspaceManager

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from symphonyd.core.messages import RunEvent, RunOutcome
+from symphonyd.core.api.launcher import RunEvent, RunOutcome
 from symphonyd.dispatcher.engine import Engine
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.store import StateStore

@@ -14,9 +14,8 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from symphonyd.core.messages import (
-    AUDIT_APPEND,
-    AUDIT_HEAD,
+from symphonyd.core.api.audit import AUDIT_APPEND, AUDIT_HEAD, AuditAck, AuditAppend, AuditHead
+from symphonyd.core.api.launcher import (
     LAUNCHER_ACK_RUNS,
     LAUNCHER_LIST_RUNS,
     LAUNCHER_REMOVE_WORKSPACE,
@@ -25,16 +24,7 @@ from symphonyd.core.messages import (
     LAUNCHER_STOP_RUN,
     LAUNCHER_SUBSCRIBE,
     LAUNCHER_WORKSPACE_AGES,
-    TRACKER_FETCH_BY_IDS,
-    TRACKER_FETCH_BY_STATES,
     AckRuns,
-    AuditAck,
-    AuditAppend,
-    AuditHead,
-    Empty,
-    FetchByIds,
-    FetchByStates,
-    IssueList,
     ListRuns,
     RemoveWorkspace,
     RemoveWorkspaceResult,
@@ -46,6 +36,14 @@ from symphonyd.core.messages import (
     StopRunResult,
     WorkspaceAges,
     WorkspaceAgesResult,
+)
+from symphonyd.core.api.shared import Empty
+from symphonyd.core.api.tracker import (
+    TRACKER_FETCH_BY_IDS,
+    TRACKER_FETCH_BY_STATES,
+    FetchByIds,
+    FetchByStates,
+    IssueList,
 )
 from symphonyd.runtime.ipc_server import EventSink, IpcServer
 from symphonyd.runtime.peer import Peer

@@ -23,15 +23,14 @@ from typing import Any
 
 import httpx
 
-from symphonyd.core.issue import Issue, build_issue, state_key
-from symphonyd.core.messages import (
+from symphonyd.core.api.shared import Empty
+from symphonyd.core.api.tracker import (
     TRACKER_FETCH_BY_IDS,
     TRACKER_FETCH_BY_STATES,
     TRACKER_PROFILE,
     TRACKER_REDACT,
     TRACKER_TOOL_CALL,
     TRACKER_TOOL_SPECS,
-    Empty,
     FetchByIds,
     FetchByStates,
     IssueList,
@@ -42,6 +41,7 @@ from symphonyd.core.messages import (
     ToolSpecList,
     TrackerProfile,
 )
+from symphonyd.core.issue import Issue, build_issue, state_key
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer
 from tests.dashboard.harness import DashboardProcess, short_dir

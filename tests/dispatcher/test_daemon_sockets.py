@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from symphonyd.core.api.dispatcher import RunningRow
+from symphonyd.core.api.launcher import RunEvent, RunOutcome
+from symphonyd.core.api.shared import TokenTotals
 from symphonyd.core.codec import encode
-from symphonyd.core.messages import RunEvent, RunningRow, RunOutcome, TokenTotals
 from symphonyd.core.run_progress import RunProgress
 from symphonyd.ctl.main import main as ctl_main
 from symphonyd.dispatcher.config_source import WorkflowConfigSource

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from symphonyd.core.messages import RunEvent, RunOutcome
+from symphonyd.core.api.launcher import RunEvent, RunOutcome
 from tests.dispatcher.doubles import issue, run_async
 from tests.dispatcher.journal_capture import JournalCapture, journal_capture
 from tests.dispatcher.socket_doubles import SocketWorld, eventually, socket_world

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from symphonyd.core.messages import RunEvent, RunOutcome
+from symphonyd.core.api.launcher import RunEvent, RunOutcome
 from tests.dispatcher.doubles import issue, run_async
 from tests.dispatcher.harness import Harness
 from tests.dispatcher.journal_capture import journal_capture

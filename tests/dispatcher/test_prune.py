@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from symphonyd.core.api.dispatcher import PruneParams
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import PruneParams
 from symphonyd.core.workspace_paths import workspace_key
 from symphonyd.dispatcher.prune import prune
 from symphonyd.dispatcher.service import DispatcherService

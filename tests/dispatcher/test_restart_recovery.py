@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from symphonyd.core.api.launcher import RunOutcome
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import RunOutcome
 from tests.dispatcher.doubles import issue, run_async, tokens
 from tests.dispatcher.harness import Harness
 

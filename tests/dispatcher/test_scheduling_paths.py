@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from symphonyd.core.messages import RunOutcome, TokenTotals
+from symphonyd.core.api.launcher import RunOutcome
+from symphonyd.core.api.shared import TokenTotals
 from symphonyd.core.scheduling import NO_SLOTS_ERROR
 from symphonyd.dispatcher.snapshot import build_snapshot
 from tests.dispatcher.doubles import T0, issue, run_async, tokens

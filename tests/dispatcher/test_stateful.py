@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from symphonyd.core.api.launcher import RunEvent, RunOutcome, StartRun, StartRunResult
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import state_key
-from symphonyd.core.messages import RunEvent, RunOutcome, StartRun, StartRunResult
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from tests.dispatcher.doubles import T0, MemoryLauncher, issue, tokens
 from tests.dispatcher.harness import Harness

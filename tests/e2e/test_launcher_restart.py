@@ -26,7 +26,7 @@ SOCKET = "/run/symphony/launcher-dispatcher.sock"
 # says whether the leftover process is still alive (not even a zombie).
 ASK_THEN_LOOK = """\
 import asyncio, sys
-from symphonyd.core.messages import HEALTH, Empty
+from symphonyd.core.api.shared import HEALTH, Empty
 from symphonyd.runtime.ipc_client import IpcClient
 
 async def main() -> None:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from symphonyd.core.messages import AuditEventIn
+from symphonyd.core.api.audit import AuditEventIn
 from symphonyd.launcher.daemon import AuditQueue
 from tests.launcher.test_daemon_sockets import spawn, stop, wait_for_socket
 

@@ -13,15 +13,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from symphonyd.core.issue import build_issue
-from symphonyd.core.messages import (
+from symphonyd.core.api.launcher import (
     LAUNCHER_START_RUN,
     LAUNCHER_SUBSCRIBE,
-    Empty,
     RunEvent,
     StartRun,
     WorkflowSnapshot,
 )
+from symphonyd.core.api.shared import Empty
+from symphonyd.core.issue import build_issue
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.launcher.test_daemon_sockets import (
     launcher_layout,

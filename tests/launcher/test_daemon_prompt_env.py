@@ -21,17 +21,17 @@ from typing import Any
 
 import pytest
 
-from symphonyd.core.issue import build_issue
-from symphonyd.core.messages import (
+from symphonyd.core.api.launcher import (
     LAUNCHER_LIST_RUNS,
     LAUNCHER_START_RUN,
     LAUNCHER_SUBSCRIBE,
-    Empty,
     ListRuns,
     RunInfo,
     StartRun,
     WorkflowSnapshot,
 )
+from symphonyd.core.api.shared import Empty
+from symphonyd.core.issue import build_issue
 from symphonyd.core.prompt_guard import PREAMBLE, guarded_issue_data, guarded_prompt
 from symphonyd.core.redact import Redactor
 from symphonyd.core.template import compile_prompt

@@ -21,34 +21,35 @@ from typing import Any
 
 import pytest
 
-from symphonyd.core.issue import Issue, build_issue
-from symphonyd.core.messages import (
-    HEALTH,
+from symphonyd.core.api.launcher import (
     LAUNCHER_ACK_RUNS,
     LAUNCHER_LIST_RUNS,
     LAUNCHER_START_RUN,
     LAUNCHER_SUBSCRIBE,
+    AckRuns,
+    ListRuns,
+    RunEvent,
+    RunInfo,
+    StartRun,
+    WorkflowSnapshot,
+)
+from symphonyd.core.api.shared import HEALTH, Empty
+from symphonyd.core.api.tracker import (
     TRACKER_FETCH_BY_IDS,
     TRACKER_PROFILE,
     TRACKER_REDACT,
     TRACKER_TOOL_CALL,
     TRACKER_TOOL_SPECS,
-    AckRuns,
-    Empty,
     FetchByIds,
     IssueList,
-    ListRuns,
     RedactedText,
     RedactText,
-    RunEvent,
-    RunInfo,
-    StartRun,
     ToolCall,
     ToolResult,
     ToolSpecList,
     TrackerProfile,
-    WorkflowSnapshot,
 )
+from symphonyd.core.issue import Issue, build_issue
 from symphonyd.core.redact import Redactor
 from symphonyd.core.run_progress import RunProgress
 from symphonyd.runtime.ipc_client import IpcClient

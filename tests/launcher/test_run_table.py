@@ -15,20 +15,12 @@ from typing import Any
 
 import pytest
 
+from symphonyd.core.api.launcher import LAUNCHER_LIST_RUNS, ListRuns, StartRun, WorkflowSnapshot
+from symphonyd.core.api.tracker import ToolCall, ToolResult, ToolSpecList, TrackerProfile
 from symphonyd.core.codec import encode
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue, build_issue
-from symphonyd.core.messages import (
-    DEFAULT_MAX_FRAME,
-    LAUNCHER_LIST_RUNS,
-    ListRuns,
-    StartRun,
-    ToolCall,
-    ToolResult,
-    ToolSpecList,
-    TrackerProfile,
-    WorkflowSnapshot,
-)
+from symphonyd.core.wire import DEFAULT_MAX_FRAME
 from symphonyd.dispatcher.clients import LauncherClient, Link
 from symphonyd.launcher import run_table
 from symphonyd.launcher.daemon import launcher_server

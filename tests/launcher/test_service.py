@@ -10,19 +10,10 @@ from typing import Any
 
 import pytest
 
+from symphonyd.core.api.audit import AuditEventIn
+from symphonyd.core.api.launcher import RunEvent, StartRun, StopRun, WorkflowSnapshot
+from symphonyd.core.api.tracker import ToolCall, ToolResult, ToolSpec, ToolSpecList, TrackerProfile
 from symphonyd.core.issue import Issue, build_issue
-from symphonyd.core.messages import (
-    AuditEventIn,
-    RunEvent,
-    StartRun,
-    StopRun,
-    ToolCall,
-    ToolResult,
-    ToolSpec,
-    ToolSpecList,
-    TrackerProfile,
-    WorkflowSnapshot,
-)
 from symphonyd.core.redact import Redactor
 from symphonyd.launcher.service import LauncherDeps, LauncherService
 from tests.launcher.agents.conftest import codex_command

@@ -14,9 +14,10 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from symphonyd.core.api.launcher import RunEvent
+from symphonyd.core.api.shared import TokenTotals
 from symphonyd.core.config import HooksConfig
 from symphonyd.core.issue import Issue, build_issue
-from symphonyd.core.messages import RunEvent, TokenTotals
 from symphonyd.launcher.agents.session import AgentSession, TurnResult
 from symphonyd.launcher.worker import WorkerDeps, run_worker_attempt
 from symphonyd.launcher.workspace import WorkspaceManager

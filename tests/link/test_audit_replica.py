@@ -24,17 +24,17 @@ from pathlib import Path
 import pytest
 
 from symphonyd.audit.verify import verify_dir
-from symphonyd.core.audit_layout import day_files
-from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import (
+from symphonyd.core.api.audit import (
     AUDIT_APPEND,
     AUDIT_HEAD,
     AUDIT_RECORDS_AFTER,
     AuditAppend,
     AuditEventIn,
     AuditPageAfter,
-    Empty,
 )
+from symphonyd.core.api.shared import Empty
+from symphonyd.core.audit_layout import day_files
+from symphonyd.core.errors import SymphonyError
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.audit.daemon_proc import AuditDaemon
 from tests.audit.helpers import fill

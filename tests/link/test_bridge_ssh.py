@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from symphonyd.core.messages import HEALTH, LAUNCHER_LIST_RUNS, Empty, ListRuns
+from symphonyd.core.api.launcher import LAUNCHER_LIST_RUNS, ListRuns
+from symphonyd.core.api.shared import HEALTH, Empty
 from symphonyd.link.bridge import EX_NOPERM, EX_UNAVAILABLE
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.link.conftest import Worker, free_port

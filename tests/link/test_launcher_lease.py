@@ -12,8 +12,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from symphonyd.core.issue import Issue, build_issue
-from symphonyd.core.messages import (
+from symphonyd.core.api.launcher import (
     LAUNCHER_LIST_RUNS,
     LAUNCHER_START_RUN,
     ListRuns,
@@ -21,6 +20,7 @@ from symphonyd.core.messages import (
     StartRun,
     WorkflowSnapshot,
 )
+from symphonyd.core.issue import Issue, build_issue
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.launcher.test_daemon_sockets import (
     launcher_layout,

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from symphonyd.core.api.launcher import LAUNCHER_LIST_RUNS, ListRuns
+from symphonyd.core.api.shared import HEALTH, Empty
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import HEALTH, LAUNCHER_LIST_RUNS, Empty, ListRuns
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.launcher.test_daemon_sockets import spawn, stop
 from tests.link.conftest import Worker

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from symphonyd.core.messages import HEALTH, Empty, Health
+from symphonyd.core.api.shared import HEALTH, Empty, Health
 from symphonyd.runtime.activation import activated_socket
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer

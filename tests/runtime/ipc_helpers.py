@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from symphonyd.core.api.shared import HEALTH, Empty, Health
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import HEALTH, Empty, Health, MethodSpec
+from symphonyd.core.wire import MethodSpec
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.ipc_server import IpcServer, ServerLimits
 from symphonyd.runtime.peer import Peer

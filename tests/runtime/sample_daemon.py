@@ -11,8 +11,8 @@ import asyncio
 import os
 import sys
 
+from symphonyd.core.api.shared import HEALTH, Empty, Health
 from symphonyd.core.errors import ConfigError
-from symphonyd.core.messages import HEALTH, Empty, Health
 from symphonyd.runtime.daemon import Daemon, run_daemon
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from symphonyd.core.messages import HEALTH, Empty
+from symphonyd.core.api.shared import HEALTH, Empty
 from symphonyd.runtime.daemon import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_SOFTWARE
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.runtime.ipc_helpers import run, short_dir

@@ -10,14 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from symphonyd.core.api.launcher import LAUNCHER_RUN_EVENT, LAUNCHER_SUBSCRIBE, RunEvent
+from symphonyd.core.api.shared import HEALTH, Empty
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import (
-    HEALTH,
-    LAUNCHER_RUN_EVENT,
-    LAUNCHER_SUBSCRIBE,
-    Empty,
-    RunEvent,
-)
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.ipc_server import EventSink, ServerLimits
 from symphonyd.runtime.peer import Peer

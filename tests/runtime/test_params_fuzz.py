@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from symphonyd.core.messages import METHODS, ProtocolError, decode_params
+from symphonyd.core.api import audit, dispatcher, launcher, shared, tracker
+from symphonyd.core.wire import METHODS, ProtocolError, decode_params
 from tests.runtime.ipc_helpers import assert_healthy, run, serving
 
 JSON = st.recursive(
@@ -26,6 +27,12 @@ JSON = st.recursive(
     | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=20,
 )
+
+# METHODS holds a method once its API module is imported: these are all of them.
+API_MODULES = (shared, tracker, dispatcher, launcher, audit)
+
+# METHODS holds a method once its API module is imported: these are all of them.
+API_MODULES = (shared, tracker, dispatcher, launcher, audit)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from symphonyd.core.messages import HEALTH, Empty
+from symphonyd.core.api.shared import HEALTH, Empty
 from symphonyd.runtime.activation import SocketSetupError, bind_unix, listen_fds
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.peer import unit_from_cgroup, unit_of_pid

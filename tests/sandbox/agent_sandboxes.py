@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from symphonyd.core.api.launcher import WorkflowSnapshot
 from symphonyd.core.config import ServiceConfig
 from symphonyd.core.hostconfig import SandboxHost
-from symphonyd.core.messages import WorkflowSnapshot
 from symphonyd.launcher.hooks import RunAs
 from symphonyd.launcher.sandbox.agent_sandbox import AgentSandboxes
 from symphonyd.launcher.service import bind_config

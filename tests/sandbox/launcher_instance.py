@@ -16,8 +16,9 @@ import os
 import sys
 from pathlib import Path
 
+from symphonyd.core.api.audit import AuditEventIn
+from symphonyd.core.api.launcher import WorkflowSnapshot
 from symphonyd.core.hostconfig import HostConfig, SandboxHost
-from symphonyd.core.messages import AuditEventIn, WorkflowSnapshot
 from symphonyd.launcher.daemon import AuditQueue, sandboxes_for
 from symphonyd.launcher.hooks import RunAs
 from symphonyd.launcher.service import bind_config

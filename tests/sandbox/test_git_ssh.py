@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
+from symphonyd.core.api.launcher import WorkflowSnapshot
 from symphonyd.core.config import ServiceConfig
 from symphonyd.core.hostconfig import parse_host_config
-from symphonyd.core.messages import WorkflowSnapshot
 from symphonyd.launcher.sandbox.manager import SandboxHandle
 from symphonyd.launcher.service import bind_config
 from tests.sandbox.agent_sandboxes import agent_sandboxes

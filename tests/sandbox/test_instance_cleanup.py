@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from symphonyd.core.api.audit import AuditEventIn
 from symphonyd.core.hostconfig import HostConfig, SandboxHost
-from symphonyd.core.messages import AuditEventIn
 from symphonyd.launcher.daemon import AuditQueue, sandboxes_for
 from symphonyd.launcher.hooks import RunAs
 from symphonyd.launcher.sandbox import procs

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
+from symphonyd.core.api.audit import AuditEventIn
+from symphonyd.core.api.launcher import StartRun, WorkflowSnapshot
 from symphonyd.core.hostconfig import SandboxHost
-from symphonyd.core.messages import AuditEventIn, StartRun, WorkflowSnapshot
 from symphonyd.launcher.hooks import RunAs
 from symphonyd.launcher.sandbox.addresses import AddressPool
 from symphonyd.launcher.sandbox.agent_sandbox import AgentSandboxes

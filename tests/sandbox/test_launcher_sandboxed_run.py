@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from symphonyd.core.api.audit import AuditEventIn
+from symphonyd.core.api.launcher import StartRun
 from symphonyd.core.hostconfig import SandboxHost
-from symphonyd.core.messages import AuditEventIn, StartRun
 from symphonyd.demo.model_server import DEMO_FILE, DemoServer
 from symphonyd.launcher.hooks import RunAs
 from symphonyd.launcher.sandbox.agent_sandbox import AgentSandboxes
@@ -79,7 +80,7 @@ def test_sandboxed_run_edits_workspace_and_hands_off(tmp_path: Path, template: P
         # The operator allows nothing; the local service is host configuration.
         "sandbox": {"egress": {"mode": "allowlist", "allowed_domains": []}},
     }
-    from symphonyd.core.messages import WorkflowSnapshot
+    from symphonyd.core.api.launcher import WorkflowSnapshot
 
     snapshot = WorkflowSnapshot(
         str(tmp_path / "WORKFLOW.md"), workflow_config, "Do {{ issue.identifier }}", "0" * 64

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from symphonyd.core.api.audit import AuditEventIn
 from symphonyd.core.issue import Issue
-from symphonyd.core.messages import AuditEventIn
 from symphonyd.tracker.adapter import TrackerAdapter
 
 T = TypeVar("T")

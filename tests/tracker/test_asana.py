@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from symphonyd.core.api.shared import Empty
+from symphonyd.core.api.tracker import FetchByIds, FetchByStates, ToolCall
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import Empty, FetchByIds, FetchByStates, ToolCall
 from symphonyd.tracker.asana import AsanaAdapter
 from symphonyd.tracker.provider_config import TrackerSettings
 from symphonyd.tracker.service import TrackerService

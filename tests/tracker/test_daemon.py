@@ -24,16 +24,10 @@ from urllib.parse import quote
 
 import pytest
 
+from symphonyd.core.api.audit import AUDIT_APPEND, AuditAck, AuditAppend
+from symphonyd.core.api.tracker import TRACKER_FETCH_BY_STATES, TRACKER_MAX_FRAME, FetchByStates
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import build_issue
-from symphonyd.core.messages import (
-    AUDIT_APPEND,
-    TRACKER_FETCH_BY_STATES,
-    TRACKER_MAX_FRAME,
-    AuditAck,
-    AuditAppend,
-    FetchByStates,
-)
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer

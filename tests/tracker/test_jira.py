@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from symphonyd.core.api.shared import Empty
+from symphonyd.core.api.tracker import FetchByIds, FetchByStates, ToolCall
 from symphonyd.core.errors import SymphonyError, ValidationError
-from symphonyd.core.messages import Empty, FetchByIds, FetchByStates, ToolCall
 from symphonyd.core.redact import Redactor
 from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME
 from symphonyd.tracker.jira import JiraAdapter

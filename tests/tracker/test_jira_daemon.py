@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from symphonyd.core.messages import AUDIT_APPEND, AuditAck, AuditAppend
+from symphonyd.core.api.audit import AUDIT_APPEND, AuditAck, AuditAppend
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.peer import Peer
 from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from symphonyd.core.api.shared import Empty
+from symphonyd.core.api.tracker import FetchByIds, FetchByStates, RedactText, ToolCall
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import Empty, FetchByIds, FetchByStates, RedactText, ToolCall
 from symphonyd.tracker.local_store import LocalStore
 from symphonyd.tracker.service import TrackerService
 from symphonyd.tracker.workflow_source import workflow_source

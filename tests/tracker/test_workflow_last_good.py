@@ -24,16 +24,14 @@ from pathlib import Path
 
 import pytest
 
-from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import (
-    HEALTH,
+from symphonyd.core.api.shared import HEALTH, Empty, Health
+from symphonyd.core.api.tracker import (
     TRACKER_FETCH_BY_STATES,
     TRACKER_PROFILE,
-    Empty,
     FetchByStates,
-    Health,
     TrackerProfile,
 )
+from symphonyd.core.errors import SymphonyError
 from symphonyd.dispatcher.config_source import loaded_config
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.workflow_file import load_workflow

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from symphonyd import __version__
-from symphonyd.core.messages import TokenTotals, ToolResult, ToolSpec
+from symphonyd.core.api.shared import TokenTotals
+from symphonyd.core.api.tracker import ToolResult, ToolSpec
 from symphonyd.launcher.agents import claude_mcp
 from symphonyd.launcher.agents.codex_protocol import as_dict, as_str
 from symphonyd.launcher.agents.process import (

@@ -15,7 +15,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from symphonyd.core.messages import ToolResult, ToolSpec
+from symphonyd.core.api.tracker import ToolResult, ToolSpec
 from symphonyd.launcher.agents.session import result_text
 
 SERVER = "symphony"

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from symphonyd import __version__
-from symphonyd.core.messages import TokenTotals, ToolSpec
+from symphonyd.core.api.shared import TokenTotals
+from symphonyd.core.api.tracker import ToolSpec
 from symphonyd.launcher.agents import codex_protocol as cp
 from symphonyd.launcher.agents.process import (
     AgentProcess,

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from symphonyd.core.messages import TokenTotals, ToolResult, ToolSpec
+from symphonyd.core.api.shared import TokenTotals
+from symphonyd.core.api.tracker import ToolResult, ToolSpec
 from symphonyd.launcher.agents.session import Decision, result_text, short
 
 CLIENT_NAME = "symphonyd"

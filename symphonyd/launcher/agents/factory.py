@@ -10,9 +10,9 @@ import functools
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
+from symphonyd.core.api.tracker import ToolCall, ToolResult, ToolSpec
 from symphonyd.core.config import ServiceConfig
 from symphonyd.core.issue import Issue
-from symphonyd.core.messages import ToolCall, ToolResult, ToolSpec
 from symphonyd.launcher.agents.claude import ClaudeConfig, ClaudeSession
 from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
 from symphonyd.launcher.agents.process import Spawner, build_env, local_spawn

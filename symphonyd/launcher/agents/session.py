@@ -15,8 +15,10 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from symphonyd.core.api.launcher import RunEvent, RunEventName, RunOutcome
+from symphonyd.core.api.shared import TokenTotals
+from symphonyd.core.api.tracker import ToolResult
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import RunEvent, RunEventName, RunOutcome, TokenTotals, ToolResult
 
 # SPEC 10.6 normalised categories (the Claude client reuses them; see docs/agents.md).
 AGENT_ERROR_CODES = (

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from symphonyd.core import audit_events
+from symphonyd.core.api.audit import AuditEventIn
 from symphonyd.core.config_extensions import ResourcesConfig
-from symphonyd.core.messages import AuditEventIn
 from symphonyd.launcher.sandbox import cgroups, procs
 from symphonyd.launcher.sandbox import netns as netns_mod
 from symphonyd.launcher.sandbox.addresses import AddressPool, Lease

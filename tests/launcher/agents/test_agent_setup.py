@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from symphonyd.core.api.tracker import ToolCall, ToolResult
 from symphonyd.core.config import ServiceConfig, build_service_config
 from symphonyd.core.issue import build_issue
-from symphonyd.core.messages import ToolCall, ToolResult
 from symphonyd.core.workflow import parse_workflow
 from symphonyd.launcher.agents.claude import ClaudeConfig, ClaudeSession, usage_totals
 from symphonyd.launcher.agents.codex import CodexSession

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from symphonyd.core.messages import ToolResult, ToolSpec
+from symphonyd.core.api.tracker import ToolResult, ToolSpec
 from symphonyd.launcher.agents import claude_mcp
 
 TOOLS = [ToolSpec("tracker_comment", "comment", {"type": "object"})]

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from symphonyd.core.messages import ToolResult, ToolSpec
+from symphonyd.core.api.tracker import ToolResult, ToolSpec
 from symphonyd.launcher.agents.claude import ClaudeConfig, ClaudeSession
 from symphonyd.launcher.agents.session import ApprovalPolicy, Timeouts, ToolInvocation
 from tests.launcher.agents.conftest import AgentDirs, claude_bin

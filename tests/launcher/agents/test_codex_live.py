@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from symphonyd.core.messages import ToolResult, ToolSpec
+from symphonyd.core.api.tracker import ToolResult, ToolSpec
 from symphonyd.launcher.agents import codex_protocol as cp
 from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
 from symphonyd.launcher.agents.factory import EXTERNAL_SANDBOX_POLICY

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from symphonyd.core.messages import ToolSpec
+from symphonyd.core.api.tracker import ToolSpec
 from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
 from symphonyd.launcher.agents.session import Timeouts, TurnResult
 from tests.launcher.agents.conftest import AgentDirs

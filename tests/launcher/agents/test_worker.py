@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from symphonyd.core.api.launcher import RunEvent, RunOutcome
 from symphonyd.core.config import HooksConfig
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue, build_issue
-from symphonyd.core.messages import RunEvent, RunOutcome
 from symphonyd.core.prompt_guard import guarded_issue_data
 from symphonyd.core.redact import Redactor
 from symphonyd.core.template import compile_prompt
