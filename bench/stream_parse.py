@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
+from symphonyd.launcher.agents.codex import CodexSession, CodexSessionConfig
 from symphonyd.launcher.agents.process import AgentProcess
 from symphonyd.launcher.agents.session import AgentEvent
 from symphonyd.launcher.agents.stream import (
@@ -58,7 +58,7 @@ def parse_only(parts: list[bytes]) -> tuple[float, int]:
 
 async def full_path(parts: list[bytes]) -> tuple[float, int, int]:
     events: list[AgentEvent] = []
-    session = CodexSession(Path("/"), CodexConfig(), {}, on_event=events.append)
+    session = CodexSession(Path("/"), CodexSessionConfig(), {}, on_event=events.append)
     session._proc = AgentProcess("true", Path("/"), {})  # replies are dropped: no process
     stats = session._proc.stats
     splitter = LineSplitter(stats)

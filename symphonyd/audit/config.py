@@ -27,7 +27,7 @@ _ASSIGNMENT = re.compile(r"\s*(?:export\s+)?[A-Za-z_][A-Za-z0-9_]*\s*=\s*[\"']?(
 
 
 @dataclass(frozen=True)
-class AuditConfig:
+class AuditWriterConfig:
     directory: Path
     listen: dict[str, Path] = field(default_factory=dict)  # name -> path we bind ourselves
     allow_uids: frozenset[int] = frozenset()  # for self-bound sockets
@@ -45,8 +45,8 @@ def _listen(text: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
-def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> AuditConfig:
-    """The command line and environment as one AuditConfig (SystemExit 78, ConfigError)."""
+def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> AuditWriterConfig:
+    """The command line and environment as one AuditWriterConfig (SystemExit 78, ConfigError)."""
     return audit_config(arguments(argv), environ)
 
 
@@ -80,7 +80,7 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def audit_config(args: argparse.Namespace, environ: Mapping[str, str]) -> AuditConfig:
+def audit_config(args: argparse.Namespace, environ: Mapping[str, str]) -> AuditWriterConfig:
     """Check values and read the environment; raises ConfigError (exit 78 at startup)."""
     directory = args.dir or Path(environ.get("STATE_DIRECTORY", str(DEFAULT_AUDIT_DIR)))
     secret_files = list(args.secret_file)
@@ -91,7 +91,7 @@ def audit_config(args: argparse.Namespace, environ: Mapping[str, str]) -> AuditC
         raise ConfigError("--max-record-bytes must be at least 4096")
     if not 1 <= args.anchor_interval <= 86400:
         raise ConfigError("--anchor-interval must be between 1 and 86400 seconds")
-    return AuditConfig(
+    return AuditWriterConfig(
         directory=directory,
         listen=dict(args.listen),
         allow_uids=frozenset(args.allow_uid or [os.getuid()]),

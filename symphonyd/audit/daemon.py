@@ -26,7 +26,7 @@ from typing import Any
 from symphonyd import __version__
 from symphonyd.audit.anchor import SINKS, Anchorer
 from symphonyd.audit.commit import GroupCommitter
-from symphonyd.audit.config import AuditConfig, audit_config, load_secrets
+from symphonyd.audit.config import AuditWriterConfig, audit_config, load_secrets
 from symphonyd.audit.reader import DASHBOARD_SOCKET, AuditReader, register_reader
 from symphonyd.audit.replication import LINK_SOCKET, PageReader, register_replication
 from symphonyd.audit.service import AuditService
@@ -177,7 +177,9 @@ async def _store_watch(committer: GroupCommitter) -> None:
     raise AuditStoreError("the audit store failed; stopping so systemd restarts the writer")
 
 
-def _anchorer(config: AuditConfig, store: AuditStore, committer: GroupCommitter) -> Anchorer | None:
+def _anchorer(
+    config: AuditWriterConfig, store: AuditStore, committer: GroupCommitter
+) -> Anchorer | None:
     """The head anchor the configuration asks for (the journal unless ``--anchor none``)."""
     if config.anchor == "none":
         log_event(log, "audit_anchor", level=logging.WARNING, outcome="disabled")

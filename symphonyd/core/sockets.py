@@ -1,4 +1,4 @@
-"""The IPC sockets of the suite: one table read by the unit tests and ``symphonyctl doctor``.
+"""The IPC sockets of the suite: one table for the daemons, symphonyctl and the unit tests.
 
 docs/design/0003-units-and-sockets.md explains the scheme: systemd creates every socket in
 the runtime directory with mode 0600, owned by the one user allowed to connect.
@@ -6,7 +6,9 @@ the runtime directory with mode 0600, owned by the one user allowed to connect.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 SOCKET_MODE = 0o600
 
@@ -28,20 +30,47 @@ class SocketSpec:
     fdname: str  # FileDescriptorName= the server tells its clients apart by
 
     @property
-    def unit(self) -> str:
-        return f"symphony-{self.name.removesuffix('.sock')}.socket"
+    def stem(self) -> str:
+        """The name without ``.sock``: the IPC server's name in logs and refusals."""
+        return self.name.removesuffix(".sock")
 
+    @property
+    def unit(self) -> str:
+        return f"symphony-{self.stem}.socket"
+
+    def path(self, runtime_dir: str | os.PathLike[str]) -> Path:
+        """Where the socket is under ``runtime_dir`` (no filesystem access)."""
+        return Path(runtime_dir) / self.name
+
+
+# One name per socket, used by the daemons that serve and dial it and by symphonyctl: no
+# socket file name is spelled anywhere else.
+AUDIT_DISPATCHER = SocketSpec("audit-dispatcher.sock", "audit", "symphony-dispatch", "dispatcher")
+AUDIT_TRACKER = SocketSpec("audit-tracker.sock", "audit", "symphony-tracker", "tracker")
+AUDIT_LAUNCHER = SocketSpec("audit-launcher.sock", "audit", "root", "launcher")
+AUDIT_DASHBOARD = SocketSpec("audit-dashboard.sock", "audit", "symphony-dashboard", "dashboard")
+TRACKER_DISPATCHER = SocketSpec(
+    "tracker-dispatcher.sock", "tracker", "symphony-dispatch", "dispatcher"
+)
+TRACKER_LAUNCHER = SocketSpec("tracker-launcher.sock", "tracker", "root", "launcher")
+LAUNCHER_DISPATCHER = SocketSpec(
+    "launcher-dispatcher.sock", "launcher", "symphony-dispatch", "dispatcher"
+)
+DISPATCHER_CTL = SocketSpec("dispatcher-ctl.sock", "dispatcher", "root", "ctl")
+DISPATCHER_DASHBOARD = SocketSpec(
+    "dispatcher-dashboard.sock", "dispatcher", "symphony-dashboard", "dashboard"
+)
 
 SOCKETS: tuple[SocketSpec, ...] = (
-    SocketSpec("audit-dispatcher.sock", "audit", "symphony-dispatch", "dispatcher"),
-    SocketSpec("audit-tracker.sock", "audit", "symphony-tracker", "tracker"),
-    SocketSpec("audit-launcher.sock", "audit", "root", "launcher"),
-    SocketSpec("audit-dashboard.sock", "audit", "symphony-dashboard", "dashboard"),
-    SocketSpec("tracker-dispatcher.sock", "tracker", "symphony-dispatch", "dispatcher"),
-    SocketSpec("tracker-launcher.sock", "tracker", "root", "launcher"),
-    SocketSpec("launcher-dispatcher.sock", "launcher", "symphony-dispatch", "dispatcher"),
-    SocketSpec("dispatcher-ctl.sock", "dispatcher", "root", "ctl"),
-    SocketSpec("dispatcher-dashboard.sock", "dispatcher", "symphony-dashboard", "dashboard"),
+    AUDIT_DISPATCHER,
+    AUDIT_TRACKER,
+    AUDIT_LAUNCHER,
+    AUDIT_DASHBOARD,
+    TRACKER_DISPATCHER,
+    TRACKER_LAUNCHER,
+    LAUNCHER_DISPATCHER,
+    DISPATCHER_CTL,
+    DISPATCHER_DASHBOARD,
 )
 
 SERVICES = ("audit", "tracker", "launcher", "dispatcher", "dashboard")

@@ -54,14 +54,27 @@ class StateRules:
         return state_key(issue.state) in self.terminal
 
 
-def state_rules(tracker: TrackerConfig) -> StateRules:
-    defaults = KIND_DEFAULTS.get((tracker.kind or "").strip().lower())
-    active = tracker.active_states
-    terminal = tracker.terminal_states
+def effective_states(
+    kind: str | None, active: tuple[str, ...] | None, terminal: tuple[str, ...] | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The active and terminal states WORKFLOW.md names, else the kind's documented defaults.
+
+    The one place the defaults are applied: the tracker daemon's adapter settings, the
+    dispatcher's scheduling settings and the launcher's state rules all come through here.
+    An unknown kind has no defaults (its adapter is refused elsewhere).
+    """
+    defaults = KIND_DEFAULTS.get((kind or "").strip().lower())
     if active is None:
         active = defaults.active_states if defaults else ()
     if terminal is None:
         terminal = defaults.terminal_states if defaults else ()
+    return active, terminal
+
+
+def state_rules(tracker: TrackerConfig) -> StateRules:
+    active, terminal = effective_states(
+        tracker.kind, tracker.active_states, tracker.terminal_states
+    )
     return StateRules(
         frozenset(state_key(s) for s in active),
         frozenset(state_key(s) for s in terminal),

@@ -34,6 +34,7 @@ from symphonyd.core.api.dispatcher import (
 from symphonyd.core.api.shared import Empty
 from symphonyd.core.codec import encode
 from symphonyd.core.errors import SymphonyError
+from symphonyd.core.sockets import DISPATCHER_CTL
 from symphonyd.core.wire import MethodSpec
 from symphonyd.ctl.main import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 from symphonyd.runtime.hostconfig_file import load_host_config
@@ -42,7 +43,6 @@ from symphonyd.runtime.ipc_client import IpcClient
 P = TypeVar("P")
 R = TypeVar("R")
 SOCKET_ENV = "SYMPHONY_DISPATCHER_SOCKET"
-SOCKET_NAME = "dispatcher-ctl.sock"
 TRANSPORT_CODES = ("unavailable", "timeout", "peer_not_allowed", "frame_too_large")
 
 
@@ -89,7 +89,7 @@ def socket_path(args: argparse.Namespace) -> Path:
         runtime = load_host_config().config.runtime_dir
     except SymphonyError:
         runtime = "/run/symphony"
-    return Path(runtime) / SOCKET_NAME
+    return DISPATCHER_CTL.path(runtime)
 
 
 def call(path: Path, spec: MethodSpec[P, R], params: P, timeout: float = 30.0) -> R:

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from symphonyd.core.api.shared import HEALTH, Empty, Health
 from symphonyd.core.errors import SymphonyError
+from symphonyd.core.sockets import TRACKER_LAUNCHER
 from symphonyd.ctl.doctor_base import Check, Context, fail, ok, run_command, systemd_is_pid1, warn
 from symphonyd.runtime.ipc_client import IpcClient
 
 NAME = "tracker-workflow"
-SOCKET = "tracker-launcher.sock"  # root's socket on the tracker (core/sockets.py)
 UNIT = "symphony-tracker.service"
-SOCKET_UNIT = "symphony-tracker-launcher.socket"
+SOCKET_UNIT = TRACKER_LAUNCHER.unit
 FIX = "symphonyctl workflow check; fix and save (the tracker adopts it on its next request)"
 
 
@@ -39,7 +39,7 @@ async def _health(path: Path) -> Health:
 def check_tracker_workflow(ctx: Context) -> Iterator[Check]:
     if ctx.host is None:
         return
-    path = Path(ctx.host.runtime_dir) / SOCKET
+    path = TRACKER_LAUNCHER.path(ctx.host.runtime_dir)  # root's socket on the tracker
     if not path.exists():
         return  # the socket check already says so
     if systemd_is_pid1() and not _active(UNIT) and _active(SOCKET_UNIT):

@@ -18,7 +18,7 @@ from typing import Any
 
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import state_key
-from symphonyd.core.tracker_kinds import KIND_DEFAULTS
+from symphonyd.core.tracker_kinds import effective_states
 from symphonyd.ctl.issue_show import add_show
 from symphonyd.runtime.hostconfig_file import load_host_config
 from symphonyd.runtime.workflow_file import load_workflow
@@ -130,14 +130,9 @@ def _new(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     store = _store(args)
-    profile = KIND_DEFAULTS["local"]
+    active, terminal = effective_states("local", None, None)
     adapter = LocalAdapter(
-        TrackerSettings(
-            "local",
-            {"directory": str(store.directory.absolute())},
-            profile.active_states,
-            profile.terminal_states,
-        )
+        TrackerSettings("local", {"directory": str(store.directory.absolute())}, active, terminal)
     )
     try:
         issues, problems = adapter.scan()

@@ -11,6 +11,7 @@ import functools
 import sys
 from collections.abc import Sequence
 
+from symphonyd.core.sockets import AUDIT_DASHBOARD, DISPATCHER_DASHBOARD
 from symphonyd.dashboard.daemon import startup
 from symphonyd.runtime.daemon import DaemonArgumentParser, run_daemon
 
@@ -25,9 +26,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         help="bind this port instead of socket activation (over server.port and dashboard.port)",
     )
-    p.add_argument("--dispatcher-socket", help="default <runtime_dir>/dispatcher-dashboard.sock")
+    p.add_argument("--dispatcher-socket", help=f"default <runtime_dir>/{DISPATCHER_DASHBOARD.name}")
     p.add_argument(
-        "--audit-socket", help="default <runtime_dir>/audit-dashboard.sock; 'none' disables"
+        "--audit-socket", help=f"default <runtime_dir>/{AUDIT_DASHBOARD.name}; 'none' disables"
     )
     p.add_argument(
         "--allow-host",

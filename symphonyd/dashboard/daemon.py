@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
 from aiohttp import web
 
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.hostconfig import HostConfig
+from symphonyd.core.sockets import AUDIT_DASHBOARD, DISPATCHER_DASHBOARD
 from symphonyd.dashboard.bind import Listener, bind_tcp, from_activation, workflow_port
 from symphonyd.dashboard.guard import Guard, allowed_hosts
 from symphonyd.dashboard.link import DispatcherLink
@@ -91,10 +91,8 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
     host = daemon.load_host_config(args.host_config)
     listen, chosen_by = listener(args, host)
     runtime = host.runtime_dir
-    link = DispatcherLink(
-        args.dispatcher_socket or os.path.join(runtime, "dispatcher-dashboard.sock")
-    )
-    audit_path = args.audit_socket or os.path.join(runtime, "audit-dashboard.sock")
+    link = DispatcherLink(args.dispatcher_socket or DISPATCHER_DASHBOARD.path(runtime))
+    audit_path = args.audit_socket or AUDIT_DASHBOARD.path(runtime)
     audit = None if audit_path == "none" else ReconnectingClient(audit_path)
     guard = Guard(allowed_hosts(listen.port, listen.host, args.allow_host))
     dashboard = Dashboard(link, audit, guard)

@@ -13,7 +13,7 @@ from symphonyd.core.api.launcher import WorkflowSnapshot
 from symphonyd.core.config import ServiceConfig
 from symphonyd.core.hostconfig import HostConfig
 from symphonyd.core.issue import state_key
-from symphonyd.core.tracker_kinds import KIND_DEFAULTS
+from symphonyd.core.tracker_kinds import effective_states
 from symphonyd.core.workflow_accept import accepted_service_config
 from symphonyd.dispatcher.ports import DispatchSettings, LoadedConfig
 from symphonyd.runtime.workflow_file import Change, LoadedWorkflow, WorkflowWatcher
@@ -21,13 +21,10 @@ from symphonyd.runtime.workflow_file import Change, LoadedWorkflow, WorkflowWatc
 
 def dispatch_settings(cfg: ServiceConfig) -> DispatchSettings:
     # A WORKFLOW.md that names no states gets its tracker kind's documented defaults.
-    defaults = KIND_DEFAULTS.get((cfg.tracker.kind or "").strip().lower())
-    active = cfg.tracker.active_states
-    if active is None:
-        active = defaults.active_states if defaults else ()
-    terminal = cfg.tracker.terminal_states
-    if terminal is None:
-        terminal = defaults.terminal_states if defaults else ()
+    tracker = cfg.tracker
+    active, terminal = effective_states(
+        tracker.kind, tracker.active_states, tracker.terminal_states
+    )
     return DispatchSettings(
         active_states_raw=tuple(active),
         active_states=frozenset(state_key(s) for s in active),

@@ -24,6 +24,13 @@ from symphonyd import __version__
 from symphonyd.core.api.dispatcher import SNAPSHOT_MAX_FRAME
 from symphonyd.core.api.tracker import TRACKER_MAX_FRAME
 from symphonyd.core.errors import ConfigError, SymphonyError
+from symphonyd.core.sockets import (
+    AUDIT_DISPATCHER,
+    DISPATCHER_CTL,
+    DISPATCHER_DASHBOARD,
+    LAUNCHER_DISPATCHER,
+    TRACKER_DISPATCHER,
+)
 from symphonyd.dispatcher.clients import (
     AuditClient,
     LauncherClient,
@@ -72,12 +79,10 @@ def assemble(
         Engine(
             # A board's issues come back in one frame; a page walk may take minutes.
             tracker=TrackerClient(
-                Link(
-                    runtime / "tracker-dispatcher.sock", timeout=300.0, max_frame=TRACKER_MAX_FRAME
-                )
+                Link(TRACKER_DISPATCHER.path(runtime), timeout=300.0, max_frame=TRACKER_MAX_FRAME)
             ),
-            launcher=LauncherClient(Link(runtime / "launcher-dispatcher.sock")),
-            audit=AuditClient(Link(runtime / "audit-dispatcher.sock")),
+            launcher=LauncherClient(Link(LAUNCHER_DISPATCHER.path(runtime))),
+            audit=AuditClient(Link(AUDIT_DISPATCHER.path(runtime))),
             config=source,
             store=StateStore(state_dir),
             clock=SystemClock(),
@@ -104,7 +109,7 @@ def loops(service: DispatcherService, runtime: Path) -> dict[str, Coroutine[Any,
     """The dispatcher's long-running work: scheduler, workflow watch, launcher events."""
     orch = service.orch
     events = follow_run_events(
-        runtime / "launcher-dispatcher.sock", orch.handle_run_event, orch.resync_runs
+        LAUNCHER_DISPATCHER.path(runtime), orch.handle_run_event, orch.resync_runs
     )
     return {"scheduler": service.run_scheduler(), "workflow-watch": service.run_watch(),
             "launcher-events": events}  # fmt: skip
@@ -153,16 +158,16 @@ def control_server(
 async def _start_servers(service: DispatcherService, args: argparse.Namespace) -> list[IpcServer]:
     servers: list[IpcServer] = []
     if args.ctl_socket:
-        ctl = control_server("dispatcher-ctl", allowed_uids={os.getuid()}, allow_root=True)
+        ctl = control_server(DISPATCHER_CTL.stem, allowed_uids={os.getuid()}, allow_root=True)
         service.register(ctl)
         await ctl.start_path(args.ctl_socket)
         return [ctl]
     fds = listen_fds()
     for name, socks in fds.items():
-        if name == "ctl":
-            server = control_server("dispatcher-ctl", allowed_uids=(), allow_root=True)
-        elif name == "dashboard":
-            server = control_server("dispatcher-dashboard", allowed_uids=_dashboard_uid())
+        if name == DISPATCHER_CTL.fdname:
+            server = control_server(DISPATCHER_CTL.stem, allowed_uids=(), allow_root=True)
+        elif name == DISPATCHER_DASHBOARD.fdname:
+            server = control_server(DISPATCHER_DASHBOARD.stem, allowed_uids=_dashboard_uid())
         else:
             log.warning("ignoring activated socket %r", name)
             continue

@@ -12,6 +12,7 @@ import functools
 import sys
 from collections.abc import Sequence
 
+from symphonyd.core.sockets import AUDIT_LAUNCHER, TRACKER_LAUNCHER
 from symphonyd.launcher.daemon import DISPATCHER_USER, startup
 from symphonyd.runtime.daemon import DaemonArgumentParser, run_daemon
 
@@ -20,8 +21,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = DaemonArgumentParser(prog="symphony-launcher", description=__doc__)
     p.add_argument("--host-config", help="host config file (default /etc/symphony/symphonyd.toml)")
     p.add_argument("--socket", help="bind this path instead of socket activation")
-    p.add_argument("--tracker-socket", help="default <runtime_dir>/tracker-launcher.sock")
-    p.add_argument("--audit-socket", help="default <runtime_dir>/audit-launcher.sock")
+    p.add_argument("--tracker-socket", help=f"default <runtime_dir>/{TRACKER_LAUNCHER.name}")
+    p.add_argument("--audit-socket", help=f"default <runtime_dir>/{AUDIT_LAUNCHER.name}")
     p.add_argument("--agent-home", help="HOME of the agents (default <state_dir>/agent)")
     p.add_argument(
         "--dispatcher-uid",

@@ -62,6 +62,7 @@ from symphonyd.core.api.tracker import (
 from symphonyd.core.errors import ConfigError, SymphonyError
 from symphonyd.core.hostconfig import HostConfig
 from symphonyd.core.issue import Issue
+from symphonyd.core.sockets import AUDIT_LAUNCHER, LAUNCHER_DISPATCHER, TRACKER_LAUNCHER
 from symphonyd.launcher.child_watch import use_pidfd_child_watcher
 from symphonyd.launcher.hooks import RunAs
 from symphonyd.launcher.limits import raise_nofile_limit
@@ -90,7 +91,7 @@ REJECTED = frozenset({"invalid_params", "invalid_input", "record_too_large"})
 AUDIT_BATCH_MAX = 256
 
 
-class TrackerClient:
+class IpcTrackerLink:
     """``TrackerLink`` over the tracker daemon's launcher socket."""
 
     def __init__(self, path: str | Path) -> None:
@@ -211,7 +212,7 @@ def launcher_server(
     service: LauncherService,
     uids: Iterable[int],
     *,
-    name: str = "launcher-dispatcher",
+    name: str = LAUNCHER_DISPATCHER.stem,
     on_started: Callable[[str], None] | None = None,
 ) -> IpcServer:
     """The launcher protocol for one client: the local dispatcher, or the link on a worker
@@ -348,10 +349,10 @@ def sandboxes_for(
 
 def build(
     args: argparse.Namespace, host: HostConfig
-) -> tuple[LauncherService, AuditQueue, TrackerClient]:
+) -> tuple[LauncherService, AuditQueue, IpcTrackerLink]:
     runtime = Path(host.runtime_dir)
-    audit = AuditQueue(args.audit_socket or runtime / "audit-launcher.sock")
-    tracker = TrackerClient(args.tracker_socket or runtime / "tracker-launcher.sock")
+    audit = AuditQueue(args.audit_socket or AUDIT_LAUNCHER.path(runtime))
+    tracker = IpcTrackerLink(args.tracker_socket or TRACKER_LAUNCHER.path(runtime))
     agent_home = Path(args.agent_home or Path(host.state_dir) / "agent")
     agent_home.mkdir(mode=0o700, parents=True, exist_ok=True)
     run_as = agent_identity()
@@ -376,7 +377,7 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
     service, audit, tracker = build(args, host)
     uids = args.dispatcher_uid or [system_uid(DISPATCHER_USER)]
     server = launcher_server(service, uids)
-    socks = [] if args.socket else listen_fds().get("dispatcher", [])
+    socks = [] if args.socket else listen_fds().get(LAUNCHER_DISPATCHER.fdname, [])
     if not args.socket and len(socks) != 1:
         raise SymphonyError(
             "expected one activated socket named 'dispatcher' (or pass --socket)",

@@ -119,6 +119,7 @@ class _Run:
     cleanup_on_stop: bool = False
     sandbox: AgentSandbox | None = None
     seq: int = 0  # start order; the list_runs cursor
+    config: ServiceConfig | None = None  # ``workflow`` bound once (LauncherService._bound)
 
     def info(self) -> RunInfo:
         """The run as ``launcher.list_runs`` reports it."""
@@ -158,7 +159,7 @@ class LauncherService:
         self.deps = deps
         self._runs: RunTable[_Run] = RunTable()
         self._subscribers: set[Subscriber] = set()
-        self._latest_workflow: WorkflowSnapshot | None = None
+        self._latest: _Run | None = None  # its workflow locates workspaces by default
         if deps.sandboxes is not None:
             # Sandbox and egress records name the agent (the run id); add the run's issue so
             # the audit log finds them by issue too (docs/design/0955).
@@ -206,7 +207,7 @@ class LauncherService:
             issue_identifier=req.issue.identifier,
             attempt=req.attempt,
         )
-        self._latest_workflow = req.workflow
+        self._latest = run
         run.task = asyncio.create_task(self._execute(run), name=f"run-{req.run_id}")
         run.task.add_done_callback(lambda _: self._task_done(run))
         return StartRunResult(req.run_id, True)
@@ -241,20 +242,18 @@ class LauncherService:
     async def remove_workspace(
         self, identifier: str, workflow: WorkflowSnapshot | None, min_idle_s: float | None = None
     ) -> RemoveWorkspaceResult:
-        snapshot = workflow or self._latest_workflow
-        if snapshot is None:
+        if workflow is None and self._latest is None:
             raise SymphonyError(
                 "no workflow known yet to locate the workspace root", code="unavailable"
             )
         if any(r.issue_identifier == identifier for r in self._runs.live()):
             raise SymphonyError(f"{identifier} has a live run", code="run_active")
         with log_context(issue_identifier=identifier):
-            return await self._remove_workspace(identifier, snapshot, min_idle_s)
+            return await self._remove_workspace(identifier, self._config_for(workflow), min_idle_s)
 
     async def _remove_workspace(
-        self, identifier: str, snapshot: WorkflowSnapshot, min_idle_s: float | None
+        self, identifier: str, config: ServiceConfig, min_idle_s: float | None
     ) -> RemoveWorkspaceResult:
-        config = bind_config(snapshot, self.deps.env, self.deps.host)
         manager = self._workspaces(config)
         if min_idle_s is not None:
             # Age cleanup decided on an age the dispatcher saw a moment ago; a workspace
@@ -272,11 +271,24 @@ class LauncherService:
         removed = await manager.remove(identifier)
         return RemoveWorkspaceResult(bool(removed))
 
+    def _bound(self, run: _Run) -> ServiceConfig:
+        """The run's typed config: bound once from its snapshot, then the same value."""
+        if run.config is None:
+            run.config = bind_config(run.workflow, self.deps.env, self.deps.host)
+        return run.config
+
+    def _config_for(self, workflow: WorkflowSnapshot | None) -> ServiceConfig:
+        """The config of a workflow the dispatcher sent, else the latest run's own."""
+        if workflow is not None:
+            return bind_config(workflow, self.deps.env, self.deps.host)
+        if self._latest is None:
+            raise SymphonyError("no workflow known yet", code="unavailable")
+        return self._bound(self._latest)
+
     def _root(self, workflow: WorkflowSnapshot | None = None) -> str:
         root = self.deps.host.workspace_root if self.deps.host else None
-        snapshot = workflow or self._latest_workflow
-        if root is None and snapshot is not None:
-            root = bind_config(snapshot, self.deps.env, self.deps.host).workspace.root
+        if root is None and (workflow is not None or self._latest is not None):
+            root = self._config_for(workflow).workspace.root
         if root is None:
             raise SymphonyError("no workspace root known yet", code="unavailable")
         return root
@@ -414,7 +426,7 @@ class LauncherService:
         return spawn
 
     async def _attempt(self, run: _Run) -> None:
-        config = bind_config(run.workflow, self.deps.env, self.deps.host)
+        config = self._bound(run)
         template = compile_prompt(run.workflow.prompt_template)
         offered = await self.deps.tracker.tool_specs()
         tools = offered.tools
@@ -479,8 +491,7 @@ class LauncherService:
 
     async def _cleanup(self, run: _Run) -> None:
         with contextlib.suppress(Exception):
-            config = bind_config(run.workflow, self.deps.env, self.deps.host)
-            manager = self._workspaces(config)
+            manager = self._workspaces(self._bound(run))
             await asyncio.shield(manager.remove(run.issue_identifier))
 
     # ------------------------------------------------------------------ events

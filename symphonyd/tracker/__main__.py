@@ -13,6 +13,7 @@ import functools
 import sys
 from collections.abc import Sequence
 
+from symphonyd.core.sockets import AUDIT_TRACKER
 from symphonyd.runtime.daemon import DaemonArgumentParser, run_daemon
 from symphonyd.tracker.daemon import DISPATCHER_USER, startup
 
@@ -25,8 +26,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--launcher-socket", help="bind this path instead of socket activation")
     p.add_argument(
         "--audit-socket",
-        help="audit writer socket (default <runtime_dir>/"
-        "audit-tracker.sock); 'none' only logs tracker writes",
+        help=f"audit writer socket (default <runtime_dir>/{AUDIT_TRACKER.name}); "
+        "'none' only logs tracker writes",
     )
     p.add_argument(
         "--dispatcher-uid",

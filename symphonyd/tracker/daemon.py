@@ -29,6 +29,7 @@ from symphonyd.core.api.tracker import (
     TRACKER_TOOL_SPECS,
 )
 from symphonyd.core.errors import SymphonyError
+from symphonyd.core.sockets import AUDIT_TRACKER, TRACKER_DISPATCHER, TRACKER_LAUNCHER
 from symphonyd.runtime.activation import listen_fds
 from symphonyd.runtime.daemon import Daemon, system_uid
 from symphonyd.runtime.ipc_client import ReconnectingClient
@@ -71,7 +72,7 @@ def dispatcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer
     allowed = frozenset(uids)
     # A whole board comes back in one reply; the dispatcher connects with the same limit.
     server = IpcServer(
-        "tracker-dispatcher",
+        TRACKER_DISPATCHER.stem,
         allowed_uids=allowed,
         allow_root=0 in allowed,
         limits=ServerLimits(max_reply=TRACKER_MAX_FRAME),
@@ -87,7 +88,7 @@ def dispatcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer
 
 def launcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer:
     allowed = frozenset(uids)
-    server = IpcServer("tracker-launcher", allowed_uids=allowed, allow_root=0 in allowed)
+    server = IpcServer(TRACKER_LAUNCHER.stem, allowed_uids=allowed, allow_root=0 in allowed)
     server.handle(HEALTH, _peerless(service.health))
     server.handle(TRACKER_PROFILE, _peerless(service.profile))
     # Between turns the launcher re-reads its run's issue to decide whether to continue
@@ -169,7 +170,7 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
     """Host config, service, both servers; a bad workflow or host config stops us with 78."""
     host = daemon.load_host_config(args.host_config)
     env = dict(os.environ)
-    audit_path = args.audit_socket or os.path.join(host.runtime_dir, "audit-tracker.sock")
+    audit_path = args.audit_socket or AUDIT_TRACKER.path(host.runtime_dir)
     forwarder = None if audit_path == "none" else AuditForwarder(audit_path)
     service = TrackerService(
         workflow_source(args.workflow or host.workflow_path, env),
@@ -185,8 +186,8 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
         launcher_uids=args.launcher_uid or [0],
     )
     activated = listen_fds()
-    dispatcher = args.dispatcher_socket or _one(activated, "dispatcher")
-    launcher = args.launcher_socket or _one(activated, "launcher")
+    dispatcher = args.dispatcher_socket or _one(activated, TRACKER_DISPATCHER.fdname)
+    launcher = args.launcher_socket or _one(activated, TRACKER_LAUNCHER.fdname)
 
     async def close() -> None:
         await tracker.close()

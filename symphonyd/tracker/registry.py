@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from symphonyd.core.config_values import env_ref_name
-from symphonyd.core.tracker_kinds import KIND_DEFAULTS
+from symphonyd.core.tracker_kinds import KIND_DEFAULTS, effective_states
 from symphonyd.tracker.adapter import TrackerAdapter
 from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME
 from symphonyd.tracker.errors import UNSUPPORTED_KIND, tracker_error
@@ -48,13 +48,12 @@ def settings_for(
                 del resolved[key]  # an empty $NAME counts as not set (SPEC 5.3.1)
         else:
             resolved[key] = value
+    active, terminal = effective_states(name, active_states, terminal_states)
     return TrackerSettings(
         name,
         resolved,
-        active_states=active_states if active_states is not None else profile.active_states,
-        terminal_states=(
-            terminal_states if terminal_states is not None else profile.terminal_states
-        ),
+        active_states=active,
+        terminal_states=terminal,
         unit_credential=unit_credential,
     )
 

@@ -71,7 +71,7 @@ class TurnState:
 
 
 @dataclass(frozen=True)
-class ClaudeConfig:
+class ClaudeSessionConfig:
     command: str = "claude"
     model: str | None = None
     allowed_tools: Sequence[str] = ()
@@ -112,7 +112,7 @@ class ClaudeSession(AgentSession):
     def __init__(
         self,
         workspace: Path,
-        config: ClaudeConfig,
+        config: ClaudeSessionConfig,
         env: dict[str, str],
         *,
         workspace_root: Path | None = None,

@@ -43,7 +43,7 @@ from symphonyd.launcher.agents.stream import MAX_LINE
 
 
 @dataclass(frozen=True)
-class CodexConfig:
+class CodexSessionConfig:
     """The run's ``codex`` settings (SPEC 5.3.6), bound for the session's whole life."""
 
     command: str = "codex app-server"
@@ -67,7 +67,7 @@ class CodexSession(AgentSession):
     def __init__(
         self,
         workspace: Path,
-        config: CodexConfig,
+        config: CodexSessionConfig,
         env: dict[str, str],
         *,
         workspace_root: Path | None = None,

@@ -13,8 +13,8 @@ from pathlib import Path
 from symphonyd.core.api.tracker import ToolCall, ToolResult, ToolSpec
 from symphonyd.core.config import ServiceConfig
 from symphonyd.core.issue import Issue
-from symphonyd.launcher.agents.claude import ClaudeConfig, ClaudeSession
-from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
+from symphonyd.launcher.agents.claude import ClaudeSession, ClaudeSessionConfig
+from symphonyd.launcher.agents.codex import CodexSession, CodexSessionConfig
 from symphonyd.launcher.agents.process import Spawner, build_env, local_spawn
 from symphonyd.launcher.agents.session import (
     AgentSession,
@@ -55,7 +55,7 @@ def session_factory(
     bound: Callable[..., AgentSession]
     if config.agent.runtime == "claude":
         c = config.claude
-        claude = ClaudeConfig(
+        claude = ClaudeSessionConfig(
             command=c.command,
             model=c.model,
             timeouts=Timeouts.from_ms(c.read_timeout_ms, c.turn_timeout_ms, c.stall_timeout_ms),
@@ -64,7 +64,7 @@ def session_factory(
         bound = functools.partial(ClaudeSession, config=claude)
     else:
         x = config.codex
-        codex = CodexConfig(
+        codex = CodexSessionConfig(
             command=x.command,
             approval_policy=x.approval_policy,
             thread_sandbox=x.thread_sandbox,

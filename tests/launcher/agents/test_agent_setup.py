@@ -12,7 +12,7 @@ from symphonyd.core.api.tracker import ToolCall, ToolResult
 from symphonyd.core.config import ServiceConfig, build_service_config
 from symphonyd.core.issue import build_issue
 from symphonyd.core.workflow import parse_workflow
-from symphonyd.launcher.agents.claude import ClaudeConfig, ClaudeSession, usage_totals
+from symphonyd.launcher.agents.claude import ClaudeSession, ClaudeSessionConfig, usage_totals
 from symphonyd.launcher.agents.codex import CodexSession
 from symphonyd.launcher.agents.factory import session_factory, tracker_tool_executor
 from symphonyd.launcher.agents.process import build_env, check_workspace_cwd
@@ -57,7 +57,7 @@ def test_cwd_must_be_strictly_inside_root(tmp_path: Path) -> None:
 
 
 def test_claude_command_quotes_our_flags() -> None:
-    cmd = ClaudeConfig(command="claude", model="m; rm -rf /", allowed_tools=["Bash", "Read"])
+    cmd = ClaudeSessionConfig(command="claude", model="m; rm -rf /", allowed_tools=["Bash", "Read"])
     argv = shlex.split(cmd.shell_command())
     assert argv[:2] == ["claude", "-p"] and "--permission-prompt-tool" in argv
     assert argv[argv.index("--model") + 1] == "m; rm -rf /"

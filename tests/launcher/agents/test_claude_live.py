@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from symphonyd.launcher.agents.claude import ClaudeConfig, ClaudeSession
+from symphonyd.launcher.agents.claude import ClaudeSession, ClaudeSessionConfig
 from symphonyd.launcher.agents.process import build_env
 from symphonyd.launcher.agents.session import AgentError, ApprovalPolicy, Timeouts, TurnResult
 from tests.launcher.agents.conftest import AgentDirs, claude_bin
@@ -55,7 +55,7 @@ def session(
     command: str | None = None,
     timeouts: Timeouts | None = None,
 ) -> ClaudeSession:
-    config = ClaudeConfig(
+    config = ClaudeSessionConfig(
         command=command or claude_bin(),
         model=MODEL,
         approvals=approvals or ApprovalPolicy(),

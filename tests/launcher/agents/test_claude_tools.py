@@ -14,7 +14,7 @@ import time
 import pytest
 
 from symphonyd.core.api.tracker import ToolResult, ToolSpec
-from symphonyd.launcher.agents.claude import ClaudeConfig, ClaudeSession
+from symphonyd.launcher.agents.claude import ClaudeSession, ClaudeSessionConfig
 from symphonyd.launcher.agents.session import ApprovalPolicy, Timeouts, ToolInvocation
 from tests.launcher.agents.conftest import AgentDirs, claude_bin
 from tests.launcher.agents.mock_models import (
@@ -44,7 +44,7 @@ def tool_session(
             return ToolResult(True, {"comment_id": "c-77"})
         return ToolResult(False, {"error": {"code": "tracker_status", "message": "HTTP 500"}})
 
-    config = ClaudeConfig(
+    config = ClaudeSessionConfig(
         command=claude_bin(),
         model=MODEL,
         # Declining every command proves our own tools do not depend on that policy.
@@ -94,7 +94,7 @@ def test_claude_calls_the_tracker_tool_through_the_launcher(
 
 def test_without_an_executor_no_tools_are_offered(agent_dirs: AgentDirs) -> None:
     with MockServer(lambda n, body: anthropic_text("ok")) as mock:
-        config = ClaudeConfig(
+        config = ClaudeSessionConfig(
             command=claude_bin(), model=MODEL, timeouts=Timeouts(read=20, turn=60)
         )
         s = ClaudeSession(

@@ -15,7 +15,7 @@ import pytest
 
 from symphonyd.core.api.tracker import ToolResult, ToolSpec
 from symphonyd.launcher.agents import codex_protocol as cp
-from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
+from symphonyd.launcher.agents.codex import CodexSession, CodexSessionConfig
 from symphonyd.launcher.agents.factory import EXTERNAL_SANDBOX_POLICY
 from symphonyd.launcher.agents.session import (
     AgentError,
@@ -61,7 +61,7 @@ def session(
     approval_policy: Any = "on-request",
     turn_sandbox_policy: Any | None = None,
 ) -> CodexSession:
-    config = CodexConfig(
+    config = CodexSessionConfig(
         command=command or codex_command(),
         approval_policy=approval_policy,
         turn_sandbox_policy=turn_sandbox_policy,
@@ -327,7 +327,7 @@ def test_cwd_outside_root_is_refused_before_launch(agent_dirs: AgentDirs, tmp_pa
     marker = tmp_path / "launched"
     s = CodexSession(
         tmp_path / "home",
-        CodexConfig(command=f"touch {marker}; exit 1"),
+        CodexSessionConfig(command=f"touch {marker}; exit 1"),
         agent_dirs.codex_env(),
         workspace_root=agent_dirs.root,
     )

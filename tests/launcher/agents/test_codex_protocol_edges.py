@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from symphonyd.core.api.tracker import ToolSpec
-from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
+from symphonyd.launcher.agents.codex import CodexSession, CodexSessionConfig
 from symphonyd.launcher.agents.session import Timeouts, TurnResult
 from tests.launcher.agents.conftest import AgentDirs
 
@@ -18,7 +18,9 @@ FAKE = Path(__file__).with_name("fake_app_server.py")
 
 def fake_session(dirs: AgentDirs, scenario: str, report: Path) -> CodexSession:
     cmd = " ".join(shlex.quote(a) for a in (sys.executable, str(FAKE), scenario, str(report)))
-    config = CodexConfig(command=cmd, timeouts=Timeouts(read=10, turn=20), max_line=1024 * 1024)
+    config = CodexSessionConfig(
+        command=cmd, timeouts=Timeouts(read=10, turn=20), max_line=1024 * 1024
+    )
     tools = [ToolSpec("known", "a tool", {"type": "object"})]
     return CodexSession(
         dirs.workspace,

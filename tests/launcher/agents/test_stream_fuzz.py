@@ -11,8 +11,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from symphonyd.launcher.agents.claude import ClaudeConfig, ClaudeSession, TurnState
-from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
+from symphonyd.launcher.agents.claude import ClaudeSession, ClaudeSessionConfig, TurnState
+from symphonyd.launcher.agents.codex import CodexSession, CodexSessionConfig
 from symphonyd.launcher.agents.process import AgentProcess
 from symphonyd.launcher.agents.stream import (
     MAX_DEPTH,
@@ -88,7 +88,7 @@ def test_splitter_never_returns_a_line_over_the_cap(chunks: list[bytes], cap: in
 @given(data=st.lists(lines, max_size=40))
 def test_codex_dispatch_survives_anything(data: list[bytes]) -> None:
     async def feed() -> None:
-        s = CodexSession(Path("/"), CodexConfig(), {})
+        s = CodexSession(Path("/"), CodexSessionConfig(), {})
         s._proc = _dummy_process()  # stats only: replies go nowhere and are dropped
         stats = s._proc.stats
         for line in data:
@@ -107,7 +107,7 @@ def test_codex_dispatch_survives_anything(data: list[bytes]) -> None:
 @given(data=st.lists(lines, max_size=40))
 def test_claude_handler_survives_anything(data: list[bytes]) -> None:
     async def feed() -> None:
-        s = ClaudeSession(Path("/"), ClaudeConfig(), {})
+        s = ClaudeSession(Path("/"), ClaudeSessionConfig(), {})
         s._proc = _dummy_process()
         turn = TurnState(None)
         for line in data:

@@ -24,7 +24,7 @@ from symphonyd.core.issue import Issue, build_issue
 from symphonyd.core.prompt_guard import guarded_issue_data
 from symphonyd.core.redact import Redactor
 from symphonyd.core.template import compile_prompt
-from symphonyd.launcher.agents.codex import CodexConfig, CodexSession
+from symphonyd.launcher.agents.codex import CodexSession, CodexSessionConfig
 from symphonyd.launcher.agents.session import AgentSession, EventSink, Timeouts
 from symphonyd.launcher.worker import WorkerAttempt, WorkerDeps, run_worker_attempt
 from symphonyd.launcher.workspace import WorkspaceManager
@@ -85,7 +85,7 @@ class Harness:
         stall: float = 60,
     ) -> WorkerDeps:
         def open_session(path: Path, sink: EventSink) -> AgentSession:
-            config = CodexConfig(
+            config = CodexSessionConfig(
                 command=command or codex_command(), timeouts=Timeouts(read=20, turn=60)
             )
             s = CodexSession(
