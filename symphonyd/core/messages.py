@@ -331,6 +331,24 @@ TRACKER_REDACT = method(
 )
 
 
+# Change events (issue 21): the tracker pushes tracker.changed to the dispatcher's
+# subscription on its socket when it learns that issues changed (the local tracker's
+# directory watch); the dispatcher answers each with a tick, so events only make dispatch
+# sooner. The poll tick stays the safety net (docs/design/0410-tracker-change-events.md).
+@dataclass(frozen=True)
+class TrackerChanged:
+    source: str  # which event source saw it: "local_files"
+    issue_ids: list[str]  # refreshed ids; empty when the source lost track of which
+
+
+TRACKER_SUBSCRIBE = method(
+    "tracker.subscribe", Empty, Empty, "Subscribe: the server then pushes tracker.changed."
+)
+TRACKER_CHANGED = event(
+    "tracker.changed", TrackerChanged, "Issues changed at the tracker; a tick will see them."
+)
+
+
 # --------------------------------------------------------------------------- dispatcher
 # dispatcher.snapshot of a large board (thousands of running or retrying issues) exceeds
 # 1 MiB: the control and dashboard sockets reply up to this size, and their clients

@@ -101,7 +101,7 @@ class DispatcherService:
 
     async def _resume(self, _: Empty, peer: Peer) -> ControlResult:
         message = await self.orch.resume(peer.uid)
-        self._wake.set()
+        self.request_refresh()  # what changed while paused is dispatched now, not next poll
         return ControlResult(True, message)
 
     async def _stop(self, p: IssueRefParams, peer: Peer) -> ControlResult:

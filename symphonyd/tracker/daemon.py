@@ -26,10 +26,13 @@ from symphonyd.core.messages import (
     TRACKER_MAX_FRAME,
     TRACKER_PROFILE,
     TRACKER_REDACT,
+    TRACKER_SUBSCRIBE,
     TRACKER_TOOL_CALL,
     TRACKER_TOOL_SPECS,
     AuditAppend,
     AuditEventIn,
+    Empty,
+    Health,
 )
 from symphonyd.runtime.activation import listen_fds
 from symphonyd.runtime.daemon import Daemon, system_uid
@@ -37,6 +40,7 @@ from symphonyd.runtime.ipc_client import ReconnectingClient
 from symphonyd.runtime.ipc_server import IpcServer, ServerLimits
 from symphonyd.runtime.peer import Peer
 from symphonyd.tracker import tools
+from symphonyd.tracker.change_events import ChangeFeed, LocalFileEvents
 from symphonyd.tracker.service import TrackerService
 from symphonyd.tracker.workflow_source import workflow_source
 
@@ -69,8 +73,11 @@ class AuditForwarder:
         await self._client.close()
 
 
-def dispatcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer:
+def dispatcher_server(
+    service: TrackerService, uids: Iterable[int], feed: ChangeFeed | None = None
+) -> IpcServer:
     allowed = frozenset(uids)
+    feed = feed or ChangeFeed()
     # A whole board comes back in one reply; the dispatcher connects with the same limit.
     server = IpcServer(
         "tracker-dispatcher",
@@ -78,8 +85,10 @@ def dispatcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer
         allow_root=0 in allowed,
         limits=ServerLimits(max_reply=TRACKER_MAX_FRAME),
     )
-    server.handle(HEALTH, _peerless(service.health))
+    server.handle(HEALTH, _peerless(_health_with_events(service, feed)))
     server.handle(TRACKER_PROFILE, _peerless(service.profile))
+    # Change events: the dispatcher ticks on each (docs/design/0410-tracker-change-events.md).
+    server.subscription(TRACKER_SUBSCRIBE, feed.subscribe)
     server.handle(
         TRACKER_FETCH_BY_STATES, _peerless(service.fetch_by_states), timeout=REQUEST_TIMEOUT_S
     )
@@ -102,6 +111,15 @@ def launcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer:
     return server
 
 
+def _health_with_events(service: TrackerService, feed: ChangeFeed) -> Any:
+    async def health(params: Empty) -> Health:
+        reply = await service.health(params)
+        reply.detail["events"] = feed.health()  # each source: live, last delivery, failures
+        return reply
+
+    return health
+
+
 def _peerless(fn: Any) -> Any:
     # Authorisation is per socket (SO_PEERCRED allowlist); handlers need no peer identity.
     async def handler(params: Any, peer: Peer) -> Any:
@@ -119,8 +137,10 @@ class TrackerDaemon:
         launcher_uids: Iterable[int],
     ) -> None:
         self.service = service
+        self.feed = ChangeFeed()
+        self.file_events = LocalFileEvents(service, self.feed)
         self.servers = (
-            dispatcher_server(service, dispatcher_uids),
+            dispatcher_server(service, dispatcher_uids, self.feed),
             launcher_server(service, launcher_uids),
         )
 
@@ -197,5 +217,6 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
 
     daemon.on_shutdown("tracker", close)
     await tracker.start(dispatcher, launcher)
+    daemon.spawn(tracker.file_events.run(), "local-file-events")
     daemon.status("serving tracker.*")
     log.info("tracker daemon ready")

@@ -1,0 +1,82 @@
+"""The tracker daemon's ``tracker.changed`` events from the local tracker's directory watch.
+
+The real ``python -m symphonyd.tracker`` (beside the real audit writer), subscribed to over
+its dispatcher socket as the dispatcher does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from symphonyd.core.messages import (
+    HEALTH,
+    TRACKER_CHANGED,
+    TRACKER_MAX_FRAME,
+    TRACKER_SUBSCRIBE,
+    Empty,
+    TrackerChanged,
+)
+from symphonyd.runtime.ipc_client import IpcClient
+from tests.dispatcher.suite_tree import SuiteTree
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Iterator[SuiteTree]:
+    t = SuiteTree(tmp_path, poll_ms=3_600_000)
+    try:
+        t.start(("audit", "tracker"))
+        yield t
+    finally:
+        t.stop()
+
+
+async def next_change(client: IpcClient) -> TrackerChanged:
+    async with asyncio.timeout(30):  # only prevents a hang
+        async for item in client.events():
+            if item.name == TRACKER_CHANGED.name:
+                assert isinstance(item.data, TrackerChanged)
+                return item.data
+    raise AssertionError("event stream ended")
+
+
+def test_file_changes_are_pushed_with_their_issue_ids(tree: SuiteTree) -> None:
+    async def go() -> dict[str, Any]:
+        sock = tree.run / "tracker-dispatcher.sock"
+        client = await IpcClient.connect(sock, max_frame=TRACKER_MAX_FRAME)
+        try:
+            await client.call(TRACKER_SUBSCRIBE, Empty())
+            tree.write_issue("EV-1")
+            change = await next_change(client)
+            assert change == TrackerChanged("local_files", ["EV-1"])
+
+            # Neither comments, nor editor temporaries, nor other files are issue changes:
+            # the next event is the one for EV-2 alone.
+            (tree.issues / "EV-1.comments.md").write_text("a comment\n")
+            (tree.issues / ".EV-1.md.swp").write_text("swap")
+            (tree.issues / "notes.txt").write_text("x")
+            tree.write_issue("EV-2", rename=True)
+            assert (await next_change(client)).issue_ids == ["EV-2"]
+
+            # A burst of writes and a removal: the issues come through (malformed or gone,
+            # the dispatcher's tick sorts them out).
+            (tree.issues / "EV-3.md").write_text("---\nnot: [closed\n")
+            (tree.issues / "EV-1.md").unlink()
+            seen: set[str] = set()
+            while not {"EV-1", "EV-3"} <= seen:
+                seen |= set((await next_change(client)).issue_ids)
+            health = await client.call(HEALTH, Empty())
+        finally:
+            await client.close()
+        events: dict[str, Any] = health.detail["events"]["local_files"]
+        return events
+
+    events = asyncio.run(go())
+    assert events["live"] is True and events["published"] >= 3
+    assert events["failures"] >= 1  # EV-3's targeted refresh found it malformed
+    assert events["last_delivery"]
+    assert "outcome=watching" in tree.log("tracker")
