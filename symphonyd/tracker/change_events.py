@@ -50,9 +50,11 @@ class ChangeFeed:
     def __init__(self) -> None:
         self.broadcast: Broadcast[TrackerChanged] = Broadcast(TRACKER_CHANGED)
         self.sources: dict[str, SourceStats] = {}
+        self._sinks: set[EventSink] = set()  # to count the live ones for health
 
     async def subscribe(self, _: Empty, __: Peer, sink: EventSink) -> Empty:
         self.broadcast.add(sink)
+        self._sinks = {s for s in self._sinks if not s.closed} | {sink}
         return Empty()
 
     def stats(self, source: str) -> SourceStats:
@@ -65,7 +67,10 @@ class ChangeFeed:
         return self.broadcast.publish(TrackerChanged(source, sorted(issue_ids)))
 
     def health(self) -> dict[str, Any]:
-        return {name: vars(s).copy() for name, s in sorted(self.sources.items())}
+        """Per source: live, detail, published, failures, last_delivery; and how many
+        subscribers (the dispatcher) are connected."""
+        sources = {name: vars(s).copy() for name, s in sorted(self.sources.items())}
+        return {"sources": sources, "subscribers": sum(not s.closed for s in self._sinks)}
 
 
 def identifiers_of(names: set[str]) -> set[str]:

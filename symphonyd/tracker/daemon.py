@@ -96,10 +96,13 @@ def dispatcher_server(
     return server
 
 
-def launcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer:
+def launcher_server(
+    service: TrackerService, uids: Iterable[int], feed: ChangeFeed | None = None
+) -> IpcServer:
     allowed = frozenset(uids)
     server = IpcServer("tracker-launcher", allowed_uids=allowed, allow_root=0 in allowed)
-    server.handle(HEALTH, _peerless(service.health))
+    # Root's symphonyctl doctor asks here: the event sources' liveness is in the reply.
+    server.handle(HEALTH, _peerless(_health_with_events(service, feed or ChangeFeed())))
     server.handle(TRACKER_PROFILE, _peerless(service.profile))
     # Between turns the launcher re-reads its run's issue to decide whether to continue
     # (SPEC 16.5); it cannot list the board.
@@ -141,7 +144,7 @@ class TrackerDaemon:
         self.file_events = LocalFileEvents(service, self.feed)
         self.servers = (
             dispatcher_server(service, dispatcher_uids, self.feed),
-            launcher_server(service, launcher_uids),
+            launcher_server(service, launcher_uids, self.feed),
         )
 
     async def start(

@@ -11,6 +11,7 @@ tests/tracker/test_change_events.py, bench/event_latency.py and bench/pipeline_t
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -197,6 +198,17 @@ class SuiteTree:
 
     def resume(self) -> None:
         self.call(DISPATCHER_RESUME, Empty())
+
+    def doctor(self, name: str) -> dict[str, str]:
+        """``symphonyctl doctor --json``'s check ``name`` for this tree's host config."""
+        out = subprocess.run(
+            [sys.executable, "-m", "symphonyd.ctl", "doctor", "--json",
+             "--host-config", str(self.base / "symphonyd.toml")],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        (check,) = [c for c in json.loads(out.stdout) if c["name"] == name]
+        return dict(check)
 
     def wait(self, what: str, check: Any, timeout: float = 60.0) -> None:
         """Poll ``check()`` until true; the timeout only prevents a hang."""

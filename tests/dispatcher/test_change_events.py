@@ -55,6 +55,8 @@ def test_file_writes_start_agents_without_the_poll(tree: SuiteTree) -> None:
     tree.write_issue("EV-4")
     tree.wait("EV-4's agent", lambda: tree.agent_started_ns("EV-4") is not None)
     assert "outcome=watching" in tree.log("tracker")
+    events = tree.doctor("tracker-events")  # the operator's view of the same
+    assert events["status"] == "ok" and "local_files is live" in events["detail"]
     # Stopping completes: every daemon exits 0 on SIGTERM, the dispatcher's subscription too.
     assert tree.stop() == {"dispatcher": 0, "launcher": 0, "tracker": 0, "audit": 0}
 

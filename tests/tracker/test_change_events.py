@@ -72,11 +72,39 @@ def test_file_changes_are_pushed_with_their_issue_ids(tree: SuiteTree) -> None:
             health = await client.call(HEALTH, Empty())
         finally:
             await client.close()
-        events: dict[str, Any] = health.detail["events"]["local_files"]
+        events: dict[str, Any] = health.detail["events"]
         return events
 
-    events = asyncio.run(go())
+    detail = asyncio.run(go())
+    assert detail["subscribers"] == 1
+    events = detail["sources"]["local_files"]
     assert events["live"] is True and events["published"] >= 3
     assert events["failures"] >= 1  # EV-3's targeted refresh found it malformed
     assert events["last_delivery"]
     assert "outcome=watching" in tree.log("tracker")
+
+
+def test_a_missing_directory_is_reported_and_watched_once_it_exists(tmp_path: Path) -> None:
+    tree = SuiteTree(tmp_path, poll_ms=3_600_000)
+    tree.issues.rmdir()
+    try:
+        tree.start(("audit", "tracker"))
+        check = tree.doctor("tracker-events")
+        assert check["status"] == "warn" and "local_files is not live" in check["detail"]
+
+        async def go() -> TrackerChanged:
+            sock = tree.run / "tracker-dispatcher.sock"
+            async with await IpcClient.connect(sock, max_frame=TRACKER_MAX_FRAME) as client:
+                await client.call(TRACKER_SUBSCRIBE, Empty())
+                tree.issues.mkdir()
+                tree.wait("the watch on the new directory", lambda: _watching(tree))
+                tree.write_issue("EV-5")
+                return await next_change(client)
+
+        assert asyncio.run(go()).issue_ids == ["EV-5"]
+    finally:
+        tree.stop()
+
+
+def _watching(tree: SuiteTree) -> bool:
+    return "outcome=watching" in tree.log("tracker")
