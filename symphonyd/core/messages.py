@@ -349,6 +349,16 @@ TRACKER_CHANGED = event(
 )
 
 
+@dataclass(frozen=True)
+class TrackerEventsStatus:
+    """The dispatcher's end of tracker.changed, in its snapshot (and so in /metrics)."""
+
+    subscribed: bool
+    received: dict[str, int]  # events by source since the dispatcher started
+    ticks_requested: int  # ticks the events asked for (after pacing)
+    last_event_at: str | None
+
+
 # --------------------------------------------------------------------------- dispatcher
 # dispatcher.snapshot of a large board (thousands of running or retrying issues) exceeds
 # 1 MiB: the control and dashboard sockets reply up to this size, and their clients
@@ -533,6 +543,7 @@ class StateSnapshot:
     poll_interval_ms: int
     max_concurrent_agents: int
     workspaces: WorkspaceStatus | None = None
+    tracker_events: TrackerEventsStatus | None = None  # issue 21; None: not followed
 
 
 @dataclass(frozen=True)

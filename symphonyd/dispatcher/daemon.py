@@ -102,7 +102,9 @@ def loops(service: DispatcherService, runtime: Path) -> dict[str, Coroutine[Any,
     events = follow_run_events(
         runtime / "launcher-dispatcher.sock", orch.handle_run_event, orch.resync_runs
     )
-    changes = follow_tracker_changes(runtime / "tracker-dispatcher.sock", service.request_refresh)
+    changes = follow_tracker_changes(
+        runtime / "tracker-dispatcher.sock", service.request_refresh, state=service.tracker_events
+    )
     return {"scheduler": service.run_scheduler(), "workflow-watch": service.run_watch(),
             "launcher-events": events, "tracker-events": changes}  # fmt: skip
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.messages import (
@@ -41,6 +42,7 @@ from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.prune import prune
 from symphonyd.dispatcher.snapshot import build_issue_view, build_snapshot
 from symphonyd.dispatcher.state import iso
+from symphonyd.dispatcher.tracker_events import EventStreamState
 from symphonyd.dispatcher.workspace_sweep import SWEEP_INTERVAL_S
 from symphonyd.runtime.ipc_server import EventSink, IpcServer
 from symphonyd.runtime.peer import Peer
@@ -69,6 +71,8 @@ class DispatcherService:
         self._wake = asyncio.Event()
         self._sinks: set[EventSink] = set()
         self._push_task: asyncio.Task[None] | None = None
+        # The tracker's change events as the follower (daemon.loops) sees them.
+        self.tracker_events = EventStreamState()
         orch.add_listener(self._state_changed)
 
     # ------------------------------------------------------------------ control API
@@ -86,12 +90,15 @@ class DispatcherService:
         server.subscription(DISPATCHER_SUBSCRIBE, self._subscribe)
 
     async def _health(self, _: Empty, __: Peer) -> Health:
-        snap = build_snapshot(self.orch)
+        snap = self.snapshot()
         detail = {d.daemon: d.ok for d in snap.daemons}
         return Health("dispatcher", self.version, True, {"paused": snap.pause.paused, **detail})
 
     async def _snapshot(self, _: Empty, __: Peer) -> StateSnapshot:
-        return build_snapshot(self.orch)
+        return self.snapshot()
+
+    def snapshot(self) -> StateSnapshot:
+        return replace(build_snapshot(self.orch), tracker_events=self.tracker_events.view())
 
     async def _issue(self, p: IssueRefParams, _: Peer) -> IssueView:
         return build_issue_view(self.orch, p.identifier)
@@ -141,7 +148,7 @@ class DispatcherService:
     async def _push(self) -> None:
         # One snapshot per burst: a tick that changes 1 000 runs pushes once, not 1 000 times.
         await asyncio.sleep(PUSH_DEBOUNCE_S)
-        data = StateChanged(build_snapshot(self.orch))
+        data = StateChanged(self.snapshot())
         for sink in list(self._sinks):
             if not sink.send(DISPATCHER_STATE_CHANGED, data):
                 self._sinks.discard(sink)

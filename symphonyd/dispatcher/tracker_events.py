@@ -18,10 +18,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.messages import TRACKER_CHANGED, TRACKER_MAX_FRAME, TRACKER_SUBSCRIBE, Empty
+from symphonyd.core.messages import (
+    TRACKER_MAX_FRAME,
+    TRACKER_SUBSCRIBE,
+    Empty,
+    TrackerChanged,
+    TrackerEventsStatus,
+)
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.logging import log_event
 
@@ -29,6 +36,25 @@ log = logging.getLogger("symphonyd.dispatcher")
 MIN_GAP_S = 0.25
 RETRY_S = 1.0
 MAX_RETRY_S = 10.0
+
+
+class EventStreamState:
+    """What the follower has seen, for the snapshot (``symphonyctl status``, /metrics)."""
+
+    def __init__(self) -> None:
+        self.subscribed = False
+        self.received: dict[str, int] = {}
+        self.ticks_requested = 0
+        self.last_event_at: str | None = None
+
+    def event(self, source: str) -> None:
+        self.received[source] = self.received.get(source, 0) + 1
+        self.last_event_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+
+    def view(self) -> TrackerEventsStatus:
+        return TrackerEventsStatus(
+            self.subscribed, dict(self.received), self.ticks_requested, self.last_event_at
+        )
 
 
 class TickPacer:
@@ -67,13 +93,20 @@ async def follow_tracker_changes(
     retry_s: float = RETRY_S,
     max_retry_s: float = MAX_RETRY_S,
     gap_s: float = MIN_GAP_S,
+    state: EventStreamState | None = None,
 ) -> None:
     """Subscribe to ``tracker.changed`` until cancelled, resubscribing after every drop.
 
     Each (re)subscription also asks for a tick: changes made while the stream was down were
-    not replayed. A loss is logged once, not once per attempt.
+    not replayed. A loss is logged once, not once per attempt. ``state`` is kept current.
     """
-    pacer = TickPacer(request_tick, gap_s)
+    seen = state or EventStreamState()
+
+    def tick() -> None:
+        seen.ticks_requested += 1
+        request_tick()
+
+    pacer = TickPacer(tick, gap_s)
     failed, delay = 0, retry_s
     try:
         while True:
@@ -84,10 +117,11 @@ async def follow_tracker_changes(
                 await client.call(TRACKER_SUBSCRIBE, Empty(), timeout=10.0)
                 log_event(log, "tracker_events", outcome="subscribed",
                           failed_attempts=failed or None)  # fmt: skip
-                failed, delay = 0, retry_s
+                failed, delay, seen.subscribed = 0, retry_s, True
                 pacer.poke()
                 async for item in client.events():
-                    if item.name == TRACKER_CHANGED.name:
+                    if isinstance(item.data, TrackerChanged):
+                        seen.event(item.data.source)
                         pacer.poke()
                 error = "the tracker closed the event stream"
             except SymphonyError as exc:
@@ -95,6 +129,7 @@ async def follow_tracker_changes(
             except Exception as exc:  # a bug here must not end event following for good
                 error = f"{type(exc).__name__}: {exc}"
             finally:
+                seen.subscribed = False
                 if client is not None:
                     await client.close()
                 _stop_if_cancelling()

@@ -25,7 +25,7 @@ from symphonyd.runtime.ipc_events import Broadcast, EventSink
 from symphonyd.runtime.logging import log_event
 from symphonyd.runtime.peer import Peer
 from symphonyd.tracker.inotify import Changes, DirectoryWatch
-from symphonyd.tracker.local_store import COMMENTS_SUFFIX, IDENTIFIER, SUFFIX
+from symphonyd.tracker.local_store import identifier_of
 from symphonyd.tracker.service import TrackerService
 
 log = logging.getLogger(__name__)
@@ -71,17 +71,6 @@ class ChangeFeed:
         subscribers (the dispatcher) are connected."""
         sources = {name: vars(s).copy() for name, s in sorted(self.sources.items())}
         return {"sources": sources, "subscribers": sum(not s.closed for s in self._sinks)}
-
-
-def identifiers_of(names: set[str]) -> set[str]:
-    """Issue identifiers among changed file names; editor temporaries and comments are not."""
-    out = set()
-    for name in names:
-        if name.endswith(SUFFIX) and not name.endswith(COMMENTS_SUFFIX):
-            stem = name[: -len(SUFFIX)]
-            if IDENTIFIER.match(stem):
-                out.add(stem)
-    return out
 
 
 class LocalFileEvents:
@@ -177,7 +166,7 @@ class LocalFileEvents:
             log_event(log, "tracker_events", level=logging.WARNING, source=LOCAL_FILES,
                       outcome="read_failed", error=exc.strerror)  # fmt: skip
             changes = Changes(overflow=True, gone=True)
-        wanted = identifiers_of(changes.names)
+        wanted = {i for i in map(identifier_of, changes.names) if i is not None}
         if not (wanted or changes.overflow or changes.gone):
             return  # comments, editor swap files: nothing the dispatcher reads
         now = time.monotonic()

@@ -10,17 +10,20 @@ cannot be made to do: refuse the subscription, or drop the connection mid-stream
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from symphonyd.dispatcher.tracker_events import follow_tracker_changes
+from tests.dashboard.harness import DashboardProcess
 from tests.dispatcher.doubles import issue, run_async
 from tests.dispatcher.socket_doubles import SocketWorld, eventually, socket_world
 from tests.dispatcher.suite_tree import SuiteTree
-from tests.dispatcher.test_daemon_sockets import dispatcher, started, write_workflow
+from tests.dispatcher.test_daemon_sockets import dispatcher, started, wait_status, write_workflow
 
 HOUR_MS = 3_600_000
 
@@ -80,31 +83,57 @@ def test_an_event_while_paused_dispatches_nothing_until_resume(tree: SuiteTree) 
     tree.wait("EV-9's agent after resume", lambda: tree.agent_started_ns("EV-9") is not None)
 
 
-def _world_workflow(world: SocketWorld) -> None:
-    write_workflow(world.root / "WORKFLOW.md", limit=10, interval=HOUR_MS)
+@contextlib.asynccontextmanager
+async def evented() -> AsyncIterator[SocketWorld]:
+    """The dispatcher's wiring, subscribed to a tracker double that pushes events."""
+    async with socket_world() as world:
+        world.tracker_events = True
+        write_workflow(world.root / "WORKFLOW.md", limit=10, interval=HOUR_MS)
+        async with dispatcher(world):
+            await eventually(lambda: world.tracker_sinks, "subscription")
+            yield world
 
 
 @run_async
 async def test_each_event_ticks_and_a_dropped_stream_is_resubscribed() -> None:
-    async with socket_world() as world:
-        world.tracker_events = True
-        _world_workflow(world)
-        async with dispatcher(world):
-            await eventually(lambda: world.tracker_sinks, "subscription")
-            world.tracker.put(issue(1))
-            assert world.tracker_changed("id-1") == 1
-            await eventually(lambda: started(world) == [("MT-1", None)], "dispatch on event")
-            # The startup ticks (the first, and the one the subscription asks for) are over:
-            # only this event can make the dispatcher fetch MT-2 within the hour.
-            world.tracker.put(issue(2))
-            assert world.tracker_changed("id-2") == 1
-            await eventually(lambda: ("MT-2", None) in started(world), "second dispatch")
-            # The tracker restarts: the stream drops, the dispatcher subscribes again and
-            # ticks, since changes made meanwhile were not replayed.
-            await world.restart_tracker()
-            world.tracker.put(issue(3))
-            await eventually(lambda: world.tracker_sinks, "resubscription")
-            await eventually(lambda: ("MT-3", None) in started(world), "dispatch on resubscribe")
+    async with evented() as world:
+        world.tracker.put(issue(1))
+        assert world.tracker_changed("id-1") == 1
+        await eventually(lambda: started(world) == [("MT-1", None)], "dispatch on event")
+        # No poll within the hour: MT-2 is found by a tick an event asked for.
+        world.tracker.put(issue(2))
+        assert world.tracker_changed("id-2") == 1
+        await eventually(lambda: ("MT-2", None) in started(world), "second dispatch")
+        # The tracker restarts: the stream drops, the dispatcher subscribes again and
+        # ticks, since changes made meanwhile were not replayed.
+        await world.restart_tracker()
+        world.tracker.put(issue(3))
+        await eventually(lambda: world.tracker_sinks, "resubscription")
+        await eventually(lambda: ("MT-3", None) in started(world), "dispatch on resubscribe")
+
+
+@run_async
+async def test_metrics_and_status_count_the_events_received() -> None:
+    async with evented() as world:
+        world.tracker.put(issue(1))
+        world.tracker_changed("id-1")
+        world.tracker_changed("id-1")
+        # Ticks: the subscription's, and at least one for the events (paced, so at most two).
+        snap = await wait_status(
+            world,
+            lambda s: s["tracker_events"]["received"] == {"test": 2}
+            and s["tracker_events"]["ticks_requested"] >= 2,
+            "two events counted",
+        )
+        assert snap["tracker_events"]["subscribed"] is True
+        dash = DashboardProcess(world.root / "ctl.sock", None, world.root / "dash.log")
+        await asyncio.to_thread(dash.start)
+        try:
+            reply = await asyncio.to_thread(httpx.get, dash.base + "/metrics")
+        finally:
+            await asyncio.to_thread(dash.stop)
+    assert 'symphony_tracker_events_total{source="test"} 2' in reply.text, reply.text
+    assert "symphony_tracker_events_subscribed 1" in reply.text
 
 
 @run_async
