@@ -1,8 +1,9 @@
 """symphony-tracker: serves ``tracker.*`` on two sockets with disjoint method sets.
 
-The dispatcher's socket offers reads (fetch by states / ids), the profile and health; the
-launcher's socket offers the agent tools, refresh by id, the profile and health. A
-compromised launcher cannot list the board and the dispatcher cannot write to the tracker.
+The dispatcher's socket offers reads (fetch by states / ids), the profile, health and the
+``tracker.changed`` subscription (change_events.py); the launcher's socket offers the agent
+tools, refresh by id, the profile and health. A compromised launcher cannot list the board
+and the dispatcher cannot write to the tracker.
 Tracker writes are sent to the audit writer (``audit.append``). ``startup`` is the wiring
 ``python -m symphonyd.tracker`` runs under the shared run loop.
 """
