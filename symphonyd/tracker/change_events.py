@@ -101,7 +101,8 @@ class LocalFileEvents:
                     await self._wait(self.follow_s)
                     continue
                 await self._settle()
-                changes, self._pending = self._pending, Changes()
+                # ``gone`` stays pending until _follow re-arms the watch.
+                changes, self._pending = self._pending, Changes(gone=self._pending.gone)
                 await self._report(changes)
         finally:
             self._disarm()
