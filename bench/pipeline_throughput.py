@@ -32,7 +32,6 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ from symphonyd.core.api.shared import Empty  # noqa: E402
 from symphonyd.core.errors import SymphonyError  # noqa: E402
 from symphonyd.runtime.ipc_client import IpcClient  # noqa: E402
 from symphonyd.tracker.local_store import render  # noqa: E402
+from tests.dispatcher.suite_tree import DAEMONS, SuiteTree  # noqa: E402
 
 AGENT = REPO / "bench" / "data" / "zero_work_app_server.sh"
 # Enough that the 1 s poll does not cap the rate (the dispatcher starts at most this many
@@ -57,112 +57,16 @@ AGENT = REPO / "bench" / "data" / "zero_work_app_server.sh"
 # starts thousands of agents in lockstep and runs the launcher out of file descriptors.
 # A large real host runs tens to a few hundred agents (bench/README.md).
 DEFAULT_CONCURRENCY = 256
-DAEMONS = ("audit", "tracker", "launcher", "dispatcher")
-# The socket each daemon binds last: once it exists the daemon serves.
-READY_SOCKET = {"audit": "audit-launcher", "tracker": "tracker-launcher",
-                "launcher": "launcher-dispatcher", "dispatcher": "dispatcher-ctl"}  # fmt: skip
-WORKFLOW = """---
-tracker:
-  kind: local
-  provider:
-    directory: {issues}
-    tool_states: [Human Review]
-  active_states: [Todo]
-  terminal_states: [Done]
-polling:
-  interval_ms: {poll_ms}
-workspace:
-  root: {root}/ignored
-agent:
-  max_concurrent_agents: {concurrency}
-  max_turns: 3
-codex:
-  command: exec {agent}
-  approval_policy: never
----
-Work on {{{{ issue.identifier }}}}: {{{{ issue.title }}}}. Hand it off when done.
-"""
 
 
-class Tree:
-    """One run's directories and the four daemon processes."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        # AF_UNIX paths are limited to 108 bytes: the runtime dir is short, under /tmp.
-        self.run = Path(tempfile.mkdtemp(prefix="sypipe"))
-        self.issues, self.ws, self.audit = base / "issues", base / "ws", base / "audit"
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def write(self, n: int, concurrency: int, poll_ms: int) -> None:
-        for d in (self.issues, self.ws, self.audit, self.base / "agent" / ".codex"):
-            d.mkdir(parents=True)
-        stamp = "2026-01-01T00:00:00Z"
-        for i in range(n):
-            ident = f"B-{i}"
-            meta = {"id": ident, "identifier": ident, "title": f"bench issue {i}", "state": "Todo",
-                    "priority": 2, "created_at": stamp, "updated_at": stamp}  # fmt: skip
-            (self.issues / f"{ident}.md").write_bytes(render(meta, "Nothing to do."))
-        os.sync()
-        (self.base / "WORKFLOW.md").write_text(
-            WORKFLOW.format(
-                issues=self.issues,
-                poll_ms=poll_ms,
-                root=self.base,
-                concurrency=concurrency,
-                agent=AGENT,
-            )  # fmt: skip
-        )
-        (self.base / "symphonyd.toml").write_text(
-            f'workflow = "{self.base / "WORKFLOW.md"}"\nlog_level = "warning"\n'
-            f'[paths]\nstate_dir = "{self.base}"\nruntime_dir = "{self.run}"\n'
-            f'audit_dir = "{self.audit}"\nworkspace_root = "{self.ws}"\n'
-            "[sandbox]\nenabled = false\n"
-        )
-
-    def start(self) -> None:
-        uid, host, run = str(os.getuid()), str(self.base / "symphonyd.toml"), self.run
-        argv = {
-            "audit": ["--dir", str(self.audit), "--allow-uid", uid]
-            + [a for n in ("dispatcher", "launcher", "tracker")
-               for a in ("--listen", f"{n}={run / f'audit-{n}.sock'}")],
-            "tracker": ["--host-config", host, "--dispatcher-uid", uid, "--launcher-uid", uid,
-                        "--dispatcher-socket", str(run / "tracker-dispatcher.sock"),
-                        "--launcher-socket", str(run / "tracker-launcher.sock")],
-            "launcher": ["--host-config", host, "--dispatcher-uid", uid,
-                         "--socket", str(run / "launcher-dispatcher.sock"),
-                         "--agent-home", str(self.base / "agent")],
-            "dispatcher": ["--host-config", host, "--ctl-socket", str(run / "dispatcher-ctl.sock")],
-        }  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        env.pop("NOTIFY_SOCKET", None)
-        for name in DAEMONS:
-            with (self.base / f"{name}.log").open("ab") as log:
-                self.procs[name] = subprocess.Popen(
-                    [sys.executable, "-m", f"symphonyd.{name}", *argv[name]],
-                    env=env, stdout=log, stderr=log, cwd=self.base,
-                )  # fmt: skip
-            sock = READY_SOCKET[name]
-            deadline = time.monotonic() + 30
-            while not (run / f"{sock}.sock").exists():
-                if self.procs[name].poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not start: {self.log(name)}")
-                time.sleep(0.02)
-
-    def log(self, name: str) -> str:
-        return (self.base / f"{name}.log").read_text(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        for name in reversed(DAEMONS):
-            proc = self.procs.get(name)
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        shutil.rmtree(self.run, ignore_errors=True)
+def write_board(issues: Path, n: int) -> None:
+    stamp = "2026-01-01T00:00:00Z"
+    for i in range(n):
+        ident = f"B-{i}"
+        meta = {"id": ident, "identifier": ident, "title": f"bench issue {i}", "state": "Todo",
+                "priority": 2, "created_at": stamp, "updated_at": stamp}  # fmt: skip
+        (issues / f"{ident}.md").write_bytes(render(meta, "Nothing to do."))
+    os.sync()
 
 
 def audit_records(directory: Path) -> list[dict[str, Any]]:
@@ -204,22 +108,23 @@ async def drained(sock: Path) -> bool:
 
 def measure(n: int, concurrency: int, poll_ms: int, base_dir: Path, keep: bool) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix=f"pipeline{n}-", dir=base_dir))
-    tree = Tree(base)
+    tree = SuiteTree(base, poll_ms=poll_ms, concurrency=concurrency, agent=AGENT, max_turns=3,
+                     log_level="warning")  # fmt: skip
     peak: dict[str, float] = dict.fromkeys(DAEMONS, 0.0)
     cpu: dict[str, float] = {}
     try:
-        tree.write(n, concurrency, poll_ms)
+        write_board(tree.issues, n)
         tree.start()
         ps = {name: psutil.Process(p.pid) for name, p in tree.procs.items()}
         offsets: dict[Path, int] = {}
         finished, deadline = 0, time.monotonic() + 60 + n * 0.1
         while finished < n:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"only {finished}/{n} finished: {tree.log('launcher')}")
+                raise RuntimeError(f"only {finished}/{n} finished: {tree.log('launcher')[-3000:]}")
             for name, proc in ps.items():
                 peak[name] = max(peak[name], proc.memory_info().rss / 2**20)
                 if tree.procs[name].poll() is not None:
-                    raise RuntimeError(f"{name} exited: {tree.log(name)}")
+                    raise RuntimeError(f"{name} exited: {tree.log(name)[-3000:]}")
             finished += count_finished(tree.audit, offsets)
             time.sleep(0.1)
         done_wall = time.time()

@@ -1,4 +1,5 @@
-"""``symphonyctl doctor``: which workflow version the tracker daemon is serving.
+"""``symphonyctl doctor``: which workflow version the tracker daemon is serving, and whether
+its change-event sources are live (docs/change-events.md).
 
 A refused WORKFLOW.md edit does not stop the tracker (docs/design/0155-one-last-good-workflow.md):
 it keeps serving the last good version and reports the refusal in its ``health`` reply. Root
@@ -19,6 +20,8 @@ from symphonyd.ctl.doctor_base import Check, Context, fail, ok, run_command, sys
 from symphonyd.runtime.ipc_client import IpcClient
 
 NAME = "tracker-workflow"
+EVENTS_NAME = "tracker-events"
+EVENTS_FIX = "see docs/change-events.md; until then dispatch waits for the poll"
 UNIT = "symphony-tracker.service"
 SOCKET_UNIT = TRACKER_LAUNCHER.unit
 FIX = "symphonyctl workflow check; fix and save (the tracker adopts it on its next request)"
@@ -69,3 +72,28 @@ def check_tracker_workflow(ctx: Context) -> Iterator[Check]:
         )
     else:
         yield ok(NAME, f"the tracker serves workflow {sha} (kind {detail.get('kind')})")
+    yield from _event_checks(detail.get("events"))
+
+
+def _event_checks(events: object) -> Iterator[Check]:
+    """One line per event source: live or why not, deliveries, failures, last delivery."""
+    if not isinstance(events, dict) or not isinstance(events.get("sources"), dict):
+        return  # a tracker without event sources (older, or a remote kind)
+    subscribers = events.get("subscribers", 0)
+    for name, s in sorted(events["sources"].items()):
+        if not isinstance(s, dict):
+            continue
+        counts = (
+            f"{s.get('published', 0)} event(s) sent, last {s.get('last_delivery') or 'never'}, "
+            f"{s.get('failures', 0)} failure(s)"
+        )
+        if not s.get("live"):
+            yield warn(EVENTS_NAME, f"{name} is not live ({s.get('detail')}); {counts}", EVENTS_FIX)
+        elif not subscribers:
+            yield warn(
+                EVENTS_NAME,
+                f"{name} is live but the dispatcher is not subscribed; {counts}",
+                "systemctl status symphony-dispatcher",
+            )
+        else:
+            yield ok(EVENTS_NAME, f"{name} is live; {counts}")

@@ -94,6 +94,26 @@ def _snapshot(out: _Out, snap: StateSnapshot) -> None:
         "Health of each daemon as the dispatcher sees it.",
         [({"daemon": d.daemon}, int(d.ok)) for d in snap.daemons],
     )
+    ev = snap.tracker_events
+    if ev is not None:  # docs/change-events.md
+        out.one(
+            "symphony_tracker_events_subscribed",
+            "gauge",
+            "1 while the dispatcher follows the tracker's change events.",
+            int(ev.subscribed),
+        )
+        out.metric(
+            "symphony_tracker_events_total",
+            "counter",
+            "tracker.changed events the dispatcher received, by source.",
+            [({"source": k}, v) for k, v in sorted(ev.received.items())],
+        )
+        out.one(
+            "symphony_tracker_event_ticks_total",
+            "counter",
+            "Ticks asked for by change events and (re)subscriptions, at most 4 per second.",
+            ev.ticks_requested,
+        )
 
 
 def _audit(out: _Out, counts: AuditCounts) -> None:

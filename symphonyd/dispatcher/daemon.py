@@ -44,6 +44,7 @@ from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.ports import SystemClock
 from symphonyd.dispatcher.service import DispatcherService
 from symphonyd.dispatcher.store import StateStore
+from symphonyd.dispatcher.tracker_events import follow_tracker_changes
 from symphonyd.runtime import instance_lock
 from symphonyd.runtime.activation import listen_fds
 from symphonyd.runtime.daemon import Daemon, system_uid
@@ -106,13 +107,17 @@ async def start_orchestrator(orch: Orchestrator, daemon: Daemon) -> None:
 
 
 def loops(service: DispatcherService, runtime: Path) -> dict[str, Coroutine[Any, Any, None]]:
-    """The dispatcher's long-running work: scheduler, workflow watch, launcher events."""
+    """The dispatcher's long-running work: scheduler, workflow watch, launcher events, and
+    the tracker's change events (each asks for a tick; docs/design/0410)."""
     orch = service.orch
     events = follow_run_events(
         LAUNCHER_DISPATCHER.path(runtime), orch.handle_run_event, orch.resync_runs
     )
+    changes = follow_tracker_changes(
+        TRACKER_DISPATCHER.path(runtime), service.request_refresh, state=service.tracker_events
+    )
     return {"scheduler": service.run_scheduler(), "workflow-watch": service.run_watch(),
-            "launcher-events": events}  # fmt: skip
+            "launcher-events": events, "tracker-events": changes}  # fmt: skip
 
 
 async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:

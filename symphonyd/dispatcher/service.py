@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from symphonyd.core.api.dispatcher import (
     DISPATCHER_ISSUE,
@@ -39,6 +40,7 @@ from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.prune import prune
 from symphonyd.dispatcher.snapshot import build_issue_view, build_snapshot
 from symphonyd.dispatcher.state import iso
+from symphonyd.dispatcher.tracker_events import EventStreamState
 from symphonyd.dispatcher.workspace_sweep import SWEEP_INTERVAL_S
 from symphonyd.runtime.ipc_server import EventSink, IpcServer
 from symphonyd.runtime.peer import Peer
@@ -67,6 +69,8 @@ class DispatcherService:
         self._wake = asyncio.Event()
         self._sinks: set[EventSink] = set()
         self._push_task: asyncio.Task[None] | None = None
+        # The tracker's change events as the follower (daemon.loops) sees them.
+        self.tracker_events = EventStreamState()
         orch.add_listener(self._state_changed)
 
     # ------------------------------------------------------------------ control API
@@ -84,12 +88,15 @@ class DispatcherService:
         server.subscription(DISPATCHER_SUBSCRIBE, self._subscribe)
 
     async def _health(self, _: Empty, __: Peer) -> Health:
-        snap = build_snapshot(self.orch)
+        snap = self.snapshot()
         detail = {d.daemon: d.ok for d in snap.daemons}
         return Health("dispatcher", self.version, True, {"paused": snap.pause.paused, **detail})
 
     async def _snapshot(self, _: Empty, __: Peer) -> StateSnapshot:
-        return build_snapshot(self.orch)
+        return self.snapshot()
+
+    def snapshot(self) -> StateSnapshot:
+        return replace(build_snapshot(self.orch), tracker_events=self.tracker_events.view())
 
     async def _issue(self, p: IssueRefParams, _: Peer) -> IssueView:
         return build_issue_view(self.orch, p.identifier)
@@ -99,7 +106,7 @@ class DispatcherService:
 
     async def _resume(self, _: Empty, peer: Peer) -> ControlResult:
         message = await self.orch.resume(peer.uid)
-        self._wake.set()
+        self.request_refresh()  # what changed while paused is dispatched now, not next poll
         return ControlResult(True, message)
 
     async def _stop(self, p: IssueRefParams, peer: Peer) -> ControlResult:
@@ -139,7 +146,7 @@ class DispatcherService:
     async def _push(self) -> None:
         # One snapshot per burst: a tick that changes 1 000 runs pushes once, not 1 000 times.
         await asyncio.sleep(PUSH_DEBOUNCE_S)
-        data = StateChanged(build_snapshot(self.orch))
+        data = StateChanged(self.snapshot())
         for sink in list(self._sinks):
             if not sink.send(DISPATCHER_STATE_CHANGED, data):
                 self._sinks.discard(sink)

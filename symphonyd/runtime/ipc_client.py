@@ -82,9 +82,10 @@ class IpcClient:
         max_events: int = 4096,
     ) -> IpcClient:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(str(path), limit=max_frame), timeout
-            )
+            # Not wait_for: on 3.11 it loses a cancellation that arrives as the connection
+            # completes, and a subscriber loop cancelled at that moment would run on.
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_unix_connection(str(path), limit=max_frame)
         except TimeoutError:
             raise SymphonyError(f"connecting to {path} timed out", code="timeout") from None
         except OSError as exc:
@@ -140,11 +141,14 @@ class IpcClient:
     async def close(self) -> None:
         self._closing = True
         self._writer.close()
+        # Neither wait may swallow a cancellation of the caller: a subscriber loop closing
+        # its client as the daemon stops would otherwise run on (3.11's wait_for can lose
+        # one; ``suppress(CancelledError)`` around the reader task always did).
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._writer.wait_closed(), 2)
+            async with asyncio.timeout(2):
+                await self._writer.wait_closed()
         self._read_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._read_task
+        await asyncio.wait({self._read_task})
         self._fail(unavailable(f"client for {self.path} is closed"))
 
     async def __aenter__(self) -> IpcClient:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from symphonyd.core.api.tracker import ToolResult, ToolSpec
@@ -72,6 +73,10 @@ class TrackerAdapter(ABC):
         return text
 
     async def aclose(self) -> None:
+        return None
+
+    def watch_directory(self) -> Path | None:
+        """A directory whose changes are issue changes (the local tracker's files), else None."""
         return None
 
     # ---------------------------------------------------------------- agent tools (SPEC 10.5)

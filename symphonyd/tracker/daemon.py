@@ -1,8 +1,9 @@
 """symphony-tracker: serves ``tracker.*`` on two sockets with disjoint method sets.
 
-The dispatcher's socket offers reads (fetch by states / ids), the profile and health; the
-launcher's socket offers the agent tools, refresh by id, the profile and health. A
-compromised launcher cannot list the board and the dispatcher cannot write to the tracker.
+The dispatcher's socket offers reads (fetch by states / ids), the profile, health and the
+``tracker.changed`` subscription (change_events.py); the launcher's socket offers the agent
+tools, refresh by id, the profile and health. A compromised launcher cannot list the board
+and the dispatcher cannot write to the tracker.
 Tracker writes are sent to the audit writer (``audit.append``). ``startup`` is the wiring
 ``python -m symphonyd.tracker`` runs under the shared run loop.
 """
@@ -18,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from symphonyd.core.api.audit import AUDIT_APPEND, AuditAppend, AuditEventIn
-from symphonyd.core.api.shared import HEALTH
+from symphonyd.core.api.shared import HEALTH, Empty, Health
 from symphonyd.core.api.tracker import (
     TRACKER_FETCH_BY_IDS,
     TRACKER_FETCH_BY_STATES,
     TRACKER_MAX_FRAME,
     TRACKER_PROFILE,
     TRACKER_REDACT,
+    TRACKER_SUBSCRIBE,
     TRACKER_TOOL_CALL,
     TRACKER_TOOL_SPECS,
 )
@@ -36,6 +38,7 @@ from symphonyd.runtime.ipc_client import ReconnectingClient
 from symphonyd.runtime.ipc_server import IpcServer, ServerLimits
 from symphonyd.runtime.peer import Peer
 from symphonyd.tracker import tools
+from symphonyd.tracker.change_events import ChangeFeed, LocalFileEvents
 from symphonyd.tracker.service import TrackerService
 from symphonyd.tracker.workflow_source import workflow_source
 
@@ -68,8 +71,11 @@ class AuditForwarder:
         await self._client.close()
 
 
-def dispatcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer:
+def dispatcher_server(
+    service: TrackerService, uids: Iterable[int], feed: ChangeFeed | None = None
+) -> IpcServer:
     allowed = frozenset(uids)
+    feed = feed or ChangeFeed()
     # A whole board comes back in one reply; the dispatcher connects with the same limit.
     server = IpcServer(
         TRACKER_DISPATCHER.stem,
@@ -77,8 +83,10 @@ def dispatcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer
         allow_root=0 in allowed,
         limits=ServerLimits(max_reply=TRACKER_MAX_FRAME),
     )
-    server.handle(HEALTH, _peerless(service.health))
+    server.handle(HEALTH, _peerless(_health_with_events(service, feed)))
     server.handle(TRACKER_PROFILE, _peerless(service.profile))
+    # Change events: the dispatcher ticks on each (docs/design/0410-tracker-change-events.md).
+    server.subscription(TRACKER_SUBSCRIBE, feed.subscribe)
     server.handle(
         TRACKER_FETCH_BY_STATES, _peerless(service.fetch_by_states), timeout=REQUEST_TIMEOUT_S
     )
@@ -86,10 +94,13 @@ def dispatcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer
     return server
 
 
-def launcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer:
+def launcher_server(
+    service: TrackerService, uids: Iterable[int], feed: ChangeFeed | None = None
+) -> IpcServer:
     allowed = frozenset(uids)
     server = IpcServer(TRACKER_LAUNCHER.stem, allowed_uids=allowed, allow_root=0 in allowed)
-    server.handle(HEALTH, _peerless(service.health))
+    # Root's symphonyctl doctor asks here: the event sources' liveness is in the reply.
+    server.handle(HEALTH, _peerless(_health_with_events(service, feed or ChangeFeed())))
     server.handle(TRACKER_PROFILE, _peerless(service.profile))
     # Between turns the launcher re-reads its run's issue to decide whether to continue
     # (SPEC 16.5); it cannot list the board.
@@ -99,6 +110,15 @@ def launcher_server(service: TrackerService, uids: Iterable[int]) -> IpcServer:
     # Prompt previews are scrubbed here, where the credential is (launcher only).
     server.handle(TRACKER_REDACT, _peerless(service.redact))
     return server
+
+
+def _health_with_events(service: TrackerService, feed: ChangeFeed) -> Any:
+    async def health(params: Empty) -> Health:
+        reply = await service.health(params)
+        reply.detail["events"] = feed.health()  # each source: live, last delivery, failures
+        return reply
+
+    return health
 
 
 def _peerless(fn: Any) -> Any:
@@ -118,9 +138,11 @@ class TrackerDaemon:
         launcher_uids: Iterable[int],
     ) -> None:
         self.service = service
+        self.feed = ChangeFeed()
+        self.file_events = LocalFileEvents(service, self.feed)
         self.servers = (
-            dispatcher_server(service, dispatcher_uids),
-            launcher_server(service, launcher_uids),
+            dispatcher_server(service, dispatcher_uids, self.feed),
+            launcher_server(service, launcher_uids, self.feed),
         )
 
     async def start(
@@ -196,5 +218,6 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
 
     daemon.on_shutdown("tracker", close)
     await tracker.start(dispatcher, launcher)
+    daemon.spawn(tracker.file_events.run(), "local-file-events")
     daemon.status("serving tracker.*")
     log.info("tracker daemon ready")

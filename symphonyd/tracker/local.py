@@ -1,8 +1,9 @@
 """The ``local`` tracker: Markdown issue files in a directory, no account needed.
 
-Every fetch re-reads the directory, so edits show up on the next poll. A blocker is resolved
-only when its file exists and its state is terminal; anything else keeps ``dispatchable``
-false. Profile: docs/trackers/local.md.
+Every fetch re-reads the directory, so edits show up on the next poll; the tracker daemon
+also watches the directory and tells the dispatcher at once (``change_events.py``). A
+blocker is resolved only when its file exists and its state is terminal; anything else keeps
+``dispatchable`` false. Profile: docs/trackers/local.md.
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ from symphonyd.core.issue import BlockerRef, Issue, build_issue, state_key
 from symphonyd.tracker.adapter import TrackerAdapter, blocked
 from symphonyd.tracker.errors import RESPONSE, config_error, tracker_error
 from symphonyd.tracker.local_store import IDENTIFIER, LocalRecord, LocalStore
-from symphonyd.tracker.provider_config import TrackerSettings, check_keys, opt_str, opt_str_list
+from symphonyd.tracker.provider_config import (
+    TrackerSettings,
+    check_keys,
+    opt_bool,
+    opt_str,
+    opt_str_list,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DIRECTORY = "/var/lib/symphony/issues"
-KEYS = ("directory", "tool_states", "author")
+KEYS = ("directory", "tool_states", "author", "watch")
 
 
 class LocalAdapter(TrackerAdapter):
@@ -46,6 +53,12 @@ class LocalAdapter(TrackerAdapter):
         # so a changed file (a new record) misses.
         self._issues: dict[str, tuple[LocalRecord, Issue]] = {}
         self.author = opt_str(p, "author", "symphony-agent") or "symphony-agent"
+        # false: no inotify watch (e.g. a network filesystem whose remote writes raise no
+        # events); changes are then seen on the poll only.
+        self.watch = opt_bool(p, "watch", True)
+
+    def watch_directory(self) -> Path | None:
+        return self.store.directory if self.watch else None
 
     async def _fetch_by_states(self, states: list[str]) -> list[Issue]:
         return await asyncio.to_thread(self._scan_states, {state_key(s) for s in states})

@@ -61,6 +61,15 @@ def check_identifier(identifier: Any) -> str:
     return identifier
 
 
+def identifier_of(name: str) -> str | None:
+    """The issue identifier a file name stands for; None for comments, dot-files, others."""
+    if name.endswith(SUFFIX) and not name.endswith(COMMENTS_SUFFIX):
+        stem = name[: -len(SUFFIX)]
+        if IDENTIFIER.match(stem):
+            return stem
+    return None
+
+
 @dataclass(frozen=True)
 class LocalRecord:
     """One parsed issue file: front matter as given, plus the body."""
@@ -99,13 +108,7 @@ class LocalStore:
                 "tracker_request",
                 f"cannot list issue directory " f"{self.directory}: {exc.strerror}",
             ) from None
-        out = []
-        for name in names:
-            if name.endswith(SUFFIX) and not name.endswith(COMMENTS_SUFFIX):
-                stem = name[: -len(SUFFIX)]
-                if IDENTIFIER.match(stem):
-                    out.append(stem)
-        return sorted(out)
+        return sorted(i for i in map(identifier_of, names) if i is not None)
 
     def read(self, identifier: str) -> LocalRecord | None:
         """The parsed file, None when absent; raises tracker_response when malformed.

@@ -39,12 +39,16 @@ from symphonyd.core.api.launcher import (
 )
 from symphonyd.core.api.shared import Empty
 from symphonyd.core.api.tracker import (
+    TRACKER_CHANGED,
     TRACKER_FETCH_BY_IDS,
     TRACKER_FETCH_BY_STATES,
+    TRACKER_SUBSCRIBE,
     FetchByIds,
     FetchByStates,
     IssueList,
+    TrackerChanged,
 )
+from symphonyd.core.errors import SymphonyError
 from symphonyd.runtime.ipc_server import EventSink, IpcServer
 from symphonyd.runtime.peer import Peer
 from tests.dispatcher.doubles import MemoryAudit, MemoryLauncher, MemoryTracker
@@ -68,18 +72,33 @@ class SocketWorld:
         self.servers: dict[str, IpcServer] = {}
         self.audit_at_start: list[int] = []  # audit record count seen by each start_run
         self.subscriptions = 0  # launcher event stream subscriptions so far
+        # tracker.changed: refused unless a test turns it on (the dispatcher then polls only)
+        self.tracker_events = False
+        self.tracker_sinks: set[EventSink] = set()
+        self.fetches = 0  # tracker.fetch_by_states calls: one per tick
 
     def path(self, name: str) -> Path:
         return self.root / f"{name}-dispatcher.sock"
 
     async def start(self) -> None:
-        tracker = _server("tracker")
-        tracker.handle(TRACKER_FETCH_BY_STATES, self._by_states)
-        tracker.handle(TRACKER_FETCH_BY_IDS, self._by_ids)
-        self.servers = {"tracker": tracker, "launcher": self._launcher_server()}
+        self.servers = {"tracker": self._tracker_server(), "launcher": self._launcher_server()}
         for name, server in self.servers.items():
             await server.start_path(self.path(name))
         await self.start_audit()
+
+    def _tracker_server(self) -> IpcServer:
+        tracker = _server("tracker")
+        tracker.handle(TRACKER_FETCH_BY_STATES, self._by_states)
+        tracker.handle(TRACKER_FETCH_BY_IDS, self._by_ids)
+        tracker.subscription(TRACKER_SUBSCRIBE, self._tracker_subscribe)
+        return tracker
+
+    async def restart_tracker(self) -> None:
+        """The tracker process goes away (its event stream with it) and comes back."""
+        await self.stop_server("tracker")
+        self.tracker_sinks.clear()
+        self.servers["tracker"] = self._tracker_server()
+        await self.servers["tracker"].start_path(self.path("tracker"))
 
     def _launcher_server(self) -> IpcServer:
         launcher = _server("launcher")
@@ -133,7 +152,20 @@ class SocketWorld:
         for sink in list(self.sinks):
             sink.send(LAUNCHER_RUN_EVENT, ev)
 
+    def tracker_changed(self, *issue_ids: str) -> int:
+        """Push tracker.changed to every subscriber; returns how many took it."""
+        sent = [s for s in list(self.tracker_sinks)
+                if s.send(TRACKER_CHANGED, TrackerChanged("test", list(issue_ids)))]  # fmt: skip
+        return len(sent)
+
+    async def _tracker_subscribe(self, _: Empty, __: Peer, sink: EventSink) -> Empty:
+        if not self.tracker_events:
+            raise SymphonyError("this tracker pushes no events", code="unavailable")
+        self.tracker_sinks.add(sink)
+        return Empty()
+
     async def _by_states(self, p: FetchByStates, _: Peer) -> IssueList:
+        self.fetches += 1
         return IssueList(await self.tracker.fetch_by_states(p.states))
 
     async def _by_ids(self, p: FetchByIds, _: Peer) -> IssueList:

@@ -178,6 +178,16 @@ class WorkspaceStatus:
 
 
 @dataclass(frozen=True)
+class TrackerEventsStatus:
+    """The dispatcher's end of tracker.changed, in its snapshot (and so in /metrics)."""
+
+    subscribed: bool
+    received: dict[str, int]  # events by source since the dispatcher started
+    ticks_requested: int  # ticks the events asked for (after pacing)
+    last_event_at: str | None
+
+
+@dataclass(frozen=True)
 class StateSnapshot:
     generated_at: str
     counts: SnapshotCounts
@@ -193,6 +203,7 @@ class StateSnapshot:
     poll_interval_ms: int
     max_concurrent_agents: int
     workspaces: WorkspaceStatus | None = None
+    tracker_events: TrackerEventsStatus | None = None  # issue 21; None: not followed
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from symphonyd.core.api.shared import Empty
 from symphonyd.core.issue import Issue
-from symphonyd.core.wire import method
+from symphonyd.core.wire import event, method
 
 # A board of 10 000 issues is several MiB of JSON: clients of tracker.fetch_* must read
 # replies up to this size (IpcClient.connect(..., max_frame=TRACKER_MAX_FRAME)).
@@ -109,4 +109,22 @@ class RedactedText:
 # removes its credential and `$NAME` provider secrets (docs/design/0552-prompt-secrets-and-env.md).
 TRACKER_REDACT = method(
     "tracker.redact", RedactText, RedactedText, "Text with the tracker's secrets scrubbed out."
+)
+
+
+# Change events (issue 21): the tracker pushes tracker.changed to the dispatcher's
+# subscription on its socket when it learns that issues changed (the local tracker's
+# directory watch); the dispatcher answers each with a tick, so events only make dispatch
+# sooner. The poll tick stays the safety net (docs/design/0410-tracker-change-events.md).
+@dataclass(frozen=True)
+class TrackerChanged:
+    source: str  # which event source saw it: "local_files"
+    issue_ids: list[str]  # refreshed ids; empty when the source lost track of which
+
+
+TRACKER_SUBSCRIBE = method(
+    "tracker.subscribe", Empty, Empty, "Subscribe: the server then pushes tracker.changed."
+)
+TRACKER_CHANGED = event(
+    "tracker.changed", TrackerChanged, "Issues changed at the tracker; a tick will see them."
 )
