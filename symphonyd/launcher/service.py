@@ -15,9 +15,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
-import stat
-import time
 from asyncio.subprocess import Process
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +26,6 @@ from symphonyd.core.api.audit import AuditEventIn
 from symphonyd.core.api.launcher import (
     LAUNCHER_RUN_EVENT,
     RemoveWorkspaceResult,
-    RootEntry,
     RunEvent,
     RunInfo,
     RunList,
@@ -42,16 +38,15 @@ from symphonyd.core.api.launcher import (
     WorkspaceListing,
 )
 from symphonyd.core.api.tracker import ToolCall, ToolResult, ToolSpecList, TrackerProfile
-from symphonyd.core.config import ServiceConfig, build_service_config
+from symphonyd.core.config import ServiceConfig
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.hostconfig import HostConfig, apply_host_overrides
+from symphonyd.core.hostconfig import HostConfig
 from symphonyd.core.issue import Issue
 from symphonyd.core.prompt_guard import guarded_issue_data
 from symphonyd.core.redact import Redactor
 from symphonyd.core.run_progress import RunProgress
 from symphonyd.core.template import compile_prompt
 from symphonyd.core.tracker_kinds import state_rules
-from symphonyd.core.workflow import WorkflowDefinition
 from symphonyd.launcher.agents.factory import session_factory
 from symphonyd.launcher.agents.process import Spawner, local_spawn
 from symphonyd.launcher.agents.session import ApprovalPolicy, ToolInvocation, short, utc_now
@@ -65,12 +60,15 @@ from symphonyd.launcher.sandbox.agent_sandbox import (
 from symphonyd.launcher.secret_env import policy_for_run
 from symphonyd.launcher.worker import WorkerDeps, run_worker_attempt
 from symphonyd.launcher.workspace import WorkspaceManager
+from symphonyd.launcher.workspace_requests import (
+    bind_config,
+    list_root,
+    remove_if_idle,
+    workspace_ages,
+)
 from symphonyd.runtime.logging import log_context, log_event
 
 log = logging.getLogger("symphonyd.launcher")
-# Entries per list_workspaces reply: names are at most 128 bytes, so the reply stays far
-# below the 1 MiB frame; the oldest come first, which are the ones age cleanup looks at.
-MAX_LISTED = 2000
 
 
 class TrackerLink(Protocol):
@@ -131,27 +129,6 @@ class _Run:
             started_at=self.started_at,
             **self.progress.fields_for(RunInfo),
         )
-
-
-def _idle_seconds(path: Path) -> float | None:
-    """Seconds since a workspace directory changed; None when there is no directory."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISDIR(st.st_mode):
-        return None
-    return max(time.time() - st.st_mtime, 0.0)
-
-
-def bind_config(
-    workflow: WorkflowSnapshot, env: Mapping[str, str], host: HostConfig | None = None
-) -> ServiceConfig:
-    definition = WorkflowDefinition(
-        config=workflow.config, prompt_template=workflow.prompt_template
-    )
-    config = build_service_config(definition, env=env, workflow_dir=Path(workflow.path).parent)
-    return apply_host_overrides(config, host) if host is not None else config
 
 
 class LauncherService:
@@ -249,27 +226,8 @@ class LauncherService:
         if any(r.issue_identifier == identifier for r in self._runs.live()):
             raise SymphonyError(f"{identifier} has a live run", code="run_active")
         with log_context(issue_identifier=identifier):
-            return await self._remove_workspace(identifier, self._config_for(workflow), min_idle_s)
-
-    async def _remove_workspace(
-        self, identifier: str, config: ServiceConfig, min_idle_s: float | None
-    ) -> RemoveWorkspaceResult:
-        manager = self._workspaces(config)
-        if min_idle_s is not None:
-            # Age cleanup decided on an age the dispatcher saw a moment ago; a workspace
-            # used since then is kept (checked here, right before before_remove).
-            idle = _idle_seconds(manager.path_for(identifier))
-            if idle is None or idle < min_idle_s:
-                log_event(
-                    log,
-                    "workspace_cleanup",
-                    outcome="kept",
-                    issue_identifier=identifier,
-                    reason="used since the cleanup decision" if idle is not None else "gone",
-                )
-                return RemoveWorkspaceResult(False)
-        removed = await manager.remove(identifier)
-        return RemoveWorkspaceResult(bool(removed))
+            manager = self._workspaces(self._config_for(workflow))
+            return await remove_if_idle(manager, identifier, min_idle_s)
 
     def _bound(self, run: _Run) -> ServiceConfig:
         """The run's typed config: bound once from its snapshot, then the same value."""
@@ -294,50 +252,10 @@ class LauncherService:
         return root
 
     def workspace_ages(self, identifiers: list[str]) -> dict[str, float | None]:
-        """Seconds since each workspace changed; None for none; unsafe ones left out."""
-        manager = WorkspaceManager(self._root())
-        ages: dict[str, float | None] = {}
-        for identifier in identifiers:
-            try:
-                path = manager.path_for(identifier)
-                st = os.lstat(path)
-            except FileNotFoundError:
-                ages[identifier] = None
-                continue
-            except (OSError, SymphonyError):
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                ages[identifier] = max(time.time() - st.st_mtime, 0.0)
-        return ages
+        return workspace_ages(self._root(), identifiers)
 
     def list_workspaces(self, workflow: WorkflowSnapshot | None) -> WorkspaceListing:
-        """Every entry under the root with its age, the oldest first, at most MAX_LISTED.
-
-        An unreadable root is an error, never an empty listing: the dispatcher must not take
-        "cannot look" for "nothing there".
-        """
-        manager = WorkspaceManager(self._root(workflow))
-        try:
-            survey = manager.survey()
-        except OSError as exc:
-            raise SymphonyError(
-                f"cannot list the workspace root {manager.root}: {exc.strerror}",
-                code="workspace_root_unreadable",
-            ) from None
-        now = time.time()
-        entries = [
-            RootEntry(
-                # A name that is not UTF-8 is shown with U+FFFD; only valid keys (ASCII)
-                # are ever removed, and those by identifier.
-                os.fsencode(e.name).decode("utf-8", "replace"),
-                None if e.last_used is None else max(now - e.last_used, 0.0),
-                e.problem,
-            )
-            for e in survey[:MAX_LISTED]
-        ]
-        return WorkspaceListing(
-            str(manager.root), entries, omitted=max(len(survey) - MAX_LISTED, 0)
-        )
+        return list_root(self._root(workflow))
 
     def subscribe(self, sink: Subscriber) -> None:
         self._subscribers.add(sink)

@@ -9,7 +9,7 @@ from symphonyd.core.config import ServiceConfig
 from symphonyd.core.hostconfig import SandboxHost
 from symphonyd.launcher.hooks import RunAs
 from symphonyd.launcher.sandbox.agent_sandbox import AgentSandboxes
-from symphonyd.launcher.service import bind_config
+from symphonyd.launcher.workspace_requests import bind_config
 from tests.sandbox.conftest import AGENT_GID, AGENT_UID, Launcher, World
 
 

@@ -21,7 +21,7 @@ from symphonyd.core.api.launcher import WorkflowSnapshot
 from symphonyd.core.hostconfig import HostConfig, SandboxHost
 from symphonyd.launcher.daemon import AuditQueue, sandboxes_for
 from symphonyd.launcher.hooks import RunAs
-from symphonyd.launcher.service import bind_config
+from symphonyd.launcher.workspace_requests import bind_config
 
 AGENT_UID = 64123
 # Double fork; the grandchild leaves the session and sheds its environment (no

@@ -28,7 +28,7 @@ from symphonyd.core.api.launcher import WorkflowSnapshot
 from symphonyd.core.config import ServiceConfig
 from symphonyd.core.hostconfig import parse_host_config
 from symphonyd.launcher.sandbox.manager import SandboxHandle
-from symphonyd.launcher.service import bind_config
+from symphonyd.launcher.workspace_requests import bind_config
 from tests.sandbox.agent_sandboxes import agent_sandboxes
 from tests.sandbox.conftest import (
     AGENT_GID,
