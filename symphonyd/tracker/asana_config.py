@@ -17,6 +17,7 @@ from symphonyd.tracker.provider_config import (
     check_keys,
     http_endpoint,
     http_policy,
+    identifier_prefix,
     opt_int,
     opt_str,
     opt_str_list,
@@ -40,7 +41,6 @@ KEYS = (
 )
 # Asana gids are decimal strings; 1..30 digits covers every id it hands out with room to spare.
 GID = re.compile(r"^[1-9][0-9]{0,29}\Z")
-_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,7 @@ def parse_asana_provider(provider: Mapping[str, Any]) -> AsanaConfig:
     """Every check on the provider block; raises ``invalid_tracker_config``."""
     check_keys(provider, KEYS, KIND)
     workspace, project = _gid(provider, "workspace"), _gid(provider, "project")
-    prefix = opt_str(provider, "identifier_prefix", "ASANA") or "ASANA"
-    if not _PREFIX.match(prefix):
-        raise config_error(
-            "tracker.provider.identifier_prefix must match [A-Za-z0-9][A-Za-z0-9._-]{0,63}"
-        )
+    prefix = identifier_prefix(provider, "ASANA")
     completed = opt_str(provider, "completed_state", "Done") or "Done"
     pairs = _section_states(provider.get("section_states", {}))
     if pairs and state_key(completed) not in {state_key(s) for s, _ in pairs}:

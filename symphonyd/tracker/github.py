@@ -25,6 +25,7 @@ from symphonyd.tracker.provider_config import (
     check_keys,
     http_endpoint,
     http_policy,
+    identifier_prefix,
     opt_int,
     opt_str,
     opt_str_list,
@@ -47,7 +48,6 @@ KEYS = (
     "blocked_label",
 )
 _REPO = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
-_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class GitHubAdapter(HttpTrackerAdapter):
@@ -63,12 +63,7 @@ class GitHubAdapter(HttpTrackerAdapter):
         if repo is None or not _REPO.match(repo) or ".." in repo:
             raise config_error("github needs tracker.provider.repository as 'owner/name'")
         self.repository = repo
-        prefix = opt_str(p, "identifier_prefix", repo.split("/")[1]) or ""
-        if not _PREFIX.match(prefix):
-            raise config_error(
-                "tracker.provider.identifier_prefix must match " "[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
-            )
-        self.prefix = prefix
+        self.prefix = identifier_prefix(p, repo.split("/")[1])
         self.state_labels = opt_str_list(p, "state_labels")
         self.open_state = opt_str(p, "open_state", "Open") or "Open"
         self.closed_state = opt_str(p, "closed_state", "Closed") or "Closed"

@@ -19,6 +19,7 @@ from symphonyd.tracker.provider_config import (
     check_keys,
     http_endpoint,
     http_policy,
+    identifier_prefix,
     opt_int,
     opt_str,
     opt_str_list,
@@ -44,7 +45,6 @@ KEYS = (
 # A GitLab full path: namespaces and the project, each segment as GitLab allows them.
 _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}"
 _PATH = re.compile(rf"^{_SEGMENT}(?:/{_SEGMENT}){{1,20}}$")
-_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -89,12 +89,7 @@ def parse_gitlab_provider(provider: Mapping[str, Any]) -> GitLabConfig:
             )
         else:
             project, ref, default_prefix = path, quote(path, safe=""), path.rsplit("/", 1)[1]
-    prefix = opt_str(provider, "identifier_prefix", None) or default_prefix
-    if not _PREFIX.match(prefix):
-        raise config_error(
-            "tracker.provider.identifier_prefix must match [A-Za-z0-9][A-Za-z0-9._-]{0,63} "
-            "(set it when the project name does not)"
-        )
+    prefix = identifier_prefix(provider, default_prefix, " (set it when the project name does not)")
     open_state = opt_str(provider, "open_state", "Open") or "Open"
     closed_state = opt_str(provider, "closed_state", "Closed") or "Closed"
     state_labels = _state_labels(provider.get("state_labels", []))

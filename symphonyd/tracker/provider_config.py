@@ -6,6 +6,7 @@ the scope silently to everything the token can see.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -103,3 +104,17 @@ def http_policy(provider: Mapping[str, Any]) -> HttpPolicy:
         max_attempts=opt_int(provider, "max_attempts", 3, 1, 10),
         max_retry_wait_s=opt_int(provider, "max_retry_wait_ms", 60_000, 0, 3_600_000) / 1000,
     )
+
+
+# An issue identifier's prefix (``PREFIX-123``): safe in file names, URLs and log fields.
+_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def identifier_prefix(provider: Mapping[str, Any], default: str, hint: str = "") -> str:
+    """``identifier_prefix``, else ``default``; one rule for every adapter that derives ids."""
+    prefix = opt_str(provider, "identifier_prefix", default) or default
+    if not _PREFIX.match(prefix):
+        raise config_error(
+            "tracker.provider.identifier_prefix must match [A-Za-z0-9][A-Za-z0-9._-]{0,63}" + hint
+        )
+    return prefix
