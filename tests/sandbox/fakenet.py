@@ -70,25 +70,31 @@ def dns_server(log: Path) -> None:
         sock.sendto(head + question + answers, addr)
 
 
-def http_handler(name: str) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = f"hello from {name} host={self.headers.get('Host')}\n".encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+class QuietHandler(BaseHTTPRequestHandler):
+    def reply(self, body: bytes, kind: str = "text/plain") -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-        def log_message(self, *args: object) -> None:
-            pass
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def http_handler(name: str) -> type[BaseHTTPRequestHandler]:
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            self.reply(f"hello from {name} host={self.headers.get('Host')}\n".encode())
 
     return Handler
 
 
 def static_handler(root: Path) -> type[BaseHTTPRequestHandler]:
     """Files under ``root``; a directory answers with its index.json or index.html."""
+    kinds = {".json": "application/json", ".html": "text/html"}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             rel = unquote(self.path.split("?", 1)[0]).strip("/")
             path = (root / rel).resolve()
@@ -99,16 +105,7 @@ def static_handler(root: Path) -> type[BaseHTTPRequestHandler]:
             if not path.is_relative_to(root.resolve()) or not path.is_file():
                 self.send_error(404)
                 return
-            body = path.read_bytes()
-            kinds = {".json": "application/json", ".html": "text/html"}
-            self.send_response(200)
-            self.send_header("Content-Type", kinds.get(path.suffix, "application/octet-stream"))
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
+            self.reply(path.read_bytes(), kinds.get(path.suffix, "application/octet-stream"))
 
     return Handler
 
