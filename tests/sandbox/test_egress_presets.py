@@ -51,9 +51,10 @@ def test_workflow_accepts_presets_and_refuses_bad_names() -> None:
             parse_sandbox({"sandbox": {"egress": {"denied_domains": [bad]}}})
 
 
-def test_shipped_presets_parse_and_name_the_forges() -> None:
+def test_shipped_presets_parse_and_name_the_forges(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYMPHONY_POLICY_DIR", str(REPO / "policy"))  # this tree's, not installed
     dirs = preset_dirs("/nonexistent")
-    assert dirs.shipped is not None
+    assert dirs.shipped == REPO / "policy" / "egress" / "presets"
     github = expand(["@github"], dirs, "allowed_domains").domains
     assert "github.com" in github and "api.github.com" in github
     assert expand(["@gitlab"], dirs, "allowed_domains").domains == ("gitlab.com",)
