@@ -27,9 +27,10 @@ import pytest
 from symphonyd.core.api.launcher import WorkflowSnapshot
 from symphonyd.core.config import ServiceConfig
 from symphonyd.core.hostconfig import parse_host_config
+from symphonyd.launcher.sandbox.errors import SandboxError
 from symphonyd.launcher.workspace_requests import bind_config
 from tests.sandbox.agent_sandboxes import agent_sandboxes
-from tests.sandbox.conftest import Internet, Launcher, World
+from tests.sandbox.conftest import Internet, Launcher, World, sh
 
 NPM_HOST = "registry.npm.test"
 PYPI_HOST = "pypi.test"
@@ -246,3 +247,19 @@ def test_install_works_with_the_preset_and_is_refused_without(
     assert launcher.records(refused, "egress_deny", host=host), launcher.audit[-5:]
     hints = [r.getMessage() for r in caplog.records if refused in r.getMessage()]
     assert any(f"allowed_domains: [{host}]" in m for m in hints), hints
+
+
+def test_an_unknown_preset_refuses_the_run_before_any_sandbox(
+    launcher: Launcher, world: World, template: Path, registries: Path
+) -> None:
+    """The launcher's AgentSandboxes refuse to open a run whose workflow names a preset no
+    file defines: a typed error naming it, and no sandbox (no interface) left behind."""
+    host, _ = parse_host_config(f'[sandbox]\negress_presets_dir = "{registries}"\n')
+    sandboxes = agent_sandboxes(launcher, host.sandbox, template)
+    config = _workflow(world, ["@testnpm", "@nope"])
+    before = sh("ip", "-o", "link").stdout.count("symv")
+    with pytest.raises(SandboxError) as refused:
+        launcher.loop.run(sandboxes.open("agent-preset-unknown", world.workspace, config))
+    assert refused.value.error_code == "sandbox_policy_invalid"
+    assert "unknown egress preset @nope" in refused.value.message
+    assert sh("ip", "-o", "link").stdout.count("symv") == before
