@@ -24,6 +24,7 @@ from symphonyd.core.config_values import (
     section,
     str_list,
 )
+from symphonyd.core.egress_presets import domain_or_none, is_preset, preset_name_or_none
 from symphonyd.core.errors import ConfigError
 
 # audit.prompt_preview_chars at most: below the audit writer's 8 KiB string cap, so a
@@ -32,11 +33,6 @@ MAX_PREVIEW_CHARS = 8_000
 PREVIEW_CHARS = 500
 
 EGRESS_MODES = ("allowlist", "block", "open")
-# A DNS name, optionally with one leading "*." wildcard label; IP literals are refused on
-# purpose so an allowlist cannot be turned into "any host at this address".
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_DOMAIN = re.compile(rf"(?:\*\.)?(?:{_LABEL}\.)*{_LABEL}")
-_ALL_DIGITS_AND_DOTS = re.compile(r"[0-9.]+")
 # systemd MemoryMax=/CPUQuota= syntax, restricted to the forms we document.
 _MEMORY = re.compile(r"[1-9][0-9]{0,15}[KMGT]?|infinity")
 _CPU_QUOTA = re.compile(r"[1-9][0-9]{0,5}%")
@@ -188,10 +184,23 @@ def _ports(value: Mapping[Any, Any], key: str, where: str) -> list[int] | None:
 
 
 def _domains(raw: Mapping[Any, Any], key: str, where: str) -> tuple[str, ...]:
+    """DNS names (optional leading ``*.``; IP literals are refused on purpose so an allowlist
+    cannot become "any host at this address") and ``@name`` presets, kept as ``@name``: the
+    launcher expands them from its preset files (core/egress_presets.py)."""
     out: dict[str, None] = {}
     for item in str_list(raw, key, where) or ():
-        name = item.strip().lower().rstrip(".")
-        if len(name) > 253 or not _DOMAIN.fullmatch(name) or _ALL_DIGITS_AND_DOTS.fullmatch(name):
+        if is_preset(item.strip()):
+            preset = preset_name_or_none(item)
+            if preset is None:
+                raise ConfigError(
+                    f"{where}: {echo(item)} is not a preset name (@ and lower-case letters, "
+                    "digits, dashes)",
+                    field=where,
+                )
+            out.setdefault(f"@{preset}", None)
+            continue
+        name = domain_or_none(item)
+        if name is None:
             raise ConfigError(
                 f"{where}: {echo(item)} is not a DNS name (IP addresses are not accepted)",
                 field=where,

@@ -29,6 +29,7 @@ from symphonyd.core.config_values import (
     req_str,
     str_list,
 )
+from symphonyd.core.egress_presets import DEFAULT_OPERATOR_DIR
 from symphonyd.core.errors import ConfigError
 from symphonyd.core.worker_hosts import WORKER_KEYS, WorkerHosts, parse_worker
 
@@ -59,6 +60,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "sandbox": (
         "enabled",
         "intercept",
+        "egress_presets_dir",
         "local_services",
         "permitted_networks",
         "upstream_dns",
@@ -92,6 +94,8 @@ class SandboxHost:
     # Agents' connections that skip the proxy are redirected to it and decided by name
     # (docs/design/0867); off, they meet the drop rule as before.
     intercept: bool = True
+    # Operator egress presets (@name in allowed_domains; core/egress_presets.py).
+    egress_presets_dir: str = DEFAULT_OPERATOR_DIR
     local_services: tuple[str, ...] = ()  # NAME:PORT reached on 127.0.0.1 through the proxy
     permitted_networks: tuple[str, ...] = ()  # private networks names may resolve into
     upstream_dns: tuple[str, ...] = ()  # empty: the nameservers of /etc/resolv.conf
@@ -231,6 +235,9 @@ def _sandbox(raw: Mapping[str, Any]) -> SandboxHost:
     return SandboxHost(
         enabled=opt_bool(raw, "enabled", "sandbox.enabled", d.enabled),
         intercept=opt_bool(raw, "intercept", "sandbox.intercept", d.intercept),
+        egress_presets_dir=_abs_path(
+            raw, "egress_presets_dir", "sandbox.egress_presets_dir", d.egress_presets_dir
+        ),
         local_services=str_list(raw, "local_services", "sandbox.local_services") or (),
         permitted_networks=str_list(raw, "permitted_networks", "sandbox.permitted_networks") or (),
         upstream_dns=str_list(raw, "upstream_dns", "sandbox.upstream_dns") or (),

@@ -131,7 +131,9 @@ def check_workflow(ctx: Context) -> Iterator[Check]:
     if ctx.host is None:
         return
     try:
-        loaded, config = validate_workflow(ctx.host.workflow_path)
+        loaded, config = validate_workflow(
+            ctx.host.workflow_path, ctx.host.sandbox.egress_presets_dir
+        )
     except SymphonyError as exc:
         yield fail(
             "workflow",

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from symphonyd.core.config import ServiceConfig
+from symphonyd.core.egress_presets import DEFAULT_OPERATOR_DIR, expand, preset_dirs
 from symphonyd.core.errors import SymphonyError, ValidationError
 from symphonyd.core.issue import Issue
 from symphonyd.core.prompt_guard import guarded_issue_data, guarded_prompt
@@ -55,13 +56,24 @@ def register(subparsers: Any) -> None:
     render.set_defaults(func=run_render)
 
 
-def validate_workflow(path: str | None) -> tuple[LoadedWorkflow, ServiceConfig]:
-    """Everything the dispatcher checks before dispatching; raises SymphonyError."""
+def validate_workflow(
+    path: str | None, presets_dir: str = DEFAULT_OPERATOR_DIR
+) -> tuple[LoadedWorkflow, ServiceConfig]:
+    """Everything the dispatcher checks before dispatching, and the ``@name`` egress presets
+    the launcher would expand (from ``presets_dir`` and the shipped ones); raises
+    SymphonyError."""
     loaded = load_workflow(resolve_workflow_path(path))
     config = accepted_service_config(
         loaded.definition, env=dict(os.environ), workflow_dir=loaded.directory
     )
     check_provider(config.tracker, dict(os.environ))  # the adapter's own key rules
+    dirs = preset_dirs(presets_dir)
+    for key, egress in (
+        ("egress", config.sandbox.egress),
+        ("hooks_egress", config.sandbox.hooks_egress),
+    ):
+        for field in ("allowed_domains", "denied_domains"):
+            expand(getattr(egress, field), dirs, f"sandbox.{key}.{field}")
     return loaded, config
 
 
@@ -70,8 +82,9 @@ def run_check(args: argparse.Namespace) -> int:
         # The installed workflow, not ./WORKFLOW.md: an operator checking "the workflow"
         # from any directory means the one the daemons load.
         host_config = args.host_config or os.environ.get("SYMPHONY_CONFIG") or None
-        path = args.path or load_host_config(host_config).config.workflow_path
-        loaded, config = validate_workflow(path)
+        host = load_host_config(host_config).config
+        path = args.path or host.workflow_path
+        loaded, config = validate_workflow(path, host.sandbox.egress_presets_dir)
     except SymphonyError as exc:
         return _fail(exc)
     prompt = loaded.definition.prompt_template

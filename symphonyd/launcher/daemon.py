@@ -59,6 +59,7 @@ from symphonyd.core.api.tracker import (
     ToolSpecList,
     TrackerProfile,
 )
+from symphonyd.core.egress_presets import check_operator_dir, preset_dirs
 from symphonyd.core.errors import ConfigError, SymphonyError
 from symphonyd.core.hostconfig import HostConfig
 from symphonyd.core.issue import Issue
@@ -317,6 +318,9 @@ def sandboxes_for(
     """The kernel sandbox, or None when the host config turns it off; never half of one."""
     if not host.sandbox.enabled:
         return None
+    # A preset file the launcher could not use would refuse every run naming it: refuse to
+    # start instead (exit 78), naming the file and line.
+    check_operator_dir(preset_dirs(host.sandbox.egress_presets_dir))
     if run_as is None:
         raise ConfigError(
             f"the agent sandbox needs root and the {AGENT_USER} user; set [sandbox] "

@@ -102,7 +102,7 @@ def test_full_front_matter_is_read() -> None:
     assert cfg.agent_command == "claude --verbose"
     assert cfg.claude.model == "claude-sonnet"
     assert cfg.codex.approval_policy == {"reject": {"rules": True}}
-    assert cfg.sandbox.egress.allowed_domains == ("github.com", "*.pypi.org")
+    assert cfg.sandbox.egress.allowed_domains == ("github.com", "*.packages.example")
     assert cfg.sandbox.egress.allowed_ports == (443, 22)
     assert cfg.sandbox.hooks_egress.mode == "block"
     assert cfg.sandbox.resources.memory_max == "2G"

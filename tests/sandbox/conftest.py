@@ -121,7 +121,7 @@ def make_ca(directory: Path) -> Path:
         .sign(ca_key, hashes.SHA256())
     )
     (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    for name in ("allowed.test", "denied.test"):
+    for name in ("allowed.test", "denied.test", "registry.npm.test", "pypi.test"):
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (
             x509.CertificateBuilder()
@@ -171,7 +171,7 @@ def internet(tmp_path_factory: pytest.TempPathFactory) -> Generator[Internet, No
         sh(*ns, "ip", "link", "set", "lo", "up")
         sh(*ns, "ip", "addr", "add", "198.18.0.2/30", "dev", "eth0")
         sh(*ns, "ip", "link", "set", "eth0", "up")
-        for ip in ("198.18.1.10", "198.18.1.20", "198.18.1.53"):
+        for ip in ("198.18.1.10", "198.18.1.20", "198.18.1.30", "198.18.1.40", "198.18.1.53"):
             sh(*ns, "ip", "addr", "add", f"{ip}/32", "dev", "lo")
         sh(*ns, "ip", "route", "add", "default", "via", "198.18.0.1")
         sh("ip", "route", "add", "198.18.1.0/24", "via", "198.18.0.2")

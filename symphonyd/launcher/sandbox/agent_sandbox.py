@@ -23,6 +23,7 @@ from typing import Any
 
 from symphonyd.core import audit_events
 from symphonyd.core.config import ServiceConfig
+from symphonyd.core.egress_presets import preset_dirs
 from symphonyd.core.hostconfig import SandboxHost
 from symphonyd.core.issue import Issue
 from symphonyd.launcher.agents.process import PIPE_LIMIT
@@ -131,6 +132,7 @@ class AgentSandboxes:
         return egress_policy(
             config.sandbox.egress,
             runtime=config.agent.runtime,
+            presets=preset_dirs(self.host.egress_presets_dir),
             permitted_networks=self.host.permitted_networks,
             local_services=self.host.local_services,
             intercept=self.host.intercept,
@@ -140,6 +142,7 @@ class AgentSandboxes:
         return egress_policy(
             config.sandbox.hooks_egress,
             runtime=None,
+            presets=preset_dirs(self.host.egress_presets_dir),
             permitted_networks=self.host.permitted_networks,
             intercept=self.host.intercept,
         )

@@ -3,22 +3,16 @@ when installed): built-in egress allowlists per runtime and the filesystem deny 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from symphonyd.core.policy_paths import find_policy_dir
 from symphonyd.launcher.sandbox.errors import FS_FAILED, SandboxError
-
-_CANDIDATES = (
-    Path("/usr/share/symphonyd/policy"),
-    Path(__file__).resolve().parents[3] / "policy",
-)
 
 
 def policy_dir() -> Path:
-    override = os.environ.get("SYMPHONY_POLICY_DIR")
-    for candidate in ((Path(override),) if override else ()) + _CANDIDATES:
-        if (candidate / "fs-deny.txt").is_file():
-            return candidate
+    found = find_policy_dir()
+    if found is not None:
+        return found
     raise SandboxError("policy directory with fs-deny.txt not found", code=FS_FAILED)
 
 
