@@ -84,6 +84,9 @@ class TrackerConfig:
 @dataclass(frozen=True, slots=True)
 class PollingConfig:
     interval_ms: int = 30_000
+    # Extension: how long a running issue may sit outside the active states before
+    # reconciliation stops its run, so a hand-off ends on its own (docs/design/0713).
+    handoff_grace_ms: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +253,10 @@ def _tracker(raw: Mapping[Any, Any]) -> TrackerConfig:
 def _polling(raw: Mapping[Any, Any]) -> PollingConfig:
     s = section(raw, "polling")
     return PollingConfig(
-        interval_ms=req_int(s, "interval_ms", "polling.interval_ms", 30_000, minimum=1)
+        interval_ms=req_int(s, "interval_ms", "polling.interval_ms", 30_000, minimum=1),
+        handoff_grace_ms=req_int(
+            s, "handoff_grace_ms", "polling.handoff_grace_ms", 20_000, minimum=0
+        ),
     )
 
 

@@ -32,6 +32,7 @@ def dispatch_settings(cfg: ServiceConfig) -> DispatchSettings:
         terminal_states=frozenset(state_key(s) for s in terminal),
         required_labels=cfg.tracker.required_labels,
         poll_interval_ms=cfg.polling.interval_ms,
+        handoff_grace_ms=cfg.polling.handoff_grace_ms,
         max_concurrent_agents=cfg.agent.max_concurrent_agents,
         max_concurrent_agents_by_state=dict(cfg.agent.max_concurrent_agents_by_state),
         max_retry_backoff_ms=cfg.agent.max_retry_backoff_ms,

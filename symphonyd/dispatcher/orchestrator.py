@@ -25,7 +25,7 @@ from symphonyd.dispatcher.holds import HoldBook
 from symphonyd.dispatcher.ports import Clock, DispatchSettings, LauncherPort, TrackerPort
 from symphonyd.dispatcher.recovery import Recovery
 from symphonyd.dispatcher.run_events import RunEvents
-from symphonyd.dispatcher.scheduler import Scheduler
+from symphonyd.dispatcher.scheduler import Scheduler, handoff_due_ms
 from symphonyd.dispatcher.state import PauseBook, RetryEntry, RunningEntry, SweepBook
 from symphonyd.dispatcher.workspace_sweep import WorkspaceSweep
 
@@ -137,6 +137,10 @@ class Orchestrator:
 
     def next_retry_due_ms(self) -> int | None:
         return self.engine.next_retry_due_ms()
+
+    def handoff_due_ms(self) -> int | None:
+        """When a run's hand-off grace ends and a tick must look at it again."""
+        return handoff_due_ms(self.engine.running.values())
 
     @property
     def settings(self) -> DispatchSettings:

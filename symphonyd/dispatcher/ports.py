@@ -91,6 +91,7 @@ class DispatchSettings:
     terminal_states: frozenset[str] = frozenset({"done", "closed", "cancelled", "canceled"})
     required_labels: tuple[str, ...] = ()
     poll_interval_ms: int = 30_000
+    handoff_grace_ms: int = 20_000  # polling.handoff_grace_ms (design 0713)
     max_concurrent_agents: int = 10
     max_concurrent_agents_by_state: dict[str, int] = field(default_factory=dict)
     max_retry_backoff_ms: int = 300_000

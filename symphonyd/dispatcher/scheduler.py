@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Iterable
 
 from symphonyd.core import audit_events as ae
 from symphonyd.core.api.launcher import StartRun, StartRunResult, StopRun
@@ -329,20 +330,26 @@ class Scheduler:
             eng.mark("tracker", False, brief_error(exc))
             return
         seen: set[str] = set()
+        now_ms = eng.clock.monotonic_ms()
         for issue in refreshed:
             entry = eng.running.get(issue.id)
             if entry is None:
                 continue
             seen.add(issue.id)
             key = state_key(issue.state)
+            active = key in cfg.active_states
+            if active:
+                entry.handoff_deadline_ms = None
+            elif _in_handoff_grace(entry, issue.state, now_ms, cfg.handoff_grace_ms):
+                continue
             if key in cfg.terminal_states:
                 _log_reconcile_stop(entry, "terminal", issue.state, cleanup=True)
                 await eng.terminate(entry, "terminal", cleanup=True, release=True)
-            elif key in cfg.active_states and issue_routable(issue, cfg.required_labels):
+            elif active and issue_routable(issue, cfg.required_labels):
                 eng.running_by_state[entry.state_key] -= 1
                 entry.issue = issue
                 eng.running_by_state[entry.state_key] += 1
-            elif key in cfg.active_states:
+            elif active:
                 _log_reconcile_stop(entry, "unroutable", issue.state, cleanup=False)
                 await eng.terminate(entry, "unroutable", cleanup=False, release=True)
             else:
@@ -374,6 +381,32 @@ class Scheduler:
                 eng.history_of(entry.issue.id, entry.issue.identifier).last_error = error
                 eng.schedule_retry(entry.issue, (entry.attempt or 0) + 1, "failure", error,
                                    session_id=entry.session_id)  # fmt: skip
+
+
+def _in_handoff_grace(entry: RunningEntry, state: str, now_ms: int, grace_ms: int) -> bool:
+    """True while a run whose issue left the active states may still end on its own.
+
+    An agent that hands its issue off (moves it to review or done through its tracker tool)
+    finishes its turn and its worker then ends the run: stopping it at the first tick that
+    sees the new state, which a change event makes immediate, would cancel every hand-off
+    mid-reply. The first sighting starts the grace; the stop comes at the first tick after
+    it (the scheduler wakes for it, ``handoff_due_ms``), exactly as before if the run is still
+    going. ``polling.handoff_grace_ms``, 0 turns it off. docs/design/0713-handoff-grace.md.
+    """
+    if grace_ms <= 0:
+        return False
+    if entry.handoff_deadline_ms is None:
+        entry.handoff_deadline_ms = now_ms + grace_ms  # when the grace ends
+        log_event(log, "handoff_grace", outcome="waiting", **run_fields(entry), state=state,
+                  grace_ms=grace_ms)  # fmt: skip
+    return now_ms < entry.handoff_deadline_ms
+
+
+def handoff_due_ms(running: Iterable[RunningEntry]) -> int | None:
+    """When the earliest hand-off grace ends (a tick must look again then), if any."""
+    return min(
+        (e.handoff_deadline_ms for e in running if e.handoff_deadline_ms is not None), default=None
+    )
 
 
 def _log_reconcile_stop(

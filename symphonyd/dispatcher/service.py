@@ -177,19 +177,26 @@ class DispatcherService:
 
     async def _schedule(self) -> None:
         clock = self.orch.clock
-        next_tick = clock.monotonic_ms()
+        next_tick = last_tick = clock.monotonic_ms()
         while True:
             self._wake.clear()
             now = clock.monotonic_ms()
             if self._refresh.is_set() or now >= next_tick:
                 self._refresh.clear()
+                last_tick = now
                 await _guard("tick", self.orch.tick)
                 next_tick = clock.monotonic_ms() + max(self.orch.settings.poll_interval_ms, 100)
+            handoff = self.orch.handoff_due_ms()
+            if handoff is not None and handoff <= last_tick:
+                handoff = None  # a tick already looked after this grace ended
+            if handoff is not None and handoff <= clock.monotonic_ms():
+                self._refresh.set()  # a hand-off grace ended: reconcile now, not at the poll
+                continue
             due = self.orch.next_retry_due_ms()
             if due is not None and due <= clock.monotonic_ms():
                 await _guard("retry", self.orch.fire_due_retries)
                 continue
-            wake_at = next_tick if due is None else min(next_tick, due)
+            wake_at = min(d for d in (next_tick, due, handoff) if d is not None)
             delay = max(wake_at - clock.monotonic_ms(), 0) / 1000
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)

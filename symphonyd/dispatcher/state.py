@@ -48,6 +48,9 @@ class RunningEntry:
     # Agent time (hooks excluded): from the first agent event; the launcher's own measure
     # (``progress.agent_seconds``) once the run has finished.
     agent_started_ms: int | None = None
+    # Set when reconciliation first saw the issue out of the active states: the monotonic ms
+    # at which its hand-off grace ends and the run is stopped if still going (design 0713).
+    handoff_deadline_ms: int | None = None
 
     @property
     def state_key(self) -> str:

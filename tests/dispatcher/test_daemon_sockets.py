@@ -33,6 +33,7 @@ tracker:
   terminal_states: [Done]
 polling:
   interval_ms: {interval}
+  handoff_grace_ms: {grace}
 agent:
   max_concurrent_agents: {limit}
   max_retry_backoff_ms: {backoff}
@@ -44,11 +45,20 @@ Work on {{{{ issue.identifier }}}}.
 
 
 def write_workflow(
-    path: Path, *, limit: int = 2, interval: int = 200, backoff: int = 300_000, extra: str = ""
+    path: Path,
+    *,
+    limit: int = 2,
+    interval: int = 200,
+    backoff: int = 300_000,
+    extra: str = "",
+    grace: int = 0,
 ) -> None:
-    """``backoff``: agent.max_retry_backoff_ms; ``extra``: more front matter (``codex:``)."""
+    """``backoff``: agent.max_retry_backoff_ms; ``extra``: more front matter (``codex:``);
+    ``grace``: polling.handoff_grace_ms (off unless a test is about it)."""
     root = path.parent / "ws"
-    text = WORKFLOW.format(limit=limit, interval=interval, backoff=backoff, root=root, extra=extra)
+    text = WORKFLOW.format(
+        limit=limit, interval=interval, backoff=backoff, root=root, extra=extra, grace=grace
+    )
     path.write_text(text)
 
 
@@ -268,3 +278,28 @@ async def test_status_of_a_board_larger_than_one_frame() -> None:
         snap = await status(world)
         rows = snap["running"]
         assert sorted(len(r["last_message"]) for r in rows) == [700_005, 700_005]
+
+
+@run_async
+async def test_a_hand_off_grace_ends_with_a_tick_not_with_the_poll() -> None:
+    # An hour's poll: only the dispatcher's own wake at the grace's end can explain the stop.
+    async with socket_world() as world:
+        write_workflow(world.root / "WORKFLOW.md", interval=3_600_000, grace=400)
+        world.tracker.put(issue(1), issue(2))
+        async with dispatcher(world) as orch:
+            await eventually(lambda: len(world.launcher.started) == 2, "two runs")
+            world.tracker.move("id-1", "Backlog")  # someone else moved it
+            world.tracker.move("id-2", "Human Review")  # its agent handed it off
+            code, _, _ = await ctl(world, "refresh")
+            assert code == 0
+            await eventually(lambda: all(e.handoff_deadline_ms for e in orch.running.values()),
+                             "grace started")  # fmt: skip
+            assert world.launcher.stopped == []
+            # MT-2's run ends on its own inside the grace: nothing is cancelled.
+            run2 = next(r.run_id for r in world.launcher.started if r.issue.id == "id-2")
+            world.launcher.finish(run2, RunOutcome("succeeded"))
+            world.emit_pending()
+            await eventually(lambda: world.launcher.stopped != [], "stop at the grace's end")
+            assert [(s.reason, s.run_id) for s in world.launcher.stopped] == [
+                ("inactive", next(r.run_id for r in world.launcher.started if r.issue.id == "id-1"))
+            ]

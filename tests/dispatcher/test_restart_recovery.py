@@ -97,7 +97,7 @@ async def test_restart_refuses_to_start_blind(tmp_path: Path) -> None:
 
 @run_async
 async def test_adopted_run_of_a_now_terminal_issue_is_stopped_and_cleaned(tmp_path: Path) -> None:
-    h = Harness(tmp_path)
+    h = Harness(tmp_path, handoff_grace_ms=0)  # the stop itself is what is tested
     h.tracker.put(issue(1))
     await h.orch.start()
     await h.orch.tick()
@@ -110,7 +110,7 @@ async def test_adopted_run_of_a_now_terminal_issue_is_stopped_and_cleaned(tmp_pa
 
 @run_async
 async def test_lost_stop_is_retried_until_the_launcher_takes_it(tmp_path: Path) -> None:
-    h = Harness(tmp_path)
+    h = Harness(tmp_path, handoff_grace_ms=0)  # the stop itself is what is tested
     h.tracker.put(issue(1))
     await h.orch.start()
     await h.orch.tick()

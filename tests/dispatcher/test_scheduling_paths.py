@@ -93,6 +93,10 @@ async def test_non_active_state_stops_without_cleanup(tmp_path: Path) -> None:
     await h.orch.tick()
     h.tracker.move("id-1", "Backlog")
     await h.orch.tick()
+    # The hand-off grace first (design 0713): the run may still end on its own.
+    assert h.launcher.stopped == [] and "id-1" in h.orch.running
+    h.clock.advance(20_000)
+    await h.orch.tick()
     assert [(s.reason, s.cleanup_workspace) for s in h.launcher.stopped] == [("inactive", False)]
     assert "id-1" not in h.orch.claimed and "id-1" not in h.orch.running
     assert h.launcher.removed == []
@@ -117,10 +121,52 @@ async def test_terminal_state_stops_and_cleans_workspace(tmp_path: Path) -> None
     await h.orch.tick()
     h.tracker.move("id-1", "Done")
     await h.orch.tick()
+    h.clock.advance(19_999)
+    await h.orch.tick()
+    assert h.launcher.stopped == []  # still inside the hand-off grace
+    h.clock.advance(1)
+    await h.orch.tick()
     assert [(s.reason, s.cleanup_workspace) for s in h.launcher.stopped] == [("terminal", True)]
     assert h.launcher.removed == ["MT-1"]
     await h.deliver()  # the cancelled run_finished of a run we ended is only acknowledged
     assert h.orch.retries == {} and h.orch.claimed == set()
+
+
+@run_async
+async def test_a_run_that_hands_off_ends_on_its_own_inside_the_grace(tmp_path: Path) -> None:
+    # The agent moves its issue to review and its turn ends: no stop, no cancel (0713).
+    h = Harness(tmp_path)
+    h.tracker.put(issue(1))
+    await h.orch.start()
+    await h.orch.tick()
+    h.tracker.move("id-1", "Human Review")
+    await h.orch.tick()
+    h.clock.advance(5_000)
+    await h.finish("id-1", "succeeded")
+    h.clock.advance(60_000)
+    await h.orch.tick()
+    assert h.launcher.stopped == []
+    assert "id-1" not in h.orch.running
+
+
+@run_async
+async def test_an_issue_back_in_an_active_state_ends_its_grace(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.tracker.put(issue(1))
+    await h.orch.start()
+    await h.orch.tick()
+    h.tracker.move("id-1", "Backlog")
+    await h.orch.tick()
+    h.tracker.move("id-1", "Todo")
+    h.clock.advance(15_000)
+    await h.orch.tick()
+    h.tracker.move("id-1", "Backlog")
+    h.clock.advance(15_000)
+    await h.orch.tick()  # a new grace started here, 15 s after the first one began
+    assert h.launcher.stopped == []
+    h.clock.advance(20_000)
+    await h.orch.tick()
+    assert [s.reason for s in h.launcher.stopped] == ["inactive"]
 
 
 @run_async
