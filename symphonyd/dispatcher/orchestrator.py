@@ -18,6 +18,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from symphonyd.core.messages import RunEvent, StopRun
+from symphonyd.core.worker_hosts import LOCAL_HOST
+from symphonyd.dispatcher import failover
 from symphonyd.dispatcher.budget import TokenLedger
 from symphonyd.dispatcher.controls import ControlError, Controls
 from symphonyd.dispatcher.engine import Engine
@@ -71,17 +73,24 @@ class Orchestrator:
             await self.scheduler.reload_config()
         self.engine.changed()
 
-    async def handle_run_event(self, ev: RunEvent) -> None:
+    async def handle_run_event(self, ev: RunEvent, host: str = LOCAL_HOST) -> None:
         async with self.lock:
-            await self.run_events.handle(ev)
+            await self.run_events.handle(ev, host)
         self.engine.changed()
 
-    async def resync_runs(self) -> None:
-        """After (re)subscribing to run events: settle what happened while we were away."""
+    async def resync_runs(self, host: str = LOCAL_HOST) -> None:
+        """After (re)subscribing to a host's run events: settle what happened meanwhile."""
         # A (re)started launcher: survey its workspace root and report orphans (seed 001).
-        self.engine.sweep.request(report=True)
+        if host == LOCAL_HOST:
+            self.engine.sweep.request(report=True)
         async with self.lock:
-            await self.recovery.resync_runs()
+            await self.recovery.resync_runs(host)
+        self.engine.changed()
+
+    async def host_lost(self, host: str, error: str) -> None:
+        """A worker host's event stream dropped: its runs are fenced (design 1100)."""
+        async with self.lock:
+            await failover.host_lost(self.engine, host, error)
         self.engine.changed()
 
     async def sweep_workspaces(self) -> None:

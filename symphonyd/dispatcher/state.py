@@ -20,6 +20,7 @@ from symphonyd.core.messages import (
     WorkspaceStatus,
 )
 from symphonyd.core.run_progress import RunProgress
+from symphonyd.core.worker_hosts import LOCAL_HOST
 from symphonyd.runtime.logging import log_event
 
 log = logging.getLogger("symphonyd.dispatcher")
@@ -53,6 +54,7 @@ class RunningEntry:
     # Agent time (hooks excluded): from the first agent event; the launcher's own measure
     # (``progress.agent_seconds``) once the run has finished.
     agent_started_ms: int | None = None
+    host: str = LOCAL_HOST  # the host the run is bound to (design 1100)
 
     @property
     def state_key(self) -> str:
@@ -89,6 +91,7 @@ class RetryEntry:
     error: str | None
     kind: RetryKind
     issue_url: str | None = None
+    host: str | None = None  # the previous run's host, preferred while healthy with room
 
 
 @dataclass
