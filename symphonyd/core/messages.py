@@ -382,6 +382,7 @@ class RunningRow:
     tokens: TokenTotals
     workspace_path: str | None = None
     issue_title: str | None = None  # the tracker's title, for people reading the dashboard
+    host: str | None = None  # the worker host the run is bound to; None without worker hosts
 
 
 @dataclass(frozen=True)
@@ -393,6 +394,7 @@ class RetryRow:
     due_at: str
     error: str | None
     kind: Literal["continuation", "failure", "requeue"] = "failure"
+    host: str | None = None  # the previous run's host, preferred by the retry (worker hosts)
 
 
 HoldKind = Literal["stopped", "blocked", "budget"]

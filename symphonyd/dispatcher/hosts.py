@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from symphonyd.core.worker_hosts import LOCAL_HOST
 from symphonyd.dispatcher.ports import LauncherPort
 
-# After host_lost the worker may still run the agent until its lease ends; the margin covers
-# the time the link takes to notice the drop (ssh keepalives) and clock-rate differences.
-FENCE_MARGIN_S = 15
+# After host_lost the worker may still run the agent until its lease ends; the margin (half
+# the lease again: 15 s for the default 30) covers the time the link takes to notice the drop
+# and the difference between the two hosts' clock rates.
+FENCE_MARGIN = 0.5
 UNREACHABLE_BACKOFF_MS = (2_000, 60_000)  # first, cap; doubles per failure in a row
 
 
@@ -49,7 +50,7 @@ class HostPool:
     ) -> None:
         self.hosts = {h.name: h for h in hosts}
         self.per_host = per_host
-        self.fence_ms = (lease_seconds + FENCE_MARGIN_S) * 1000
+        self.fence_ms = int(lease_seconds * (1 + FENCE_MARGIN) * 1000)
         self.load: Counter[str] = Counter()  # running entries per host
 
     @classmethod

@@ -25,8 +25,10 @@ from symphonyd.dispatcher.state import RetryEntry, RunningEntry, agent_seconds, 
 DAEMONS = ("tracker", "launcher", "audit", "workflow")
 
 
-def running_row(e: RunningEntry) -> RunningRow:
+def running_row(e: RunningEntry, hosts: bool = False) -> RunningRow:
+    """``hosts``: worker hosts are configured, so the row names the run's host."""
     return RunningRow(
+        host=e.host if hosts else None,
         issue_id=e.issue.id,
         issue_identifier=e.issue.identifier,
         issue_url=e.issue.url,
@@ -39,8 +41,9 @@ def running_row(e: RunningEntry) -> RunningRow:
     )
 
 
-def retry_row(r: RetryEntry) -> RetryRow:
+def retry_row(r: RetryEntry, hosts: bool = False) -> RetryRow:
     return RetryRow(
+        host=r.host if hosts else None,
         issue_id=r.issue_id,
         issue_identifier=r.identifier,
         issue_url=r.issue_url,
@@ -72,8 +75,8 @@ def build_snapshot(orch: Orchestrator) -> StateSnapshot:
     return StateSnapshot(
         generated_at=iso(eng.clock.now()),
         counts=SnapshotCounts(len(eng.running), len(retrying), len(held)),
-        running=[running_row(e) for e in eng.running.values()],
-        retrying=[retry_row(r) for r in retrying],
+        running=[running_row(e, eng.hosts.remote) for e in eng.running.values()],
+        retrying=[retry_row(r, eng.hosts.remote) for r in retrying],
         held=held,
         codex_totals=CodexTotals(
             ledger.input_tokens,
@@ -137,8 +140,8 @@ def build_issue_view(orch: Orchestrator, identifier: str) -> IssueView:
             restart_count=hist.restart_count if hist else 0,
             current_retry_attempt=retry.attempt if retry else (entry.attempt if entry else None),
         ),
-        running=running_row(entry) if entry else None,
-        retry=retry_row(retry) if retry else None,
+        running=running_row(entry, eng.hosts.remote) if entry else None,
+        retry=retry_row(retry, eng.hosts.remote) if retry else None,
         hold=hold,
         recent_events=[RecentEvent(iso(at), ev, msg) for at, ev, msg in hist.recent]
         if hist
