@@ -164,6 +164,7 @@ SCHEMAS: dict[str, Any] = {
                         "last_message": STR,
                         "last_event_at": NSTR,
                         "tokens": _ref("Tokens"),
+                        "host": NSTR,
                     }
                 )
             ),
