@@ -31,7 +31,8 @@ from tests.link.test_link_daemon import host_config, spawn_link, wait_socket
 
 pytestmark = pytest.mark.root
 
-HOOKS = "hooks:\n  before_run: sleep 120\n  timeout_ms: 300000\ncodex:\n  stall_timeout_ms: 0\n"
+# Only a stop ends the run while the test looks (the hook outlasts every wait below).
+HOOKS = "hooks:\n  before_run: sleep 3600\n  timeout_ms: 7200000\ncodex:\n  stall_timeout_ms: 0\n"
 
 
 async def _worker_runs(path: Path) -> dict[str, RunInfo]:
