@@ -134,6 +134,17 @@ class Orchestrator:
         self.engine.changed()
         return message
 
+    def workspace_owners(self, identifier: str) -> list[str]:
+        return self.engine.workspace_owners(identifier)
+
+    def host_launcher(self, host: str) -> LauncherPort:
+        return self.engine.hosts.launcher(host)
+
+    def workspace_removed(self, identifier: str, host: str) -> None:
+        """Prune removed (or found no) workspace there: forget that the host has one."""
+        self.engine.disown_workspace(identifier, host)
+        self.engine.persist_if_dirty()
+
     async def forget_tokens(self, issue_ids: list[str]) -> list[str]:
         """Prune's last step, re-checked under the lock (symphonyd.dispatcher.prune)."""
         async with self.lock:

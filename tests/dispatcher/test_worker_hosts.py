@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import tomllib
 from collections.abc import AsyncIterator
 
 from symphonyd.core.messages import RunEvent, RunOutcome
@@ -165,3 +166,37 @@ async def test_a_lost_host_is_fenced_then_retried_once_elsewhere_and_its_stale_r
     ]
     [line] = journal.events("host_lost", ISSUE_IDENTIFIER="MT-1")
     assert line["HOST"] == lost_host and line["RETRY_IN_MS"] == str(int(lease_s * 1.5 * 1000))
+
+
+@run_async
+async def test_terminal_cleanup_and_prune_go_to_the_host_that_owns_the_workspace() -> None:
+    async with socket_world() as world, workers(world, "w1", "w2") as hosts:
+        write_workflow(world.root / "WORKFLOW.md", limit=10, extra=NO_STALL)
+        world.tracker.put(issue(1))
+        worker = worker_config("w1", "w2", per_host=1, lease_seconds=5)
+        async with dispatcher(world, worker) as orch:
+            await eventually(lambda: "id-1" in orch.running, "dispatched")
+            owner = orch.running["id-1"].host
+            other = "w2" if owner == "w1" else "w1"
+            # Both hosts have an old MT-1 directory; only the owner's is the dispatcher's.
+            for host in hosts.values():
+                root = host.launcher.workspace_root
+                assert root is not None
+                (root / "MT-1").mkdir(parents=True)
+                os.utime(root / "MT-1", (1_000_000_000, 1_000_000_000))
+            # The binding is durable: a restarted dispatcher knows where the workspace is.
+            state = tomllib.loads((world.root / "state" / "dispatcher-state.toml").read_text())
+            assert state["workspace_hosts"] == {"MT-1": [owner]}
+
+            world.tracker.move("id-1", "Done")
+            await eventually(lambda: "id-1" not in orch.running, "terminal stop")
+            [stop] = hosts[owner].launcher.stopped
+            assert stop.cleanup_workspace and stop.reason == "terminal"
+            code, out, err = await ctl(world, "prune", "--older-than", "1d")
+            assert code == 0, err
+            assert hosts[owner].launcher.removed == ["MT-1", "MT-1"]  # stop cleanup, prune
+            assert f"MT-1 on {owner}" in out
+            state = tomllib.loads((world.root / "state" / "dispatcher-state.toml").read_text())
+            assert "workspace_hosts" not in state  # removed there: nothing left to clean
+        assert hosts[other].launcher.stopped == [] and hosts[other].launcher.removed == []
+        assert world.launcher.removed == []
