@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 
 from symphonyd.core import audit_events as ae
-from symphonyd.core.messages import StopRun
+from symphonyd.core.messages import AuditEventIn, StopRun
 from symphonyd.dispatcher.engine import Engine, log
 from symphonyd.dispatcher.journal import run_fields
 from symphonyd.dispatcher.state import RunningEntry
@@ -53,16 +53,20 @@ async def fence(eng: Engine, entry: RunningEntry, error: str) -> None:
     old = eng.retries.get(issue.id)
     if old is not None:
         old.host = None
-    await eng.append_audit(
-        ae.run_finished(
-            issue.id,
-            issue.identifier,
-            entry.run_id,
-            "failed",
-            error_code=HOST_LOST_CODE,
-            session_id=entry.session_id,
-            turns=entry.turn_count,
-            total_tokens=entry.progress.tokens.total_tokens,
-        )  # fmt: skip
-    )
+    await eng.append_audit(run_failed_record(entry, HOST_LOST_CODE))
     eng.persist_if_dirty()
+
+
+def run_failed_record(entry: RunningEntry, error_code: str) -> AuditEventIn:
+    """The audit record of a run that ended without its result (lost with its launcher or
+    its host): ``run_finished``/``failed`` with what the dispatcher knew of it."""
+    return ae.run_finished(
+        entry.issue.id,
+        entry.issue.identifier,
+        entry.run_id,
+        "failed",
+        error_code=error_code,
+        session_id=entry.session_id,
+        turns=entry.turn_count,
+        total_tokens=entry.progress.tokens.total_tokens,
+    )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 
-from symphonyd.core import audit_events as ae
 from symphonyd.core.issue import Issue, format_timestamp, parse_timestamp
 from symphonyd.core.messages import (
     RunInfo,
@@ -18,6 +17,7 @@ from symphonyd.core.run_progress import RunProgress
 from symphonyd.core.worker_hosts import LOCAL_HOST
 from symphonyd.dispatcher.budget import TokenLedger
 from symphonyd.dispatcher.engine import Engine, brief_error, log
+from symphonyd.dispatcher.failover import run_failed_record
 from symphonyd.dispatcher.holds import HoldBook
 from symphonyd.dispatcher.journal import run_fields
 from symphonyd.dispatcher.run_events import RunEvents
@@ -190,18 +190,7 @@ class Recovery:
         hist.last_error = error
         eng.schedule_retry(issue, (entry.attempt or 0) + 1, "failure", error,
                            session_id=entry.session_id)  # fmt: skip
-        await eng.append_audit(
-            ae.run_finished(
-                issue.id,
-                issue.identifier,
-                entry.run_id,
-                "failed",
-                error_code=LOST_RUN_CODE,
-                session_id=entry.session_id,
-                turns=entry.turn_count,
-                total_tokens=entry.progress.tokens.total_tokens,
-            )  # fmt: skip
-        )
+        await eng.append_audit(run_failed_record(entry, LOST_RUN_CODE))
         eng.persist_if_dirty()
 
     def _adopt(self, run: RunInfo, issue: Issue | None, host: str) -> RunningEntry:

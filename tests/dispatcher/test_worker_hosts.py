@@ -15,15 +15,12 @@ import tomllib
 from collections.abc import AsyncIterator
 
 from symphonyd.core.messages import RunEvent, RunOutcome
-from symphonyd.core.worker_hosts import WorkerHosts
-from symphonyd.dispatcher.config_source import WorkflowConfigSource
-from symphonyd.dispatcher.daemon import assemble, control_server, loops
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from tests.dispatcher.doubles import issue, run_async
 from tests.dispatcher.host_doubles import HostStandIn, worker_config
 from tests.dispatcher.journal_capture import journal_capture
 from tests.dispatcher.socket_doubles import SocketWorld, eventually, socket_world
-from tests.dispatcher.test_daemon_sockets import ctl, status, write_workflow
+from tests.dispatcher.test_daemon_sockets import ctl, dispatcher, status, write_workflow
 
 NO_STALL = "codex:\n  stall_timeout_ms: 0\n"
 
@@ -42,24 +39,6 @@ async def workers(world: SocketWorld, *names: str) -> AsyncIterator[dict[str, Ho
     finally:
         for host in hosts.values():
             await host.close()
-
-
-@contextlib.asynccontextmanager
-async def dispatcher(world: SocketWorld, worker: WorkerHosts) -> AsyncIterator[Orchestrator]:
-    source = WorkflowConfigSource(world.root / "WORKFLOW.md", env={})
-    orch, service = assemble(world.root, world.root / "state", source, worker)
-    await orch.start()
-    ctl_server = control_server("dispatcher-ctl", allowed_uids={os.getuid()}, allow_root=True)
-    service.register(ctl_server)
-    await ctl_server.start_path(world.root / "ctl.sock")
-    tasks = [asyncio.create_task(coro) for coro in loops(service, world.root).values()]
-    try:
-        yield orch
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await ctl_server.close()
 
 
 def connected(orch: Orchestrator, *names: str) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,11 +22,10 @@ from symphonyd.core.worker_hosts import WorkerHost, WorkerHosts
 from symphonyd.runtime.ipc_client import IpcClient
 from tests.dispatcher.doubles import issue
 from tests.dispatcher.socket_doubles import eventually, socket_world
-from tests.dispatcher.test_daemon_sockets import ctl, status, write_workflow
-from tests.dispatcher.test_worker_hosts import dispatcher
-from tests.launcher.test_daemon_sockets import stop, tracker_double
+from tests.dispatcher.test_daemon_sockets import ctl, dispatcher, status, write_workflow
+from tests.launcher.test_daemon_sockets import tracker_double
 from tests.link.conftest import Worker
-from tests.link.test_link_daemon import host_config, spawn_link, wait_socket
+from tests.link.test_link_daemon import link  # noqa: F401 - the real link daemon fixture
 
 pytestmark = pytest.mark.root
 
@@ -41,21 +39,10 @@ async def _worker_runs(path: Path) -> dict[str, RunInfo]:
     return {r.run_id: r for r in page.runs}
 
 
-@pytest.fixture
-def link(worker: Worker, tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
-    """The real link daemon serving worker w1's socket (as in test_link_daemon)."""
-    hosts = tmp_path / "hosts"
-    proc = spawn_link(host_config(tmp_path, worker), hosts, worker.key)
-    wait_socket(hosts / "w1.sock", proc)
-    yield hosts / "w1.sock", proc
-    code, err = stop(proc)
-    assert code == 0, err
-
-
 def test_the_dispatcher_runs_an_issue_on_a_worker_over_ssh_and_stops_it_there(
     worker: Worker,
     launcher: subprocess.Popen[bytes],
-    link: tuple[Path, subprocess.Popen[bytes]],
+    link: tuple[Path, subprocess.Popen[bytes]],  # noqa: F811 - the imported fixture
     tmp_path: Path,
 ) -> None:
     link_socket, _ = link
