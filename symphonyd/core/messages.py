@@ -457,7 +457,7 @@ class BudgetStatus:
 
 @dataclass(frozen=True)
 class DaemonHealthRow:
-    daemon: str  # tracker, launcher, audit, workflow
+    daemon: str  # tracker, launcher, audit, workflow; "host NAME" per worker host
     ok: bool
     detail: str | None
     checked_at: str | None

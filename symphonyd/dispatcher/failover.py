@@ -30,6 +30,7 @@ async def host_lost(eng: Engine, host: str, error: str) -> None:
     if state is None or not state.remote:
         return  # the local launcher: a restart is found by resync (0750)
     state.connected = False
+    eng.mark(eng.hosts.label(host), False, f"event stream lost: {error}")
     for entry in [e for e in eng.running.values() if e.host == host]:
         await fence(eng, entry, f"host {host} lost: {error}")
 

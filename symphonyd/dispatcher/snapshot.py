@@ -18,6 +18,7 @@ from symphonyd.core.messages import (
     SnapshotCounts,
     StateSnapshot,
 )
+from symphonyd.core.worker_hosts import LOCAL_HOST
 from symphonyd.dispatcher.engine import Engine
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.state import RetryEntry, RunningEntry, agent_seconds, iso
@@ -52,6 +53,14 @@ def retry_row(r: RetryEntry, hosts: bool = False) -> RetryRow:
         error=r.error,
         kind=r.kind,
     )
+
+
+def daemon_names(eng: Engine) -> list[str]:
+    """The health rows: the daemons, ``launcher`` only when the local one takes runs, and one
+    ``host NAME`` row per worker host (its event stream and its last call)."""
+    pool = eng.hosts
+    names = [n for n in DAEMONS if n != "launcher" or LOCAL_HOST in pool.hosts]
+    return names + [pool.label(n) for n, h in pool.hosts.items() if h.remote]
 
 
 def pause_status(eng: Engine) -> PauseStatus:
@@ -89,7 +98,7 @@ def build_snapshot(orch: Orchestrator) -> StateSnapshot:
         budgets=BudgetStatus(
             cfg.tokens_per_issue, cfg.tokens_per_day, ledger.day, ledger.tokens_today
         ),
-        daemons=[eng.health_row(name) for name in DAEMONS],
+        daemons=[eng.health_row(name) for name in daemon_names(eng)],
         config=ConfigStatus(
             ok=eng.config_error is None and eng.cfg is not None,
             path=wf.path if wf else None,

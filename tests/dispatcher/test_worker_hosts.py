@@ -53,7 +53,8 @@ async def test_runs_spread_within_per_host_caps_and_wait_when_all_are_full() -> 
         worker = worker_config("w1", "w2", per_host=1, lease_seconds=5)
         with journal_capture() as journal:
             async with dispatcher(world, worker) as orch:
-                await eventually(lambda: len(orch.running) == 2, "two runs")
+                # (A run is in orch.running from just before its start_run is sent.)
+                await eventually(lambda: orch.engine.starts == 2, "two runs")
                 assert [len(h.launcher.started) for h in hosts.values()] == [1, 1]
                 assert {e.host for e in orch.running.values()} == {"w1", "w2"}
                 await asyncio.sleep(0.6)  # several ticks: both hosts are full
@@ -63,6 +64,9 @@ async def test_runs_spread_within_per_host_caps_and_wait_when_all_are_full() -> 
                 assert sorted(r["host"] for r in snap["running"]) == ["w1", "w2"]
                 code, out, _ = await ctl(world, "status")
                 assert code == 0 and "HOST" in out and "w1" in out
+                health = {d["daemon"]: d["ok"] for d in snap["daemons"]}
+                assert health == {"tracker": True, "audit": True, "workflow": True,
+                                  "host w1": True, "host w2": True}  # fmt: skip
 
                 # A slot frees on w2: the waiting issue goes there, not elsewhere.
                 run = hosts["w2"].launcher.started[0]
@@ -107,7 +111,7 @@ async def test_a_lost_host_is_fenced_then_retried_once_elsewhere_and_its_stale_r
             async with dispatcher(world, worker) as orch:
                 await eventually(lambda: connected(orch, "w1", "w2"), "both hosts up")
                 world.tracker.put(issue(1))
-                await eventually(lambda: "id-1" in orch.running, "dispatched")
+                await eventually(lambda: orch.engine.starts == 1, "dispatched")
                 first = orch.running["id-1"]
                 lost_host = first.host
                 other = "w2" if lost_host == "w1" else "w1"
@@ -115,6 +119,12 @@ async def test_a_lost_host_is_fenced_then_retried_once_elsewhere_and_its_stale_r
                 lost_at = loop.time()
                 await eventually(lambda: "id-1" in orch.retries, "fenced")
                 assert orch.running == {}
+                snap = await status(world)
+                [row] = [d for d in snap["daemons"] if d["daemon"] == f"host {lost_host}"]
+                assert not row["ok"] and "event stream lost" in row["detail"]
+                assert [(r["issue_identifier"], r["kind"]) for r in snap["retrying"]] == [
+                    ("MT-1", "failure")
+                ]
                 # The agent may still run on the lost host: nothing starts before its lease
                 # has ended.
                 await eventually(lambda: started(hosts[other]) == [("MT-1", 1)], "new attempt")
@@ -154,7 +164,7 @@ async def test_terminal_cleanup_and_prune_go_to_the_host_that_owns_the_workspace
         world.tracker.put(issue(1))
         worker = worker_config("w1", "w2", per_host=1, lease_seconds=5)
         async with dispatcher(world, worker) as orch:
-            await eventually(lambda: "id-1" in orch.running, "dispatched")
+            await eventually(lambda: orch.engine.starts == 1, "dispatched")
             owner = orch.running["id-1"].host
             other = "w2" if owner == "w1" else "w1"
             # Both hosts have an old MT-1 directory; only the owner's is the dispatcher's.

@@ -57,7 +57,7 @@ def test_the_dispatcher_runs_an_issue_on_a_worker_over_ssh_and_stops_it_there(
             write_workflow(world.root / "WORKFLOW.md", extra=HOOKS)
             world.tracker.put(issue(1))
             async with dispatcher(world, config) as orch:
-                await eventually(lambda: "id-1" in orch.running, "dispatched", timeout=60)
+                await eventually(lambda: orch.engine.starts == 1, "dispatched", timeout=60)
                 run_id = orch.running["id-1"].run_id
                 assert orch.running["id-1"].host == "w1"
                 on_worker = await _worker_runs(link_socket)
