@@ -352,6 +352,29 @@ class IssueRefParams:
 
 
 @dataclass(frozen=True)
+class HostRow:
+    """One host runs go to (design 1100): ``local`` is the control host's own launcher."""
+
+    name: str
+    remote: bool
+    ok: bool  # a worker: its event stream is up and its run table resynced
+    drained: bool  # takes no new runs (operator)
+    running: int
+    capacity: int | None  # worker.max_concurrent_agents_per_host; None: only global caps
+    detail: str | None = None  # the last failure, while failing
+
+
+@dataclass(frozen=True)
+class HostList:
+    hosts: list[HostRow]
+
+
+@dataclass(frozen=True)
+class HostRefParams:
+    name: str
+
+
+@dataclass(frozen=True)
 class ControlResult:
     ok: bool
     message: str
@@ -603,6 +626,15 @@ DISPATCHER_PRUNE = method(
     PruneParams,
     PruneResult,
     "Remove old workspaces of terminal issues with no live run (via the launcher).",
+)
+DISPATCHER_HOSTS = method(
+    "dispatcher.hosts", Empty, HostList, "The hosts runs go to, their health and load."
+)
+DISPATCHER_DRAIN = method(
+    "dispatcher.drain", HostRefParams, ControlResult, "A host takes no new runs (durable)."
+)
+DISPATCHER_UNDRAIN = method(
+    "dispatcher.undrain", HostRefParams, ControlResult, "A drained host takes runs again."
 )
 DISPATCHER_SUBSCRIBE = method(
     "dispatcher.subscribe", Empty, Empty, "Subscribe: pushes dispatcher.state_changed."

@@ -39,9 +39,11 @@ class Host:
     blind_until_ms: int = 0  # its runs were not listed at start: fence until the lease ends
 
     def usable(self, now_ms: int) -> bool:
+        if self.drained:
+            return False
         if not self.remote:
             return True  # the local launcher: its failures are handled as before (0750)
-        return self.connected and not self.drained and now_ms >= self.down_until_ms
+        return self.connected and now_ms >= self.down_until_ms
 
 
 class HostPool:

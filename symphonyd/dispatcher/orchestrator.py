@@ -128,6 +128,12 @@ class Orchestrator:
         self.engine.changed()
         return message
 
+    async def drain(self, host: str, drained: bool, uid: int | None) -> str:
+        async with self.lock:
+            message = self.controls.drain(host, drained, uid)
+        self.engine.changed()
+        return message
+
     async def release(self, identifier: str, uid: int | None) -> str:
         async with self.lock:
             message = await self.controls.release(identifier, uid)

@@ -57,6 +57,8 @@ class Recovery:
                 eng.clock.now(),
             )
         eng.holds = HoldBook(eng.persisted)
+        for name, host in eng.hosts.hosts.items():
+            host.drained = name in eng.persisted.drained_hosts
         eng.ledger = TokenLedger(eng.persisted)
         eng.cfg = eng.config_source.load()
         eng.config_loaded_at = iso(eng.clock.now())

@@ -7,6 +7,7 @@ from symphonyd.core.messages import (
     BudgetStatus,
     CodexTotals,
     ConfigStatus,
+    HostRow,
     IssueAttempts,
     IssueStatus,
     IssueView,
@@ -61,6 +62,19 @@ def daemon_names(eng: Engine) -> list[str]:
     pool = eng.hosts
     names = [n for n in DAEMONS if n != "launcher" or LOCAL_HOST in pool.hosts]
     return names + [pool.label(n) for n, h in pool.hosts.items() if h.remote]
+
+
+def host_rows(eng: Engine) -> list[HostRow]:
+    pool = eng.hosts
+    now_ms = eng.clock.monotonic_ms()
+    rows = []
+    for name, host in pool.hosts.items():
+        health = eng.health.get(pool.label(name))
+        ok = host.connected and now_ms >= host.down_until_ms
+        detail = health[1] if health is not None and not health[0] else None
+        rows.append(HostRow(name, host.remote, ok, host.drained, pool.load[name],
+                            pool.per_host, None if ok else detail))  # fmt: skip
+    return rows
 
 
 def pause_status(eng: Engine) -> PauseStatus:

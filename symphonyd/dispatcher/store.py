@@ -63,6 +63,7 @@ class PersistedState:
     # Workspace identifier -> the worker hosts that have a workspace for it, so cleanup goes
     # where the workspace is, never to a guessed host (design 1100; empty without hosts).
     workspace_hosts: dict[str, list[str]] = field(default_factory=dict)
+    drained_hosts: list[str] = field(default_factory=list)  # symphonyctl hosts drain
 
     def to_toml(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -75,6 +76,8 @@ class PersistedState:
         out["holds"] = {k: _drop_none(vars(h)) for k, h in self.holds.items()}
         out["issue_tokens"] = dict(self.issue_tokens)
         out["issue_tokens_at"] = dict(self.issue_tokens_at)
+        if self.drained_hosts:
+            out["drained_hosts"] = list(self.drained_hosts)
         if self.workspace_hosts:
             out["workspace_hosts"] = {k: list(v) for k, v in self.workspace_hosts.items()}
         return out
@@ -120,6 +123,7 @@ class PersistedState:
                 day=_str(data.get("day", "")),
                 tokens_today=_int(data.get("tokens_today", 0)),
                 workspace_hosts=owners,
+                drained_hosts=[_str(h) for h in _list(data.get("drained_hosts", []))],
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateFileError(f"malformed state file: {exc.__class__.__name__}: {exc}") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import tomllib
 from collections.abc import AsyncIterator
@@ -189,3 +190,35 @@ async def test_terminal_cleanup_and_prune_go_to_the_host_that_owns_the_workspace
             assert "workspace_hosts" not in state  # removed there: nothing left to clean
         assert hosts[other].launcher.stopped == [] and hosts[other].launcher.removed == []
         assert world.launcher.removed == []
+
+
+@run_async
+async def test_symphonyctl_hosts_lists_load_and_a_drained_host_takes_no_new_runs() -> None:
+    async with socket_world() as world, workers(world, "w1", "w2") as hosts:
+        write_workflow(world.root / "WORKFLOW.md", limit=10, extra=NO_STALL)
+        worker = worker_config("w1", "w2", per_host=2, lease_seconds=5)
+        async with dispatcher(world, worker) as orch:
+            await eventually(lambda: connected(orch, "w1", "w2"), "both hosts up")
+            code, out, err = await ctl(world, "hosts", "drain", "w1")
+            assert code == 0 and "w1 drained" in out, err
+            world.tracker.put(issue(1), issue(2))
+            await eventually(lambda: orch.engine.starts == 2, "two runs")
+            assert started(hosts["w1"]) == [] and len(hosts["w2"].launcher.started) == 2
+            code, out, _ = await ctl(world, "hosts", "--json")
+            rows = {h["name"]: h for h in json.loads(out)["hosts"]}
+            assert (rows["w1"]["drained"], rows["w1"]["running"]) == (True, 0)
+            assert (rows["w2"]["running"], rows["w2"]["capacity"], rows["w2"]["ok"]) == (2, 2, True)
+            code, out, _ = await ctl(world, "hosts")
+            assert "w2" in out and "2/2" in out and "drained" in out
+            code, _, err = await ctl(world, "hosts", "drain", "nope")
+            assert code != 0 and "host_not_found" in err + out
+            # Durable: a restarted dispatcher keeps w1 drained.
+        state = tomllib.loads((world.root / "state" / "dispatcher-state.toml").read_text())
+        assert state["drained_hosts"] == ["w1"]
+        world.tracker.put(issue(3))
+        async with dispatcher(world, worker) as orch:
+            await eventually(lambda: connected(orch, "w1", "w2"), "both hosts up again")
+            assert orch.engine.hosts.hosts["w1"].drained
+            code, out, _ = await ctl(world, "hosts", "undrain", "w1")
+            assert code == 0 and "takes runs again" in out
+            await eventually(lambda: started(hosts["w1"]) == [("MT-3", None)], "MT-3 on w1")
