@@ -47,6 +47,7 @@ from symphonyd.dispatcher.state import (
     iso,
 )
 from symphonyd.dispatcher.store import PersistedState, StateStore
+from symphonyd.dispatcher.workspace_owners import WorkspaceOwners
 from symphonyd.runtime.logging import log_event
 
 log = logging.getLogger("symphonyd.dispatcher")
@@ -92,6 +93,7 @@ class Engine:
         self.persisted = PersistedState()
         self.holds = HoldBook(self.persisted)
         self.ledger = TokenLedger(self.persisted)
+        self.owners = WorkspaceOwners(self.persisted, remote=self.hosts.remote)
         self.sweep = SweepBook()  # workspace survey and age cleanup (workspace_sweep)
         # daemon -> (ok, detail, when); rows are built only when a snapshot asks.
         self.health: dict[str, tuple[bool, str | None, datetime]] = {}
@@ -103,7 +105,6 @@ class Engine:
         self.resync_hosts: set[str] = set()  # hosts whose run-table resync failed (0750)
         self._pending_audit: list[AuditEventIn] = []
         self._dirty = False
-        self._owners_dirty = False
         self._listeners: list[Callable[[], None]] = []
         self._run_prefix = run_prefix or os.urandom(4).hex()
         self._run_seq = 0
@@ -161,8 +162,8 @@ class Engine:
     def persist_if_dirty(self, *, failed_save: bool = False) -> None:
         """Save when the token ledger or the workspace owners changed (or, with
         ``failed_save``, a save failed)."""
-        if (failed_save and self._dirty) or self.ledger.dirty or self._owners_dirty:
-            self.ledger.dirty = self._owners_dirty = False
+        if (failed_save and self._dirty) or self.ledger.dirty or self.owners.dirty:
+            self.ledger.dirty = self.owners.dirty = False
             self.persist()
 
     async def append_audit(self, *records: AuditEventIn, queue: bool = True) -> bool:
@@ -327,33 +328,18 @@ class Engine:
         self.stop_hosts.pop(run_id, None)
 
     async def retry_pending_stops(self) -> None:
-        now_ms = self.clock.monotonic_ms()
         for req in list(self.pending_stops.values()):
             host = self.stop_hosts.get(req.run_id, LOCAL_HOST)
-            # A lost worker gets its stops when its event stream resyncs (Recovery).
-            if self.hosts.hosts[host].usable(now_ms):
+            # A lost worker gets its stops when its event stream resyncs (Recovery); a
+            # drained one still gets them.
+            if self.hosts.hosts[host].reachable:
                 await self.send_stop(req, host)
-
-    def own_workspace(self, identifier: str, host: str) -> None:
-        """Remember that ``host`` now has a workspace for ``identifier`` (worker hosts only:
-        with the local launcher alone there is one place to look)."""
-        if not self.hosts.remote:
-            return
-        owners = self.persisted.workspace_hosts.setdefault(identifier, [])
-        if host not in owners:
-            owners.append(host)
-            self._owners_dirty = True
-
-    def workspace_owners(self, identifier: str) -> list[str]:
-        if not self.hosts.remote:
-            return [LOCAL_HOST]
-        return list(self.persisted.workspace_hosts.get(identifier, ()))
 
     async def remove_workspace(self, identifier: str) -> bool:
         """Remove the issue's workspace on every host that has one (never a guessed host);
         True when one was removed (False: none, or it failed)."""
         removed = False
-        for host in self.workspace_owners(identifier):
+        for host in self.owners.hosts_of(identifier):
             try:
                 # With the workflow: a launcher that has started no run yet (fresh after a
                 # restart) would not know the workspace root and hooks otherwise.
@@ -364,16 +350,8 @@ class Engine:
             except Exception as exc:
                 self.mark(self.hosts.label(host), False, brief_error(exc))
                 continue
-            self.disown_workspace(identifier, host)
+            self.owners.disown(identifier, host)
         return removed
-
-    def disown_workspace(self, identifier: str, host: str) -> None:
-        owners = self.persisted.workspace_hosts.get(identifier)
-        if owners and host in owners:
-            owners.remove(host)
-            if not owners:
-                del self.persisted.workspace_hosts[identifier]
-            self._owners_dirty = True
 
     async def ack(self, run_id: str, host: str = LOCAL_HOST) -> None:
         """Queue an acknowledgement; one background call sends all queued ones.

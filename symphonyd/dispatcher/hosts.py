@@ -38,7 +38,13 @@ class Host:
     drained: bool = False
     blind_until_ms: int = 0  # its runs were not listed at start: fence until the lease ends
 
+    @property
+    def reachable(self) -> bool:
+        """Worth a call: the local launcher, or a worker whose event stream is up."""
+        return not self.remote or self.connected
+
     def usable(self, now_ms: int) -> bool:
+        """May take a new run now."""
         if self.drained:
             return False
         if not self.remote:

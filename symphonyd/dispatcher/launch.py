@@ -84,7 +84,7 @@ class RunStarter:
                 eng.hosts.reached(e.host)
             if res.accepted:
                 eng.starts += 1
-                eng.own_workspace(e.issue.identifier, e.host)
+                eng.owners.own(e.issue.identifier, e.host)
                 log_event(log, "dispatch", outcome="started", **run_fields(e),
                           state=e.issue.state)  # fmt: skip
                 return

@@ -141,14 +141,14 @@ class Orchestrator:
         return message
 
     def workspace_owners(self, identifier: str) -> list[str]:
-        return self.engine.workspace_owners(identifier)
+        return self.engine.owners.hosts_of(identifier)
 
     def host_launcher(self, host: str) -> LauncherPort:
         return self.engine.hosts.launcher(host)
 
     def workspace_removed(self, identifier: str, host: str) -> None:
         """Prune removed (or found no) workspace there: forget that the host has one."""
-        self.engine.disown_workspace(identifier, host)
+        self.engine.owners.disown(identifier, host)
         self.engine.persist_if_dirty()
 
     async def forget_tokens(self, issue_ids: list[str]) -> list[str]:

@@ -26,6 +26,7 @@ from symphonyd.dispatcher.state import (
     iso,
 )
 from symphonyd.dispatcher.store import PersistedState, StateFileError
+from symphonyd.dispatcher.workspace_owners import WorkspaceOwners
 from symphonyd.runtime.logging import log_event
 
 LOST_RUN_CODE = "run_lost"
@@ -60,6 +61,7 @@ class Recovery:
         for name, host in eng.hosts.hosts.items():
             host.drained = name in eng.persisted.drained_hosts
         eng.ledger = TokenLedger(eng.persisted)
+        eng.owners = WorkspaceOwners(eng.persisted, remote=eng.hosts.remote)
         eng.cfg = eng.config_source.load()
         eng.config_loaded_at = iso(eng.clock.now())
         eng.mark("workflow", True)

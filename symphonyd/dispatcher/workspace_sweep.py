@@ -201,7 +201,7 @@ class WorkspaceSweep:
                 eng.claimed.discard(issue.id)
         async with self.lock:
             if outcome == "removed":
-                eng.disown_workspace(issue.identifier, host)
+                eng.owners.disown(issue.identifier, host)
                 eng.persist_if_dirty()
             done = ae.workspace_remove(
                 issue.id, issue.identifier, outcome, reason="age", detail={"error": error}
