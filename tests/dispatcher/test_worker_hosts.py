@@ -15,7 +15,7 @@ import os
 import tomllib
 from collections.abc import AsyncIterator
 
-from symphonyd.core.messages import RunEvent, RunOutcome
+from symphonyd.core.messages import RunEvent, RunOutcome, StartRun, WorkflowSnapshot
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from tests.dispatcher.doubles import issue, run_async
 from tests.dispatcher.host_doubles import HostStandIn, worker_config
@@ -222,3 +222,32 @@ async def test_symphonyctl_hosts_lists_load_and_a_drained_host_takes_no_new_runs
             code, out, _ = await ctl(world, "hosts", "undrain", "w1")
             assert code == 0 and "takes runs again" in out
             await eventually(lambda: started(hosts["w1"]) == [("MT-3", None)], "MT-3 on w1")
+
+
+@run_async
+async def test_a_worker_silent_at_start_holds_dispatch_until_its_lease_has_ended() -> None:
+    lease_s = 2
+    async with socket_world() as world, workers(world, "w1", "w2") as hosts:
+        write_workflow(world.root / "WORKFLOW.md", limit=10, extra=NO_STALL)
+        # A previous dispatcher started MT-1 on w1; now w1 is cut off as this one starts.
+        snapshot = WorkflowSnapshot("WORKFLOW.md", {}, "", "0" * 64)
+        await hosts["w1"].launcher.start_run(StartRun("r-old", issue(1), None, snapshot))
+        hosts["w1"].partition()
+        world.tracker.put(issue(1))
+        worker = worker_config("w1", "w2", per_host=2, lease_seconds=lease_s)
+        loop = asyncio.get_running_loop()
+        with journal_capture() as journal:
+            began = loop.time()
+            async with dispatcher(world, worker) as orch:
+                # MT-1 may still run on w1: nothing is dispatched before w1's lease is over.
+                await eventually(lambda: started(hosts["w2"]) == [("MT-1", None)], "on w2")
+                assert loop.time() - began >= lease_s
+                # w1 comes back with the old agent still running: it is stopped, not adopted.
+                hosts["w1"].heal()
+                await eventually(
+                    lambda: [s.run_id for s in hosts["w1"].launcher.stopped] == ["r-old"],
+                    "stale run stopped",
+                )
+                assert orch.running["id-1"].host == "w2"
+        [line] = journal.events("host_unknown")
+        assert line["HOST"] == "w1" and line["PRIORITY"] == "4"
