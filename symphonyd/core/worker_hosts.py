@@ -7,6 +7,8 @@ decisions, and the addresses become the link unit's ``IPAddressAllow=``.
 
     [worker]
     max_concurrent_agents_per_host = 8
+    local = false             # the control host's own launcher takes runs too (default
+                              # false when hosts are listed; with none, everything is local)
     [[worker.hosts]]
     name = "w1"               # the stable id in state, logs and status
     address = "198.18.10.11"  # a literal address, not a name: it is what the firewall allows
@@ -26,6 +28,7 @@ from symphonyd.core.errors import ConfigError
 
 WORKER_KEYS = (
     "hosts",
+    "local",
     "max_concurrent_agents_per_host",
     "lease_seconds",
     "ssh_user",
@@ -38,6 +41,8 @@ _HOST_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _CREDENTIAL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
 MAX_HOSTS = 1024
+# The control host's own launcher, as a host name: reserved, a worker cannot take it.
+LOCAL_HOST = "local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,12 @@ class WorkerHosts:
     ssh_user: str = "symphony-link"
     ssh_key_credential: str = "worker-key"
     known_hosts: str = "/etc/symphony/workers/known_hosts"
+    local: bool | None = None  # None: the default (local only when no host is listed)
+
+    @property
+    def runs_local(self) -> bool:
+        """Whether the control host's own launcher takes runs."""
+        return not self.hosts if self.local is None else self.local
 
     def host(self, name: str) -> WorkerHost | None:
         return next((h for h in self.hosts if h.name == name), None)
@@ -87,6 +98,14 @@ def parse_worker(raw: Mapping[str, Any]) -> tuple[WorkerHosts, tuple[str, ...]]:
             field="worker.known_hosts",
         )
     hosts, host_warnings = _hosts(raw.get("hosts", []))
+    local = raw.get("local")
+    if local is not None and not isinstance(local, bool):
+        raise ConfigError("worker.local: must be true or false", field="worker.local")
+    if local is False and not hosts:
+        raise ConfigError(
+            "worker.local = false with no [[worker.hosts]]: no host would run agents",
+            field="worker.local",
+        )
     return (
         WorkerHosts(
             hosts=hosts,
@@ -97,6 +116,7 @@ def parse_worker(raw: Mapping[str, Any]) -> tuple[WorkerHosts, tuple[str, ...]]:
             ssh_user=user,
             ssh_key_credential=credential,
             known_hosts=known,
+            local=local,
         ),
         (*warnings, *host_warnings),
     )
@@ -130,6 +150,11 @@ def _hosts(raw: Any) -> tuple[tuple[WorkerHost, ...], list[str]]:
                 field=f"{where}.address",
             ) from None
         port = int_in_range(entry, "port", f"{where}.port", 1, 65535)
+        if name == LOCAL_HOST:
+            raise ConfigError(
+                f"{where}.name: {name!r} names the control host's own launcher ([worker] local)",
+                field=f"{where}.name",
+            )
         if any(h.name == name for h in hosts):
             raise ConfigError(f"{where}.name: {name!r} is listed twice", field=f"{where}.name")
         hosts.append(WorkerHost(name, str(ip), 22 if port is None else port))

@@ -198,13 +198,17 @@ def render_status(s: StateSnapshot) -> str:
         f"totals: {t.input_tokens} in, {t.output_tokens} out, {t.total_tokens} tokens, "
         f"{t.seconds_running:.0f} s of agent time"
     )
+    # A HOST column only when worker hosts are configured (rows then name their host).
+    hosts = any(r.host for r in s.running) or any(r.host for r in s.retrying)
+    host_col = ["HOST"] if hosts else []
     out.append(f"running ({s.counts.running}/{s.max_concurrent_agents}):")
     if s.running:
         out += _table(
-            ["ISSUE", "STATE", "ATTEMPT", "TURNS", "TOKENS", "LAST EVENT", "STARTED"],
+            ["ISSUE", *host_col, "STATE", "ATTEMPT", "TURNS", "TOKENS", "LAST EVENT", "STARTED"],
             [
                 [
                     r.issue_identifier,
+                    *([r.host or "-"] if hosts else []),
                     r.state,
                     str(r.attempt or "-"),
                     str(r.turn_count),
@@ -218,8 +222,17 @@ def render_status(s: StateSnapshot) -> str:
     out.append(f"retrying ({s.counts.retrying}):")
     if s.retrying:
         out += _table(
-            ["ISSUE", "ATTEMPT", "DUE", "ERROR"],
-            [[r.issue_identifier, str(r.attempt), r.due_at, r.error or "-"] for r in s.retrying],
+            ["ISSUE", *host_col, "ATTEMPT", "DUE", "ERROR"],
+            [
+                [
+                    r.issue_identifier,
+                    *([r.host or "-"] if hosts else []),
+                    str(r.attempt),
+                    r.due_at,
+                    r.error or "-",
+                ]  # fmt: skip
+                for r in s.retrying
+            ],
         )
     out.append(f"held ({s.counts.held}):")
     if s.held:

@@ -62,6 +62,7 @@ SCHEMAS: dict[str, Any] = {
             "run_id": STR,
             "workspace_path": NSTR,
             "issue_title": NSTR,
+            "host": NSTR,
         }
     ),
     "RetryRow": _obj(
@@ -73,6 +74,7 @@ SCHEMAS: dict[str, Any] = {
             "due_at": STR,
             "error": NSTR,
             "kind": {"type": "string", "enum": ["continuation", "failure", "requeue"]},
+            "host": NSTR,
         }
     ),
     "HoldRow": _obj(
@@ -162,6 +164,7 @@ SCHEMAS: dict[str, Any] = {
                         "last_message": STR,
                         "last_event_at": NSTR,
                         "tokens": _ref("Tokens"),
+                        "host": NSTR,
                     }
                 )
             ),

@@ -82,7 +82,7 @@ def _running_row(r: RunningRow, now: datetime) -> str:
     )
     return (
         f"<tr><td>{issue_cell(r.issue_identifier, r.issue_title, r.issue_url)}{workspace}</td>"
-        f"<td>{esc(r.state)}</td><td class=n>{num(r.turn_count)}</td>"
+        f"<td>{esc(r.state)}{_on_host(r.host)}</td><td class=n>{num(r.turn_count)}</td>"
         f"<td class=n>{num(r.tokens.total_tokens)}</td>"
         f"<td>{esc(r.last_event or '—')}{message}</td>"
         f"<td>{when(r.last_event_at, now=now)}</td><td>{when(r.started_at, now=now)}</td>"
@@ -91,11 +91,16 @@ def _running_row(r: RunningRow, now: datetime) -> str:
     )
 
 
+def _on_host(host: str | None) -> str:
+    """The worker host a run is bound to (a retry: the one it prefers); nothing without."""
+    return f'<div class="msg">on {esc(host)}</div>' if host else ""
+
+
 def _retry_row(r: RetryRow, now: datetime, names: IssueNames) -> str:
     title, url = names.get(r.issue_identifier)
     return (
         f"<tr><td>{issue_cell(r.issue_identifier, title, r.issue_url or url)}</td>"
-        f"<td class=n>{num(r.attempt)}</td><td>{esc(r.kind)}</td>"
+        f"<td class=n>{num(r.attempt)}</td><td>{esc(r.kind)}{_on_host(r.host)}</td>"
         f"<td>{when(r.due_at, now=now)}</td><td>{esc(r.error or '')}</td></tr>"
     )
 

@@ -30,6 +30,7 @@ def _running(row: RunningRow) -> dict[str, Any]:
         "run_id": row.run_id,
         "workspace_path": row.workspace_path,
         "issue_title": row.issue_title,
+        "host": row.host,  # the worker host the run is bound to; null without worker hosts
     }
 
 
@@ -42,6 +43,7 @@ def _retry(row: RetryRow) -> dict[str, Any]:
         "due_at": row.due_at,
         "error": row.error,
         "kind": row.kind,
+        "host": row.host,  # the previous run's host, which the retry prefers
     }
 
 
@@ -82,6 +84,7 @@ def issue_json(view: IssueView) -> dict[str, Any]:
             "last_message": r.last_message or "",
             "last_event_at": r.last_event_at,
             "tokens": encode(r.tokens),
+            "host": r.host,
         }
     return {
         "issue_identifier": view.issue_identifier,

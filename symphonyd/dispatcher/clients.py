@@ -47,6 +47,7 @@ from symphonyd.core.api.tracker import (
 )
 from symphonyd.core.issue import Issue
 from symphonyd.core.wire import DEFAULT_MAX_FRAME, MethodSpec
+from symphonyd.dispatcher.hosts import HostUnreachableError
 from symphonyd.runtime.ipc_client import IpcClient
 from symphonyd.runtime.logging import log_event
 
@@ -54,6 +55,7 @@ from symphonyd.runtime.logging import log_event
 # records one tick handles.
 IDS_PER_FETCH = 100
 RECORDS_PER_APPEND = 200
+PROBE_AFTER = 2**53  # a list_runs cursor past any run: an empty, cheap answer
 P = TypeVar("P")
 R = TypeVar("R")
 log = logging.getLogger("symphonyd.dispatcher")
@@ -85,6 +87,35 @@ class Link:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+class HostLink(Link):
+    """A worker host's launcher through the link: each new connection is probed with one
+    harmless call before it carries a request. A connection that fails the probe has
+    delivered nothing (the link's ssh could not reach the worker), which is what tells
+    ``host_unreachable`` (try another host) from a request lost in flight (design 1100)."""
+
+    async def client(self) -> IpcClient:
+        async with self._connecting:
+            if self._client is None or self._client.closed:
+                self._client = None
+                try:
+                    client = await IpcClient.connect(self.path, max_frame=self.max_frame)
+                except Exception as exc:
+                    raise HostUnreachableError(str(exc) or type(exc).__name__) from exc
+                try:
+                    await client.call(
+                        LAUNCHER_LIST_RUNS, ListRuns(PROBE_AFTER), timeout=self.timeout
+                    )
+                except Exception as exc:
+                    with contextlib.suppress(Exception):
+                        await client.close()
+                    why = str(exc) or type(exc).__name__
+                    raise HostUnreachableError(
+                        f"{self.path.name}: no answer through the link ({why})"
+                    ) from exc
+                self._client = client
+            return self._client
 
 
 class TrackerClient:
@@ -162,12 +193,14 @@ async def follow_run_events(
     on_connected: Callable[[], Awaitable[None]],
     *,
     retry_s: float = 1.0,
+    on_lost: Callable[[str], Awaitable[None]] | None = None,
 ) -> None:
     """Subscribe to launcher.run_event forever, resubscribing after every drop.
 
     ``on_connected`` runs after each (re)subscription so the caller can resynchronise with
     ``launcher.list_runs``: events sent while we were away are not replayed. A loss is
     logged once, not once per reconnect attempt; the reconnect says how many attempts failed.
+    ``on_lost`` runs once per loss (the first failure after a subscription, or at start).
     """
     failed_attempts = 0
     while True:
@@ -188,7 +221,9 @@ async def follow_run_events(
         except Exception as exc:
             if failed_attempts == 0:
                 log_event(log, "launcher_events", level=logging.WARNING, outcome="lost",
-                          error=str(exc) or type(exc).__name__)  # fmt: skip
+                          path=str(path), error=str(exc) or type(exc).__name__)  # fmt: skip
+                if on_lost is not None:
+                    await on_lost(str(exc) or type(exc).__name__)
             failed_attempts += 1
         finally:
             if client is not None:

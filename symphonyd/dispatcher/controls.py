@@ -154,6 +154,26 @@ class Controls:
         )
         return f"{hold.identifier} released from its {hold.kind} hold"
 
+    def drain(self, name: str, drained: bool, uid: int | None) -> str:
+        """Take a host out of (or back into) dispatch; its runs in flight continue. Durable,
+        so a restart does not send runs to a host being emptied for maintenance."""
+        eng = self.engine
+        host = eng.hosts.hosts.get(name)
+        if host is None:
+            known = ", ".join(eng.hosts.hosts)
+            raise ControlError(f"no host {name!r} (hosts: {known})", code="host_not_found")
+        was, host.drained = host.drained, drained
+        names = [n for n in eng.persisted.drained_hosts if n != name]
+        eng.persisted.drained_hosts = [*names, name] if drained else names
+        eng.persist()
+        word = "drained" if drained else "undrained"
+        if was != drained:
+            log_event(log, "host_drain", outcome=word, host=name, operator_uid=uid,
+                      running=eng.hosts.load[name])  # fmt: skip
+        if not drained:
+            return f"{name} takes runs again"
+        return f"{name} drained: no new runs; {eng.hosts.load[name]} in flight continue"
+
     async def forget_tokens(self, issue_ids: list[str]) -> list[str]:
         """Drop the per-issue token totals of finished issues (prune); the ids dropped.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import shutil
@@ -31,8 +32,10 @@ from symphonyd.core.sockets import (
     LAUNCHER_DISPATCHER,
     TRACKER_DISPATCHER,
 )
+from symphonyd.core.worker_hosts import LOCAL_HOST, WorkerHosts
 from symphonyd.dispatcher.clients import (
     AuditClient,
+    HostLink,
     LauncherClient,
     Link,
     TrackerClient,
@@ -40,6 +43,7 @@ from symphonyd.dispatcher.clients import (
 )
 from symphonyd.dispatcher.config_source import WorkflowConfigSource
 from symphonyd.dispatcher.engine import Engine
+from symphonyd.dispatcher.hosts import Host, HostPool
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.ports import SystemClock
 from symphonyd.dispatcher.service import DispatcherService
@@ -72,17 +76,44 @@ def _dashboard_uid() -> list[int]:
         return []
 
 
+def host_pool(runtime: Path, worker: WorkerHosts) -> HostPool:
+    """The local launcher (when it takes runs) and one client per worker's link socket."""
+    local = LauncherClient(Link(runtime / "launcher-dispatcher.sock"))
+    if not worker.hosts:
+        return HostPool.local_only(local)
+    hosts = [
+        Host(h.name, LauncherClient(HostLink(host_socket(runtime, h.name))), remote=True)
+        for h in worker.hosts
+    ]
+    if worker.runs_local:
+        hosts.insert(0, Host(LOCAL_HOST, local, remote=False, connected=True))
+    return HostPool(
+        hosts, per_host=worker.max_concurrent_agents_per_host, lease_seconds=worker.lease_seconds
+    )
+
+
+def host_socket(runtime: Path, name: str) -> Path:
+    """Where the link daemon serves a worker's launcher (symphonyd/link)."""
+    return runtime / "hosts" / f"{name}.sock"
+
+
 def assemble(
-    runtime: Path, state_dir: Path, source: WorkflowConfigSource
+    runtime: Path,
+    state_dir: Path,
+    source: WorkflowConfigSource,
+    worker: WorkerHosts | None = None,
 ) -> tuple[Orchestrator, DispatcherService]:
     """The production object graph; tests build it the same way against their sockets."""
+    pool = host_pool(runtime, worker or WorkerHosts())
     orch = Orchestrator(
         Engine(
             # A board's issues come back in one frame; a page walk may take minutes.
             tracker=TrackerClient(
                 Link(TRACKER_DISPATCHER.path(runtime), timeout=300.0, max_frame=TRACKER_MAX_FRAME)
             ),
-            launcher=LauncherClient(Link(LAUNCHER_DISPATCHER.path(runtime))),
+            # Prune and the workspace survey ask this one (the first host when none is local).
+            launcher=next(iter(pool.hosts.values())).launcher,
+            hosts=pool,
             audit=AuditClient(Link(AUDIT_DISPATCHER.path(runtime))),
             config=source,
             store=StateStore(state_dir),
@@ -107,36 +138,37 @@ async def start_orchestrator(orch: Orchestrator, daemon: Daemon) -> None:
 
 
 def loops(service: DispatcherService, runtime: Path) -> dict[str, Coroutine[Any, Any, None]]:
-    """The dispatcher's long-running work: scheduler, workflow watch, launcher events, and
-    the tracker's change events (each asks for a tick; docs/design/0410)."""
+    """The dispatcher's long-running work: scheduler, workflow watch, each host's run events,
+    and the tracker's change events (each asks for a tick; docs/design/0410)."""
     orch = service.orch
-    events = follow_run_events(
-        LAUNCHER_DISPATCHER.path(runtime), orch.handle_run_event, orch.resync_runs
-    )
-    changes = follow_tracker_changes(
+    out = {"scheduler": service.run_scheduler(), "workflow-watch": service.run_watch()}
+    out["tracker-events"] = follow_tracker_changes(
         TRACKER_DISPATCHER.path(runtime), service.request_refresh, state=service.tracker_events
     )
-    return {"scheduler": service.run_scheduler(), "workflow-watch": service.run_watch(),
-            "launcher-events": events, "tracker-events": changes}  # fmt: skip
+    for name, host in orch.engine.hosts.hosts.items():
+        if not host.remote:
+            out["launcher-events"] = follow_run_events(
+                LAUNCHER_DISPATCHER.path(runtime), orch.handle_run_event, orch.resync_runs
+            )
+            continue
+        out[f"host-events-{name}"] = follow_run_events(
+            host_socket(runtime, name),
+            functools.partial(orch.handle_run_event, host=name),
+            functools.partial(orch.resync_runs, name),
+            on_lost=functools.partial(orch.host_lost, name),
+        )
+    return out
 
 
 async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
     host = daemon.load_host_config(args.host_config)
-    if host.worker.hosts:
-        # Until the dispatcher schedules onto worker hosts (docs/design/1100), starting would
-        # run every agent here while the operator believes they run on the workers.
-        raise ConfigError(
-            "[[worker.hosts]]: this dispatcher cannot schedule onto worker hosts yet; every "
-            "agent would run on this host. Remove the hosts to run locally",
-            code="worker_hosts_unsupported",
-        )
     state_dir = Path(args.state_dir or Path(host.state_dir) / "dispatcher")
     # Before anything else: one dispatcher per state, or two would dispatch the same issues.
     # Held until the process exits (the kernel drops it then): never while a task still runs.
     instance_lock.acquire(state_dir, "dispatcher")
     runtime = Path(args.runtime_dir or host.runtime_dir)
     source = WorkflowConfigSource(args.workflow or host.workflow_path, host=host)
-    orch, service = assemble(runtime, state_dir, source)
+    orch, service = assemble(runtime, state_dir, source, host.worker)
     await start_orchestrator(orch, daemon)
     # Served only once state is loaded: systemd queues early connections on the sockets.
     servers = await _start_servers(service, args)

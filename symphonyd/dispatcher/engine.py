@@ -23,8 +23,10 @@ from symphonyd.core.api.dispatcher import DaemonHealthRow
 from symphonyd.core.api.launcher import StopReason, StopRun
 from symphonyd.core.issue import Issue
 from symphonyd.core.scheduling import CONTINUATION_DELAY_MS, failure_backoff_ms
+from symphonyd.core.worker_hosts import LOCAL_HOST
 from symphonyd.dispatcher.budget import TokenLedger
 from symphonyd.dispatcher.holds import HoldBook
+from symphonyd.dispatcher.hosts import HostPool
 from symphonyd.dispatcher.journal import FailureEpisodes
 from symphonyd.dispatcher.ports import (
     AuditPort,
@@ -47,6 +49,7 @@ from symphonyd.dispatcher.state import (
     iso,
 )
 from symphonyd.dispatcher.store import PersistedState, StateStore
+from symphonyd.dispatcher.workspace_owners import WorkspaceOwners
 from symphonyd.runtime.logging import log_event
 
 log = logging.getLogger("symphonyd.dispatcher")
@@ -69,8 +72,12 @@ class Engine:
         clock: Clock,
         disk: DiskProbe | None = None,
         run_prefix: str | None = None,
+        hosts: HostPool | None = None,
     ) -> None:
+        """``launcher``: the one prune and the workspace survey use; ``hosts``: where runs
+        go (default: that launcher alone, as the local host)."""
         self.tracker, self.launcher, self.audit = tracker, launcher, audit
+        self.hosts = hosts or HostPool.local_only(launcher)
         self.config_source, self.store, self.clock, self.disk = config, store, clock, disk
         self.cfg: LoadedConfig | None = None
         self.config_error: str | None = None
@@ -88,20 +95,26 @@ class Engine:
         self.persisted = PersistedState()
         self.holds = HoldBook(self.persisted)
         self.ledger = TokenLedger(self.persisted)
+        self.owners = WorkspaceOwners(self.persisted, remote=self.hosts.remote)
         self.sweep = SweepBook()  # workspace survey and age cleanup (workspace_sweep)
         # daemon -> (ok, detail, when); rows are built only when a snapshot asks.
         self.health: dict[str, tuple[bool, str | None, datetime]] = {}
         self.episodes = FailureEpisodes()
-        self._acks: list[str] = []
+        self._acks: dict[str, list[str]] = {}  # host -> run ids to acknowledge
         self._ack_task: asyncio.Task[None] | None = None
         self.pending_stops: dict[str, StopRun] = {}
-        self.resync_due = False  # a resync with the launcher's run table failed (0750)
+        self.stop_hosts: dict[str, str] = {}  # run id of a pending stop -> its host
+        self.resync_hosts: set[str] = set()  # hosts whose run-table resync failed (0750)
         self._pending_audit: list[AuditEventIn] = []
         self._dirty = False
         self._listeners: list[Callable[[], None]] = []
         self._run_prefix = run_prefix or os.urandom(4).hex()
         self._run_seq = 0
         self.starts = 0  # runs the launcher accepted, for tests and the bench
+
+    @property
+    def resync_due(self) -> bool:
+        return bool(self.resync_hosts)
 
     @property
     def settings(self) -> DispatchSettings:
@@ -149,9 +162,10 @@ class Engine:
             log.error("cannot save dispatcher state: %s", exc.strerror)  # noqa: TRY400
 
     def persist_if_dirty(self, *, failed_save: bool = False) -> None:
-        """Save when the token ledger changed (or, with ``failed_save``, a save failed)."""
-        if (failed_save and self._dirty) or self.ledger.dirty:
-            self.ledger.dirty = False
+        """Save when the token ledger or the workspace owners changed (or, with
+        ``failed_save``, a save failed)."""
+        if (failed_save and self._dirty) or self.ledger.dirty or self.owners.dirty:
+            self.ledger.dirty = self.owners.dirty = False
             self.persist()
 
     async def append_audit(self, *records: AuditEventIn, queue: bool = True) -> bool:
@@ -222,6 +236,7 @@ class Engine:
         self.running[issue_id] = entry
         self.by_run[entry.run_id] = issue_id
         self.running_by_state[entry.state_key] += 1
+        self.hosts.load[entry.host] += 1
         self.claimed.add(issue_id)
         self.retries.pop(issue_id, None)
 
@@ -234,6 +249,7 @@ class Engine:
         self.running_by_state[entry.state_key] -= 1
         if self.running_by_state[entry.state_key] <= 0:
             del self.running_by_state[entry.state_key]
+        self.hosts.load[entry.host] -= 1
         self.ended_seconds += agent_seconds(entry, self.clock.monotonic_ms())
 
     def entry_for_run(self, run_id: str) -> RunningEntry | None:
@@ -249,6 +265,7 @@ class Engine:
         *,
         delay_ms: int | None = None,
         session_id: str | None = None,
+        host: str | None = None,
     ) -> None:
         """SPEC 8.4: replace any existing retry; continuation 1 s, failures back off.
 
@@ -270,6 +287,7 @@ class Engine:
             error=error,
             kind=kind,
             issue_url=issue.url,
+            host=host if host is not None else (old.host if old else None),
         )
         self.claimed.add(issue.id)
         if kind != "requeue" or old is None or old.error != error:
@@ -288,7 +306,7 @@ class Engine:
         if release:
             self.claimed.discard(entry.issue.id)
         self.keep_workspace_path(entry)
-        await self.send_stop(StopRun(entry.run_id, reason, cleanup_workspace=cleanup))
+        await self.send_stop(StopRun(entry.run_id, reason, cleanup_workspace=cleanup), entry.host)
 
     def keep_workspace_path(self, entry: RunningEntry) -> IssueHistory:
         """The issue's history, remembering where the ended run's workspace was."""
@@ -296,39 +314,54 @@ class Engine:
         hist.workspace_path = entry.workspace_path or hist.workspace_path
         return hist
 
-    async def send_stop(self, req: StopRun) -> None:
+    async def send_stop(self, req: StopRun, host: str = LOCAL_HOST) -> None:
+        """Stop a run on the host it is bound to; kept pending (and retried) on failure."""
+        self.pending_stops[req.run_id] = req
+        self.stop_hosts[req.run_id] = host
         try:
-            await self.launcher.stop_run(req)
-            self.mark("launcher", True)
-            self.pending_stops.pop(req.run_id, None)
+            await self.hosts.launcher(host).stop_run(req)
+            self.mark(self.hosts.label(host), True)
+            self.forget_stop(req.run_id)
         except Exception as exc:
-            self.mark("launcher", False, brief_error(exc))
-            self.pending_stops[req.run_id] = req
+            self.mark(self.hosts.label(host), False, brief_error(exc))
+
+    def forget_stop(self, run_id: str) -> None:
+        self.pending_stops.pop(run_id, None)
+        self.stop_hosts.pop(run_id, None)
 
     async def retry_pending_stops(self) -> None:
         for req in list(self.pending_stops.values()):
-            await self.send_stop(req)
+            host = self.stop_hosts.get(req.run_id, LOCAL_HOST)
+            # A lost worker gets its stops when its event stream resyncs (Recovery); a
+            # drained one still gets them.
+            if self.hosts.hosts[host].reachable:
+                await self.send_stop(req, host)
 
     async def remove_workspace(self, identifier: str) -> bool:
-        """True when the launcher removed a workspace (False: none, or it failed)."""
-        try:
-            # With the workflow: a launcher that has started no run yet (fresh after a
-            # restart) would not know the workspace root and hooks otherwise.
-            workflow = self.cfg.workflow if self.cfg else None
-            removed = await self.launcher.remove_workspace(identifier, workflow=workflow)
-            self.mark("launcher", True)
-        except Exception as exc:
-            self.mark("launcher", False, brief_error(exc))
-            return False
+        """Remove the issue's workspace on every host that has one (never a guessed host);
+        True when one was removed (False: none, or it failed)."""
+        removed = False
+        for host in self.owners.hosts_of(identifier):
+            try:
+                # With the workflow: a launcher that has started no run yet (fresh after a
+                # restart) would not know the workspace root and hooks otherwise.
+                workflow = self.cfg.workflow if self.cfg else None
+                launcher = self.hosts.launcher(host)
+                removed |= await launcher.remove_workspace(identifier, workflow=workflow)
+                self.mark(self.hosts.label(host), True)
+            except Exception as exc:
+                self.mark(self.hosts.label(host), False, brief_error(exc))
+                continue
+            self.owners.disown(identifier, host)
         return removed
 
-    async def ack(self, run_id: str) -> None:
+    async def ack(self, run_id: str, host: str = LOCAL_HOST) -> None:
         """Queue an acknowledgement; one background call sends all queued ones.
 
         Not awaited under the lock: a lost ack only means the launcher lists that finished
         run again after a restart, where it is recognised and acknowledged then.
         """
-        self._acks.append(run_id)
+        self._acks.setdefault(host, []).append(run_id)
         if self._ack_task is None or self._ack_task.done():
             self._ack_task = asyncio.get_running_loop().create_task(self._flush_acks())
 
@@ -339,14 +372,20 @@ class Engine:
 
     async def _flush_acks(self) -> None:
         while self._acks:
-            batch, self._acks = self._acks[:500], self._acks[500:]
-            await self._send_acks(batch)
+            host = next(iter(self._acks))
+            queued = self._acks[host]
+            batch, rest = queued[:500], queued[500:]
+            if rest:
+                self._acks[host] = rest
+            else:
+                del self._acks[host]
+            await self._send_acks(batch, host)
 
-    async def _send_acks(self, run_ids: list[str]) -> None:
+    async def _send_acks(self, run_ids: list[str], host: str) -> None:
         try:
-            await self.launcher.ack_runs(run_ids)
+            await self.hosts.launcher(host).ack_runs(run_ids)
         except Exception as exc:
-            self.mark("launcher", False, brief_error(exc))
+            self.mark(self.hosts.label(host), False, brief_error(exc))
 
 
 def brief_error(exc: BaseException) -> str:

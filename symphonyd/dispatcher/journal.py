@@ -2,8 +2,9 @@
 
 Every decision the dispatcher takes about an issue (dispatch, retry, stall, reconcile stop,
 terminal cleanup, holds, a run the launcher lost) is one ``log_event`` line at the site that
-takes it, carrying ``issue_id``/``issue_identifier``/``session_id`` (journal fields
-``ISSUE_ID``, ``ISSUE_IDENTIFIER``, ``SESSION_ID``). This module holds what those sites share:
+takes it, carrying ``issue_id``/``issue_identifier``/``session_id``/``host`` (journal fields
+``ISSUE_ID``, ``ISSUE_IDENTIFIER``, ``SESSION_ID``, ``HOST``: the host the run is bound to,
+``local`` for the control host's own launcher). This module holds what those sites share:
 the fields of a run, and the failure episodes that turn a daemon outage seen on every tick
 into one warning, one more only if the error changes, and one line when it answers again.
 """
@@ -28,6 +29,7 @@ def run_fields(entry: RunningEntry) -> dict[str, Any]:
         "session_id": entry.session_id,
         "run_id": entry.run_id,
         "attempt": entry.attempt,
+        "host": entry.host,
     }
 
 

@@ -18,6 +18,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from symphonyd.core.api.launcher import RunEvent, StopRun
+from symphonyd.core.worker_hosts import LOCAL_HOST
+from symphonyd.dispatcher import failover
 from symphonyd.dispatcher.budget import TokenLedger
 from symphonyd.dispatcher.controls import ControlError, Controls
 from symphonyd.dispatcher.engine import Engine
@@ -71,17 +73,24 @@ class Orchestrator:
             await self.scheduler.reload_config()
         self.engine.changed()
 
-    async def handle_run_event(self, ev: RunEvent) -> None:
+    async def handle_run_event(self, ev: RunEvent, host: str = LOCAL_HOST) -> None:
         async with self.lock:
-            await self.run_events.handle(ev)
+            await self.run_events.handle(ev, host)
         self.engine.changed()
 
-    async def resync_runs(self) -> None:
-        """After (re)subscribing to run events: settle what happened while we were away."""
+    async def resync_runs(self, host: str = LOCAL_HOST) -> None:
+        """After (re)subscribing to a host's run events: settle what happened meanwhile."""
         # A (re)started launcher: survey its workspace root and report orphans (seed 001).
-        self.engine.sweep.request(report=True)
+        if host == LOCAL_HOST:
+            self.engine.sweep.request(report=True)
         async with self.lock:
-            await self.recovery.resync_runs()
+            await self.recovery.resync_runs(host)
+        self.engine.changed()
+
+    async def host_lost(self, host: str, error: str) -> None:
+        """A worker host's event stream dropped: its runs are fenced (design 1100)."""
+        async with self.lock:
+            await failover.host_lost(self.engine, host, error)
         self.engine.changed()
 
     async def sweep_workspaces(self) -> None:
@@ -119,11 +128,28 @@ class Orchestrator:
         self.engine.changed()
         return message
 
+    async def drain(self, host: str, drained: bool, uid: int | None) -> str:
+        async with self.lock:
+            message = self.controls.drain(host, drained, uid)
+        self.engine.changed()
+        return message
+
     async def release(self, identifier: str, uid: int | None) -> str:
         async with self.lock:
             message = await self.controls.release(identifier, uid)
         self.engine.changed()
         return message
+
+    def workspace_owners(self, identifier: str) -> list[str]:
+        return self.engine.owners.hosts_of(identifier)
+
+    def host_launcher(self, host: str) -> LauncherPort:
+        return self.engine.hosts.launcher(host)
+
+    def workspace_removed(self, identifier: str, host: str) -> None:
+        """Prune removed (or found no) workspace there: forget that the host has one."""
+        self.engine.owners.disown(identifier, host)
+        self.engine.persist_if_dirty()
 
     async def forget_tokens(self, issue_ids: list[str]) -> list[str]:
         """Prune's last step, re-checked under the lock (symphonyd.dispatcher.prune)."""

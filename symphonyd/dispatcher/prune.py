@@ -18,6 +18,7 @@ from typing import Protocol
 from symphonyd.core.api.dispatcher import PruneEntry, PruneParams, PruneResult
 from symphonyd.core.errors import SymphonyError, ValidationError
 from symphonyd.core.issue import Issue
+from symphonyd.core.worker_hosts import LOCAL_HOST
 from symphonyd.dispatcher.budget import TokenLedger
 from symphonyd.dispatcher.holds import HoldBook
 from symphonyd.dispatcher.ports import Clock, DispatchSettings, LauncherPort, TrackerPort
@@ -52,6 +53,14 @@ class PruneTarget(Protocol):
 
     async def forget_tokens(self, issue_ids: list[str]) -> list[str]: ...
 
+    def workspace_owners(self, identifier: str) -> list[str]:
+        """The hosts that have a workspace for ``identifier`` (design 1100)."""
+        ...
+
+    def host_launcher(self, host: str) -> LauncherPort: ...
+
+    def workspace_removed(self, identifier: str, host: str) -> None: ...
+
 
 async def prune(orch: PruneTarget, params: PruneParams) -> PruneResult:
     if not 0 < params.older_than_s <= MAX_OLDER_THAN_S:
@@ -60,33 +69,28 @@ async def prune(orch: PruneTarget, params: PruneParams) -> PruneResult:
         )
     cfg = orch.settings
     terminal: list[Issue] = await orch.tracker.fetch_by_states(list(cfg.terminal_states_raw))
-    # The launcher owns the workspaces (the dispatcher's user cannot even list them).
-    ages = await orch.launcher.workspace_ages(sorted({i.identifier for i in terminal}))
+    unique: dict[str, Issue] = {}  # identifier -> its first listed issue
+    for issue in terminal:
+        unique.setdefault(issue.identifier, issue)
+    # The launchers own the workspaces (the dispatcher's user cannot even list them); each
+    # host that has one for an issue is asked about its own (design 1100).
+    owners = {ident: orch.workspace_owners(ident) for ident in unique}
+    ages = await _ages(orch, owners)
     removed: list[PruneEntry] = []
     kept: list[PruneEntry] = []
     gone: list[Issue] = []  # terminal issues left without a workspace
-    seen: set[str] = set()
-    for issue in terminal:
-        if issue.identifier in seen:
-            continue
-        seen.add(issue.identifier)
-        if issue.identifier not in ages:
-            kept.append(PruneEntry(issue.identifier, "age unknown: the launcher could not judge"))
-            continue
-        idle = ages[issue.identifier]
-        if idle is None:
-            gone.append(issue)  # no workspace: only run data may be left
-            continue
-        why = f"terminal ({issue.state}), untouched {_human(idle)}"
-        if issue.id in orch.running:
-            kept.append(PruneEntry(issue.identifier, "a run is still live"))
-        elif idle < params.older_than_s:
-            kept.append(PruneEntry(issue.identifier, f"touched {_human(idle)} ago"))
-        elif params.dry_run or await _remove(orch, issue.identifier):
-            removed.append(PruneEntry(issue.identifier, why))
-            gone.append(issue)
-        else:
-            kept.append(PruneEntry(issue.identifier, "the launcher did not remove it"))
+    for issue in unique.values():
+        left = 0  # workspaces kept on some host
+        for host in owners[issue.identifier]:
+            name = issue.identifier if host == LOCAL_HOST else f"{issue.identifier} on {host}"
+            entry = await _judge(orch, issue, host, ages.get(host), params)
+            if entry is None:
+                continue  # no workspace there
+            verdict, why = entry
+            (removed if verdict else kept).append(PruneEntry(name, why))
+            left += not verdict
+        if left == 0:
+            gone.append(issue)  # no workspace anywhere: only run data may be left
     forgotten = await _forget_run_data(orch, gone, params)
     return PruneResult(removed=removed, kept=kept, forgotten=forgotten)
 
@@ -120,12 +124,59 @@ def _when(at: datetime) -> str:
     return at.strftime("%Y-%m-%d")
 
 
-async def _remove(orch: PruneTarget, identifier: str) -> bool:
+async def _ages(
+    orch: PruneTarget, owners: dict[str, list[str]]
+) -> dict[str, dict[str, float | None] | None]:
+    """Host -> its ages of the workspaces it owns (None: a worker that did not answer)."""
+    by_host: dict[str, list[str]] = {}
+    for identifier, hosts in owners.items():
+        for host in hosts:
+            by_host.setdefault(host, []).append(identifier)
+    out: dict[str, dict[str, float | None] | None] = {}
+    for host, identifiers in by_host.items():
+        try:
+            out[host] = await orch.host_launcher(host).workspace_ages(sorted(identifiers))
+        except Exception:
+            if host == LOCAL_HOST:
+                raise  # the local launcher's answer is the whole of prune, as before
+            out[host] = None
+    return out
+
+
+async def _judge(
+    orch: PruneTarget,
+    issue: Issue,
+    host: str,
+    ages: dict[str, float | None] | None,
+    params: PruneParams,
+) -> tuple[bool, str] | None:
+    """(removed, why) for the issue's workspace on ``host``; None when there is none."""
+    if ages is None:
+        return False, f"age unknown: host {host} did not answer"
+    if issue.identifier not in ages:
+        return False, "age unknown: the launcher could not judge"
+    idle = ages[issue.identifier]
+    if idle is None:
+        orch.workspace_removed(issue.identifier, host)
+        return None
+    if issue.id in orch.running:
+        return False, "a run is still live"
+    if idle < params.older_than_s:
+        return False, f"touched {_human(idle)} ago"
+    if params.dry_run or await _remove(orch, issue.identifier, host):
+        return True, f"terminal ({issue.state}), untouched {_human(idle)}"
+    return False, "the launcher did not remove it"
+
+
+async def _remove(orch: PruneTarget, identifier: str, host: str) -> bool:
     try:
-        return await orch.launcher.remove_workspace(identifier)
+        removed = await orch.host_launcher(host).remove_workspace(identifier)
     except SymphonyError as exc:
-        log.warning("prune: launcher refused %s: %s", identifier, exc.error_code)
+        log.warning("prune: launcher of %s refused %s: %s", host, identifier, exc.error_code)
         return False
+    if removed:
+        orch.workspace_removed(identifier, host)
+    return removed
 
 
 def _human(seconds: float) -> str:

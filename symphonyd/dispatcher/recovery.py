@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 
-from symphonyd.core import audit_events as ae
 from symphonyd.core.api.launcher import RunInfo, StopRun
 from symphonyd.core.issue import Issue, format_timestamp, parse_timestamp
 from symphonyd.core.run_progress import RunProgress
+from symphonyd.core.worker_hosts import LOCAL_HOST
 from symphonyd.dispatcher.budget import TokenLedger
 from symphonyd.dispatcher.engine import Engine, brief_error, log
+from symphonyd.dispatcher.failover import run_failed_record
 from symphonyd.dispatcher.holds import HoldBook
 from symphonyd.dispatcher.journal import run_fields
 from symphonyd.dispatcher.run_events import RunEvents
@@ -22,6 +23,7 @@ from symphonyd.dispatcher.state import (
     iso,
 )
 from symphonyd.dispatcher.store import PersistedState, StateFileError
+from symphonyd.dispatcher.workspace_owners import WorkspaceOwners
 from symphonyd.runtime.logging import log_event
 
 LOST_RUN_CODE = "run_lost"
@@ -53,7 +55,10 @@ class Recovery:
                 eng.clock.now(),
             )
         eng.holds = HoldBook(eng.persisted)
+        for name, host in eng.hosts.hosts.items():
+            host.drained = name in eng.persisted.drained_hosts
         eng.ledger = TokenLedger(eng.persisted)
+        eng.owners = WorkspaceOwners(eng.persisted, remote=eng.hosts.remote)
         eng.cfg = eng.config_source.load()
         eng.config_loaded_at = iso(eng.clock.now())
         eng.mark("workflow", True)
@@ -69,9 +74,27 @@ class Recovery:
         eng.persist()
 
     async def _recover_runs(self) -> None:
+        """Every host's runs. The local launcher must answer (or starting is refused); a
+        worker that does not is fenced whole: nothing dispatches until its lease has ended,
+        since it may still run agents for issues this fresh process does not know of."""
         eng = self.engine
-        runs = await eng.launcher.list_runs()
-        eng.mark("launcher", True)
+        for name, host in eng.hosts.hosts.items():
+            try:
+                runs = await host.launcher.list_runs()
+            except Exception as exc:
+                if not host.remote:
+                    raise
+                eng.mark(eng.hosts.label(name), False, brief_error(exc))
+                host.blind_until_ms = eng.clock.monotonic_ms() + eng.hosts.fence_ms
+                log_event(log, "host_unknown", level=logging.WARNING, outcome="fenced",
+                          host=name, retry_in_ms=eng.hosts.fence_ms,
+                          error=brief_error(exc))  # fmt: skip
+                continue
+            eng.mark(eng.hosts.label(name), True)
+            await self._recover_host_runs(name, runs)
+
+    async def _recover_host_runs(self, host: str, runs: list[RunInfo]) -> None:
+        eng = self.engine
         live = sorted((r for r in runs if r.outcome is None), key=lambda r: r.started_at)
         finished = [r for r in runs if r.outcome is not None]
         issues: dict[str, Issue] = {}
@@ -85,28 +108,27 @@ class Recovery:
         for run in live:
             if run.issue_id in eng.running or eng.holds.get(run.issue_id) is not None:
                 # A duplicate or a run the operator already stopped: end it, never adopt it.
-                _log_orphan_stop(
-                    run, "second live run" if run.issue_id in eng.running else "issue is held"
-                )
-                await eng.send_stop(StopRun(run.run_id, "orphan"))
+                why = "second live run" if run.issue_id in eng.running else "issue is held"
+                _log_orphan_stop(run, why, host)
+                await eng.send_stop(StopRun(run.run_id, "orphan"), host)
                 continue
-            entry = self._adopt(run, issues.get(run.issue_id))
+            entry = self._adopt(run, issues.get(run.issue_id), host)
             log_event(log, "run_adopted", outcome="running", **run_fields(entry))
         for run in finished:
             assert run.outcome is not None
             free = run.issue_id not in eng.running and run.issue_id not in eng.retries
             if free and eng.holds.get(run.issue_id) is None:
-                entry = self._adopt(run, issues.get(run.issue_id))
+                entry = self._adopt(run, issues.get(run.issue_id), host)
                 await self.runs.worker_exit(entry, run.outcome)
             else:
-                await eng.ack(run.run_id)
+                await eng.ack(run.run_id, host)
 
     async def resync_if_due(self) -> None:
         """Retry a resync with the launcher that failed (every tick starts with this)."""
-        if self.engine.resync_due:
-            await self.resync_runs()
+        for host in sorted(self.engine.resync_hosts):
+            await self.resync_runs(host)
 
-    async def resync_runs(self) -> None:
+    async def resync_runs(self, host: str = LOCAL_HOST) -> None:
         """Compare the launcher's run table with ours; runs missing from it are lost (0750).
 
         Runs under the one lock, as do dispatches, so no run can start between the listing
@@ -114,32 +136,41 @@ class Recovery:
         no longer has (it restarted), never one it has not been told about yet.
         """
         eng = self.engine
+        label = eng.hosts.label(host)
+        state = eng.hosts.hosts[host]
         try:
-            runs = await eng.launcher.list_runs()
-            eng.mark("launcher", True)
+            runs = await state.launcher.list_runs()
+            eng.mark(label, True)
         except Exception as exc:
-            eng.mark("launcher", False, brief_error(exc))
-            eng.resync_due = True  # the next tick tries again; the stream may stay up
+            eng.mark(label, False, brief_error(exc))
+            eng.resync_hosts.add(host)  # the next tick tries again; the stream may stay up
             return
-        eng.resync_due = False
+        eng.resync_hosts.discard(host)
         listed = {run.run_id for run in runs}
         for run in runs:
-            issue_id = eng.by_run.get(run.run_id)
-            entry = eng.running.get(issue_id) if issue_id else None
+            entry = eng.entry_for_run(run.run_id)
+            if entry is not None and entry.host != host:
+                entry = None
             if run.outcome is not None:
                 if entry is not None:
                     await self.runs.worker_exit(entry, run.outcome)
                 else:
-                    eng.pending_stops.pop(run.run_id, None)
-                    await eng.ack(run.run_id)
-            elif entry is None and run.run_id not in eng.pending_stops:
-                _log_orphan_stop(run, "a live run the dispatcher does not know")
-                await eng.send_stop(StopRun(run.run_id, "orphan"))
-        for entry in [e for e in eng.running.values() if e.run_id not in listed]:
-            await self._run_lost(entry)
-        for run_id in [r for r in eng.pending_stops if r not in listed]:
+                    eng.forget_stop(run.run_id)
+                    await eng.ack(run.run_id, host)
+            elif entry is None:
+                # Unknown, or fenced after the host was lost: a partitioned worker that
+                # came back with its agent still running. Stopped now, never adopted.
+                if run.run_id not in eng.pending_stops:
+                    _log_orphan_stop(run, "a live run the dispatcher does not know", host)
+                await eng.send_stop(StopRun(run.run_id, "orphan"), host)
+        for entry in [e for e in eng.running.values() if e.host == host]:
+            if entry.run_id not in listed:
+                await self._run_lost(entry)
+        for run_id in [r for r, h in eng.stop_hosts.items() if h == host and r not in listed]:
             # Nothing left to stop: the launcher has no such run (any more).
-            del eng.pending_stops[run_id]
+            eng.forget_stop(run_id)
+        # Its run table is known again: it may take runs.
+        state.connected, state.blind_until_ms = True, 0
 
     async def _run_lost(self, entry: RunningEntry) -> None:
         """SPEC 8.5/7.4 for a run the launcher lost: the worker is gone, so the slot is freed
@@ -150,6 +181,8 @@ class Recovery:
         eng = self.engine
         issue = entry.issue
         error = "the launcher no longer has this run (it restarted); its agent is gone"
+        if eng.hosts.remote_host(entry.host):
+            error = f"host {entry.host} no longer has this run (its lease ended); agent gone"
         log_event(log, "run_lost", level=logging.WARNING, outcome="retrying", **run_fields(entry),
                   turns=entry.turn_count, error=error)  # fmt: skip
         eng.remove_running(entry)
@@ -158,21 +191,10 @@ class Recovery:
         hist.last_error = error
         eng.schedule_retry(issue, (entry.attempt or 0) + 1, "failure", error,
                            session_id=entry.session_id)  # fmt: skip
-        await eng.append_audit(
-            ae.run_finished(
-                issue.id,
-                issue.identifier,
-                entry.run_id,
-                "failed",
-                error_code=LOST_RUN_CODE,
-                session_id=entry.session_id,
-                turns=entry.turn_count,
-                total_tokens=entry.progress.tokens.total_tokens,
-            )  # fmt: skip
-        )
+        await eng.append_audit(run_failed_record(entry, LOST_RUN_CODE))
         eng.persist_if_dirty()
 
-    def _adopt(self, run: RunInfo, issue: Issue | None) -> RunningEntry:
+    def _adopt(self, run: RunInfo, issue: Issue | None, host: str) -> RunningEntry:
         eng = self.engine
         if issue is None:
             # Reconciliation on the first tick replaces this placeholder or ends the run.
@@ -193,6 +215,7 @@ class Recovery:
             # Agent time before this dispatcher saw the run is not known here; the
             # launcher's run_finished carries the whole of it.
             agent_started_ms=eng.clock.monotonic_ms() if run.last_event else None,
+            host=host,
         )
         eng.add_running(entry)
         return entry
@@ -222,7 +245,7 @@ class Recovery:
                   removed=removed)  # fmt: skip
 
 
-def _log_orphan_stop(run: RunInfo, why: str) -> None:
+def _log_orphan_stop(run: RunInfo, why: str, host: str = LOCAL_HOST) -> None:
     log_event(log, "orphan_stop", level=logging.WARNING, outcome="stopped", run_id=run.run_id,
               issue_id=run.issue_id, issue_identifier=run.issue_identifier,
-              session_id=run.session_id, reason=why)  # fmt: skip
+              session_id=run.session_id, host=host, reason=why)  # fmt: skip

@@ -14,6 +14,7 @@ import logging
 from symphonyd.core import audit_events as ae
 from symphonyd.core.api.launcher import RunEvent, RunOutcome
 from symphonyd.core.issue import parse_timestamp
+from symphonyd.core.worker_hosts import LOCAL_HOST
 from symphonyd.dispatcher.engine import Engine, log
 from symphonyd.dispatcher.journal import run_fields
 from symphonyd.dispatcher.state import RunningEntry, iso
@@ -32,13 +33,16 @@ class RunEvents:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    async def handle(self, ev: RunEvent) -> None:
+    async def handle(self, ev: RunEvent, host: str = LOCAL_HOST) -> None:
+        """One event from ``host``'s launcher. An event of a run this dispatcher no longer
+        binds to that host (superseded: lost, fenced and retried) changes nothing."""
         eng = self.engine
         entry = eng.entry_for_run(ev.run_id)
-        if entry is None:
+        if entry is None or entry.host != host:
             if ev.event == "run_finished":
-                eng.pending_stops.pop(ev.run_id, None)
-                await eng.ack(ev.run_id)
+                if eng.stop_hosts.get(ev.run_id, host) == host:
+                    eng.forget_stop(ev.run_id)
+                await eng.ack(ev.run_id, host)
             return
         # The launcher's clock is taken as given unless unusable; then ours.
         at = parse_timestamp(ev.at) or eng.clock.now()
@@ -115,4 +119,4 @@ class RunEvents:
                 issue, (entry.attempt or 0) + 1, "failure", error, session_id=entry.session_id
             )
         eng.persist_if_dirty()
-        await eng.ack(entry.run_id)
+        await eng.ack(entry.run_id, entry.host)

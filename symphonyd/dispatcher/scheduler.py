@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from collections.abc import Iterable
 
 from symphonyd.core import audit_events as ae
-from symphonyd.core.api.launcher import StartRun, StartRunResult, StopRun
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue, state_key
 from symphonyd.core.scheduling import (
@@ -19,6 +17,7 @@ from symphonyd.core.scheduling import (
 )
 from symphonyd.dispatcher.engine import Engine, brief_error, log
 from symphonyd.dispatcher.journal import run_fields
+from symphonyd.dispatcher.launch import RunStarter
 from symphonyd.dispatcher.ports import (
     DispatchSettings,
 )
@@ -28,7 +27,7 @@ from symphonyd.dispatcher.state import (
 )
 from symphonyd.runtime.logging import log_event
 
-START_WINDOW = 64  # start_run calls in flight at once
+NO_HOST_ERROR = "no host with free capacity (every host is full, unhealthy or drained)"
 
 
 class Scheduler:
@@ -38,6 +37,7 @@ class Scheduler:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.starter = RunStarter(engine)
 
     async def tick(self) -> None:
         """SPEC 16.2: reconcile, preflight, fetch, sort, dispatch while slots remain."""
@@ -160,8 +160,12 @@ class Scheduler:
         if eng.paused:
             return
         slots = max(cfg.max_concurrent_agents - len(eng.running), 0)
-        batch: list[tuple[Issue, int | None]] = []
+        batch: list[tuple[Issue, int | None, str]] = []
         reserved: Counter[str] = Counter()
+        on_host: Counter[str] = Counter()
+        now_ms = eng.clock.monotonic_ms()
+        if eng.hosts.blind(now_ms):
+            return  # a worker's runs are unknown until its lease has surely ended
         for issue in sort_for_dispatch(issues):
             if slots <= 0:
                 break
@@ -178,10 +182,14 @@ class Scheduler:
                 continue
             if not eng.state_slot(state_key(issue.state), reserved):
                 continue
+            host = eng.hosts.pick(None, on_host, now_ms)
+            if host is None:
+                break  # every host is full or unhealthy: wait, never run elsewhere
+            on_host[host] += 1
             reserved[state_key(issue.state)] += 1
-            batch.append((issue, None))
+            batch.append((issue, None, host))
             slots -= 1
-        await self._launch(batch)
+        await self.starter.launch(batch)
 
     async def fire_due_retries(self) -> None:
         """SPEC 16.6 on_retry_timer for every retry that is due, with one batched refresh."""
@@ -213,7 +221,9 @@ class Scheduler:
         cfg = eng.settings
         slots = max(cfg.max_concurrent_agents - len(eng.running), 0)
         reserved: Counter[str] = Counter()
-        batch: list[tuple[Issue, int | None]] = []
+        on_host: Counter[str] = Counter()
+        blind = eng.hosts.blind(now_ms)
+        batch: list[tuple[Issue, int | None, str]] = []
         for r in due:
             del eng.retries[r.issue_id]
             issue = by_id.get(r.issue_id)
@@ -244,76 +254,17 @@ class Scheduler:
             if slots <= 0 or not eng.state_slot(key, reserved):
                 eng.schedule_retry(issue, r.attempt + 1, "requeue", NO_SLOTS_ERROR)
                 continue
+            host = None if blind else eng.hosts.pick(r.host, on_host, now_ms)
+            if host is None:
+                # Waiting for a host is not a failure of the issue: the attempt stays.
+                eng.schedule_retry(issue, r.attempt, "requeue", NO_HOST_ERROR,
+                                   delay_ms=cfg.poll_interval_ms, host=r.host)  # fmt: skip
+                continue
+            on_host[host] += 1
             slots -= 1
             reserved[key] += 1
-            batch.append((issue, r.attempt))
-        await self._launch(batch)
-
-    async def _launch(self, batch: list[tuple[Issue, int | None]]) -> None:
-        """Audit first (fail closed), then start every run of the batch concurrently."""
-        eng = self.engine
-        if not batch or eng.cfg is None:
-            return
-        workflow = eng.cfg.workflow
-        now, now_ms = eng.clock.now(), eng.clock.monotonic_ms()
-        entries = [
-            RunningEntry(eng.new_run_id(), issue, attempt, now, now_ms) for issue, attempt in batch
-        ]
-        records = [
-            ae.dispatch(e.issue.id, e.issue.identifier, e.run_id, e.attempt) for e in entries
-        ]
-        if not await eng.append_audit(*records, queue=False):
-            log_event(log, "dispatch", level=logging.WARNING, outcome="not_started",
-                      runs=len(entries), error="audit writer unreachable")  # fmt: skip
-            for e in entries:
-                if e.attempt is not None:
-                    eng.schedule_retry(e.issue, e.attempt, "requeue", "audit writer unreachable")
-            return
-        for e in entries:
-            eng.add_running(e)
-        results = await self._start_all(
-            [StartRun(e.run_id, e.issue, e.attempt, workflow) for e in entries]
-        )
-        if not all(isinstance(r, BaseException) for r in results):
-            eng.mark("launcher", True)
-        for e, res in zip(entries, results, strict=True):
-            if isinstance(res, BaseException):
-                eng.mark("launcher", False, brief_error(res))
-                # The launcher may have started it before failing to answer: make sure.
-                eng.pending_stops[e.run_id] = StopRun(e.run_id, "orphan")
-                error = f"failed to spawn agent: {brief_error(res)}"
-            elif not res.accepted:
-                error = f"failed to spawn agent: {res.error or 'rejected'}"
-            else:
-                eng.starts += 1
-                log_event(log, "dispatch", outcome="started", **run_fields(e),
-                          state=e.issue.state)  # fmt: skip
-                continue
-            log_event(log, "dispatch", level=logging.WARNING, outcome="failed", **run_fields(e),
-                      error=error)  # fmt: skip
-            eng.remove_running(e)
-            eng.history_of(e.issue.id, e.issue.identifier).last_error = error
-            eng.schedule_retry(e.issue, (e.attempt or 0) + 1, "failure", error)
-
-    async def _start_all(self, reqs: list[StartRun]) -> list[StartRunResult | BaseException]:
-        """start_run for each request with at most START_WINDOW in flight.
-
-        A small pool of workers instead of a task per run: the IPC connection pipelines
-        requests anyway, and 10 000 tasks would cost more than the calls themselves.
-        """
-        launcher = self.engine.launcher
-        results: list[StartRunResult | BaseException] = [RuntimeError("not started")] * len(reqs)
-        position = iter(range(len(reqs)))
-
-        async def worker() -> None:
-            for i in position:
-                try:
-                    results[i] = await launcher.start_run(reqs[i])
-                except Exception as exc:
-                    results[i] = exc
-
-        await asyncio.gather(*(worker() for _ in range(min(START_WINDOW, len(reqs)))))
-        return results
+            batch.append((issue, r.attempt, host))
+        await self.starter.launch(batch)
 
     async def _reconcile(self) -> None:
         """SPEC 16.3: stalls first, then a tracker refresh of every running issue."""

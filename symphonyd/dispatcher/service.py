@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from symphonyd.core.api.dispatcher import (
+    DISPATCHER_DRAIN,
+    DISPATCHER_HOSTS,
     DISPATCHER_ISSUE,
     DISPATCHER_PAUSE,
     DISPATCHER_PRUNE,
@@ -24,7 +26,10 @@ from symphonyd.core.api.dispatcher import (
     DISPATCHER_STATE_CHANGED,
     DISPATCHER_STOP,
     DISPATCHER_SUBSCRIBE,
+    DISPATCHER_UNDRAIN,
     ControlResult,
+    HostList,
+    HostRefParams,
     IssueRefParams,
     IssueView,
     PauseParams,
@@ -38,7 +43,7 @@ from symphonyd.core.api.shared import HEALTH, Empty, Health
 from symphonyd.core.errors import SymphonyError
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.prune import prune
-from symphonyd.dispatcher.snapshot import build_issue_view, build_snapshot
+from symphonyd.dispatcher.snapshot import build_issue_view, build_snapshot, host_rows
 from symphonyd.dispatcher.state import iso
 from symphonyd.dispatcher.tracker_events import EventStreamState
 from symphonyd.dispatcher.workspace_sweep import SWEEP_INTERVAL_S
@@ -85,6 +90,9 @@ class DispatcherService:
         server.handle(DISPATCHER_RELEASE, self._release)
         server.handle(DISPATCHER_REFRESH, self._request_refresh)
         server.handle(DISPATCHER_PRUNE, self._prune)
+        server.handle(DISPATCHER_HOSTS, self._hosts)
+        server.handle(DISPATCHER_DRAIN, self._drain)
+        server.handle(DISPATCHER_UNDRAIN, self._undrain)
         server.subscription(DISPATCHER_SUBSCRIBE, self._subscribe)
 
     async def _health(self, _: Empty, __: Peer) -> Health:
@@ -114,6 +122,17 @@ class DispatcherService:
 
     async def _release(self, p: IssueRefParams, peer: Peer) -> ControlResult:
         message = await self.orch.release(p.identifier, peer.uid)
+        self.request_refresh()
+        return ControlResult(True, message)
+
+    async def _hosts(self, _: Empty, __: Peer) -> HostList:
+        return HostList(host_rows(self.orch.engine))
+
+    async def _drain(self, p: HostRefParams, peer: Peer) -> ControlResult:
+        return ControlResult(True, await self.orch.drain(p.name, True, peer.uid))
+
+    async def _undrain(self, p: HostRefParams, peer: Peer) -> ControlResult:
+        message = await self.orch.drain(p.name, False, peer.uid)
         self.request_refresh()
         return ControlResult(True, message)
 

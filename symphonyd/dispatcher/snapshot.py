@@ -6,6 +6,7 @@ from symphonyd.core.api.dispatcher import (
     BudgetStatus,
     CodexTotals,
     ConfigStatus,
+    HostRow,
     IssueAttempts,
     IssueStatus,
     IssueView,
@@ -18,6 +19,7 @@ from symphonyd.core.api.dispatcher import (
     StateSnapshot,
 )
 from symphonyd.core.errors import SymphonyError
+from symphonyd.core.worker_hosts import LOCAL_HOST
 from symphonyd.dispatcher.engine import Engine
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.state import RetryEntry, RunningEntry, agent_seconds, iso
@@ -25,8 +27,10 @@ from symphonyd.dispatcher.state import RetryEntry, RunningEntry, agent_seconds, 
 DAEMONS = ("tracker", "launcher", "audit", "workflow")
 
 
-def running_row(e: RunningEntry) -> RunningRow:
+def running_row(e: RunningEntry, hosts: bool = False) -> RunningRow:
+    """``hosts``: worker hosts are configured, so the row names the run's host."""
     return RunningRow(
+        host=e.host if hosts else None,
         issue_id=e.issue.id,
         issue_identifier=e.issue.identifier,
         issue_url=e.issue.url,
@@ -39,8 +43,9 @@ def running_row(e: RunningEntry) -> RunningRow:
     )
 
 
-def retry_row(r: RetryEntry) -> RetryRow:
+def retry_row(r: RetryEntry, hosts: bool = False) -> RetryRow:
     return RetryRow(
+        host=r.host if hosts else None,
         issue_id=r.issue_id,
         issue_identifier=r.identifier,
         issue_url=r.issue_url,
@@ -49,6 +54,27 @@ def retry_row(r: RetryEntry) -> RetryRow:
         error=r.error,
         kind=r.kind,
     )
+
+
+def daemon_names(eng: Engine) -> list[str]:
+    """The health rows: the daemons, ``launcher`` only when the local one takes runs, and one
+    ``host NAME`` row per worker host (its event stream and its last call)."""
+    pool = eng.hosts
+    names = [n for n in DAEMONS if n != "launcher" or LOCAL_HOST in pool.hosts]
+    return names + [pool.label(n) for n, h in pool.hosts.items() if h.remote]
+
+
+def host_rows(eng: Engine) -> list[HostRow]:
+    pool = eng.hosts
+    now_ms = eng.clock.monotonic_ms()
+    rows = []
+    for name, host in pool.hosts.items():
+        health = eng.health.get(pool.label(name))
+        ok = host.connected and now_ms >= host.down_until_ms
+        detail = health[1] if health is not None and not health[0] else None
+        rows.append(HostRow(name, host.remote, ok, host.drained, pool.load[name],
+                            pool.per_host, None if ok else detail))  # fmt: skip
+    return rows
 
 
 def pause_status(eng: Engine) -> PauseStatus:
@@ -72,8 +98,8 @@ def build_snapshot(orch: Orchestrator) -> StateSnapshot:
     return StateSnapshot(
         generated_at=iso(eng.clock.now()),
         counts=SnapshotCounts(len(eng.running), len(retrying), len(held)),
-        running=[running_row(e) for e in eng.running.values()],
-        retrying=[retry_row(r) for r in retrying],
+        running=[running_row(e, eng.hosts.remote) for e in eng.running.values()],
+        retrying=[retry_row(r, eng.hosts.remote) for r in retrying],
         held=held,
         codex_totals=CodexTotals(
             ledger.input_tokens,
@@ -86,7 +112,7 @@ def build_snapshot(orch: Orchestrator) -> StateSnapshot:
         budgets=BudgetStatus(
             cfg.tokens_per_issue, cfg.tokens_per_day, ledger.day, ledger.tokens_today
         ),
-        daemons=[eng.health_row(name) for name in DAEMONS],
+        daemons=[eng.health_row(name) for name in daemon_names(eng)],
         config=ConfigStatus(
             ok=eng.config_error is None and eng.cfg is not None,
             path=wf.path if wf else None,
@@ -137,8 +163,8 @@ def build_issue_view(orch: Orchestrator, identifier: str) -> IssueView:
             restart_count=hist.restart_count if hist else 0,
             current_retry_attempt=retry.attempt if retry else (entry.attempt if entry else None),
         ),
-        running=running_row(entry) if entry else None,
-        retry=retry_row(retry) if retry else None,
+        running=running_row(entry, eng.hosts.remote) if entry else None,
+        retry=retry_row(retry, eng.hosts.remote) if retry else None,
         hold=hold,
         recent_events=[RecentEvent(iso(at), ev, msg) for at, ev, msg in hist.recent]
         if hist

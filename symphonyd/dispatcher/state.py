@@ -15,6 +15,7 @@ from symphonyd.core.api.dispatcher import OrphanRow, PauseCode, PauseReasonRow, 
 from symphonyd.core.api.shared import TokenTotals
 from symphonyd.core.issue import Issue, format_timestamp
 from symphonyd.core.run_progress import RunProgress
+from symphonyd.core.worker_hosts import LOCAL_HOST
 from symphonyd.runtime.logging import log_event
 
 log = logging.getLogger("symphonyd.dispatcher")
@@ -51,6 +52,7 @@ class RunningEntry:
     # Set when reconciliation first saw the issue out of the active states: the monotonic ms
     # at which its hand-off grace ends and the run is stopped if still going (design 0713).
     handoff_deadline_ms: int | None = None
+    host: str = LOCAL_HOST  # the host the run is bound to (design 1100)
 
     @property
     def state_key(self) -> str:
@@ -87,6 +89,7 @@ class RetryEntry:
     error: str | None
     kind: RetryKind
     issue_url: str | None = None
+    host: str | None = None  # the previous run's host, preferred while healthy with room
 
 
 @dataclass

@@ -60,6 +60,10 @@ class PersistedState:
     issue_tokens_at: dict[str, str] = field(default_factory=dict)
     day: str = ""
     tokens_today: int = 0
+    # Workspace identifier -> the worker hosts that have a workspace for it, so cleanup goes
+    # where the workspace is, never to a guessed host (design 1100; empty without hosts).
+    workspace_hosts: dict[str, list[str]] = field(default_factory=dict)
+    drained_hosts: list[str] = field(default_factory=list)  # symphonyctl hosts drain
 
     def to_toml(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -72,6 +76,10 @@ class PersistedState:
         out["holds"] = {k: _drop_none(vars(h)) for k, h in self.holds.items()}
         out["issue_tokens"] = dict(self.issue_tokens)
         out["issue_tokens_at"] = dict(self.issue_tokens_at)
+        if self.drained_hosts:
+            out["drained_hosts"] = list(self.drained_hosts)
+        if self.workspace_hosts:
+            out["workspace_hosts"] = {k: list(v) for k, v in self.workspace_hosts.items()}
         return out
 
     @classmethod
@@ -103,6 +111,10 @@ class PersistedState:
                 )
             tokens = {str(k): _int(v) for k, v in dict(data.get("issue_tokens", {})).items()}
             tokens_at = {str(k): _str(v) for k, v in dict(data.get("issue_tokens_at", {})).items()}
+            owners = {
+                str(k): [_str(h) for h in _list(v)]
+                for k, v in dict(data.get("workspace_hosts", {})).items()
+            }
             return cls(
                 operator_pause=pause,
                 holds=holds,
@@ -110,6 +122,8 @@ class PersistedState:
                 issue_tokens_at=tokens_at,
                 day=_str(data.get("day", "")),
                 tokens_today=_int(data.get("tokens_today", 0)),
+                workspace_hosts=owners,
+                drained_hosts=[_str(h) for h in _list(data.get("drained_hosts", []))],
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateFileError(f"malformed state file: {exc.__class__.__name__}: {exc}") from None
@@ -166,6 +180,12 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 def _str(v: Any) -> str:
     if not isinstance(v, str):
         raise TypeError("expected a string")
+    return v
+
+
+def _list(v: Any) -> list[Any]:
+    if not isinstance(v, list):
+        raise TypeError("expected an array")
     return v
 
 

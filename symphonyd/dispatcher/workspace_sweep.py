@@ -17,7 +17,7 @@ from typing import Any
 
 from symphonyd.core import audit_events as ae
 from symphonyd.core.api.dispatcher import OrphanRow
-from symphonyd.core.api.launcher import RootEntry
+from symphonyd.core.api.launcher import RootEntry, WorkspaceListing
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue, state_key
 from symphonyd.core.workspace_paths import workspace_key
@@ -47,10 +47,20 @@ class WorkspaceSweep:
         if eng.cfg is None:
             return
         cfg, workflow = eng.settings, eng.cfg.workflow
-        try:
-            listing = await eng.launcher.list_workspaces(workflow)
-        except Exception as exc:
-            self._sweep_failed(f"the launcher could not list the workspaces: {brief_error(exc)}")
+        # Each host lists its own workspace root; what a host lists is removed only there.
+        listings: list[tuple[str, WorkspaceListing]] = []
+        errors: list[str] = []
+        for name, host in eng.hosts.hosts.items():
+            who = "the launcher" if not host.remote else f"host {name}"
+            if host.remote and not host.connected:
+                errors.append(f"{who} is not connected")
+                continue
+            try:
+                listings.append((name, await host.launcher.list_workspaces(workflow)))
+            except Exception as exc:
+                errors.append(f"{who} could not list the workspaces: {brief_error(exc)}")
+        if not listings:
+            self._sweep_failed("; ".join(errors) or "no host to survey")
             return
         try:
             listed = await eng.tracker.fetch_by_states(
@@ -61,10 +71,15 @@ class WorkspaceSweep:
             self._sweep_failed(f"tracker unreachable: {brief_error(exc)}")
             return
         owners = _owners(listed)
-        self._record_survey(listing.entries, listing.omitted, owners)
-        book.error = None
+        entries = [e for _, listing in listings for e in listing.entries]
+        self._record_survey(entries, sum(listing.omitted for _, listing in listings), owners)
+        book.error = "; ".join(errors) or None
         if cfg.max_age_days:
-            book.error = await self._age_cleanup(listing.entries, owners, cfg, cfg.max_age_days)
+            for name, listing in listings:
+                error = await self._age_cleanup(
+                    listing.entries, owners, cfg, cfg.max_age_days, name
+                )
+                book.error = book.error or error
         eng.changed()
 
     def _sweep_failed(self, error: str) -> None:
@@ -108,6 +123,7 @@ class WorkspaceSweep:
         owners: dict[str, dict[str, Issue]],
         cfg: DispatchSettings,
         max_age_days: int,
+        host: str,
     ) -> str | None:
         """Remove the old workspaces of finished issues; the reason a pass stopped, if any."""
         eng = self.engine
@@ -139,7 +155,7 @@ class WorkspaceSweep:
                 continue
             if state_key(now.state) not in cfg.terminal_states:
                 continue
-            if not await self._remove_old(now, idle_s, max_age_days):
+            if not await self._remove_old(now, idle_s, max_age_days, host):
                 return "audit writer unavailable; nothing is removed unaudited"
         return None
 
@@ -154,7 +170,7 @@ class WorkspaceSweep:
             r.identifier == issue.identifier for r in eng.retries.values()
         )
 
-    async def _remove_old(self, issue: Issue, idle_s: float, max_age_days: int) -> bool:
+    async def _remove_old(self, issue: Issue, idle_s: float, max_age_days: int, host: str) -> bool:
         """Audit, then ask the launcher to remove; False when the audit record failed."""
         eng = self.engine
         detail: dict[str, Any] = {
@@ -175,7 +191,7 @@ class WorkspaceSweep:
         error: str | None = None
         try:
             workflow = eng.cfg.workflow if eng.cfg else None
-            removed = await eng.launcher.remove_workspace(
+            removed = await eng.hosts.launcher(host).remove_workspace(
                 issue.identifier, min_idle_s=max_age_days * 86400.0, workflow=workflow
             )
             outcome = "removed" if removed else "kept"
@@ -185,6 +201,9 @@ class WorkspaceSweep:
             async with self.lock:
                 eng.claimed.discard(issue.id)
         async with self.lock:
+            if outcome == "removed":
+                eng.owners.disown(issue.identifier, host)
+                eng.persist_if_dirty()
             done = ae.workspace_remove(
                 issue.id, issue.identifier, outcome, reason="age", detail={"error": error}
             )
@@ -198,6 +217,7 @@ class WorkspaceSweep:
             reason="age",
             issue_id=issue.id,
             issue_identifier=issue.identifier,
+            host=host,
             error=error,
         )
         return True

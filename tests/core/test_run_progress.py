@@ -13,7 +13,7 @@ AT = "2026-03-01T12:00:00.000Z"
 # Fields of the wire shapes that say who the run is, not what it has done.
 IDENTITY = {
     "run_id", "issue_id", "issue_identifier", "issue_url", "issue_title", "state",
-    "attempt", "started_at",
+    "attempt", "started_at", "host",
 }  # fmt: skip
 
 

@@ -34,6 +34,21 @@ def test_hosts_and_settings() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "runs_local"),
+    [
+        ("", True),  # no hosts: everything runs here, as before
+        ('[[worker.hosts]]\nname = "w1"\naddress = "198.18.0.2"\n', False),
+        ('[worker]\nlocal = true\n[[worker.hosts]]\nname = "w1"\naddress = "198.18.0.2"\n', True),
+    ],
+)
+def test_the_local_launcher_takes_runs_only_when_no_host_is_listed_or_asked(
+    text: str, runs_local: bool
+) -> None:
+    config, _ = parse_host_config(text)
+    assert config.worker.runs_local is runs_local
+
+
+@pytest.mark.parametrize(
     ("text", "where"),
     [
         ('[[worker.hosts]]\nname = "W1"\naddress = "198.18.0.2"\n', "worker.hosts[0].name"),
@@ -54,6 +69,9 @@ def test_hosts_and_settings() -> None:
         ('[worker]\nssh_user = "root; id"\n', "worker"),
         ('[worker]\nssh_key_credential = "../key"\n', "worker.ssh_key_credential"),
         ('[worker]\nknown_hosts = "relative"\n', "worker.known_hosts"),
+        ('[worker]\nlocal = "yes"\n', "worker.local"),
+        ("[worker]\nlocal = false\n", "worker.local"),
+        ('[[worker.hosts]]\nname = "local"\naddress = "198.18.0.2"\n', "worker.hosts[0].name"),
     ],
 )
 def test_bad_values_are_typed_errors(text: str, where: str) -> None:

@@ -83,12 +83,15 @@ def running_row(
         tokens=TokenTotals(1200 + i, 800 + i, 2000 + 2 * i),
         workspace_path=f"/var/lib/symphony/workspaces/MT-{i}",
         issue_title=TITLES[i % len(TITLES)],
+        host=f"w{i % 2 + 1}",  # worker hosts configured: rows name their host
     )
 
 
 def snapshot(running: int = 2, *, message: str = "working on tests") -> StateSnapshot:
     rows = [running_row(i, message=message) for i in range(1, running + 1)]
-    retry = RetryRow("id-900", "MT-900", None, 3, "2026-11-22T06:05:00Z", "turn_failed: tests red")
+    retry = RetryRow(
+        "id-900", "MT-900", None, 3, "2026-11-22T06:05:00Z", "turn_failed: tests red", host="w2"
+    )
     hold = HoldRow("id-901", "MT-901", "blocked", "turn_input_required", TS)
     return StateSnapshot(
         generated_at=TS,

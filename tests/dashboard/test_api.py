@@ -32,6 +32,7 @@ def test_state_has_the_spec_shape(running: Running) -> None:
     assert spec_fields <= set(row)
     assert row["issue_identifier"] == "MT-1" and row["turn_count"] == 4
     assert row["issue_title"] == "Parser drops the last line of CRLF files"
+    assert row["host"] == "w2"  # the worker host the run is bound to (design 1100)
     assert row["tokens"] == {"input_tokens": 1201, "output_tokens": 801, "total_tokens": 2002}
     assert body["retrying"][0] == {
         "issue_id": "id-900",
@@ -41,6 +42,7 @@ def test_state_has_the_spec_shape(running: Running) -> None:
         "due_at": "2026-11-22T06:05:00Z",
         "error": "turn_failed: tests red",
         "kind": "failure",
+        "host": "w2",
     }
     assert body["codex_totals"]["seconds_running"] == 1834.2
     assert body["rate_limits"] is None

@@ -36,6 +36,7 @@ def test_titles_links_workspace_and_a_rate_limit_table(running: Running) -> None
     assert '<span class="title">Parser drops the last line of CRLF files</span>' in sessions
     assert 'href="https://tracker.invalid/issues/MT-1"' in sessions
     assert "<code>/var/lib/symphony/workspaces/MT-1</code>" in sessions
+    assert '<div class="msg">on w2</div>' in sessions  # the worker host the run is bound to
     limits = html[html.index("<h2>Rate limits</h2>") :]
     assert "<pre>" not in limits and "used_percent" not in limits  # no raw JSON dump
     assert "<th>used percent</th><th>window minutes</th><th>resets at</th>" in limits

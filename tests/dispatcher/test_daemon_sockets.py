@@ -19,6 +19,7 @@ from symphonyd.core.api.launcher import RunEvent, RunOutcome
 from symphonyd.core.api.shared import TokenTotals
 from symphonyd.core.codec import encode
 from symphonyd.core.run_progress import RunProgress
+from symphonyd.core.worker_hosts import WorkerHosts
 from symphonyd.ctl.main import main as ctl_main
 from symphonyd.dispatcher.config_source import WorkflowConfigSource
 from symphonyd.dispatcher.daemon import assemble, control_server, loops
@@ -63,12 +64,15 @@ def write_workflow(
 
 
 @contextlib.asynccontextmanager
-async def dispatcher(world: SocketWorld) -> AsyncIterator[Orchestrator]:
+async def dispatcher(
+    world: SocketWorld, worker: WorkerHosts | None = None
+) -> AsyncIterator[Orchestrator]:
+    """``worker``: the host config's [worker] section (worker hosts, docs/design/1100)."""
     workflow = world.root / "WORKFLOW.md"
     if not workflow.exists():
         write_workflow(workflow)
     source = WorkflowConfigSource(workflow, env={})
-    orch, service = assemble(world.root, world.root / "state", source)
+    orch, service = assemble(world.root, world.root / "state", source, worker)
     service.watch_interval_s = 0.05
     await orch.start()
     ctl = control_server("dispatcher-ctl", allowed_uids={os.getuid()}, allow_root=True)

@@ -115,13 +115,12 @@ def test_dispatcher_bad_workflow_exits_78(workflow: str | None, code: str, tmp_p
     refused(done, f"error_code={code}", str(tmp_path / "WORKFLOW.md"))
 
 
-def test_dispatcher_with_worker_hosts_exits_78(tmp_path: Path) -> None:
-    # Never a silent local fallback (SPEC A.2): worker hosts it cannot use stop it.
+def test_dispatcher_with_no_host_to_run_on_exits_78(tmp_path: Path) -> None:
+    # Never a silent local fallback (SPEC A.2): no local launcher and no worker is no setup.
     (tmp_path / "WORKFLOW.md").write_text("---\ntracker: {kind: memory}\n---\nWork.\n")
-    extra = '[[worker.hosts]]\nname = "w1"\naddress = "198.18.0.2"\n'
-    cfg = str(host_config(tmp_path, extra=extra))
+    cfg = str(host_config(tmp_path, extra="[worker]\nlocal = false\n"))
     done = run("dispatcher", "--host-config", cfg, *dev_args("dispatcher", tmp_path))
-    refused(done, "error_code=worker_hosts_unsupported")
+    refused(done, "worker.local = false with no [[worker.hosts]]")
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,29 @@ class IssueRefParams:
 
 
 @dataclass(frozen=True)
+class HostRow:
+    """One host runs go to (design 1100): ``local`` is the control host's own launcher."""
+
+    name: str
+    remote: bool
+    ok: bool  # a worker: its event stream is up and its run table resynced
+    drained: bool  # takes no new runs (operator)
+    running: int
+    capacity: int | None  # worker.max_concurrent_agents_per_host; None: only global caps
+    detail: str | None = None  # the last failure, while failing
+
+
+@dataclass(frozen=True)
+class HostList:
+    hosts: list[HostRow]
+
+
+@dataclass(frozen=True)
+class HostRefParams:
+    name: str
+
+
+@dataclass(frozen=True)
 class ControlResult:
     ok: bool
     message: str
@@ -60,6 +83,7 @@ class RunningRow:
     tokens: TokenTotals
     workspace_path: str | None = None
     issue_title: str | None = None  # the tracker's title, for people reading the dashboard
+    host: str | None = None  # the worker host the run is bound to; None without worker hosts
 
 
 @dataclass(frozen=True)
@@ -71,6 +95,7 @@ class RetryRow:
     due_at: str
     error: str | None
     kind: Literal["continuation", "failure", "requeue"] = "failure"
+    host: str | None = None  # the previous run's host, preferred by the retry (worker hosts)
 
 
 HoldKind = Literal["stopped", "blocked", "budget"]
@@ -133,7 +158,7 @@ class BudgetStatus:
 
 @dataclass(frozen=True)
 class DaemonHealthRow:
-    daemon: str  # tracker, launcher, audit, workflow
+    daemon: str  # tracker, launcher, audit, workflow; "host NAME" per worker host
     ok: bool
     detail: str | None
     checked_at: str | None
@@ -290,6 +315,15 @@ DISPATCHER_PRUNE = method(
     PruneParams,
     PruneResult,
     "Remove old workspaces of terminal issues with no live run (via the launcher).",
+)
+DISPATCHER_HOSTS = method(
+    "dispatcher.hosts", Empty, HostList, "The hosts runs go to, their health and load."
+)
+DISPATCHER_DRAIN = method(
+    "dispatcher.drain", HostRefParams, ControlResult, "A host takes no new runs (durable)."
+)
+DISPATCHER_UNDRAIN = method(
+    "dispatcher.undrain", HostRefParams, ControlResult, "A drained host takes runs again."
 )
 DISPATCHER_SUBSCRIBE = method(
     "dispatcher.subscribe", Empty, Empty, "Subscribe: pushes dispatcher.state_changed."
