@@ -243,7 +243,13 @@ async def scenario(base: Path) -> None:
     run, ws, audit_dir = base / "run", base / "ws", base / "audit"
     for d in (run, ws, base / "agent"):
         d.mkdir()
-    hook_log, workflow, host = base / "removed.log", base / "WORKFLOW.md", base / "host.toml"
+    # Where this host has the symphony-agent user, a root launcher runs hooks as it: the
+    # hook's log must be writable by whoever runs them.
+    base.chmod(0o711)
+    (base / "hooklog").mkdir(mode=0o1777)
+    (base / "hooklog").chmod(0o1777)
+    hook_log, workflow = base / "hooklog" / "removed.log", base / "WORKFLOW.md"
+    host = base / "host.toml"
     host.write_text(
         f'[paths]\nstate_dir = "{base}"\nruntime_dir = "{run}"\nworkspace_root = "{ws}"\n'
         "[sandbox]\nenabled = false\n"  # the sandbox has its own tests; this is about cleanup
