@@ -19,6 +19,7 @@ SYSTEM_USERS = (
     "symphony-tracker",
     "symphony-dashboard",
     "symphony-agent",
+    "symphony-webhook",
 )
 
 
@@ -53,6 +54,8 @@ TRACKER_DISPATCHER = SocketSpec(
     "tracker-dispatcher.sock", "tracker", "symphony-dispatch", "dispatcher"
 )
 TRACKER_LAUNCHER = SocketSpec("tracker-launcher.sock", "tracker", "root", "launcher")
+# symphony-webhook's targeted refresh requests (tracker.hint only).
+TRACKER_WEBHOOK = SocketSpec("tracker-webhook.sock", "tracker", "symphony-webhook", "webhook")
 LAUNCHER_DISPATCHER = SocketSpec(
     "launcher-dispatcher.sock", "launcher", "symphony-dispatch", "dispatcher"
 )
@@ -68,6 +71,7 @@ SOCKETS: tuple[SocketSpec, ...] = (
     AUDIT_DASHBOARD,
     TRACKER_DISPATCHER,
     TRACKER_LAUNCHER,
+    TRACKER_WEBHOOK,
     LAUNCHER_DISPATCHER,
     DISPATCHER_CTL,
     DISPATCHER_DASHBOARD,
