@@ -109,8 +109,8 @@ def test_signed_deliveries_dispatch_and_bad_ones_have_no_effect(
         assert reply.json()["outcome"] == "accepted"
         tree.wait("GH-3's agent", lambda: tree.agent_started_ns("GH-3") is not None)
         assert hints(tree, "refreshed") == 2
-        received = tree.snapshot().tracker_events.received
-        assert received.get("webhook_github") == 2, received
+        events = tree.snapshot().tracker_events
+        assert events is not None and events.received.get("webhook_github") == 2, events
 
         # Linear's signature and timestamp window (this board is GitHub's, so a verified
         # Linear delivery is passed on and the tracker declines it).
