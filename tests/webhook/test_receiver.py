@@ -136,6 +136,9 @@ def test_signed_deliveries_dispatch_and_bad_ones_have_no_effect(
             "linear:bad_signature": 1,
         }
         assert "outcome=bad_signature" in receiver.log()
+        events_check = tree.doctor("tracker-events")  # the operator's view of the source
+        assert events_check["status"] == "ok", events_check
+        assert "webhook_github is live; 2 event(s) sent" in events_check["detail"], events_check
         assert receiver.stop() == 0
     finally:
         if receiver.proc is not None and receiver.proc.poll() is None:
