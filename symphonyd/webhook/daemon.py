@@ -23,7 +23,7 @@ from symphonyd.runtime.activation import listen_fds
 from symphonyd.runtime.daemon import Daemon
 from symphonyd.runtime.ipc_client import ReconnectingClient
 from symphonyd.runtime.logging import log_event
-from symphonyd.webhook.listen import Listener, bind_listener
+from symphonyd.webhook.listen import bind_listener
 from symphonyd.webhook.providers import VERIFIERS
 from symphonyd.webhook.service import Receiver
 
@@ -72,7 +72,7 @@ def load_secrets(args: argparse.Namespace, env: dict[str, str]) -> dict[str, byt
 async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
     host = daemon.load_host_config(args.host_config)
     secrets = load_secrets(args, dict(os.environ))
-    listen: Listener = bind_listener(listen_fds(), args.listen)
+    listen = bind_listener(listen_fds(), args.listen)
     tracker = ReconnectingClient(args.tracker_socket or TRACKER_WEBHOOK.path(host.runtime_dir))
     receiver = Receiver(secrets, tracker)
     runner = web.AppRunner(receiver.app(), access_log=None, handle_signals=False)

@@ -9,31 +9,12 @@ provider's signature, so no address is refused here.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
 
 from symphonyd.core.errors import ConfigError
 from symphonyd.runtime.activation import SocketSetupError
+from symphonyd.runtime.tcp_listener import Listener, listening
 
 FDNAME = "http"
-
-
-@dataclass(frozen=True)
-class Listener:
-    sock: socket.socket
-    host: str
-    port: int
-    activated: bool
-
-
-def _checked(sock: socket.socket, activated: bool) -> Listener:
-    name = sock.getsockname()
-    if sock.family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(name, tuple):
-        raise SocketSetupError(f"socket {FDNAME!r} is not a TCP socket")
-    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
-        socket.SOL_SOCKET, socket.SO_ACCEPTCONN
-    ):
-        raise SocketSetupError(f"socket {FDNAME!r} is not a listening stream socket")
-    return Listener(sock, str(name[0]), int(name[1]), activated)
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -52,7 +33,7 @@ def bind_listener(activated: dict[str, list[socket.socket]], listen: str | None)
                 f"expected one activated socket named {FDNAME!r}; got {len(socks)} "
                 "(pass --listen HOST:PORT outside systemd)"
             )
-        return _checked(socks[0], activated=True)
+        return listening(socks[0], FDNAME, activated=True)
     host, port = parse_address(listen)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -67,4 +48,4 @@ def bind_listener(activated: dict[str, list[socket.socket]], listen: str | None)
     except OSError as exc:
         sock.close()
         raise SocketSetupError(f"cannot listen on {listen}: {exc.strerror}") from None
-    return _checked(sock, activated=False)
+    return listening(sock, FDNAME, activated=False)
