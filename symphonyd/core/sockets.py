@@ -50,6 +50,7 @@ AUDIT_DISPATCHER = SocketSpec("audit-dispatcher.sock", "audit", "symphony-dispat
 AUDIT_TRACKER = SocketSpec("audit-tracker.sock", "audit", "symphony-tracker", "tracker")
 AUDIT_LAUNCHER = SocketSpec("audit-launcher.sock", "audit", "root", "launcher")
 AUDIT_DASHBOARD = SocketSpec("audit-dashboard.sock", "audit", "symphony-dashboard", "dashboard")
+AUDIT_WEBHOOK = SocketSpec("audit-webhook.sock", "audit", "symphony-webhook", "webhook")
 TRACKER_DISPATCHER = SocketSpec(
     "tracker-dispatcher.sock", "tracker", "symphony-dispatch", "dispatcher"
 )
@@ -69,6 +70,7 @@ SOCKETS: tuple[SocketSpec, ...] = (
     AUDIT_TRACKER,
     AUDIT_LAUNCHER,
     AUDIT_DASHBOARD,
+    AUDIT_WEBHOOK,
     TRACKER_DISPATCHER,
     TRACKER_LAUNCHER,
     TRACKER_WEBHOOK,

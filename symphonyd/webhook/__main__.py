@@ -14,7 +14,7 @@ import functools
 import sys
 from collections.abc import Sequence
 
-from symphonyd.core.sockets import TRACKER_WEBHOOK
+from symphonyd.core.sockets import AUDIT_WEBHOOK, TRACKER_WEBHOOK
 from symphonyd.runtime.daemon import DaemonArgumentParser, run_daemon
 from symphonyd.webhook.daemon import startup
 
@@ -29,6 +29,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="NAME=PATH: the HMAC secret of provider NAME (github, linear); repeatable",
     )
     p.add_argument("--tracker-socket", help=f"default <runtime_dir>/{TRACKER_WEBHOOK.name}")
+    p.add_argument(
+        "--audit-socket",
+        help=f"default <runtime_dir>/{AUDIT_WEBHOOK.name}; 'none' keeps only journal and metrics",
+    )
     return p.parse_args(argv)
 
 

@@ -18,11 +18,12 @@ from pathlib import Path
 from aiohttp import web
 
 from symphonyd.core.errors import ConfigError
-from symphonyd.core.sockets import TRACKER_WEBHOOK
+from symphonyd.core.sockets import AUDIT_WEBHOOK, TRACKER_WEBHOOK
 from symphonyd.runtime.activation import listen_fds
 from symphonyd.runtime.daemon import Daemon
 from symphonyd.runtime.ipc_client import ReconnectingClient
 from symphonyd.runtime.logging import log_event
+from symphonyd.webhook.audit_feed import AuditFeed
 from symphonyd.webhook.listen import bind_listener
 from symphonyd.webhook.providers import VERIFIERS
 from symphonyd.webhook.service import Receiver
@@ -74,7 +75,9 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
     secrets = load_secrets(args, dict(os.environ))
     listen = bind_listener(listen_fds(), args.listen)
     tracker = ReconnectingClient(args.tracker_socket or TRACKER_WEBHOOK.path(host.runtime_dir))
-    receiver = Receiver(secrets, tracker)
+    audit_path = args.audit_socket or AUDIT_WEBHOOK.path(host.runtime_dir)
+    audit = AuditFeed(None if audit_path == "none" else audit_path)
+    receiver = Receiver(secrets, tracker, audit)
     runner = web.AppRunner(receiver.app(), access_log=None, handle_signals=False)
     await runner.setup()
     await web.SockSite(runner, listen.sock, shutdown_timeout=5.0).start()
@@ -82,8 +85,10 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
     async def close() -> None:
         await runner.cleanup()
         await tracker.close()
+        await audit.close()
 
     daemon.on_shutdown("http", close)
+    daemon.spawn(audit.run(), "audit-feed")
     source = "systemd" if listen.activated else "bound"
     log_event(log, "http_listen", host=listen.host, port=listen.port, source=source,
               providers=",".join(sorted(secrets)))  # fmt: skip

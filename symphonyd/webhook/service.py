@@ -16,10 +16,12 @@ from collections.abc import Callable, Mapping
 from aiohttp import web
 
 from symphonyd.core.api.tracker import TRACKER_HINT, TrackerHint
+from symphonyd.core.audit_events import webhook_delivery
 from symphonyd.core.errors import SymphonyError
 from symphonyd.runtime.ipc_client import ReconnectingClient
 from symphonyd.runtime.logging import log_event
 from symphonyd.webhook import providers
+from symphonyd.webhook.audit_feed import AuditFeed
 from symphonyd.webhook.providers import Rejected
 from symphonyd.webhook.replay import SeenDeliveries
 
@@ -35,8 +37,10 @@ class Receiver:
         self,
         secrets: Mapping[str, bytes],
         tracker: ReconnectingClient,
+        audit: AuditFeed,
         now: Callable[[], float] = providers.now,
     ) -> None:
+        self.audit = audit
         self.secrets = dict(secrets)  # provider -> HMAC key; a provider without one is off
         self.tracker = tracker
         self.now = now
@@ -79,6 +83,8 @@ class Receiver:
                       delivery=delivery.delivery_id, outcome="unavailable",
                       error_code=exc.error_code)  # fmt: skip
             self._count(provider, "unavailable")
+            self.audit.record(webhook_delivery(provider, delivery.delivery_id, "unavailable",
+                                               503, exc.error_code))  # fmt: skip
             return web.json_response({"error": "tracker unavailable"}, status=503)
         if not result.refreshed:
             return self._reply(provider, delivery.delivery_id, "ignored", 202,
@@ -103,6 +109,7 @@ class Receiver:
         self._count(provider, outcome)
         log_event(log, "webhook_delivery", provider=provider, delivery=delivery,
                   outcome=outcome, reason=reason)  # fmt: skip
+        self.audit.record(webhook_delivery(provider, delivery, outcome, status, reason))
         return web.json_response({"outcome": outcome, "reason": reason}, status=status)
 
     def _refuse(
@@ -112,6 +119,7 @@ class Receiver:
         log_event(log, "webhook_delivery", level=logging.WARNING, provider=provider,
                   delivery=delivery, outcome=exc.outcome, status=exc.status, reason=exc.reason,
                   method=request.method, peer=request.remote)  # fmt: skip
+        self.audit.record(webhook_delivery(provider, delivery, exc.outcome, exc.status, exc.reason))
         return web.json_response({"error": exc.outcome, "reason": exc.reason}, status=exc.status)
 
     async def elsewhere(self, request: web.Request) -> web.StreamResponse:
@@ -139,6 +147,10 @@ class Receiver:
                 )
         unrouted = sum(n for (p, _), n in self.counts.items() if p == "-")
         lines += [
+            "# HELP symphony_webhook_audit_dropped_total Delivery records not sent to the audit"
+            " writer (queue full or writer unavailable).",
+            "# TYPE symphony_webhook_audit_dropped_total counter",
+            f"symphony_webhook_audit_dropped_total {self.audit.dropped + self.audit.failed}",
             "# HELP symphony_webhook_unrouted_total Requests to no hook (wrong path).",
             "# TYPE symphony_webhook_unrouted_total counter",
             f"symphony_webhook_unrouted_total {unrouted}",

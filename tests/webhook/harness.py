@@ -59,6 +59,7 @@ def github_tree(base: Path, fake: FakeGitHub, *, poll_ms: int) -> SuiteTree:
                         agent=REPO / "bench" / "data" / "stamped_zero_work.sh")
     )  # fmt: skip
     tree.env["GITHUB_TOKEN"] = TOKEN
+    tree.extra_args["audit"] = ["--listen", f"webhook={tree.run / 'audit-webhook.sock'}"]
     tree.extra_args["tracker"] = ["--webhook-socket", str(tree.run / "tracker-webhook.sock"),
                                   "--webhook-uid", str(os.getuid())]  # fmt: skip
     return tree
@@ -84,7 +85,8 @@ class Receiver:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "symphonyd.webhook", "--listen", "127.0.0.1:0",
                  "--host-config", str(self.tree.base / "symphonyd.toml"),
-                 "--tracker-socket", str(self.tree.run / "tracker-webhook.sock"), *args],
+                 "--tracker-socket", str(self.tree.run / "tracker-webhook.sock"),
+                 "--audit-socket", str(self.tree.run / "audit-webhook.sock"), *args],
                 env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=log, stderr=log,
             )  # fmt: skip
         self.tree.wait("the receiver to listen", self._listening)
@@ -108,6 +110,16 @@ class Receiver:
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         return httpx.post(self.base + path, content=body, headers=headers, timeout=30)
+
+    def audit_records(self) -> list[dict[str, Any]]:
+        """The ``webhook_delivery`` records in the tree's audit log (``symphonyctl audit``)."""
+        shown = subprocess.run(
+            [sys.executable, "-m", "symphonyd.ctl", "audit", "show", "--dir",
+             str(self.tree.audit), "--type", "webhook_delivery", "--json"],
+            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+            timeout=120, check=True,
+        )  # fmt: skip
+        return [json.loads(line) for line in shown.stdout.splitlines() if line.strip()]
 
     def metrics(self) -> dict[str, int]:
         text = httpx.get(self.base + "/metrics", timeout=30).text

@@ -136,6 +136,12 @@ def test_signed_deliveries_dispatch_and_bad_ones_have_no_effect(
             "linear:bad_signature": 1,
         }
         assert "outcome=bad_signature" in receiver.log()
+        # One audit record per request answered, wrong paths included, sent in the background.
+        tree.wait("the audit records", lambda: len(receiver.audit_records()) >= 15)
+        outcomes = [r["payload"]["outcome"] for r in receiver.audit_records()]
+        expected = {"bad_signature": 4, "too_large": 1, "malformed": 1, "not_allowed": 3,
+                    "ignored": 2, "accepted": 2, "replay": 2}  # fmt: skip
+        assert {o: outcomes.count(o) for o in set(outcomes)} == expected, outcomes
         events_check = tree.doctor("tracker-events")  # the operator's view of the source
         assert events_check["status"] == "ok", events_check
         assert "webhook_github is live; 2 event(s) sent" in events_check["detail"], events_check
