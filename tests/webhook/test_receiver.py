@@ -92,6 +92,9 @@ def test_signed_deliveries_dispatch_and_bad_ones_have_no_effect(
         # A delivery for another repository is verified, then not refreshed by the tracker.
         reply = receiver.post("/hooks/github", *github_delivery(2, repo="acme/other"))
         assert reply.status_code == 202 and reply.json()["reason"] == "other_scope"
+        # ... and one for an issue the repository does not have: fetched, not found.
+        reply = receiver.post("/hooks/github", *github_delivery(99))
+        assert reply.status_code == 202 and reply.json()["reason"] == "not_found"
 
         # The signed delivery: the agent starts although the next poll is an hour away.
         body, headers = github_delivery(2)
@@ -121,7 +124,7 @@ def test_signed_deliveries_dispatch_and_bad_ones_have_no_effect(
         assert receiver.post("/hooks/linear", *stale).status_code == 401
         forged = linear_delivery("lin-1", stamp_ms=now_ms, secret=b"wrong-secret-0123456789")
         assert receiver.post("/hooks/linear", *forged).status_code == 401
-        assert hints(tree, "ignored") == 2  # other_scope and other_provider only
+        assert hints(tree, "ignored") == 3  # other_scope, not_found, other_provider only
 
         assert receiver.metrics() == {
             "github:accepted": 2,
@@ -129,7 +132,7 @@ def test_signed_deliveries_dispatch_and_bad_ones_have_no_effect(
             "github:too_large": 1,
             "github:malformed": 1,
             "github:replay": 1,
-            "github:ignored": 1,
+            "github:ignored": 2,
             "github:not_allowed": 1,  # the GET
             "linear:ignored": 1,
             "linear:replay": 1,
@@ -137,10 +140,10 @@ def test_signed_deliveries_dispatch_and_bad_ones_have_no_effect(
         }
         assert "outcome=bad_signature" in receiver.log()
         # One audit record per request answered, wrong paths included, sent in the background.
-        tree.wait("the audit records", lambda: len(receiver.audit_records()) >= 15)
+        tree.wait("the audit records", lambda: len(receiver.audit_records()) >= 16)
         outcomes = [r["payload"]["outcome"] for r in receiver.audit_records()]
         expected = {"bad_signature": 4, "too_large": 1, "malformed": 1, "not_allowed": 3,
-                    "ignored": 2, "accepted": 2, "replay": 2}  # fmt: skip
+                    "ignored": 3, "accepted": 2, "replay": 2}  # fmt: skip
         assert {o: outcomes.count(o) for o in set(outcomes)} == expected, outcomes
         events_check = tree.doctor("tracker-events")  # the operator's view of the source
         assert events_check["status"] == "ok", events_check
