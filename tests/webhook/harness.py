@@ -23,11 +23,12 @@ import httpx
 from tests.dispatcher.suite_tree import REPO, SuiteTree
 from tests.tracker.fake_github import REPO as GH_REPO
 from tests.tracker.fake_github import TOKEN, FakeGitHub
+from tests.tracker.fake_linear import TOKEN as LINEAR_TOKEN
+from tests.tracker.fakeserver import FakeServer
 
 GITHUB_SECRET = b"gh-webhook-secret-0123456789abcdef"
 LINEAR_SECRET = b"linear-webhook-secret-0123456789ab"
-WORKFLOW = """---
-tracker:
+GITHUB_TRACKER = """tracker:
   kind: github
   provider:
     endpoint: {endpoint}
@@ -37,7 +38,19 @@ tracker:
     tool_states: [Human Review]
   active_states: [Todo]
   terminal_states: [Closed]
-polling:
+"""
+LINEAR_TRACKER = """tracker:
+  kind: linear
+  provider:
+    endpoint: {endpoint}/graphql
+    api_key: $LINEAR_API_KEY
+    project_slug: symph
+    tool_states: [Human Review]
+  active_states: [Todo]
+  terminal_states: [Done]
+"""
+WORKFLOW = """---
+{tracker}polling:
   interval_ms: {poll_ms}
 workspace:
   root: {root}/ignored
@@ -53,12 +66,22 @@ Work on {{{{ issue.identifier }}}}. Hand it off when done.
 
 
 def github_tree(base: Path, fake: FakeGitHub, *, poll_ms: int) -> SuiteTree:
+    tracker = GITHUB_TRACKER.format(endpoint=fake.base_url, repo=GH_REPO)
+    return _tree(base, tracker, {"GITHUB_TOKEN": TOKEN}, poll_ms=poll_ms)
+
+
+def linear_tree(base: Path, fake: FakeServer, *, poll_ms: int) -> SuiteTree:
+    tracker = LINEAR_TRACKER.format(endpoint=fake.base_url)
+    return _tree(base, tracker, {"LINEAR_API_KEY": LINEAR_TOKEN}, poll_ms=poll_ms)
+
+
+def _tree(base: Path, tracker: str, env: dict[str, str], *, poll_ms: int) -> SuiteTree:
     tree = SuiteTree(base, poll_ms=poll_ms)
     (base / "WORKFLOW.md").write_text(
-        WORKFLOW.format(endpoint=fake.base_url, repo=GH_REPO, poll_ms=poll_ms, root=base,
+        WORKFLOW.format(tracker=tracker, poll_ms=poll_ms, root=base,
                         agent=REPO / "bench" / "data" / "stamped_zero_work.sh")
     )  # fmt: skip
-    tree.env["GITHUB_TOKEN"] = TOKEN
+    tree.env.update(env)
     tree.extra_args["audit"] = ["--listen", f"webhook={tree.run / 'audit-webhook.sock'}"]
     tree.extra_args["tracker"] = ["--webhook-socket", str(tree.run / "tracker-webhook.sock"),
                                   "--webhook-uid", str(os.getuid())]  # fmt: skip
@@ -107,6 +130,11 @@ class Receiver:
         assert self.proc is not None
         self.proc.terminate()
         return self.proc.wait(60)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         return httpx.post(self.base + path, content=body, headers=headers, timeout=30)

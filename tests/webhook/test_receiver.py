@@ -23,12 +23,14 @@ import pytest
 
 from tests.dispatcher.suite_tree import REPO, SuiteTree
 from tests.tracker.fake_github import FakeGitHub, gh_issue
+from tests.tracker.fake_linear import FakeLinear, linear_node
 from tests.webhook.harness import (
     GITHUB_SECRET,
     Receiver,
     github_delivery,
     github_tree,
     linear_delivery,
+    linear_tree,
     sign,
 )
 
@@ -154,9 +156,34 @@ def test_signed_deliveries_dispatch_and_bad_ones_have_no_effect(
         assert "webhook_github is live; 2 event(s) sent" in events_check["detail"], events_check
         assert receiver.stop() == 0
     finally:
-        if receiver.proc is not None and receiver.proc.poll() is None:
-            receiver.proc.kill()
+        receiver.kill()
         tree.stop()
+
+
+@pytest.mark.slow
+def test_a_signed_linear_delivery_dispatches_within_the_configured_project(
+    tmp_path: Path,
+) -> None:
+    outside = linear_node(2, project={"id": "proj-2", "slugId": "other"})
+    with FakeLinear([linear_node(1, state="In Progress"), outside]) as srv:
+        tree = linear_tree(tmp_path, srv, poll_ms=HOUR_MS)
+        receiver = Receiver(tree)
+        try:
+            tree.start()
+            receiver.start()
+            tree.wait("the dispatcher to subscribe", lambda: subscribed(tree))
+            now_ms = int(time.time() * 1000)
+            # Another project's issue: verified, re-fetched within this project, not found.
+            reply = receiver.post("/hooks/linear", *linear_delivery("lin-2", stamp_ms=now_ms))
+            assert reply.json()["reason"] == "not_found", reply.text
+            srv.nodes[0]["state"] = {"id": "st-todo", "name": "Todo", "type": "unstarted"}
+            reply = receiver.post("/hooks/linear", *linear_delivery("lin-1", stamp_ms=now_ms))
+            assert reply.json()["outcome"] == "accepted", reply.text
+            tree.wait("ENG-1's agent", lambda: tree.agent_started_ns("ENG-1") is not None)
+            assert tree.agent_started_ns("ENG-2") is None
+        finally:
+            receiver.kill()
+            tree.stop()
 
 
 @pytest.mark.slow
