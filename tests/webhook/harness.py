@@ -7,6 +7,7 @@ free loopback port with a GitHub and a Linear secret from files (``--secret-file
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -15,6 +16,7 @@ import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +155,25 @@ class Receiver:
         text = httpx.get(self.base + "/metrics", timeout=30).text
         found = re.findall(r'provider="(\w+)",outcome="(\w+)"\} (\d+)', text)
         return {f"{p}:{o}": int(n) for p, o, n in found if int(n)}
+
+
+@contextlib.contextmanager
+def running(tree: SuiteTree) -> Iterator[Receiver]:
+    """The four daemons and the receiver, once the dispatcher follows tracker events."""
+    receiver = Receiver(tree)
+    try:
+        tree.start()
+        receiver.start()
+        tree.wait("the dispatcher to subscribe to tracker events", lambda: subscribed(tree))
+        yield receiver
+    finally:
+        receiver.kill()
+        tree.stop()
+
+
+def subscribed(tree: SuiteTree) -> bool:
+    log = tree.log("dispatcher")
+    return "event=tracker_events" in log and "outcome=subscribed" in log
 
 
 def sign(secret: bytes, body: bytes) -> str:

@@ -26,11 +26,11 @@ from tests.tracker.fake_github import FakeGitHub, gh_issue
 from tests.tracker.fake_linear import FakeLinear, linear_node
 from tests.webhook.harness import (
     GITHUB_SECRET,
-    Receiver,
     github_delivery,
     github_tree,
     linear_delivery,
     linear_tree,
+    running,
     sign,
 )
 
@@ -53,21 +53,12 @@ def hints(tree: SuiteTree, outcome: str) -> int:
     return tree.log("tracker").count(f"outcome={outcome}")
 
 
-def subscribed(tree: SuiteTree) -> bool:
-    log = tree.log("dispatcher")
-    return "event=tracker_events" in log and "outcome=subscribed" in log
-
-
 @pytest.mark.slow
 def test_signed_deliveries_dispatch_and_bad_ones_have_no_effect(
     tmp_path: Path, fake: FakeGitHub
 ) -> None:
     tree = github_tree(tmp_path, fake, poll_ms=HOUR_MS)
-    receiver = Receiver(tree)
-    try:
-        tree.start()
-        receiver.start()
-        tree.wait("the dispatcher to subscribe to tracker events", lambda: subscribed(tree))
+    with running(tree) as receiver:
         label(fake, 2, "Todo")  # the board changes; every delivery below names issue 2
         bad = {
             "forged": (github_delivery(2, secret=b"not-the-secret-0123456789"), 401),
@@ -155,9 +146,6 @@ def test_signed_deliveries_dispatch_and_bad_ones_have_no_effect(
         assert events_check["status"] == "ok", events_check
         assert "webhook_github is live; 2 event(s) sent" in events_check["detail"], events_check
         assert receiver.stop() == 0
-    finally:
-        receiver.kill()
-        tree.stop()
 
 
 @pytest.mark.slow
@@ -167,11 +155,7 @@ def test_a_signed_linear_delivery_dispatches_within_the_configured_project(
     outside = linear_node(2, project={"id": "proj-2", "slugId": "other"})
     with FakeLinear([linear_node(1, state="In Progress"), outside]) as srv:
         tree = linear_tree(tmp_path, srv, poll_ms=HOUR_MS)
-        receiver = Receiver(tree)
-        try:
-            tree.start()
-            receiver.start()
-            tree.wait("the dispatcher to subscribe", lambda: subscribed(tree))
+        with running(tree) as receiver:
             now_ms = int(time.time() * 1000)
             # Another project's issue: verified, re-fetched within this project, not found.
             reply = receiver.post("/hooks/linear", *linear_delivery("lin-2", stamp_ms=now_ms))
@@ -181,9 +165,6 @@ def test_a_signed_linear_delivery_dispatches_within_the_configured_project(
             assert reply.json()["outcome"] == "accepted", reply.text
             tree.wait("ENG-1's agent", lambda: tree.agent_started_ns("ENG-1") is not None)
             assert tree.agent_started_ns("ENG-2") is None
-        finally:
-            receiver.kill()
-            tree.stop()
 
 
 @pytest.mark.slow
