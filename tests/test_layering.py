@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "symphonyd"
-DAEMONS = {"tracker", "dispatcher", "launcher", "audit", "dashboard", "demo", "link"}
+DAEMONS = {"tracker", "dispatcher", "launcher", "audit", "dashboard", "demo", "link", "webhook"}
 LAYERS = {"core", "runtime", "ctl"} | DAEMONS
 # Top-level modules of symphonyd/ and what they are; nothing else may live there.
 TOP_LEVEL_MODULES = {"__init__.py": "the version"}

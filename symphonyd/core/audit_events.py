@@ -39,6 +39,7 @@ SANDBOX_FAILURE = "sandbox_failure"
 SANDBOX_READY = "sandbox_ready"
 SANDBOX_TEARDOWN = "sandbox_teardown"
 SANDBOX_RECONCILED = "sandbox_reconciled"
+WEBHOOK_DELIVERY = "webhook_delivery"  # symphony-webhook: one delivery and its outcome
 WORKSPACE_REMOVE = "workspace_remove"  # age cleanup: decided (before), then its outcome
 
 # Types only the writer itself produces; a client sending one is refused.
@@ -65,6 +66,7 @@ CLIENT_TYPES = frozenset(
         SANDBOX_TEARDOWN,
         SANDBOX_RECONCILED,
         WORKSPACE_REMOVE,
+        WEBHOOK_DELIVERY,
     }
 )
 EVENT_TYPES = WRITER_TYPES | CLIENT_TYPES
@@ -258,3 +260,14 @@ def workspace_remove(
         issue_id=issue_id,
         issue_identifier=identifier,
     )
+
+
+def webhook_delivery(
+    provider: str, delivery: str | None, outcome: str, status: int, reason: str
+) -> AuditEventIn:
+    """One webhook delivery the receiver answered: accepted, ignored or refused (and why)."""
+    return _event(
+        WEBHOOK_DELIVERY,
+        {"provider": provider, "delivery": delivery, "outcome": outcome, "status": status,
+         "reason": reason},
+    )  # fmt: skip

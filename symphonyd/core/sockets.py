@@ -19,6 +19,7 @@ SYSTEM_USERS = (
     "symphony-tracker",
     "symphony-dashboard",
     "symphony-agent",
+    "symphony-webhook",
 )
 
 
@@ -49,10 +50,13 @@ AUDIT_DISPATCHER = SocketSpec("audit-dispatcher.sock", "audit", "symphony-dispat
 AUDIT_TRACKER = SocketSpec("audit-tracker.sock", "audit", "symphony-tracker", "tracker")
 AUDIT_LAUNCHER = SocketSpec("audit-launcher.sock", "audit", "root", "launcher")
 AUDIT_DASHBOARD = SocketSpec("audit-dashboard.sock", "audit", "symphony-dashboard", "dashboard")
+AUDIT_WEBHOOK = SocketSpec("audit-webhook.sock", "audit", "symphony-webhook", "webhook")
 TRACKER_DISPATCHER = SocketSpec(
     "tracker-dispatcher.sock", "tracker", "symphony-dispatch", "dispatcher"
 )
 TRACKER_LAUNCHER = SocketSpec("tracker-launcher.sock", "tracker", "root", "launcher")
+# symphony-webhook's targeted refresh requests (tracker.hint only).
+TRACKER_WEBHOOK = SocketSpec("tracker-webhook.sock", "tracker", "symphony-webhook", "webhook")
 LAUNCHER_DISPATCHER = SocketSpec(
     "launcher-dispatcher.sock", "launcher", "symphony-dispatch", "dispatcher"
 )
@@ -66,8 +70,10 @@ SOCKETS: tuple[SocketSpec, ...] = (
     AUDIT_TRACKER,
     AUDIT_LAUNCHER,
     AUDIT_DASHBOARD,
+    AUDIT_WEBHOOK,
     TRACKER_DISPATCHER,
     TRACKER_LAUNCHER,
+    TRACKER_WEBHOOK,
     LAUNCHER_DISPATCHER,
     DISPATCHER_CTL,
     DISPATCHER_DASHBOARD,

@@ -42,7 +42,12 @@ from symphonyd.ctl.doctor_base import (
 )
 from symphonyd.ctl.doctor_sandbox import check_bwrap, check_nftables, check_resource_limits
 from symphonyd.ctl.doctor_tracker import check_tracker_workflow
-from symphonyd.ctl.doctor_units import systemctl_show, unit_check
+from symphonyd.ctl.doctor_units import (
+    RECEIVER_UNITS,
+    receiver_checks,
+    systemctl_show,
+    unit_check,
+)
 from symphonyd.ctl.main import EXIT_CHECK_FAILED, EXIT_OK
 from symphonyd.ctl.workflow_cmd import validate_workflow
 from symphonyd.runtime.hostconfig_file import load_host_config
@@ -166,9 +171,10 @@ def check_units(ctx: Context) -> Iterator[Check]:
         )
         return
     units = [TARGET_UNIT, *(service_unit(d) for d in SERVICES), *(s.unit for s in SOCKETS)]
-    props = systemctl_show(units)
+    props = systemctl_show([*units, *RECEIVER_UNITS])
     for unit in units:
         yield unit_check(unit, props.get(unit, {}))
+    yield from receiver_checks(props)
 
 
 def check_sockets(ctx: Context) -> Iterator[Check]:

@@ -128,3 +128,25 @@ def unit_check(unit: str, p: Mapping[str, str]) -> Check:
     if active in ("activating", "reloading", "deactivating"):
         return warn(unit, detail, f"changing state; run doctor again in a few seconds ({unit})")
     return warn(unit, detail, "systemctl enable --now symphony.target")
+
+
+# The optional webhook receiver (docs/change-events.md): not part of symphony.target, so its
+# units are reported only once the operator enabled the socket.
+RECEIVER_SOCKET = "symphony-webhook.socket"
+RECEIVER_SERVICE = "symphony-webhook.service"
+RECEIVER_UNITS = [RECEIVER_SOCKET, RECEIVER_SERVICE]
+
+
+def receiver_checks(props: Mapping[str, Mapping[str, str]]) -> list[Check]:
+    """Whether the webhook receiver is live: its socket listening, its service not down."""
+    sock, service = props.get(RECEIVER_SOCKET, {}), props.get(RECEIVER_SERVICE, {})
+    down = service.get("ActiveState") == "failed" or service.get("SubState") == "auto-restart"
+    if sock.get("ActiveState") != "active" and not down:
+        return [ok("webhook receiver", "not enabled (optional; docs/change-events.md)")]
+    checks = [unit_check(RECEIVER_SOCKET, sock)]
+    if service.get("ActiveState") == "inactive" and not down:
+        # Socket activation: the service starts on the first delivery.
+        checks.append(ok(RECEIVER_SERVICE, "idle; started by the first delivery"))
+    else:
+        checks.append(unit_check(RECEIVER_SERVICE, service))
+    return checks

@@ -8,12 +8,12 @@ its own (ARCHITECTURE.md invariant 6, docs/dashboard.md).
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
 
 from symphonyd.core.config_extensions import parse_server
 from symphonyd.core.errors import ConfigError
 from symphonyd.core.hostconfig import is_loopback_host
 from symphonyd.runtime.activation import SocketSetupError
+from symphonyd.runtime.tcp_listener import Listener, listening, tcp_address
 from symphonyd.runtime.workflow_file import load_workflow
 
 FDNAME = "http"
@@ -26,24 +26,12 @@ REMOTE_BIND_REFUSED = (
 )
 
 
-@dataclass(frozen=True)
-class Listener:
-    sock: socket.socket
-    host: str
-    port: int
-    activated: bool
+__all__ = ["Listener", "bind_tcp", "check_address", "from_activation", "workflow_port"]
 
 
 def check_address(host: str, *, allow_remote: bool) -> None:
     if not allow_remote and not is_loopback_host(host):
         raise ConfigError(REMOTE_BIND_REFUSED.format(addr=host), code="remote_bind_refused")
-
-
-def _address(sock: socket.socket) -> tuple[str, int]:
-    name = sock.getsockname()
-    if sock.family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(name, tuple):
-        raise SocketSetupError(f"activated socket {FDNAME!r} is not a TCP socket")
-    return str(name[0]), int(name[1])
 
 
 def from_activation(fds: dict[str, list[socket.socket]], *, allow_remote: bool) -> Listener | None:
@@ -52,14 +40,9 @@ def from_activation(fds: dict[str, list[socket.socket]], *, allow_remote: bool) 
         return None
     if len(socks) != 1:
         raise SocketSetupError(f"expected one activated socket named {FDNAME!r}")
-    sock = socks[0]
-    host, port = _address(sock)
-    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
-        socket.SOL_SOCKET, socket.SO_ACCEPTCONN
-    ):
-        raise SocketSetupError(f"activated socket {FDNAME!r} is not a listening stream socket")
-    check_address(host, allow_remote=allow_remote)
-    return Listener(sock, host, port, activated=True)
+    listener = listening(socks[0], FDNAME, activated=True)
+    check_address(listener.host, allow_remote=allow_remote)
+    return listener
 
 
 def bind_tcp(host: str, port: int, *, allow_remote: bool, backlog: int = 128) -> Listener:
@@ -81,7 +64,7 @@ def bind_tcp(host: str, port: int, *, allow_remote: bool, backlog: int = 128) ->
     except OSError as exc:
         sock.close()
         raise SocketSetupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    bound_host, bound_port = _address(sock)
+    bound_host, bound_port = tcp_address(sock, FDNAME)
     return Listener(sock, bound_host, bound_port, activated=False)
 
 

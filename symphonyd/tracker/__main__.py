@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from symphonyd.core.sockets import AUDIT_TRACKER
 from symphonyd.runtime.daemon import DaemonArgumentParser, run_daemon
-from symphonyd.tracker.daemon import DISPATCHER_USER, startup
+from symphonyd.tracker.daemon import DISPATCHER_USER, WEBHOOK_USER, startup
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -24,6 +24,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--workflow", help="WORKFLOW.md path (default: the host config's)")
     p.add_argument("--dispatcher-socket", help="bind this path instead of socket activation")
     p.add_argument("--launcher-socket", help="bind this path instead of socket activation")
+    p.add_argument(
+        "--webhook-socket", help="bind this path for symphony-webhook's tracker.hint (optional)"
+    )
     p.add_argument(
         "--audit-socket",
         help=f"audit writer socket (default <runtime_dir>/{AUDIT_TRACKER.name}); "
@@ -40,6 +43,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         action="append",
         help="uid allowed on the launcher socket (default: root)",
+    )
+    p.add_argument(
+        "--webhook-uid",
+        type=int,
+        action="append",
+        help=f"uid allowed on the webhook socket (default: {WEBHOOK_USER})",
     )
     return p.parse_args(argv)
 

@@ -23,6 +23,7 @@ from symphonyd.core.api.shared import HEALTH, Empty, Health
 from symphonyd.core.api.tracker import (
     TRACKER_FETCH_BY_IDS,
     TRACKER_FETCH_BY_STATES,
+    TRACKER_HINT,
     TRACKER_MAX_FRAME,
     TRACKER_PROFILE,
     TRACKER_REDACT,
@@ -31,7 +32,12 @@ from symphonyd.core.api.tracker import (
     TRACKER_TOOL_SPECS,
 )
 from symphonyd.core.errors import SymphonyError
-from symphonyd.core.sockets import AUDIT_TRACKER, TRACKER_DISPATCHER, TRACKER_LAUNCHER
+from symphonyd.core.sockets import (
+    AUDIT_TRACKER,
+    TRACKER_DISPATCHER,
+    TRACKER_LAUNCHER,
+    TRACKER_WEBHOOK,
+)
 from symphonyd.runtime.activation import listen_fds
 from symphonyd.runtime.daemon import Daemon, system_uid
 from symphonyd.runtime.ipc_client import ReconnectingClient
@@ -40,10 +46,12 @@ from symphonyd.runtime.peer import Peer
 from symphonyd.tracker import tools
 from symphonyd.tracker.change_events import ChangeFeed, LocalFileEvents
 from symphonyd.tracker.service import TrackerService
+from symphonyd.tracker.webhook_hints import WebhookHints
 from symphonyd.tracker.workflow_source import workflow_source
 
 log = logging.getLogger(__name__)
 DISPATCHER_USER = "symphony-dispatch"
+WEBHOOK_USER = "symphony-webhook"
 # Slower than the adapters' own HTTP timeouts times retries would be pointless; a page walk
 # over thousands of issues still fits.
 REQUEST_TIMEOUT_S = 300.0
@@ -112,6 +120,14 @@ def launcher_server(
     return server
 
 
+def webhook_server(hints: WebhookHints, uids: Iterable[int]) -> IpcServer:
+    """symphony-webhook's socket: ``tracker.hint`` only (no reads, no tools, no health)."""
+    allowed = frozenset(uids)
+    server = IpcServer(TRACKER_WEBHOOK.stem, allowed_uids=allowed, allow_root=0 in allowed)
+    server.handle(TRACKER_HINT, _peerless(hints.hint), timeout=REQUEST_TIMEOUT_S)
+    return server
+
+
 def _health_with_events(service: TrackerService, feed: ChangeFeed) -> Any:
     async def health(params: Empty) -> Health:
         reply = await service.health(params)
@@ -136,21 +152,30 @@ class TrackerDaemon:
         *,
         dispatcher_uids: Iterable[int],
         launcher_uids: Iterable[int],
+        webhook_uids: Iterable[int] = (),
     ) -> None:
         self.service = service
         self.feed = ChangeFeed()
         self.file_events = LocalFileEvents(service, self.feed)
-        self.servers = (
+        self.servers = [
             dispatcher_server(service, dispatcher_uids, self.feed),
             launcher_server(service, launcher_uids, self.feed),
-        )
+        ]
+        self.webhook = webhook_server(WebhookHints(service, self.feed), webhook_uids)
 
     async def start(
-        self, dispatcher: socket.socket | str | Path, launcher: socket.socket | str | Path
+        self,
+        dispatcher: socket.socket | str | Path,
+        launcher: socket.socket | str | Path,
+        webhook: socket.socket | str | Path | None = None,
     ) -> None:
         # Build the adapter first so a config error is in the log before the first request.
         self.service.refresh()
-        for server, where in zip(self.servers, (dispatcher, launcher), strict=True):
+        wheres: list[socket.socket | str | Path] = [dispatcher, launcher]
+        if webhook is not None:  # no receiver configured: no hint socket
+            self.servers.append(self.webhook)
+            wheres.append(webhook)
+        for server, where in zip(self.servers, wheres, strict=True):
             if isinstance(where, socket.socket):
                 await server.start(where)
             else:
@@ -188,6 +213,17 @@ def _one(activated: dict[str, list[socket.socket]], name: str) -> socket.socket:
     return socks[0]
 
 
+def _optional(activated: dict[str, list[socket.socket]], name: str) -> socket.socket | None:
+    return _one(activated, name) if activated.get(name) else None
+
+
+def _webhook_uids() -> list[int]:
+    try:
+        return [system_uid(WEBHOOK_USER)]
+    except SymphonyError:
+        return []  # no such user (a development host): only --webhook-uid may connect
+
+
 async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
     """Host config, service, both servers; a bad workflow or host config stops us with 78."""
     host = daemon.load_host_config(args.host_config)
@@ -206,10 +242,13 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
         service,
         dispatcher_uids=args.dispatcher_uid or [system_uid(DISPATCHER_USER)],
         launcher_uids=args.launcher_uid or [0],
+        webhook_uids=args.webhook_uid or _webhook_uids(),
     )
     activated = listen_fds()
     dispatcher = args.dispatcher_socket or _one(activated, TRACKER_DISPATCHER.fdname)
     launcher = args.launcher_socket or _one(activated, TRACKER_LAUNCHER.fdname)
+    # Optional: systemd passes it with the others; by hand, only with --webhook-socket.
+    webhook = args.webhook_socket or _optional(activated, TRACKER_WEBHOOK.fdname)
 
     async def close() -> None:
         await tracker.close()
@@ -217,7 +256,7 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
             await forwarder.close()
 
     daemon.on_shutdown("tracker", close)
-    await tracker.start(dispatcher, launcher)
+    await tracker.start(dispatcher, launcher, webhook)
     daemon.spawn(tracker.file_events.run(), "local-file-events")
     daemon.status("serving tracker.*")
     log.info("tracker daemon ready")

@@ -80,6 +80,9 @@ class SuiteTree:
         self.run = Path(tempfile.mkdtemp(prefix="sytree"))
         self.issues, self.ws, self.audit = base / "issues", base / "ws", base / "audit"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        # More arguments per daemon (tests/webhook: the tracker's hint socket).
+        self.extra_args: dict[str, list[str]] = {}
+        self.env: dict[str, str] = {}
         for d in (self.issues, self.ws, self.audit, base / "agent" / ".codex"):
             d.mkdir(parents=True)
         (base / "WORKFLOW.md").write_text(
@@ -115,12 +118,13 @@ class SuiteTree:
                          "--agent-home", str(self.base / "agent")],
             "dispatcher": ["--host-config", host, "--ctl-socket", str(run / "dispatcher-ctl.sock")],
         }  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, **self.env, "PYTHONPATH": str(REPO)}
         env.pop("NOTIFY_SOCKET", None)
         for name in daemons:
             with (self.base / f"{name}.log").open("ab") as log:
                 self.procs[name] = subprocess.Popen(
-                    [sys.executable, "-m", f"symphonyd.{name}", *argv[name]],
+                    [sys.executable, "-m", f"symphonyd.{name}", *argv[name],
+                     *self.extra_args.get(name, [])],
                     env=env, stdout=log, stderr=log, cwd=self.base,
                 )  # fmt: skip
             self.wait(f"{name} to serve", lambda n=name: self._serving(n))

@@ -128,3 +128,31 @@ TRACKER_SUBSCRIBE = method(
 TRACKER_CHANGED = event(
     "tracker.changed", TrackerChanged, "Issues changed at the tracker; a tick will see them."
 )
+
+
+# Webhook hints (issue 21): symphony-webhook verified a provider's signed delivery and names
+# one issue; the tracker re-fetches it with its own credential and, when it is on the
+# configured board, publishes tracker.changed. Nothing else of the payload crosses this
+# socket (docs/design/0411-webhook-receiver.md).
+HINT_MAX_REF = 128
+
+
+@dataclass(frozen=True)
+class TrackerHint:
+    provider: str  # "github" or "linear": must be the adapter in force
+    issue_id: str  # GitHub issue number, Linear issue id; at most HINT_MAX_REF characters
+    scope: str | None = None  # GitHub "owner/name": must be the configured repository
+
+
+@dataclass(frozen=True)
+class HintResult:
+    refreshed: bool  # the issue is on the configured board; tracker.changed was published
+    reason: str | None = None  # why not: other_provider, other_scope, not_found, bad_reference
+
+
+TRACKER_HINT = method(
+    "tracker.hint",
+    TrackerHint,
+    HintResult,
+    "Re-fetch one issue a verified webhook named; publish tracker.changed if on the board.",
+)

@@ -1,0 +1,1 @@
+"""symphony-webhook: verifies tracker webhooks and asks the tracker for a targeted refresh."""
