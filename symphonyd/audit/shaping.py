@@ -97,6 +97,10 @@ def _ident(value: str | None, redactor: Redactor) -> str | None:
     return _cut(redactor.text(_valid_text(value)), MAX_ID_CHARS)
 
 
+# Types whose ``preview`` is scrubbed again and cut to MAX_PREVIEW_CHARS by the writer.
+_PREVIEWED = frozenset({audit_events.PROMPT_SENT, audit_events.AGENT_MESSAGE, audit_events.COMMAND})
+
+
 def shape(
     event: AuditEventIn,
     redactor: Redactor,
@@ -112,7 +116,7 @@ def shape(
     if event.type == audit_events.PROMPT_SENT and isinstance(payload.get("prompt"), str):
         # Never store a raw prompt, whatever the sender did.
         payload.update(audit_events.prompt_digest(payload.pop("prompt"), redactor))
-    if event.type == audit_events.PROMPT_SENT and isinstance(payload.get("preview"), str):
+    if event.type in _PREVIEWED and isinstance(payload.get("preview"), str):
         payload["preview"] = redactor.text(payload["preview"])[:MAX_PREVIEW_CHARS]
     # Scrub before cutting so a secret straddling a cut is still recognised whole.
     clean = _plain(redactor.value(payload), 0)

@@ -23,6 +23,11 @@ DISPATCH = "dispatch"
 RUN_FINISHED = "run_finished"
 PROMPT_SENT = "prompt_sent"
 TOOL_CALL = "tool_call"
+# The agent's own words and the commands it ran: bounded, scrubbed previews (launcher
+# transcript.py), at most audit.transcript_records per run, the rest counted in a summary.
+AGENT_MESSAGE = "agent_message"
+COMMAND = "command"
+TRANSCRIPT_SUMMARY = "transcript_summary"
 FILE_CHANGE = "file_change"
 TRACKER_WRITE = "tracker_write"
 EGRESS_ALLOW = "egress_allow"
@@ -50,6 +55,9 @@ CLIENT_TYPES = frozenset(
         RUN_FINISHED,
         PROMPT_SENT,
         TOOL_CALL,
+        AGENT_MESSAGE,
+        COMMAND,
+        TRANSCRIPT_SUMMARY,
         FILE_CHANGE,
         TRACKER_WRITE,
         EGRESS_ALLOW,

@@ -31,6 +31,9 @@ from symphonyd.core.errors import ConfigError
 # redacted preview is never cut again (symphonyd.audit.shaping keeps no more).
 MAX_PREVIEW_CHARS = 8_000
 PREVIEW_CHARS = 500
+# audit.transcript_records: the agent's messages and commands kept per run (docs/design/0956).
+TRANSCRIPT_RECORDS = 200
+MAX_TRANSCRIPT_RECORDS = 5_000
 
 EGRESS_MODES = ("allowlist", "block", "open")
 # systemd MemoryMax=/CPUQuota= syntax, restricted to the forms we document.
@@ -88,7 +91,8 @@ class BudgetsConfig:
 
 @dataclass(frozen=True, slots=True)
 class AuditConfig:
-    prompt_preview_chars: int = PREVIEW_CHARS
+    prompt_preview_chars: int = PREVIEW_CHARS  # also the cut of agent message/command previews
+    transcript_records: int = TRANSCRIPT_RECORDS  # agent_message + command records per run
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +229,13 @@ def parse_audit(raw: Mapping[Any, Any]) -> AuditConfig:
                 s, "prompt_preview_chars", "audit.prompt_preview_chars", 0, MAX_PREVIEW_CHARS
             ),
             PREVIEW_CHARS,
-        )
+        ),
+        transcript_records=_or(
+            int_in_range(
+                s, "transcript_records", "audit.transcript_records", 0, MAX_TRANSCRIPT_RECORDS
+            ),
+            TRANSCRIPT_RECORDS,
+        ),
     )
 
 

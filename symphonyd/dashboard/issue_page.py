@@ -1,23 +1,29 @@
 """The issue page: what the dispatcher knows now, then every run from the audit log.
 
 Runs are newest first, each with its absolute start and end, duration, outcome and reason,
-and its transcript: prompts, tool calls, file changes, tracker writes, sandbox and egress
-records, in the order the audit writer stored them.
+and its transcript: prompts, the agent's messages and commands, tool calls, file changes,
+tracker writes, sandbox and egress records, in the order the audit writer stored them; then
+the run's journal lines (journal_lines.py).
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from symphonyd.core import audit_events as ev
 from symphonyd.core.api.audit import AuditRecordView
 from symphonyd.core.api.dispatcher import IssueView
 from symphonyd.dashboard.history import Run
-from symphonyd.dashboard.html import at, duration, esc, external_link, num, table, when
+from symphonyd.dashboard.html import at, duration, esc, external_link, num, parse_ts, table, when
+from symphonyd.dashboard.journal_lines import MAX_LINES, JournalLine
 
 TEXT_CHARS = 300
+# A run's journal window: the dispatcher logs its decision just before the dispatch record,
+# the launcher its teardown just after run_finished.
+BEFORE_RUN = timedelta(seconds=5)
+AFTER_RUN = timedelta(seconds=30)
 _OUTCOME_CLASS = {"succeeded": "good", "failed": "bad", "timed_out": "bad", "stalled": "bad"}
 
 
@@ -32,6 +38,15 @@ def describe(r: AuditRecordView) -> tuple[str, str]:
     if r.type == ev.PROMPT_SENT:
         turn = f" (turn {p['turn']})" if p.get("turn") is not None else ""
         return "prompt" + turn, f"{p.get('prompt_chars', '?')} chars: {_short(p.get('preview'))}"
+    if r.type in (ev.AGENT_MESSAGE, ev.COMMAND):
+        kind = "agent message" if r.type == ev.AGENT_MESSAGE else "command"
+        return kind, _preview(p)
+    if r.type == ev.TRANSCRIPT_SUMMARY:
+        dropped = p.get("dropped")
+        if not isinstance(dropped, dict):
+            dropped = {}
+        counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(dropped.items()))
+        return "transcript capped", f"kept {p.get('kept')}; not recorded: {_short(counts)}"
     if r.type == ev.TOOL_CALL:
         ok = "ok" if p.get("success") else "failed"
         args = f" {_short(p['arguments'])}" if p.get("arguments") is not None else ""
@@ -57,6 +72,14 @@ def describe(r: AuditRecordView) -> tuple[str, str]:
         return "sandbox failed", f"{p.get('code')}: {_short(p.get('message'))}"
     rest = {k: v for k, v in p.items() if k != "run_id"}
     return r.type.replace("_", " "), _short(rest) if rest else ""
+
+
+def _preview(p: dict[str, Any]) -> str:
+    """An agent message or command as the launcher kept it: a scrubbed, cut preview."""
+    if p.get("preview_withheld"):
+        return f"{p.get('chars', '?')} chars (preview withheld: not scrubbed)"
+    cut = "…" if p.get("preview_truncated") else ""
+    return _short(str(p.get("preview") or "")) + cut
 
 
 def _denials(p: dict[str, Any]) -> str:
@@ -92,7 +115,40 @@ def outcome_badge(outcome: str | None, *, running: bool = False) -> str:
     return f'<span class="badge {_OUTCOME_CLASS.get(outcome, "neutral")}">{esc(outcome)}</span>'
 
 
-def _run_section(run: Run, number: int, live_run: str | None) -> str:
+def journal_of(
+    runs: list[Run], lines: list[JournalLine]
+) -> tuple[dict[str, list[JournalLine]], list[JournalLine]]:
+    """Each line in the window of the newest run it falls in; and the lines of no run."""
+    windows = []
+    for run in runs:  # newest first
+        start, end = parse_ts(run.started), parse_ts(run.ended)
+        if start is not None:
+            windows.append(
+                (run.run_id, start - BEFORE_RUN, None if end is None else end + AFTER_RUN)
+            )
+    by_run: dict[str, list[JournalLine]] = {}
+    rest: list[JournalLine] = []
+    for line in lines:
+        run_id = next(
+            (r for r, lo, hi in windows if lo <= line.at and (hi is None or line.at <= hi)), None
+        )
+        (rest if run_id is None else by_run.setdefault(run_id, [])).append(line)
+    return by_run, rest
+
+
+def journal_table(lines: list[JournalLine], empty: str) -> str:
+    rows = [
+        f"<tr><td>{at(line.at.isoformat())}</td><td>{esc(line.unit)}</td>"
+        f"<td{' class=bad' if line.priority is not None and line.priority <= 3 else ''}>"
+        f"{esc(line.message)}</td></tr>"
+        for line in lines
+    ]
+    return table(["Time (UTC)", "Unit", "Journal line"], rows, empty)
+
+
+def _run_section(
+    run: Run, number: int, live_run: str | None, lines: list[JournalLine] | None
+) -> str:
     reason = f" — {esc(run.reason)}" if run.reason else ""
     facts = (
         f"<dl class='facts run-facts'><dt>Started</dt><dd>{at(run.started)}</dd>"
@@ -108,19 +164,52 @@ def _run_section(run: Run, number: int, live_run: str | None) -> str:
         f"{outcome_badge(run.outcome, running=run.run_id == live_run)}{reason} "
         f'<code class="muted">{esc(run.run_id)}</code></h3>{facts}'
         + transcript(run.events, "No agent or sandbox records for this run.")
+        + (
+            ""
+            if lines is None
+            else f'<h4 id="run-{number}-journal">Journal lines</h4>'
+            + journal_table(lines, "No journal lines in this run's time window.")
+        )
         + "</section>"
     )
 
 
-def history(runs: list[Run] | None, loose: list[AuditRecordView], live_run: str | None) -> str:
+NO_JOURNAL = (
+    "Journal lines are not shown: the dashboard cannot read a journal here (it is not "
+    "running under systemd, or has no journal access). <code>symphonyctl logs</code> shows them."
+)
+
+
+def history(
+    runs: list[Run] | None,
+    loose: list[AuditRecordView],
+    live_run: str | None,
+    journal: list[JournalLine] | None = None,
+) -> str:
     if runs is None:
         return '<section><h2>Runs</h2><p class="empty">Audit log unavailable.</p></section>'
-    sections = [_run_section(run, len(runs) - i, live_run) for i, run in enumerate(runs)]
+    by_run, rest = journal_of(runs, journal) if journal is not None else ({}, [])
+    sections = [
+        _run_section(
+            run, len(runs) - i, live_run, None if journal is None else by_run.get(run.run_id, [])
+        )
+        for i, run in enumerate(runs)
+    ]
     body = "".join(sections) or '<p class="empty">No runs recorded for this issue.</p>'
     other = (
         "<section><h2>Other records</h2>" + transcript(loose, "") + "</section>" if loose else ""
     )
-    return f"<section><h2>Runs ({len(runs)})</h2>{body}</section>{other}"
+    if journal is None:
+        note = f'<section><p class="banner neutral" id="journal-note">{NO_JOURNAL}</p></section>'
+    elif rest:
+        note = (
+            "<section><h2>Journal lines outside the runs</h2>"
+            + journal_table(rest, "")
+            + f'<p class="muted">At most the newest {MAX_LINES} lines of the issue.</p></section>'
+        )
+    else:
+        note = ""
+    return f"<section><h2>Runs ({len(runs)})</h2>{body}</section>{other}{note}"
 
 
 def head(

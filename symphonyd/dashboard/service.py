@@ -48,6 +48,7 @@ from symphonyd.dashboard.assets import CSS, FAVICON, JS
 from symphonyd.dashboard.guard import CSRF_HEADER, MAX_BODY_BYTES, Guard, error_response, json_body
 from symphonyd.dashboard.history import SANDBOX_TYPES, runs_of
 from symphonyd.dashboard.html import page
+from symphonyd.dashboard.journal_lines import read_issue_lines
 from symphonyd.dashboard.link import DispatcherLink, Hub
 from symphonyd.dashboard.names import IssueNames
 from symphonyd.dashboard.views import issue_json, state_json
@@ -252,8 +253,11 @@ class Dashboard:
         if view is not None and view.running is not None:
             title, url = view.running.issue_title or title, view.running.issue_url or url
         live_run = view.running.run_id if view and view.running else None
+        journal = await asyncio.to_thread(
+            read_issue_lines, identifier, view.issue_id if view else None
+        )
         body = issue_page.head(view, identifier, title, url, note) + issue_page.history(
-            runs, loose, live_run
+            runs, loose, live_run, journal
         )
         return self._page(identifier, body, "overview", status)
 

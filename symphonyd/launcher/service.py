@@ -404,6 +404,7 @@ class LauncherService:
             redactor=Redactor(env.secret_values),
             scrub=self.deps.tracker.redact,
             preview_chars=config.audit.prompt_preview_chars,
+            transcript_records=config.audit.transcript_records,
         )
         await run_worker_attempt(run.run_id, run.issue, run.attempt, deps)
 

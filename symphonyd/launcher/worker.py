@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from symphonyd.core.api.launcher import RunEvent, RunOutcome
+from symphonyd.core.config_extensions import TRANSCRIPT_RECORDS
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue
 from symphonyd.core.prompt_guard import (
@@ -29,10 +30,10 @@ from symphonyd.core.prompt_guard import (
 )
 from symphonyd.core.redact import NO_SECRETS, Redactor
 from symphonyd.launcher.agents.session import AgentEvent, AgentSession, EventSink, short, utc_now
+from symphonyd.launcher.transcript import TranscriptRecorder, scrubbed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-SCRUB_TIMEOUT_S = 30.0
 
 
 class WorkspaceLike(Protocol):
@@ -64,6 +65,7 @@ class WorkerDeps:
     # the whole prompt before the preview is cut; if this fails, no preview is kept.
     scrub: Callable[[str], Awaitable[str]] | None = None
     preview_chars: int = PREVIEW_CHARS  # audit.prompt_preview_chars
+    transcript_records: int = TRANSCRIPT_RECORDS  # audit.transcript_records
     continuation: Callable[[Issue, int, int], str] = field(default=continuation_prompt)
 
 
@@ -82,10 +84,13 @@ class WorkerAttempt:
         self.session: AgentSession | None = None
         self.turns = 0
         self.agent_seconds = 0.0  # the agent's own time: start to stop, hooks excluded
+        self.transcript: TranscriptRecorder | None = None
 
     # ------------------------------------------------------------------ events
 
     def _emit(self, event: AgentEvent) -> None:
+        if event.item is not None and self.transcript is not None:
+            self.transcript.offer(*event.item)
         with contextlib.suppress(Exception):
             self.deps.emit(event.to_run_event(self.run_id, self.issue.id))
 
@@ -125,14 +130,9 @@ class WorkerAttempt:
         """
         deps = self.deps
         chars = deps.preview_chars if deps.preview_chars > 0 else 0
-        redacted = deps.redactor.text(prompt) if chars else ""
-        withheld = False
-        if chars and deps.scrub is not None:
-            try:
-                redacted = await asyncio.wait_for(deps.scrub(redacted), SCRUB_TIMEOUT_S)
-            except Exception as exc:
-                log.warning("prompt preview withheld: %s", short(str(exc), 200))
-                redacted, withheld = "", True
+        redacted, withheld = "", False
+        if chars:
+            redacted, withheld = await scrubbed(prompt, deps.redactor, deps.scrub, "prompt")
         fields: dict[str, Any] = dict(audit_fields_of_redacted(prompt, redacted, chars))
         fields["chars"] = len(prompt)
         if withheld:
@@ -191,6 +191,14 @@ class WorkerAttempt:
         except Exception as exc:
             return _failure(exc, "startup_failed")
         self.session = session
+        if deps.audit is not None:
+            self.transcript = TranscriptRecorder(
+                deps.audit,
+                redactor=deps.redactor,
+                scrub=deps.scrub,
+                preview_chars=deps.preview_chars,
+                max_records=deps.transcript_records,
+            )
         started = time.monotonic()
         try:
             try:
@@ -204,6 +212,9 @@ class WorkerAttempt:
                     await asyncio.shield(session.stop())
             finally:
                 self.agent_seconds += time.monotonic() - started
+                if self.transcript is not None:
+                    with contextlib.suppress(Exception):
+                        await self.transcript.close()
 
     async def _turns(self, session: AgentSession, first_prompt: str) -> RunOutcome:
         deps = self.deps

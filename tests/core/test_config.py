@@ -77,6 +77,7 @@ def test_extension_defaults_are_the_safe_ones() -> None:
     assert cfg.sandbox.resources.cpu_quota == "200%"
     assert (cfg.budgets.tokens_per_issue, cfg.budgets.tokens_per_day) == (None, None)
     assert cfg.audit.prompt_preview_chars == 500
+    assert cfg.audit.transcript_records == 200
     assert cfg.workspace.cleanup.max_age_days is None
     assert cfg.workspace.cleanup.min_free_disk_mb == 1024
     assert cfg.server.port is None
@@ -245,6 +246,8 @@ def test_per_state_limits_are_normalised_and_invalid_entries_ignored() -> None:
         ({"audit": {"prompt_preview_chars": -1}}, "audit.prompt_preview_chars"),
         ({"workspace": {"cleanup": {"max_age_days": -1}}}, "workspace.cleanup.max_age_days"),
         ({"audit": {"prompt_preview_chars": 8001}}, "audit.prompt_preview_chars"),
+        ({"audit": {"transcript_records": -1}}, "audit.transcript_records"),
+        ({"audit": {"transcript_records": 5001}}, "audit.transcript_records"),
         ({"agent": {"forward_env": "OPENAI_API_KEY"}}, "agent.forward_env"),
         ({"agent": {"forward_env": ["OPENAI-API-KEY"]}}, "agent.forward_env"),
         ({"agent": {"forward_env": ["A=B"]}}, "agent.forward_env"),

@@ -77,7 +77,9 @@ def append_records(sock: Path) -> None:
 
 
 @contextlib.contextmanager
-def _audited(tmp_path: Path) -> Iterator[tuple[AuditDaemon, DashboardProcess, Path]]:
+def _audited(
+    tmp_path: Path, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[AuditDaemon, DashboardProcess, Path]]:
     """The real audit daemon, a dispatcher double and the dashboard wired to both."""
     audit_dir = tmp_path / "audit"
     with short_dir() as d:
@@ -86,7 +88,9 @@ def _audited(tmp_path: Path) -> Iterator[tuple[AuditDaemon, DashboardProcess, Pa
         with (
             audit,
             DispatcherDouble(d / "disp.sock"),
-            DashboardProcess(d / "disp.sock", dash_sock, d / "dash.log") as dashboard,
+            DashboardProcess(
+                d / "disp.sock", dash_sock, d / "dash.log", prefix=prefix
+            ) as dashboard,
         ):
             yield audit, dashboard, audit_dir
 

@@ -47,7 +47,9 @@ class DashboardProcess:
         log_path: Path,
         *,
         extra: tuple[str, ...] = (),
+        prefix: tuple[str, ...] = (),  # argv in front, e.g. nsenter into a test journald
     ) -> None:
+        self.prefix = prefix
         self.dispatcher_sock = dispatcher_sock
         self.audit_sock = audit_sock
         self.log_path = log_path
@@ -68,6 +70,7 @@ class DashboardProcess:
         host_config = self.log_path.with_suffix(".toml")
         host_config.write_text('log_level = "info"\n')
         cmd = [
+            *self.prefix,
             sys.executable,
             "-c",
             _TRAMPOLINE,

@@ -193,9 +193,14 @@ def test_issue_page_shows_runs_transcript_and_sandbox_records(
         assert line in first, line
     kinds = [c.text for c in runs[1].find_elements(By.CSS_SELECTOR, "tbody td:nth-child(2)")]
     assert kinds == [
-        "sandbox ready", "prompt (turn 1)", "egress allowed", "tool call", "file change",
-        "egress denied", "sandbox removed",
+        "sandbox ready", "prompt (turn 1)", "egress allowed", "agent message", "command",
+        "transcript capped", "tool call", "file change", "egress denied", "sandbox removed",
     ]  # fmt: skip
+    # The agent's words and commands, escaped; no journal outside systemd, said neutrally.
+    assert "I will fix the parser <script>alert('arg')</script>…" in first
+    assert "/bin/bash -lc 'pytest -q tests' (exit 1)" in first
+    assert "kept 200; not recorded: 7 command" in first
+    assert "cannot read a journal here" in main
     assert "MT-2" not in main and "stall_timeout" not in main  # another issue's run
     # An absolute start time, and a duration of about the second the run took.
     started = runs[1].find_element(By.CSS_SELECTOR, "dl time").text

@@ -13,6 +13,7 @@ through to the hand-off; after all that, ``apt purge`` leaves nothing behind.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -158,13 +159,22 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
     assert listening.stdout.strip() == "active", listening.stdout
     again = json.loads(c.run(["python3", "-c", FETCH, STATE_URL]).stdout)
     assert "codex_totals" in again and unit_state(c, "symphony-dashboard.service") == "running"
+    # The issue page shows the run's journal lines, read by the installed dashboard through
+    # its systemd-journal group: the dispatcher's decision to dispatch DEMO-1 is among them.
+    issue_page = c.run(["python3", "-c", FETCH, "http://127.0.0.1:4000/issues/DEMO-1"]).stdout
+    assert 'id="journal-note"' not in issue_page, issue_page[-2000:]
+    decision = r"<td>symphony-dispatcher\.service</td><td[^>]*>[^<]*event=dispatch outcome=started"
+    assert re.search(decision, issue_page), issue_page[-3000:]
+    assert "agent message" in issue_page  # the demo agent's closing words, from the audit log
 
     verify = c.run(["symphonyctl", "audit", "verify", "--dir", "/var/lib/symphony/audit"])
     # ... and still reaches the head the writer anchored in the journal (docs/audit.md).
     assert verify.stdout.startswith("ok ") and "journal anchor" in verify.stdout, verify.stdout
     assert verify.stdout.rstrip().endswith(") matches"), verify.stdout
     types = {r["type"] for r in hostile_issue.audit_records(c, "DEMO-1")[1]}
-    assert {"dispatch", "prompt_sent", "tool_call", "tracker_write", "run_finished"} <= types, types
+    assert {
+        "dispatch", "prompt_sent", "agent_message", "tool_call", "tracker_write", "run_finished"
+    } <= types, types  # fmt: skip
 
     # Issue 18: the same running suite, switched to a GitLab instance on this host (the
     # tests' fake GitLab inside the container), takes one issue filed there through to the

@@ -123,3 +123,13 @@ def test_stopping_the_dashboard_service_leaves_its_socket_listening() -> None:
         assert "symphony-dashboard.socket" not in _deps(service, key), key
     # ... while stopping the suite still stops the listener.
     assert "symphony.target" in _deps(socket, "PartOf")
+
+
+def test_the_dashboard_reads_the_journal_through_its_group_and_nothing_more() -> None:
+    # The issue page's journal lines (docs/design/0956): read access the systemd way, one
+    # supplementary group, without loosening the rest of the unit's hardening.
+    service = (UNITS / "symphony-dashboard.service").read_text()
+    groups = [line for line in service.splitlines() if line.startswith("SupplementaryGroups=")]
+    assert groups == ["SupplementaryGroups=systemd-journal"]
+    for setting in ("ProtectSystem=strict", "NoNewPrivileges=yes", "CapabilityBoundingSet="):
+        assert f"\n{setting}\n" in service, setting

@@ -39,6 +39,7 @@ from symphonyd.launcher.agents.session import (
     ToolExecutor,
     ToolInvocation,
     TurnResult,
+    bounded_item,
     execute_tool,
     short,
 )
@@ -262,7 +263,11 @@ class ClaudeSession(AgentSession):
             text = _assistant_text(msg)
             if text:
                 turn.last = short(text)
-                self._emit("notification", message=turn.last)
+                self._emit(
+                    "notification", message=turn.last, item=bounded_item("agent_message", text)
+                )
+            for command in _bash_commands(msg):
+                self._emit("notification", item=bounded_item("command", command))
         elif kind == "result":
             return self._result(msg, turn.last)
         return None
@@ -361,3 +366,16 @@ def _assistant_text(msg: dict[str, Any]) -> str:
         for b in content
         if isinstance(b, dict) and b.get("type") == "text" and isinstance(t := b.get("text"), str)
     )
+
+
+def _bash_commands(msg: dict[str, Any]) -> list[str]:
+    """The commands of the message's Bash tool uses, for the audit transcript."""
+    content = as_dict(msg.get("message")).get("content")
+    if not isinstance(content, list):
+        return []
+    return [
+        c
+        for b in content
+        if isinstance(b, dict) and b.get("type") == "tool_use" and b.get("name") == "Bash"
+        if isinstance(c := as_dict(b.get("input")).get("command"), str) and c
+    ]

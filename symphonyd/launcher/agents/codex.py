@@ -36,6 +36,7 @@ from symphonyd.launcher.agents.session import (
     ToolExecutor,
     ToolInvocation,
     TurnResult,
+    bounded_item,
     execute_tool,
     short,
 )
@@ -333,8 +334,13 @@ class CodexSession(AgentSession):
             kind, summary = cp.item_summary(params)
             if kind == "agentMessage" and summary:
                 self._turn.last_message = summary
-            if summary:
-                self._emit("notification", message=summary)
+            entry = cp.transcript_item(params)
+            if summary or entry:
+                self._emit(
+                    "notification",
+                    message=summary,
+                    item=None if entry is None else bounded_item(*entry),
+                )
         elif method == "error":
             p = cp.as_dict(params)
             if p.get("willRetry") is False:

@@ -228,3 +228,18 @@ def item_summary(params: Any) -> tuple[str | None, str | None]:
     if kind == "dynamicToolCall":
         return kind, short(f"tool {item.get('tool')} success={item.get('success')}")
     return kind, None
+
+
+def transcript_item(params: Any) -> tuple[str, str] | None:
+    """(kind, text) of an agentMessage or commandExecution item, for the audit transcript."""
+    item = as_dict(as_dict(params).get("item"))
+    kind = as_str(item.get("type"))
+    if kind == "agentMessage":
+        text = as_str(item.get("text"))
+        return ("agent_message", text) if text else None
+    if kind == "commandExecution":
+        command = item.get("command")
+        if not isinstance(command, str) or not command:
+            return None
+        return "command", f"{command} (exit {item.get('exitCode')})"
+    return None

@@ -35,6 +35,13 @@ AGENT_ERROR_CODES = (
 )
 
 MESSAGE_LIMIT = 240  # characters of agent text an event may carry
+# Characters of an agent message or command a transcript item may carry before redaction;
+# above the largest audit preview so the preview is cut after the secrets are scrubbed.
+ITEM_LIMIT = 16_000
+
+
+def bounded_item(kind: str, text: str) -> tuple[str, str]:
+    return kind, text[:ITEM_LIMIT]
 
 
 class AgentError(SymphonyError):
@@ -63,13 +70,17 @@ class AgentEvent:
     rate_limits: dict[str, Any] | None = None
     message: str | None = None
     pid: int | None = None
+    # A transcript entry for the audit log, ("agent_message" | "command", text of at most
+    # ITEM_LIMIT characters): never sent over IPC, the worker records it (launcher/transcript.py).
+    item: tuple[str, str] | None = None
 
     def to_run_event(self, run_id: str, issue_id: str) -> RunEvent:
         """The IPC event: every field of this one, by name, plus the run and issue ids."""
         return RunEvent(run_id, issue_id, **{name: getattr(self, name) for name in _FIELDS})
 
 
-_FIELDS = tuple(f.name for f in fields(AgentEvent))  # all of them are RunEvent fields too
+# All of them but ``item`` are RunEvent fields too.
+_FIELDS = tuple(f.name for f in fields(AgentEvent) if f.name != "item")
 
 
 TurnStatus = Literal["completed", "failed", "cancelled", "input_required", "timed_out"]

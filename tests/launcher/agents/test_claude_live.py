@@ -123,6 +123,10 @@ def test_can_use_tool_follows_policy(agent_dirs: AgentDirs, decision: str) -> No
     finally:
         del os.environ["SYMPHONY_CANARY_SECRET"]
     assert result.ok, result
+    # The transcript items the worker records (launcher/transcript.py): the Bash command as
+    # the model asked for it, whatever the policy decided, then the closing words.
+    items = [e.item for e in agent_dirs.events if e.item is not None]
+    assert items == [("command", "env; echo hi > made.txt"), ("agent_message", "done")], items
     made = (agent_dirs.workspace / "made.txt").exists()
     out = str(results[0].get("content"))
     if decision == "accept":

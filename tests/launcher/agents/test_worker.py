@@ -303,3 +303,31 @@ def test_preview_is_withheld_when_the_tracker_cannot_scrub_it(harness: Harness) 
     assert withheld["chars"] == len(prompt) and len(withheld["sha256"]) == 64
     assert kept["preview"] == "pre [REDACTED:secret] [REDACTE"
     assert "preview_withheld" not in kept
+
+
+def test_agent_messages_keep_no_preview_when_the_tracker_cannot_scrub_them(
+    harness: Harness,
+) -> None:
+    """The agent's words follow the prompt rule (0552, 0956): no tracker scrub, no preview;
+    and every record is written before the attempt reports run_finished."""
+
+    async def down(text: str) -> str:
+        raise SymphonyError("tracker down", code="tracker_unavailable")
+
+    said = "the tracker key is trk-secret-123456"
+    with MockServer(lambda n, body: responses_text(said, rid=f"r{n}")) as mock:
+        harness.dirs.write_codex_config(mock.port)
+        audited_at_finish: list[int] = []
+
+        def emit(event: RunEvent) -> None:
+            if event.event == "run_finished":
+                audited_at_finish.append(len(harness.audits))
+
+        deps = dataclasses.replace(harness.deps(states("Done")), scrub=down, emit=emit)
+        outcome = harness.run(deps)
+    assert outcome == RunOutcome("succeeded")
+    assert audited_at_finish == [len(harness.audits)]  # nothing was written after the end
+    (message,) = [a for a in harness.audits if a["type"] == "agent_message"]
+    assert message["preview_withheld"] is True and "preview" not in message
+    assert message["chars"] == len(said)
+    assert "trk-secret" not in str(harness.audits)
