@@ -6,20 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from symphonyd.core.api.audit import AUDIT_APPEND, AuditAck, AuditAppend
-from symphonyd.runtime.ipc_server import IpcServer
-from symphonyd.runtime.peer import Peer
-from symphonyd.tracker.credentials import UNIT_CREDENTIAL_NAME
+from tests.tracker.daemon_process import tracker_process
 from tests.tracker.fake_asana import PROJECT, TOKEN, WORKSPACE, FakeAsana, asana_task, gid_of
-from tests.tracker.test_daemon import ROOT, _wait_for, raw_call, stop_daemon
+from tests.tracker.test_daemon import raw_call
 
 
 class EchoingAsana(FakeAsana):
@@ -36,51 +29,16 @@ class EchoingAsana(FakeAsana):
 
 
 def test_daemon_serves_asana_and_the_credential_never_leaves(tmp_path: Path) -> None:
-    creds = tmp_path / "creds"
-    creds.mkdir(mode=0o700)
-    (creds / UNIT_CREDENTIAL_NAME).write_text(TOKEN + "\n")
     issues = [asana_task(1), asana_task(2, section="Doing"), asana_task(666)]
-    audit_frames: list[bytes] = []
-
-    async def on_append(req: AuditAppend, peer: Peer) -> AuditAck:
-        audit_frames.append(json.dumps([r.__dict__ for r in req.records]).encode())
-        return AuditAck(list(range(len(req.records))), "0" * 64)
-
     with EchoingAsana(issues) as srv:
-        wf = tmp_path / "WORKFLOW.md"
-        wf.write_text(
+        workflow = (
             "---\ntracker:\n  kind: asana\n  provider:\n"
             f"    endpoint: {srv.base_url}/api/1.0\n    workspace: '{WORKSPACE}'\n"
             f"    project: '{PROJECT}'\n    api_key: $ASANA_TOKEN\n"
             "    tool_states: [Review]\n    max_attempts: 1\n---\nprompt\n"
         )
-        host = tmp_path / "symphonyd.toml"
-        host.write_text(
-            f'workflow = "{wf}"\nlog_level = "debug"\n[paths]\nruntime_dir = "{tmp_path}"\n'
-        )
-        loop = asyncio.new_event_loop()
-        audit = IpcServer("audit-test", allowed_uids=[os.getuid()], allow_root=True)
-        audit.handle(AUDIT_APPEND, on_append)
-        loop.run_until_complete(audit.start_path(tmp_path / "audit-tracker.sock"))
-        thread = threading.Thread(target=loop.run_forever, daemon=True)
-        thread.start()
-        dsock, lsock, log = tmp_path / "d.sock", tmp_path / "l.sock", tmp_path / "daemon.log"
-        env = {k: v for k, v in os.environ.items() if "ASANA" not in k}
-        env.update(CREDENTIALS_DIRECTORY=str(creds), PYTHONPATH=str(ROOT))
-        uid = str(os.getuid())
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "symphonyd.tracker", "--host-config", str(host)),
-                    *("--dispatcher-socket", str(dsock), "--launcher-socket", str(lsock)),
-                    *("--dispatcher-uid", uid, "--launcher-uid", uid),
-                ],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            _wait_for([dsock, lsock], proc, log)
+        with tracker_process(tmp_path, workflow, TOKEN, hide_env="ASANA") as daemon:
+            dsock, lsock = daemon.dispatcher_socket, daemon.launcher_socket
 
             async def go() -> list[bytes]:
                 frames = [
@@ -109,8 +67,6 @@ def test_daemon_serves_asana_and_the_credential_never_leaves(tmp_path: Path) -> 
                 return frames
 
             frames = asyncio.run(go())
-        finally:
-            stop_daemon(proc, log, audit, loop, thread)
         seen_auth = {r.headers.get("Authorization") for r in srv.requests}
     replies: list[Any] = [json.loads(f) for f in frames]
     assert replies[0]["result"]["kind"] == "asana"
@@ -122,7 +78,7 @@ def test_daemon_serves_asana_and_the_credential_never_leaves(tmp_path: Path) -> 
     assert replies[6]["result"]["output"]["issue"]["state"] == "Review"
     assert replies[7]["error"]["code"] == "tracker_rate_limited"
     assert seen_auth == {f"Bearer {TOKEN}"}  # the canary did reach Asana
-    assert len(audit_frames) >= 2
+    assert len(daemon.audit_frames) >= 2
     time.sleep(0.2)
-    everything = b"".join(frames) + b"".join(audit_frames) + log.read_bytes()
+    everything = b"".join(frames) + b"".join(daemon.audit_frames) + daemon.log.read_bytes()
     assert TOKEN.encode() not in everything
