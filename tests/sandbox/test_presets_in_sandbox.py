@@ -32,6 +32,8 @@ from symphonyd.launcher.workspace_requests import bind_config
 from tests.sandbox.agent_sandboxes import agent_sandboxes
 from tests.sandbox.conftest import Internet, Launcher, World, sh
 
+pytestmark = pytest.mark.root  # namespaces, nftables, the test internet
+
 NPM_HOST = "registry.npm.test"
 PYPI_HOST = "pypi.test"
 NPM_PKG = "symtest-left-pad"
