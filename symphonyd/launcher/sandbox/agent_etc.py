@@ -94,4 +94,7 @@ def etc_binds(
     if SSH_CONFIG.exists():
         text = ssh_config_text(str(handle.lease.host_ip), handle.proxy.port)
         binds.append((_write(handle, "ssh_config", text), SSH_CONFIG))
+        # The connector at its own path, whatever the view hides there: installed, it is
+        # already visible; run from a checkout under /tmp it would be under the private /tmp.
+        binds.append((CONNECTOR, CONNECTOR))
     return binds

@@ -88,6 +88,10 @@ def bwrap_argv(
         argv += ["--ro-bind", str(path), str(path)]
     argv += ["--ro-bind", str(resolv_conf), "/etc/resolv.conf"]
     for source, target in binds:
+        # bwrap makes a missing mount point's parents 0700 root: make them 0755 first, so
+        # the agent can reach a file bound under its private /tmp (existing ones are kept).
+        for parent in reversed(target.parents[:-1]):
+            argv += ["--perms", "0755", "--dir", str(parent)]
         argv += ["--ro-bind", str(source), str(target)]
     argv += ["--chdir", str(cwd)]
     argv += [
