@@ -38,6 +38,7 @@ PAUSE = "pause"
 RESUME = "resume"
 RELEASE = "release"  # one issue's hold lifted (operator or a tracker change)
 STOP = "stop"
+HOST_DRAIN = "host_drain"  # an operator took a worker host out of (or back into) dispatch
 CONFIG_RELOAD = "config_reload"
 BUDGET_HIT = "budget_hit"
 SANDBOX_FAILURE = "sandbox_failure"
@@ -67,6 +68,7 @@ CLIENT_TYPES = frozenset(
         RESUME,
         RELEASE,
         STOP,
+        HOST_DRAIN,
         CONFIG_RELOAD,
         BUDGET_HIT,
         SANDBOX_FAILURE,
@@ -232,6 +234,14 @@ def operator_action(
     if kind not in (PAUSE, RESUME, RELEASE, STOP):
         raise ValueError(f"not an operator action: {kind}")
     return _event(kind, {"operator_uid": operator_uid, "reason": reason}, issue_id=issue_id)
+
+
+def host_drain(host: str, *, drained: bool, operator_uid: int | None, running: int) -> AuditEventIn:
+    """``symphonyctl hosts drain|undrain``: the host, the new state, who, runs left in flight."""
+    return _event(
+        HOST_DRAIN,
+        {"host": host, "drained": drained, "operator_uid": operator_uid, "running": running},
+    )
 
 
 def config_reload(

@@ -154,9 +154,10 @@ class Controls:
         )
         return f"{hold.identifier} released from its {hold.kind} hold"
 
-    def drain(self, name: str, drained: bool, uid: int | None) -> str:
+    async def drain(self, name: str, drained: bool, uid: int | None) -> str:
         """Take a host out of (or back into) dispatch; its runs in flight continue. Durable,
-        so a restart does not send runs to a host being emptied for maintenance."""
+        so a restart does not send runs to a host being emptied for maintenance; audited,
+        like every operator control, when it changes anything."""
         eng = self.engine
         host = eng.hosts.hosts.get(name)
         if host is None:
@@ -168,8 +169,12 @@ class Controls:
         eng.persist()
         word = "drained" if drained else "undrained"
         if was != drained:
+            running = eng.hosts.load[name]
             log_event(log, "host_drain", outcome=word, host=name, operator_uid=uid,
-                      running=eng.hosts.load[name])  # fmt: skip
+                      running=running)  # fmt: skip
+            await eng.append_audit(
+                ae.host_drain(name, drained=drained, operator_uid=uid, running=running)
+            )
         if not drained:
             return f"{name} takes runs again"
         return f"{name} drained: no new runs; {eng.hosts.load[name]} in flight continue"

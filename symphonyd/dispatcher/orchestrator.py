@@ -130,7 +130,7 @@ class Orchestrator:
 
     async def drain(self, host: str, drained: bool, uid: int | None) -> str:
         async with self.lock:
-            message = self.controls.drain(host, drained, uid)
+            message = await self.controls.drain(host, drained, uid)
         self.engine.changed()
         return message
 

@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import AsyncIterator
 
 from symphonyd.core.api.launcher import RunEvent, RunOutcome, StartRun, WorkflowSnapshot
+from symphonyd.core.audit_events import HOST_DRAIN
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from tests.dispatcher.doubles import issue, run_async
 from tests.dispatcher.host_doubles import HostStandIn, worker_config
@@ -212,6 +213,8 @@ async def test_symphonyctl_hosts_lists_load_and_a_drained_host_takes_no_new_runs
             assert "w2" in out and "2/2" in out and "drained" in out
             code, _, err = await ctl(world, "hosts", "drain", "nope")
             assert code != 0 and "host_not_found" in err + out
+            code, _, _ = await ctl(world, "hosts", "drain", "w1")  # already drained: no record
+            assert drain_records(world) == [{"host": "w1", "drained": True, "running": 0}]
             # Durable: a restarted dispatcher keeps w1 drained.
         state = tomllib.loads((world.root / "state" / "dispatcher-state.toml").read_text())
         assert state["drained_hosts"] == ["w1"]
@@ -222,6 +225,14 @@ async def test_symphonyctl_hosts_lists_load_and_a_drained_host_takes_no_new_runs
             code, out, _ = await ctl(world, "hosts", "undrain", "w1")
             assert code == 0 and "takes runs again" in out
             await eventually(lambda: started(hosts["w1"]) == [("MT-3", None)], "MT-3 on w1")
+        assert drain_records(world)[-1] == {"host": "w1", "drained": False, "running": 0}
+
+
+def drain_records(world: SocketWorld) -> list[dict[str, object]]:
+    """The audited drains and undrains, minus the operator uid (the test's own)."""
+    rows = [r.payload for r in world.audit.records if r.type == HOST_DRAIN]
+    assert all(r["operator_uid"] == os.getuid() for r in rows), rows
+    return [{k: v for k, v in r.items() if k != "operator_uid"} for r in rows]
 
 
 @run_async
