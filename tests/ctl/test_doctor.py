@@ -13,6 +13,7 @@ import pwd
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,9 @@ class Host:
         os.chmod(path, mode)
         os.chown(path, pwd.getpwnam(owner).pw_uid, 0)
         self.listeners.append(sock)
+        # No daemon serves these: hang up on whoever connects (doctor asks the tracker for
+        # its health), so a check that talks gets a prompt error rather than its timeout.
+        threading.Thread(target=_hang_up_on_every_caller, args=(sock,), daemon=True).start()
 
     def close(self) -> None:
         for sock in self.listeners:
@@ -124,6 +128,15 @@ class Host:
             if prev is None or prev["status"] == "ok":
                 by_name[row["name"]] = row
         return out.returncode, by_name
+
+
+def _hang_up_on_every_caller(sock: socket.socket) -> None:
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except OSError:
+            return  # the listener was closed: the test is over
+        conn.close()
 
 
 @pytest.fixture
