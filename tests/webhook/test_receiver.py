@@ -81,7 +81,7 @@ def test_signed_deliveries_dispatch_and_bad_ones_have_no_effect(
         headers["X-Hub-Signature-256"] = "sha256=" + sign(GITHUB_SECRET, junk)
         assert receiver.post("/hooks/github", junk, headers).status_code == 400
         body, headers = github_delivery(2)
-        assert receiver.post("/hooks/gitlab", body, headers).status_code == 404
+        assert receiver.post("/hooks/bitbucket", body, headers).status_code == 404
         assert receiver.post("/elsewhere", body, headers).status_code == 404
         assert httpx.get(receiver.base + "/hooks/github", headers=headers).status_code == 405
         assert hints(tree, "refreshed") == 0  # nothing reached the tracker
@@ -182,7 +182,7 @@ def test_with_the_receiver_down_polling_alone_dispatches(tmp_path: Path, fake: F
     "args",
     [
         [],  # no secret at all
-        ["--secret-file", "gitlab=/dev/null"],  # no such provider
+        ["--secret-file", "bitbucket=/dev/null"],  # no such provider
         ["--secret-file", "github=/nonexistent/secret"],
         ["--listen", "nohost"],
     ],
