@@ -2,10 +2,12 @@
 
 Each delivery goes through, in order: method and path, body size (declared, then counted
 while reading, so at most ``MAX_BODY_BYTES`` + 1 bytes are ever held), the provider's
-signature over the raw body, the delivery id and timestamp window, and only then the payload.
-A verified issue event becomes one ``tracker.hint`` naming the issue; nothing else of the
-payload leaves this process. Every refusal is a 4xx with a JSON reason, a journal line and a
-count in /metrics, and has no other effect.
+signature or token (providers/), the delivery id and time window, and only then the payload.
+A verified event becomes one ``tracker.hint`` per issue it names (one, or up to ten Asana
+tasks); nothing else of the payload leaves this process. Asana's handshake is answered here
+once its token is verified, and its secret kept (hook_secret.py). Every refusal is a 4xx
+with a JSON reason, a journal line, an audit record and a count in /metrics, and has no
+other effect.
 """
 
 from __future__ import annotations

@@ -185,14 +185,17 @@ def test_with_the_receiver_down_polling_alone_dispatches(tmp_path: Path, fake: F
         ["--secret-file", "bitbucket=/dev/null"],  # no such provider
         ["--secret-file", "github=/nonexistent/secret"],
         ["--listen", "nohost"],
+        ["--secret-file", "gitlab_signing={s}"],  # not a whsec_<base64> signing token
+        ["--secret-file", "asana={s}"],  # Asana without a state directory
     ],
 )
 def test_config_errors_exit_78(tmp_path: Path, args: list[str]) -> None:
     (tmp_path / "symphonyd.toml").write_text(
         f'[paths]\nstate_dir = "{tmp_path}"\nruntime_dir = "{tmp_path}"\n'
     )
+    (tmp_path / "s").write_bytes(b"0123456789abcdef0123")
+    args = [a.format(s=tmp_path / "s") for a in args]
     if "--listen" in args:
-        (tmp_path / "s").write_bytes(b"0123456789abcdef0123")
         args = [*args, "--secret-file", f"github={tmp_path / 's'}"]
     host = str(tmp_path / "symphonyd.toml")
     proc = subprocess.run(

@@ -88,6 +88,14 @@ def check_window(sent: float, now: float, window_s: float, what: str) -> None:
         raise Rejected("replay", 401, f"{what} outside the {window_s:.0f} s window")
 
 
+def check_ms_stamp(doc: Mapping[str, Any], field: str, now: float, window_s: float) -> None:
+    """The payload's ``field`` (ms since the epoch, inside the signed body) within the window."""
+    stamp = doc.get(field)
+    if isinstance(stamp, bool) or not isinstance(stamp, int | float):
+        raise Rejected("malformed", 400, f"payload without {field}")
+    check_window(stamp / 1000.0, now, window_s, field)
+
+
 def parse_json(body: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(body)

@@ -16,7 +16,7 @@ from symphonyd.webhook.providers.common import (
     Reference,
     Rejected,
     check_hex_signature,
-    check_window,
+    check_ms_stamp,
     child,
     delivery_id,
     parse_json,
@@ -38,10 +38,7 @@ def verify(req: Inbound, keys: Mapping[str, bytes], now: float) -> Delivery:
     check_hex_signature(req.headers.get("X-Hub-Signature"), _SIG, keys["jira"], req.body)
     delivery = delivery_id(req.headers.get("X-Atlassian-Webhook-Identifier"))
     doc = parse_json(req.body)
-    stamp = doc.get("timestamp")
-    if isinstance(stamp, bool) or not isinstance(stamp, int | float):
-        raise Rejected("malformed", 400, "payload without timestamp")
-    check_window(stamp / 1000.0, now, TIMESTAMP_WINDOW_S, "timestamp")
+    check_ms_stamp(doc, "timestamp", now, TIMESTAMP_WINDOW_S)
     event = doc.get("webhookEvent")
     if event not in ISSUE_EVENTS:
         raise unknown_event(str(event))

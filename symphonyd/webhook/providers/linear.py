@@ -14,7 +14,7 @@ from symphonyd.webhook.providers.common import (
     Reference,
     Rejected,
     check_hex_signature,
-    check_window,
+    check_ms_stamp,
     delivery_id,
     parse_json,
 )
@@ -30,10 +30,7 @@ def verify(req: Inbound, keys: Mapping[str, bytes], now: float) -> Delivery:
     check_hex_signature(req.headers.get("Linear-Signature"), _SIG, keys["linear"], req.body)
     delivery = delivery_id(req.headers.get("Linear-Delivery"))
     doc = parse_json(req.body)
-    stamp = doc.get("webhookTimestamp")
-    if isinstance(stamp, bool) or not isinstance(stamp, int | float):
-        raise Rejected("malformed", 400, "payload without webhookTimestamp")
-    check_window(stamp / 1000.0, now, TIMESTAMP_WINDOW_S, "webhookTimestamp")
+    check_ms_stamp(doc, "webhookTimestamp", now, TIMESTAMP_WINDOW_S)
     kind, data = doc.get("type"), doc.get("data")
     if kind not in ISSUE_TYPES:
         return Delivery("linear", delivery, ())
