@@ -2,7 +2,7 @@
 
 Asana generates the secret and sends it only in the handshake, so it cannot be a systemd
 credential placed in advance (docs/design/0412-webhooks-gitlab-jira-asana.md). The receiver
-writes it to ``$STATE_DIRECTORY/asana-hook-secret`` (``StateDirectory=symphony-webhook``,
+writes it to ``$STATE_DIRECTORY/asana-hook-secret`` (``StateDirectory=symphony/webhook``,
 0700, owned by symphony-webhook): a new file created 0600, written in full, fsynced and
 renamed over the old one, then the directory fsynced, so a crash leaves the old secret or
 the new one. A later authorised handshake (the operator re-created the webhook) replaces it.
