@@ -35,7 +35,7 @@ from tests.webhook.deliveries import (
     jira_delivery,
     jira_tree,
 )
-from tests.webhook.harness import JIRA_SECRET, Receiver, running, sign
+from tests.webhook.harness import ASANA_ENROL, JIRA_SECRET, Receiver, running, sign
 
 HOUR_MS = 3_600_000
 MIB = 1 << 20
@@ -208,7 +208,7 @@ def test_asana_handshake_then_signed_events_then_a_targeted_refresh(tmp_path: Pa
             assert outcomes == {"bad_signature": 6, "enrolled": 1, "ignored": 2, "replay": 2,
                                 "too_large": 1, "malformed": 1, "not_allowed": 1,
                                 "accepted": 1}, outcomes  # fmt: skip
-            assert ASANA_HOOK_SECRET not in receiver.log()
+            assert ASANA_HOOK_SECRET not in receiver.log() and ASANA_ENROL not in receiver.log()
 
             # The secret survives a restart of the receiver (read back from the state dir).
             assert receiver.stop() == 0
