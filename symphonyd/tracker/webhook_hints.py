@@ -2,8 +2,12 @@
 
 The receiver has verified the provider's signature, but the payload's state is still not
 trusted: only the issue reference crosses the socket, and this daemon asks the provider for
-that issue with its own credential. Linear's fetch is scoped to the configured project or
-team; GitHub's to the configured repository (the hint's ``scope`` must name it). An issue on
+that issue with its own credential, by the adapter's own dispatch id: Linear's issue id
+(fetched within the configured project or team), GitHub's and GitLab's issue number (iid),
+Jira's numeric issue id (fetched by JQL within the configured project), Asana's task gid
+(kept only if it is in the configured project). Where the hint has a ``scope`` it must name
+the configured place: GitHub's repository, GitLab's project (``<id>:<path>``; compared by id
+or by path, as the project is configured), Jira's project key. An issue on
 the board is published as ``tracker.changed`` with source ``webhook_<provider>``, exactly as
 the file watch publishes its changes (docs/design/0411-webhook-receiver.md).
 """
@@ -20,12 +24,25 @@ from symphonyd.tracker.change_events import ChangeFeed
 from symphonyd.tracker.service import TrackerService
 
 log = logging.getLogger(__name__)
-PROVIDERS = ("github", "linear")
+PROVIDERS = ("github", "linear", "gitlab", "jira", "asana")
 _REF = re.compile(rf"^[A-Za-z0-9_-]{{1,{HINT_MAX_REF}}}$")
 
 
 def source_name(provider: str) -> str:
     return f"webhook_{provider}"
+
+
+def in_scope(provider: str, scope: str | None, adapter: object) -> bool:
+    """Whether the hint's scope is the configured repository, project or project key."""
+    if provider == "github":
+        return (scope or "").lower() == str(getattr(adapter, "repository", "")).lower()
+    if provider == "gitlab":
+        project = str(getattr(getattr(adapter, "cfg", None), "project", ""))
+        pid, _, path = (scope or "").partition(":")
+        return pid == project if project.isdigit() else path.lower() == project.lower()
+    if provider == "jira":
+        return scope == getattr(adapter, "project", None)
+    return True  # linear, asana: the fetch itself is scoped
 
 
 class WebhookHints:
@@ -48,10 +65,8 @@ class WebhookHints:
         adapter = self.service.adapter
         if adapter is None or adapter.kind != params.provider:
             return HintResult(False, "other_provider")
-        if params.provider == "github":
-            repository = str(getattr(adapter, "repository", ""))
-            if (params.scope or "").lower() != repository.lower():
-                return HintResult(False, "other_scope")
+        if not in_scope(params.provider, params.scope, adapter):
+            return HintResult(False, "other_scope")
         stats = self.feed.stats(source_name(params.provider))
         stats.live = True  # a receiver reaches this socket
         try:

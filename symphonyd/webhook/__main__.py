@@ -2,7 +2,8 @@
 
 Under systemd the listener is the ``http`` socket of symphony-webhook.socket and the HMAC keys
 are the unit's credentials; for development pass ``--listen HOST:PORT`` and ``--secret-file
-github=PATH`` / ``--secret-file linear=PATH``.
+NAME=PATH`` (github, linear, gitlab, gitlab_signing, jira, asana), and ``--state-dir`` for
+Asana's handshake secret.
 Exit status: 0 after SIGTERM, 78 on invalid configuration (no or bad secret, bad arguments),
 1 on a runtime failure.
 """
@@ -26,8 +27,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--secret-file",
         action="append",
-        help="NAME=PATH: the HMAC secret of provider NAME (github, linear); repeatable",
+        help="NAME=PATH: the credential NAME (github, linear, gitlab, gitlab_signing, jira, "
+        "asana); repeatable",
     )
+    p.add_argument("--state-dir", help="where Asana's handshake secret is kept ($STATE_DIRECTORY)")
     p.add_argument("--tracker-socket", help=f"default <runtime_dir>/{TRACKER_WEBHOOK.name}")
     p.add_argument(
         "--audit-socket",

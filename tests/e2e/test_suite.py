@@ -7,7 +7,9 @@ survives a dispatcher restart; an issue held before dispatch stays out until rel
 journal carries issue fields; the audit chain verifies; every daemon comes back after
 kill -9; a launcher killed mid-run costs the issue one retry; the running suite switched to
 a GitLab instance on the same host (a fake GitLab in the container) takes an issue filed there
-through to the hand-off; after all that, ``apt purge`` leaves nothing behind.
+through to the hand-off, and the packaged webhook receiver, once enabled, refuses an
+unauthenticated GitLab delivery and turns an authenticated one into a refresh; after all that,
+``apt purge`` leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pytest
 
 from devtools.demo_setup import CODEX_VENDOR, configure_demo, install_package
 from devtools.nspawn import Container
-from tests.e2e import gitlab_tracker, hostile_issue
+from tests.e2e import gitlab_tracker, hostile_issue, webhook_receiver
 from tests.e2e.test_package import SOCKETS, purge_leftovers
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.agents]
@@ -192,6 +194,8 @@ def test_suite_runs_an_issue_end_to_end(container: Container, deb_file: Path) ->
         raise AssertionError(journal_dump(c)) from None
     _, records = hostile_issue.audit_records(c, gitlab_tracker.IDENTIFIER)
     gitlab_tracker.check(c, {r["type"] for r in records})
+    # Issue 21: the packaged webhook receiver, enabled as the docs say, in front of it.
+    webhook_receiver.check(c, iid=1)
 
 
 def test_pause_survives_restart_and_daemons_survive_kill_9(

@@ -2,11 +2,13 @@
 
 ``SuiteTree`` runs audit, tracker, launcher and dispatcher as processes; here the tracker also
 binds its hint socket (``--webhook-socket``) and ``python -m symphonyd.webhook`` listens on a
-free loopback port with a GitHub and a Linear secret from files (``--secret-file``).
+free loopback port with every provider's credential from files (``--secret-file``) and a
+state directory for Asana's handshake secret (``--state-dir``).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -30,6 +32,19 @@ from tests.tracker.fakeserver import FakeServer
 
 GITHUB_SECRET = b"gh-webhook-secret-0123456789abcdef"
 LINEAR_SECRET = b"linear-webhook-secret-0123456789ab"
+GITLAB_TOKEN = b"gitlab-webhook-token-0123456789abcd"
+GITLAB_SIGNING_KEY = bytes(range(32))
+GITLAB_SIGNING = b"whsec_" + base64.b64encode(GITLAB_SIGNING_KEY)
+JIRA_SECRET = b"jira-webhook-secret-0123456789abcd"
+ASANA_ENROL = "asana-enrolment-token-0123456789ab"
+SECRETS = {
+    "github": GITHUB_SECRET,
+    "linear": LINEAR_SECRET,
+    "gitlab": GITLAB_TOKEN,
+    "gitlab_signing": GITLAB_SIGNING,
+    "jira": JIRA_SECRET,
+    "asana": ASANA_ENROL.encode(),
+}
 GITHUB_TRACKER = """tracker:
   kind: github
   provider:
@@ -69,15 +84,15 @@ Work on {{{{ issue.identifier }}}}. Hand it off when done.
 
 def github_tree(base: Path, fake: FakeGitHub, *, poll_ms: int) -> SuiteTree:
     tracker = GITHUB_TRACKER.format(endpoint=fake.base_url, repo=GH_REPO)
-    return _tree(base, tracker, {"GITHUB_TOKEN": TOKEN}, poll_ms=poll_ms)
+    return make_tree(base, tracker, {"GITHUB_TOKEN": TOKEN}, poll_ms=poll_ms)
 
 
 def linear_tree(base: Path, fake: FakeServer, *, poll_ms: int) -> SuiteTree:
     tracker = LINEAR_TRACKER.format(endpoint=fake.base_url)
-    return _tree(base, tracker, {"LINEAR_API_KEY": LINEAR_TOKEN}, poll_ms=poll_ms)
+    return make_tree(base, tracker, {"LINEAR_API_KEY": LINEAR_TOKEN}, poll_ms=poll_ms)
 
 
-def _tree(base: Path, tracker: str, env: dict[str, str], *, poll_ms: int) -> SuiteTree:
+def make_tree(base: Path, tracker: str, env: dict[str, str], *, poll_ms: int) -> SuiteTree:
     tree = SuiteTree(base, poll_ms=poll_ms)
     (base / "WORKFLOW.md").write_text(
         WORKFLOW.format(tracker=tracker, poll_ms=poll_ms, root=base,
@@ -96,13 +111,14 @@ class Receiver:
     def __init__(self, tree: SuiteTree) -> None:
         self.tree = tree
         self.log_path = tree.base / "webhook.log"
+        self.state_dir = tree.base / "webhook-state"
         self.proc: subprocess.Popen[bytes] | None = None
         self.base = ""
 
     def start(self) -> None:
-        secrets = {"github": GITHUB_SECRET, "linear": LINEAR_SECRET}
-        args = []
-        for name, value in secrets.items():
+        args = ["--state-dir", str(self.state_dir)]
+        self.state_dir.mkdir(mode=0o700, exist_ok=True)
+        for name, value in SECRETS.items():
             path = self.tree.base / f"{name}.secret"
             path.write_bytes(value + b"\n")
             args += ["--secret-file", f"{name}={path}"]

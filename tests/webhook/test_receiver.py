@@ -81,7 +81,7 @@ def test_signed_deliveries_dispatch_and_bad_ones_have_no_effect(
         headers["X-Hub-Signature-256"] = "sha256=" + sign(GITHUB_SECRET, junk)
         assert receiver.post("/hooks/github", junk, headers).status_code == 400
         body, headers = github_delivery(2)
-        assert receiver.post("/hooks/gitlab", body, headers).status_code == 404
+        assert receiver.post("/hooks/bitbucket", body, headers).status_code == 404
         assert receiver.post("/elsewhere", body, headers).status_code == 404
         assert httpx.get(receiver.base + "/hooks/github", headers=headers).status_code == 405
         assert hints(tree, "refreshed") == 0  # nothing reached the tracker
@@ -182,17 +182,20 @@ def test_with_the_receiver_down_polling_alone_dispatches(tmp_path: Path, fake: F
     "args",
     [
         [],  # no secret at all
-        ["--secret-file", "gitlab=/dev/null"],  # no such provider
+        ["--secret-file", "bitbucket=/dev/null"],  # no such provider
         ["--secret-file", "github=/nonexistent/secret"],
         ["--listen", "nohost"],
+        ["--secret-file", "gitlab_signing={s}"],  # not a whsec_<base64> signing token
+        ["--secret-file", "asana={s}"],  # Asana without a state directory
     ],
 )
 def test_config_errors_exit_78(tmp_path: Path, args: list[str]) -> None:
     (tmp_path / "symphonyd.toml").write_text(
         f'[paths]\nstate_dir = "{tmp_path}"\nruntime_dir = "{tmp_path}"\n'
     )
+    (tmp_path / "s").write_bytes(b"0123456789abcdef0123")
+    args = [a.format(s=tmp_path / "s") for a in args]
     if "--listen" in args:
-        (tmp_path / "s").write_bytes(b"0123456789abcdef0123")
         args = [*args, "--secret-file", f"github={tmp_path / 's'}"]
     host = str(tmp_path / "symphonyd.toml")
     proc = subprocess.run(

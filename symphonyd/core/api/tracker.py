@@ -139,9 +139,13 @@ HINT_MAX_REF = 128
 
 @dataclass(frozen=True)
 class TrackerHint:
-    provider: str  # "github" or "linear": must be the adapter in force
-    issue_id: str  # GitHub issue number, Linear issue id; at most HINT_MAX_REF characters
-    scope: str | None = None  # GitHub "owner/name": must be the configured repository
+    provider: str  # github, linear, gitlab, jira or asana: must be the adapter in force
+    # The adapter's dispatch id: GitHub/GitLab number, Linear id, Jira numeric id, Asana gid;
+    # at most HINT_MAX_REF characters.
+    issue_id: str
+    # GitHub "owner/name", GitLab "<project id>:<path>", Jira project key: must be the
+    # configured one (none for Linear and Asana, whose fetch is scoped).
+    scope: str | None = None
 
 
 @dataclass(frozen=True)
