@@ -11,10 +11,12 @@ of hints is final.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from tests.tracker.fake_github import FakeGitHub, gh_issue
 from tests.tracker.fake_linear import FakeLinear, linear_node
 from tests.webhook.harness import (
     GITHUB_SECRET,
+    LINEAR_SECRET,
     github_delivery,
     github_tree,
     linear_delivery,
@@ -121,6 +124,17 @@ def test_signed_deliveries_dispatch_and_bad_ones_have_no_effect(
         assert receiver.post("/hooks/linear", *stale).status_code == 401
         forged = linear_delivery("lin-1", stamp_ms=now_ms, secret=b"wrong-secret-0123456789")
         assert receiver.post("/hooks/linear", *forged).status_code == 401
+        # Events the receiver does not use: GitHub's ping is answered, anything else subscribed
+        # (a push, a Linear project) is a 422 the provider shows as a failed delivery.
+        assert receiver.post("/hooks/github", *github_delivery(2, event="ping")).status_code == 202
+        push = receiver.post("/hooks/github", *github_delivery(2, event="push"))
+        assert (push.status_code, push.json()["error"]) == (422, "unknown_event"), push.text
+        project = json.dumps({"type": "Project", "data": {"id": "p1"}, "webhookTimestamp": now_ms})
+        signed = {
+            "Linear-Signature": sign(LINEAR_SECRET, project.encode()),
+            "Linear-Delivery": str(uuid.uuid4()),
+        }
+        assert receiver.post("/hooks/linear", project.encode(), signed).status_code == 422
         assert hints(tree, "ignored") == 3  # other_scope, not_found, other_provider only
 
         assert receiver.metrics() == {
@@ -129,18 +143,20 @@ def test_signed_deliveries_dispatch_and_bad_ones_have_no_effect(
             "github:too_large": 2,
             "github:malformed": 1,
             "github:replay": 1,
-            "github:ignored": 2,
+            "github:ignored": 3,  # other_scope, not_found, ping
+            "github:unknown_event": 1,
             "github:not_allowed": 1,  # the GET
             "linear:ignored": 1,
             "linear:replay": 1,
             "linear:bad_signature": 1,
+            "linear:unknown_event": 1,
         }
         assert "outcome=bad_signature" in receiver.log()
         # One audit record per request answered, wrong paths included, sent in the background.
-        tree.wait("the audit records", lambda: len(receiver.audit_records()) >= 17)
+        tree.wait("the audit records", lambda: len(receiver.audit_records()) >= 20)
         outcomes = [r["payload"]["outcome"] for r in receiver.audit_records()]
         expected = {"bad_signature": 4, "too_large": 2, "malformed": 1, "not_allowed": 3,
-                    "ignored": 3, "accepted": 2, "replay": 2}  # fmt: skip
+                    "ignored": 4, "accepted": 2, "replay": 2, "unknown_event": 2}  # fmt: skip
         assert {o: outcomes.count(o) for o in set(outcomes)} == expected, outcomes
         events_check = tree.doctor("tracker-events")  # the operator's view of the source
         assert events_check["status"] == "ok", events_check

@@ -15,6 +15,7 @@ from symphonyd.webhook.providers.common import (
     check_hex_signature,
     delivery_id,
     parse_json,
+    unknown_event,
 )
 
 _SIG = re.compile(r"^sha256=([0-9a-f]{64})$")
@@ -28,8 +29,10 @@ def verify(req: Inbound, keys: Mapping[str, bytes], now: float) -> Delivery:
     delivery = delivery_id(req.headers.get("X-GitHub-Delivery"))
     event = req.headers.get("X-GitHub-Event", "")
     doc = parse_json(req.body)
+    if event == "ping":
+        return Delivery("github", delivery, ())  # sent once when the hook is made: 202
     if event not in ISSUE_EVENTS:
-        return Delivery("github", delivery, ())  # ping, push, ...: verified, not ours
+        raise unknown_event(event)  # subscribed to more than issues: a failed delivery says so
     issue, repo = doc.get("issue"), doc.get("repository")
     number = issue.get("number") if isinstance(issue, dict) else None
     full_name = repo.get("full_name") if isinstance(repo, dict) else None

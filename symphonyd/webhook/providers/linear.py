@@ -17,6 +17,7 @@ from symphonyd.webhook.providers.common import (
     check_ms_stamp,
     delivery_id,
     parse_json,
+    unknown_event,
 )
 
 TIMESTAMP_WINDOW_S = 60.0
@@ -33,7 +34,7 @@ def verify(req: Inbound, keys: Mapping[str, bytes], now: float) -> Delivery:
     check_ms_stamp(doc, "webhookTimestamp", now, TIMESTAMP_WINDOW_S)
     kind, data = doc.get("type"), doc.get("data")
     if kind not in ISSUE_TYPES:
-        return Delivery("linear", delivery, ())
+        raise unknown_event(str(kind))  # another resource type subscribed: say so
     if not isinstance(data, dict):
         raise Rejected("malformed", 400, "event without data")
     issue_id = data.get("id") if kind == "Issue" else data.get("issueId")
