@@ -3,7 +3,8 @@
 ``startup`` is the wiring ``python -m symphonyd.link`` runs under the shared run loop: it
 reads the host config's ``[worker]`` section, checks the key credential and the pinned
 host keys exist, binds one 0600 socket per worker for the dispatcher, and starts one audit
-replicator per worker (``replicate.py``).
+replicator per worker (``replicate.py``) and one tracker relay with its forwarding ``ssh``
+session per worker (``tracker_relay.py``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,19 @@ import socket
 from pathlib import Path
 
 from symphonyd.core.errors import ConfigError
+from symphonyd.core.sockets import DISPATCHER_LINK, TRACKER_LINK
 from symphonyd.core.worker_hosts import WorkerHosts
 from symphonyd.link.replicate import Replicator
 from symphonyd.link.service import LinkService
+from symphonyd.link.ssh_command import forward_argv
+from symphonyd.link.tracker_relay import TrackerRelay, keep_forwarding
 from symphonyd.runtime.daemon import Daemon, system_uid
+from symphonyd.runtime.durable import private_dir
 
 DISPATCHER_USER = "symphony-dispatch"
+# On every worker: where sshd listens for the launcher's tracker client (the worker
+# launcher's --tracker-socket); the directory belongs to the link's login user there.
+WORKER_TRACKER_SOCKET = "/run/symphony/link/tracker.sock"
 
 
 def key_path(worker: WorkerHosts, explicit: str | None) -> Path:
@@ -88,6 +96,27 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
         interval=args.replicate_interval,
     )
     tasks += [daemon.spawn(replicator.run(h), f"audit-{h.name}") for h in worker.hosts]
+    # Each worker's agents reach the tracker's tools back through the link (tracker_relay).
+    relay = TrackerRelay(
+        args.tracker_socket or TRACKER_LINK.path(host.runtime_dir),
+        args.dispatcher_socket or DISPATCHER_LINK.path(host.runtime_dir),
+    )
+    relay_dir = Path(args.relay_dir or Path(host.runtime_dir) / "link")
+    private_dir(relay_dir)
+    relays = []
+    for h in worker.hosts:
+        local = relay_dir / f"tracker-{h.name}.sock"
+        server = relay.server(h.name)
+        await server.start_path(local)
+        relays.append(server)
+        argv = forward_argv(
+            h, worker, key=key, remote=args.worker_tracker_socket, local=str(local), ssh=args.ssh
+        )
+        tasks.append(
+            daemon.spawn(
+                keep_forwarding(h.name, argv, args.replicate_interval), f"tracker-{h.name}"
+            )
+        )
 
     async def shutdown() -> None:
         for task in tasks:
@@ -95,6 +124,9 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
         for name, sock in listeners.items():
             sock.close()
             (hosts_dir / f"{name}.sock").unlink(missing_ok=True)
+        for server in relays:
+            await server.close()
+        await relay.close()
         await service.close()
 
     daemon.on_shutdown("link", shutdown)

@@ -1,0 +1,162 @@
+"""A worker's agent changes its own issue on the control host's tracker, and nothing else.
+
+Every piece is the production one, each as its own process: on the control host the
+tracker daemon on a local-files board (with its link socket), the audit writer, the
+dispatcher (host config ``[worker]``, no local launcher, its link socket) and the link
+daemon; the real ``ssh`` client and a test-owned ``sshd`` whose key is
+``restrict,port-forwarding,command=<bridge>``; on the worker the launcher daemon whose
+tracker client is pointed at the socket sshd forwards back (``--tracker-socket``). The
+agent is the zero-work app-server (bench/data/stamped_zero_work.sh): one turn, then
+``tracker_move`` to Human Review through the launcher's tool path.
+
+Then the test plays a compromised worker: it connects to that same forwarded socket and
+sends calls the dispatcher never bound to this worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from symphonyd.core.api.shared import Empty
+from symphonyd.core.api.tracker import (
+    TRACKER_FETCH_BY_IDS,
+    TRACKER_FETCH_BY_STATES,
+    TRACKER_SUBSCRIBE,
+    TRACKER_TOOL_CALL,
+    TRACKER_TOOL_SPECS,
+    FetchByIds,
+    FetchByStates,
+    ToolCall,
+)
+from symphonyd.core.errors import SymphonyError
+from symphonyd.core.issue import build_issue
+from symphonyd.core.wire import MethodSpec
+from symphonyd.runtime.ipc_client import IpcClient
+from tests.dispatcher.suite_tree import SuiteTree
+from tests.launcher.test_daemon_sockets import launcher_layout, spawn, stop, wait_for_socket
+from tests.link.conftest import Worker
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def control(worker: Worker, tmp_path: Path) -> Iterator[SuiteTree]:
+    """The control host's daemons (no local launcher) with the worker in the host config."""
+    tree = SuiteTree(tmp_path / "control", poll_ms=300)
+    config = tree.base / "symphonyd.toml"
+    config.write_text(
+        config.read_text()
+        + f'[worker]\nssh_user = "root"\nknown_hosts = "{worker.known_hosts}"\nlocal = false\n'
+        f'[[worker.hosts]]\nname = "w1"\naddress = "127.0.0.1"\nport = {worker.port}\n'
+    )
+    uid = str(os.getuid())
+    tree.extra_args = {
+        "tracker": ["--link-socket", str(tree.run / "tracker-link.sock"), "--link-uid", uid],
+        "dispatcher": ["--link-socket", str(tree.run / "dispatcher-link.sock"), "--link-uid", uid],
+    }
+    try:
+        yield tree
+    finally:
+        tree.stop()
+
+
+def issue_state(tree: SuiteTree, ident: str) -> str:
+    for line in (tree.issues / f"{ident}.md").read_text().splitlines():
+        if line.startswith("state:"):
+            return line.split(":", 1)[1].strip().strip("'\"")
+    raise AssertionError(f"{ident} has no state line")
+
+
+async def _refusal(path: Path, spec: MethodSpec[object, object], params: object) -> str:
+    async with await IpcClient.connect(path) as client:
+        with pytest.raises(SymphonyError) as caught:
+            await client.call(spec, params, timeout=60)
+    return caught.value.error_code
+
+
+def refusal(path: Path, spec: MethodSpec[object, object], params: object) -> str:
+    return asyncio.run(_refusal(path, spec, params))
+
+
+def move(ident: str) -> ToolCall:
+    """What a compromised worker would send: the move tool on an issue of its choosing."""
+    issue = build_issue(
+        id=ident, identifier=ident, title=f"issue {ident}", state="Todo", dispatchable=True
+    )
+    return ToolCall(issue, "tracker_move", {"state": "Human Review"})
+
+
+def test_a_workers_agent_moves_its_own_issue_and_nothing_else(
+    worker: Worker, control: SuiteTree, tmp_path: Path
+) -> None:
+    # The worker: sshd listens for the tracker forward in a directory of the login user's.
+    upstream = worker.runtime / "link" / "tracker.sock"
+    upstream.parent.mkdir(mode=0o700)
+    (tmp_path / "launcher").mkdir()
+    _, _, ws_root, agent_home, host_config = launcher_layout(tmp_path / "launcher")
+    launcher = spawn(
+        "symphonyd.launcher",
+        *("--host-config", str(host_config), "--agent-home", str(agent_home)),
+        *("--socket", str(worker.runtime / "launcher-link.sock"), "--dispatcher-uid", "0"),
+        *("--tracker-socket", str(upstream)),
+    )
+    link: subprocess.Popen[bytes] | None = None
+    try:
+        asyncio.run(wait_for_socket(worker.runtime / "launcher-link.sock", launcher))
+        control.write_issue("MT-1")
+        control.write_issue("MT-2", state="Backlog")  # never dispatched: bound to nobody
+        control.start(("audit", "tracker"))
+        link = spawn(
+            "symphonyd.link",
+            *("--host-config", str(control.base / "symphonyd.toml"), "--key", str(worker.key)),
+            *("--dispatcher-uid", "0", "--worker-tracker-socket", str(upstream)),
+        )
+        # sshd created the forwarded socket as the login user, 0600 (StreamLocalBindMask).
+        control.wait("the tracker forward on the worker", upstream.exists)
+        assert upstream.stat().st_mode & 0o777 == 0o600
+        assert (control.run / "link" / "tracker-w1.sock").stat().st_mode & 0o777 == 0o600
+        control.start(("dispatcher",))
+
+        # The run goes to w1; its agent hands MT-1 off through the tracker tool.
+        control.wait("MT-1 handed off", lambda: issue_state(control, "MT-1") == "Human Review")
+        assert (ws_root / "MT-1" / ".agent_started").exists()  # it ran on the worker
+        control.wait("the run to finish", lambda: control.snapshot().counts.running == 0)
+
+        # A compromised worker, on the very socket its launcher uses.
+        assert refusal(upstream, TRACKER_TOOL_CALL, move("MT-2")) == "issue_not_bound"
+        # MT-1's run is over: the worker's binding ended with it.
+        assert refusal(upstream, TRACKER_TOOL_CALL, move("MT-1")) == "issue_not_bound"
+        assert refusal(upstream, TRACKER_FETCH_BY_IDS, FetchByIds(["MT-2"])) == "issue_not_bound"
+        assert (
+            refusal(upstream, TRACKER_FETCH_BY_STATES, FetchByStates(["Todo", "Backlog"]))
+            == "method_not_allowed"
+        )
+        assert refusal(upstream, TRACKER_SUBSCRIBE, Empty()) == "method_not_allowed"
+        assert issue_state(control, "MT-2") == "Backlog"
+        assert issue_state(control, "MT-1") == "Human Review"
+
+        async def specs() -> list[str]:  # what every run needs still passes
+            async with await IpcClient.connect(upstream) as client:
+                reply = await client.call(TRACKER_TOOL_SPECS, Empty(), timeout=60)
+            return [tool.name for tool in reply.tools]
+
+        assert "tracker_move" in asyncio.run(specs())
+    finally:
+        link_code, link_log = stop(link) if link is not None else (0, "")
+        code, err = stop(launcher)
+    assert code == 0, err
+    assert link_code == 0, link_log
+    relayed = [line for line in link_log.splitlines() if "outcome=relayed" in line]
+    assert len(relayed) == 1 and "issue_identifier=MT-1" in relayed[0], relayed
+    assert "tool=tracker_move" in relayed[0] and "success=true" in relayed[0]
+    refused = [line for line in link_log.splitlines() if "outcome=refused" in line]
+    assert len(refused) == 5, refused
+    assert sum("reason=issue_not_bound" in line for line in refused) == 3
+    assert all("host=w1" in line for line in refused)
+    assert "MT-2" not in control.log("tracker")  # the refused calls never reached it
