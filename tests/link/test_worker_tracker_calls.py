@@ -20,6 +20,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,14 +74,14 @@ def issue_state(tree: SuiteTree, ident: str) -> str:
     raise AssertionError(f"{ident} has no state line")
 
 
-async def _refusal(path: Path, spec: MethodSpec[object, object], params: object) -> str:
+async def _refusal(path: Path, spec: MethodSpec[Any, Any], params: Any) -> str:
     async with await IpcClient.connect(path) as client:
         with pytest.raises(SymphonyError) as caught:
             await client.call(spec, params, timeout=60)
     return caught.value.error_code
 
 
-def refusal(path: Path, spec: MethodSpec[object, object], params: object) -> str:
+def refusal(path: Path, spec: MethodSpec[Any, Any], params: Any) -> str:
     return asyncio.run(_refusal(path, spec, params))
 
 
