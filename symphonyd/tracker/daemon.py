@@ -1,9 +1,11 @@
-"""symphony-tracker: serves ``tracker.*`` on two sockets with disjoint method sets.
+"""symphony-tracker: serves ``tracker.*`` on sockets with disjoint method sets.
 
 The dispatcher's socket offers reads (fetch by states / ids), the profile, health and the
 ``tracker.changed`` subscription (change_events.py); the launcher's socket offers the agent
 tools, refresh by id, the profile and health. A compromised launcher cannot list the board
-and the dispatcher cannot write to the tracker.
+and the dispatcher cannot write to the tracker. With worker hosts, the link daemon gets the
+launcher's set on ``tracker-link.sock`` and admits a worker's calls only for the issues
+bound to it (symphonyd/link/tracker_relay.py); the webhook receiver gets ``tracker.hint``.
 Tracker writes are sent to the audit writer (``audit.append``). ``startup`` is the wiring
 ``python -m symphonyd.tracker`` runs under the shared run loop.
 """

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from symphonyd.core.api.dispatcher import DISPATCHER_SNAPSHOT
 from symphonyd.core.api.shared import Empty
 from symphonyd.core.api.tracker import (
     TRACKER_FETCH_BY_IDS,
@@ -148,6 +149,13 @@ def test_a_workers_agent_moves_its_own_issue_and_nothing_else(
             return [tool.name for tool in reply.tools]
 
         assert "tracker_move" in asyncio.run(specs())
+        # Behind the relay the link's own sockets serve only what the relay needs.
+        dispatcher_link = control.run / "dispatcher-link.sock"
+        assert refusal(dispatcher_link, DISPATCHER_SNAPSHOT, Empty()) == "unknown_method"
+        tracker_link = control.run / "tracker-link.sock"
+        assert refusal(tracker_link, TRACKER_FETCH_BY_STATES, FetchByStates(["Todo"])) == (
+            "unknown_method"
+        )
     finally:
         link_code, link_log = stop(link) if link is not None else (0, "")
         code, err = stop(launcher)
