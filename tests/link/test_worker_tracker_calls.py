@@ -149,9 +149,12 @@ def test_a_workers_agent_moves_its_own_issue_and_nothing_else(
             return [tool.name for tool in reply.tools]
 
         assert "tracker_move" in asyncio.run(specs())
-        # Behind the relay the link's own sockets serve only what the relay needs.
         dispatcher_link = control.run / "dispatcher-link.sock"
         assert refusal(dispatcher_link, DISPATCHER_SNAPSHOT, Empty()) == "unknown_method"
+        # No dispatcher to ask: nothing passes (fail closed).
+        assert control.stop_daemon("dispatcher") == 0
+        assert refusal(upstream, TRACKER_TOOL_CALL, move("MT-2")) == "unavailable"
+        # Behind the relay the link's own sockets serve only what the relay needs.
         tracker_link = control.run / "tracker-link.sock"
         assert refusal(tracker_link, TRACKER_FETCH_BY_STATES, FetchByStates(["Todo"])) == (
             "unknown_method"
@@ -165,7 +168,8 @@ def test_a_workers_agent_moves_its_own_issue_and_nothing_else(
     assert len(relayed) == 1 and "issue_identifier=MT-1" in relayed[0], relayed
     assert "tool=tracker_move" in relayed[0] and "success=true" in relayed[0]
     refused = [line for line in link_log.splitlines() if "outcome=refused" in line]
-    assert len(refused) == 5, refused
+    assert len(refused) == 6, refused
     assert sum("reason=issue_not_bound" in line for line in refused) == 3
+    assert "reason=dispatcher_unavailable" in refused[-1]
     assert all("host=w1" in line for line in refused)
     assert "MT-2" not in control.log("tracker")  # the refused calls never reached it
