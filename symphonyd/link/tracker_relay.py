@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -91,13 +92,7 @@ class TrackerRelay:
 
         async def tool_call(params: ToolCall, _: Peer) -> ToolResult:
             issue = await self._bound(host, TRACKER_TOOL_CALL.name, params.issue.id)
-            call = ToolCall(
-                issue=issue,
-                tool=params.tool,
-                arguments=params.arguments,
-                session_id=params.session_id,
-                tracker_fingerprint=params.tracker_fingerprint,
-            )
+            call = replace(params, issue=issue)  # the dispatcher's copy, not the worker's
             result = await self._tracker.call(TRACKER_TOOL_CALL, call, timeout=TOOL_TIMEOUT_S)
             log_event(
                 log,

@@ -43,6 +43,7 @@ from symphonyd.runtime.ipc_client import IpcClient
 from tests.dispatcher.suite_tree import SuiteTree
 from tests.launcher.test_daemon_sockets import launcher_layout, spawn, stop, wait_for_socket
 from tests.link.conftest import Worker
+from tests.link.test_link_daemon import host_config
 
 pytestmark = pytest.mark.root
 
@@ -173,3 +174,18 @@ def test_a_workers_agent_moves_its_own_issue_and_nothing_else(
     assert "reason=dispatcher_unavailable" in refused[-1]
     assert all("host=w1" in line for line in refused)
     assert "MT-2" not in control.log("tracker")  # the refused calls never reached it
+
+
+@pytest.mark.parametrize("path", ["relative/tracker.sock", "/run/a:b/tracker.sock"])
+def test_a_worker_socket_path_ssh_cannot_forward_exits_78(
+    worker: Worker, tmp_path: Path, path: str
+) -> None:
+    config = host_config(tmp_path, worker)
+    proc = spawn(
+        "symphonyd.link",
+        *("--host-config", str(config), "--hosts-dir", str(tmp_path / "hosts")),
+        *("--key", str(worker.key), "--dispatcher-uid", "0", "--worker-tracker-socket", path),
+    )
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 78, err.decode()
+    assert "forwarded socket path" in err.decode()
