@@ -65,6 +65,13 @@ DISPATCHER_DASHBOARD = SocketSpec(
     "dispatcher-dashboard.sock", "dispatcher", "symphony-dashboard", "dashboard"
 )
 
+# Worker hosts (docs/design/1100-worker-hosts.md): the link daemon's way to the tracker's
+# agent tools and to the dispatcher's run bindings. Their units come with the worker-host
+# package step; until then the daemons bind them by hand (--link-socket).
+TRACKER_LINK = SocketSpec("tracker-link.sock", "tracker", "symphony-link", "link")
+DISPATCHER_LINK = SocketSpec("dispatcher-link.sock", "dispatcher", "symphony-link", "link")
+LINK_SOCKETS = (TRACKER_LINK, DISPATCHER_LINK)
+
 SOCKETS: tuple[SocketSpec, ...] = (
     AUDIT_DISPATCHER,
     AUDIT_TRACKER,

@@ -22,6 +22,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--state-dir", help="where durable dispatcher state lives")
     p.add_argument("--runtime-dir", help="directory of the daemons' sockets")
     p.add_argument("--ctl-socket", help="bind this control socket instead of socket activation")
+    p.add_argument(
+        "--link-socket", help="worker hosts: bind the link's socket here instead of activation"
+    )
+    p.add_argument(
+        "--link-uid",
+        type=int,
+        action="append",
+        help="uid of the link daemon on --link-socket or the activated link socket "
+        "(default: symphony-link)",
+    )
     return p.parse_args(argv)
 
 

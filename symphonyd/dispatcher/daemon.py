@@ -29,6 +29,7 @@ from symphonyd.core.sockets import (
     AUDIT_DISPATCHER,
     DISPATCHER_CTL,
     DISPATCHER_DASHBOARD,
+    DISPATCHER_LINK,
     LAUNCHER_DISPATCHER,
     TRACKER_DISPATCHER,
 )
@@ -44,6 +45,7 @@ from symphonyd.dispatcher.clients import (
 from symphonyd.dispatcher.config_source import WorkflowConfigSource
 from symphonyd.dispatcher.engine import Engine
 from symphonyd.dispatcher.hosts import Host, HostPool
+from symphonyd.dispatcher.link_api import LINK_USER, link_server
 from symphonyd.dispatcher.orchestrator import Orchestrator
 from symphonyd.dispatcher.ports import SystemClock
 from symphonyd.dispatcher.service import DispatcherService
@@ -192,15 +194,31 @@ def control_server(
     return IpcServer(name, allowed_uids=allowed_uids, allow_root=allow_root, limits=limits)
 
 
+def _link_server(service: DispatcherService, args: argparse.Namespace) -> IpcServer:
+    """The worker-host link's socket: which issue a worker may act on (link_api.py)."""
+    return link_server(service.orch, args.link_uid or [system_uid(LINK_USER)])
+
+
 async def _start_servers(service: DispatcherService, args: argparse.Namespace) -> list[IpcServer]:
     servers: list[IpcServer] = []
+    if args.link_socket:  # development: the worker-host link's socket bound by hand
+        link = _link_server(service, args)
+        await link.start_path(args.link_socket)
+        servers.append(link)
     if args.ctl_socket:
         ctl = control_server(DISPATCHER_CTL.stem, allowed_uids={os.getuid()}, allow_root=True)
         service.register(ctl)
         await ctl.start_path(args.ctl_socket)
-        return [ctl]
+        return [*servers, ctl]
     fds = listen_fds()
     for name, socks in fds.items():
+        if name == DISPATCHER_LINK.fdname:
+            # The link's one method, on a socket of its own (dispatcher/link_api.py).
+            server = _link_server(service, args)
+            for sock in socks:
+                await server.start(sock)
+            servers.append(server)
+            continue
         if name == DISPATCHER_CTL.fdname:
             server = control_server(DISPATCHER_CTL.stem, allowed_uids=(), allow_root=True)
         elif name == DISPATCHER_DASHBOARD.fdname:
@@ -212,6 +230,6 @@ async def _start_servers(service: DispatcherService, args: argparse.Namespace) -
         for sock in socks:
             await server.start(sock)
         servers.append(server)
-    if not servers:
+    if not any(server.name != DISPATCHER_LINK.stem for server in servers):
         raise SymphonyError("no control socket: use socket activation or --ctl-socket")
     return servers

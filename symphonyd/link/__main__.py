@@ -11,7 +11,8 @@ import functools
 import sys
 from collections.abc import Sequence
 
-from symphonyd.link.daemon import DISPATCHER_USER, startup
+from symphonyd.core.sockets import DISPATCHER_LINK, TRACKER_LINK
+from symphonyd.link.daemon import DISPATCHER_USER, WORKER_TRACKER_SOCKET, startup
 from symphonyd.runtime.daemon import DaemonArgumentParser, run_daemon
 
 
@@ -27,6 +28,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         default=2.0,
         help="seconds between audit polls of a worker that is caught up (default: 2)",
+    )
+    p.add_argument(
+        "--tracker-socket",
+        help=f"the tracker's link socket (default <runtime>/{TRACKER_LINK.name})",
+    )
+    p.add_argument(
+        "--dispatcher-socket",
+        help=f"the dispatcher's link socket (default <runtime>/{DISPATCHER_LINK.name})",
+    )
+    p.add_argument(
+        "--relay-dir", help="where the workers' tracker relays listen (default <runtime>/link)"
+    )
+    p.add_argument(
+        "--worker-tracker-socket",
+        default=WORKER_TRACKER_SOCKET,
+        help="the socket sshd creates on each worker for its launcher's tracker client "
+        f"(default {WORKER_TRACKER_SOCKET})",
     )
     p.add_argument(
         "--dispatcher-uid",

@@ -3,23 +3,33 @@
 ``startup`` is the wiring ``python -m symphonyd.link`` runs under the shared run loop: it
 reads the host config's ``[worker]`` section, checks the key credential and the pinned
 host keys exist, binds one 0600 socket per worker for the dispatcher, and starts one audit
-replicator per worker (``replicate.py``).
+replicator per worker (``replicate.py``) and one tracker relay with its forwarding ``ssh``
+session per worker (``tracker_relay.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import socket
 from pathlib import Path
 
 from symphonyd.core.errors import ConfigError
+from symphonyd.core.sockets import DISPATCHER_LINK, TRACKER_LINK
 from symphonyd.core.worker_hosts import WorkerHosts
 from symphonyd.link.replicate import Replicator
 from symphonyd.link.service import LinkService
+from symphonyd.link.ssh_command import forward_argv
+from symphonyd.link.tracker_relay import TrackerRelay, keep_forwarding
 from symphonyd.runtime.daemon import Daemon, system_uid
+from symphonyd.runtime.durable import private_dir
+from symphonyd.runtime.ipc_server import IpcServer
 
 DISPATCHER_USER = "symphony-dispatch"
+# On every worker: where sshd listens for the launcher's tracker client (the worker
+# launcher's --tracker-socket); the directory belongs to the link's login user there.
+WORKER_TRACKER_SOCKET = "/run/symphony/link/tracker.sock"
 
 
 def key_path(worker: WorkerHosts, explicit: str | None) -> Path:
@@ -71,14 +81,55 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
     key = key_path(worker, args.key)
     uids = args.dispatcher_uid or [system_uid(DISPATCHER_USER)]
     hosts_dir = Path(args.hosts_dir or Path(host.runtime_dir) / "hosts")
-    hosts_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
-    service = LinkService(worker, key=key, allowed_uids=uids, ssh=args.ssh)
-    listeners = {
-        h.name: bind_host_socket(hosts_dir / f"{h.name}.sock", uids[0]) for h in worker.hosts
+    relay_dir = Path(args.relay_dir or Path(host.runtime_dir) / "link")
+    # Each worker's agents reach the tracker's tools back through the link (tracker_relay):
+    # one ``ssh -R`` session per worker, checked before anything is bound.
+    forwards = {
+        h.name: forward_argv(
+            h,
+            worker,
+            key=key,
+            remote=args.worker_tracker_socket,
+            local=str(relay_dir / f"tracker-{h.name}.sock"),
+            ssh=args.ssh,
+        )
+        for h in worker.hosts
     }
-    tasks = [
-        daemon.spawn(service.serve(h, listeners[h.name]), f"serve-{h.name}") for h in worker.hosts
-    ]
+    hosts_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    private_dir(relay_dir)
+    service = LinkService(worker, key=key, allowed_uids=uids, ssh=args.ssh)
+    relay = TrackerRelay(
+        args.tracker_socket or TRACKER_LINK.path(host.runtime_dir),
+        args.dispatcher_socket or DISPATCHER_LINK.path(host.runtime_dir),
+    )
+    listeners: dict[str, socket.socket] = {}
+    relays: list[IpcServer] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def shutdown() -> None:
+        for task in tasks:
+            task.cancel()
+        for name, sock in listeners.items():
+            sock.close()
+            (hosts_dir / f"{name}.sock").unlink(missing_ok=True)
+        for server in relays:
+            await server.close()
+        await relay.close()
+        await service.close()
+
+    daemon.on_shutdown("link", shutdown)
+    for h in worker.hosts:
+        listeners[h.name] = bind_host_socket(hosts_dir / f"{h.name}.sock", uids[0])
+        tasks.append(daemon.spawn(service.serve(h, listeners[h.name]), f"serve-{h.name}"))
+        server = relay.server(h.name)
+        relays.append(server)
+        await server.start_path(relay_dir / f"tracker-{h.name}.sock")
+        tasks.append(
+            daemon.spawn(
+                keep_forwarding(h.name, forwards[h.name], args.replicate_interval),
+                f"tracker-{h.name}",
+            )
+        )
     # Each worker's audit chain, replicated under <state_dir>/link/hosts/<name>/audit.
     replicator = Replicator(
         worker,
@@ -88,14 +139,5 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
         interval=args.replicate_interval,
     )
     tasks += [daemon.spawn(replicator.run(h), f"audit-{h.name}") for h in worker.hosts]
-
-    async def shutdown() -> None:
-        for task in tasks:
-            task.cancel()
-        for name, sock in listeners.items():
-            sock.close()
-            (hosts_dir / f"{name}.sock").unlink(missing_ok=True)
-        await service.close()
-
     daemon.on_shutdown("link", shutdown)
     daemon.status(f"linking {len(worker.hosts)} worker host(s)")

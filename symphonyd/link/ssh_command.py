@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from symphonyd.core.errors import ConfigError
 from symphonyd.core.worker_hosts import WorkerHost, WorkerHosts
 
 KEEPALIVE_INTERVAL_S = 5
@@ -19,8 +20,8 @@ KEEPALIVE_COUNT = 3
 CONNECT_TIMEOUT_S = 10
 
 
-def ssh_argv(
-    host: WorkerHost, worker: WorkerHosts, *, key: Path, purpose: str, ssh: str = "ssh"
+def _client(
+    host: WorkerHost, worker: WorkerHosts, *, key: Path, ssh: str, **extra: str
 ) -> list[str]:
     options = {
         "BatchMode": "yes",
@@ -34,15 +35,43 @@ def ssh_argv(
         "ServerAliveCountMax": str(KEEPALIVE_COUNT),
         "ForwardAgent": "no",
         "ForwardX11": "no",
-        "ClearAllForwardings": "yes",
         "LogLevel": "ERROR",
+        **extra,
     }
     argv = [ssh, "-F", "/dev/null", "-T", "-i", str(key), "-p", str(host.port)]
     for name, value in options.items():
         argv += ["-o", f"{name}={value}"]
+    return [*argv, "-l", worker.ssh_user]
+
+
+def ssh_argv(
+    host: WorkerHost, worker: WorkerHosts, *, key: Path, purpose: str, ssh: str = "ssh"
+) -> list[str]:
+    argv = _client(host, worker, key=key, ssh=ssh, ClearAllForwardings="yes")
     # "--" so nothing from the config can be read as an option; the purpose is the request
     # the worker's forced command (symphonyd/link/bridge.py) checks against its fixed set.
-    return [*argv, "-l", worker.ssh_user, "--", host.address, purpose]
+    return [*argv, "--", host.address, purpose]
+
+
+def forward_argv(
+    host: WorkerHost, worker: WorkerHosts, *, key: Path, remote: str, local: str, ssh: str = "ssh"
+) -> list[str]:
+    """The tracker session: no command (``-N``), one remote Unix-socket forward.
+
+    sshd on the worker listens on ``remote`` (as the link's login user, mode 0600 by its
+    StreamLocalBindMask) and each connection there comes back over this session to
+    ``local`` on the control host. ``ExitOnForwardFailure`` turns a refused or failed bind
+    into an exit the link sees and retries, not a session that forwards nothing. The only
+    channel this client accepts from the worker is that one forward: agent and X11
+    forwarding are off, so a compromised worker reaches nothing else on the control host.
+    """
+    for path in (remote, local):
+        if ":" in path or not path.startswith("/"):
+            raise ConfigError(
+                f"{path!r}: a forwarded socket path must be absolute and contain no ':'"
+            )
+    argv = _client(host, worker, key=key, ssh=ssh, ExitOnForwardFailure="yes")
+    return [*argv, "-N", "-R", f"{remote}:{local}", "--", host.address]
 
 
 async def spawn_ssh(argv: list[str], fd: int) -> asyncio.subprocess.Process:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from symphonyd.core.sockets import AUDIT_TRACKER
 from symphonyd.runtime.daemon import DaemonArgumentParser, run_daemon
-from symphonyd.tracker.daemon import DISPATCHER_USER, WEBHOOK_USER, startup
+from symphonyd.tracker.daemon import DISPATCHER_USER, LINK_USER, WEBHOOK_USER, startup
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -26,6 +26,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--launcher-socket", help="bind this path instead of socket activation")
     p.add_argument(
         "--webhook-socket", help="bind this path for symphony-webhook's tracker.hint (optional)"
+    )
+    p.add_argument(
+        "--link-socket", help="worker hosts: bind this path for the link daemon (optional)"
     )
     p.add_argument(
         "--audit-socket",
@@ -49,6 +52,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         action="append",
         help=f"uid allowed on the webhook socket (default: {WEBHOOK_USER})",
+    )
+    p.add_argument(
+        "--link-uid",
+        type=int,
+        action="append",
+        help=f"uid allowed on the link socket (default: {LINK_USER})",
     )
     return p.parse_args(argv)
 

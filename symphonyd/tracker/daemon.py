@@ -1,9 +1,11 @@
-"""symphony-tracker: serves ``tracker.*`` on two sockets with disjoint method sets.
+"""symphony-tracker: serves ``tracker.*`` on sockets with disjoint method sets.
 
 The dispatcher's socket offers reads (fetch by states / ids), the profile, health and the
 ``tracker.changed`` subscription (change_events.py); the launcher's socket offers the agent
 tools, refresh by id, the profile and health. A compromised launcher cannot list the board
-and the dispatcher cannot write to the tracker.
+and the dispatcher cannot write to the tracker. With worker hosts, the link daemon gets the
+launcher's set on ``tracker-link.sock`` and admits a worker's calls only for the issues
+bound to it (symphonyd/link/tracker_relay.py); the webhook receiver gets ``tracker.hint``.
 Tracker writes are sent to the audit writer (``audit.append``). ``startup`` is the wiring
 ``python -m symphonyd.tracker`` runs under the shared run loop.
 """
@@ -36,6 +38,7 @@ from symphonyd.core.sockets import (
     AUDIT_TRACKER,
     TRACKER_DISPATCHER,
     TRACKER_LAUNCHER,
+    TRACKER_LINK,
     TRACKER_WEBHOOK,
 )
 from symphonyd.runtime.activation import listen_fds
@@ -52,6 +55,7 @@ from symphonyd.tracker.workflow_source import workflow_source
 log = logging.getLogger(__name__)
 DISPATCHER_USER = "symphony-dispatch"
 WEBHOOK_USER = "symphony-webhook"
+LINK_USER = "symphony-link"
 # Slower than the adapters' own HTTP timeouts times retries would be pointless; a page walk
 # over thousands of issues still fits.
 REQUEST_TIMEOUT_S = 300.0
@@ -103,10 +107,16 @@ def dispatcher_server(
 
 
 def launcher_server(
-    service: TrackerService, uids: Iterable[int], feed: ChangeFeed | None = None
+    service: TrackerService,
+    uids: Iterable[int],
+    feed: ChangeFeed | None = None,
+    *,
+    name: str = TRACKER_LAUNCHER.stem,
 ) -> IpcServer:
+    """The local launcher's socket; also the link's (``tracker-link.sock``), whose daemon
+    admits a worker's call only for an issue bound to that worker (symphonyd/link)."""
     allowed = frozenset(uids)
-    server = IpcServer(TRACKER_LAUNCHER.stem, allowed_uids=allowed, allow_root=0 in allowed)
+    server = IpcServer(name, allowed_uids=allowed, allow_root=0 in allowed)
     # Root's symphonyctl doctor asks here: the event sources' liveness is in the reply.
     server.handle(HEALTH, _peerless(_health_with_events(service, feed or ChangeFeed())))
     server.handle(TRACKER_PROFILE, _peerless(service.profile))
@@ -153,6 +163,7 @@ class TrackerDaemon:
         dispatcher_uids: Iterable[int],
         launcher_uids: Iterable[int],
         webhook_uids: Iterable[int] = (),
+        link_uids: Iterable[int] = (),
     ) -> None:
         self.service = service
         self.feed = ChangeFeed()
@@ -162,12 +173,14 @@ class TrackerDaemon:
             launcher_server(service, launcher_uids, self.feed),
         ]
         self.webhook = webhook_server(WebhookHints(service, self.feed), webhook_uids)
+        self.link = launcher_server(service, link_uids, self.feed, name=TRACKER_LINK.stem)
 
     async def start(
         self,
         dispatcher: socket.socket | str | Path,
         launcher: socket.socket | str | Path,
         webhook: socket.socket | str | Path | None = None,
+        link: socket.socket | str | Path | None = None,
     ) -> None:
         # Build the adapter first so a config error is in the log before the first request.
         self.service.refresh()
@@ -175,6 +188,9 @@ class TrackerDaemon:
         if webhook is not None:  # no receiver configured: no hint socket
             self.servers.append(self.webhook)
             wheres.append(webhook)
+        if link is not None:  # no worker hosts: no link socket
+            self.servers.append(self.link)
+            wheres.append(link)
         for server, where in zip(self.servers, wheres, strict=True):
             if isinstance(where, socket.socket):
                 await server.start(where)
@@ -217,11 +233,11 @@ def _optional(activated: dict[str, list[socket.socket]], name: str) -> socket.so
     return _one(activated, name) if activated.get(name) else None
 
 
-def _webhook_uids() -> list[int]:
+def _optional_uids(user: str) -> list[int]:
     try:
-        return [system_uid(WEBHOOK_USER)]
+        return [system_uid(user)]
     except SymphonyError:
-        return []  # no such user (a development host): only --webhook-uid may connect
+        return []  # no such user (a development host): only the --*-uid flag may connect
 
 
 async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
@@ -242,13 +258,15 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
         service,
         dispatcher_uids=args.dispatcher_uid or [system_uid(DISPATCHER_USER)],
         launcher_uids=args.launcher_uid or [0],
-        webhook_uids=args.webhook_uid or _webhook_uids(),
+        webhook_uids=args.webhook_uid or _optional_uids(WEBHOOK_USER),
+        link_uids=args.link_uid or _optional_uids(LINK_USER),
     )
     activated = listen_fds()
     dispatcher = args.dispatcher_socket or _one(activated, TRACKER_DISPATCHER.fdname)
     launcher = args.launcher_socket or _one(activated, TRACKER_LAUNCHER.fdname)
     # Optional: systemd passes it with the others; by hand, only with --webhook-socket.
     webhook = args.webhook_socket or _optional(activated, TRACKER_WEBHOOK.fdname)
+    link = args.link_socket or _optional(activated, TRACKER_LINK.fdname)  # worker hosts only
 
     async def close() -> None:
         await tracker.close()
@@ -256,7 +274,7 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
             await forwarder.close()
 
     daemon.on_shutdown("tracker", close)
-    await tracker.start(dispatcher, launcher, webhook)
+    await tracker.start(dispatcher, launcher, webhook, link)
     daemon.spawn(tracker.file_events.run(), "local-file-events")
     daemon.status("serving tracker.*")
     log.info("tracker daemon ready")

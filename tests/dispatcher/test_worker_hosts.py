@@ -15,9 +15,12 @@ import os
 import tomllib
 from collections.abc import AsyncIterator
 
+from symphonyd.core.api.dispatcher import DISPATCHER_BOUND_ISSUE, BoundIssueParams
 from symphonyd.core.api.launcher import RunEvent, RunOutcome, StartRun, WorkflowSnapshot
 from symphonyd.core.audit_events import HOST_DRAIN
+from symphonyd.dispatcher.link_api import link_server
 from symphonyd.dispatcher.orchestrator import Orchestrator
+from symphonyd.runtime.ipc_client import IpcClient
 from tests.dispatcher.doubles import issue, run_async
 from tests.dispatcher.host_doubles import HostStandIn, worker_config
 from tests.dispatcher.journal_capture import journal_capture
@@ -45,6 +48,24 @@ async def workers(world: SocketWorld, *names: str) -> AsyncIterator[dict[str, Ho
 
 def connected(orch: Orchestrator, *names: str) -> bool:
     return all(orch.engine.hosts.hosts[n].connected for n in names)
+
+
+@contextlib.asynccontextmanager
+async def link_socket(world: SocketWorld, orch: Orchestrator) -> AsyncIterator[IpcClient]:
+    """The dispatcher's link socket as its daemon serves it, and the link's client on it."""
+    server = link_server(orch, [os.getuid()])
+    await server.start_path(world.root / "dispatcher-link.sock")
+    try:
+        async with await IpcClient.connect(world.root / "dispatcher-link.sock") as client:
+            yield client
+    finally:
+        await server.close()
+
+
+async def bound(client: IpcClient, host: str, issue_id: str) -> str | None:
+    """The identifier of the issue the dispatcher binds to ``host``, as the link asks."""
+    reply = await client.call(DISPATCHER_BOUND_ISSUE, BoundIssueParams(host, issue_id))
+    return None if reply.issue is None else reply.issue.identifier
 
 
 @run_async
@@ -110,17 +131,21 @@ async def test_a_lost_host_is_fenced_then_retried_once_elsewhere_and_its_stale_r
         worker = worker_config("w1", "w2", per_host=1, lease_seconds=lease_s)
         loop = asyncio.get_running_loop()
         with journal_capture() as journal:
-            async with dispatcher(world, worker) as orch:
+            async with dispatcher(world, worker) as orch, link_socket(world, orch) as link:
                 await eventually(lambda: connected(orch, "w1", "w2"), "both hosts up")
                 world.tracker.put(issue(1))
                 await eventually(lambda: orch.engine.starts == 1, "dispatched")
                 first = orch.running["id-1"]
                 lost_host = first.host
                 other = "w2" if lost_host == "w1" else "w1"
+                # Which worker may act on the issue's tracker (design 1100): only its host.
+                assert await bound(link, lost_host, "id-1") == "MT-1"
+                assert await bound(link, other, "id-1") is None
                 hosts[lost_host].partition()
                 lost_at = loop.time()
                 await eventually(lambda: "id-1" in orch.retries, "fenced")
                 assert orch.running == {}
+                assert await bound(link, lost_host, "id-1") is None  # fenced: no longer
                 snap = await status(world)
                 [row] = [d for d in snap["daemons"] if d["daemon"] == f"host {lost_host}"]
                 assert not row["ok"] and "event stream lost" in row["detail"]
@@ -132,6 +157,8 @@ async def test_a_lost_host_is_fenced_then_retried_once_elsewhere_and_its_stale_r
                 await eventually(lambda: started(hosts[other]) == [("MT-1", 1)], "new attempt")
                 assert loop.time() - lost_at >= lease_s
                 assert orch.running["id-1"].host == other
+                assert await bound(link, other, "id-1") == "MT-1"
+                assert await bound(link, lost_host, "id-1") is None
 
                 # The partition heals; the worker still runs the old agent: it is stopped.
                 hosts[lost_host].heal()

@@ -86,7 +86,11 @@ def worker(tmp_path: Path) -> Iterator[Worker]:
     bridge = (
         f"env PYTHONPATH={REPO} {sys.executable} -m symphonyd.link.bridge --runtime-dir {runtime}"
     )
-    (tmp_path / "authorized_keys").write_text(f'restrict,command="{bridge}" {client_pub}\n')
+    # As a worker installs it: everything restricted, then the one forward the tracker path
+    # needs (without port-forwarding, sshd refuses the Unix-socket forward as well).
+    (tmp_path / "authorized_keys").write_text(
+        f'restrict,port-forwarding,command="{bridge}" {client_pub}\n'
+    )
     port = free_port()
     known = tmp_path / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} {host_pub}\n")
@@ -97,6 +101,12 @@ def worker(tmp_path: Path) -> Iterator[Worker]:
         "PermitRootLogin forced-commands-only\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPrintMotd no\n"
         "ClientAliveInterval 5\nClientAliveCountMax 3\n"
+        # The worker's sshd_config for the link's user: only remote Unix-socket forwards
+        # (the tracker path), replacing a stale socket file a dropped session left behind.
+        # "AllowTcpForwarding no" would refuse those too (OpenSSH 9.2); "PermitListen none"
+        # refuses every TCP listener instead, and local forwards stay off.
+        "AllowTcpForwarding remote\nPermitListen none\nAllowStreamLocalForwarding remote\n"
+        "StreamLocalBindUnlink yes\nAllowAgentForwarding no\nX11Forwarding no\nPermitTunnel no\n"
     )
     proc = subprocess.Popen(
         [SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from symphonyd.core.api.shared import Empty, TokenTotals
+from symphonyd.core.issue import Issue
 from symphonyd.core.wire import event, method
 
 # dispatcher.snapshot of a large board (thousands of running or retrying issues) exceeds
@@ -330,4 +331,28 @@ DISPATCHER_SUBSCRIBE = method(
 )
 DISPATCHER_STATE_CHANGED = event(
     "dispatcher.state_changed", StateChanged, "The snapshot after a state change (debounced)."
+)
+
+
+# Worker hosts (docs/design/1100-worker-hosts.md): the link asks, for each tracker call a
+# worker sends, whether the dispatcher has that issue bound to that worker right now. Served
+# only on the link's socket (dispatcher-link.sock), which serves nothing else.
+@dataclass(frozen=True)
+class BoundIssueParams:
+    host: str
+    issue_id: str
+
+
+@dataclass(frozen=True)
+class BoundIssue:
+    # The dispatcher's own copy of the issue while a run of it is bound to ``host``, else
+    # None (never bound there, finished, or fenced after the host was lost).
+    issue: Issue | None
+
+
+DISPATCHER_BOUND_ISSUE = method(
+    "dispatcher.bound_issue",
+    BoundIssueParams,
+    BoundIssue,
+    "The issue if a running entry binds it to this worker host, else null.",
 )
