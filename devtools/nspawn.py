@@ -35,7 +35,9 @@ PACKAGES = (
     "python3-pytest,python3-cryptography,python3-cffi-backend,"
     # The unit suite on Debian 13's Python 3.13 runs in a venv (tests/e2e/test_python313.py);
     # its man page test renders with groff.
-    "python3-venv,groff-base"
+    "python3-venv,groff-base,"
+    # Worker hosts are reached over OpenSSH (tests/e2e/test_worker_hosts.py).
+    "openssh-server"
 )
 
 
