@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 CACHE_DIR = Path(os.environ.get("SYMPHONY_E2E_CACHE", "/var/cache/symphony-e2e"))
@@ -132,6 +135,34 @@ def rootfs_tarball(release: str = DEFAULT_RELEASE) -> Path:
     return tarball
 
 
+class Bridge:
+    """A Linux bridge of the caller's own for containers to share; a context manager.
+
+    Named after the test run (``prefix`` plus random hex, at most 15 characters), created
+    and deleted by this object only, with no address and no uplink on the caller's side:
+    the containers on it reach each other and nothing else.
+    """
+
+    def __init__(self, prefix: str = "sy") -> None:
+        self.name = f"{prefix}{secrets.token_hex(4)}"[:15]
+
+    def __enter__(self) -> Bridge:
+        subprocess.run(["ip", "link", "add", self.name, "type", "bridge"], check=True)
+        subprocess.run(["ip", "link", "set", self.name, "up"], check=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["ip", "link", "delete", self.name], check=False)
+
+
+@dataclass(frozen=True)
+class BridgePort:
+    """A container's place on a ``Bridge``: its static address (``ADDR/PREFIX``) on host0."""
+
+    bridge: Bridge
+    address: str
+
+
 class Container:
     """One booted systemd container; use as a context manager."""
 
@@ -141,11 +172,14 @@ class Container:
         *,
         binds_ro: Sequence[tuple[Path, str]] = (),
         release: str = DEFAULT_RELEASE,
+        network: BridgePort | None = None,
     ) -> None:
-        """``binds_ro``: host directories to mount read-only at the given container paths."""
+        """``binds_ro``: host directories to mount read-only at the given container paths;
+        ``network``: join that bridge with that address instead of a network of its own."""
         self.root = workdir / "rootfs"
         self.binds_ro = list(binds_ro)
         self.release = release
+        self.network = network
         self._nspawn: subprocess.Popen[bytes] | None = None
         self.leader: int | None = None
 
@@ -153,6 +187,13 @@ class Container:
         self.root.mkdir(parents=True)
         tarball = rootfs_tarball(self.release)
         subprocess.run(["tar", "-C", str(self.root), "-xf", str(tarball)], check=True)
+        if self.network is None:
+            net = ["--private-network"]
+        else:
+            # The machine name names the host side of the veth (vb-NAME): unique per
+            # container so that several can join one bridge.
+            net = [f"--network-bridge={self.network.bridge.name}",
+                   f"--machine=c{secrets.token_hex(5)}"]  # fmt: skip
         self._nspawn = subprocess.Popen(
             [
                 "systemd-nspawn",
@@ -160,7 +201,7 @@ class Container:
                 str(self.root),
                 "--register=no",
                 "--keep-unit",
-                "--private-network",
+                *net,
                 "--boot",
                 "--quiet",
                 *(f"--bind-ro={src}:{dest}" for src, dest in self.binds_ro),
@@ -173,6 +214,9 @@ class Container:
         try:
             self.leader = self._wait_for_leader()
             self.wait_until_running()
+            if self.network is not None:
+                self.run(["ip", "address", "add", self.network.address, "dev", "host0"])
+                self.run(["ip", "link", "set", "host0", "up"])
         except BaseException:
             self.__exit__()  # a container that failed to boot must not outlive the test
             raise
@@ -188,6 +232,20 @@ class Container:
                 self._nspawn.kill()
                 self._nspawn.wait(timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    @property
+    def address(self) -> str:
+        """The container's address on its bridge (without the prefix length)."""
+        assert self.network is not None
+        return self.network.address.split("/")[0]
+
+    def power_off(self) -> None:
+        """Pull the plug: SIGKILL the container's PID 1, which ends its PID namespace and
+        every process in it at once (no shutdown, no goodbye on any connection)."""
+        assert self._nspawn is not None and self.leader is not None
+        os.kill(self.leader, signal.SIGKILL)
+        self._nspawn.wait(timeout=60)
+        self.leader = None
 
     def _wait_for_leader(self) -> int:
         assert self._nspawn is not None
