@@ -3,7 +3,8 @@
 The root filesystem comes from debootstrap once per release and is cached as a tarball keyed
 by its release and package list; every container boots from a fresh copy with
 ``systemd-nspawn --boot --private-network``, so tests never touch the host's systemd or network
-and leave nothing behind.
+and leave nothing behind. Containers that must reach each other (worker hosts) join a
+``Bridge`` the test creates and deletes instead, each with a static address on its ``host0``.
 """
 
 from __future__ import annotations
