@@ -3,19 +3,23 @@
 The root filesystem comes from debootstrap once per release and is cached as a tarball keyed
 by its release and package list; every container boots from a fresh copy with
 ``systemd-nspawn --boot --private-network``, so tests never touch the host's systemd or network
-and leave nothing behind.
+and leave nothing behind. Containers that must reach each other (worker hosts) join a
+``Bridge`` the test creates and deletes instead, each with a static address on its ``host0``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 CACHE_DIR = Path(os.environ.get("SYMPHONY_E2E_CACHE", "/var/cache/symphony-e2e"))
@@ -35,7 +39,9 @@ PACKAGES = (
     "python3-pytest,python3-cryptography,python3-cffi-backend,"
     # The unit suite on Debian 13's Python 3.13 runs in a venv (tests/e2e/test_python313.py);
     # its man page test renders with groff.
-    "python3-venv,groff-base"
+    "python3-venv,groff-base,"
+    # Worker hosts are reached over OpenSSH (tests/e2e/test_worker_hosts.py).
+    "openssh-server"
 )
 
 
@@ -130,6 +136,34 @@ def rootfs_tarball(release: str = DEFAULT_RELEASE) -> Path:
     return tarball
 
 
+class Bridge:
+    """A Linux bridge of the caller's own for containers to share; a context manager.
+
+    Named after the test run (``prefix`` plus random hex, at most 15 characters), created
+    and deleted by this object only, with no address and no uplink on the caller's side:
+    the containers on it reach each other and nothing else.
+    """
+
+    def __init__(self, prefix: str = "sy") -> None:
+        self.name = f"{prefix}{secrets.token_hex(4)}"[:15]
+
+    def __enter__(self) -> Bridge:
+        subprocess.run(["ip", "link", "add", self.name, "type", "bridge"], check=True)
+        subprocess.run(["ip", "link", "set", self.name, "up"], check=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["ip", "link", "delete", self.name], check=False)
+
+
+@dataclass(frozen=True)
+class BridgePort:
+    """A container's place on a ``Bridge``: its static address (``ADDR/PREFIX``) on host0."""
+
+    bridge: Bridge
+    address: str
+
+
 class Container:
     """One booted systemd container; use as a context manager."""
 
@@ -139,11 +173,14 @@ class Container:
         *,
         binds_ro: Sequence[tuple[Path, str]] = (),
         release: str = DEFAULT_RELEASE,
+        network: BridgePort | None = None,
     ) -> None:
-        """``binds_ro``: host directories to mount read-only at the given container paths."""
+        """``binds_ro``: host directories to mount read-only at the given container paths;
+        ``network``: join that bridge with that address instead of a network of its own."""
         self.root = workdir / "rootfs"
         self.binds_ro = list(binds_ro)
         self.release = release
+        self.network = network
         self._nspawn: subprocess.Popen[bytes] | None = None
         self.leader: int | None = None
 
@@ -151,6 +188,13 @@ class Container:
         self.root.mkdir(parents=True)
         tarball = rootfs_tarball(self.release)
         subprocess.run(["tar", "-C", str(self.root), "-xf", str(tarball)], check=True)
+        if self.network is None:
+            net = ["--private-network"]
+        else:
+            # The machine name names the host side of the veth (vb-NAME): unique per
+            # container so that several can join one bridge.
+            net = [f"--network-bridge={self.network.bridge.name}",
+                   f"--machine=c{secrets.token_hex(5)}"]  # fmt: skip
         self._nspawn = subprocess.Popen(
             [
                 "systemd-nspawn",
@@ -158,7 +202,7 @@ class Container:
                 str(self.root),
                 "--register=no",
                 "--keep-unit",
-                "--private-network",
+                *net,
                 "--boot",
                 "--quiet",
                 *(f"--bind-ro={src}:{dest}" for src, dest in self.binds_ro),
@@ -171,6 +215,9 @@ class Container:
         try:
             self.leader = self._wait_for_leader()
             self.wait_until_running()
+            if self.network is not None:
+                self.run(["ip", "address", "add", self.network.address, "dev", "host0"])
+                self.run(["ip", "link", "set", "host0", "up"])
         except BaseException:
             self.__exit__()  # a container that failed to boot must not outlive the test
             raise
@@ -186,6 +233,20 @@ class Container:
                 self._nspawn.kill()
                 self._nspawn.wait(timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    @property
+    def address(self) -> str:
+        """The container's address on its bridge (without the prefix length)."""
+        assert self.network is not None
+        return self.network.address.split("/")[0]
+
+    def power_off(self) -> None:
+        """Pull the plug: SIGKILL the container's PID 1, which ends its PID namespace and
+        every process in it at once (no shutdown, no goodbye on any connection)."""
+        assert self._nspawn is not None and self.leader is not None
+        os.kill(self.leader, signal.SIGKILL)
+        self._nspawn.wait(timeout=60)
+        self.leader = None
 
     def _wait_for_leader(self) -> int:
         assert self._nspawn is not None

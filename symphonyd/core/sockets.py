@@ -20,6 +20,7 @@ SYSTEM_USERS = (
     "symphony-dashboard",
     "symphony-agent",
     "symphony-webhook",
+    "symphony-link",
 )
 
 
@@ -85,6 +86,13 @@ SOCKETS: tuple[SocketSpec, ...] = (
     DISPATCHER_CTL,
     DISPATCHER_DASHBOARD,
 )
+
+# A worker host's sockets for the control host's link (docs/design/1100): started by
+# symphony-worker.target only, so they are not among the control host's SOCKETS.
+AUDIT_LINK = SocketSpec("audit-link.sock", "audit", "symphony-link", "link")
+LAUNCHER_LINK = SocketSpec("launcher-link.sock", "launcher", "symphony-link", "link")
+WORKER_SOCKETS: tuple[SocketSpec, ...] = (AUDIT_LINK, LAUNCHER_LINK)
+WORKER_TARGET_UNIT = "symphony-worker.target"
 
 SERVICES = ("audit", "tracker", "launcher", "dispatcher", "dashboard")
 TARGET_UNIT = "symphony.target"

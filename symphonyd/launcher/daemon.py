@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import pwd
+import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -266,14 +267,17 @@ def launcher_server(
 
 
 async def _link_server(
-    service: LauncherService, host: HostConfig, args: argparse.Namespace
+    service: LauncherService,
+    host: HostConfig,
+    args: argparse.Namespace,
+    activated_fds: dict[str, list[socket.socket]],
 ) -> tuple[IpcServer, LinkLease] | None:
     """On a worker host, the launcher protocol for the control host's link, with its lease.
 
     Present only where the link's socket exists: ``--link-socket`` in development, or the
     activated socket named ``link`` (symphony-launcher-link.socket) on a worker.
     """
-    activated = [] if args.link_socket else listen_fds().get("link", [])
+    activated = [] if args.link_socket else activated_fds.get("link", [])
     if not args.link_socket and not activated:
         return None
     lease: LinkLease | None = None
@@ -381,7 +385,10 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
     service, audit, tracker = build(args, host)
     uids = args.dispatcher_uid or [system_uid(DISPATCHER_USER)]
     server = launcher_server(service, uids)
-    socks = [] if args.socket else listen_fds().get(LAUNCHER_DISPATCHER.fdname, [])
+    # Read once: listen_fds() consumes the environment, and the sockets it did not hand on
+    # would be closed with their objects (the worker's link socket among them).
+    activated = {} if args.socket and args.link_socket else listen_fds()
+    socks = [] if args.socket else activated.get(LAUNCHER_DISPATCHER.fdname, [])
     if not args.socket and len(socks) != 1:
         raise SymphonyError(
             "expected one activated socket named 'dispatcher' (or pass --socket)",
@@ -399,7 +406,7 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
         await server.start_path(args.socket)
     else:
         await server.start(socks[0])
-    link = await _link_server(service, host, args)
+    link = await _link_server(service, host, args, activated)
     if link is not None:
         daemon.spawn(link[1].watch(), "link-lease")
 

@@ -59,8 +59,17 @@ def bind_host_socket(path: Path, owner_uid: int) -> socket.socket:
         sock.bind(str(path))
     finally:
         os.umask(old)
-    if os.geteuid() == 0 and owner_uid != 0:
-        os.chown(path, owner_uid, -1)
+    if owner_uid != os.geteuid():
+        # Under systemd the link is its own user with CAP_CHOWN for exactly this.
+        try:
+            os.chown(path, owner_uid, -1)
+        except PermissionError:
+            sock.close()
+            raise ConfigError(
+                f"cannot give {path} to uid {owner_uid}: the link needs CAP_CHOWN "
+                "(AmbientCapabilities= in its unit) or must run as that user",
+                code="socket_owner",
+            ) from None
     sock.listen(64)
     return sock
 

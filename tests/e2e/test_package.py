@@ -9,6 +9,7 @@ import pytest
 
 from devtools.demo_setup import install_package
 from devtools.nspawn import Container
+from symphonyd.core.sockets import WORKER_SOCKETS
 from tests.units.test_units import EXPOSURE_BUDGET, exposure_score
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -19,6 +20,7 @@ USERS = (
     "symphony-tracker",
     "symphony-dashboard",
     "symphony-agent",
+    "symphony-link",
 )
 # socket path -> owner (docs/design/0003-units-and-sockets.md)
 SOCKETS = {
@@ -67,6 +69,53 @@ def test_installed_units_verify_and_meet_their_exposure_budgets(
         name = Path(unit).name
         score = exposure_score(name, out.stdout + out.stderr)
         assert score <= EXPOSURE_BUDGET[name], f"{name} exposure {score} > {EXPOSURE_BUDGET[name]}"
+
+
+WORKERS_CONFIG = """
+[worker]
+local = false
+[[worker.hosts]]
+name = "w1"
+address = "198.18.10.11"
+[[worker.hosts]]
+name = "w2"
+address = "198.18.10.12"
+"""
+
+
+def test_worker_role_sockets_sshd_and_the_links_generated_allowlist(
+    container: Container, deb_file: Path
+) -> None:
+    # docs/design/1100: the worker target's link sockets belong to symphony-link; sshd
+    # accepts the package's drop-in; the generator turns [worker.hosts] into the link
+    # unit's IPAddressAllow= on daemon-reload, and a config that does not parse refuses it.
+    install_package(container, deb_file)
+    container.run(["systemctl", "start", *(s.unit for s in WORKER_SOCKETS)])
+    for spec in WORKER_SOCKETS:
+        stat = container.run(["stat", "-c", "%a %U %F", f"/run/symphony/{spec.name}"]).stdout
+        assert stat.split() == ["600", "symphony-link", "socket"], (spec.name, stat)
+    container.run(["sshd", "-t"])
+    conf = container.run(["sshd", "-T", "-C", "user=symphony-link,host=c,addr=198.18.10.1"])
+    assert "forcecommand /usr/lib/symphonyd/link-bridge" in conf.stdout
+    assert "authorizedkeysfile /etc/symphony/workers/authorized_keys" in conf.stdout
+    other = container.run(["sshd", "-T", "-C", "user=root,host=c,addr=198.18.10.1"]).stdout
+    assert "forcecommand none" in other  # the Match block ends with its file
+    # No workers: the link is neither wanted nor allowed anywhere.
+    show = ["systemctl", "show", "-p", "IPAddressAllow", "symphony-link.service"]
+    assert container.run(show).stdout.strip() == "IPAddressAllow="
+    container.run(["tee", "-a", "/etc/symphony/symphonyd.toml"], input=WORKERS_CONFIG)
+    container.run(["systemctl", "daemon-reload"])
+    allow = container.run(show).stdout
+    assert "198.18.10.11" in allow and "198.18.10.12" in allow, allow
+    wants = container.run(["systemctl", "show", "-p", "Wants", "symphony.target"]).stdout
+    assert "symphony-link.service" in wants
+    container.run(["tee", "-a", "/etc/symphony/symphonyd.toml"], input="[worker]\nlocal = 1\n")
+    container.run(["systemctl", "daemon-reload"])
+    assert container.run(show).stdout.strip() == "IPAddressAllow="
+    start = container.run(["systemctl", "start", "symphony-link.service"], check=False)
+    assert start.returncode != 0
+    cat = container.run(["systemctl", "cat", "symphony-link.service"]).stdout
+    assert "The host config does not parse" in cat, cat
 
 
 def purge_leftovers(c: Container) -> list[str]:

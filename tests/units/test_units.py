@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from symphonyd.core.sockets import SOCKET_MODE, SOCKETS, service_unit
+from symphonyd.core.sockets import SOCKET_MODE, SOCKETS, WORKER_SOCKETS, service_unit
 from symphonyd.runtime.daemon import EXIT_CONFIG, EXIT_TEMPFAIL
 
 UNITS = Path(__file__).resolve().parents[2] / "units"
@@ -22,6 +22,9 @@ EXPOSURE_BUDGET = {
     "symphony-launcher.service": 5.0,
     "symphony-demo-model.service": 2.0,
     "symphony-webhook.service": 2.0,
+    # The one control-host daemon with network (to its workers only) and CAP_CHOWN for its
+    # host sockets.
+    "symphony-link.service": 2.0,
 }
 
 
@@ -75,7 +78,7 @@ def test_every_ipc_socket_is_0600_with_one_owner() -> None:
         listen = _unit_value(text, "ListenStream") or ""
         if not listen.startswith("/run/"):
             continue
-        spec = next((s for s in SOCKETS if s.unit == sock.name), None)
+        spec = next((s for s in (*SOCKETS, *WORKER_SOCKETS) if s.unit == sock.name), None)
         assert spec is not None, f"{sock.name} is missing from symphonyd/core/sockets.py"
         seen.add(spec.name)
         assert listen == f"/run/symphony/{spec.name}", sock.name
@@ -83,7 +86,7 @@ def test_every_ipc_socket_is_0600_with_one_owner() -> None:
         assert _unit_value(text, "SocketUser") == spec.owner, sock.name
         assert _unit_value(text, "FileDescriptorName") == spec.fdname, sock.name
         assert _unit_value(text, "Service") == service_unit(spec.server), sock.name
-    assert seen == {s.name for s in SOCKETS}
+    assert seen == {s.name for s in (*SOCKETS, *WORKER_SOCKETS)}
 
 
 def test_score_parser_sees_an_unhardened_unit(tmp_path: Path) -> None:
@@ -97,7 +100,7 @@ def test_config_errors_stop_the_unit_and_lock_conflicts_retry() -> None:
     # The exit codes of runtime/daemon.py (design note 0255) and what systemd does with them:
     # 78 is never restarted; 75 (another instance holds the state) and 1 are.
     daemons = sorted(p for p in UNITS.glob("symphony-*.service") if "demo" not in p.name)
-    assert len(daemons) == 6
+    assert len(daemons) == 7
     for unit in daemons:
         text = unit.read_text()
         assert _unit_value(text, "Restart") == "on-failure", unit.name
@@ -133,3 +136,28 @@ def test_the_dashboard_reads_the_journal_through_its_group_and_nothing_more() ->
     assert groups == ["SupplementaryGroups=systemd-journal"]
     for setting in ("ProtectSystem=strict", "NoNewPrivileges=yes", "CapabilityBoundingSet="):
         assert f"\n{setting}\n" in service, setting
+
+
+def test_the_worker_target_starts_the_launcher_its_audit_writer_and_their_link_sockets() -> None:
+    # docs/design/1100: a worker runs no tracker, dispatcher or dashboard, and each of its
+    # daemons is ordered after its link socket so the activated fd is there when it starts.
+    target = (UNITS / "symphony-worker.target").read_text()
+    assert _deps(target, "Wants") == {
+        "symphony-audit.service",
+        "symphony-launcher.service",
+        "symphony-launcher-link.socket",
+        "symphony-audit-link.socket",
+        "network-online.target",
+    }
+    for spec in WORKER_SOCKETS:
+        service = (UNITS / service_unit(spec.server)).read_text()
+        assert spec.unit in _deps(service, "After"), spec.unit
+        assert "symphony-worker.target" in _deps(service, "PartOf"), spec.unit
+
+
+def test_the_link_is_closed_to_the_network_unless_the_generator_allows_workers() -> None:
+    link = (UNITS / "symphony-link.service").read_text()
+    assert _unit_value(link, "IPAddressDeny") == "any"
+    # Only symphony-link-generator's drop-in adds it.
+    assert _unit_value(link, "IPAddressAllow") is None
+    assert "symphony-link.service" not in _deps((UNITS / "symphony.target").read_text(), "Wants")
