@@ -107,8 +107,11 @@ def record_demo_requests(target: Target) -> None:
     target.run(["systemctl", "daemon-reload"])
 
 
-def configure_demo(target: Target, codex_bin: Path) -> None:
-    """Codex in /opt/symphony-agents/bin, its demo config, the sandbox exception, started."""
+def configure_demo(target: Target, codex_bin: Path, role: str = "symphony.target") -> None:
+    """Codex in /opt/symphony-agents/bin, its demo config, the sandbox exception, started.
+
+    ``role``: the target to start with the demo endpoint (a worker host's agents use the
+    endpoint on their own host: ``symphony-worker.target``)."""
     for name in CODEX_BINARIES:
         target.copy_in(codex_bin / name, f"/opt/symphony-agents/bin/{name}")
     target.run(["mkdir", "-p", "/var/lib/symphony/agent/.codex"])
@@ -119,4 +122,4 @@ def configure_demo(target: Target, codex_bin: Path) -> None:
         if not limits_enforced(target):
             added += UNENFORCED_LIMITS_CONFIG
         target.run(["tee", "-a", "/etc/symphony/symphonyd.toml"], input=added)
-    target.run(["systemctl", "enable", "--now", "symphony-demo-model.service", "symphony.target"])
+    target.run(["systemctl", "enable", "--now", "symphony-demo-model.service", role])

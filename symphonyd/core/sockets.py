@@ -67,8 +67,8 @@ DISPATCHER_DASHBOARD = SocketSpec(
 )
 
 # Worker hosts (docs/design/1100-worker-hosts.md): the link daemon's way to the tracker's
-# agent tools and to the dispatcher's run bindings. Their units come with the worker-host
-# package step; until then the daemons bind them by hand (--link-socket).
+# agent tools and to the dispatcher's run bindings, on a control host with workers. Pulled
+# in by symphony-link.service (so only where [worker.hosts] are configured).
 TRACKER_LINK = SocketSpec("tracker-link.sock", "tracker", "symphony-link", "link")
 DISPATCHER_LINK = SocketSpec("dispatcher-link.sock", "dispatcher", "symphony-link", "link")
 LINK_SOCKETS = (TRACKER_LINK, DISPATCHER_LINK)
@@ -92,6 +92,9 @@ SOCKETS: tuple[SocketSpec, ...] = (
 AUDIT_LINK = SocketSpec("audit-link.sock", "audit", "symphony-link", "link")
 LAUNCHER_LINK = SocketSpec("launcher-link.sock", "launcher", "symphony-link", "link")
 WORKER_SOCKETS: tuple[SocketSpec, ...] = (AUDIT_LINK, LAUNCHER_LINK)
+# On a worker, sshd creates this (the link's `ssh -R`, as the link user, in the tmpfiles
+# directory <runtime>/link): the worker launcher's way to the control host's tracker.
+WORKER_TRACKER_SOCKET = "link/tracker.sock"  # relative to the worker's runtime directory
 WORKER_TARGET_UNIT = "symphony-worker.target"
 
 SERVICES = ("audit", "tracker", "launcher", "dispatcher", "dashboard")

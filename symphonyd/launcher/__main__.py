@@ -12,7 +12,7 @@ import functools
 import sys
 from collections.abc import Sequence
 
-from symphonyd.core.sockets import AUDIT_LAUNCHER, TRACKER_LAUNCHER
+from symphonyd.core.sockets import AUDIT_LAUNCHER, TRACKER_LAUNCHER, WORKER_TRACKER_SOCKET
 from symphonyd.launcher.daemon import DISPATCHER_USER, startup
 from symphonyd.runtime.daemon import DaemonArgumentParser, run_daemon
 
@@ -21,7 +21,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = DaemonArgumentParser(prog="symphony-launcher", description=__doc__)
     p.add_argument("--host-config", help="host config file (default /etc/symphony/symphonyd.toml)")
     p.add_argument("--socket", help="bind this path instead of socket activation")
-    p.add_argument("--tracker-socket", help=f"default <runtime_dir>/{TRACKER_LAUNCHER.name}")
+    p.add_argument(
+        "--tracker-socket",
+        help=f"default <runtime_dir>/{TRACKER_LAUNCHER.name}; on a worker host (a link socket "
+        f"is served) <runtime_dir>/{WORKER_TRACKER_SOCKET}, the control host's tracker",
+    )
     p.add_argument("--audit-socket", help=f"default <runtime_dir>/{AUDIT_LAUNCHER.name}")
     p.add_argument("--agent-home", help="HOME of the agents (default <state_dir>/agent)")
     p.add_argument(

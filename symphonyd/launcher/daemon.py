@@ -64,7 +64,12 @@ from symphonyd.core.egress_presets import check_operator_dir, preset_dirs
 from symphonyd.core.errors import ConfigError, SymphonyError
 from symphonyd.core.hostconfig import HostConfig
 from symphonyd.core.issue import Issue
-from symphonyd.core.sockets import AUDIT_LAUNCHER, LAUNCHER_DISPATCHER, TRACKER_LAUNCHER
+from symphonyd.core.sockets import (
+    AUDIT_LAUNCHER,
+    LAUNCHER_DISPATCHER,
+    TRACKER_LAUNCHER,
+    WORKER_TRACKER_SOCKET,
+)
 from symphonyd.launcher.child_watch import use_pidfd_child_watcher
 from symphonyd.launcher.hooks import RunAs
 from symphonyd.launcher.limits import raise_nofile_limit
@@ -356,11 +361,14 @@ def sandboxes_for(
 
 
 def build(
-    args: argparse.Namespace, host: HostConfig
+    args: argparse.Namespace, host: HostConfig, *, worker: bool = False
 ) -> tuple[LauncherService, AuditQueue, IpcTrackerLink]:
+    """``worker``: this launcher serves a control host's link, so its tracker is that host's,
+    reached through the link's forwarded socket (design 1100), not a local tracker daemon."""
     runtime = Path(host.runtime_dir)
     audit = AuditQueue(args.audit_socket or AUDIT_LAUNCHER.path(runtime))
-    tracker = IpcTrackerLink(args.tracker_socket or TRACKER_LAUNCHER.path(runtime))
+    local_tracker = runtime / WORKER_TRACKER_SOCKET if worker else TRACKER_LAUNCHER.path(runtime)
+    tracker = IpcTrackerLink(args.tracker_socket or local_tracker)
     agent_home = Path(args.agent_home or Path(host.state_dir) / "agent")
     agent_home.mkdir(mode=0o700, parents=True, exist_ok=True)
     run_as = agent_identity()
@@ -382,12 +390,13 @@ async def startup(daemon: Daemon, *, args: argparse.Namespace) -> None:
     host = daemon.load_host_config(args.host_config)
     raise_nofile_limit()
     use_pidfd_child_watcher()
-    service, audit, tracker = build(args, host)
-    uids = args.dispatcher_uid or [system_uid(DISPATCHER_USER)]
-    server = launcher_server(service, uids)
     # Read once: listen_fds() consumes the environment, and the sockets it did not hand on
     # would be closed with their objects (the worker's link socket among them).
     activated = {} if args.socket and args.link_socket else listen_fds()
+    worker = bool(args.link_socket or activated.get("link"))
+    service, audit, tracker = build(args, host, worker=worker)
+    uids = args.dispatcher_uid or [system_uid(DISPATCHER_USER)]
+    server = launcher_server(service, uids)
     socks = [] if args.socket else activated.get(LAUNCHER_DISPATCHER.fdname, [])
     if not args.socket and len(socks) != 1:
         raise SymphonyError(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from symphonyd.core.errors import ConfigError
 from symphonyd.core.sockets import DISPATCHER_LINK, TRACKER_LINK
+from symphonyd.core.sockets import WORKER_TRACKER_SOCKET as WORKER_TRACKER_SOCKET_NAME
 from symphonyd.core.worker_hosts import WorkerHosts
 from symphonyd.link.replicate import Replicator
 from symphonyd.link.service import LinkService
@@ -29,7 +30,8 @@ from symphonyd.runtime.ipc_server import IpcServer
 DISPATCHER_USER = "symphony-dispatch"
 # On every worker: where sshd listens for the launcher's tracker client (the worker
 # launcher's --tracker-socket); the directory belongs to the link's login user there.
-WORKER_TRACKER_SOCKET = "/run/symphony/link/tracker.sock"
+# The worker launcher's tracker socket, as every worker installs it (RUNTIME_DIR default).
+WORKER_TRACKER_SOCKET = f"/run/symphony/{WORKER_TRACKER_SOCKET_NAME}"
 
 
 def key_path(worker: WorkerHosts, explicit: str | None) -> Path:

@@ -4,14 +4,18 @@ Three systemd containers on a bridge of this test's own (devtools/nspawn.py ``Br
 the control host runs ``symphony.target`` with ``[worker] local = false`` (the generator
 pulls in and opens ``symphony-link.service`` for the two addresses); each worker runs
 ``symphony-worker.target`` and sshd, with the control host's key enrolled and its host key
-pinned exactly as docs/install.md says. Runs sit in a slow ``before_run`` hook, so each is
-live on its worker until something stops it, and no agent CLI or model is involved.
-
-Until the tracker path over the link is built, each worker also runs its own local-files
-tracker daemon, only so the worker launcher's tracker calls made before any hook (tool
-specs, the tracker profile) are answered; no run here reaches a tool call.
+pinned exactly as docs/install.md says. No worker runs a tracker: a worker launcher's
+tracker calls travel back over the link (``ssh -R``) to the control host's tracker, admitted
+only for issues the dispatcher bound to that worker.
 
 Proven, in one boot to keep CI time modest (each step depends on the one before):
+
+0. a real Codex agent (the demo endpoint on the worker) runs on a worker, in that worker's
+   sandbox, writes its workspace there and hands its issue off through the tracker tool,
+   whose call reaches the control host's tracker through the link;
+
+Every other run sits in a slow ``before_run`` hook, so it is live on its worker until
+something stopped it:
 
 1. issues spread over both workers within ``max_concurrent_agents_per_host`` (1); with
    both full, the third issue waits and nothing runs on the control host;
@@ -39,11 +43,11 @@ from typing import Any
 
 import pytest
 
-from devtools.demo_setup import UNENFORCED_LIMITS_CONFIG, install_package, limits_enforced
+from devtools.demo_setup import CODEX_VENDOR, configure_demo, install_package
 from devtools.nspawn import Bridge, BridgePort, Container
-from tests.e2e.test_suite import journal_dump, unit_state, wait_until
+from tests.e2e.test_suite import issue_state, journal_dump, unit_state, wait_until
 
-pytestmark = [pytest.mark.root, pytest.mark.slow]
+pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.agents]
 
 CONTROL, W1, W2 = "198.18.0.10", "198.18.0.11", "198.18.0.12"
 LEASE_S = 20
@@ -60,8 +64,14 @@ address = "{W1}"
 name = "w2"
 address = "{W2}"
 """
-# The run waits in before_run until it is stopped (the hook outlasts the test).
-HOOKS = "  before_run: exec sleep 3600\n  timeout_ms: 7200000\n"
+# A run waits in before_run until it is stopped (the hook outlasts the test); AGENT-* issues
+# go straight to the agent.
+HOOKS = """\
+  before_run: |
+    case "$ISSUE_IDENTIFIER" in AGENT-*) exit 0 ;; esac
+    exec sleep 3600
+  timeout_ms: 7200000
+"""
 
 
 def _workflow(shipped: str) -> str:
@@ -77,14 +87,15 @@ def setup_worker(w: Container, deb: Path, public_key: str) -> str:
     w.run(["systemctl", "restart", "ssh.service"])
     w.run(
         ["tee", "/etc/symphony/workers/authorized_keys"],
-        input=f'restrict,command="{BRIDGE}" {public_key}\n',
+        input=f'restrict,port-forwarding,command="{BRIDGE}" {public_key}\n',
     )
-    config = f"\n[worker]\nlease_seconds = {LEASE_S}\n"
-    if not limits_enforced(w):
-        config += "[sandbox]\n" + UNENFORCED_LIMITS_CONFIG
-    w.run(["tee", "-a", "/etc/symphony/symphonyd.toml"], input=config)
-    w.run(["systemctl", "enable", "--now", "symphony-worker.target"])
-    w.run(["systemctl", "start", "symphony-tracker.service"])  # see the module docstring
+    w.run(
+        ["tee", "-a", "/etc/symphony/symphonyd.toml"],
+        input=f"\n[worker]\nlease_seconds = {LEASE_S}\n",
+    )
+    # Codex and the demo endpoint on the worker, as the quick start sets them up, but with
+    # the worker's target: no tracker, dispatcher or dashboard here.
+    configure_demo(w, CODEX_VENDOR / "bin", role="symphony-worker.target")
     wait_until(
         "the worker's launcher",
         lambda: unit_state(w, "symphony-launcher.service") == "running",
@@ -168,6 +179,18 @@ def scenario(c: Container, w1: Container, w2: Container, deb: Path) -> None:
     )
     wait_until("both workers healthy", lambda: all(h["ok"] for h in hosts(c).values()))
     assert set(hosts(c)) == {"w1", "w2"}  # local = false: the control host is no host
+
+    # 0. A real agent on a worker hands its issue off through the control host's tracker.
+    c.run(["symphonyctl", "issue", "new", "AGENT-1", "--title", "Say hello",
+           "--description", "Write a greeting file."])  # fmt: skip
+    wait_until("AGENT-1 handed off", lambda: issue_state(c, "AGENT-1") == "Human Review", 180)
+    greeting = "/var/lib/symphony/workspaces/AGENT-1/symphony-demo.md"
+    made = [w for w in (w1, w2) if w.run(["test", "-s", greeting], check=False).returncode == 0]
+    assert len(made) == 1, "the agent's workspace is on exactly one worker"
+    assert c.run(["test", "-e", greeting], check=False).returncode != 0  # not on the control
+    agent_units = made[0].run(["journalctl", "--no-pager", "-o", "cat", "-u", "symphony-agent-*"])
+    assert agent_units.stdout.strip(), "the agent ran in a sandbox unit on the worker"
+    wait_until("AGENT-1's run over", lambda: "AGENT-1" not in running(c))
 
     # 1. Spread within the per-host cap; both full, the third issue waits.
     for n in (1, 2, 3):

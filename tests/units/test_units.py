@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from symphonyd.core.sockets import SOCKET_MODE, SOCKETS, WORKER_SOCKETS, service_unit
+from symphonyd.core.sockets import (
+    LINK_SOCKETS,
+    SOCKET_MODE,
+    SOCKETS,
+    WORKER_SOCKETS,
+    service_unit,
+)
 from symphonyd.runtime.daemon import EXIT_CONFIG, EXIT_TEMPFAIL
 
 UNITS = Path(__file__).resolve().parents[2] / "units"
@@ -78,7 +84,7 @@ def test_every_ipc_socket_is_0600_with_one_owner() -> None:
         listen = _unit_value(text, "ListenStream") or ""
         if not listen.startswith("/run/"):
             continue
-        spec = next((s for s in (*SOCKETS, *WORKER_SOCKETS) if s.unit == sock.name), None)
+        spec = next((s for s in (*SOCKETS, *WORKER_SOCKETS, *LINK_SOCKETS) if s.unit == sock.name), None)
         assert spec is not None, f"{sock.name} is missing from symphonyd/core/sockets.py"
         seen.add(spec.name)
         assert listen == f"/run/symphony/{spec.name}", sock.name
@@ -86,7 +92,7 @@ def test_every_ipc_socket_is_0600_with_one_owner() -> None:
         assert _unit_value(text, "SocketUser") == spec.owner, sock.name
         assert _unit_value(text, "FileDescriptorName") == spec.fdname, sock.name
         assert _unit_value(text, "Service") == service_unit(spec.server), sock.name
-    assert seen == {s.name for s in (*SOCKETS, *WORKER_SOCKETS)}
+    assert seen == {s.name for s in (*SOCKETS, *WORKER_SOCKETS, *LINK_SOCKETS)}
 
 
 def test_score_parser_sees_an_unhardened_unit(tmp_path: Path) -> None:
@@ -161,3 +167,15 @@ def test_the_link_is_closed_to_the_network_unless_the_generator_allows_workers()
     # Only symphony-link-generator's drop-in adds it.
     assert _unit_value(link, "IPAddressAllow") is None
     assert "symphony-link.service" not in _deps((UNITS / "symphony.target").read_text(), "Wants")
+
+
+def test_the_link_brings_the_tracker_and_dispatcher_sockets_it_needs_before_them() -> None:
+    # design 1100: a worker's tracker calls (tracker-link.sock) and the dispatcher's bindings
+    # (dispatcher-link.sock) exist only where the link runs; each daemon is ordered after
+    # its socket so the activated fd is there when it starts in the same transaction.
+    link = (UNITS / "symphony-link.service").read_text()
+    for spec in LINK_SOCKETS:
+        assert spec.unit in _deps(link, "Wants") and spec.unit in _deps(link, "After"), spec
+        service = (UNITS / service_unit(spec.server)).read_text()
+        assert spec.unit in _deps(service, "After"), spec.unit
+        assert spec.unit not in _deps(service, "Requires"), spec.unit  # no workers: no socket
