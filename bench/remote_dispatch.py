@@ -435,7 +435,7 @@ def scale_one(hosts: int, runs: int, hold: float) -> dict[str, Any]:
                  "the link's sockets", 60)  # fmt: skip
         ticks = base / "ticks"
         procs["dispatcher"] = spawn_logged(
-            base / "dispatcher.log", __file__, "--dispatcher-child", str(ticks), "--",
+            base / "dispatcher.log", __file__, "--dispatcher-child", str(ticks),
             "--host-config", str(base / "host.toml"), "--workflow", str(base / "WORKFLOW.md"),
             "--state-dir", str(base / "dstate"), "--runtime-dir", str(ctl),
             "--ctl-socket", str(ctl / "ctl.sock"),
@@ -550,16 +550,15 @@ def dispatcher_child(ticks: str, argv: list[str]) -> int:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--dispatcher-child"]:  # TIMES_FILE DISPATCHER_ARGS...
+        return dispatcher_child(sys.argv[2], sys.argv[3:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("mode", nargs="?", choices=["latency", "scale"], default="latency")
     p.add_argument("--runs", type=int, default=None, help="latency: 20; scale: 5000")
     p.add_argument("--hosts", type=int, nargs="+", default=[10, 100])
     p.add_argument("--hold", type=float, default=30.0, help="scale: seconds with all runs live")
     p.add_argument("--serve-world", help=argparse.SUPPRESS)
-    p.add_argument("--dispatcher-child", help=argparse.SUPPRESS)
-    args, rest = p.parse_known_args()
-    if args.dispatcher_child:
-        return dispatcher_child(args.dispatcher_child, [a for a in rest if a != "--"])
+    args = p.parse_args()
     if args.serve_world:
         asyncio.run(serve_world(Path(args.serve_world), args.hosts[0], args.runs))
         return 0
