@@ -62,13 +62,14 @@ from symphonyd.core.api.shared import Empty  # noqa: E402
 from symphonyd.core.api.tracker import (  # noqa: E402
     TRACKER_FETCH_BY_IDS,
     TRACKER_FETCH_BY_STATES,
+    TRACKER_MAX_FRAME,
     FetchByIds,
     FetchByStates,
     IssueList,
 )
 from symphonyd.core.issue import Issue  # noqa: E402
 from symphonyd.runtime.ipc_events import EventSink  # noqa: E402
-from symphonyd.runtime.ipc_server import IpcServer  # noqa: E402
+from symphonyd.runtime.ipc_server import IpcServer, ServerLimits  # noqa: E402
 from symphonyd.runtime.peer import Peer  # noqa: E402
 
 SSHD = "/usr/sbin/sshd"
@@ -164,8 +165,8 @@ def make_issue(k: int) -> Issue:
     )
 
 
-def server(name: str) -> IpcServer:
-    return IpcServer(name, allowed_uids={os.getuid()}, allow_root=True)
+def server(name: str, limits: ServerLimits | None = None) -> IpcServer:
+    return IpcServer(name, allowed_uids={os.getuid()}, allow_root=True, limits=limits)
 
 
 def now_iso() -> str:
@@ -185,7 +186,9 @@ class ControlStandIns:
             self.issues[i.id] = i
 
     async def start(self, runtime: Path) -> list[IpcServer]:
-        tracker, audit = server("tracker"), server("audit")
+        # As the tracker daemon: a board of thousands of issues is one large reply.
+        tracker = server("tracker", ServerLimits(max_reply=TRACKER_MAX_FRAME))
+        audit = server("audit")
 
         async def by_states(p: FetchByStates, _: Peer) -> IssueList:
             return IssueList(list(self.issues.values()) if self.open else [])
