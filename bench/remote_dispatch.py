@@ -151,6 +151,19 @@ def tree_rss_mib(pid: int, *, own: bool = False) -> float:
     return total / 2**20
 
 
+def tree_pss_mib(pids: list[int]) -> float:
+    """Proportional set size of process trees: shared pages (the interpreter, libcrypto)
+    counted once overall, unlike summed RSS."""
+    total = 0
+    for pid in pids:
+        for p in tree(pid):
+            try:
+                total += p.memory_full_info().pss
+            except psutil.NoSuchProcess:
+                continue
+    return total / 2**20
+
+
 def wait_for(check: Callable[[], bool], what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -291,7 +304,7 @@ async def latency(runs: int) -> dict[str, Any]:
         WORKFLOW.format(interval=600_000, limit=4, root=ws_root, agent=IDLE_AGENT)
     )
     [port] = free_ports(1)
-    sshd, known = start_sshd(base, keygen(base / "control_key"), {port: run_dir})
+    [sshd], known = start_sshd(base, keygen(base / "control_key"), {port: run_dir})
     procs = {"sshd": sshd}
     control = ControlStandIns()
     servers = await control.start(ctl)
@@ -386,7 +399,7 @@ class World:
 class Peaks(threading.Thread):
     """Samples peak RSS every 0.5 s."""
 
-    def __init__(self, pids: dict[str, tuple[int, bool]]) -> None:
+    def __init__(self, pids: dict[str, tuple[list[int], bool]]) -> None:
         super().__init__(daemon=True)
         self.pids = pids  # name -> (pid, own process only)
         self.peak = dict.fromkeys(pids, 0.0)
@@ -394,8 +407,9 @@ class Peaks(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(0.5):
-            for name, (pid, own) in self.pids.items():
-                self.peak[name] = max(self.peak[name], tree_rss_mib(pid, own=own))
+            for name, (pids, own) in self.pids.items():
+                rss = sum(tree_rss_mib(pid, own=own) for pid in pids)
+                self.peak[name] = max(self.peak[name], rss)
 
 
 def read_ticks(path: Path, kind: str, start: float, end: float) -> list[float]:
@@ -411,15 +425,14 @@ def scale_one(hosts: int, runs: int, hold: float) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="syrs", dir="/tmp"))
     ctl = base / "ctl"
     ctl.mkdir()
-    (base / "sshd").mkdir()
     world = World(base, hosts, runs)
     procs: dict[str, subprocess.Popen[Any]] = {}
     peaks: Peaks | None = None
     try:
         ports = free_ports(hosts)
         routes = {p: base / "w" / f"h{i}" for i, p in enumerate(ports)}
-        sshd, known = start_sshd(base / "sshd", keygen(base / "control_key"), routes)
-        procs["sshd"] = sshd
+        sshds, known = start_sshd(base, keygen(base / "control_key"), routes)
+        procs.update((f"sshd{j}", proc) for j, proc in enumerate(sshds))
         per_host = math.ceil(runs / hosts)
         link_config(base / "host.toml", ctl, base / "state", known, ports, per_host)
         (base / "WORKFLOW.md").write_text(
@@ -440,14 +453,17 @@ def scale_one(hosts: int, runs: int, hold: float) -> dict[str, Any]:
             "--state-dir", str(base / "dstate"), "--runtime-dir", str(ctl),
             "--ctl-socket", str(ctl / "ctl.sock"),
         )  # fmt: skip
-        peaks = Peaks({"dispatcher": (procs["dispatcher"].pid, True),
-                       "link": (procs["link"].pid, True), "link_ssh": (procs["link"].pid, False),
-                       "sshd": (sshd.pid, False)})  # fmt: skip
+        sshd_pids = [p.pid for p in sshds]
+        peaks = Peaks({"dispatcher": ([procs["dispatcher"].pid], True),
+                       "link": ([procs["link"].pid], True),
+                       "link_ssh": ([procs["link"].pid], False),
+                       "sshd": (sshd_pids, False)})  # fmt: skip
         peaks.start()
 
         def cpu() -> dict[str, float]:
             return {"dispatcher": tree_cpu(procs["dispatcher"].pid),
-                    "link": tree_cpu(procs["link"].pid), "sshd": tree_cpu(sshd.pid)}  # fmt: skip
+                    "link": tree_cpu(procs["link"].pid),
+                    "sshd": sum(tree_cpu(pid) for pid in sshd_pids)}  # fmt: skip
 
         def alive() -> None:
             for name, proc in procs.items():
@@ -471,6 +487,9 @@ def scale_one(hosts: int, runs: int, hold: float) -> dict[str, Any]:
         filled = world.say("count")
         time.sleep(hold)
         cpu2, t2 = cpu(), time.monotonic()
+        pss = {"dispatcher": tree_pss_mib([procs["dispatcher"].pid]),
+               "link_and_ssh": tree_pss_mib([procs["link"].pid]),
+               "sshd": tree_pss_mib(sshd_pids)}  # fmt: skip
         world.say("finish")
         until(lambda c: c["live"] == runs and c["started"] == 2 * runs, "every run again", 600)
         cpu3, t3 = cpu(), time.monotonic()
@@ -480,9 +499,8 @@ def scale_one(hosts: int, runs: int, hold: float) -> dict[str, Any]:
     finally:
         if peaks is not None:
             peaks.done.set()
-        for name in ("dispatcher", "link", "sshd"):
-            if name in procs:
-                terminate(procs[name])
+        for proc in reversed(procs.values()):
+            terminate(proc)
         world.close()
 
     def per_run(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
@@ -516,6 +534,7 @@ def scale_one(hosts: int, runs: int, hold: float) -> dict[str, Any]:
             "audit_records": cycled["audit_records"],
         },
         "peak_rss_mib": {k: round(v, 1) for k, v in peaks.peak.items()},
+        "pss_mib_at_hold_end": {k: round(v, 1) for k, v in pss.items()},
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }
     shutil.rmtree(base, ignore_errors=True)
@@ -531,18 +550,18 @@ def dispatcher_child(ticks: str, argv: list[str]) -> int:
     tick, retries = Scheduler.tick, Scheduler.fire_due_retries
 
     async def timed_tick(self: Scheduler) -> None:
-        t = time.perf_counter()
+        start, t = time.monotonic(), time.perf_counter()
         try:
             await tick(self)
         finally:
-            out.write(f"tick {time.monotonic():.4f} {time.perf_counter() - t:.6f}\n")
+            out.write(f"tick {start:.4f} {time.perf_counter() - t:.6f}\n")
 
     async def timed_retries(self: Scheduler) -> None:
-        t = time.perf_counter()
+        start, t = time.monotonic(), time.perf_counter()
         try:
             await retries(self)
         finally:
-            out.write(f"retry {time.monotonic():.4f} {time.perf_counter() - t:.6f}\n")
+            out.write(f"retry {start:.4f} {time.perf_counter() - t:.6f}\n")
 
     setattr(Scheduler, "tick", timed_tick)  # noqa: B010
     setattr(Scheduler, "fire_due_retries", timed_retries)  # noqa: B010

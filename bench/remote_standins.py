@@ -1,11 +1,11 @@
 """The outside world of bench/remote_dispatch.py: a test-owned sshd and the stand-ins.
 
-- :func:`start_sshd`: one real OpenSSH server on loopback, the bridge
+- :func:`start_sshd`: real OpenSSH servers on loopback, the bridge
   (``python -m symphonyd.link.bridge``) as the forced command. With one port it is the
   production shape (``restrict,command=...`` in authorized_keys, as tests/link/conftest.py
-  does); with many ports one sshd plays many worker hosts: a ``Match LocalPort`` block per
-  port forces the bridge with that host's own runtime directory (sshd's ``ForceCommand``,
-  because a key's ``command=`` cannot depend on the port).
+  does); with many ports one sshd plays up to 16 worker hosts: a ``Match LocalPort`` block
+  per port forces the bridge with that host's own runtime directory (sshd's
+  ``ForceCommand``, because a key's ``command=`` cannot depend on the port).
 - :class:`WorkerLauncher`: a worker's launcher as the link reaches it, for the scale run:
   accepts every run and reports the agent started, keeps it live until told to finish it
   (a zero-work result), pages ``list_runs`` as the real launcher does.
@@ -99,18 +99,40 @@ def bridge_command(runtime: Path) -> str:
     return f"env PYTHONPATH={REPO} {bridge} --runtime-dir {runtime}"
 
 
+MAX_PORTS = 16  # sshd's MAX_LISTEN_SOCKS: one sshd listens on at most 16 sockets
+
+
 def start_sshd(
     base: Path, client_pub: str, routes: dict[int, Path]
-) -> tuple[subprocess.Popen[bytes], Path]:
-    """sshd on 127.0.0.1 at each port of ``routes`` (port -> the worker's runtime dir);
-    returns the process and the known_hosts file pinning its key on every port."""
+) -> tuple[list[subprocess.Popen[bytes]], Path]:
+    """sshd on 127.0.0.1 at each port of ``routes`` (port -> the worker's runtime dir), as
+    many sshd processes as 16 ports a process need, all with one host key; returns them and
+    the known_hosts file pinning that key on every port."""
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
     host_pub = keygen(base / "host_key")
     known = base / "known_hosts"
     known.write_text("".join(f"[127.0.0.1]:{p} {host_pub}\n" for p in routes))
+    ports = list(routes)
+    procs = []
+    try:
+        for j in range(0, len(ports), MAX_PORTS):
+            chunk = {p: routes[p] for p in ports[j : j + MAX_PORTS]}
+            directory = base / f"sshd{j // MAX_PORTS}"
+            directory.mkdir()
+            procs.append(_one_sshd(directory, base / "host_key", client_pub, chunk))
+    except BaseException:
+        for proc in procs:
+            proc.terminate()
+        raise
+    return procs, known
+
+
+def _one_sshd(
+    base: Path, host_key: Path, client_pub: str, routes: dict[int, Path]
+) -> subprocess.Popen[bytes]:
     lines = [f"Port {p}" for p in routes] + [
         "ListenAddress 127.0.0.1",
-        f"HostKey {base / 'host_key'}",
+        f"HostKey {host_key}",
         f"PidFile {base / 'sshd.pid'}",
         f"AuthorizedKeysFile {base / 'authorized_keys'}",
         "PasswordAuthentication no",
@@ -150,7 +172,7 @@ def start_sshd(
         if time.monotonic() > deadline:
             raise RuntimeError("sshd did not listen")
         time.sleep(0.05)
-    return proc, known
+    return proc
 
 
 def make_issue(k: int) -> Issue:
