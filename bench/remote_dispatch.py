@@ -565,7 +565,15 @@ def dispatcher_child(ticks: str, argv: list[str]) -> int:
 
     setattr(Scheduler, "tick", timed_tick)  # noqa: B010
     setattr(Scheduler, "fire_due_retries", timed_retries)  # noqa: B010
-    return main(argv)
+    profile = os.environ.get("REMOTE_DISPATCH_PROFILE")
+    if not profile:
+        return main(argv)
+    import cProfile
+
+    with cProfile.Profile() as prof:
+        code = main(argv)
+    prof.dump_stats(profile)
+    return code
 
 
 def main() -> int:
@@ -576,6 +584,7 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=None, help="latency: 20; scale: 5000")
     p.add_argument("--hosts", type=int, nargs="+", default=[10, 100])
     p.add_argument("--hold", type=float, default=30.0, help="scale: seconds with all runs live")
+    p.add_argument("--profile", help="scale: cProfile the dispatcher into PATH.HOSTS")
     p.add_argument("--serve-world", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve_world:
@@ -592,6 +601,8 @@ def main() -> int:
     else:
         rows = []
         for hosts in args.hosts:
+            if args.profile:
+                os.environ["REMOTE_DISPATCH_PROFILE"] = f"{args.profile}.{hosts}"
             row = scale_one(hosts, args.runs or 5000, args.hold)
             print(json.dumps(row), flush=True)
             rows.append(row)
