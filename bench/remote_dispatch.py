@@ -412,12 +412,16 @@ class Peaks(threading.Thread):
                 self.peak[name] = max(self.peak[name], rss)
 
 
-def read_ticks(path: Path, kind: str, start: float, end: float) -> list[float]:
+def read_ticks(
+    path: Path, kind: str, start: float, end: float, *, cpu: bool = False
+) -> list[float]:
+    """Durations (``cpu``: the event loop thread's CPU meanwhile, which includes whatever
+    else ran between the tick's awaits) of the ticks that started in [start, end]."""
     out = []
     for line in path.read_text().splitlines():
-        what, at, took = line.split()
+        what, at, took, used = line.split()
         if what == kind and start <= float(at) <= end:
-            out.append(float(took))
+            out.append(float(used if cpu else took))
     return out
 
 
@@ -524,6 +528,7 @@ def scale_one(hosts: int, runs: int, hold: float) -> dict[str, Any]:
         "hold": {
             "s": round(t2 - t1, 1),
             "ticks": ms(read_ticks(ticks, "tick", t1, t2) or [0.0]),
+            "tick_cpu": ms(read_ticks(ticks, "tick", t1, t2, cpu=True) or [0.0]),
             "cpu_ms_per_s": per_s(cpu1, cpu2, t2 - t1),
         },
         "cycle": {
@@ -550,18 +555,20 @@ def dispatcher_child(ticks: str, argv: list[str]) -> int:
     tick, retries = Scheduler.tick, Scheduler.fire_due_retries
 
     async def timed_tick(self: Scheduler) -> None:
-        start, t = time.monotonic(), time.perf_counter()
+        start, t, cpu = time.monotonic(), time.perf_counter(), time.thread_time()
         try:
             await tick(self)
         finally:
-            out.write(f"tick {start:.4f} {time.perf_counter() - t:.6f}\n")
+            took, used = time.perf_counter() - t, time.thread_time() - cpu
+            out.write(f"tick {start:.4f} {took:.6f} {used:.6f}\n")
 
     async def timed_retries(self: Scheduler) -> None:
-        start, t = time.monotonic(), time.perf_counter()
+        start, t, cpu = time.monotonic(), time.perf_counter(), time.thread_time()
         try:
             await retries(self)
         finally:
-            out.write(f"retry {start:.4f} {time.perf_counter() - t:.6f}\n")
+            took, used = time.perf_counter() - t, time.thread_time() - cpu
+            out.write(f"retry {start:.4f} {took:.6f} {used:.6f}\n")
 
     setattr(Scheduler, "tick", timed_tick)  # noqa: B010
     setattr(Scheduler, "fire_due_retries", timed_retries)  # noqa: B010
