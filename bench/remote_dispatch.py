@@ -75,7 +75,7 @@ from bench.remote_standins import (  # noqa: E402
     serve_world,
     start_sshd,
 )
-from symphonyd.core.api.launcher import RunEvent, StartRun, StartRunResult  # noqa: E402
+from symphonyd.core.api.launcher import RunEvent, RunOutcome, StartRun, StartRunResult  # noqa: E402
 from symphonyd.core.api.shared import HEALTH, Empty  # noqa: E402
 from symphonyd.core.worker_hosts import LOCAL_HOST, WorkerHost, WorkerHosts  # noqa: E402
 from symphonyd.runtime.ipc_client import IpcClient  # noqa: E402
@@ -546,6 +546,61 @@ def scale_one(hosts: int, runs: int, hold: float) -> dict[str, Any]:
     return result
 
 
+async def core_one(hosts: int, runs: int) -> dict[str, float]:
+    """The scheduler's own CPU per run with ``hosts`` worker hosts and no IPC: the real
+    orchestrator over in-process stand-ins (bench/dispatch_throughput.py's), every host
+    connected, ``runs`` spread at ``runs / hosts`` per host. One tick starts them all, every
+    run then reports a zero-work result, and one round of retries starts them all again."""
+    from bench.dispatch_throughput import Audit, Launcher, StaticConfig, Tracker, make_issues
+    from symphonyd.dispatcher.engine import Engine
+    from symphonyd.dispatcher.hosts import Host, HostPool
+    from symphonyd.dispatcher.orchestrator import Orchestrator
+    from symphonyd.dispatcher.ports import SystemClock
+    from symphonyd.dispatcher.store import StateStore
+
+    launcher = Launcher()
+    pool = HostPool([Host(f"h{i}", launcher, remote=True, connected=True) for i in range(hosts)],
+                    per_host=math.ceil(runs / hosts))  # fmt: skip
+    state = Path(tempfile.mkdtemp(prefix="syrc"))
+    try:
+        orch = Orchestrator(Engine(tracker=Tracker(make_issues(runs)), launcher=launcher,
+                                   audit=Audit(), config=StaticConfig(runs),
+                                   store=StateStore(state), clock=SystemClock(),
+                                   hosts=pool))  # fmt: skip
+        await orch.start()
+        t0 = time.process_time()
+        await orch.tick()
+        t1 = time.process_time()
+        assert len(orch.running) == runs, len(orch.running)
+        for e in list(orch.running.values()):
+            ev = RunEvent(e.run_id, e.issue.id, "run_finished", "2026-01-01T00:00:00Z",
+                          outcome=RunOutcome("succeeded"))  # fmt: skip
+            await orch.handle_run_event(ev, e.host)
+        t2 = time.process_time()
+        await asyncio.sleep(1.1)  # SPEC 8.4: continuation retries are due after 1 s
+        t3 = time.process_time()
+        await orch.fire_due_retries()
+        t4 = time.process_time()
+        assert len(orch.running) == runs, len(orch.running)
+        await orch.settle()
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    return {"tick_ms_per_run": (t1 - t0) * 1000 / runs, "exit_ms_per_run": (t2 - t1) * 1000 / runs,
+            "retry_ms_per_run": (t4 - t3) * 1000 / runs}  # fmt: skip
+
+
+def core(hosts_list: list[int], runs: int, repeat: int = 3) -> list[dict[str, Any]]:
+    rows = []
+    for hosts in hosts_list:
+        samples = [asyncio.run(core_one(hosts, runs)) for _ in range(repeat)]
+        row: dict[str, Any] = {"hosts": hosts, "runs": runs}
+        for key in samples[0]:
+            row[key] = round(statistics.median(s[key] for s in samples), 4)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def dispatcher_child(ticks: str, argv: list[str]) -> int:
     """``python -m symphonyd.dispatcher`` with its scheduler's tick and retry batch timed."""
     from symphonyd.dispatcher.__main__ import main
@@ -587,7 +642,7 @@ def main() -> int:
     if sys.argv[1:2] == ["--dispatcher-child"]:  # TIMES_FILE DISPATCHER_ARGS...
         return dispatcher_child(sys.argv[2], sys.argv[3:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("mode", nargs="?", choices=["latency", "scale"], default="latency")
+    p.add_argument("mode", nargs="?", choices=["latency", "scale", "core"], default="latency")
     p.add_argument("--runs", type=int, default=None, help="latency: 20; scale: 5000")
     p.add_argument("--hosts", type=int, nargs="+", default=[10, 100])
     p.add_argument("--hold", type=float, default=30.0, help="scale: seconds with all runs live")
@@ -597,7 +652,7 @@ def main() -> int:
     if args.serve_world:
         asyncio.run(serve_world(Path(args.serve_world), args.hosts[0], args.runs))
         return 0
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 and args.mode != "core":
         print("remote_dispatch.py needs root (sshd with a forced command)", file=sys.stderr)
         return 2
     load = os.getloadavg()[0]
@@ -605,6 +660,8 @@ def main() -> int:
     if args.mode == "latency":
         result = {"latency": asyncio.run(latency(args.runs or 20))}
         print(json.dumps(result["latency"], indent=1), flush=True)
+    elif args.mode == "core":
+        result = {"core": core(args.hosts, args.runs or 5000)}
     else:
         rows = []
         for hosts in args.hosts:
