@@ -34,10 +34,17 @@ reports a zero-work result; until the continuation retries have started them all
 CPU is per phase and process tree: the dispatcher, the link daemon with its ``ssh``
 clients, ``sshd`` with its sessions and bridges (the worker side). Peak RSS is sampled.
 
-Root is needed (sshd, root login with the forced command), as for tests/link.
+``core``: the scheduler alone, no IPC: the real orchestrator over in-process stand-ins with
+1 to 1 000 connected hosts; CPU per run of the tick that starts ``--runs`` runs, of their
+exits and of the retry round that starts them again (a per-run cost that grows with hosts
+shows here first).
+
+Root is needed for ``latency`` and ``scale`` (sshd, root login with the forced command), as
+for tests/link.
 
     .venv/bin/python bench/remote_dispatch.py latency [--runs 20]
     .venv/bin/python bench/remote_dispatch.py scale [--hosts 10 100] [--runs 5000] [--hold 30]
+    .venv/bin/python bench/remote_dispatch.py core [--hosts 1 10 100 1000] [--runs 5000]
 
 Last line: RESULT {json}.
 """
