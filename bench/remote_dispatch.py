@@ -64,7 +64,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -614,26 +614,20 @@ def dispatcher_child(ticks: str, argv: list[str]) -> int:
     from symphonyd.dispatcher.scheduler import Scheduler
 
     out = open(ticks, "a", buffering=1)  # noqa: SIM115 - open for the process's life
-    tick, retries = Scheduler.tick, Scheduler.fire_due_retries
 
-    async def timed_tick(self: Scheduler) -> None:
-        start, t, cpu = time.monotonic(), time.perf_counter(), time.thread_time()
-        try:
-            await tick(self)
-        finally:
-            took, used = time.perf_counter() - t, time.thread_time() - cpu
-            out.write(f"tick {start:.4f} {took:.6f} {used:.6f}\n")
+    def timed(kind: str, method: Callable[[Scheduler], Awaitable[None]]) -> Any:
+        async def wrapper(self: Scheduler) -> None:
+            start, t, cpu = time.monotonic(), time.perf_counter(), time.thread_time()
+            try:
+                await method(self)
+            finally:
+                took, used = time.perf_counter() - t, time.thread_time() - cpu
+                out.write(f"{kind} {start:.4f} {took:.6f} {used:.6f}\n")
 
-    async def timed_retries(self: Scheduler) -> None:
-        start, t, cpu = time.monotonic(), time.perf_counter(), time.thread_time()
-        try:
-            await retries(self)
-        finally:
-            took, used = time.perf_counter() - t, time.thread_time() - cpu
-            out.write(f"retry {start:.4f} {took:.6f} {used:.6f}\n")
+        return wrapper
 
-    setattr(Scheduler, "tick", timed_tick)  # noqa: B010
-    setattr(Scheduler, "fire_due_retries", timed_retries)  # noqa: B010
+    setattr(Scheduler, "tick", timed("tick", Scheduler.tick))  # noqa: B010
+    setattr(Scheduler, "fire_due_retries", timed("retry", Scheduler.fire_due_retries))  # noqa: B010
     profile = os.environ.get("REMOTE_DISPATCH_PROFILE")
     if not profile:
         return main(argv)
