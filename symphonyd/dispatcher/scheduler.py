@@ -162,10 +162,10 @@ class Scheduler:
         slots = max(cfg.max_concurrent_agents - len(eng.running), 0)
         batch: list[tuple[Issue, int | None, str]] = []
         reserved: Counter[str] = Counter()
-        on_host: Counter[str] = Counter()
         now_ms = eng.clock.monotonic_ms()
         if eng.hosts.blind(now_ms):
             return  # a worker's runs are unknown until its lease has surely ended
+        placement = eng.hosts.placement(now_ms)
         for issue in sort_for_dispatch(issues):
             if slots <= 0:
                 break
@@ -182,10 +182,9 @@ class Scheduler:
                 continue
             if not eng.state_slot(state_key(issue.state), reserved):
                 continue
-            host = eng.hosts.pick(None, on_host, now_ms)
+            host = placement.take()
             if host is None:
                 break  # every host is full or unhealthy: wait, never run elsewhere
-            on_host[host] += 1
             reserved[state_key(issue.state)] += 1
             batch.append((issue, None, host))
             slots -= 1
@@ -221,8 +220,8 @@ class Scheduler:
         cfg = eng.settings
         slots = max(cfg.max_concurrent_agents - len(eng.running), 0)
         reserved: Counter[str] = Counter()
-        on_host: Counter[str] = Counter()
         blind = eng.hosts.blind(now_ms)
+        placement = eng.hosts.placement(now_ms)
         batch: list[tuple[Issue, int | None, str]] = []
         for r in due:
             del eng.retries[r.issue_id]
@@ -254,13 +253,12 @@ class Scheduler:
             if slots <= 0 or not eng.state_slot(key, reserved):
                 eng.schedule_retry(issue, r.attempt + 1, "requeue", NO_SLOTS_ERROR)
                 continue
-            host = None if blind else eng.hosts.pick(r.host, on_host, now_ms)
+            host = None if blind else placement.take(r.host)
             if host is None:
                 # Waiting for a host is not a failure of the issue: the attempt stays.
                 eng.schedule_retry(issue, r.attempt, "requeue", NO_HOST_ERROR,
                                    delay_ms=cfg.poll_interval_ms, host=r.host)  # fmt: skip
                 continue
-            on_host[host] += 1
             slots -= 1
             reserved[key] += 1
             batch.append((issue, r.attempt, host))
