@@ -14,7 +14,7 @@ import pwd
 import shlex
 import shutil
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,11 @@ from symphonyd.core.sockets import (
     SOCKETS,
     SYSTEM_USERS,
     TARGET_UNIT,
+    SocketSpec,
     service_unit,
 )
 from symphonyd.core.tracker_kinds import KIND_DEFAULTS
+from symphonyd.ctl import doctor_worker
 from symphonyd.ctl.doctor_base import (
     Check,
     Context,
@@ -73,12 +75,18 @@ def register(subparsers: Any) -> None:
         default=DEFAULT_CREDENTIALS_DIR,
         help=f"where LoadCredential= files live (default {DEFAULT_CREDENTIALS_DIR})",
     )
+    parser.add_argument(
+        "--role",
+        choices=("auto", "control", "worker"),
+        default="auto",
+        help="which host this is (default: auto, a worker when symphony-worker.target is on)",
+    )
     parser.set_defaults(func=run_doctor)
 
 
 def run_doctor(args: argparse.Namespace) -> int:
     ctx = Context(args.host_config, Path(args.credentials_dir))
-    checks = list(run_checks(ctx))
+    checks = list(run_checks(ctx, args.role))
     if args.json:
         print(json.dumps([asdict(c) for c in checks], indent=2))
     else:
@@ -93,22 +101,25 @@ def run_doctor(args: argparse.Namespace) -> int:
     return EXIT_CHECK_FAILED if failed else EXIT_OK
 
 
-def run_checks(ctx: Context) -> Iterator[Check]:
-    steps: list[Callable[[Context], Iterator[Check]]] = [
-        check_host_config,
-        check_workflow,
-        check_tracker_workflow,
-        check_users,
-        check_units,
-        check_sockets,
-        check_nftables,
-        check_bwrap,
-        check_resource_limits,
-        check_agent,
-        check_credential,
-        check_disk,
-        check_audit_dir,
-    ]
+def run_checks(ctx: Context, role: str = "auto") -> Iterator[Check]:
+    yield from _run(ctx, [check_host_config])
+    if doctor_worker.is_worker(ctx, role):
+        # A worker host (docs/design/1100): the launcher, its audit writer and the link.
+        yield ok("role", "worker host (symphony-worker.target)")
+        yield from _run(ctx, [
+            check_users, check_worker_units, check_worker_sockets, check_nftables, check_bwrap,
+            check_resource_limits, doctor_worker.check_enrolment, doctor_worker.check_link_forward,
+            check_audit_dir,
+        ])  # fmt: skip
+        return
+    yield from _run(ctx, [
+        check_workflow, check_tracker_workflow, check_users, check_units, check_sockets,
+        check_nftables, check_bwrap, check_resource_limits, check_agent, check_credential,
+        check_disk, check_audit_dir,
+    ])  # fmt: skip
+
+
+def _run(ctx: Context, steps: list[Callable[[Context], Iterator[Check]]]) -> Iterator[Check]:
     for step in steps:
         try:
             yield from step(ctx)
@@ -177,11 +188,28 @@ def check_units(ctx: Context) -> Iterator[Check]:
     yield from receiver_checks(props)
 
 
+def check_worker_units(ctx: Context) -> Iterator[Check]:
+    if not systemd_is_pid1():
+        return  # the role came from the link socket: the units cannot be asked
+    units = [*doctor_worker.UNITS, *(s.unit for s in doctor_worker.SPECS)]
+    props = systemctl_show(units)
+    for unit in units:
+        yield unit_check(unit, props.get(unit, {}))
+
+
 def check_sockets(ctx: Context) -> Iterator[Check]:
+    yield from _socket_checks(ctx, SOCKETS)
+
+
+def check_worker_sockets(ctx: Context) -> Iterator[Check]:
+    yield from _socket_checks(ctx, doctor_worker.SPECS)
+
+
+def _socket_checks(ctx: Context, specs: Iterable[SocketSpec]) -> Iterator[Check]:
     if ctx.host is None:
         return
     runtime = Path(ctx.host.runtime_dir)
-    for spec in SOCKETS:
+    for spec in specs:
         path = runtime / spec.name
         name = f"socket {spec.name}"
         try:

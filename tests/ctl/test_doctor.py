@@ -274,3 +274,30 @@ def test_a_jira_credential_must_be_email_colon_token(host: Host) -> None:
     out = host.doctor()
     assert "ok   credential:" in out.stdout, out.stdout
     assert "ATATT3x" not in out.stdout + out.stderr
+
+
+def test_a_worker_host_is_checked_as_one(host: Host) -> None:
+    # docs/design/1100: a worker has no tracker, dispatcher or dashboard and no tracker
+    # credential; doctor finds the role from the launcher's link socket (no systemd here).
+    from symphonyd.ctl.doctor_worker import SPECS
+
+    for spec in SPECS:
+        host.bind(spec.name, 0o600, spec.owner)
+    (host.creds / "tracker").unlink()  # a worker has none: not a failure there
+    code, checks = host.checks()
+    assert checks["role"]["status"] == "ok" and "worker" in checks["role"]["detail"]
+    for spec in SPECS:
+        assert checks[f"socket {spec.name}"]["status"] == "ok", checks[f"socket {spec.name}"]
+    assert not {"credential", "workflow", "socket tracker-launcher.sock"} & set(checks)
+    assert checks["link"]["status"] == "warn" and "no control host" in checks["link"]["detail"]
+    assert {"link-sshd", "link-key"} <= set(checks)  # this host's /etc decides their status
+    assert code == (1 if any(c["status"] == "fail" for c in checks.values()) else 0)
+    # The link's tracker forward appears once the control host's link is connected.
+    (host.run / "link").mkdir(mode=0o700)
+    host.bind("link/tracker.sock", 0o600, "root")
+    _, checks = host.checks()
+    assert checks["link"]["status"] == "ok", checks["link"]
+    # Told outright, the same host is a control host again, and fails as one.
+    out = host.doctor("--json", "--role", "control")
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert out.returncode == 1 and rows["socket tracker-launcher.sock"]["status"] == "fail"

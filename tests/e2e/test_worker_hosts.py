@@ -105,6 +105,11 @@ def setup_worker(w: Container, deb: Path, public_key: str) -> str:
     return f"{w.address} {key_type} {key}\n"
 
 
+def doctor(w: Container) -> dict[str, dict[str, Any]]:
+    out = w.run(["symphonyctl", "doctor", "--json"], check=False).stdout
+    return {r["name"]: r for r in json.loads(out)}
+
+
 def snapshot(c: Container) -> dict[str, Any]:
     out = c.run(["symphonyctl", "status", "--json"]).stdout
     state: dict[str, Any] = json.loads(out)
@@ -179,6 +184,12 @@ def scenario(c: Container, w1: Container, w2: Container, deb: Path) -> None:
     )
     wait_until("both workers healthy", lambda: all(h["ok"] for h in hosts(c).values()))
     assert set(hosts(c)) == {"w1", "w2"}  # local = false: the control host is no host
+    for w in (w1, w2):  # each worker's doctor checks it as a worker, link connected
+        wait_until(f"{w.address}'s doctor", lambda w=w: doctor(w)["link"]["status"] == "ok")
+        rows = doctor(w)
+        assert rows["role"]["detail"].startswith("worker"), rows
+        assert not [r for r in rows.values() if r["status"] == "fail"], rows
+        assert rows["link-key"]["status"] == "ok", rows["link-key"]
 
     # 0. A real agent on a worker hands its issue off through the control host's tracker.
     c.run(["symphonyctl", "issue", "new", "AGENT-1", "--title", "Say hello",

@@ -115,7 +115,10 @@ def test_link_runs_stop_after_the_lease_and_local_runs_do_not(tmp_path: Path) ->
         return during, finished, await _runs(local)
 
     async def with_tracker() -> tuple[dict[str, RunInfo], RunInfo, dict[str, RunInfo]]:
-        async with tracker_double(run_dir / "tracker-launcher.sock", _issue(1), _issue(2)):
+        # A launcher serving a link is a worker's: its tracker is the control host's, at the
+        # socket the link's ssh forwards to <runtime>/link/tracker.sock (design 1100).
+        (run_dir / "link").mkdir(mode=0o700)
+        async with tracker_double(run_dir / "link" / "tracker.sock", _issue(1), _issue(2)):
             return await scenario()
 
     try:
