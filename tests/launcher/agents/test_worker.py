@@ -170,7 +170,8 @@ def test_first_prompt_scrub_runs_while_the_agent_starts(harness: Harness) -> Non
     thread_at_scrub: list[str | None] = []
 
     async def scrub(text: str) -> str:
-        thread_at_scrub.append(harness.sessions[-1].thread_id if harness.sessions else "none")
+        session = harness.sessions[-1] if harness.sessions else None
+        thread_at_scrub.append(session.thread_id if isinstance(session, CodexSession) else "-")
         return text
 
     with MockServer(lambda n, body: responses_text("ok", rid=f"r{n}")) as mock:
