@@ -178,8 +178,6 @@ class CodexSession(AgentSession):
                     await self._answer_to(*named)
             result = await self._answer_to(*started)
         except AgentError as exc:
-            if named is not None and (fut := self._pending.pop(named[1], None)) is not None:
-                fut.cancel() or fut.exception()  # unanswered: a late reply is ignored
             return TurnResult("failed", error_code=exc.error_code, error=exc.message)
         turn_id, _, _ = cp.turn_of(result)
         if not turn_id:
@@ -226,7 +224,8 @@ class CodexSession(AgentSession):
         if self._exit_reason is not None:
             raise self._exit_reason
         req_id, self._next_id = self._next_id, self._next_id + 1
-        self._pending[req_id] = asyncio.get_running_loop().create_future()
+        fut = self._pending[req_id] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # may go unawaited
         try:
             await self._send_or_exit({"id": req_id, "method": method, "params": params})
         except BaseException:
