@@ -14,6 +14,11 @@ Two modes, same tree shape and ``polling.interval_ms``:
 - ``polling``: ``watch: false``, so only the poll tick finds the issue.
 
     .venv/bin/python bench/event_latency.py [--issues 100] [--poll-ms 2000] [--modes events polling]
+        [--stages]
+
+``--stages`` then breaks zero-work runs down by stage (event, tracker refresh, dispatch,
+workspace, spawn, agent start, handshake, tool call, exit, durable acknowledgement, slot free)
+one at a time and 100 at once, at a 100 ms poll: bench/run_stages.py, which can also run alone.
 
 Last line: RESULT {json}.
 """
@@ -35,6 +40,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.run_stages import print_table, run_tree  # noqa: E402
 from tests.dispatcher.suite_tree import SuiteTree  # noqa: E402
 
 
@@ -88,13 +94,20 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=100, help="max_concurrent_agents")
     p.add_argument("--modes", nargs="+", default=["events", "polling"])
     p.add_argument("--dir", type=Path, default=Path("/var/tmp"))
+    p.add_argument("--stages", action="store_true", help="also the per-stage breakdown")
     args = p.parse_args()
     results = []
     for mode in args.modes:
         r = measure(mode, args.issues, args.poll_ms, args.concurrency, args.dir)
         results.append(r)
         print(json.dumps(r), flush=True)
-    print("RESULT " + json.dumps({"runs": results, "loadavg_1m": os.getloadavg()[0]}))
+    stages = []
+    if args.stages:
+        for concurrency, runs in ((1, 30), (100, 300)):
+            stages.append(run_tree(runs, concurrency, 100, args.dir))
+            print_table(stages[-1])
+    print("RESULT " + json.dumps({"runs": results, "stages": stages,
+                                  "loadavg_1m": os.getloadavg()[0]}))  # fmt: skip
     return 0
 
 

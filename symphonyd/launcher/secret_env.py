@@ -16,12 +16,13 @@ redactor, so an issue that quotes the agent's own key does not put it in the aud
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from symphonyd.core.api.tracker import TrackerProfile
+from symphonyd.core.api.tracker import ToolSpecList, TrackerProfile
 from symphonyd.core.errors import SymphonyError
 from symphonyd.launcher.agents.process import FORBIDDEN_NAMES_TEXT, FORBIDDEN_PREFIXES
 
@@ -48,6 +49,10 @@ class ProfileSource(Protocol):
     async def profile(self) -> TrackerProfile: ...
 
 
+class RunSource(ProfileSource, Protocol):
+    async def tool_specs(self) -> ToolSpecList: ...
+
+
 async def policy_for_run(
     tracker: ProfileSource,
     forward: Iterable[str],
@@ -63,6 +68,26 @@ async def policy_for_run(
             code=str(profile.config_error.get("code") or "tracker_unavailable"),
         )
     return env_policy(profile.secret_env_names, forward, launcher_env, operator_env)
+
+
+async def tools_and_policy(
+    tracker: RunSource,
+    forward: Iterable[str],
+    launcher_env: Mapping[str, str],
+    operator_env: Mapping[str, str] | None = None,
+) -> tuple[ToolSpecList, EnvPolicy]:
+    """The tracker's tool specs and the run's env policy: both round trips in flight at once
+    rather than one after the other (bench/README.md, run_stages.py). Either failing ends
+    the run before anything is spawned, with the error the sequential order gave: the tool
+    specs' first, then the policy's."""
+    policy = asyncio.ensure_future(policy_for_run(tracker, forward, launcher_env, operator_env))
+    policy.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "unretrieved"
+    try:
+        specs = await tracker.tool_specs()
+    except BaseException:
+        policy.cancel()
+        raise
+    return specs, await policy
 
 
 def env_policy(

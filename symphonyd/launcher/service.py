@@ -57,7 +57,7 @@ from symphonyd.launcher.sandbox.agent_sandbox import (
     AgentSandboxes,
     SandboxedHookRunner,
 )
-from symphonyd.launcher.secret_env import policy_for_run
+from symphonyd.launcher.secret_env import tools_and_policy
 from symphonyd.launcher.worker import WorkerDeps, run_worker_attempt
 from symphonyd.launcher.workspace import WorkspaceManager
 from symphonyd.launcher.workspace_requests import (
@@ -346,12 +346,11 @@ class LauncherService:
     async def _attempt(self, run: _Run) -> None:
         config = self._bound(run)
         template = compile_prompt(run.workflow.prompt_template)
-        offered = await self.deps.tracker.tool_specs()
-        tools = offered.tools
-        rules = state_rules(config.tracker)
-        env = await policy_for_run(
+        offered, env = await tools_and_policy(
             self.deps.tracker, config.agent.forward_env, self.deps.env, self.deps.agent_env
         )
+        tools = offered.tools
+        rules = state_rules(config.tracker)
         workspaces = self._workspaces(config, env.declared)
         workspaces.ensure_root()
         run.progress.workspace_path = str(workspaces.path_for(run.issue.identifier))

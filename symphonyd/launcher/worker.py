@@ -85,6 +85,9 @@ class WorkerAttempt:
         self.turns = 0
         self.agent_seconds = 0.0  # the agent's own time: start to stop, hooks excluded
         self.transcript: TranscriptRecorder | None = None
+        # The first prompt's audit preview, begun before the agent starts: its scrub (a round
+        # trip to the tracker daemon) runs during the spawn and handshake, not after them.
+        self._first_preview: asyncio.Task[dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ events
 
@@ -118,7 +121,8 @@ class WorkerAttempt:
         if deps.audit is None:
             return
         payload: dict[str, Any] = {"run_id": self.run_id, "turn": turn, "at": utc_now()}
-        payload.update(await self._preview_fields(prompt))
+        early, self._first_preview = self._first_preview, None
+        payload.update(await (early if early is not None else self._preview_fields(prompt)))
         with contextlib.suppress(Exception):
             deps.audit("prompt_sent", payload)
 
@@ -199,6 +203,9 @@ class WorkerAttempt:
                 preview_chars=deps.preview_chars,
                 max_records=deps.transcript_records,
             )
+        if deps.audit is not None:
+            self._first_preview = asyncio.ensure_future(self._preview_fields(first_prompt))
+            self._first_preview.add_done_callback(lambda t: t.cancelled() or t.exception())
         started = time.monotonic()
         try:
             try:
@@ -211,6 +218,9 @@ class WorkerAttempt:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(session.stop())
             finally:
+                if self._first_preview is not None:  # the agent never got its first turn
+                    self._first_preview.cancel()
+                    self._first_preview = None
                 self.agent_seconds += time.monotonic() - started
                 if self.transcript is not None:
                     with contextlib.suppress(Exception):

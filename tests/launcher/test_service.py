@@ -13,6 +13,7 @@ import pytest
 from symphonyd.core.api.audit import AuditEventIn
 from symphonyd.core.api.launcher import RunEvent, StartRun, StopRun, WorkflowSnapshot
 from symphonyd.core.api.tracker import ToolCall, ToolResult, ToolSpec, ToolSpecList, TrackerProfile
+from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue, build_issue
 from symphonyd.core.redact import Redactor
 from symphonyd.launcher.service import LauncherDeps, LauncherService
@@ -229,4 +230,38 @@ def test_run_fails_closed_when_the_tracker_cannot_name_its_secrets(tmp_path: Pat
     assert not (tmp_path / "ws" / "ABC-1").exists()
     assert [a.payload.get("error_code") for a in audit if a.type == "run_finished"] == [
         "missing_tracker_secret"
+    ]
+
+
+def test_tool_specs_and_profile_are_asked_at_once(tmp_path: Path) -> None:
+    """Both round trips to the tracker are in flight together (bench/README.md,
+    run_stages.py): these tool specs answer only once the profile has been asked for, and
+    then fail. The run still ends with the tool specs' error before anything is created."""
+
+    class Together(TrackerDouble):
+        def __init__(self, issue: Issue) -> None:
+            super().__init__(issue)
+            self.profile_asked = asyncio.Event()
+
+        async def profile(self) -> TrackerProfile:
+            self.profile_asked.set()
+            return await super().profile()
+
+        async def tool_specs(self) -> ToolSpecList:
+            await self.profile_asked.wait()  # one after the other, this never returns
+            raise SymphonyError("tracker daemon unreachable", code="tracker_unavailable")
+
+    service, audit = make_service(tmp_path, Together(issue()), 9)
+
+    async def scenario() -> None:
+        wf = snapshot(tmp_path, tmp_path / "ws")
+        assert (await service.start_run(StartRun("r1", issue(), None, wf))).accepted
+        await wait_finished(service, "r1", timeout=30)
+
+    asyncio.run(scenario())
+    (info,) = service.list_runs().runs
+    assert info.outcome is not None and info.outcome.error_code == "tracker_unavailable"
+    assert not (tmp_path / "ws" / "ABC-1").exists()
+    assert [a.payload.get("error_code") for a in audit if a.type == "run_finished"] == [
+        "tracker_unavailable"
     ]

@@ -163,17 +163,20 @@ class CodexSession(AgentSession):
             raise AgentError("session not started", code="port_exit")
         loop = asyncio.get_running_loop()
         self._turn = _Turn(done=loop.create_future())
+        named = None
         try:
-            if title and self._turn_count == 0:
-                # Best effort: a name helps an operator find the thread; its failure is not fatal.
+            if title and self._turn_count == 0:  # best effort; answered with turn/start's
                 with contextlib.suppress(AgentError):
-                    await self._request(
-                        "thread/name/set", {"threadId": self.thread_id, "name": title}
-                    )
+                    named = await self._send("thread/name/set", {"threadId": self.thread_id,
+                                                                 "name": title})  # fmt: skip
             sandbox = self._config.turn_sandbox_policy or cp.default_sandbox_policy(self._cwd)
-            result = await self._request(
+            started = await self._send(
                 "turn/start", cp.turn_start_params(self.thread_id, prompt, self._cwd, sandbox)
             )
+            if named is not None:
+                with contextlib.suppress(AgentError):
+                    await self._answer_to(*named)
+            result = await self._answer_to(*started)
         except AgentError as exc:
             return TurnResult("failed", error_code=exc.error_code, error=exc.message)
         turn_id, _, _ = cp.turn_of(result)
@@ -212,16 +215,27 @@ class CodexSession(AgentSession):
     # ------------------------------------------------------------------ requests
 
     async def _request(self, method: str, params: Any) -> Any:
+        return await self._answer_to(*await self._send(method, params))
+
+    async def _send(self, method: str, params: Any) -> tuple[str, int]:
+        """Send a request; ``_answer_to(method, id)`` waits for its answer (one round trip
+        for two requests sent one after the other: thread/name/set, turn/start)."""
         assert self._proc is not None
         if self._exit_reason is not None:
             raise self._exit_reason
-        req_id = self._next_id
-        self._next_id += 1
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[req_id] = fut
+        req_id, self._next_id = self._next_id, self._next_id + 1
+        fut = self._pending[req_id] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # may go unawaited
         try:
             await self._send_or_exit({"id": req_id, "method": method, "params": params})
-            return await asyncio.wait_for(fut, self._config.timeouts.read)
+        except BaseException:
+            del self._pending[req_id]
+            raise
+        return method, req_id
+
+    async def _answer_to(self, method: str, req_id: int) -> Any:
+        try:
+            return await asyncio.wait_for(self._pending[req_id], self._config.timeouts.read)
         except TimeoutError:
             raise AgentError(
                 f"{method}: no response within {self._config.timeouts.read:g}s",
@@ -463,13 +477,8 @@ class CodexSession(AgentSession):
     def _emit(self, name: Any, **fields: Any) -> None:
         if self._emit_cb is None:
             return
-        event = AgentEvent(
-            event=name,
-            session_id=self.session_id,
-            turn_count=self._turn_count,
-            pid=self.pid,
-            **fields,
-        )
+        event = AgentEvent(event=name, session_id=self.session_id, turn_count=self._turn_count,
+                           pid=self.pid, **fields)  # fmt: skip
         with contextlib.suppress(Exception):  # a broken sink must not break the protocol
             self._emit_cb(event)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shlex
 import signal
@@ -28,6 +29,9 @@ from symphonyd.launcher.agents.stream import (
     read_lines,
 )
 from symphonyd.launcher.child_watch import start_process_group
+from symphonyd.runtime.logging import log_event
+
+log = logging.getLogger(__name__)
 
 # Variables taken from the launcher's environment when present; everything else is dropped.
 PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "TERM", "TZ")
@@ -147,6 +151,8 @@ class AgentProcess:
             self._proc = await self.spawner(["bash", "-lc", self.command], self.cwd, self.env)
         except OSError as exc:
             raise AgentError(f"cannot start bash: {exc.strerror}", code="port_exit") from None
+        # Debug only: bench/run_stages.py times spawn and exit from these two lines.
+        log_event(log, "agent_process", level=logging.DEBUG, outcome="spawned", pid=self._proc.pid)
         assert self._proc.stdout is not None and self._proc.stderr is not None
         splitter = LineSplitter(self.stats, self.max_line)
         self._tasks = [
@@ -215,6 +221,8 @@ class AgentProcess:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        log_event(log, "agent_process", level=logging.DEBUG, outcome="exited", pid=proc.pid,
+                  returncode=proc.returncode)  # fmt: skip
         return proc.returncode
 
 

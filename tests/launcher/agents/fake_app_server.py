@@ -30,10 +30,17 @@ def receive() -> dict[str, Any]:
 
 
 THREAD, TURN = "thr_1", "turn_1"
+held: list[Any] = []  # "named": thread/name/set ids answered only once turn/start has come
 
 while True:
     msg = receive()
     method = msg.get("method")
+    if method == "thread/name/set" and scenario == "named":
+        held.append(msg["id"])
+        continue
+    if method == "turn/start":
+        for name_id in held:
+            send({"id": name_id, "result": {}})
     if method == "initialize":
         send({"id": msg["id"], "result": {"userAgent": "fake"}})
     elif method == "thread/start":

@@ -16,10 +16,10 @@ from tests.launcher.agents.conftest import AgentDirs
 FAKE = Path(__file__).with_name("fake_app_server.py")
 
 
-def fake_session(dirs: AgentDirs, scenario: str, report: Path) -> CodexSession:
+def fake_session(dirs: AgentDirs, scenario: str, report: Path, read_s: float = 10) -> CodexSession:
     cmd = " ".join(shlex.quote(a) for a in (sys.executable, str(FAKE), scenario, str(report)))
     config = CodexSessionConfig(
-        command=cmd, timeouts=Timeouts(read=10, turn=20), max_line=1024 * 1024
+        command=cmd, timeouts=Timeouts(read=read_s, turn=20), max_line=1024 * 1024
     )
     tools = [ToolSpec("known", "a tool", {"type": "object"})]
     return CodexSession(
@@ -32,11 +32,11 @@ def fake_session(dirs: AgentDirs, scenario: str, report: Path) -> CodexSession:
     )
 
 
-def drive(s: CodexSession) -> TurnResult:
+def drive(s: CodexSession, title: str | None = None) -> TurnResult:
     async def scenario() -> TurnResult:
         await s.start()
         try:
-            return await s.run_turn("hi")
+            return await s.run_turn("hi", title=title)
         finally:
             await s.stop()
 
@@ -86,3 +86,17 @@ def test_exit_mid_turn_is_port_exit(agent_dirs: AgentDirs, tmp_path: Path) -> No
     result = drive(fake_session(agent_dirs, "exit", tmp_path / "r"))
     assert result.status == "failed" and result.error_code == "port_exit"
     assert result.error and "rc=7" in result.error
+
+
+def test_thread_name_and_turn_start_go_out_together(agent_dirs: AgentDirs, tmp_path: Path) -> None:
+    """thread/name/set is sent first and answered with turn/start: a server that answers it
+    only once turn/start has come still names the thread, within the same turn. A client that
+    waited for the name before sending turn/start would give up on it (read timeout) and
+    then see its late answer as an unknown response."""
+    report = tmp_path / "report.ndjson"
+    s = fake_session(agent_dirs, "named", report, read_s=2)
+    result = drive(s, title="T-1: a title")
+    assert result.ok
+    sent = [json.loads(line).get("method") for line in report.read_text().splitlines()]
+    assert sent.index("thread/name/set") < sent.index("turn/start")
+    assert s.stream_stats["unknown"] == 0

@@ -164,6 +164,29 @@ def test_continues_while_active_then_stops_when_issue_leaves(harness: Harness) -
     assert all(s.pid is None or s.seconds_since_activity() >= 0 for s in harness.sessions)
 
 
+def test_first_prompt_scrub_runs_while_the_agent_starts(harness: Harness) -> None:
+    """The first prompt's preview scrub (a round trip to the tracker daemon) begins before the
+    agent's handshake is over, not after it; the prompt_sent record still comes first."""
+    thread_at_scrub: list[str | None] = []
+
+    async def scrub(text: str) -> str:
+        session = harness.sessions[-1] if harness.sessions else None
+        thread_at_scrub.append(session.thread_id if isinstance(session, CodexSession) else "-")
+        return text
+
+    with MockServer(lambda n, body: responses_text("ok", rid=f"r{n}")) as mock:
+        harness.dirs.write_codex_config(mock.port)
+        deps = dataclasses.replace(harness.deps(states("Done")), scrub=scrub)
+        outcome = harness.run(deps)
+    assert outcome.status == "succeeded"
+    # The first scrub (the prompt's; the agent's messages come later): the session existed,
+    # thread/start was not answered yet.
+    assert thread_at_scrub[0] is None
+    prompts = [a for a in harness.audits if a["type"] == "prompt_sent"]
+    assert [p["turn"] for p in prompts] == [1] and prompts[0]["preview"]
+    assert harness.audits[0]["type"] == "prompt_sent"
+
+
 def test_max_turns_bounds_the_loop(harness: Harness) -> None:
     with MockServer(lambda n, body: responses_text("ok", rid=f"r{n}")) as mock:
         harness.dirs.write_codex_config(mock.port)
