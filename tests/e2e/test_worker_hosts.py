@@ -34,6 +34,7 @@ release would double the slowest test in CI for nothing the package tests do not
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
@@ -108,6 +109,10 @@ def setup_worker(w: Container, deb: Path, public_key: str) -> str:
 def doctor(w: Container) -> dict[str, dict[str, Any]]:
     out = w.run(["symphonyctl", "doctor", "--json"], check=False).stdout
     return {r["name"]: r for r in json.loads(out)}
+
+
+def link_connected(w: Container) -> bool:
+    return bool(doctor(w)["link"]["status"] == "ok")
 
 
 def snapshot(c: Container) -> dict[str, Any]:
@@ -185,7 +190,7 @@ def scenario(c: Container, w1: Container, w2: Container, deb: Path) -> None:
     wait_until("both workers healthy", lambda: all(h["ok"] for h in hosts(c).values()))
     assert set(hosts(c)) == {"w1", "w2"}  # local = false: the control host is no host
     for w in (w1, w2):  # each worker's doctor checks it as a worker, link connected
-        wait_until(f"{w.address}'s doctor", lambda w=w: doctor(w)["link"]["status"] == "ok")
+        wait_until(f"{w.address}'s doctor", functools.partial(link_connected, w))
         rows = doctor(w)
         assert rows["role"]["detail"].startswith("worker"), rows
         assert not [r for r in rows.values() if r["status"] == "fail"], rows
