@@ -9,19 +9,13 @@ import pytest
 
 from devtools.demo_setup import install_package
 from devtools.nspawn import Container
-from symphonyd.core.sockets import WORKER_SOCKETS
+from symphonyd.core.sockets import SYSTEM_USERS, WORKER_SOCKETS
 from tests.units.test_units import EXPOSURE_BUDGET, exposure_score
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
-USERS = (
-    "symphony-audit",
-    "symphony-dispatch",
-    "symphony-tracker",
-    "symphony-dashboard",
-    "symphony-agent",
-    "symphony-link",
-)
+# Every system user the package makes (debian/symphonyd.sysusers), all gone after purge.
+USERS = SYSTEM_USERS
 # socket path -> owner (docs/design/0003-units-and-sockets.md)
 SOCKETS = {
     "audit-dispatcher.sock": "symphony-dispatch",

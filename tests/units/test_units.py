@@ -12,6 +12,7 @@ from symphonyd.core.sockets import (
     LINK_SOCKETS,
     SOCKET_MODE,
     SOCKETS,
+    SYSTEM_USERS,
     WORKER_SOCKETS,
     service_unit,
 )
@@ -84,7 +85,8 @@ def test_every_ipc_socket_is_0600_with_one_owner() -> None:
         listen = _unit_value(text, "ListenStream") or ""
         if not listen.startswith("/run/"):
             continue
-        spec = next((s for s in (*SOCKETS, *WORKER_SOCKETS, *LINK_SOCKETS) if s.unit == sock.name), None)
+        every = (*SOCKETS, *WORKER_SOCKETS, *LINK_SOCKETS)
+        spec = next((s for s in every if s.unit == sock.name), None)
         assert spec is not None, f"{sock.name} is missing from symphonyd/core/sockets.py"
         seen.add(spec.name)
         assert listen == f"/run/symphony/{spec.name}", sock.name
@@ -179,3 +181,14 @@ def test_the_link_brings_the_tracker_and_dispatcher_sockets_it_needs_before_them
         service = (UNITS / service_unit(spec.server)).read_text()
         assert spec.unit in _deps(service, "After"), spec.unit
         assert spec.unit not in _deps(service, "Requires"), spec.unit  # no workers: no socket
+
+
+def test_sysusers_postrm_and_the_users_table_agree() -> None:
+    # doctor checks SYSTEM_USERS, the package makes debian/symphonyd.sysusers and purge
+    # deletes the postrm's list: a user added to one must be in all three.
+    debian = UNITS.parent / "debian"
+    made = {line.split()[1] for line in (debian / "symphonyd.sysusers").read_text().splitlines()
+            if line.startswith("u ")}  # fmt: skip
+    loop = re.search(r"for name in ([a-z -]+); do", (debian / "symphonyd.postrm").read_text())
+    assert loop is not None
+    assert made == set(SYSTEM_USERS) == set(loop.group(1).split())
