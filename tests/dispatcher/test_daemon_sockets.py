@@ -21,6 +21,7 @@ from symphonyd.core.codec import encode
 from symphonyd.core.run_progress import RunProgress
 from symphonyd.core.worker_hosts import WorkerHosts
 from symphonyd.ctl.main import main as ctl_main
+from symphonyd.dispatcher.clients import IDS_PER_FETCH, PAGES_IN_FLIGHT
 from symphonyd.dispatcher.config_source import WorkflowConfigSource
 from symphonyd.dispatcher.daemon import assemble, control_server, loops
 from symphonyd.dispatcher.orchestrator import Orchestrator
@@ -307,3 +308,40 @@ async def test_a_hand_off_grace_ends_with_a_tick_not_with_the_poll() -> None:
             assert [(s.reason, s.run_id) for s in world.launcher.stopped] == [
                 ("inactive", next(r.run_id for r in world.launcher.started if r.issue.id == "id-1"))
             ]
+
+
+@run_async
+async def test_reconcile_refreshes_many_runs_in_concurrent_pages() -> None:
+    # 250 running issues: fetch_by_ids in pages of IDS_PER_FETCH, several in flight at once;
+    # one failed page fails the whole refresh (nothing stops), as when they went one by one.
+    async with socket_world() as world:
+        write_workflow(world.root / "WORKFLOW.md", limit=250, interval=3_600_000)
+        world.tracker.put(*(issue(n) for n in range(1, 251)))
+        async with dispatcher(world) as orch:
+            await eventually(lambda: len(orch.running) == 250, "250 runs")
+            world.ids_delay_s = 0.01
+            world.tracker.move("id-5", "Done")
+            world.tracker.move("id-240", "Backlog")
+            world.refuse_ids = {"id-150"}
+            polls = world.fetches
+            assert (await ctl(world, "refresh"))[0] == 0
+            await eventually(lambda: world.fetches > polls, "a tick with a refused page")
+            assert world.launcher.stopped == []
+            assert len(orch.running) == 250
+
+            world.refuse_ids = set()
+            world.id_pages.clear()
+            assert (await ctl(world, "refresh"))[0] == 0
+            await eventually(lambda: len(world.launcher.stopped) == 2, "two stops")
+            assert sorted((s.reason, s.run_id) for s in world.launcher.stopped) == sorted(
+                [("inactive", orch_run(world, "id-240")), ("terminal", orch_run(world, "id-5"))]
+            )
+            assert all(len(page) <= IDS_PER_FETCH for page in world.id_pages)
+            assert sorted(i for page in world.id_pages for i in page) == sorted(
+                f"id-{n}" for n in range(1, 251)
+            )
+            assert 2 <= world.ids_in_flight_max <= PAGES_IN_FLIGHT
+
+
+def orch_run(world: SocketWorld, issue_id: str) -> str:
+    return next(r.run_id for r in world.launcher.started if r.issue.id == issue_id)
