@@ -82,6 +82,7 @@ class SocketWorld:
         self.ids_in_flight = self.ids_in_flight_max = 0
         self.ids_delay_s = 0.0
         self.refuse_ids: set[str] = set()
+        self.refuse_states = False  # tracker.fetch_by_states gets an error reply
 
     def path(self, name: str) -> Path:
         return self.root / f"{name}-dispatcher.sock"
@@ -172,6 +173,8 @@ class SocketWorld:
 
     async def _by_states(self, p: FetchByStates, _: Peer) -> IssueList:
         self.fetches += 1
+        if self.refuse_states:
+            raise SymphonyError("board read refused", code="tracker_status")
         return IssueList(await self.tracker.fetch_by_states(p.states))
 
     async def _by_ids(self, p: FetchByIds, _: Peer) -> IssueList:
