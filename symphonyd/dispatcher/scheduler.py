@@ -173,7 +173,8 @@ class Scheduler:
         if eng.hosts.blind(now_ms):
             return  # a worker's runs are unknown until its lease has surely ended
         placement = eng.hosts.placement(now_ms)
-        for issue in sort_for_dispatch(issues):
+        # With no slot free nothing is taken: skip sorting the whole board for nothing.
+        for issue in sort_for_dispatch(issues) if slots > 0 else ():
             if slots <= 0:
                 break
             if issue.id in eng.claimed or issue.id in eng.running:
@@ -304,9 +305,11 @@ class Scheduler:
                 _log_reconcile_stop(entry, "terminal", issue.state, cleanup=True)
                 await eng.terminate(entry, "terminal", cleanup=True, release=True)
             elif active and issue_routable(issue, cfg.required_labels):
-                eng.running_by_state[entry.state_key] -= 1
+                old_key = entry.state_key
                 entry.issue = issue
-                eng.running_by_state[entry.state_key] += 1
+                if old_key != key:  # the per-state count moves only with the state
+                    eng.running_by_state[old_key] -= 1
+                    eng.running_by_state[key] += 1
             elif active:
                 _log_reconcile_stop(entry, "unroutable", issue.state, cleanup=False)
                 await eng.terminate(entry, "unroutable", cleanup=False, release=True)
