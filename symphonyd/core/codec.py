@@ -236,17 +236,19 @@ def _from_dict(tp: Any) -> Decoder:
 def _dataclass(tp: type) -> Decoder:
     # Fields are compiled at the first value, not here: a dataclass may refer to itself,
     # and its annotations resolve (get_type_hints) only once every name they use exists.
-    plan: list[tuple[str, Decoder, bool]] | None = None
-    names: frozenset[str] = frozenset()
+    # One tuple, set in one assignment: another thread decoding at the same time sees
+    # either nothing yet (and builds its own) or both parts.
+    built: tuple[list[tuple[str, Decoder, bool]], frozenset[str]] | None = None
 
     def decode_dataclass(data: Any, depth: int) -> Any:
-        nonlocal plan, names
+        nonlocal built
         _too_deep(depth)
         if not isinstance(data, dict):
             raise _Invalid(": expected an object")
-        if plan is None:
-            plan = _dataclass_plan(tp)
-            names = frozenset(name for name, _d, _r in plan)
+        if built is None:
+            fields = _dataclass_plan(tp)
+            built = (fields, frozenset(name for name, _d, _r in fields))
+        plan, names = built
         if not names.issuperset(data):
             raise _Invalid(f": unknown field(s) {sorted(set(data) - names)}")
         below = depth + 1
