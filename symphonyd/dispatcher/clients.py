@@ -54,6 +54,9 @@ from symphonyd.runtime.logging import log_event
 # Keep every request and reply well under the 1 MiB frame limit, however many issues or
 # records one tick handles.
 IDS_PER_FETCH = 100
+# fetch_by_ids pages in flight at once: enough to keep the tracker daemon and the dispatcher
+# busy at the same time, few enough that a provider sees a handful of concurrent reads.
+PAGES_IN_FLIGHT = 4
 RECORDS_PER_APPEND = 200
 PROBE_AFTER = 2**53  # a list_runs cursor past any run: an empty, cheap answer
 P = TypeVar("P")
@@ -118,6 +121,10 @@ class HostLink(Link):
             return self._client
 
 
+class PageNotSentError(Exception):
+    """A fetch_by_ids page left unsent because another page had failed."""
+
+
 class TrackerClient:
     def __init__(self, link: Link) -> None:
         self.link = link
@@ -126,11 +133,48 @@ class TrackerClient:
         return (await self.link.call(TRACKER_FETCH_BY_STATES, FetchByStates(states))).issues
 
     async def fetch_by_ids(self, ids: list[str]) -> list[Issue]:
-        out: list[Issue] = []
-        for i in range(0, len(ids), IDS_PER_FETCH):
-            chunk = FetchByIds(ids[i : i + IDS_PER_FETCH])
-            out.extend((await self.link.call(TRACKER_FETCH_BY_IDS, chunk)).issues)
-        return out
+        """Every id's current snapshot, in pages of IDS_PER_FETCH with up to PAGES_IN_FLIGHT
+        of them in flight (pipelined on the one connection). The answer is the pages'
+        issues in page order, and a failed page fails the whole call with the error the
+        earliest failed page raised, as when the pages went one after the other; the pages
+        still in flight then are cancelled and no further page is sent (they only read)."""
+        pages = [ids[i : i + IDS_PER_FETCH] for i in range(0, len(ids), IDS_PER_FETCH)]
+        if len(pages) <= 1:
+            return [i for page in pages for i in await self._page(page)]
+        gate = asyncio.Semaphore(PAGES_IN_FLIGHT)
+        failed = False
+
+        async def gated(page: list[str]) -> list[Issue]:
+            nonlocal failed
+            async with gate:
+                if failed:
+                    raise PageNotSentError("another fetch_by_ids page failed")
+                try:
+                    return await self._page(page)
+                except BaseException:
+                    failed = True
+                    raise
+
+        tasks = [asyncio.ensure_future(gated(page)) for page in pages]
+        try:
+            out: list[Issue] = []
+            not_sent: PageNotSentError | None = None
+            for task in tasks:
+                try:
+                    out.extend(await task)
+                except PageNotSentError as exc:
+                    not_sent = exc  # the page that failed raises when its turn comes
+            if not_sent is not None:
+                raise not_sent
+            return out
+        finally:
+            for task in tasks:
+                task.cancel()
+            # Wait for the cancelled ones so none is left running after an error.
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _page(self, ids: list[str]) -> list[Issue]:
+        return (await self.link.call(TRACKER_FETCH_BY_IDS, FetchByIds(ids))).issues
 
 
 class LauncherClient:

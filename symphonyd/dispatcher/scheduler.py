@@ -15,6 +15,7 @@ from symphonyd.core.scheduling import (
     issue_routable,
     sort_for_dispatch,
 )
+from symphonyd.dispatcher.board import Board, board_for_poll, read_board, refresh_running
 from symphonyd.dispatcher.engine import Engine, brief_error, log
 from symphonyd.dispatcher.journal import run_fields
 from symphonyd.dispatcher.launch import RunStarter
@@ -40,13 +41,16 @@ class Scheduler:
         self.starter = RunStarter(engine)
 
     async def tick(self) -> None:
-        """SPEC 16.2: reconcile, preflight, fetch, sort, dispatch while slots remain."""
+        """SPEC 16.2: reconcile, preflight, fetch, sort, dispatch while slots remain.
+
+        The board is read once, at reconciliation, and the poll uses that read unless
+        preflight changed the active states or it has grown old (dispatcher/board.py)."""
         eng = self.engine
         await eng.retry_pending_stops()
-        await self._reconcile()
+        board = await self._reconcile()
         await self._preflight()
         if eng.cfg is not None:
-            await self._poll_candidates()
+            await self._poll_candidates(board_for_poll(eng, board))
         eng.persist_if_dirty(failed_save=True)
 
     async def _preflight(self) -> None:
@@ -137,11 +141,14 @@ class Scheduler:
                 ae.config_reload(new.workflow.path, new.workflow.fingerprint, True)
             )
 
-    async def _poll_candidates(self) -> None:
+    async def _poll_candidates(self, board: Board | None) -> None:
         eng = self.engine
         cfg = eng.settings
         try:
-            issues = await eng.tracker.fetch_by_states(list(cfg.active_states_raw))
+            if board is not None:
+                issues = board.answer()
+            else:
+                issues = await eng.tracker.fetch_by_states(list(cfg.active_states_raw))
         except Exception as exc:
             eng.mark("tracker", False, brief_error(exc))
             eng.pauses.set(
@@ -166,7 +173,8 @@ class Scheduler:
         if eng.hosts.blind(now_ms):
             return  # a worker's runs are unknown until its lease has surely ended
         placement = eng.hosts.placement(now_ms)
-        for issue in sort_for_dispatch(issues):
+        # With no slot free nothing is taken: skip sorting the whole board for nothing.
+        for issue in sort_for_dispatch(issues) if slots > 0 else ():
             if slots <= 0:
                 break
             if issue.id in eng.claimed or issue.id in eng.running:
@@ -264,20 +272,22 @@ class Scheduler:
             batch.append((issue, r.attempt, host))
         await self.starter.launch(batch)
 
-    async def _reconcile(self) -> None:
-        """SPEC 16.3: stalls first, then a tracker refresh of every running issue."""
+    async def _reconcile(self) -> Board | None:
+        """SPEC 16.3: stalls first, then a tracker refresh of every running issue: from the
+        tick's board read where it lists the issue, by id otherwise. Returns the board."""
         eng = self.engine
         await self._reconcile_stalls()
+        board = await read_board(eng)
         cfg = eng.settings
         if not eng.running:
-            return
+            return board
         ids = list(eng.running)
         try:
-            refreshed = await eng.tracker.fetch_by_ids(ids)
+            refreshed = await refresh_running(eng, ids, board)
             eng.mark("tracker", True)
         except Exception as exc:
             eng.mark("tracker", False, brief_error(exc))
-            return
+            return board
         seen: set[str] = set()
         now_ms = eng.clock.monotonic_ms()
         for issue in refreshed:
@@ -295,9 +305,11 @@ class Scheduler:
                 _log_reconcile_stop(entry, "terminal", issue.state, cleanup=True)
                 await eng.terminate(entry, "terminal", cleanup=True, release=True)
             elif active and issue_routable(issue, cfg.required_labels):
-                eng.running_by_state[entry.state_key] -= 1
+                old_key = entry.state_key
                 entry.issue = issue
-                eng.running_by_state[entry.state_key] += 1
+                if old_key != key:  # the per-state count moves only with the state
+                    eng.running_by_state[old_key] -= 1
+                    eng.running_by_state[key] += 1
             elif active:
                 _log_reconcile_stop(entry, "unroutable", issue.state, cleanup=False)
                 await eng.terminate(entry, "unroutable", cleanup=False, release=True)
@@ -311,6 +323,7 @@ class Scheduler:
                 await eng.terminate(gone, "inactive", cleanup=False, release=True)
         for key in [k for k, v in eng.running_by_state.items() if v <= 0]:
             del eng.running_by_state[key]
+        return board
 
     async def _reconcile_stalls(self) -> None:
         """SPEC 8.5 part A: no event for longer than stall_timeout_ms ends the run."""

@@ -76,6 +76,13 @@ class SocketWorld:
         self.tracker_events = False
         self.tracker_sinks: set[EventSink] = set()
         self.fetches = 0  # tracker.fetch_by_states calls: one per tick
+        # tracker.fetch_by_ids: the pages asked for, the most in flight at once, a delay per
+        # page (so pipelined pages overlap) and ids whose page gets an error reply
+        self.id_pages: list[list[str]] = []
+        self.ids_in_flight = self.ids_in_flight_max = 0
+        self.ids_delay_s = 0.0
+        self.refuse_ids: set[str] = set()
+        self.refuse_states = False  # tracker.fetch_by_states gets an error reply
 
     def path(self, name: str) -> Path:
         return self.root / f"{name}-dispatcher.sock"
@@ -166,10 +173,22 @@ class SocketWorld:
 
     async def _by_states(self, p: FetchByStates, _: Peer) -> IssueList:
         self.fetches += 1
+        if self.refuse_states:
+            raise SymphonyError("board read refused", code="tracker_status")
         return IssueList(await self.tracker.fetch_by_states(p.states))
 
     async def _by_ids(self, p: FetchByIds, _: Peer) -> IssueList:
-        return IssueList(await self.tracker.fetch_by_ids(p.ids))
+        self.id_pages.append(p.ids)
+        self.ids_in_flight += 1
+        self.ids_in_flight_max = max(self.ids_in_flight_max, self.ids_in_flight)
+        try:
+            if self.ids_delay_s:
+                await asyncio.sleep(self.ids_delay_s)
+            if self.refuse_ids.intersection(p.ids):
+                raise SymphonyError("page refused", code="tracker_status")
+            return IssueList(await self.tracker.fetch_by_ids(p.ids))
+        finally:
+            self.ids_in_flight -= 1
 
     async def _start(self, p: StartRun, _: Peer) -> StartRunResult:
         self.audit_at_start.append(len(self.audit.records))

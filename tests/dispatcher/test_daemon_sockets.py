@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from symphonyd.core.codec import encode
 from symphonyd.core.run_progress import RunProgress
 from symphonyd.core.worker_hosts import WorkerHosts
 from symphonyd.ctl.main import main as ctl_main
+from symphonyd.dispatcher.clients import IDS_PER_FETCH, PAGES_IN_FLIGHT
 from symphonyd.dispatcher.config_source import WorkflowConfigSource
 from symphonyd.dispatcher.daemon import assemble, control_server, loops
 from symphonyd.dispatcher.orchestrator import Orchestrator
@@ -307,3 +309,83 @@ async def test_a_hand_off_grace_ends_with_a_tick_not_with_the_poll() -> None:
             assert [(s.reason, s.run_id) for s in world.launcher.stopped] == [
                 ("inactive", next(r.run_id for r in world.launcher.started if r.issue.id == "id-1"))
             ]
+
+
+@run_async
+async def test_reconcile_refreshes_running_issues_from_the_board_and_the_rest_by_id() -> None:
+    # 250 running issues, all on the board: a tick reads the board once and asks for no
+    # issue by id; an issue that left the board is fetched by id. Outcomes as before: a
+    # state change inside the active states is applied, an issue that is no longer
+    # dispatchable stops as unroutable, one in a terminal state stops with cleanup.
+    async with running_issues(250) as (world, orch):
+        world.id_pages.clear()
+        polls = world.fetches
+        for n in (1, 2):  # ticks run one at a time: the second's read ends the first
+            assert (await ctl(world, "refresh"))[0] == 0
+            await eventually(lambda n=n: world.fetches >= polls + n, f"tick {n}")
+        assert world.id_pages == []
+
+        world.tracker.move("id-7", "In Progress")
+        world.tracker.put(replace(world.tracker.issues["id-8"], dispatchable=False))
+        world.tracker.move("id-9", "Done")
+        assert (await ctl(world, "refresh"))[0] == 0
+        await eventually(lambda: len(world.launcher.stopped) == 2, "two stops")
+        assert world.id_pages == [["id-9"]]  # the one running issue not on the board
+        assert sorted((s.reason, s.run_id, s.cleanup_workspace)
+                      for s in world.launcher.stopped) == sorted(
+            [("unroutable", run_of(world, "id-8"), False),
+             ("terminal", run_of(world, "id-9"), True)]
+        )  # fmt: skip
+        assert orch.running["id-7"].issue.state == "In Progress"
+        assert len(orch.running) == 248
+
+
+@run_async
+async def test_reconcile_refreshes_many_runs_in_concurrent_pages() -> None:
+    # The board read fails: reconciliation fetches every running issue by id, as before,
+    # in pages of IDS_PER_FETCH with several in flight; one failed page fails the whole
+    # refresh (nothing stops), as when the pages went one after the other.
+    async with running_issues(250) as (world, orch):
+        world.refuse_states = True
+        world.ids_delay_s = 0.01
+        world.tracker.move("id-5", "Done")
+        world.tracker.move("id-240", "Backlog")
+        world.refuse_ids = {"id-150"}
+        polls = world.fetches
+        assert (await ctl(world, "refresh"))[0] == 0
+        # One board read per tick, failed or not; the poll reports the failed read.
+        await eventually(lambda: world.fetches > polls, "a tick with a refused page")
+        await eventually(lambda: orch.pauses.has("tracker_unavailable"), "poll failed")
+        assert world.launcher.stopped == []
+        assert len(orch.running) == 250
+
+        world.refuse_ids = set()
+        world.id_pages.clear()
+        assert (await ctl(world, "refresh"))[0] == 0
+        await eventually(lambda: len(world.launcher.stopped) == 2, "two stops")
+        assert sorted((s.reason, s.run_id) for s in world.launcher.stopped) == sorted(
+            [("inactive", run_of(world, "id-240")), ("terminal", run_of(world, "id-5"))]
+        )
+        assert all(len(page) <= IDS_PER_FETCH for page in world.id_pages)
+        assert sorted(i for page in world.id_pages for i in page) == sorted(
+            f"id-{n}" for n in range(1, 251)
+        )
+        assert 2 <= world.ids_in_flight_max <= PAGES_IN_FLIGHT
+        snap = await status(world)
+        assert "tracker_unavailable" in {r["code"] for r in snap["pause"]["reasons"]}
+
+
+@contextlib.asynccontextmanager
+async def running_issues(n: int) -> AsyncIterator[tuple[SocketWorld, Orchestrator]]:
+    """The dispatcher with ``n`` issues running and an hour's poll (ticks come from
+    ``symphonyctl refresh``)."""
+    async with socket_world() as world:
+        write_workflow(world.root / "WORKFLOW.md", limit=n, interval=3_600_000)
+        world.tracker.put(*(issue(k) for k in range(1, n + 1)))
+        async with dispatcher(world) as orch:
+            await eventually(lambda: len(orch.running) == n, f"{n} runs")
+            yield world, orch
+
+
+def run_of(world: SocketWorld, issue_id: str) -> str:
+    return next(r.run_id for r in world.launcher.started if r.issue.id == issue_id)

@@ -207,7 +207,9 @@ async def test_terminal_cleanup_and_prune_go_to_the_host_that_owns_the_workspace
             assert state["workspace_hosts"] == {"MT-1": [owner]}
 
             world.tracker.move("id-1", "Done")
-            await eventually(lambda: "id-1" not in orch.running, "terminal stop")
+            # The run leaves the table before its stop_run reaches the host: wait for both.
+            await eventually(lambda: "id-1" not in orch.running and hosts[owner].launcher.stopped,
+                             "terminal stop")  # fmt: skip
             [stop] = hosts[owner].launcher.stopped
             assert stop.cleanup_workspace and stop.reason == "terminal"
             code, out, err = await ctl(world, "prune", "--older-than", "1d")
