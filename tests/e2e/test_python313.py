@@ -31,6 +31,7 @@ EXCLUDES = ("--ignore", "tests/dashboard/test_browser.py")
 SELENIUM_MODULES = r"tests/dashboard/(test_browser|contrast)\.py"
 
 
+@pytest.mark.timeout(1800)  # the whole unit suite, inside; its own run has a 1500 s limit
 def test_unit_suite_and_type_checks_pass_on_python_3_13(tmp_path: Path) -> None:
     wheels = sorted(WHEELS.glob("*.whl"))
     assert any(

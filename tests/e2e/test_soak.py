@@ -265,6 +265,7 @@ def explain(issue: str | None, since: float | None, when: float, d: Driver) -> W
 SOAK_RELEASES = [r for r in RELEASES_UNDER_TEST if r == "bookworm"]
 
 
+@pytest.mark.timeout(1200)  # a soak: minutes by design
 @pytest.mark.parametrize("release", SOAK_RELEASES)
 def test_soak_stops_releases_slow_hooks_and_restarts(
     container: Container, deb_file: Path, tmp_path: Path
