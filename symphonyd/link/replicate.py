@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from symphonyd.core.api.audit import (
 from symphonyd.core.audit_layout import REPLICA_SUBDIR
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.worker_hosts import WorkerHost, WorkerHosts
+from symphonyd.link.redial import Redial
 from symphonyd.link.replica_store import ReplicaBroken, ReplicaStore, verify_page
 from symphonyd.link.ssh_command import spawn_ssh, ssh_argv
 from symphonyd.runtime.ipc_client import IpcClient
@@ -68,9 +70,15 @@ class Replicator:
         try:
             await asyncio.to_thread(store.open)
             status.head_seq = None if store.head is None else store.head.seq
+            redial = Redial(self.interval)
             while True:
+                started = time.monotonic()
                 await self._session(host, store, status)
-                await asyncio.sleep(self.interval)
+                delay = redial.after(time.monotonic() - started)
+                # A short session's end was logged with its reason; this says when the next.
+                log_event(log, "audit_replica", level=logging.DEBUG, host=host.name,
+                          outcome="redial", retry_in=delay)  # fmt: skip
+                await asyncio.sleep(delay)
         except ReplicaBroken as exc:
             status.stopped = exc.message
             log_event(

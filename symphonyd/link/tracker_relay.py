@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -49,6 +50,7 @@ from symphonyd.core.api.tracker import (
 from symphonyd.core.errors import SymphonyError
 from symphonyd.core.issue import Issue
 from symphonyd.core.wire import MethodSpec
+from symphonyd.link.redial import Redial
 from symphonyd.runtime.ipc_client import ReconnectingClient
 from symphonyd.runtime.ipc_server import IpcServer
 from symphonyd.runtime.logging import log_event
@@ -169,8 +171,11 @@ class TrackerRelay:
 
 
 async def keep_forwarding(host: str, argv: Sequence[str], interval: float) -> None:
-    """Hold the worker's tracker forward: one ``ssh -N -R`` session, restarted when it ends."""
+    """Hold the worker's tracker forward: one ``ssh -N -R`` session, reopened when it ends,
+    later each time it ends quickly (``Redial``)."""
+    redial = Redial(interval)
     while True:
+        started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
@@ -189,6 +194,7 @@ async def keep_forwarding(host: str, argv: Sequence[str], interval: float) -> No
                     proc.terminate()
                 with contextlib.suppress(ProcessLookupError):
                     await asyncio.shield(proc.wait())
+        delay = redial.after(time.monotonic() - started)
         log_event(
             log,
             "link_tracker",
@@ -197,5 +203,6 @@ async def keep_forwarding(host: str, argv: Sequence[str], interval: float) -> No
             outcome="forward_ended",
             exit_code=code,
             stderr=err.decode(errors="replace").strip()[-_STDERR_TAIL:] or None,
+            retry_in=delay,
         )
-        await asyncio.sleep(interval)
+        await asyncio.sleep(delay)

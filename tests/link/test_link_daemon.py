@@ -36,7 +36,9 @@ def host_config(tmp_path: Path, worker: Worker, *, known_hosts: Path | None = No
     return path
 
 
-def spawn_link(config: Path, hosts: Path, key: Path, uid: int = 0) -> subprocess.Popen[bytes]:
+def spawn_link(
+    config: Path, hosts: Path, key: Path, uid: int = 0, extra: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     return spawn(
         "symphonyd.link",
         "--host-config",
@@ -47,6 +49,7 @@ def spawn_link(config: Path, hosts: Path, key: Path, uid: int = 0) -> subprocess
         str(key),
         "--dispatcher-uid",
         str(uid),
+        *extra,
     )
 
 
