@@ -58,6 +58,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -334,6 +335,7 @@ async def latency(runs: int) -> dict[str, Any]:
                 base / "link.log", "-m", "symphonyd.link", "--host-config",
                 str(base / "link.toml"), "--hosts-dir", str(ctl / "hosts"), "--key",
                 str(base / "control_key"), "--dispatcher-uid", "0",
+                "--worker-tracker-socket", str(run_dir / "link" / "tracker.sock"),
             )  # fmt: skip
             for path in (run_dir / "launcher-link.sock", ctl / "hosts" / "h0.sock"):
                 await until_true(path.exists)
@@ -454,6 +456,9 @@ def scale_one(hosts: int, runs: int, hold: float) -> dict[str, Any]:
             base / "link.log", "-m", "symphonyd.link", "--host-config", str(base / "host.toml"),
             "--hosts-dir", str(ctl / "hosts"), "--key", str(base / "control_key"),
             "--dispatcher-uid", "0",
+            # Every worker's forward on one path (sshd replaces the socket file; each session
+            # keeps its listener): the stand-in launchers make no tracker calls.
+            "--worker-tracker-socket", str(base / "w" / "tracker.sock"),
         )  # fmt: skip
         wait_for(lambda: all((ctl / "hosts" / f"h{i}.sock").exists() for i in range(hosts)),
                  "the link's sockets", 60)  # fmt: skip
@@ -642,6 +647,8 @@ def dispatcher_child(ticks: str, argv: list[str]) -> int:
 def main() -> int:
     if sys.argv[1:2] == ["--dispatcher-child"]:  # TIMES_FILE DISPATCHER_ARGS...
         return dispatcher_child(sys.argv[2], sys.argv[3:])
+    # Stopped with SIGTERM, the bench still takes down what it started (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("mode", nargs="?", choices=["latency", "scale", "core"], default="latency")
     p.add_argument("--runs", type=int, default=None, help="latency: 20; scale: 5000")

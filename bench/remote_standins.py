@@ -144,13 +144,18 @@ def _one_sshd(
         "ClientAliveCountMax 3",
         "MaxStartups 2000",  # the link opens every session at once
         "LogLevel ERROR",
+        # As a worker's sshd drop-in: the one remote Unix-socket forward (the tracker path).
+        "AllowTcpForwarding remote",
+        "PermitListen none",
+        "AllowStreamLocalForwarding remote",
+        "StreamLocalBindUnlink yes",
     ]
     if len(routes) == 1:
         [runtime] = routes.values()
-        keys = f'restrict,command="{bridge_command(runtime)}" {client_pub}\n'
+        keys = f'restrict,port-forwarding,command="{bridge_command(runtime)}" {client_pub}\n'
         lines.append("PermitRootLogin forced-commands-only")
     else:
-        keys = f"restrict {client_pub}\n"
+        keys = f"restrict,port-forwarding {client_pub}\n"
         lines.append("PermitRootLogin prohibit-password")
         for port, runtime in routes.items():
             lines += [f"Match LocalPort {port}", f"  ForceCommand {bridge_command(runtime)}"]
