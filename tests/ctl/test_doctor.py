@@ -7,6 +7,7 @@ removed again afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -108,6 +109,10 @@ class Host:
 
     def close(self) -> None:
         for sock in self.listeners:
+            # shutdown() wakes the thread blocked in accept(); close() alone would not, and
+            # each test left its threads behind for the rest of the run.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
     def doctor(self, *extra: str) -> subprocess.CompletedProcess[str]:
